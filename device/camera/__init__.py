@@ -1,0 +1,115 @@
+"""Frame sources: where camera frames come from.
+
+One small interface, :class:`FrameSource`, with one module per backend:
+
+* ``v4l2:/dev/video0`` -- USB (UVC) webcams through OpenCV's V4L2 backend (:mod:`device.camera.v4l2`)
+* ``picamera2:0``     -- CSI camera modules through picamera2 (:mod:`device.camera.picamera2`)
+* ``file:PATH``       -- a video file, an image file or a folder of images (:mod:`device.camera.file`)
+
+The daemon never knows which one it has::
+
+    source = open_source("file:tests/media/counter.mp4", pace="fast")
+    while (frame := source.read(timeout=1.0)) is not None:
+        handle(frame.image)
+    source.close()
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class CameraError(Exception):
+    """The source cannot give frames now (device missing, stalled, file unreadable).
+
+    The message is meant for a technician: it names the device or file and says what to check.
+    A live source keeps trying to reopen in the background; calling :meth:`FrameSource.read`
+    again is the way to find out whether it is back.
+    """
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured frame.
+
+    ``image`` is uint8, either BGR (H x W x 3) or grey (H x W). ``index`` counts frames from 0 in
+    the order the source produced them (for files: the frame number in the video, or the image's
+    position in the folder). ``monotonic`` is ``time.monotonic()`` at capture; never wall-clock.
+    ``origin`` says where it came from, for logs and ``kiosk scan`` (a path for files).
+    ``still`` is True for a frame that is a still image (an image file, an image in a folder) rather
+    than a frame of a video or a live camera: ``kiosk scan`` reports every still, read or not.
+    """
+
+    image: np.ndarray
+    index: int
+    monotonic: float
+    origin: str = ""
+    still: bool = False
+
+
+class FrameSource(abc.ABC):
+    """A camera, or something that plays one.
+
+    ``read`` returns the newest frame not returned before, waiting at most ``timeout`` seconds
+    (None: wait as long as needed). It returns ``None`` when a finite source (a file) is used up,
+    and raises :class:`CameraError` when no frame can be had within the timeout because the
+    device is missing or stalled. It never returns the same frame twice.
+    """
+
+    #: True for files: the stream ends, and ``read`` returning None means "done".
+    finite: bool = False
+
+    @abc.abstractmethod
+    def read(self, timeout: float | None = None) -> Frame | None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """One line for status and logs: backend, device, resolution, state."""
+
+    def __enter__(self) -> "FrameSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_source(
+    spec: str,
+    *,
+    pace: str = "realtime",
+    fps: float = 30.0,
+    width: int = 1280,
+    height: int = 720,
+) -> FrameSource:
+    """Open the source named by ``spec`` (the ``camera.source`` config value).
+
+    Raises ``ValueError`` for a spec with no known backend, :class:`CameraError` when the backend
+    cannot start at all (picamera2 not installed, file missing). A live camera that is merely
+    unplugged opens fine and reports through ``read``.
+    """
+    backend, sep, target = spec.partition(":")
+    if not sep or not target:
+        raise ValueError(f"camera source {spec!r}: expected BACKEND:TARGET, e.g. v4l2:/dev/video0, picamera2:0, file:PATH")
+    if backend == "file":
+        from device.camera.file import FileSource
+
+        return FileSource(target, pace=pace)
+    if backend == "v4l2":
+        from device.camera.v4l2 import V4L2Source
+
+        return V4L2Source(target, fps=fps, width=width, height=height)
+    if backend == "picamera2":
+        from device.camera.picamera2 import Picamera2Source
+
+        return Picamera2Source(target, fps=fps, width=width, height=height)
+    raise ValueError(f"camera source {spec!r}: unknown backend {backend!r} (known: v4l2, picamera2, file)")
+
+
+#: Backends ``open_source`` knows, for config validation.
+BACKENDS = ("v4l2", "picamera2", "file")
