@@ -1,0 +1,349 @@
+"""The kiosk's configuration: one typed schema, from which come validation, defaults,
+environment overrides, the effective-config dump and the documentation.
+
+A file is TOML (default ``/etc/kiosk/kiosk.toml``, see ``config/kiosk.toml`` for every key).
+Anything wrong stops the program with :data:`EXIT_CONFIG` (78, ``EX_CONFIG``) and a message that
+names the file and the key::
+
+    /etc/kiosk/kiosk.toml: camera.fps: expected a number, got "fast"
+
+>>> cfg = load(None, environ={})
+>>> cfg.scan.repeat_window_s
+10.0
+>>> cfg.camera.source
+'v4l2:/dev/video0'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+#: Exit code for configuration errors (sysexits.h EX_CONFIG); systemd's unit does not restart on it.
+EXIT_CONFIG = 78
+DEFAULT_PATH = Path("/etc/kiosk/kiosk.toml")
+#: Environment variables override a few keys a technician changes often: KIOSK_<SECTION>_<KEY>.
+ENV_PREFIX = "KIOSK_"
+
+
+class ConfigError(Exception):
+    """A configuration problem, named by file and key. ``str()`` is the message for the technician."""
+
+    def __init__(self, key: str, problem: str, source: str = ""):
+        self.key, self.problem, self.source = key, problem, source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{key}: {problem}" if key else f"{where}{problem}")
+
+
+def opt(
+    default: Any,
+    doc: str,
+    *,
+    choices: tuple | None = None,
+    minimum: float | None = None,
+    env: bool = False,
+    secret: bool = False,
+    check: Callable[[Any], str | None] | None = None,
+    default_doc: str | None = None,
+) -> Any:
+    """Declare one option: its default, what it is for, and how it is checked.
+
+    ``check`` returns a problem (str) or None. ``default_doc`` describes a computed default.
+    """
+    meta = dict(doc=doc, choices=choices, minimum=minimum, env=env, secret=secret, check=check, default_doc=default_doc)
+    if callable(default):
+        return field(default_factory=default, metadata=meta)
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _check_camera_source(value: str) -> str | None:
+    from device.camera import BACKENDS
+
+    backend, sep, target = value.partition(":")
+    if not sep or not target or backend not in BACKENDS:
+        return f'expected BACKEND:TARGET with BACKEND one of {", ".join(BACKENDS)} (e.g. "v4l2:/dev/video0"), got "{value}"'
+    return None
+
+
+def _check_symbologies(value: list) -> str | None:
+    from device.vision.decoders import SYMBOLOGIES
+
+    unknown = [s for s in value if s not in SYMBOLOGIES]
+    if unknown:
+        return f"unknown symbology {unknown[0]!r} (known: {', '.join(sorted(SYMBOLOGIES))})"
+    if not value:
+        return "expected at least one symbology"
+    return None
+
+
+def _check_decoder(value: str) -> str | None:
+    from device.vision.decoders import DECODERS
+
+    return None if value in DECODERS else f'expected one of {", ".join(DECODERS)}, got "{value}"'
+
+
+def _check_url(value: str) -> str | None:
+    if value and not value.startswith(("http://", "https://")):
+        return f'expected an http(s) URL, got "{value}"'
+    return None
+
+
+@dataclass(frozen=True)
+class KioskSection:
+    id: str = opt(socket.gethostname, "This kiosk's name at the central; unique across the fleet.", default_doc="the host name")
+    site: str = opt("", "Where the kiosk stands (branch or counter), sent with every identification.")
+
+
+@dataclass(frozen=True)
+class CameraSection:
+    source: str = opt(
+        "v4l2:/dev/video0",
+        "Frame source: v4l2:/dev/videoN (USB webcam), picamera2:N (CSI module), file:PATH (video, image or folder).",
+        env=True,
+        check=_check_camera_source,
+    )
+    pace: str = opt("realtime", "For file sources: realtime plays at the file's frame rate, fast as fast as possible.", choices=("realtime", "fast"))
+    fps: float = opt(30.0, "Frames per second requested from the camera.", minimum=1)
+    width: int = opt(1280, "Frame width requested from the camera, pixels.", minimum=16)
+    height: int = opt(720, "Frame height requested from the camera, pixels.", minimum=16)
+    stall_timeout_s: float = opt(5.0, "A live camera that gives no frame for this long is reopened.", minimum=0.1)
+
+
+@dataclass(frozen=True)
+class ScanSection:
+    decoder: str = opt("zxing-cpp", "Barcode decoder: zxing-cpp (reads more, faster; see docs/BENCHMARKS.md) or pyzbar.", check=_check_decoder)
+    symbologies: list = opt(
+        ["Code128", "EAN13", "EAN8", "UPCA", "UPCE"],
+        "Barcode types decoded. Cards are Code128; the others are read only to tell the client "
+        "\"this is not your card\" (a product barcode held up by mistake).",
+        check=_check_symbologies,
+    )
+    repeat_window_s: float = opt(10.0, "The same card seen again within this many seconds is the same presentation.", minimum=0)
+    full_look_interval_s: float = opt(1.0, "Decode at least this often even when the view has not changed (a card held perfectly still).", minimum=0.05)
+
+
+@dataclass(frozen=True)
+class OutboxSection:
+    path: str = opt("/var/lib/kiosk/outbox.db", "The durable queue of identifications (SQLite).", env=True)
+    retention_days: float = opt(30, "Delivered identifications are kept this many days, then deleted.", minimum=0)
+
+
+@dataclass(frozen=True)
+class ApiSection:
+    url: str = opt("", "Base URL of the central API, e.g. https://central.example.net.", env=True, check=_check_url)
+    token: str = opt("", "Bearer token for the central API. Prefer api.token_file.", secret=True, env=True)
+    token_file: str = opt("", "File holding the bearer token (readable by root and the kiosk group only).", env=True)
+    ca_bundle: str = opt("", "CA bundle to verify the central's TLS certificate with (empty: the system's).")
+    allow_insecure_http: bool = opt(False, "Allow plain http:// to hosts other than loopback (never in production).")
+    connect_timeout_s: float = opt(5.0, "Seconds to wait for a connection to the central.", minimum=0.1)
+    read_timeout_s: float = opt(15.0, "Seconds to wait for the central's answer.", minimum=0.1)
+    batch_size: int = opt(100, "Identifications sent per request.", minimum=1)
+
+
+@dataclass(frozen=True)
+class FeedbackSection:
+    pin_factory: str = opt(
+        "",
+        "gpiozero pin factory: empty lets gpiozero choose (lgpio on a Pi 5); mock on machines without GPIO.",
+        choices=("", "mock", "lgpio", "rpigpio", "pigpio", "native"),
+        env=True,
+    )
+
+
+@dataclass(frozen=True)
+class LogSection:
+    level: str = opt("INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"), env=True)
+    unmask: bool = opt(False, "Show whole contract numbers in logs (default: only the last 4 digits).")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration. Sections are attributes: ``cfg.camera.fps``."""
+
+    kiosk: KioskSection = field(default_factory=KioskSection)
+    camera: CameraSection = field(default_factory=CameraSection)
+    scan: ScanSection = field(default_factory=ScanSection)
+    outbox: OutboxSection = field(default_factory=OutboxSection)
+    api: ApiSection = field(default_factory=ApiSection)
+    feedback: FeedbackSection = field(default_factory=FeedbackSection)
+    log: LogSection = field(default_factory=LogSection)
+    #: Where it was read from ("" for defaults only); not a key.
+    source: str = field(default="", compare=False)
+
+
+SECTION_FIELDS = [f for f in dataclasses.fields(Config) if f.name != "source"]
+
+
+def options() -> list[tuple[str, dataclasses.Field]]:
+    """Every option as ("section.key", field), in schema order (for docs, dumps and tests)."""
+    return [(f"{s.name}.{o.name}", o) for s in SECTION_FIELDS for o in dataclasses.fields(_section_type(s))]
+
+
+def _section_type(f: dataclasses.Field) -> type:
+    return f.type if isinstance(f.type, type) else globals()[f.type]
+
+
+def _type_name(o: dataclasses.Field) -> str:
+    t = o.type if isinstance(o.type, str) else o.type.__name__
+    return {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "list": "list of strings"}[t]
+
+
+def _coerce(key: str, o: dataclasses.Field, value: Any, source: str) -> Any:
+    """Check one value against its option; return it in the option's type."""
+    t = o.type if isinstance(o.type, str) else o.type.__name__
+    shown = f'"{value}"' if isinstance(value, str) else repr(value)
+    expected = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false", "list": "a list of strings"}[t]
+    ok = {
+        "str": isinstance(value, str),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
+        "list": isinstance(value, list) and all(isinstance(v, str) for v in value),
+    }[t]
+    if not ok:
+        raise ConfigError(key, f"expected {expected}, got {shown}", source)
+    if t == "float":
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(key, f"expected a finite number, got {shown}", source)
+    meta = o.metadata
+    if meta["choices"] is not None and value not in meta["choices"]:
+        raise ConfigError(key, f"expected one of {', '.join(repr(c) for c in meta['choices'])}, got {shown}", source)
+    if meta["minimum"] is not None and value < meta["minimum"]:
+        raise ConfigError(key, f"expected at least {meta['minimum']:g}, got {shown}", source)
+    if meta["check"] is not None and (problem := meta["check"](value)):
+        raise ConfigError(key, problem, source)
+    return value
+
+
+def _from_env(key: str, o: dataclasses.Field, text: str) -> Any:
+    """Turn an environment variable's text into the option's type (then checked like a file value)."""
+    t = o.type if isinstance(o.type, str) else o.type.__name__
+    try:
+        if t == "int":
+            return int(text)
+        if t == "float":
+            return float(text)
+    except ValueError:
+        return text  # _coerce names the key and shows the text
+    if t == "bool":
+        return {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}.get(text.lower(), text)
+    if t == "list":
+        return [s.strip() for s in text.split(",") if s.strip()]
+    return text
+
+
+def env_name(key: str) -> str:
+    """The environment variable that overrides ``key`` (for keys that allow it)."""
+    return ENV_PREFIX + key.replace(".", "_").upper()
+
+
+def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, check and complete the configuration.
+
+    ``path=None`` reads :data:`DEFAULT_PATH` when it exists and uses the defaults when it does not
+    (a development machine); a path given explicitly must exist. Environment overrides
+    (``KIOSK_CAMERA_SOURCE`` and the other keys marked so in the schema) win over the file.
+    Raises :class:`ConfigError` naming the file and key.
+    """
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    source = ""
+    if path is None and DEFAULT_PATH.exists():
+        path = DEFAULT_PATH
+    if path is not None:
+        source = str(path)
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError("", "no such config file (see config/kiosk.toml for an example)", source) from None
+        except PermissionError:
+            raise ConfigError("", "cannot read the config file: permission denied", source) from None
+        except IsADirectoryError:
+            raise ConfigError("", "is a directory, expected a TOML file", source) from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError("", f"not valid TOML: {e}", source) from None
+        except UnicodeDecodeError:
+            raise ConfigError("", "not valid TOML: not UTF-8 text", source) from None
+
+    known_sections = {s.name: s for s in SECTION_FIELDS}
+    for name, value in data.items():
+        if name not in known_sections:
+            raise ConfigError(name, f"unknown section (known: {', '.join(known_sections)})", source)
+        if not isinstance(value, dict):
+            raise ConfigError(name, "expected a [section] table", source)
+
+    sections = {}
+    for s in SECTION_FIELDS:
+        stype = _section_type(s)
+        given = data.get(s.name, {})
+        opts = {o.name: o for o in dataclasses.fields(stype)}
+        for k in given:
+            if k not in opts:
+                raise ConfigError(f"{s.name}.{k}", f"unknown key (known in [{s.name}]: {', '.join(opts)})", source)
+        values = {}
+        for name, o in opts.items():
+            key = f"{s.name}.{name}"
+            if o.metadata["env"] and env_name(key) in environ:
+                values[name] = _coerce(key, o, _from_env(key, o, environ[env_name(key)]), f"environment {env_name(key)}")
+            elif name in given:
+                values[name] = _coerce(key, o, given[name], source)
+        sections[s.name] = stype(**values)
+    cfg = Config(**sections, source=source)
+    _check_together(cfg)
+    return cfg
+
+
+def _check_together(cfg: Config) -> None:
+    """Rules that involve more than one key."""
+    if cfg.api.token and cfg.api.token_file:
+        raise ConfigError("api.token_file", "set either api.token or api.token_file, not both", cfg.source)
+    if not cfg.kiosk.id.strip():
+        raise ConfigError("kiosk.id", "must not be empty", cfg.source)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def dump(cfg: Config, show_secrets: bool = False) -> str:
+    """The effective configuration as TOML, secrets masked unless ``show_secrets``."""
+    lines = [f"# effective configuration (from {cfg.source or 'defaults'} and environment)"]
+    for s in SECTION_FIELDS:
+        lines.append(f"\n[{s.name}]")
+        section = getattr(cfg, s.name)
+        for o in dataclasses.fields(section):
+            value = getattr(section, o.name)
+            if o.metadata["secret"] and value and not show_secrets:
+                value = "********"
+            lines.append(f"{o.name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def reference_markdown() -> str:
+    """The configuration reference table for the README, generated from the schema."""
+    rows = ["| key | type | default | environment | what it is for |", "|---|---|---|---|---|"]
+    for key, o in options():
+        if o.metadata["default_doc"]:
+            default = o.metadata["default_doc"]
+        else:
+            default = "`" + _toml_value(o.default if o.default is not dataclasses.MISSING else o.default_factory()) + "`"
+        env = f"`{env_name(key)}`" if o.metadata["env"] else ""
+        rows.append(f"| `{key}` | {_type_name(o)} | {default} | {env} | {o.metadata['doc']} |")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,129 @@
+"""One schema: defaults, validation naming the key, environment overrides, dump, example file."""
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from device import config
+from device.config import EXIT_CONFIG, ConfigError, load
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path, text):
+    p = tmp_path / "kiosk.toml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_without_a_file(monkeypatch, tmp_path):
+    monkeypatch.setattr(config, "DEFAULT_PATH", tmp_path / "absent.toml")
+    cfg = load(None, environ={})
+    assert cfg.camera.source == "v4l2:/dev/video0"
+    assert cfg.scan.repeat_window_s == 10.0
+    assert cfg.outbox.retention_days == 30
+    assert cfg.kiosk.id  # the host name
+    assert cfg.source == ""
+
+
+def test_file_values_are_typed(tmp_path):
+    p = write(tmp_path, '[kiosk]\nid = "k-1"\nsite = "Riga 5"\n[camera]\nfps = 15\nsource = "file:/tmp/x.avi"\npace = "fast"\n')
+    cfg = load(p, environ={})
+    assert (cfg.kiosk.id, cfg.kiosk.site, cfg.camera.source, cfg.camera.pace) == ("k-1", "Riga 5", "file:/tmp/x.avi", "fast")
+    assert cfg.camera.fps == 15.0 and isinstance(cfg.camera.fps, float)
+
+
+@pytest.mark.parametrize(
+    "text, key, words",
+    [
+        ('[camera]\nfps = "fast"\n', "camera.fps", 'expected a number, got "fast"'),
+        ("[camera]\nfps = 0\n", "camera.fps", "at least 1"),
+        ("[camera]\nwidth = 1280.5\n", "camera.width", "expected an integer"),
+        ('[camera]\nsource = "usb0"\n', "camera.source", "BACKEND:TARGET"),
+        ('[camera]\npace = "slow"\n', "camera.pace", "'realtime'"),
+        ("[camera]\nfsp = 30\n", "camera.fsp", "unknown key"),
+        ("[cmaera]\nfps = 30\n", "cmaera", "unknown section"),
+        ("camera = 3\n", "camera", "expected a [section] table"),
+        ('[scan]\nsymbologies = ["Code128", "Code12"]\n', "scan.symbologies", "unknown symbology 'Code12'"),
+        ('[scan]\nsymbologies = "Code128"\n', "scan.symbologies", "expected a list of strings"),
+        ('[scan]\ndecoder = "zbar"\n', "scan.decoder", "zxing-cpp"),
+        ('[api]\nurl = "central.example"\n', "api.url", "http(s) URL"),
+        ('[api]\ntoken = "a"\ntoken_file = "/etc/kiosk/token"\n', "api.token_file", "not both"),
+        ('[api]\nallow_insecure_http = "yes"\n', "api.allow_insecure_http", "true or false"),
+        ('[kiosk]\nid = " "\n', "kiosk.id", "must not be empty"),
+        ('[feedback]\npin_factory = "gpio"\n', "feedback.pin_factory", "'mock'"),
+        ("[scan]\nrepeat_window_s = nan\n", "scan.repeat_window_s", "finite"),
+    ],
+)
+def test_bad_values_name_file_and_key(tmp_path, text, key, words):
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load(p, environ={})
+    assert e.value.key == key
+    assert str(e.value).startswith(f"{p}: {key}: ")
+    assert words in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [("[camera\n", "not valid TOML"), (b"\xff\xfe[x]", "not UTF-8")],
+)
+def test_unparseable_files_name_the_file(tmp_path, text, words):
+    p = tmp_path / "kiosk.toml"
+    p.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ConfigError, match=words) as e:
+        load(p, environ={})
+    assert str(p) in str(e.value)
+
+
+def test_explicit_missing_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load(tmp_path / "nope.toml", environ={})
+
+
+def test_environment_overrides_win_and_are_checked(tmp_path):
+    p = write(tmp_path, '[camera]\nsource = "v4l2:/dev/video0"\n')
+    cfg = load(p, environ={"KIOSK_CAMERA_SOURCE": "file:/srv/a.avi", "KIOSK_LOG_LEVEL": "DEBUG"})
+    assert cfg.camera.source == "file:/srv/a.avi" and cfg.log.level == "DEBUG"
+    with pytest.raises(ConfigError) as e:
+        load(p, environ={"KIOSK_CAMERA_SOURCE": "webcam"})
+    assert e.value.key == "camera.source" and "KIOSK_CAMERA_SOURCE" in str(e.value)
+
+
+def test_keys_not_marked_for_environment_ignore_it(tmp_path):
+    cfg = load(write(tmp_path, ""), environ={"KIOSK_CAMERA_FPS": "5"})
+    assert cfg.camera.fps == 30.0
+
+
+def test_dump_masks_secrets_and_reloads_to_the_same_config(tmp_path):
+    cfg = load(write(tmp_path, '[kiosk]\nid = "k-1"\n[api]\ntoken = "s3cret"\nurl = "https://c.example"\n'), environ={})
+    shown = config.dump(cfg)
+    assert "s3cret" not in shown and 'token = "********"' in shown
+    again = load(write(tmp_path, config.dump(cfg, show_secrets=True)), environ={})
+    assert again == cfg
+
+
+def test_example_file_has_every_key_and_loads(tmp_path):
+    example = REPO / "config" / "kiosk.toml"
+    text = example.read_text()
+    for key, _ in config.options():
+        section, name = key.split(".")
+        assert f"\n{name} = " in text or f"\n#{name} = " in text, f"{key} missing from config/kiosk.toml"
+    tomllib.loads(text)
+    load(example, environ={})
+
+
+def test_readme_config_reference_is_the_schema():
+    readme = (REPO / "README.md").read_text()
+    assert config.reference_markdown() in readme, "regenerate with: kiosk config reference"
+
+
+def test_cli_exits_78_naming_the_key(tmp_path):
+    p = write(tmp_path, '[camera]\nfps = "fast"\n')
+    run = subprocess.run([sys.executable, "-m", "device", "config", "check", "--config", str(p)], capture_output=True, text=True)
+    assert run.returncode == EXIT_CONFIG
+    assert f'{p}: camera.fps: expected a number, got "fast"' in run.stderr
+    assert "Traceback" not in run.stderr
