@@ -86,6 +86,7 @@ def open_source(
     fps: float = 30.0,
     width: int = 1280,
     height: int = 720,
+    stall_timeout_s: float = 5.0,
 ) -> FrameSource:
     """Open the source named by ``spec`` (the ``camera.source`` config value).
 
@@ -103,11 +104,11 @@ def open_source(
     if backend == "v4l2":
         from device.camera.v4l2 import V4L2Source
 
-        return V4L2Source(target, fps=fps, width=width, height=height)
+        return V4L2Source(target, fps=fps, width=width, height=height, stall_timeout_s=stall_timeout_s)
     if backend == "picamera2":
         from device.camera.picamera2 import Picamera2Source
 
-        return Picamera2Source(target, fps=fps, width=width, height=height)
+        return Picamera2Source(target, fps=fps, width=width, height=height, stall_timeout_s=stall_timeout_s)
     raise ValueError(f"camera source {spec!r}: unknown backend {backend!r} (known: v4l2, picamera2, file)")
 
 

@@ -1,0 +1,442 @@
+"""Files as a camera: a video, an image, or a folder of images.
+
+Used for benchmarks, ``kiosk scan`` and trying the daemon without a camera. Two ways in:
+
+* :func:`iter_frames` -- every frame of one path, as fast as it decodes (``kiosk scan``)::
+
+      for frame in iter_frames("counter.mp4"):      # CameraError if missing or unreadable
+          print(frame.index, frame.image.shape)
+
+* :class:`FileSource` -- a :class:`~device.camera.FrameSource` for the daemon; ``pace="realtime"``
+  plays at the file's frame rate and, like a live camera, drops the frames a slow reader missed;
+  ``pace="fast"`` hands out every frame as fast as the reader asks::
+
+      with FileSource("counter.mp4", pace="realtime") as source:
+          while (frame := source.read(timeout=1.0)) is not None:
+              handle(frame)
+
+Bad input never crashes: a corrupt or empty image in a folder is skipped with a warning naming
+it, a video that fails part way ends there with a warning. Only a path that cannot be played at
+all (missing, empty, not decodable, a folder without images) raises :class:`CameraError`.
+
+Timestamps: for ``pace="fast"`` and :func:`iter_frames`, ``Frame.monotonic`` is *media time*
+(the first read's ``time.monotonic()`` plus ``index / fps``), so time-based logic downstream
+(the presentation window) sees the video's own timeline whatever the decoding speed. For
+``"realtime"`` it is the moment the frame was handed out.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import math
+import re
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+
+from device.camera import CameraError, Frame, FrameSource
+
+log = logging.getLogger(__name__)
+
+#: File name endings read as still images (anything else in a folder is skipped quietly).
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif",
+     ".pgm", ".ppm", ".pbm", ".pnm"}
+)
+#: Frame rate at which a folder of images plays in ``pace="realtime"``.
+FOLDER_FPS = 5.0
+#: Used when a video does not say its frame rate (or says something absurd).
+FALLBACK_VIDEO_FPS = 30.0
+MAX_VIDEO_FPS = 250.0
+
+PACES = ("realtime", "fast")
+
+
+def is_image_path(path: str | Path) -> bool:
+    """True when the name ends like an image file (``.jpg``, ``.png``, ...)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def media_kind(path: str | Path) -> str:
+    """``"folder"``, ``"image"`` or ``"video"`` (anything not a folder or an image name).
+
+    ``kiosk scan`` uses it to print ``"frame": null`` for images and the index for videos.
+    """
+    p = Path(path)
+    if p.is_dir():
+        return "folder"
+    return "image" if is_image_path(p) else "video"
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """One image file as uint8 BGR (H x W x 3) or grey (H x W); CameraError saying what is wrong.
+
+    Reads the bytes in Python and decodes them with ``cv2.imdecode`` (any path works, and a
+    missing file gives our message rather than OpenCV's warning on stderr). EXIF orientation is
+    applied; grey images stay grey (cheaper downstream); 16-bit images become 8-bit.
+    """
+    p = Path(path)
+    try:
+        data = np.fromfile(p, dtype=np.uint8)
+    except FileNotFoundError:
+        raise CameraError(f"{p}: no such file") from None
+    except OSError as exc:
+        raise CameraError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    if data.size == 0:
+        raise CameraError(f"{p}: empty file (0 bytes)")
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR)
+    except cv2.error:
+        image = None
+    if image is None or image.size == 0:
+        raise CameraError(f"{p}: not a readable image ({data.size} bytes; corrupt or unsupported format)")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    return image
+
+
+def _natural_key(name: str) -> list:
+    # "frame2" before "frame10": numbers in names compare as numbers.
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """The images in ``folder`` (not its subfolders), sorted by name with numbers compared as numbers."""
+    names = [p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".") and is_image_path(p)]
+    return sorted(names, key=lambda p: _natural_key(p.name))
+
+
+class _Clip(abc.ABC):
+    """Frames of one path in order, with a cheap way to pass over frames nobody will look at."""
+
+    path: Path
+    fps: float
+    kind: str
+    #: Frames are still images (Frame.still), not frames of a video.
+    still: bool = False
+    #: Index the next decoded frame will have (at least; a folder skips corrupt images).
+    next_index: int = 0
+
+    @abc.abstractmethod
+    def decode(self) -> tuple[int, np.ndarray, str] | None:
+        """(index, image, origin) of the next frame, or None at the end."""
+
+    @abc.abstractmethod
+    def skip(self) -> bool:
+        """Pass over the next frame without decoding it fully; False at the end."""
+
+    @property
+    def exhausted(self) -> bool:
+        """True when it is known that no frame is left (without trying to read one)."""
+        return False
+
+    def size_text(self) -> str:
+        return ""
+
+    def close(self) -> None:
+        pass
+
+
+class _ImagesClip(_Clip):
+    """A single image file or a folder's images."""
+
+    still = True
+
+    def __init__(self, path: Path, files: list[Path], kind: str, fps: float) -> None:
+        self.path = path
+        self.kind = kind
+        self.fps = fps
+        self._files = files
+        self._first_image: np.ndarray | None = None
+        self._last_shape: tuple[int, ...] | None = None
+
+    @classmethod
+    def single(cls, path: Path, fps: float) -> "_ImagesClip":
+        clip = cls(path, [path], "image", fps)
+        # Decode now: an unreadable single image is an error at open, not an empty stream.
+        clip._first_image = load_image(path)
+        return clip
+
+    @property
+    def exhausted(self) -> bool:
+        return self.next_index >= len(self._files)
+
+    def decode(self) -> tuple[int, np.ndarray, str] | None:
+        while self.next_index < len(self._files):
+            index = self.next_index
+            file = self._files[index]
+            self.next_index += 1
+            if self._first_image is not None:
+                image, self._first_image = self._first_image, None
+            else:
+                try:
+                    image = load_image(file)
+                except CameraError as exc:
+                    log.warning("skipping image %d of %s: %s", index, self.path, exc)
+                    continue
+            self._last_shape = image.shape
+            return index, image, str(file)
+        return None
+
+    def skip(self) -> bool:
+        if self.exhausted:
+            return False
+        self.next_index += 1
+        self._first_image = None
+        return True
+
+    def size_text(self) -> str:
+        if self.kind == "folder":
+            return f"{len(self._files)} images"
+        if self._last_shape is None and self._first_image is not None:
+            return f"{self._first_image.shape[1]}x{self._first_image.shape[0]}"
+        return f"{self._last_shape[1]}x{self._last_shape[0]}" if self._last_shape else ""
+
+
+class _VideoClip(_Clip):
+    """A video file through cv2.VideoCapture."""
+
+    kind = "video"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        capture = cv2.VideoCapture(str(path))
+        if not capture.isOpened():
+            capture.release()
+            raise CameraError(f"{path}: cannot open as a video or image (corrupt, or a format OpenCV cannot read)")
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        # Some containers report a time base (1000, 90000) instead of a frame rate.
+        if not (math.isfinite(fps) and 0 < fps <= MAX_VIDEO_FPS):
+            log.info("%s: no usable frame rate in the video (%r); assuming %g fps", path, fps, FALLBACK_VIDEO_FPS)
+            fps = FALLBACK_VIDEO_FPS
+        self.fps = float(fps)
+        count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        self.expected_frames = int(count) if math.isfinite(count) and count > 0 else None
+        self.width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        self.height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self._capture: cv2.VideoCapture | None = capture
+        # Decode the first frame now: a video with no decodable frame is an error at open.
+        first = self._read_capture()
+        if first is None:
+            self.close()
+            raise CameraError(f"{path}: no frame could be decoded (corrupt or truncated video)")
+        self._pending: np.ndarray | None = first
+
+    def _read_capture(self) -> np.ndarray | None:
+        if self._capture is None:
+            return None
+        try:
+            ok, image = self._capture.read()
+        except cv2.error as exc:
+            log.warning("%s: decoding frame %d failed: %s", self.path, self.next_index, exc)
+            return None
+        return image if ok and image is not None and image.size else None
+
+    def _ended(self) -> None:
+        if self._capture is None:
+            return
+        if self.expected_frames is not None and self.next_index < self.expected_frames:
+            log.warning(
+                "%s: video ended after %d frames, its header says %d (truncated or corrupt?)",
+                self.path, self.next_index, self.expected_frames,
+            )
+        self.close()
+
+    def decode(self) -> tuple[int, np.ndarray, str] | None:
+        if self._pending is not None:
+            image, self._pending = self._pending, None
+        else:
+            image = self._read_capture()
+            if image is None:
+                self._ended()
+                return None
+        index = self.next_index
+        self.next_index += 1
+        return index, image, str(self.path)
+
+    def skip(self) -> bool:
+        if self._pending is not None:
+            self._pending = None
+        else:
+            if self._capture is None:
+                return False
+            try:
+                ok = self._capture.grab()  # demux and decode, but no colour conversion or copy
+            except cv2.error:
+                ok = False
+            if not ok:
+                self._ended()
+                return False
+        self.next_index += 1
+        return True
+
+    @property
+    def exhausted(self) -> bool:
+        return self._capture is None and self._pending is None
+
+    def size_text(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+
+def _open_clip(path: str | Path, folder_fps: float) -> _Clip:
+    p = Path(path)
+    if not p.exists():
+        raise CameraError(f"{p}: no such file or folder")
+    if p.is_dir():
+        try:
+            files = image_files(p)
+        except OSError as exc:
+            raise CameraError(f"{p}: cannot list the folder: {exc.strerror or exc}") from None
+        if not files:
+            raise CameraError(f"{p}: no images in this folder (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+        return _ImagesClip(p, files, "folder", folder_fps)
+    if not p.is_file():
+        raise CameraError(f"{p}: not a regular file or folder")
+    if p.stat().st_size == 0:
+        raise CameraError(f"{p}: empty file (0 bytes)")
+    if is_image_path(p):
+        return _ImagesClip.single(p, folder_fps)
+    return _VideoClip(p)
+
+
+def iter_frames(path: str | Path) -> Iterator[Frame]:
+    """Every frame of a video, image or folder of images, in order, as fast as they decode.
+
+    Opens at once, so a missing or unreadable path raises :class:`CameraError` here (with a
+    message naming it), not on the first ``next()``. Corrupt images in a folder and a video that
+    fails part way are logged and passed over. ``Frame.index`` is the frame number in the video
+    or the position in the (sorted) folder; ``Frame.origin`` is the video's or the image's path;
+    ``Frame.still`` is True for images.
+    """
+    clip = _open_clip(path, FOLDER_FPS)
+    return _iterate(clip)
+
+
+def _iterate(clip: _Clip) -> Iterator[Frame]:
+    start = time.monotonic()
+    try:
+        while (item := clip.decode()) is not None:
+            index, image, origin = item
+            yield Frame(image=image, index=index, monotonic=start + index / clip.fps, origin=origin, still=clip.still)
+    finally:
+        clip.close()
+
+
+class FileSource(FrameSource):
+    """A video, an image or a folder of images played as a camera; see the module docstring.
+
+    ``pace`` is ``"realtime"`` (the video's frame rate, ``folder_fps`` for images; frames the
+    reader was too slow for are dropped, as with a live camera) or ``"fast"`` (every frame, no
+    waiting). ``clock`` and ``sleep`` are injectable so tests can check the pacing without
+    waiting. Raises :class:`CameraError` when the path cannot be played at all.
+    """
+
+    finite = True
+
+    def __init__(
+        self,
+        path: str | Path,
+        pace: str = "realtime",
+        *,
+        folder_fps: float = FOLDER_FPS,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if pace not in PACES:
+            raise ValueError(f"camera pace {pace!r}: expected one of {', '.join(PACES)}")
+        if not folder_fps > 0:
+            raise ValueError(f"folder_fps must be > 0, got {folder_fps!r}")
+        self.path = Path(path)
+        self.pace = pace
+        self._clock = clock
+        self._sleep = sleep
+        self._clip: _Clip | None = _open_clip(self.path, folder_fps)
+        self.kind = self._clip.kind
+        self.fps = self._clip.fps
+        self._start: float | None = None
+        self._returned = 0
+        self._dropped = 0
+        self._size_text = self._clip.size_text()
+
+    @property
+    def frames_returned(self) -> int:
+        """Frames handed out by :meth:`read` so far."""
+        return self._returned
+
+    @property
+    def frames_dropped(self) -> int:
+        """Frames passed over because the reader was slower than real time (realtime pace only)."""
+        return self._dropped
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        clip = self._clip
+        if clip is None:
+            return None
+        now = self._clock()
+        if self._start is None:
+            self._start = now  # the file starts playing when the reader first asks
+        if self.pace == "realtime" and not self._wait_for_next(clip, now, timeout):
+            return self._finish()
+        item = clip.decode()
+        if item is None:
+            return self._finish()
+        index, image, origin = item
+        self._returned += 1
+        stamp = self._clock() if self.pace == "realtime" else self._start + index / clip.fps
+        return Frame(image=image, index=index, monotonic=stamp, origin=origin, still=clip.still)
+
+    def _wait_for_next(self, clip: _Clip, now: float, timeout: float | None) -> bool:
+        """Realtime pacing: drop the frames already superseded, wait until the next one is due.
+
+        Frame ``i`` is due at ``start + i / fps``. Returns False at the end of the clip; raises
+        CameraError when the next frame is not due within ``timeout``.
+        """
+        assert self._start is not None
+        newest_due = math.floor((now - self._start) * clip.fps + 1e-9)
+        while clip.next_index < newest_due:
+            if not clip.skip():
+                return False
+            self._dropped += 1
+        if clip.exhausted:
+            return False
+        wait = self._start + clip.next_index / clip.fps - now
+        if wait > 0:
+            if timeout is not None and wait > timeout:
+                self._sleep(max(timeout, 0.0))
+                raise CameraError(
+                    f"file:{self.path}: next frame ({clip.next_index}) not due for {wait:.2f} s (timeout {timeout:g} s)"
+                )
+            self._sleep(wait)
+        return True
+
+    def _finish(self) -> None:
+        self.close()
+        return None
+
+    def describe(self) -> str:
+        clip = self._clip
+        if clip is not None:
+            self._size_text = clip.size_text() or self._size_text
+        size = self._size_text
+        parts = [f"file:{self.path}", f"({self.kind}{', ' + size if size else ''}, {self.fps:g} fps, {self.pace})"]
+        if clip is None:
+            parts.append(f"ended after {self._returned} frames")
+        else:
+            parts.append(f"{self._returned} frames read")
+        if self._dropped:
+            parts.append(f"{self._dropped} dropped")
+        return " ".join(parts[:2]) + ": " + ", ".join(parts[2:])
+
+    def close(self) -> None:
+        if self._clip is not None:
+            self._clip.close()
+            self._clip = None

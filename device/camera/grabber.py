@@ -1,0 +1,328 @@
+"""The live cameras' shared machinery: a grab thread that keeps only the newest frame, and reopens
+the device with exponential backoff when it vanishes or stalls.
+
+A camera delivers frames at its own pace whether or not anyone is reading. If the kiosk reads
+more slowly than the camera captures, the driver's queue fills and every frame read is already
+old (V4L2 keeps several buffers). So one thread reads continuously and keeps just the newest
+frame; :meth:`FrameGrabber.read` hands each captured frame out at most once.
+
+Backends plug in an ``open_device`` callable returning a :class:`LiveDevice`::
+
+    grabber = FrameGrabber("v4l2:/dev/video0", open_device=open_my_camera)
+    grabber.start()
+    frame = grabber.read(timeout=1.0)   # raises CameraError while the camera is down
+    grabber.close()
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+
+from device.camera import CameraError, Frame
+
+log = logging.getLogger(__name__)
+
+#: Defaults; the config may override them (camera.stall_timeout_s, camera.reopen_*).
+STALL_TIMEOUT_S = 2.0
+BACKOFF_INITIAL_S = 0.5
+BACKOFF_MAX_S = 30.0
+
+
+class Backoff:
+    """Delays between reopen attempts: ``initial``, doubling after each failure, at most ``maximum``.
+
+    >>> backoff = Backoff(0.5, 4.0)
+    >>> [backoff.next() for _ in range(5)]
+    [0.5, 1.0, 2.0, 4.0, 4.0]
+    >>> backoff.reset(); backoff.next()
+    0.5
+    """
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        if initial <= 0 or maximum < initial:
+            raise ValueError("backoff: need 0 < initial <= maximum")
+        self.initial = initial
+        self.maximum = maximum
+        self._next = initial
+
+    def next(self) -> float:
+        """The delay to wait now; the one after will be twice as long (up to the maximum)."""
+        delay = self._next
+        self._next = min(delay * 2, self.maximum)
+        return delay
+
+    def reset(self) -> None:
+        """Back to the initial delay (the device worked again)."""
+        self._next = self.initial
+
+
+class LiveDevice(Protocol):
+    """One opened camera, as the grab thread sees it.
+
+    ``read`` blocks until the next frame and returns it (uint8, BGR or grey). It raises any
+    exception when the device failed or gave no frame within its own timeout. That timeout must
+    be bounded (about the stall timeout): a thread blocked in a driver call cannot be interrupted,
+    so a read that never returns would leave the camera "stalled" for good.
+    """
+
+    def read(self) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class CaptureStats:
+    """Counters of a live source, for status pages and ``kiosk status``."""
+
+    state: str  #: "starting", "up", "down" or "closed"
+    frames_captured: int  #: frames the device delivered since start
+    frames_dropped: int  #: captured frames replaced by a newer one before anyone read them
+    open_attempts: int  #: opens tried, the first one included
+    reopen_attempts: int  #: opens tried after the first (each one a recovery attempt)
+    last_error: str | None  #: why the camera last went down (None if it never did)
+    down_for_s: float | None  #: seconds since it went down, None while up
+    last_frame_age_s: float | None  #: seconds since the newest frame, None before the first
+
+
+def _valid_image(image: object) -> bool:
+    return (
+        isinstance(image, np.ndarray)
+        and image.dtype == np.uint8
+        and image.size > 0
+        and (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3)))
+    )
+
+
+class FrameGrabber:
+    """Reads a live device on its own thread, keeps the newest frame, reopens after failures.
+
+    ``name`` appears in every message (e.g. "v4l2:/dev/video0"). ``open_device`` is called on the
+    grab thread to (re)open the camera; it raises to say the camera is not there (its message is
+    shown to the technician). After a failed open or read the grabber waits ``backoff_initial_s``,
+    then twice as long after each further failure, at most ``backoff_max_s``; the delay goes back
+    to the start once a frame arrives. ``stall_timeout_s`` is how long without a frame counts as
+    stalled in messages (the device's own read timeout should match it).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        open_device: Callable[[], LiveDevice],
+        *,
+        stall_timeout_s: float = STALL_TIMEOUT_S,
+        backoff_initial_s: float = BACKOFF_INITIAL_S,
+        backoff_max_s: float = BACKOFF_MAX_S,
+    ) -> None:
+        if stall_timeout_s <= 0:
+            raise ValueError("stall_timeout_s must be > 0")
+        self.name = name
+        self._open_device = open_device
+        self.stall_timeout_s = stall_timeout_s
+        self._backoff = Backoff(backoff_initial_s, backoff_max_s)
+
+        self._cond = threading.Condition()
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+        # All below are guarded by self._cond.
+        self._state = "starting"
+        self._image: np.ndarray | None = None
+        self._image_at: float | None = None
+        self._seq = -1  # index of the newest captured frame
+        self._returned_seq = -1  # index of the newest frame handed out
+        self._frames_dropped = 0
+        self._open_attempts = 0
+        self._last_error: str | None = None
+        self._down_since: float | None = None
+        self._retry_at: float | None = None
+        self._device_open = False
+
+    def start(self) -> None:
+        """Start the grab thread (it opens the device). Calling it twice is an error."""
+        if self._thread is not None:
+            raise RuntimeError(f"{self.name}: grabber already started")
+        self._thread = threading.Thread(target=self._run, name=f"grab {self.name}", daemon=True)
+        self._thread.start()
+
+    # -- consumer side -------------------------------------------------------------------------
+
+    def read(self, timeout: float | None = None) -> Frame:
+        """The newest frame not returned before, waiting at most ``timeout`` seconds for one.
+
+        Raises :class:`CameraError` when none comes in time; its message says whether the
+        camera is down (and why, and when the next reopen is), stalled, or merely slower than
+        ``timeout``.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._seq <= self._returned_seq:
+                if self._state == "closed":
+                    raise CameraError(f"{self.name}: closed")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise CameraError(f"{self.name}: no frame within {timeout:g} s: {self._state_text_locked()}")
+                self._cond.wait(remaining)
+            self._frames_dropped += self._seq - self._returned_seq - 1
+            self._returned_seq = self._seq
+            assert self._image is not None and self._image_at is not None
+            return Frame(image=self._image, index=self._seq, monotonic=self._image_at, origin=self.name)
+
+    def state_text(self) -> str:
+        """"up", "stalled: no frame for 3.1 s", "down for 12 s, retrying in 8 s: <reason>", ..."""
+        with self._cond:
+            return self._state_text_locked()
+
+    def stats(self) -> CaptureStats:
+        """A snapshot of the counters."""
+        now = time.monotonic()
+        with self._cond:
+            return CaptureStats(
+                state=self._state,
+                frames_captured=self._seq + 1,
+                frames_dropped=self._frames_dropped,
+                open_attempts=self._open_attempts,
+                reopen_attempts=max(self._open_attempts - 1, 0),
+                last_error=self._last_error,
+                down_for_s=None if self._down_since is None else now - self._down_since,
+                last_frame_age_s=None if self._image_at is None else now - self._image_at,
+            )
+
+    def close(self) -> None:
+        """Stop the grab thread and close the device. Safe to call more than once."""
+        self._closing.set()
+        with self._cond:
+            self._state = "closed"
+            self._cond.notify_all()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            # A read blocked in the driver returns within the device's own timeout.
+            thread.join(timeout=self.stall_timeout_s + 5.0)
+            if thread.is_alive():
+                log.warning("%s: grab thread still blocked in the driver after close; leaving it", self.name)
+
+    def _state_text_locked(self) -> str:
+        now = time.monotonic()
+        if self._state == "down":
+            since = _seconds(now - (self._down_since or now))
+            if self._device_open:
+                return f"down for {since}, reopened, waiting for a frame: {self._last_error}"
+            retry = _seconds(max((self._retry_at or now) - now, 0.0))
+            return f"down for {since}, retrying in {retry}: {self._last_error}"
+        if self._state == "up" and self._image_at is not None and now - self._image_at > self.stall_timeout_s:
+            return f"stalled: no frame for {_seconds(now - self._image_at)}"
+        if self._state == "starting" and self._device_open:
+            return "opened, waiting for the first frame"
+        return self._state
+
+    # -- grab thread ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._closing.is_set():
+            with self._cond:
+                self._open_attempts += 1
+                attempt = self._open_attempts
+            try:
+                device = self._open_device()
+            except Exception as exc:  # any failure to open means "not there now"; say why
+                reason = _reason(exc)
+            else:
+                self._set_device_open(True)
+                reason, got_frame = self._grab_until_failure(device, attempt)
+                self._set_device_open(False)
+                if got_frame:
+                    self._backoff.reset()
+            if self._closing.is_set():
+                return
+            delay = self._backoff.next()
+            self._went_down(reason, delay)
+            if self._closing.wait(delay):
+                return
+
+    def _grab_until_failure(self, device: LiveDevice, attempt: int) -> tuple[str, bool]:
+        """Read frames until the device fails or the grabber closes; returns (why, any frame)."""
+        got_frame = False
+        reason = "closed"
+        try:
+            while not self._closing.is_set():
+                try:
+                    image = device.read()
+                except Exception as exc:
+                    reason = f"read failed: {_reason(exc)}"
+                    break
+                if not _valid_image(image):
+                    reason = f"read failed: device returned no usable image ({_describe_image(image)})"
+                    break
+                got_frame = True
+                self._publish(image, attempt)
+        finally:
+            try:
+                device.close()
+            except Exception as exc:  # a vanished device may fail to close; it is gone anyway
+                log.debug("%s: closing the device failed: %s", self.name, _reason(exc))
+        return reason, got_frame
+
+    def _publish(self, image: np.ndarray, attempt: int) -> None:
+        now = time.monotonic()
+        with self._cond:
+            if self._state == "closed":
+                return
+            previous, was_down = self._state, self._down_since
+            self._image = image
+            self._image_at = now
+            self._seq += 1
+            # "Up" means frames arrive, not merely that the device opened: a camera that opens
+            # and then sends nothing stays "down" and is not announced as recovered.
+            self._state = "up"
+            self._down_since = None
+            self._retry_at = None
+            self._cond.notify_all()
+        if previous == "down" and was_down is not None:
+            log.info("%s: camera back after %s (open attempt %d)", self.name, _seconds(now - was_down), attempt)
+        elif previous == "starting":
+            log.info("%s: camera delivering frames", self.name)
+
+    def _set_device_open(self, is_open: bool) -> None:
+        with self._cond:
+            self._device_open = is_open
+
+    def _went_down(self, reason: str, delay: float) -> None:
+        now = time.monotonic()
+        with self._cond:
+            if self._state == "closed":
+                return
+            first = self._state != "down"
+            same_reason = reason == self._last_error
+            self._state = "down"
+            if first:
+                self._down_since = now
+            self._last_error = reason
+            self._retry_at = now + delay
+            self._cond.notify_all()
+        # Say it loudly once; repeated identical failures while retrying only at debug level.
+        if first or not same_reason:
+            log.warning(
+                "%s: camera down: %s (retrying in %s, backing off up to %s)",
+                self.name, reason, _seconds(delay), _seconds(self._backoff.maximum),
+            )
+        else:
+            log.debug("%s: still down: %s (next try in %s)", self.name, reason, _seconds(delay))
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2g} s" if value < 10 else f"{value:.0f} s"
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text if text else type(exc).__name__
+
+
+def _describe_image(image: object) -> str:
+    if isinstance(image, np.ndarray):
+        return f"array {image.shape} {image.dtype}"
+    return type(image).__name__

@@ -1,0 +1,568 @@
+"""Frame sources: files (videos, images, folders) and the live cameras' grab/reopen logic.
+
+No hardware: videos and images are written into tmp_path; the live backends get a fake capture
+device (a "camera world" the test controls: frames, unplugging, stalls) through their factory.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import sys
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from device.camera import CameraError, open_source
+from device.camera.file import FileSource, iter_frames, media_kind
+from device.camera.grabber import Backoff, FrameGrabber
+from device.camera.picamera2 import MISSING_MESSAGE, Picamera2Source
+from device.camera.v4l2 import V4L2Source, device_path
+
+
+# -- media written by the tests ------------------------------------------------------------------
+
+
+def shade(i: int) -> int:
+    """The grey level of frame ``i`` in the generated media: far apart, survives JPEG."""
+    return 20 + (20 * i) % 220
+
+
+def write_video(path, frames: int, fps: float = 10.0, size=(64, 48)):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    assert writer.isOpened(), "opencv cannot write MJPG .avi here"
+    for i in range(frames):
+        writer.write(np.full((size[1], size[0], 3), shade(i), np.uint8))
+    writer.release()
+    return path
+
+
+def write_image(path, level: int, grey: bool = False):
+    image = np.full((30, 40) if grey else (30, 40, 3), level, np.uint8)
+    assert cv2.imwrite(str(path), image)
+    return path
+
+
+def level_of(frame) -> int:
+    return int(round(float(frame.image.mean())))
+
+
+@pytest.fixture
+def video(tmp_path):
+    return write_video(tmp_path / "clip.avi", frames=8, fps=10.0)
+
+
+# -- files: iter_frames ---------------------------------------------------------------------------
+
+
+def test_video_frames_come_in_order_with_their_numbers(video):
+    frames = list(iter_frames(video))
+    assert [f.index for f in frames] == list(range(8))
+    assert all(abs(level_of(f) - shade(f.index)) <= 3 for f in frames)
+    assert {f.origin for f in frames} == {str(video)}
+    assert not any(f.still for f in frames)
+    assert frames[0].image.shape == (48, 64, 3) and frames[0].image.dtype == np.uint8
+    # Unpaced frames carry media time: the video's own timeline, 1/fps apart.
+    assert frames[5].monotonic - frames[0].monotonic == pytest.approx(0.5)
+
+
+def test_folder_plays_images_sorted_by_name_and_skips_other_files(tmp_path):
+    for name, level in [("10.png", 100), ("2.png", 50), ("1.jpg", 30)]:
+        write_image(tmp_path / name, level)
+    (tmp_path / "1.txt").write_text("LE00123456780168")
+    write_image(tmp_path / ".hidden.png", 200)
+    (tmp_path / "sub").mkdir()
+    write_image(tmp_path / "sub" / "0.png", 250)
+
+    frames = list(iter_frames(tmp_path))
+
+    assert [f.origin for f in frames] == [str(tmp_path / n) for n in ("1.jpg", "2.png", "10.png")]
+    assert [f.index for f in frames] == [0, 1, 2]
+    assert [level_of(f) for f in frames] == [30, 50, 100]
+    assert all(f.still for f in frames)
+    assert media_kind(tmp_path) == "folder"
+
+
+def test_grey_images_stay_grey(tmp_path):
+    (frame,) = iter_frames(write_image(tmp_path / "g.png", 77, grey=True))
+    assert frame.image.shape == (30, 40) and frame.index == 0 and frame.still
+    assert media_kind(tmp_path / "g.png") == "image"
+
+
+def test_corrupt_and_empty_images_in_a_folder_are_skipped_with_a_warning(tmp_path, caplog):
+    write_image(tmp_path / "1.png", 40)
+    (tmp_path / "2.jpg").write_bytes(b"\xff\xd8 this is not really a jpeg" * 5)
+    (tmp_path / "3.png").write_bytes(b"")
+    write_image(tmp_path / "4.png", 90)
+
+    with caplog.at_level(logging.WARNING, logger="device.camera"):
+        frames = list(iter_frames(tmp_path))
+
+    assert [(f.index, level_of(f)) for f in frames] == [(0, 40), (3, 90)]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("2.jpg" in w and "not a readable image" in w for w in warnings)
+    assert any("3.png" in w and "empty" in w for w in warnings)
+
+
+def test_truncated_video_ends_cleanly_with_a_warning(tmp_path, caplog):
+    full = write_video(tmp_path / "full.avi", frames=20)
+    data = full.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+
+    with caplog.at_level(logging.WARNING, logger="device.camera"):
+        frames = list(iter_frames(cut))
+
+    assert 0 < len(frames) < 20
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert any("cut.avi" in r.getMessage() and "truncated" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("missing.avi", None, "no such file"),
+        ("missing-dir/x.png", None, "no such file"),
+        ("empty.avi", b"", "empty file"),
+        ("broken.png", b"not a png at all", "not a readable image"),
+        ("junk.avi", b"RIFF" + b"\x00" * 400, "cannot open"),
+        ("nothing/", None, "no images"),
+    ],
+    ids=["missing", "missing-folder", "zero-bytes", "corrupt-image", "corrupt-video", "empty-folder"],
+)
+def test_unplayable_paths_raise_camera_error_naming_the_path(tmp_path, name, content, message):
+    path = tmp_path / name
+    if name.endswith("/"):
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    for open_it in (iter_frames, lambda p: FileSource(p, pace="fast")):
+        with pytest.raises(CameraError) as err:
+            open_it(path)
+        assert str(path) in str(err.value) and message in str(err.value)
+
+
+# -- files: FileSource pacing -----------------------------------------------------------------
+
+
+class FakeClock:
+    """time.monotonic and time.sleep for a test: sleeping moves the clock, nothing waits."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(round(seconds, 6))
+        self.now += seconds
+
+
+def test_fast_pace_returns_every_frame_without_waiting_then_none(video):
+    clock = FakeClock()
+    source = FileSource(video, pace="fast", clock=clock, sleep=clock.sleep)
+    frames = []
+    while (frame := source.read(timeout=0)) is not None:
+        frames.append(frame)
+    assert [f.index for f in frames] == list(range(8))
+    assert clock.sleeps == []
+    assert source.read() is None  # stays ended
+    assert "ended after 8 frames" in source.describe()
+
+
+def test_realtime_pace_waits_for_each_frame_and_drops_the_ones_a_slow_reader_missed(video):
+    clock = FakeClock()
+    source = FileSource(video, pace="realtime", clock=clock, sleep=clock.sleep)
+
+    first = source.read()
+    assert first.index == 0 and clock.sleeps == []  # playing starts at the first read
+
+    second = source.read()
+    assert second.index == 1 and clock.sleeps == [0.1]  # frame 1 is due 1/fps after the start
+    assert second.monotonic == pytest.approx(1000.1)
+
+    clock.now += 0.35  # the reader was busy: frames 2 and 3 were superseded by frame 4
+    late = source.read()
+    assert late.index == 4 and source.frames_dropped == 2
+    assert level_of(late) == pytest.approx(shade(4), abs=3)
+
+    with pytest.raises(CameraError, match="not due"):
+        source.read(timeout=0.01)  # frame 5 is due at 0.5 s, 0.05 s away
+
+    assert [source.read().index for _ in range(3)] == [5, 6, 7]
+    assert source.read() is None
+    assert source.frames_returned == 6
+
+
+def test_realtime_folder_plays_at_the_folder_rate(tmp_path):
+    for i in range(3):
+        write_image(tmp_path / f"{i}.png", shade(i))
+    clock = FakeClock()
+    source = FileSource(tmp_path, pace="realtime", folder_fps=4.0, clock=clock, sleep=clock.sleep)
+    assert [source.read().index for _ in range(3)] == [0, 1, 2]
+    assert clock.sleeps == [0.25, 0.25]
+    assert source.read() is None
+
+
+# -- open_source dispatch ---------------------------------------------------------------------------
+
+
+def test_open_source_file_gives_a_file_source_with_the_pace(video):
+    source = open_source(f"file:{video}", pace="fast")
+    assert isinstance(source, FileSource) and source.finite and source.pace == "fast"
+    assert source.read().index == 0
+    source.close()
+    assert source.read() is None
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["", "nocolon", "file:", "webcam:0", "v4l2:video0", "picamera2:front"],
+)
+def test_bad_source_specs_raise_value_error(spec):
+    with pytest.raises(ValueError):
+        open_source(spec)
+
+
+def test_bad_pace_raises_value_error(video):
+    with pytest.raises(ValueError, match="pace"):
+        open_source(f"file:{video}", pace="slow-motion")
+
+
+def test_missing_file_source_raises_camera_error(tmp_path):
+    with pytest.raises(CameraError, match="no such file"):
+        open_source(f"file:{tmp_path / 'nope.mp4'}")
+
+
+def test_v4l2_accepts_numbers_and_paths():
+    assert device_path("0") == "/dev/video0"
+    assert device_path("/dev/v4l/by-id/usb-x-video-index0") == "/dev/v4l/by-id/usb-x-video-index0"
+
+
+# -- live cameras: a fake device the test controls --------------------------------------------------
+
+
+def wait_until(predicate, timeout: float = 5.0, what: str = "condition"):
+    """Poll ``predicate`` until true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def serial_of(frame) -> int:
+    return int.from_bytes(frame.image[0, :4].tobytes(), "little")
+
+
+class CameraWorld:
+    """A camera the test drives: it emits frames on demand, can be unplugged and plugged back.
+
+    A device read blocks until a frame is emitted, or fails after ``read_timeout`` (a stall, as
+    OpenCV's V4L2 select timeout does) or at once when unplugged. Handles opened before an unplug
+    stay dead, like a file descriptor of a vanished USB device.
+    """
+
+    def __init__(self, read_timeout: float = 0.2) -> None:
+        self.read_timeout = read_timeout
+        self.cond = threading.Condition()
+        self.plugged = True
+        self.generation = 0
+        self.queue: collections.deque[int] = collections.deque()
+        self.serial = 0
+        self.opened = 0
+        self.closed = 0
+
+    def emit(self, count: int = 1) -> None:
+        with self.cond:
+            for _ in range(count):
+                self.serial += 1
+                self.queue.append(self.serial)
+            self.cond.notify_all()
+
+    def unplug(self) -> None:
+        with self.cond:
+            self.plugged = False
+            self.generation += 1
+            self.queue.clear()
+            self.cond.notify_all()
+
+    def plug(self) -> None:
+        with self.cond:
+            self.plugged = True
+            self.cond.notify_all()
+
+    def next_image(self, generation: int) -> np.ndarray | None:
+        with self.cond:
+            alive = lambda: self.plugged and generation == self.generation  # noqa: E731
+            self.cond.wait_for(lambda: self.queue or not alive(), timeout=self.read_timeout)
+            if not alive() or not self.queue:
+                return None
+            image = np.zeros((6, 8), np.uint8)
+            image[0, :4] = np.frombuffer(self.queue.popleft().to_bytes(4, "little"), np.uint8)
+            return image
+
+
+class FakeVideoCapture:
+    """Enough of cv2.VideoCapture for V4L2Source; ``gives`` overrides what the driver agrees to."""
+
+    def __init__(self, world: CameraWorld, gives: dict | None = None) -> None:
+        self.world = world
+        self.props: dict[int, float] = {}
+        self.gives = gives or {}
+        with world.cond:
+            self.ok = world.plugged
+            self.generation = world.generation
+            world.opened += 1
+
+    def isOpened(self) -> bool:
+        return self.ok
+
+    def set(self, prop: int, value: float) -> bool:
+        self.props[prop] = value
+        return True
+
+    def get(self, prop: int) -> float:
+        return self.gives.get(prop, self.props.get(prop, 0.0))
+
+    def read(self):
+        image = self.world.next_image(self.generation) if self.ok else None
+        return (image is not None), image
+
+    def release(self) -> None:
+        with self.world.cond:
+            self.world.closed += 1
+
+
+@pytest.fixture
+def world():
+    w = CameraWorld()
+    yield w
+    w.unplug()  # wake any read still blocked so the grab thread ends
+
+
+def v4l2_source(world, **kwargs) -> V4L2Source:
+    return V4L2Source(
+        "/dev/video7",
+        capture_factory=lambda path: FakeVideoCapture(world),
+        stall_timeout_s=0.5,
+        backoff_initial_s=0.01,
+        backoff_max_s=0.05,
+        **kwargs,
+    )
+
+
+def test_live_read_gives_each_frame_once(world):
+    with v4l2_source(world) as source:
+        world.emit()
+        first = source.read(timeout=5)
+        assert serial_of(first) == 1 and first.index == 0 and first.origin == "v4l2:/dev/video7"
+        with pytest.raises(CameraError, match="no frame within"):
+            source.read(timeout=0.05)  # nothing new: the same frame is never handed out again
+        world.emit()
+        assert serial_of(source.read(timeout=5)) == 2
+        assert source.describe() == "v4l2:/dev/video7 1280x720 MJPG 30fps, up"
+
+
+def test_live_read_keeps_only_the_newest_frame(world):
+    with v4l2_source(world) as source:
+        world.emit(3)
+        wait_until(lambda: source.stats().frames_captured == 3, what="three frames captured")
+        frame = source.read(timeout=5)
+        assert serial_of(frame) == 3 and frame.index == 2
+        assert source.stats().frames_dropped == 2
+        with pytest.raises(CameraError):
+            source.read(timeout=0.05)
+
+
+def test_camera_that_vanishes_is_reported_down_and_recovers_when_it_comes_back(world, caplog):
+    with v4l2_source(world) as source:
+        world.emit()
+        assert serial_of(source.read(timeout=5)) == 1
+
+        with caplog.at_level(logging.WARNING, logger="device.camera"):
+            world.unplug()
+            wait_until(lambda: source.stats().state == "down", what="the source to notice the unplug")
+            with pytest.raises(CameraError) as err:
+                source.read(timeout=0.05)
+        assert "/dev/video7" in str(err.value) and "down" in str(err.value)
+        assert "down for" in source.describe() and "retrying in" in source.describe()
+        assert any("camera down" in r.getMessage() for r in caplog.records)
+
+        # It keeps trying, with backoff, while the camera is away.
+        wait_until(lambda: source.stats().reopen_attempts >= 3, what="reopen attempts")
+        assert source.stats().last_error
+
+        world.plug()
+        world.emit()
+        back = source.read(timeout=5)
+        assert source.stats().state == "up"
+        assert serial_of(back) == 2 and back.index == 1  # numbering goes on across reopens
+        assert source.describe().endswith(", up")
+    assert world.opened == world.closed  # every capture it opened was released
+
+
+def test_stalled_camera_is_reopened_and_frames_flow_again(world):
+    world.read_timeout = 0.02  # the driver gives up quickly on a camera that sends nothing
+    with v4l2_source(world) as source:
+        wait_until(lambda: source.stats().open_attempts >= 3, what="reopens of the stalled camera")
+        assert "no frame" in source.stats().last_error
+        with pytest.raises(CameraError, match="/dev/video7"):
+            source.read(timeout=0.05)
+        world.read_timeout = 0.5
+        world.emit()
+        assert serial_of(source.read(timeout=5)) == 1
+
+
+def test_v4l2_asks_for_mjpg_size_and_rate_and_describes_what_it_got(world, caplog):
+    captures = []
+
+    def factory(path):
+        captures.append(FakeVideoCapture(world, gives={cv2.CAP_PROP_FRAME_WIDTH: 640, cv2.CAP_PROP_FRAME_HEIGHT: 480,
+                                                       cv2.CAP_PROP_FOURCC: cv2.VideoWriter_fourcc(*"YUYV")}))
+        return captures[-1]
+
+    with caplog.at_level(logging.WARNING, logger="device.camera"):
+        with V4L2Source("0", fps=25, width=1280, height=720, capture_factory=factory) as source:
+            world.emit()
+            source.read(timeout=5)
+            assert source.describe() == "v4l2:/dev/video0 640x480 YUYV 25fps, up"
+    props = captures[0].props
+    assert props[cv2.CAP_PROP_FOURCC] == cv2.VideoWriter_fourcc(*"MJPG")
+    asked = (props[cv2.CAP_PROP_FRAME_WIDTH], props[cv2.CAP_PROP_FRAME_HEIGHT], props[cv2.CAP_PROP_FPS])
+    assert asked == (1280, 720, 25)
+    assert any("the camera gives 640x480 YUYV" in r.getMessage() for r in caplog.records)
+
+
+def test_grabber_survives_a_device_that_raises_or_returns_garbage(world):
+    results = iter([RuntimeError("USB reset"), np.zeros((0, 0), np.uint8), "not an image"])
+
+    class Flaky:
+        def read(self):
+            item = next(results, None)
+            if item is None:
+                image = world.next_image(world.generation)
+                if image is None:
+                    raise RuntimeError("stalled")
+                return image
+            if isinstance(item, Exception):
+                raise item
+            return item
+
+        def close(self):
+            pass
+
+    grabber = FrameGrabber("fake:0", Flaky, stall_timeout_s=0.5, backoff_initial_s=0.01, backoff_max_s=0.02)
+    grabber.start()
+    try:
+        wait_until(lambda: grabber.stats().open_attempts >= 4, what="reopens after bad reads")
+        world.emit()
+        assert serial_of(grabber.read(timeout=5)) == 1
+    finally:
+        grabber.close()
+    with pytest.raises(CameraError, match="closed"):
+        grabber.read(timeout=0)
+
+
+def test_reopen_delays_double_up_to_the_cap_and_restart_after_success():
+    backoff = Backoff(0.5, 30.0)
+    assert [backoff.next() for _ in range(8)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
+    backoff.reset()
+    assert backoff.next() == 0.5
+    with pytest.raises(ValueError):
+        Backoff(1.0, 0.5)
+
+
+# -- picamera2 (faked: the library exists only on a Pi) ---------------------------------------------
+
+
+class FakePicamera2:
+    """Enough of picamera2.Picamera2: configure/start, capture_array(wait=False) + wait(timeout)."""
+
+    world: CameraWorld
+    cameras = [{"Model": "imx708"}]
+    instances: list["FakePicamera2"] = []
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.config = None
+        self.started = self.closed = False
+        self.generation = self.world.generation
+        if not self.world.plugged:
+            raise RuntimeError("Failed to acquire camera")
+        self.instances.append(self)
+
+    @classmethod
+    def global_camera_info(cls):
+        return cls.cameras if cls.world.plugged else []
+
+    def create_video_configuration(self, main=None, controls=None):
+        return {"main": main, "controls": controls}
+
+    def configure(self, config):
+        self.config = config
+
+    def start(self):
+        self.started = True
+
+    def capture_array(self, name="main", wait=None):
+        assert name == "main" and wait is False
+        return ("job", self.generation)
+
+    def wait(self, job, timeout=None):
+        image = self.world.next_image(job[1])
+        if image is None:
+            raise TimeoutError()
+        return image
+
+    def stop(self):
+        self.started = False
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def picamera2_class(world):
+    FakePicamera2.world = world
+    FakePicamera2.instances = []
+    return FakePicamera2
+
+
+def test_picamera2_missing_library_gives_the_install_hint(monkeypatch):
+    monkeypatch.setitem(sys.modules, "picamera2", None)  # import picamera2 -> ImportError
+    with pytest.raises(CameraError) as err:
+        open_source("picamera2:0")
+    assert str(err.value) == MISSING_MESSAGE
+    assert "sudo apt install python3-picamera2" in MISSING_MESSAGE and "--system-site-packages" in MISSING_MESSAGE
+
+
+def test_picamera2_configures_bgr_main_stream_at_the_rate_and_recovers(world, picamera2_class):
+    source = Picamera2Source("0", fps=25, width=1280, height=720, camera_class=picamera2_class,
+                             stall_timeout_s=0.5, backoff_initial_s=0.01, backoff_max_s=0.05)
+    try:
+        world.emit()
+        assert serial_of(source.read(timeout=5)) == 1
+        camera = picamera2_class.instances[0]
+        assert camera.config == {"main": {"size": (1280, 720), "format": "RGB888"},
+                                 "controls": {"FrameDurationLimits": (40000, 40000)}}
+        assert source.describe() == "picamera2:0 imx708 1280x720 RGB888 25fps, up"
+
+        world.unplug()
+        wait_until(lambda: source.stats().state == "down", what="the camera to go down")
+        assert camera.closed  # released, so libcamera lets the next attempt have it
+        with pytest.raises(CameraError, match="picamera2:0"):
+            source.read(timeout=0.05)
+        wait_until(lambda: "rpicam-hello" in (source.stats().last_error or ""), what="a no-camera reason")
+
+        world.plug()
+        world.emit()
+        assert serial_of(source.read(timeout=5)) == 2
+    finally:
+        source.close()
+    assert len(picamera2_class.instances) == 2 and all(c.closed for c in picamera2_class.instances)
