@@ -1,0 +1,604 @@
+"""The outbox: the kiosk's durable local queue of identifications (SQLite, through sqlite-utils).
+
+An identification is committed here *before* the kiosk signals "OK": :meth:`Outbox.commit` returns
+only once the record is on disk (WAL with ``synchronous=FULL``, so the commit is fsync'ed; in WAL
+mode ``NORMAL`` may lose the last commits on a power cut). The forwarder then delivers it to the
+central and marks it ``delivered``; a record the central rejects becomes ``dead`` with the reason,
+visible and retryable, never deleted. Delivered records are kept ``retention_days``, then purged.
+
+Each identification gets, in the same transaction, a UUID (its permanent id at the central, made
+once, here) and a per-kiosk sequence number with no gaps. Wall time is recorded (``scanned_at``,
+UTC) with whether the clock was synchronised, but never used to order records.
+
+Several processes may open the same file (the daemon writes while ``kiosk queue`` reads): WAL
+readers never block the writer, and writers wait up to ``busy_timeout_s`` for each other::
+
+    outbox = Outbox("/var/lib/kiosk/outbox.db", kiosk_id="riga-5-1", site="Riga 5")
+    ident = outbox.commit(card, symbology="Code128", decoder="zxing-cpp")   # durable now: beep OK
+    batch = outbox.due(100)                  # pending records whose next attempt is due, by seq
+    outbox.mark_delivered([r.id for r in batch])
+
+A file that fails ``PRAGMA integrity_check`` (or is not a database) is moved aside as
+``outbox.db.corrupt-<UTC time>`` (with its -wal), kept for the technician and listed in
+:meth:`Outbox.stats`; a new outbox is started in its place.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import os
+import sqlite3
+import threading
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import sqlite_utils
+
+from device.card import Card
+from device.clock import Clock, SystemClock, parse_utc, utc_iso
+
+log = logging.getLogger(__name__)
+
+PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+STATES = (PENDING, DELIVERED, DEAD)
+
+#: File mode of the outbox and its -wal/-shm (contract numbers are personal data).
+FILE_MODE = 0o600
+#: Longest error text or reason stored with a record.
+MAX_REASON = 500
+#: How long a writer waits for another process's write transaction before giving up.
+DEFAULT_BUSY_TIMEOUT_S = 10.0
+#: A stored next attempt further ahead than this is treated as due: the wall clock must have
+#: jumped back (NTP correcting a wrong clock), and waiting days for it would stall delivery.
+DEFAULT_MAX_WAIT_S = 3600.0
+
+
+class OutboxError(Exception):
+    """The outbox cannot do what was asked (I/O error, locked too long, unusable file).
+
+    ``str()`` says what happened and what to check. Nothing was half-written: the transaction was
+    rolled back.
+    """
+
+
+class OutboxFull(OutboxError):
+    """The disk (or the database's page limit) is full: the identification was NOT recorded."""
+
+
+class OutboxCorrupt(OutboxError):
+    """The file fails its integrity check and was not moved aside (``on_corrupt="raise"``)."""
+
+
+@dataclass(frozen=True)
+class Identification:
+    """One identification as the outbox holds it.
+
+    ``scanned_at``, ``next_attempt_at``, ``delivered_at`` and ``updated_at`` are UTC ISO 8601
+    strings (``2024-05-02T09:15:00.000Z``); ``next_attempt_at`` is None when due at once.
+    """
+
+    id: str
+    seq: int
+    kiosk_id: str
+    site: str
+    format: str
+    contract: str
+    card_issue: int
+    scanned_at: str
+    clock_synced: bool
+    symbology: str
+    decoder: str
+    state: str
+    attempts: int
+    next_attempt_at: str | None
+    last_error: str | None
+    dead_reason: str | None
+    delivered_at: str | None
+    updated_at: str
+
+    def as_dict(self) -> dict:
+        """All fields, for JSON output (the caller masks ``contract`` for display)."""
+        return asdict(self)
+
+
+# --- schema ------------------------------------------------------------------------------------
+#
+# A migration is a function that moves the schema up by one version (PRAGMA user_version); each
+# runs in its own write transaction together with the version bump. Add new ones at the end only.
+
+
+def _v1_create(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE identifications (
+            id              TEXT PRIMARY KEY,          -- UUID, made once at commit: the key at the central
+            seq             INTEGER NOT NULL,          -- per kiosk, gap-free, from the sequences table
+            kiosk_id        TEXT NOT NULL,
+            site            TEXT NOT NULL,
+            format          TEXT NOT NULL,             -- card payload format (spec v1 is "v1")
+            contract        TEXT NOT NULL,
+            card_issue      INTEGER NOT NULL,
+            scanned_at      TEXT NOT NULL,             -- UTC wall time; trusted only if clock_synced
+            clock_synced    INTEGER NOT NULL,
+            symbology       TEXT NOT NULL,
+            decoder         TEXT NOT NULL,
+            state           TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'dead')),
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT,                      -- UTC wall time; NULL: due now
+            last_error      TEXT,
+            dead_reason     TEXT,
+            delivered_at    TEXT,
+            updated_at      TEXT NOT NULL,
+            UNIQUE (kiosk_id, seq)
+        )
+        """
+    )
+    db.execute("CREATE INDEX identifications_state_seq ON identifications (state, seq)")
+    # The last sequence number per kiosk: purging delivered records must never let a number come back.
+    db.execute("CREATE TABLE sequences (kiosk_id TEXT PRIMARY KEY, last_seq INTEGER NOT NULL)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_create]
+#: The schema version this code writes (PRAGMA user_version).
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_COLUMNS = [
+    "id", "seq", "kiosk_id", "site", "format", "contract", "card_issue", "scanned_at", "clock_synced",
+    "symbology", "decoder", "state", "attempts", "next_attempt_at", "last_error", "dead_reason",
+    "delivered_at", "updated_at",
+]  # fmt: skip
+_SELECT = "SELECT " + ", ".join(_COLUMNS) + " FROM identifications"
+# SQLite allows 999 "?" per statement on old builds; id lists are chunked below that.
+_CHUNK = 500
+
+
+def _row(values: tuple) -> Identification:
+    fields = dict(zip(_COLUMNS, values))
+    fields["clock_synced"] = bool(fields["clock_synced"])
+    return Identification(**fields)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
+
+
+class Outbox:
+    """The durable queue of identifications in one SQLite file. Safe to share between threads.
+
+    ``clock`` gives UTC wall time and whether it is synchronised (tests pass a FakeClock).
+    ``max_wait_s``: a stored next attempt further ahead than this counts as due (see
+    :data:`DEFAULT_MAX_WAIT_S`); the forwarder sets it to its longest wait.
+    ``on_corrupt``: ``"move-aside"`` (the daemon) or ``"raise"`` (a reader such as ``kiosk queue``,
+    which must not move the daemon's file). ``create=False`` refuses to start a missing outbox
+    (a reader with a wrong path). ``max_page_count`` limits the file's size in pages,
+    for emulating a full disk in tests (also :meth:`set_max_page_count`).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        kiosk_id: str,
+        site: str = "",
+        retention_days: float = 30,
+        clock: Clock | None = None,
+        *,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+        max_wait_s: float = DEFAULT_MAX_WAIT_S,
+        on_corrupt: str = "move-aside",
+        check_integrity: bool = True,
+        create: bool = True,
+        max_page_count: int | None = None,
+    ):
+        if on_corrupt not in ("move-aside", "raise"):
+            raise ValueError(f"on_corrupt must be 'move-aside' or 'raise', got {on_corrupt!r}")
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise OutboxError(f"there is no outbox at {self.path} (check outbox.path; the daemon creates it)")
+        self.kiosk_id = kiosk_id
+        self.site = site
+        self.retention_days = retention_days
+        self.clock = clock or SystemClock()
+        self.max_wait_s = max_wait_s
+        self._busy_timeout_s = busy_timeout_s
+        #: Where a corrupt file found at this open was moved to (None if it was fine).
+        self.moved_aside: Path | None = None
+        #: Why the last commit failed (disk full, ...), until a commit succeeds again: for status.
+        self.last_commit_error: str | None = None
+        self._lock = threading.RLock()
+        self._dir_synced = False
+        self.db = self._open(on_corrupt, check_integrity)
+        if max_page_count is not None:
+            self.set_max_page_count(max_page_count)
+
+    # --- opening ----------------------------------------------------------------------------
+
+    def _open(self, on_corrupt: str, check_integrity: bool) -> sqlite_utils.Database:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._ensure_private_files()
+        except OSError as e:
+            raise OutboxError(f"cannot create the outbox {self.path}: {e.strerror or e}; check the directory and its permissions") from e
+        db = None
+        try:
+            db = self._connect()
+            if check_integrity:
+                self._check_integrity(db)
+            self._migrate(db)
+            return db
+        except sqlite3.DatabaseError as e:
+            if db is not None:
+                db.close()
+            if not _is_corruption(e) and not isinstance(e, _IntegrityFailed):
+                raise self._error("open", e) from e
+            if on_corrupt == "raise":
+                raise OutboxCorrupt(f"the outbox {self.path} is damaged ({e}); the kiosk daemon moves it aside at its next start") from e
+        except BaseException:
+            if db is not None:
+                db.close()
+            raise
+        self.moved_aside = self._move_aside()
+        log.error("outbox %s failed its integrity check; moved aside to %s and started a new one", self.path, self.moved_aside)
+        self._ensure_private_files()
+        db = self._connect()
+        self._migrate(db)
+        return db
+
+    def _connect(self) -> sqlite_utils.Database:
+        # isolation_level=None: no implicit transactions; every write below runs in an explicit
+        # BEGIN IMMEDIATE, so two processes never deadlock upgrading a read lock.
+        conn = sqlite3.connect(str(self.path), timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False)
+        db = sqlite_utils.Database(conn)
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+        if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
+            raise OutboxError(f"cannot put the outbox {self.path} in WAL mode (is the file system read-only or a network mount?)")
+        # Not persistent: every connection must set it. FULL fsyncs the WAL at each commit.
+        conn.execute("PRAGMA synchronous = FULL")
+        return db
+
+    def _ensure_private_files(self) -> None:
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
+        # SQLite gives new -wal/-shm files the database's mode; existing ones are fixed here.
+        for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            try:
+                if p.exists() and p.stat().st_mode & 0o777 != FILE_MODE:
+                    p.chmod(FILE_MODE)
+            except PermissionError:
+                log.warning("outbox file %s is not mode 0600 and cannot be changed by this user", p)
+
+    def _check_integrity(self, db: sqlite_utils.Database) -> None:
+        rows = [r[0] for r in db.execute("PRAGMA integrity_check").fetchall()]
+        if rows != ["ok"]:
+            raise _IntegrityFailed("; ".join(str(r) for r in rows[:3]))
+
+    def _migrate(self, db: sqlite_utils.Database) -> None:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise OutboxError(
+                f"the outbox {self.path} has schema version {version}, newer than this software knows ({SCHEMA_VERSION}); "
+                "install the newer kiosk software again (do not delete the file: it holds undelivered identifications)"
+            )
+        while version < SCHEMA_VERSION:
+            with self._write(db, "migrate"):
+                # Another process may have migrated between our read and our write lock.
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version < SCHEMA_VERSION:
+                    MIGRATIONS[version](db)
+                    version += 1
+                    db.execute(f"PRAGMA user_version = {version}")
+            log.info("outbox %s schema now at version %d", self.path, version)
+
+    def _move_aside(self) -> Path:
+        stamp = self.clock.now().strftime("%Y%m%dT%H%M%SZ")
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+        try:
+            # The WAL may hold the newest records: it moves with the file, under the name SQLite
+            # looks for, so the technician can open the copy with its WAL.
+            for suffix in ("-wal", "-shm"):
+                side = Path(f"{self.path}{suffix}")
+                if side.exists():
+                    side.rename(f"{target}{suffix}")
+            self.path.rename(target)
+            self._fsync_dir()
+        except OSError as e:
+            raise OutboxError(f"the outbox {self.path} is damaged and could not be moved aside: {e}") from e
+        return target
+
+    def corrupt_files(self) -> list[Path]:
+        """Damaged outboxes moved aside (now or at an earlier start), for the technician."""
+        return sorted(p for p in self.path.parent.glob(f"{self.path.name}.corrupt-*") if not p.name.endswith(("-wal", "-shm")))
+
+    def set_max_page_count(self, pages: int | None) -> int:
+        """Limit the file to ``pages`` pages (None: SQLite's maximum), to emulate a full disk.
+
+        Returns the limit in effect (SQLite never sets it below the current size).
+        """
+        with self._lock:
+            value = 4294967294 if pages is None else int(pages)
+            return self.db.execute(f"PRAGMA max_page_count = {value}").fetchone()[0]
+
+    # --- transactions -----------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self, db: sqlite_utils.Database, what: str) -> Iterator[None]:
+        """One write transaction, taken with the write lock up front; rolled back on any error."""
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise self._error(what, e) from e
+        try:
+            yield
+            db.execute("COMMIT")
+        except BaseException as e:
+            if db.conn.in_transaction:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # SQLite may have rolled back already (e.g. after SQLITE_FULL)
+            if isinstance(e, sqlite3.Error):
+                raise self._error(what, e) from e
+            raise
+
+    def _error(self, what: str, e: sqlite3.Error) -> OutboxError:
+        code = getattr(e, "sqlite_errorcode", None)
+        if code == sqlite3.SQLITE_FULL:
+            return OutboxFull(f"the outbox {self.path} is full (disk or size limit): could not {what}; free disk space: {e}")
+        if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            return OutboxError(f"the outbox {self.path} stayed locked by another process for {self._busy_timeout_s:g} s: could not {what}")
+        if code == sqlite3.SQLITE_READONLY:
+            return OutboxError(f"the outbox {self.path} is read-only: could not {what}; check the file's owner and mode")
+        return OutboxError(f"the outbox {self.path} failed to {what}: {e}")
+
+    def _fsync_dir(self) -> None:
+        # A new file (the database, its WAL) is durable only once its directory entry is.
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def commit(self, card: Card, *, symbology: str, decoder: str) -> Identification:
+        """Record one identification durably and return it. Signal "OK" only after this returns.
+
+        Raises :class:`OutboxFull` when the disk is full and :class:`OutboxError` on other
+        failures; then nothing was recorded and no sequence number was used.
+        """
+        now = self.clock.now()
+        record = {
+            "id": str(uuid.uuid4()),
+            "kiosk_id": self.kiosk_id,
+            "site": self.site,
+            "format": card.format,
+            "contract": card.contract,
+            "card_issue": int(card.issue),
+            "scanned_at": utc_iso(now),
+            "clock_synced": 1 if self.clock.synced() else 0,
+            "symbology": symbology,
+            "decoder": decoder,
+            "updated_at": utc_iso(now),
+        }
+        with self._lock:
+            db = self.db
+            try:
+                self._insert(db, record)
+            except OutboxError as e:
+                self.last_commit_error = str(e)
+                log.error("identification NOT recorded: %s", e)
+                raise
+            self.last_commit_error = None
+            if not self._dir_synced:
+                # The first commit on this connection may have created the -wal file.
+                self._fsync_dir()
+                self._dir_synced = True
+        return Identification(**{**record, "clock_synced": bool(record["clock_synced"])},
+                              state=PENDING, attempts=0, next_attempt_at=None, last_error=None,
+                              dead_reason=None, delivered_at=None)  # fmt: skip
+
+    def _insert(self, db: sqlite_utils.Database, record: dict) -> None:
+        """Take the next sequence number and insert ``record``, in one transaction."""
+        with self._write(db, "record the identification"):
+            row = db.execute("SELECT last_seq FROM sequences WHERE kiosk_id = ?", [self.kiosk_id]).fetchone()
+            record["seq"] = (row[0] if row else 0) + 1
+            db.execute(
+                "INSERT INTO sequences (kiosk_id, last_seq) VALUES (?, ?) "
+                "ON CONFLICT (kiosk_id) DO UPDATE SET last_seq = excluded.last_seq",
+                [self.kiosk_id, record["seq"]],
+            )
+            names = list(record)
+            db.execute(
+                f"INSERT INTO identifications ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                [record[n] for n in names],
+            )
+
+    def _update(self, what: str, sql: str, ids: Iterable[str], params: list) -> int:
+        """Run ``sql`` (which ends in ``id IN (...)``) for ``ids`` in chunks, in one transaction."""
+        ids = builtins.list(ids)
+        changed = 0
+        with self._lock, self._write(self.db, what):
+            for i in range(0, len(ids), _CHUNK):
+                chunk = ids[i : i + _CHUNK]
+                cur = self.db.execute(f"{sql} ({', '.join('?' * len(chunk))})", params + chunk)
+                changed += cur.rowcount
+        return changed
+
+    def mark_delivered(self, ids: Iterable[str]) -> int:
+        """The central holds these (accepted or duplicate): pending -> delivered. Returns how many changed."""
+        now = utc_iso(self.clock.now())
+        return self._update(
+            "mark identifications delivered",
+            "UPDATE identifications SET state = 'delivered', attempts = attempts + 1, delivered_at = ?, "
+            "next_attempt_at = NULL, last_error = NULL, updated_at = ? WHERE state = 'pending' AND id IN",
+            ids,
+            [now, now],
+        )
+
+    def mark_failed(self, ids: Iterable[str], error: str, retry_at: datetime | str | None) -> int:
+        """A delivery attempt failed: count it, keep the records pending until ``retry_at`` (UTC)."""
+        retry = utc_iso(retry_at) if isinstance(retry_at, datetime) else retry_at
+        now = utc_iso(self.clock.now())
+        return self._update(
+            "record a failed delivery",
+            "UPDATE identifications SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, updated_at = ? "
+            "WHERE state = 'pending' AND id IN",
+            ids,
+            [retry, _clip(error), now],
+        )
+
+    def mark_dead(self, id: str, reason: str) -> bool:
+        """The central rejected this record: pending -> dead, with the reason. Kept, retryable."""
+        now = utc_iso(self.clock.now())
+        return (
+            self._update(
+                "mark an identification dead",
+                "UPDATE identifications SET state = 'dead', attempts = attempts + 1, dead_reason = ?, "
+                "next_attempt_at = NULL, updated_at = ? WHERE state = 'pending' AND id IN",
+                [id],
+                [_clip(reason), now],
+            )
+            == 1
+        )
+
+    def retry(self, id: str) -> bool:
+        """Make a dead (or waiting) record pending and due now. False if no such dead/pending record."""
+        now = utc_iso(self.clock.now())
+        return (
+            self._update(
+                "retry an identification",
+                "UPDATE identifications SET state = 'pending', next_attempt_at = NULL, dead_reason = NULL, updated_at = ? "
+                "WHERE state IN ('pending', 'dead') AND id IN",
+                [id],
+                [now],
+            )
+            == 1
+        )
+
+    def retry_dead(self) -> int:
+        """Make every dead record pending and due now. Returns how many."""
+        now = utc_iso(self.clock.now())
+        with self._lock, self._write(self.db, "retry dead identifications"):
+            return self.db.execute(
+                "UPDATE identifications SET state = 'pending', next_attempt_at = NULL, dead_reason = NULL, updated_at = ? "
+                "WHERE state = 'dead'",
+                [now],
+            ).rowcount
+
+    def purge_delivered(self) -> int:
+        """Delete delivered records older than ``retention_days`` (by delivery time). Returns how many."""
+        cutoff = utc_iso(self.clock.now() - timedelta(days=self.retention_days))
+        with self._lock, self._write(self.db, "purge delivered identifications"):
+            return self.db.execute(
+                "DELETE FROM identifications WHERE state = 'delivered' AND delivered_at <= ?", [cutoff]
+            ).rowcount
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def _read(self, sql: str, params: list | None = None) -> builtins.list[tuple]:
+        with self._lock:
+            try:
+                return self.db.execute(sql, params or []).fetchall()
+            except sqlite3.Error as e:
+                raise self._error("read", e) from e
+
+    def due(self, limit: int, *, now: datetime | None = None, max_wait_s: float | None = None, force: bool = False) -> builtins.list[Identification]:
+        """Up to ``limit`` pending records to send now, oldest first (by ``seq``).
+
+        In order: while the oldest pending record waits for its next attempt, nothing is due (new
+        records do not overtake it, and an outage is not hammered by each new identification).
+        A next attempt more than ``max_wait_s`` ahead is due anyway (the wall clock jumped back).
+        ``force`` ignores the waits (a technician fixed the token).
+        """
+        now = now or self.clock.now()
+        now_text = utc_iso(now)
+        horizon = utc_iso(now + timedelta(seconds=self.max_wait_s if max_wait_s is None else max_wait_s))
+        waiting = "(next_attempt_at IS NOT NULL AND next_attempt_at > ? AND next_attempt_at <= ?)"
+        if not force:
+            head = self._read(f"SELECT {waiting} FROM identifications WHERE state = 'pending' ORDER BY seq LIMIT 1", [now_text, horizon])
+            if not head or head[0][0]:
+                return []
+            rows = self._read(f"{_SELECT} WHERE state = 'pending' AND NOT {waiting} ORDER BY seq LIMIT ?", [now_text, horizon, limit])
+        else:
+            rows = self._read(f"{_SELECT} WHERE state = 'pending' ORDER BY seq LIMIT ?", [limit])
+        return [_row(r) for r in rows]
+
+    def seconds_until_due(self, *, now: datetime | None = None, max_wait_s: float | None = None) -> float | None:
+        """How long until :meth:`due` has something: 0 if now, None if nothing is pending."""
+        row = self._read("SELECT next_attempt_at FROM identifications WHERE state = 'pending' ORDER BY seq LIMIT 1")
+        if not row:
+            return None
+        if row[0][0] is None:
+            return 0.0
+        wait = (parse_utc(row[0][0]) - (now or self.clock.now())).total_seconds()
+        cap = self.max_wait_s if max_wait_s is None else max_wait_s
+        return 0.0 if wait <= 0 or wait > cap else wait
+
+    def get(self, id: str) -> Identification | None:
+        """One record by its id (the UUID), or None."""
+        rows = self._read(f"{_SELECT} WHERE id = ?", [id])
+        return _row(rows[0]) if rows else None
+
+    def list(self, state: str | None = None, *, limit: int | None = None) -> builtins.list[Identification]:
+        """Records by ``seq``, optionally only one state (pending, delivered, dead)."""
+        if state is not None and state not in STATES:
+            raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
+        where, params = (" WHERE state = ?", [state]) if state else ("", [])
+        tail = " LIMIT ?" if limit is not None else ""
+        rows = self._read(f"{_SELECT}{where} ORDER BY seq{tail}", params + ([limit] if limit is not None else []))
+        return [_row(r) for r in rows]
+
+    def stats(self) -> dict:
+        """Counts and health for status: pending, delivered, dead, oldest pending age, last error, corrupt files."""
+        counts = dict.fromkeys(STATES, 0)
+        for state, n in self._read("SELECT state, count(*) FROM identifications GROUP BY state"):
+            counts[state] = n
+        oldest = self._read("SELECT scanned_at FROM identifications WHERE state = 'pending' ORDER BY seq LIMIT 1")
+        last = self._read(
+            "SELECT last_error, updated_at FROM identifications WHERE state = 'pending' AND last_error IS NOT NULL "
+            "ORDER BY updated_at DESC LIMIT 1"
+        )
+        seq = self._read("SELECT last_seq FROM sequences WHERE kiosk_id = ?", [self.kiosk_id])
+        age = None
+        if oldest:
+            age = max(0.0, (self.clock.now() - parse_utc(oldest[0][0])).total_seconds())
+        return {
+            "path": str(self.path),
+            "pending": counts[PENDING],
+            "delivered": counts[DELIVERED],
+            "dead": counts[DEAD],
+            "oldest_pending_scanned_at": oldest[0][0] if oldest else None,
+            "oldest_pending_age_s": age,
+            "last_error": last[0][0] if last else None,
+            "last_error_at": last[0][1] if last else None,
+            "last_seq": seq[0][0] if seq else 0,
+            "last_commit_error": self.last_commit_error,
+            "moved_aside": str(self.moved_aside) if self.moved_aside else None,
+            "corrupt_files": [str(p) for p in self.corrupt_files()],
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _IntegrityFailed(sqlite3.DatabaseError):
+    """PRAGMA integrity_check did not answer "ok"."""
+
+
+def _is_corruption(e: sqlite3.Error) -> bool:
+    return getattr(e, "sqlite_errorcode", None) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
