@@ -145,6 +145,10 @@ class ApiSection:
     connect_timeout_s: float = opt(5.0, "Seconds to wait for a connection to the central.", minimum=0.1)
     read_timeout_s: float = opt(15.0, "Seconds to wait for the central's answer.", minimum=0.1)
     batch_size: int = opt(100, "Identifications sent per request.", minimum=1)
+    backoff_base_s: float = opt(1.0, "First wait after a failed delivery; doubles per attempt (with full jitter).", minimum=0.01)
+    backoff_cap_s: float = opt(300.0, "Longest wait between delivery attempts.", minimum=0.01)
+    retry_after_cap_s: float = opt(3600.0, "Longest wait the central may ask for with Retry-After.", minimum=0.01)
+    auth_retry_s: float = opt(60.0, "While the central refuses the token, try again this often (at once when the token file changes).", minimum=0.1)
 
 
 @dataclass(frozen=True)
@@ -347,3 +351,29 @@ def reference_markdown() -> str:
         env = f"`{env_name(key)}`" if o.metadata["env"] else ""
         rows.append(f"| `{key}` | {_type_name(o)} | {default} | {env} | {o.metadata['doc']} |")
     return "\n".join(rows) + "\n"
+
+
+def example_toml() -> str:
+    """``config/kiosk.toml``: every key with its default and what it is for (tests keep them equal)."""
+    import textwrap
+
+    out = [
+        "# Counter kiosk configuration (TOML). Installed as /etc/kiosk/kiosk.toml.",
+        "# Every key is shown with its default; delete or comment out what you do not change.",
+        "# Check a file with:  kiosk config check --config /etc/kiosk/kiosk.toml",
+        "# Keys marked 'env' can be overridden by an environment variable (KIOSK_<SECTION>_<KEY>).",
+        "# Generated from the schema in device/config.py: kiosk config reference --example",
+    ]
+    for s in SECTION_FIELDS:
+        out.append(f"\n[{s.name}]")
+        for o in dataclasses.fields(_section_type(s)):
+            key = f"{s.name}.{o.name}"
+            doc = o.metadata["doc"] + (f" (env {env_name(key)})" if o.metadata["env"] else "")
+            out.extend("# " + line for line in textwrap.wrap(doc, 98))
+            if o.metadata["default_doc"]:
+                out.append(f"# default: {o.metadata['default_doc']}")
+                out.append(f'#{o.name} = "kiosk-0001"')
+            else:
+                default = o.default if o.default is not dataclasses.MISSING else o.default_factory()
+                out.append(f"{o.name} = {_toml_value(default)}")
+    return "\n".join(out) + "\n"

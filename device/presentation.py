@@ -16,18 +16,23 @@ The daemon asks :meth:`Presentations.is_new` for every card it decodes, and call
 
 from __future__ import annotations
 
-from device.card import Card
+from collections.abc import Hashable
 
 
 class Presentations:
-    """Decides which decoded cards are new identifications."""
+    """Decides which decoded cards are new identifications.
+
+    A "card" here is anything hashable that names what was shown: a :class:`device.card.Card`,
+    or (format, text) for a barcode that is not a card, so that it too gets its "not a card"
+    feedback once per presentation.
+    """
 
     def __init__(self, repeat_window_s: float = 10.0):
         self.repeat_window_s = repeat_window_s
-        self._current: Card | None = None
+        self._current: Hashable | None = None
         self._last_seen = 0.0
 
-    def is_new(self, card: Card, now: float) -> bool:
+    def is_new(self, card: Hashable, now: float) -> bool:
         """True when ``card`` at monotonic time ``now`` starts a new presentation.
 
         Seeing the current card again (within the window) extends its presentation, so a client
@@ -38,7 +43,7 @@ class Presentations:
             return False
         return True
 
-    def identified(self, card: Card, now: float) -> None:
+    def identified(self, card: Hashable, now: float) -> None:
         """Record that ``card`` was identified (committed) at ``now``: its presentation is open."""
         self._current, self._last_seen = card, now
 

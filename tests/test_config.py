@@ -106,6 +106,11 @@ def test_dump_masks_secrets_and_reloads_to_the_same_config(tmp_path):
     assert again == cfg
 
 
+def test_example_file_is_generated_from_the_schema():
+    text = (REPO / "config" / "kiosk.toml").read_text()
+    assert text == config.example_toml(), "regenerate: kiosk config reference --example > config/kiosk.toml"
+
+
 def test_example_file_has_every_key_and_loads(tmp_path):
     example = REPO / "config" / "kiosk.toml"
     text = example.read_text()
