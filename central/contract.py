@@ -1,0 +1,204 @@
+"""The central API contract as code: what a batch of identifications must look like.
+
+One place for the facts that docs/openapi.yaml and docs/CENTRAL_API.md describe: the statuses, the
+batch limit, and the checks on the body (a bad body is a 400 for the whole request) and on each
+identification (a bad one is ``rejected`` with a reason, the others in the batch still count).
+
+>>> batch = parse_batch({"kiosk": {"id": "k-1", "site": "Riga 5"}, "identifications": [
+...     {"id": "3f1c0a52-6a3e-4c1e-9a57-0d3a1f2b9c10", "seq": 1, "contract": "0012345678",
+...      "card_issue": 1, "scanned_at": "2024-05-02T09:15:00Z", "clock_synced": True,
+...      "symbology": "Code128"}]})
+>>> batch.kiosk_id, batch.items[0].record.contract
+('k-1', '0012345678')
+>>> parse_batch({"kiosk": {"id": "k-1", "site": ""}, "identifications": [{"id": "x"}]}).items[0].reason
+'invalid-id: must be a UUID string (8-4-4-4-12 hex digits)'
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+API_PREFIX = "/v1"
+IDENTIFICATIONS_PATH = API_PREFIX + "/identifications"
+HEALTH_PATH = API_PREFIX + "/health"
+
+ACCEPTED = "accepted"
+DUPLICATE = "duplicate"
+REJECTED = "rejected"
+STATUSES = (ACCEPTED, DUPLICATE, REJECTED)
+
+#: Most identifications in one POST; more is answered 413.
+MAX_BATCH = 1000
+#: Largest request body read at all (a full batch is ~250 KB); more is answered 413 unread.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+#: Longest kiosk id, site or symbology accepted.
+MAX_NAME_LENGTH = 128
+#: SQLite's INTEGER is 64-bit signed; a larger seq could not be stored.
+MAX_SEQ = 2**63 - 1
+MAX_CARD_ISSUE = 99
+
+# Canonical UUID text only: "{...}", "urn:uuid:" or bare hex would let one identification arrive
+# under two spellings of its key. Letters are compared lower-cased.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# [0-9], not \d: \d also matches Arabic-Indic and other Unicode digits.
+_CONTRACT = re.compile(r"[0-9]{10}")
+# ISO 8601 / RFC 3339 date-time with a UTC offset; fromisoformat alone also takes dates and
+# odd forms such as "2024-05-02 09:15" without a zone.
+# Names (kiosk id, site, symbology): any text but control characters (C0, DEL, C1). The same rule
+# is the "pattern" in docs/openapi.yaml.
+_NAME = re.compile(r"[^\x00-\x1f\x7f-\x9f]*")
+_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})")
+
+
+class BadRequest(Exception):
+    """The body as a whole is unusable (not JSON, wrong shape): HTTP 400, nothing stored.
+
+    ``str()`` is the message sent to the client; it never quotes the client's data.
+    """
+
+
+class TooLarge(Exception):
+    """More identifications in one batch than :data:`MAX_BATCH`: HTTP 413, nothing stored."""
+
+
+@dataclass(frozen=True)
+class Identification:
+    """One valid identification as the central stores it (``id`` lower-cased)."""
+
+    id: str
+    seq: int
+    contract: str
+    card_issue: int
+    scanned_at: str
+    clock_synced: bool
+    symbology: str
+
+
+@dataclass(frozen=True)
+class Item:
+    """One entry of a batch: the id as sent (echoed in the result), and either a record or a reason."""
+
+    sent_id: Any
+    record: Identification | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Batch:
+    kiosk_id: str
+    site: str
+    items: list[Item]
+
+
+def parse_batch(body: Any) -> Batch:
+    """Check a decoded JSON body; raise :class:`BadRequest` or :class:`TooLarge` for the whole body.
+
+    Unknown extra fields are ignored (a newer kiosk may send more, e.g. its decoder).
+    """
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object with 'kiosk' and 'identifications'")
+    kiosk = body.get("kiosk")
+    if not isinstance(kiosk, dict):
+        raise BadRequest("'kiosk' must be an object with 'id' and 'site'")
+    kiosk_id, site = kiosk.get("id"), kiosk.get("site")
+    if not _is_name(kiosk_id) or not kiosk_id:
+        raise BadRequest(f"'kiosk.id' must be a non-empty string of at most {MAX_NAME_LENGTH} characters, without control characters")
+    if not _is_name(site):
+        raise BadRequest(f"'kiosk.site' must be a string of at most {MAX_NAME_LENGTH} characters, without control characters (may be empty)")
+    records = body.get("identifications")
+    if not isinstance(records, list):
+        raise BadRequest("'identifications' must be an array")
+    if len(records) > MAX_BATCH:
+        raise TooLarge(f"at most {MAX_BATCH} identifications per request; split the batch")
+    if not all(isinstance(r, dict) for r in records):
+        raise BadRequest("every entry of 'identifications' must be an object")
+    return Batch(kiosk_id, site, [_parse_item(r) for r in records])
+
+
+def _parse_item(raw: dict) -> Item:
+    sent_id = raw.get("id")
+    reason = record_problem(raw)
+    if reason is not None:
+        return Item(sent_id, None, reason)
+    record = Identification(
+        id=raw["id"].lower(),
+        seq=_as_int(raw["seq"]),
+        contract=raw["contract"],
+        card_issue=_as_int(raw["card_issue"]),
+        scanned_at=raw["scanned_at"],
+        clock_synced=raw["clock_synced"],
+        symbology=raw["symbology"],
+    )
+    return Item(sent_id, record, None)
+
+
+def _as_int(value: Any) -> int | None:
+    """A JSON integer as int, else None. As in JSON Schema, 7.0 is the integer 7; true is not 1."""
+    if isinstance(value, bool):  # bool is a subclass of int in Python
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _is_name(value: Any) -> bool:
+    """A string of at most MAX_NAME_LENGTH characters, no control characters, encodable as UTF-8.
+
+    JSON allows lone surrogate escapes ("\\ud800") that no database can store as text.
+    """
+    if not isinstance(value, str) or len(value) > MAX_NAME_LENGTH or not _NAME.fullmatch(value):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def record_problem(raw: dict) -> str | None:
+    """Why one identification is rejected (``"invalid-<field>: <what is expected>"``), or None.
+
+    The reason names the field and the rule, never the value (it may be personal data).
+    """
+    value = raw.get("id")
+    if not isinstance(value, str) or not _UUID.fullmatch(value):
+        return "invalid-id: must be a UUID string (8-4-4-4-12 hex digits)"
+    value = _as_int(raw.get("seq"))
+    if value is None or not 1 <= value <= MAX_SEQ:
+        return "invalid-seq: must be a positive integer"
+    value = raw.get("contract")
+    if not isinstance(value, str) or not _CONTRACT.fullmatch(value):
+        return "invalid-contract: must be a string of 10 ASCII digits"
+    if value == "0" * 10:
+        return "invalid-contract: must not be all zeros"
+    value = _as_int(raw.get("card_issue"))
+    if value is None or not 1 <= value <= MAX_CARD_ISSUE:
+        return f"invalid-card_issue: must be an integer from 1 to {MAX_CARD_ISSUE}"
+    value = raw.get("scanned_at")
+    if not isinstance(value, str) or not _DATETIME.fullmatch(value) or not _parses_as_datetime(value):
+        return "invalid-scanned_at: must be an ISO 8601 date-time with a UTC offset, e.g. 2024-05-02T09:15:00Z"
+    if not isinstance(raw.get("clock_synced"), bool):
+        return "invalid-clock_synced: must be true or false"
+    value = raw.get("symbology")
+    if not _is_name(value) or not value:
+        return f"invalid-symbology: must be a non-empty string of at most {MAX_NAME_LENGTH} characters, without control characters"
+    return None
+
+
+def _parses_as_datetime(text: str) -> bool:
+    """The regular expression checks the form; this checks the values (month 13, 25 o'clock, ...)."""
+    try:
+        datetime.fromisoformat(text)  # Python 3.11+: reads "Z" and cuts fractions past microseconds
+    except ValueError:
+        return False
+    return True
+
+
+def result(item: Item, status: str) -> dict:
+    """The JSON result for one entry, in the order the batch came in."""
+    return {"id": item.sent_id if isinstance(item.sent_id, str) else None, "status": status, "reason": item.reason}

@@ -1,0 +1,208 @@
+"""Run the reference central as a real separate process, for tests and the demo.
+
+>>> with start_subprocess(tmp_path, "secret", fail_rate=0.2, seed=1) as central:  # doctest: +SKIP
+...     requests.get(central.url + "/v1/health").json()
+{'status': 'ok'}
+
+The server is ``python -m central.server``; its port (``port=0``: a free one) is read from the
+line it prints on stdout. ``stop()`` sends SIGTERM (the server exits 0), ``kill()`` SIGKILL.
+``restart()`` starts it again on the same port and database, optionally with other faults: the
+kiosk's configured URL stays valid across an outage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+#: The start of the one line the server prints on stdout once it listens; the URL follows.
+LISTENING_PREFIX = "central listening on "
+
+# Fault keywords of start_subprocess, and the command-line flag each becomes.
+_FAULT_FLAGS = {
+    "fail_rate": "--fail-rate",
+    "retry_after": "--retry-after",
+    "reset_rate": "--reset-rate",
+    "latency_ms": "--latency-ms",
+    "drop_after_commit_rate": "--drop-after-commit-rate",
+    "malformed_rate": "--malformed-rate",
+    "malformed_kind": "--malformed-kind",
+    "seed": "--seed",
+}
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+class CentralProcess:
+    """A running reference central: ``url``, ``port``, ``db``, ``tokens``, ``log_path``, ``process``.
+
+    A context manager; leaving it stops the server.
+    """
+
+    def __init__(self, db: Path, tokens: list[str], host: str, port: int, faults: dict[str, Any], log_path: Path, startup_timeout: float):
+        self.db, self.tokens, self.host = db, tokens, host
+        self.log_path = log_path
+        self.startup_timeout = startup_timeout
+        self.faults = faults
+        self.process: subprocess.Popen | None = None
+        self.url = ""
+        self.port = port
+        self._start(port)
+
+    @property
+    def token(self) -> str:
+        """The first token (the one most tests use)."""
+        return self.tokens[0]
+
+    def command(self, port: int) -> list[str]:
+        cmd = [sys.executable, "-m", "central.server", "--host", self.host, "--port", str(port), "--db", str(self.db)]
+        for token in self.tokens:
+            cmd += ["--token", token]
+        for name, value in self.faults.items():
+            if name == "reject_contracts":
+                for c in value:
+                    cmd += ["--reject-contract", c]
+            elif value is not None:
+                cmd += [_FAULT_FLAGS[name], str(value)]
+        return cmd
+
+    def _start(self, port: int) -> None:
+        env = dict(os.environ)
+        # The checkout's central package, whether or not it is installed in the interpreter.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO), env.get("PYTHONPATH", "")) if p)
+        env["PYTHONUNBUFFERED"] = "1"
+        with open(self.log_path, "ab") as log_file:
+            self.process = subprocess.Popen(
+                self.command(port),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                env=env,
+                text=True,
+            )
+        lines: queue.Queue[str | None] = queue.Queue()
+        self._pump = threading.Thread(target=_pump, args=(self.process.stdout, lines), daemon=True)
+        self._pump.start()
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            try:
+                line = lines.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except queue.Empty:
+                self.kill()
+                raise RuntimeError(f"the central did not start within {self.startup_timeout} s; log:\n{self.log_text()[-2000:]}") from None
+            if line is None:  # stdout closed: the process ended
+                code = self.process.wait()
+                self._close_stdout()
+                raise RuntimeError(f"the central exited with {code} before listening; log:\n{self.log_text()[-2000:]}")
+            if line.startswith(LISTENING_PREFIX):
+                self.url = line[len(LISTENING_PREFIX) :].strip()
+                self.port = int(self.url.rsplit(":", 1)[1])
+                return
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, wait up to ``timeout`` s, then SIGKILL. The exit code (None if never started)."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._close_stdout()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies at once, as on a crash."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._close_stdout()
+
+    def _close_stdout(self) -> None:
+        # The process has ended, so its stdout reaches EOF and the reader thread ends: then close.
+        if self.process is not None and self.process.stdout is not None and not self.process.stdout.closed:
+            self._pump.join(timeout=5)
+            if not self._pump.is_alive():
+                self.process.stdout.close()
+
+    def restart(self, **faults: Any) -> CentralProcess:
+        """Stop, then start again on the same port and database; ``faults`` replace the old ones if given."""
+        self.stop()
+        if faults:
+            self.faults = _check_faults(faults)
+        self._start(self.port)
+        return self
+
+    def identifications(self) -> list[dict]:
+        """``GET /v1/identifications`` with the first token: everything the central holds."""
+        request = urllib.request.Request(self.url + "/v1/identifications", headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)["identifications"]
+
+    def log_text(self) -> str:
+        """What the server wrote to stderr so far (its log)."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def __enter__(self) -> CentralProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"CentralProcess(url={self.url!r}, db={str(self.db)!r})"
+
+
+def _pump(stream, lines: queue.Queue) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+def _check_faults(faults: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(faults) - set(_FAULT_FLAGS) - {"reject_contracts"}
+    if unknown:
+        raise TypeError(f"unknown fault(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted([*_FAULT_FLAGS, 'reject_contracts']))}")
+    if isinstance(faults.get("reject_contracts"), str):
+        raise TypeError("reject_contracts is a list of contracts, not one string")
+    return dict(faults)
+
+
+def start_subprocess(
+    db: str | os.PathLike,
+    token: str | Sequence[str] = "test-token",
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    startup_timeout: float = 20.0,
+    **faults: Any,
+) -> CentralProcess:
+    """Start the reference central in its own process and wait until it listens.
+
+    ``db``: the SQLite file, or a directory in which ``central.db`` is used. ``token``: one token or
+    several. ``faults``: ``fail_rate``, ``retry_after``, ``reset_rate``, ``latency_ms``,
+    ``drop_after_commit_rate``, ``malformed_rate``, ``malformed_kind``, ``reject_contracts`` (a list),
+    ``seed`` -- the command-line options of the same names. The server's log goes to
+    ``<db>.log``. Raises RuntimeError (with the log) if it does not listen within ``startup_timeout``.
+    """
+    path = Path(db)
+    if path.is_dir():
+        path = path / "central.db"
+    tokens = [token] if isinstance(token, str) else list(token)
+    log_path = path.with_name(path.name + ".log")
+    return CentralProcess(path, tokens, host, port, _check_faults(faults), log_path, startup_timeout)

@@ -1,0 +1,133 @@
+"""The reference central's SQLite store: each identification once, under its permanent id.
+
+A batch is written in one transaction (``executemany``), committed before the HTTP answer goes
+out: an ``accepted`` the kiosk reads is on disk (WAL, ``synchronous=FULL``). An id seen before is
+a ``duplicate``: the stored record stays as first received, only its ``receipts`` count grows.
+
+>>> store = Store(":memory:")
+>>> rec = Identification("3f1c0a52-6a3e-4c1e-9a57-0d3a1f2b9c10", 1, "0012345678", 1,
+...                      "2024-05-02T09:15:00Z", True, "Code128")
+>>> store.record("k-1", "Riga 5", [rec, rec])
+['accepted', 'duplicate']
+>>> store.identifications()[0]["receipts"]
+2
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+from central.contract import ACCEPTED, DUPLICATE, Identification
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS identifications (
+    id           TEXT PRIMARY KEY,      -- the kiosk's UUID, lower case: the permanent unique key
+    seq          INTEGER NOT NULL,      -- the kiosk's gap-free sequence number
+    contract     TEXT NOT NULL,
+    card_issue   INTEGER NOT NULL,
+    kiosk        TEXT NOT NULL,
+    site         TEXT NOT NULL,
+    scanned_at   TEXT NOT NULL,         -- as the kiosk sent it (ISO 8601 with offset)
+    clock_synced INTEGER NOT NULL,
+    symbology    TEXT NOT NULL,
+    received_at  TEXT NOT NULL,         -- central's clock, UTC, first arrival
+    receipts     INTEGER NOT NULL DEFAULT 1
+)
+"""
+
+# Ids are looked up in chunks: SQLite limits the number of "?" in one statement.
+_LOOKUP_CHUNK = 500
+
+
+class Store:
+    """Identifications held by the central, in one SQLite file. Safe to share between threads.
+
+    One connection behind a lock: writes are serialised by SQLite anyway, and the reference server
+    needs no more. ``path`` may be ``":memory:"`` for doctests.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        if self.path != ":memory:" and not Path(self.path).exists():
+            # Contract numbers are personal data: the file is the owner's only (SQLite gives the
+            # -wal and -shm files the same mode).
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self._lock = threading.Lock()
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a batch is exactly one transaction.
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL may lose the last commits on power loss; an "accepted" must not be lost.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path}: schema version {version} is newer than this server ({SCHEMA_VERSION})")
+        self._db.execute(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def record(self, kiosk_id: str, site: str, records: list[Identification]) -> list[str]:
+        """Store a batch; return ``accepted`` or ``duplicate`` for each record, in order.
+
+        A repeat of an id (from an earlier batch or earlier in this one) only adds a receipt.
+        """
+        if not records:
+            return []
+        received_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                known = self._known_ids([r.id for r in records])
+                statuses, new_rows, repeats = [], [], []
+                for r in records:
+                    if r.id in known:
+                        statuses.append(DUPLICATE)
+                        repeats.append((r.id,))
+                        continue
+                    known.add(r.id)
+                    statuses.append(ACCEPTED)
+                    new_rows.append(
+                        (r.id, r.seq, r.contract, r.card_issue, kiosk_id, site, r.scanned_at, int(r.clock_synced), r.symbology, received_at)
+                    )
+                self._db.executemany(
+                    "INSERT INTO identifications (id, seq, contract, card_issue, kiosk, site, scanned_at,"
+                    " clock_synced, symbology, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    new_rows,
+                )
+                self._db.executemany("UPDATE identifications SET receipts = receipts + 1 WHERE id = ?", repeats)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return statuses
+
+    def _known_ids(self, ids: list[str]) -> set[str]:
+        known: set[str] = set()
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), _LOOKUP_CHUNK):
+            chunk = unique[start : start + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            known.update(row[0] for row in self._db.execute(f"SELECT id FROM identifications WHERE id IN ({marks})", chunk))
+        return known
+
+    def identifications(self) -> list[dict]:
+        """Everything held, in order of first arrival, as ``GET /v1/identifications`` lists it."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, seq, contract, card_issue, kiosk, site, scanned_at, clock_synced, symbology, received_at, receipts"
+                " FROM identifications ORDER BY rowid"
+            ).fetchall()
+        keys = ("id", "seq", "contract", "card_issue", "kiosk", "site", "scanned_at", "clock_synced", "symbology", "received_at", "receipts")
+        out = [dict(zip(keys, row)) for row in rows]
+        for d in out:
+            d["clock_synced"] = bool(d["clock_synced"])
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
