@@ -1,16 +1,31 @@
 #!/usr/bin/env bash
 # Install the counter kiosk.
 #
-#   ./install.sh --dev     a development checkout: .venv here, with the test tools (no root needed
-#                          once libzbar0 is installed)
+#   sudo ./install.sh                      install on Raspberry Pi OS Bookworm / Debian 12, or
+#                                          upgrade: run it again from a newer checkout
+#   sudo ./install.sh --uninstall          remove the service and /opt/kiosk; keep the config
+#                                          (/etc/kiosk), the outbox (/var/lib/kiosk), the user
+#   sudo ./install.sh --uninstall --purge  remove those too
+#   ./install.sh --dev                     a development checkout: .venv here, with the test tools
+#                                          (no root needed once libzbar0 is installed)
 #
-# The system install on Raspberry Pi OS / Debian 12 (service, user, /opt/kiosk) is tracked in
-# issue 4 and not written yet: this script refuses it rather than half-installing.
+# What goes where and why: docs/INSTALL.md.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 say() { printf 'install.sh: %s\n' "$*"; }
 die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
+
+# Where the system install puts things (the unit file names the same paths).
+readonly OPT_DIR=/opt/kiosk
+readonly VENV="$OPT_DIR/venv"
+readonly ETC_DIR=/etc/kiosk
+readonly CONFIG="$ETC_DIR/kiosk.toml"
+readonly TOKEN="$ETC_DIR/token"
+readonly STATE_DIR=/var/lib/kiosk
+readonly UNIT=/etc/systemd/system/kiosk.service
+readonly COMMAND_LINK=/usr/local/bin/kiosk
+readonly USER_NAME=kiosk
 
 need_python() {
     command -v python3 >/dev/null || die "python3 not found: sudo apt-get install python3 python3-venv"
@@ -47,8 +62,250 @@ install_dev() {
     say "done: .venv/bin/kiosk --help   (tests: .venv/bin/python -m pytest)"
 }
 
-case "${1:-}" in
-    --dev) install_dev ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' ;;
-    *) die "the system install is not written yet (issue 4); use ./install.sh --dev for a development checkout" ;;
+# ---------------------------------------------------------------------------------------------
+# System install
+
+# $1: the command line to suggest.
+need_root() {
+    [ "$(id -u)" -eq 0 ] || die "this changes /opt, /etc and /var: run it as root: sudo $1"
+}
+
+# A Raspberry Pi names itself in the device tree; picamera2 (CSI cameras) then comes from apt.
+is_pi() { grep -qa 'Raspberry Pi' /proc/device-tree/model /sys/firmware/devicetree/base/model 2>/dev/null; }
+
+systemd_running() { [ -d /run/systemd/system ]; }
+
+warn_if_untested_os() {
+    local id="" version=""
+    if [ -r /etc/os-release ]; then
+        # shellcheck source=/dev/null
+        id="$(. /etc/os-release && printf '%s' "${ID:-}")"
+        # shellcheck source=/dev/null
+        version="$(. /etc/os-release && printf '%s' "${VERSION_ID:-}")"
+    fi
+    case "$id:$version" in
+        debian:12 | raspbian:12) ;;
+        *) say "warning: made for Raspberry Pi OS Bookworm / Debian 12, this is ${id:-unknown} ${version:-}; going on" ;;
+    esac
+}
+
+apt_install() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    say "installing ${missing[*]} (apt)"
+    export DEBIAN_FRONTEND=noninteractive
+    # A fresh system may have stale package lists: update only when the first try fails.
+    apt-get install -y -q --no-install-recommends "${missing[@]}" \
+        || { apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; } \
+        || die "apt could not install ${missing[*]}"
+}
+
+ensure_group() { getent group "$1" >/dev/null || { say "creating system group $1"; groupadd --system "$1"; }; }
+
+ensure_user() {
+    # video exists on Debian; gpio only on Raspberry Pi OS, and the unit's SupplementaryGroups=
+    # makes the service fail to start when a group is missing.
+    ensure_group video
+    ensure_group gpio
+    ensure_group "$USER_NAME"
+    if ! id -u "$USER_NAME" >/dev/null 2>&1; then
+        say "creating system user $USER_NAME"
+        useradd --system --gid "$USER_NAME" --home-dir "$STATE_DIR" --no-create-home \
+            --shell /usr/sbin/nologin --comment "Counter kiosk daemon" "$USER_NAME"
+    fi
+    # The service gets these groups from the unit; membership also lets `sudo -u kiosk kiosk diag ...` work.
+    usermod --append --groups video,gpio "$USER_NAME"
+}
+
+# The venv is kept across upgrades (pip only replaces what changed) unless it no longer fits:
+# the OS moved to another Python, or system site packages are wanted (Pi) but not set.
+ensure_venv() {
+    local site="false" args=() version='import sys; print(sys.version_info[:2])'
+    if is_pi; then site="true"; args+=(--system-site-packages); fi
+    if [ -x "$VENV/bin/python" ] \
+        && [ "$("$VENV/bin/python" -c "$version" 2>/dev/null)" = "$(python3 -c "$version")" ] \
+        && grep -qx "include-system-site-packages = $site" "$VENV/pyvenv.cfg"; then
+        return 0
+    fi
+    [ -e "$VENV" ] && say "re-creating $VENV (it does not fit this system any more)"
+    rm -rf "$VENV"
+    say "creating $VENV${args[*]:+ (${args[*]}, for picamera2)}"
+    install -d -m 0755 "$OPT_DIR"
+    python3 -m venv "${args[@]}" "$VENV"
+}
+
+# pip builds in the source folder (build/, *.egg-info): build from a copy, so that the checkout
+# stays untouched by root and stale build files never end up in the install.
+install_package() {
+    local stage
+    stage="$(mktemp -d)"
+    # shellcheck disable=SC2064  # expand now: $stage is local
+    trap "rm -rf '$stage'" EXIT
+    tar -C "$here" --exclude='./.*' --exclude=./build --exclude=./dist --exclude='*.egg-info' \
+        --exclude=__pycache__ -cf - . | tar -C "$stage" -xf -
+    # On a Pi the venv sees apt's numpy, which picamera2 (simplejpeg) is built against; numpy 2
+    # from pip would break it, so pin numpy to apt's and let pip pick an OpenCV that fits.
+    : >"$stage/constraints.txt"
+    if is_pi; then
+        python3 -c 'import numpy; print("numpy==" + numpy.__version__)' >>"$stage/constraints.txt" 2>/dev/null || true
+    fi
+    say "installing the kiosk into $VENV (pip)"
+    # Without --upgrade: dependencies already satisfied stay as they are.
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+        -c "$stage/constraints.txt" -r "$stage/requirements.txt"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --force-reinstall "$stage"
+    rm -rf "$stage"
+    trap - EXIT
+    # Technicians type `kiosk status`; /usr/local/bin is on everyone's PATH, the venv is not.
+    ln -sfn "$VENV/bin/kiosk" "$COMMAND_LINK"
+}
+
+install_config() {
+    install -d -m 0755 -o root -g root "$ETC_DIR"
+    if [ -e "$CONFIG" ]; then
+        say "keeping $CONFIG"
+    else
+        say "installing $CONFIG (the example, with api.token_file = \"$TOKEN\")"
+        sed "s|^token_file = \"\"|token_file = \"$TOKEN\"|" "$here/config/kiosk.toml" >"$CONFIG.new"
+        grep -q "^token_file = \"$TOKEN\"" "$CONFIG.new" \
+            || say "warning: could not set api.token_file in $CONFIG: set it to \"$TOKEN\" yourself"
+        chown root:"$USER_NAME" "$CONFIG.new"
+        chmod 0640 "$CONFIG.new"
+        mv "$CONFIG.new" "$CONFIG"
+    fi
+    # The token is a secret: root writes it, the kiosk group (the service) reads it, nobody else.
+    [ -e "$TOKEN" ] || { say "creating an empty $TOKEN"; : >"$TOKEN"; }
+    chown root:"$USER_NAME" "$TOKEN"
+    chmod 0640 "$TOKEN"
+    install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$STATE_DIR"
+}
+
+install_unit() {
+    say "installing $UNIT"
+    install -m 0644 "$here/systemd/kiosk.service" "$UNIT"
+    if systemd_running; then systemctl daemon-reload; fi
+}
+
+# One config key (section.key) from the config file, or nothing.
+config_value() {
+    "$VENV/bin/python" - "$CONFIG" "$1" <<'EOF'
+import sys, tomllib
+section, key = sys.argv[2].split(".")
+with open(sys.argv[1], "rb") as f:
+    print(tomllib.load(f).get(section, {}).get(key, ""))
+EOF
+}
+
+# Prints what is still to be filled in (nothing when the kiosk can start).
+config_todo() {
+    local check token_file
+    # As the service's user: the check then also proves that it can read the file.
+    if ! check="$(runuser -u "$USER_NAME" -- "$VENV/bin/kiosk" config check --config "$CONFIG" 2>&1)"; then
+        printf '  - fix %s: %s\n' "$CONFIG" "$check"
+        return 0
+    fi
+    [ -n "$(config_value api.url)" ] \
+        || printf '  - set api.url in %s (the central, e.g. https://central.example.net)\n' "$CONFIG"
+    token_file="$(config_value api.token_file)"
+    if [ -z "$(config_value api.token)" ]; then
+        if [ -z "$token_file" ]; then
+            printf '  - set api.token_file = "%s" in %s\n' "$TOKEN" "$CONFIG"
+        elif [ ! -s "$token_file" ]; then
+            printf '  - put this kiosk'\''s token for the central into %s (one line)\n' "$token_file"
+        elif ! runuser -u "$USER_NAME" -- test -r "$token_file"; then
+            printf '  - let the service read %s: sudo chown root:%s %s && sudo chmod 0640 %s\n' \
+                "$token_file" "$USER_NAME" "$token_file" "$token_file"
+        fi
+    fi
+}
+
+start_service() {
+    local todo
+    todo="$(config_todo)"
+    if [ -n "$todo" ]; then
+        say "installed, not started yet. To finish:"
+        printf '%s\n' "$todo"
+        printf '  - check: sudo kiosk config check --config %s\n' "$CONFIG"
+        printf '  - start it (now and at every boot): sudo systemctl enable --now kiosk\n'
+        return 0
+    fi
+    if ! command -v systemctl >/dev/null; then
+        say "installed; systemd is not installed here, so nothing starts the kiosk"
+        return 0
+    fi
+    systemctl enable --quiet kiosk
+    if ! systemd_running; then
+        say "installed and enabled; systemd is not running here (chroot or image build): it starts at boot"
+        return 0
+    fi
+    if systemctl is-active --quiet kiosk; then
+        say "restarting kiosk.service (upgrade)"
+        systemctl restart kiosk || die "kiosk.service did not come back: journalctl -u kiosk -n 50"
+    else
+        say "starting kiosk.service"
+        systemctl start kiosk || die "kiosk.service did not start: journalctl -u kiosk -n 50"
+    fi
+    say "running: kiosk status   (logs: journalctl -u kiosk)"
+}
+
+install_system() {
+    need_root "$0"
+    warn_if_untested_os
+    local packages=(python3 python3-venv libzbar0)
+    # picamera2 for CSI cameras; lgpio for gpiozero on a Pi 5 (pip's gpiozero does not bring it).
+    if is_pi; then packages+=(python3-picamera2 python3-lgpio); fi
+    apt_install "${packages[@]}"
+    need_python
+    ensure_user
+    ensure_venv
+    install_package
+    install_config
+    install_unit
+    say "installed $("$VENV/bin/kiosk" --version 2>&1)"
+    start_service
+}
+
+uninstall_system() {
+    local purge="$1"
+    need_root "$0 --uninstall"
+    if command -v systemctl >/dev/null; then
+        if systemd_running; then
+            systemctl disable --now --quiet kiosk 2>/dev/null || true
+        else
+            systemctl disable --quiet kiosk 2>/dev/null || true
+        fi
+    fi
+    say "removing $UNIT and $OPT_DIR"
+    rm -f "$UNIT"
+    if [ "$(readlink "$COMMAND_LINK" 2>/dev/null)" = "$VENV/bin/kiosk" ]; then rm -f "$COMMAND_LINK"; fi
+    rm -rf "$OPT_DIR"
+    if systemd_running; then
+        systemctl daemon-reload
+        systemctl reset-failed kiosk 2>/dev/null || true
+    fi
+    if [ "$purge" = yes ]; then
+        say "purging $ETC_DIR, $STATE_DIR (the outbox) and the user $USER_NAME"
+        rm -rf "$ETC_DIR" "$STATE_DIR" "$UNIT.d"
+        if id -u "$USER_NAME" >/dev/null 2>&1; then userdel "$USER_NAME"; fi
+        if getent group "$USER_NAME" >/dev/null; then groupdel "$USER_NAME"; fi
+        say "kept the gpio group (other software may use it)"
+    else
+        say "kept $ETC_DIR (config, token), $STATE_DIR (the outbox) and the user $USER_NAME;" \
+            "--uninstall --purge removes them"
+    fi
+    say "uninstalled"
+}
+
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+
+case "${1:-}:${2:-}" in
+    --dev:) install_dev ;;
+    :) install_system ;;
+    --uninstall:) uninstall_system no ;;
+    --uninstall:--purge | --purge:--uninstall) uninstall_system yes ;;
+    -h: | --help:) usage ;;
+    *) usage >&2; die "unknown arguments: $*" ;;
 esac

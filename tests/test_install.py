@@ -1,0 +1,336 @@
+"""The system install for real: ``install.sh`` in a throwaway Debian 12 root.
+
+``debootstrap --variant=minbase bookworm`` makes a fresh root in a temporary folder, with systemd
+added (Raspberry Pi OS always has it; it is not running in a chroot, as when an SD card image is
+built). The checkout is copied in and ``install.sh`` runs there under ``chroot`` on the real paths
+(/opt/kiosk, /etc/kiosk, /var/lib/kiosk, /etc/systemd/system). The tests below are one scenario,
+in file order: first install, its results, a re-run (upgrade), ``--uninstall``, then a reinstall
+and ``--uninstall --purge``.
+
+Needs root (debootstrap, chroot, mount) and the network (Debian's mirror, PyPI); skipped
+otherwise only when not root. Takes a few minutes, most of it debootstrap and pip. The root is
+always unmounted and removed, also when a test fails.
+
+Example::
+
+    sudo .venv/bin/python -m pytest tests/test_install.py -q --durations=0
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="the system install test needs root (debootstrap, chroot, mount)"
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SUITE = "bookworm"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+CHECKOUT = "/root/kiosk"  # where the checkout lies inside the Debian root
+CA_BUNDLE = "/root/host-ca.pem"  # the machine's CA bundle, for pip inside the root
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+# --- Setting up the root ------------------------------------------------------------------------
+
+
+def debian_mirror(sources_dir: Path = Path("/etc/apt/sources.list.d"), sources_list: Path = Path("/etc/apt/sources.list")) -> str:
+    """The Debian mirror this machine's apt uses for ``bookworm``, else deb.debian.org.
+
+    Reads deb822 ``*.sources`` files and one-line ``sources.list`` entries.
+    """
+    for path in sorted(sources_dir.glob("*.sources")) if sources_dir.is_dir() else []:
+        for stanza in re.split(r"\n\s*\n", path.read_text(errors="replace")):
+            fields = dict(re.findall(r"^(\w[\w-]*):\s*(.*)$", stanza, re.MULTILINE))
+            if "deb" in fields.get("Types", "").split() and SUITE in fields.get("Suites", "").split():
+                return fields["URIs"].split()[0]
+    lists = [sources_list] + (sorted(sources_dir.glob("*.list")) if sources_dir.is_dir() else [])
+    for path in lists:
+        if not path.is_file():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            m = re.match(r"\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", line)
+            if m and m.group(2) == SUITE:
+                return m.group(1)
+    return DEFAULT_MIRROR
+
+
+def pip_environment(environ: dict[str, str], pip_config: str) -> dict[str, str]:
+    """PIP_* settings that pip inside the root can use: this machine's, minus local paths.
+
+    ``pip_config`` is the output of ``pip config list``; the environment wins over it. Values
+    that name files here (a CA bundle, constraints, a wheel folder, ``file:`` indexes) do not
+    exist inside the root and are dropped; the CA bundle is copied in and named instead.
+
+    >>> pip_environment({"PIP_FIND_LINKS": "/opt/wheels", "PIP_DEFAULT_TIMEOUT": "180"},
+    ...                 "global.extra-index-url='file:///opt/pypi/simple https://mirror/simple'")
+    {'PIP_EXTRA_INDEX_URL': 'https://mirror/simple', 'PIP_DEFAULT_TIMEOUT': '180'}
+    """
+    settings: dict[str, str] = {}
+    for line in pip_config.splitlines():
+        m = re.match(r"[^.]*\.([\w-]+)='(.*)'$", line.strip())
+        if m:
+            settings["PIP_" + m.group(1).upper().replace("-", "_")] = m.group(2)
+    settings.update({k: v for k, v in environ.items() if k.startswith("PIP_")})
+    usable = {}
+    for key, value in settings.items():
+        kept = [word for word in value.split() if not word.startswith(("/", "file:"))]
+        if kept and key not in ("PIP_CERT", "PIP_CONFIG_FILE"):
+            usable[key] = " ".join(kept)
+    return usable
+
+
+@cache
+def chroot_environment() -> dict[str, str]:
+    """A clean environment for commands in the root: PATH, locale, proxies, pip's settings."""
+    config = subprocess.run([sys.executable, "-m", "pip", "config", "list"], check=False, capture_output=True, text=True).stdout
+    env = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"}
+    env.update({k: v for k, v in os.environ.items() if k.lower() in ("http_proxy", "https_proxy", "no_proxy")})
+    env.update(pip_environment(dict(os.environ), config))
+    if HOST_CA_BUNDLE.is_file():
+        env["PIP_CERT"] = CA_BUNDLE
+    return env
+
+
+def checkout_files() -> list[str]:
+    """The checkout's files as git sees them: tracked and new, not ignored (so no .venv)."""
+    result = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        check=False, capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"not a git checkout, cannot tell which files to copy: {result.stderr.strip()}")
+    return [name for name in result.stdout.split("\0") if name and (ROOT / name).is_file()]
+
+
+def ensure_debootstrap() -> None:
+    if shutil.which("debootstrap"):
+        return
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "-q", "debootstrap"]
+    if subprocess.run(install, env=env, check=False, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, check=False, capture_output=True)
+        subprocess.run(install, env=env, check=False, capture_output=True)
+    assert shutil.which("debootstrap"), "debootstrap is missing and apt-get could not install it"
+
+
+def mounts_under(path: Path) -> list[str]:
+    prefix = str(path.resolve()) + "/"
+    points = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    return [p for p in points if p.startswith(prefix)]
+
+
+def remove_root(root: Path) -> None:
+    """Unmount whatever is mounted inside the root, then delete it (never crossing a mount)."""
+    for point in sorted(mounts_under(root), reverse=True):
+        if subprocess.run(["umount", point], check=False).returncode != 0:
+            subprocess.run(["umount", "-l", point], check=False)
+    leftover = mounts_under(root)
+    assert not leftover, f"could not unmount {leftover}; not removing {root}"
+    subprocess.run(["rm", "-rf", "--one-file-system", str(root)], check=True)
+
+
+def run_in(root: Path, *command: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run a command inside the root; with check, fail showing its output."""
+    result = subprocess.run(
+        ["chroot", str(root), "/usr/bin/env", "-i", *(f"{k}={v}" for k, v in chroot_environment().items()), *command],
+        check=False, capture_output=True, text=True, timeout=timeout,
+    )
+    if check:
+        assert result.returncode == 0, f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def install_sh(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return run_in(root, "bash", f"{CHECKOUT}/install.sh", *args)
+
+
+@pytest.fixture(scope="module")
+def debian_root(tmp_path_factory, request) -> Path:
+    """A fresh Debian 12 root with systemd and this checkout in /root/kiosk, proc mounted."""
+    ensure_debootstrap()
+    root = tmp_path_factory.mktemp("debian") / "root"
+    request.addfinalizer(lambda: remove_root(root))
+    deboot = subprocess.run(
+        ["debootstrap", "--variant=minbase", SUITE, str(root), debian_mirror()],
+        check=False, capture_output=True, text=True, timeout=1200,
+    )
+    assert deboot.returncode == 0, f"debootstrap failed:\n{deboot.stdout[-3000:]}\n{deboot.stderr[-3000:]}"
+    subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], check=True)
+    run_in(root, "apt-get", "install", "-y", "-q", "--no-install-recommends", "systemd")
+    for name in checkout_files():
+        target = root / CHECKOUT.lstrip("/") / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target)
+    if HOST_CA_BUNDLE.is_file():
+        shutil.copy(HOST_CA_BUNDLE, root / CA_BUNDLE.lstrip("/"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_install(debian_root) -> subprocess.CompletedProcess:
+    return install_sh(debian_root)
+
+
+# --- Looking inside the root --------------------------------------------------------------------
+
+
+def stat(root: Path, path: str) -> tuple[str, str, str]:
+    """(octal mode, owner, group) of a path, names as the root's own /etc/passwd has them."""
+    mode, owner, group = run_in(root, "stat", "-c", "%a %U %G", path).stdout.split()
+    return mode, owner, group
+
+
+def exists(root: Path, path: str) -> bool:
+    return run_in(root, "test", "-e", path, check=False).returncode == 0 or (root / path.lstrip("/")).is_symlink()
+
+
+def groups_of(root: Path, user: str) -> set[str]:
+    return set(run_in(root, "id", "-nG", user).stdout.split())
+
+
+def as_user(root: Path, user: str, *command: str) -> subprocess.CompletedProcess:
+    return run_in(root, "runuser", "-u", user, "--", *command, check=False)
+
+
+# --- First install ------------------------------------------------------------------------------
+
+
+def test_first_install_creates_the_kiosk_system_user(debian_root, first_install):
+    _, _, uid, _, _, home, shell = run_in(debian_root, "getent", "passwd", "kiosk").stdout.strip().split(":")
+    assert int(uid) < 1000, "kiosk should be a system user"
+    assert (home, shell) == ("/var/lib/kiosk", "/usr/sbin/nologin")
+    assert {"kiosk", "video", "gpio"} <= groups_of(debian_root, "kiosk")
+    # Debian has no gpio group: install.sh creates it, or the unit's SupplementaryGroups= fails.
+    assert run_in(debian_root, "getent", "group", "gpio", check=False).returncode == 0
+
+
+def test_first_install_lays_out_files_with_safe_modes(debian_root, first_install):
+    assert stat(debian_root, "/etc/kiosk") == ("755", "root", "root")
+    assert stat(debian_root, "/etc/kiosk/kiosk.toml") == ("640", "root", "kiosk")
+    assert stat(debian_root, "/etc/kiosk/token") == ("640", "root", "kiosk")
+    assert (debian_root / "etc/kiosk/token").stat().st_size == 0
+    assert stat(debian_root, "/var/lib/kiosk") == ("750", "kiosk", "kiosk")
+    assert stat(debian_root, "/etc/systemd/system/kiosk.service") == ("644", "root", "root")
+    assert (debian_root / "etc/systemd/system/kiosk.service").read_text() == (ROOT / "systemd/kiosk.service").read_text()
+    assert os.readlink(debian_root / "usr/local/bin/kiosk") == "/opt/kiosk/venv/bin/kiosk"
+    # The example config, pointed at the token file.
+    config = (debian_root / "etc/kiosk/kiosk.toml").read_text()
+    example = (ROOT / "config/kiosk.toml").read_text()
+    assert config == example.replace('token_file = ""', 'token_file = "/etc/kiosk/token"')
+    # The token: the service user reads it, other users do not.
+    assert as_user(debian_root, "kiosk", "cat", "/etc/kiosk/token").returncode == 0
+    assert as_user(debian_root, "nobody", "cat", "/etc/kiosk/token").returncode != 0
+    # pip built from a copy: the checkout has no build leftovers owned by root.
+    checkout = debian_root / CHECKOUT.lstrip("/")
+    leftovers = [p.name for p in checkout.iterdir() if p.name == "build" or p.name.endswith(".egg-info")]
+    assert not leftovers
+
+
+def test_first_install_kiosk_runs_from_the_venv(debian_root, first_install):
+    assert "usage: kiosk" in run_in(debian_root, "/opt/kiosk/venv/bin/kiosk", "--help").stdout
+    # The native libraries are there (libzbar0 from apt, OpenCV and zxing-cpp wheels).
+    run_in(debian_root, "/opt/kiosk/venv/bin/python", "-c", "import cv2, numpy, pyzbar.pyzbar, zxingcpp, gpiozero")
+    # The service user can read its config.
+    check = as_user(debian_root, "kiosk", "kiosk", "config", "check", "--config", "/etc/kiosk/kiosk.toml")
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_first_install_says_what_to_fill_in_and_does_not_enable(debian_root, first_install):
+    out = first_install.stdout
+    assert "not started" in out
+    assert "api.url" in out and "/etc/kiosk/kiosk.toml" in out
+    assert "/etc/kiosk/token" in out
+    assert "systemctl enable --now kiosk" in out
+    assert not exists(debian_root, "/etc/systemd/system/multi-user.target.wants/kiosk.service")
+
+
+def test_installed_unit_verifies_with_the_real_program(debian_root, first_install):
+    result = run_in(debian_root, "systemd-analyze", "verify", "/etc/systemd/system/kiosk.service", check=False)
+    assert result.returncode == 0 and "kiosk" not in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+# --- Re-run: upgrade ----------------------------------------------------------------------------
+
+
+def test_rerun_upgrades_the_code_keeps_config_and_data_and_enables(debian_root, first_install):
+    config = debian_root / "etc/kiosk/kiosk.toml"
+    config.write_text(config.read_text().replace('url = ""', 'url = "https://central.example.net"', 1))
+    edited = config.read_text()
+    (debian_root / "etc/kiosk/token").write_text("token-for-this-kiosk\n")
+    (debian_root / "etc/kiosk/token").chmod(0o644)  # a slip that the re-run repairs
+    outbox = debian_root / "var/lib/kiosk/outbox.db"
+    outbox.write_bytes(b"queued identifications")
+    (debian_root / "opt/kiosk/venv/kept").write_text("")  # the venv is upgraded in place
+    # A newer checkout: a module the installed code does not have yet.
+    (debian_root / CHECKOUT.lstrip("/") / "device/_upgrade_probe.py").write_text("NEW = True\n")
+
+    result = install_sh(debian_root)
+
+    assert "keeping /etc/kiosk/kiosk.toml" in result.stdout
+    assert config.read_text() == edited
+    assert (debian_root / "etc/kiosk/token").read_text() == "token-for-this-kiosk\n"
+    assert stat(debian_root, "/etc/kiosk/token") == ("640", "root", "kiosk")
+    assert outbox.read_bytes() == b"queued identifications"
+    assert exists(debian_root, "/opt/kiosk/venv/kept")
+    run_in(debian_root, "/opt/kiosk/venv/bin/python", "-c", "import device._upgrade_probe")
+    # Complete config: enabled (systemd is not running in a chroot: it would start at boot).
+    assert "enabled" in result.stdout
+    wants = debian_root / "etc/systemd/system/multi-user.target.wants/kiosk.service"
+    assert os.readlink(wants) == "/etc/systemd/system/kiosk.service"
+
+
+def test_rerun_says_when_the_service_could_not_read_the_token(debian_root, first_install):
+    config = debian_root / "etc/kiosk/kiosk.toml"
+    before = config.read_text()
+    secret = debian_root / "etc/kiosk/other-token"
+    secret.write_text("token\n")
+    secret.chmod(0o600)  # root's only: the service (user kiosk) could not read it
+    config.write_text(before.replace('token_file = "/etc/kiosk/token"', 'token_file = "/etc/kiosk/other-token"'))
+    try:
+        result = install_sh(debian_root)
+    finally:
+        config.write_text(before)
+        secret.unlink()
+    assert "not started" in result.stdout
+    assert "let the service read /etc/kiosk/other-token" in result.stdout
+
+
+# --- Uninstall ----------------------------------------------------------------------------------
+
+
+def test_uninstall_removes_the_program_and_keeps_config_data_and_user(debian_root, first_install):
+    install_sh(debian_root, "--uninstall")
+
+    for gone in ("/etc/systemd/system/kiosk.service", "/etc/systemd/system/multi-user.target.wants/kiosk.service",
+                 "/opt/kiosk", "/usr/local/bin/kiosk"):
+        assert not exists(debian_root, gone), gone
+    for kept in ("/etc/kiosk/kiosk.toml", "/etc/kiosk/token", "/var/lib/kiosk/outbox.db"):
+        assert exists(debian_root, kept), kept
+    assert run_in(debian_root, "id", "kiosk", check=False).returncode == 0
+    install_sh(debian_root, "--uninstall")  # again: nothing left to do, no error
+
+
+def test_reinstall_then_purge_removes_everything_but_the_gpio_group(debian_root, first_install):
+    edited = (debian_root / "etc/kiosk/kiosk.toml").read_text()
+    install_sh(debian_root)
+    assert (debian_root / "etc/kiosk/kiosk.toml").read_text() == edited
+
+    install_sh(debian_root, "--uninstall", "--purge")
+
+    for gone in ("/etc/kiosk", "/var/lib/kiosk", "/opt/kiosk", "/etc/systemd/system/kiosk.service", "/usr/local/bin/kiosk"):
+        assert not exists(debian_root, gone), gone
+    assert run_in(debian_root, "getent", "passwd", "kiosk", check=False).returncode != 0
+    assert run_in(debian_root, "getent", "group", "kiosk", check=False).returncode != 0
+    assert run_in(debian_root, "getent", "group", "gpio", check=False).returncode == 0
+    install_sh(debian_root, "--uninstall", "--purge")  # again: no error
