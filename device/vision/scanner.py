@@ -1,0 +1,256 @@
+"""The scanner: gate, locate and decode, in the order the daemon runs them.
+
+``Scanner.scan`` is for the camera loop (the gate decides whether the frame is decoded at all);
+``Scanner.decode`` is for still images and ``kiosk scan`` (always decodes)::
+
+    scanner = Scanner(decoder="zxing-cpp", symbologies=("Code128",), full_look_interval_s=1.0)
+    result = scanner.scan(frame.image, frame.monotonic)
+    for symbol in result.symbols:
+        card = identify(symbol.text, symbol.format)
+
+How a frame is decoded: first the whole frame (cheap; reads level codes and codes at 90/180/270
+degrees), then each region :class:`~device.vision.locate.Locator` finds, cut out upright, unless
+a symbol already read lies inside it. Symbols are deduplicated by (format, text). The decoders'
+own checks (Code 128's check character, EAN's check digit) are the only ones applied here:
+nothing is guessed, so a region that does not decode adds nothing.
+
+Bad input: ``None``, non-arrays, non-uint8 arrays, zero-size arrays and shapes other than
+H x W, H x W x 1, H x W x 3 (BGR) or H x W x 4 (BGRA) raise ``ValueError`` with a message for
+the log; the caller skips the frame and goes on. Tiny but valid frames decode to nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from device.vision import Symbol
+from device.vision.decoders import (
+    DEFAULT_SYMBOLOGIES,
+    Decoder,
+    as_grey,
+    check_image,
+    make_decoder,
+)
+from device.vision.gate import Gate
+from device.vision.locate import Locator, Region
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What one camera frame gave.
+
+    ``decoded`` is False when the gate skipped the frame (then ``symbols`` is empty);
+    ``reason`` is the gate's reason (see :data:`device.vision.gate.REASONS`). ``regions`` is
+    how many located regions were decoded; times are in milliseconds.
+    """
+
+    symbols: list[Symbol] = field(default_factory=list)
+    decoded: bool = False
+    reason: str = "skip"
+    regions: int = 0
+    gate_ms: float = 0.0
+    decode_ms: float = 0.0
+
+
+class Scanner:
+    """Gate + locate + decode. Not thread-safe: one scanner per camera loop.
+
+    ``decoder``: "zxing-cpp" or "pyzbar" (:data:`device.vision.decoders.DECODERS`).
+    ``symbologies``: zxing-cpp names (:data:`device.vision.decoders.SYMBOLOGIES`).
+    ``full_look_interval_s``, ``settle_s``, ``change_threshold``: see
+    :class:`~device.vision.gate.Gate` (``change_threshold`` is its ``changed_fraction``).
+    ``locate``: False decodes whole frames only (level cards only; for comparison).
+    ``max_regions``: located regions decoded per frame, at most.
+    ``work_size``: the locator's gradient resolution (long side, pixels); lower it to save CPU
+    above 1280x720 when cards are small in the view.
+
+    >>> scanner = Scanner(symbologies=("Code128",))
+    >>> scanner.decode(np.full((480, 640), 255, np.uint8))
+    []
+    """
+
+    def __init__(
+        self,
+        decoder: str = "zxing-cpp",
+        symbologies: Sequence[str] = DEFAULT_SYMBOLOGIES,
+        *,
+        full_look_interval_s: float = 1.0,
+        settle_s: float = 0.3,
+        change_threshold: float = 0.005,
+        locate: bool = True,
+        max_regions: int = 4,
+        work_size: int = 640,
+    ) -> None:
+        self.decoder: Decoder = make_decoder(decoder, symbologies)
+        self.gate = Gate(full_look_interval_s=full_look_interval_s, settle_s=settle_s, changed_fraction=change_threshold)
+        self.locator = Locator(max_regions=max_regions, work_size=work_size) if locate else None
+
+    def scan(self, image: np.ndarray, monotonic: float) -> ScanResult:
+        """Gate the frame, and decode it if the gate lets it through. ``ValueError`` for non-images."""
+        check_image(image)
+        t0 = time.perf_counter()
+        decision = self.gate.check(image, monotonic)
+        t1 = time.perf_counter()
+        if not decision.decode:
+            return ScanResult(decoded=False, reason=decision.reason, gate_ms=(t1 - t0) * 1000)
+        symbols, regions = self._decode(as_grey(image))
+        t2 = time.perf_counter()
+        return ScanResult(symbols, True, decision.reason, regions, (t1 - t0) * 1000, (t2 - t1) * 1000)
+
+    def decode(self, image: np.ndarray) -> list[Symbol]:
+        """All symbols in one image, no gate. ``ValueError`` for non-images."""
+        check_image(image)
+        return self._decode(as_grey(image))[0]
+
+    def _decode(self, grey: np.ndarray) -> tuple[list[Symbol], int]:
+        if min(grey.shape) < 8:
+            return [], 0
+        found: dict[tuple[str, str], Symbol] = {}
+        for symbol in self.decoder.decode(grey):
+            found.setdefault((symbol.format, symbol.text), symbol)
+        decoded_regions = 0
+        if self.locator is not None:
+            for region in self.locator.find(grey):
+                inside = [key for key, s in found.items() if s.quad and region.contains(_centre(s.quad))]
+                # A whole-frame read that covers only part of the bars around it is a fragment
+                # misread (ITF has no checksum: any few bars of it decode); the region decides.
+                fragments = [key for key in inside if not _explains(_to_crop(found[key], region), region, 0.0)]
+                for key in fragments:
+                    del found[key]
+                # A symbol already read here: the region is that code, no need to read it again.
+                if len(inside) > len(fragments):
+                    continue
+                decoded_regions += 1
+                for symbol in self._decode_region(region):
+                    key = (symbol.format, symbol.text)
+                    if key not in found:
+                        found[key] = Symbol(symbol.format, symbol.text, symbol.decoder, region.to_frame(symbol.quad))
+        return _one_code_per_place(list(found.values())), decoded_regions
+
+    def _decode_region(self, region: Region) -> list[Symbol]:
+        """Symbols read from an upright crop, trying the views of :func:`region_views` in turn."""
+        for view in region_views(region.image):
+            symbols = []
+            for symbol in self.decoder.decode(view.image):
+                if symbol.quad and view.x_scale != 1.0:
+                    quad = tuple((x / view.x_scale, y) for x, y in symbol.quad)
+                    symbol = Symbol(symbol.format, symbol.text, symbol.decoder, quad)
+                if _explains(symbol, region, view.min_rows):
+                    symbols.append(symbol)
+            if symbols:
+                return symbols
+        return []
+
+
+@dataclass(frozen=True)
+class View:
+    """One version of a region's crop for the decoder: the image, its width relative to the
+    crop's, and the share of its rows a read must span to count (see :func:`_explains`)."""
+
+    image: np.ndarray
+    x_scale: float = 1.0
+    min_rows: float = 0.0
+
+
+def region_views(crop: np.ndarray):
+    """Versions of an upright, level-stretched crop for the decoder to try, best first.
+
+    1. Smoothed along the bars (noise and JPEG blocks average out, the bars do not) and
+       sharpened across them (blur from focus or motion narrows thin spaces and bars until a
+       local-threshold binarizer loses them; an unsharp mask gives their contrast back).
+    2. The crop as it is: sharpening overshoots on codes that were sharp already.
+    3. View 1 thresholded at mid-grey: the crop's levels are stretched so that bars are near 0
+       and spaces near 255, which makes the middle the right threshold even where a
+       binarizer's local window would be fooled by a wide bar or a glare patch. Hard
+       thresholding turns noise into crisp fake bars, so a read must hold over 10% of the rows.
+    4. View 1 narrowed to 0.7 of its width: decoders are oddly sensitive to the exact module
+       size (their edge and width quantisation), and a code that just fails at one scale often
+       reads at another.
+
+    Later views cost only when the earlier ones read nothing.
+    """
+    smooth = cv2.blur(crop, (1, 5))
+    blurred = cv2.GaussianBlur(smooth, (0, 0), sigmaX=1.5, sigmaY=0.1)
+    sharp = cv2.addWeighted(smooth, 2.0, blurred, -1.0, 0)
+    yield View(sharp)
+    yield View(crop)
+    yield View(cv2.threshold(sharp, 127, 255, cv2.THRESH_BINARY)[1], min_rows=0.1)
+    narrow = max(1, round(sharp.shape[1] * 0.7))
+    yield View(cv2.resize(sharp, (narrow, sharp.shape[0]), interpolation=cv2.INTER_AREA), x_scale=narrow / sharp.shape[1])
+
+
+def _explains(symbol: Symbol, region: Region, min_rows: float) -> bool:
+    """Whether a symbol read in a region explains the region's bars.
+
+    It must span most of the bars across: a decoder that finds a short code inside a longer
+    one's bars (a few bars can pass a one-character checksum by chance) has misread, the real
+    code explains all of them. And it must have been read on at least ``min_rows`` of the
+    crop's rows (a share, 0..1).
+    """
+    if not symbol.quad:
+        return True
+    xs = [p[0] for p in symbol.quad]
+    ys = [p[1] for p in symbol.quad]
+    lo, hi = region.bars
+    wide = hi - lo <= 0 or (max(xs) - min(xs)) >= 0.6 * (hi - lo)
+    tall = (max(ys) - min(ys)) >= min_rows * region.image.shape[0]
+    return wide and tall
+
+
+def _one_code_per_place(symbols: list[Symbol]) -> list[Symbol]:
+    """Drop misreads: of two different texts of one symbology read at the same place, keep the
+    one read over the larger area (more scan rows agreed on it).
+
+    Weak checksums (EAN's mod 10, none for ITF) let a decoder misread a damaged row of a code it
+    also reads correctly on other rows; the misread then lies on or right beside the real
+    code's outline (a decoder's outline spans the rows it read, not the whole bars). Two
+    different codes of one symbology that close together lose the weaker read.
+    """
+    if len(symbols) < 2:
+        return symbols
+    hulls = [_hull(s.quad) for s in symbols]
+    keep = []
+    for i, symbol in enumerate(symbols):
+        beaten = False
+        for j, other in enumerate(symbols):
+            if i == j or other.format != symbol.format or other.text == symbol.text:
+                continue
+            if hulls[i] is None or hulls[j] is None:
+                continue
+            if _near(hulls[j], symbol.quad) and (cv2.contourArea(hulls[j]), j) > (cv2.contourArea(hulls[i]), i):
+                beaten = True
+                break
+        if not beaten:
+            keep.append(symbol)
+    return keep
+
+
+def _to_crop(symbol: Symbol, region: Region) -> Symbol:
+    """``symbol`` with its frame quad mapped into ``region``'s crop coordinates."""
+    forward = cv2.invertAffineTransform(region.affine)
+    pts = np.asarray(symbol.quad, dtype=np.float64).reshape(-1, 2) @ forward[:, :2].T + forward[:, 2]
+    return Symbol(symbol.format, symbol.text, symbol.decoder, tuple(map(tuple, pts)))
+
+
+def _near(hull: np.ndarray, quad) -> bool:
+    """Whether ``quad``'s centre lies within a quarter of the hull's length of the hull."""
+    (_, _), (w, h), _ = cv2.minAreaRect(hull)
+    distance = cv2.pointPolygonTest(hull, _centre(quad), True)  # > 0 inside
+    return distance >= -0.25 * max(w, h)
+
+
+def _hull(quad) -> np.ndarray | None:
+    if not quad or len(quad) < 2:
+        return None
+    return cv2.convexHull(np.asarray(quad, dtype=np.float32).reshape(-1, 1, 2))
+
+
+def _centre(quad) -> tuple[float, float]:
+    xs = [p[0] for p in quad]
+    ys = [p[1] for p in quad]
+    return sum(xs) / len(xs), sum(ys) / len(ys)
