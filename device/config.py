@@ -89,6 +89,15 @@ def _check_decoder(value: str) -> str | None:
     return None if value in DECODERS else f'expected one of {", ".join(DECODERS)}, got "{value}"'
 
 
+def _check_pin(value: str) -> str | None:
+    # gpiozero pin names: GPIO17, BCM17, BOARD11, J8:11, or a bare number (BCM); empty = not fitted.
+    import re
+
+    if value == "" or re.fullmatch(r"(GPIO|BCM|BOARD|J8:)?\d{1,2}", value):
+        return None
+    return f'expected a gpiozero pin name like "GPIO17" or "BOARD11" (or "" for none), got "{value}"'
+
+
 def _check_url(value: str) -> str | None:
     if value and not value.startswith(("http://", "https://")):
         return f'expected an http(s) URL, got "{value}"'
@@ -99,6 +108,7 @@ def _check_url(value: str) -> str | None:
 class KioskSection:
     id: str = opt(socket.gethostname, "This kiosk's name at the central; unique across the fleet.", default_doc="the host name")
     site: str = opt("", "Where the kiosk stands (branch or counter), sent with every identification.")
+    runtime_dir: str = opt("/run/kiosk", "Where the daemon publishes its status for `kiosk status` (systemd's RuntimeDirectory).", env=True)
 
 
 @dataclass(frozen=True)
@@ -159,6 +169,12 @@ class FeedbackSection:
         choices=("", "mock", "lgpio", "rpigpio", "pigpio", "native"),
         env=True,
     )
+    green_pin: str = opt("GPIO17", "Green LED: lit with a short beep when a client is identified. Empty: none.", check=_check_pin)
+    red_pin: str = opt("GPIO27", "Red LED: lit with a double beep for a barcode that is not a client card. Empty: none.", check=_check_pin)
+    amber_pin: str = opt("GPIO22", "Amber LED: blinks while something needs a technician (camera, delivery, disk). Empty: none.", check=_check_pin)
+    buzzer_pin: str = opt("GPIO23", "Active buzzer. Empty: none.", check=_check_pin)
+    button_pin: str = opt("", "Optional button to ground: starts a new presentation, so the same card identifies again at once. Empty: none.", check=_check_pin)
+    backlog_alert_s: float = opt(3600.0, "Amber when the oldest undelivered identification is older than this.", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -310,6 +326,12 @@ def _check_together(cfg: Config) -> None:
     """Rules that involve more than one key."""
     if cfg.api.token and cfg.api.token_file:
         raise ConfigError("api.token_file", "set either api.token or api.token_file, not both", cfg.source)
+    pins = {}
+    for name in ("green_pin", "red_pin", "amber_pin", "buzzer_pin", "button_pin"):
+        pin = getattr(cfg.feedback, name)
+        if pin and pin in pins:
+            raise ConfigError(f"feedback.{name}", f'pin "{pin}" is already used by feedback.{pins[pin]}', cfg.source)
+        pins[pin] = name
     if not cfg.kiosk.id.strip():
         raise ConfigError("kiosk.id", "must not be empty", cfg.source)
 

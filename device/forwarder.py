@@ -311,7 +311,7 @@ class Forwarder:
     def deliver_once(self) -> Outcome:
         """Send one batch of due records (split if the central finds a bad one); update the outbox."""
         self._wake.clear()
-        token, token_problem = self._read_token()
+        token, token_problem = self.read_token()
         force = False
         if self.paused_by_auth:
             if token_problem is None and token != self._refused_token:
@@ -445,7 +445,7 @@ class Forwarder:
             raise _Retry(f"the central's answer was cut off: {_short(e)}") from e
         return b"".join(parts)
 
-    def _read_token(self) -> tuple[str, str | None]:
+    def read_token(self) -> tuple[str, str | None]:
         """The token to send, or a problem to report (no token, unreadable file)."""
         if self._token_file:
             try:

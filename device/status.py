@@ -1,0 +1,178 @@
+"""The daemon's status snapshot: written every few seconds under the runtime directory, read by
+``kiosk status`` (a technician on SSH) and the diag commands.
+
+The file is JSON, replaced atomically. It is fresh when it was written on this boot within
+:data:`STALE_AFTER_S` seconds of the monotonic clock (immune to wall-clock jumps); otherwise the
+daemon is not running (or hung)::
+
+    snapshot = read_status(Path("/run/kiosk"))
+    if snapshot.running:
+        print(snapshot.data["camera"]["state"])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+STATUS_FILE = "status.json"
+#: ``kiosk diag camera`` asks the running daemon for a frame by creating this file...
+SNAPSHOT_REQUEST = "snapshot.request"
+#: ...and the daemon answers with this image (the located barcodes drawn on it).
+SNAPSHOT_FILE = "snapshot.jpg"
+#: The daemon writes every WRITE_INTERVAL_S; older than this means it is not running.
+WRITE_INTERVAL_S = 2.0
+STALE_AFTER_S = 15.0
+
+
+def boot_id(proc: Path = Path("/proc")) -> str:
+    try:
+        return (proc / "sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def write_status(runtime_dir: Path, data: dict) -> None:
+    """Atomically replace the snapshot (readers never see half a file)."""
+    runtime_dir.mkdir(parents=True, exist_ok=True)
+    data = {**data, "boot_id": boot_id(), "written_monotonic": time.monotonic(), "written_at": time.time()}
+    tmp = runtime_dir / f".{STATUS_FILE}.{os.getpid()}"
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, runtime_dir / STATUS_FILE)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What ``read_status`` found: the data (possibly stale) and whether the daemon runs."""
+
+    running: bool
+    why: str
+    data: dict | None
+
+
+def read_status(runtime_dir: Path) -> Snapshot:
+    path = runtime_dir / STATUS_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return Snapshot(False, f"no status file {path}: the daemon is not running (systemctl status kiosk)", None)
+    except (OSError, ValueError) as e:
+        return Snapshot(False, f"cannot read {path}: {e}", None)
+    if data.get("boot_id") != boot_id():
+        return Snapshot(False, "status is from before the last reboot: the daemon has not started since", data)
+    if not _alive(data.get("pid")):
+        return Snapshot(False, f"the daemon (pid {data.get('pid')}) has exited (journalctl -u kiosk says why)", data)
+    age = time.monotonic() - float(data.get("written_monotonic", 0))
+    if age > STALE_AFTER_S:
+        return Snapshot(False, f"status is {age:.0f} s old: the daemon is not running or is hung (journalctl -u kiosk)", data)
+    return Snapshot(True, "running", data)
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except PermissionError:  # alive, but another user's (the CLI is not the kiosk user)
+        return True
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
+def remove_status(runtime_dir: Path) -> None:
+    """A clean stop: no snapshot left that could look fresh."""
+    (runtime_dir / STATUS_FILE).unlink(missing_ok=True)
+
+
+def disk_free_bytes(path: str | Path) -> int | None:
+    """Free bytes on the filesystem holding ``path`` (or its nearest existing parent)."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+def cpu_temperature_c(sys_root: Path = Path("/sys")) -> float | None:
+    """The SoC temperature where the kernel exposes it (a Pi does), else None."""
+    try:
+        return int((sys_root / "class/thermal/thermal_zone0/temp").read_text().strip()) / 1000
+    except (OSError, ValueError):
+        return None
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    seconds = max(0.0, float(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "unknown"
+    for unit in ("GB", "MB", "kB"):
+        size = {"GB": 1e9, "MB": 1e6, "kB": 1e3}[unit]
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def render(report: dict) -> str:
+    """``kiosk status`` for a person: one line per subject, problems first-class."""
+    lines = []
+    daemon = report.get("daemon") or {}
+    if report["running"]:
+        lines.append(f"daemon      running (pid {daemon.get('pid')}, up {_age(daemon.get('uptime_s'))}), version {daemon.get('version')}")
+    else:
+        lines.append(f"daemon      NOT RUNNING: {report['why']}")
+    if daemon:
+        cam = daemon.get("camera", {})
+        state = cam.get("state", "")
+        problem = f"; last error: {cam['last_error']}" if cam.get("last_error") and state != "up" else ""
+        lines.append(f"camera      {cam.get('source')}{problem}")
+        scan = daemon.get("scan", {})
+        lines.append(f"frames      {scan.get('frames', 0)} read, {scan.get('decoded_frames', 0)} decoded, {scan.get('odd_frames', 0)} unusable")
+        last = scan.get("last_identification")
+        if last:
+            lines.append(f"last card   contract {last['contract']} issue {last['issue']}, {_age(scan.get('last_identification_age_s'))} ago (seq {last['seq']})")
+        else:
+            lines.append("last card   none since start")
+        lines.append(f"today       {scan.get('identifications', 0)} identified, {scan.get('not_a_card', 0)} not a card (since start)")
+    queue = report.get("queue") or {}
+    if "error" in queue:
+        lines.append(f"queue       cannot read: {queue['error']}")
+    elif queue:
+        oldest = f" (oldest {_age(queue.get('oldest_pending_age_s'))})" if queue.get("pending") else ""
+        dead = queue.get("dead", 0)
+        lines.append(f"queue       {queue.get('pending', 0)} pending{oldest}, {dead} dead{' <- kiosk queue list --state dead' if dead else ''}, {queue.get('delivered', 0)} delivered")
+        if queue.get("corrupt_files"):
+            lines.append(f"outbox      damaged file(s) moved aside, kept for inspection: {', '.join(queue['corrupt_files'])}")
+        if queue.get("last_commit_error"):
+            lines.append(f"outbox      CANNOT STORE: {queue['last_commit_error']}")
+    delivery = daemon.get("delivery") if daemon else None
+    if delivery:
+        state = {"ok": "ok", "retrying": "RETRYING", "paused-auth": "PAUSED: token refused"}.get(delivery.get("state"), delivery.get("state"))
+        last_ok = delivery.get("last_success_at") or "never"
+        err = f"; last error: {delivery['last_error']}" if delivery.get("last_error") and delivery.get("state") != "ok" else ""
+        lines.append(f"delivery    {state} to {delivery.get('url')}; last success {last_ok}{err}")
+    lines.append(f"disk        {_bytes(report.get('disk_free_bytes'))} free where the outbox is")
+    lines.append(f"clock       {'synchronised' if report.get('clock_synced') else 'NOT synchronised (identifications are marked so)'}")
+    temp = report.get("cpu_temperature_c")
+    if temp is not None:
+        lines.append(f"cpu temp    {temp:.1f} C")
+    faults = (daemon or {}).get("faults") or {}
+    if faults:
+        for name, message in sorted(faults.items()):
+            lines.append(f"FAULT       {name}: {message}")
+    elif report["running"]:
+        lines.append("faults      none")
+    return "\n".join(lines) + "\n"

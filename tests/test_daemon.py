@@ -1,0 +1,179 @@
+"""The daemon end to end: real `kiosk run` processes, a real central, real SQLite, real SIGKILLs."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import threading
+
+import pytest
+from conftest import CENTRAL_TOKEN, REPO, contracts, kiosk_cmd, run_kiosk, write_config
+
+from device.camera.file import FileSource
+from device.daemon import Kiosk, make_forwarder, open_outbox
+from device.config import load
+from device.pipeline import Pipeline
+
+
+def kiosk_config(tmp_path, folder, central, **api):
+    return write_config(
+        tmp_path / "kiosk.toml",
+        kiosk={"id": "kiosk-test-1", "site": "Riga Centre 3"},
+        camera={"source": f"file:{folder}", "pace": "fast"},
+        scan={"symbologies": ["Code128", "EAN13"]},
+        outbox={"path": str(tmp_path / "outbox.db")},
+        api={"url": central.url, "token": CENTRAL_TOKEN, "backoff_base_s": 0.05, "backoff_cap_s": 0.5, **api},
+    )
+
+
+def outbox_rows(path):
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("SELECT id, seq, contract, state FROM identifications ORDER BY seq").fetchall(), db.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_kiosk_run_identifies_each_card_once_and_delivers_it(tmp_path, card_folder, central):
+    shown = contracts(4)
+    folder = card_folder(shown)
+    run = run_kiosk("run", "--config", str(kiosk_config(tmp_path, folder, central)))
+    assert run.returncode == 0, run.stderr
+    at_central = central.identifications()
+    assert sorted(i["contract"] for i in at_central) == sorted(shown)
+    assert all(i["receipts"] == 1 and i["kiosk"] == "kiosk-test-1" for i in at_central)
+    rows, integrity = outbox_rows(tmp_path / "outbox.db")
+    assert [r[3] for r in rows] == ["delivered"] * 4 and [r[1] for r in rows] == [1, 2, 3, 4]
+    # Logs show contracts masked.
+    assert shown[0] not in run.stderr and shown[0][-4:] in run.stderr
+
+
+def test_kiosk_run_without_a_central_is_a_config_error_naming_the_key(tmp_path, card_folder):
+    cfg = write_config(tmp_path / "kiosk.toml", camera={"source": f"file:{tmp_path}"}, outbox={"path": str(tmp_path / "o.db")})
+    run = run_kiosk("run", "--config", str(cfg))
+    assert run.returncode == 78
+    assert "api.url: required" in run.stderr
+
+
+def test_finite_run_that_cannot_drain_exits_nonzero(tmp_path, card_folder, central_factory):
+    central = central_factory(fail_rate=1.0)
+    folder = card_folder(contracts(1))
+    run = run_kiosk("run", "--config", str(kiosk_config(tmp_path, folder, central)), "--drain-timeout", "2")
+    assert run.returncode == 1
+    assert "not drained" in run.stderr
+    rows, _ = outbox_rows(tmp_path / "outbox.db")
+    assert [r[3] for r in rows] == ["pending"]
+
+
+def test_sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(tmp_path, card_folder, central_factory):
+    """At least 20 SIGKILLs mid-scan and mid-delivery, with the central failing, dropping and resetting."""
+    central = central_factory(fail_rate=0.2, drop_after_commit_rate=0.2, reset_rate=0.1, latency_ms=20, seed=7)
+    folder = card_folder(contracts(12))
+    cfg = kiosk_config(tmp_path, folder, central, batch_size=3)
+    rng = random.Random(20261127)
+    kills = 0
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    while kills < 20:
+        proc = subprocess.Popen(kiosk_cmd("run", "--config", str(cfg)), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            proc.wait(timeout=rng.uniform(0.5, 4.0))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+    final = run_kiosk("run", "--config", str(cfg), "--drain-timeout", "60")
+    assert final.returncode == 0, final.stderr[-2000:]
+
+    rows, integrity = outbox_rows(tmp_path / "outbox.db")
+    assert integrity == "ok"
+    assert rows, "nothing was identified at all"
+    assert {r[3] for r in rows} == {"delivered"}
+    assert [r[1] for r in rows] == list(range(1, len(rows) + 1)), "the sequence has gaps"
+    at_central = {i["id"]: i for i in central.identifications()}
+    assert set(at_central) == {r[0] for r in rows}, "central and outbox disagree"
+    assert all(at_central[r[0]]["seq"] == r[1] and at_central[r[0]]["contract"] == r[2] for r in rows)
+
+
+class Events:
+    """A listener that records what the daemon told the outside world."""
+
+    def __init__(self, on_fault=None):
+        self.log = []
+        self.on_fault = on_fault
+
+    def identified(self, identification):
+        self.log.append(("identified", identification.contract))
+
+    def not_a_card(self, reading):
+        self.log.append(("not-a-card", reading.rejection.reason))
+
+    def fault(self, name, message):
+        self.log.append(("fault", name))
+        if self.on_fault:
+            self.on_fault(name)
+
+    def fault_cleared(self, name):
+        self.log.append(("cleared", name))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 2 MiB filesystem (tmpfs), so that "disk full" is the kernel's ENOSPC, not a simulation."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root); tests/test_outbox.py covers full with max_page_count")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk):
+    """Fill the filesystem to the last byte; returns the filler file (delete it to free space)."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    return filler
+
+
+def test_full_disk_gives_no_ok_reports_the_fault_and_recovers(tmp_path, card_folder, central, small_disk):
+    a, b = contracts(2)
+    folder = card_folder([a, b], frames_per_card=8)  # held still 1.6 s: the gate's full look retries
+    cfg = load(kiosk_config(tmp_path, folder, central), environ={"KIOSK_OUTBOX_PATH": str(small_disk / "outbox.db")})
+    outbox = open_outbox(cfg)
+    filler = fill(small_disk)
+    events = Events(on_fault=lambda name: filler.unlink())  # the technician frees space
+    kiosk = Kiosk(FileSource(folder, pace="fast"), Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox), listeners=[events])
+    assert kiosk.run(threading.Event(), drain_timeout_s=30) == 0
+    # The first sighting of A could not be stored: no OK for it, a fault instead; the next frame of
+    # the same presentation was stored once space returned.
+    assert events.log == [("fault", "outbox"), ("cleared", "outbox"), ("identified", a), ("identified", b)]
+    assert sorted(i["contract"] for i in central.identifications()) == sorted([a, b])
+
+
+def test_not_a_card_is_reported_once_per_presentation_and_never_stored(tmp_path, card_folder, central, payload_of):
+    import cv2
+    from conftest import card_photo
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    good = payload_of(contracts(1)[0])
+    bad = good[:-2] + f"{(int(good[-2:]) + 1) % 100:02d}"
+    for i in range(4):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), card_photo(contracts(1)[0], payload=bad))
+    cfg = load(kiosk_config(tmp_path, folder, central), environ={})
+    outbox = open_outbox(cfg)
+    events = Events()
+    kiosk = Kiosk(FileSource(folder, pace="fast"), Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox), listeners=[events])
+    assert kiosk.run(threading.Event(), drain_timeout_s=10) == 0
+    assert events.log == [("not-a-card", "bad-check-digits")]
+    assert central.identifications() == []

@@ -1,0 +1,289 @@
+"""The kiosk as a service: camera faults, systemd notifications, watchdog, signals, status and diag."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+from conftest import CENTRAL_TOKEN, REPO, card_photo, contracts, empty_counter, kiosk_cmd, run_kiosk, write_config
+
+from device.camera import Frame, FrameSource
+from device.camera.v4l2 import V4L2Source
+from device.config import load
+from device.daemon import CAMERA, Kiosk, make_forwarder, open_outbox
+from device.notify import Notifier
+from device.pipeline import Pipeline
+
+
+def wait_until(condition, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+class Counter:
+    """The world in front of a fake USB camera: a card may be shown; the cable may be pulled."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.plugged = True
+        self.generation = 0
+        self.image = empty_counter()
+
+    def show(self, image):
+        with self.lock:
+            self.image = image
+
+    def unplug(self):
+        with self.lock:
+            self.plugged = False
+            self.generation += 1
+
+    def plug(self):
+        with self.lock:
+            self.plugged = True
+
+
+class FakeCapture:
+    """cv2.VideoCapture at the hardware edge: a handle opened before an unplug stays dead."""
+
+    def __init__(self, counter: Counter):
+        self.counter = counter
+        with counter.lock:
+            self.ok, self.generation = counter.plugged, counter.generation
+
+    def isOpened(self):
+        return self.ok
+
+    def set(self, prop, value):
+        return True
+
+    def get(self, prop):
+        return 0.0
+
+    def read(self):
+        time.sleep(1 / 30)  # the camera's frame interval
+        with self.counter.lock:
+            if not (self.ok and self.counter.plugged and self.generation == self.counter.generation):
+                return False, None
+            return True, self.counter.image
+
+    def release(self):
+        pass
+
+
+class Events:
+    def __init__(self):
+        self.log = []
+
+    def identified(self, identification):
+        self.log.append(("identified", identification.contract))
+
+    def fault(self, name, message):
+        self.log.append(("fault", name))
+
+    def fault_cleared(self, name):
+        self.log.append(("cleared", name))
+
+
+def service_config(tmp_path, central, source="v4l2:/dev/video9", **extra):
+    return write_config(
+        tmp_path / "kiosk.toml",
+        kiosk={"id": "kiosk-svc", "runtime_dir": str(tmp_path / "run")},
+        camera={"source": source, **extra.pop("camera", {})},
+        outbox={"path": str(tmp_path / "outbox.db")},
+        api={"url": central.url, "token": CENTRAL_TOKEN, "backoff_base_s": 0.05, "backoff_cap_s": 0.5},
+        **extra,
+    )
+
+
+def test_camera_unplugged_and_back_needs_no_restart_and_loses_nothing(tmp_path, central):
+    a, b = contracts(2)
+    cfg = load(service_config(tmp_path, central), environ={})
+    counter = Counter()
+    source = V4L2Source("/dev/video9", capture_factory=lambda path: FakeCapture(counter), stall_timeout_s=0.5, backoff_initial_s=0.05, backoff_max_s=0.2)
+    outbox = open_outbox(cfg)
+    events = Events()
+    kiosk = Kiosk(source, Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox), listeners=[events], runtime_dir=tmp_path / "run")
+    stop = threading.Event()
+    runner = threading.Thread(target=kiosk.run, args=(stop,))
+    runner.start()
+    try:
+        counter.show(card_photo(a))
+        wait_until(lambda: ("identified", a) in events.log, what="card A identified")
+        counter.show(empty_counter())
+        counter.unplug()
+        wait_until(lambda: CAMERA in kiosk.status()["faults"], what="the camera fault in status")
+        assert "down" in kiosk.status()["camera"]["source"]
+        wait_until(lambda: source.stats().reopen_attempts >= 3, what="reopen attempts while unplugged")
+        counter.plug()
+        counter.show(card_photo(b))
+        wait_until(lambda: ("identified", b) in events.log, what="card B identified after the camera came back")
+        assert CAMERA not in kiosk.status()["faults"]
+        wait_until(lambda: len(central.identifications()) == 2, what="both delivered")
+    finally:
+        stop.set()
+        runner.join(timeout=20)
+    assert not runner.is_alive()
+    assert events.log == [("identified", a), ("fault", CAMERA), ("cleared", CAMERA), ("identified", b)]
+
+
+class HangingSource(FrameSource):
+    """A driver that hangs inside read() once ``hang`` is set (the failure the watchdog exists for)."""
+
+    def __init__(self):
+        self.hang = threading.Event()
+        self.release = threading.Event()
+        self.index = 0
+
+    def read(self, timeout=None):
+        if self.hang.is_set():
+            self.release.wait()
+            return None
+        time.sleep(0.02)
+        self.index += 1
+        return Frame(empty_counter(), self.index, time.monotonic())
+
+    def close(self):
+        self.release.set()
+
+    def describe(self):
+        return "hanging test source"
+
+
+def listen(tmp_path):
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = str(tmp_path / "notify.sock")
+    sock.bind(path)
+    sock.settimeout(0.2)
+    return sock, path
+
+
+def messages(sock, until, timeout=30.0):
+    """Collect notify datagrams until ``until(list)`` is true."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while not until(got):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out; got {got}")
+        try:
+            got.append(sock.recv(4096).decode())
+        except TimeoutError:
+            pass
+    return got
+
+
+def test_watchdog_is_fed_only_while_the_scan_loop_turns(tmp_path, central):
+    cfg = load(service_config(tmp_path, central), environ={})
+    sock, path = listen(tmp_path)
+    source = HangingSource()
+    outbox = open_outbox(cfg)
+    notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
+    kiosk = Kiosk(source, Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox), notifier=notifier)
+    stop = threading.Event()
+    runner = threading.Thread(target=kiosk.run, args=(stop,))
+    runner.start()
+    try:
+        got = messages(sock, lambda m: sum("WATCHDOG=1" in x for x in m) >= 3)
+        assert got[0].startswith("READY=1")
+        source.hang.set()
+        # Once the loop is stuck, pings stop: within a few periods the last one has been sent.
+        time.sleep(2.5)  # the loop's heartbeat goes stale (2 s) and the last ping in flight arrives
+        while True:
+            try:
+                sock.recv(4096)
+            except TimeoutError:
+                break
+        silent = []
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            try:
+                silent.append(sock.recv(4096).decode())
+            except TimeoutError:
+                pass
+        assert not any("WATCHDOG=1" in m for m in silent), silent
+        assert any("STATUS=" in m for m in silent)  # housekeeping itself is alive
+    finally:
+        stop.set()
+        source.release.set()
+        runner.join(timeout=20)
+        sock.close()
+
+
+def test_service_notifies_systemd_publishes_status_and_stops_cleanly_on_sigterm(tmp_path, card_folder, central):
+    shown = contracts(1)
+    folder = card_folder(shown, frames_per_card=3)
+    # realtime pace, looping is not needed: the folder plays at 5 fps and then the daemon drains and exits,
+    # so use a long tail of empty frames to keep it running while we look at it.
+    import cv2
+
+    for i in range(200):
+        cv2.imwrite(str(folder / f"9{i:05d}.png"), empty_counter())
+    cfg = service_config(tmp_path, central, source=f"file:{folder}", camera={"pace": "realtime"})
+    sock, path = listen(tmp_path)
+    env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="2000000", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(kiosk_cmd("run", "--config", str(cfg)), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        messages(sock, lambda m: any("READY=1" in x for x in m) and any("WATCHDOG=1" in x for x in m))
+        wait_until(lambda: len(central.identifications()) == 1, what="the card delivered")
+        status = run_kiosk("status", "--json", "--config", str(cfg))
+        report = json.loads(status.stdout)
+        assert report["running"] is True and status.returncode == 0, status.stdout
+        last = report["daemon"]["scan"]["last_identification"]
+        assert last["contract"] == "******" + shown[0][-4:] and last["issue"] == 1
+        assert report["queue"]["delivered"] == 1 and report["queue"]["pending"] == 0
+        human = run_kiosk("status", "--config", str(cfg)).stdout
+        assert "daemon      running" in human and shown[0] not in human
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert any("STOPPING=1" in m for m in messages(sock, lambda m: any("STOPPING=1" in x for x in m)))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+        sock.close()
+    after = run_kiosk("status", "--json", "--config", str(cfg))
+    assert after.returncode == 1
+
+
+def test_diag_api_says_whether_the_central_takes_the_token(tmp_path, central):
+    cfg = service_config(tmp_path, central)
+    ok = run_kiosk("diag", "api", "--config", str(cfg))
+    assert ok.returncode == 0 and "token accepted" in ok.stdout
+    bad = write_config(tmp_path / "bad.toml", api={"url": central.url, "token": "wrong"})
+    refused = run_kiosk("diag", "api", "--config", str(bad))
+    assert refused.returncode == 1 and "REFUSED" in refused.stdout
+    down = write_config(tmp_path / "down.toml", api={"url": "http://127.0.0.1:9", "token": "x", "connect_timeout_s": 1})
+    unreachable = run_kiosk("diag", "api", "--config", str(down))
+    assert unreachable.returncode == 1 and "cannot reach" in unreachable.stdout
+
+
+def test_diag_camera_writes_an_annotated_snapshot(tmp_path, central):
+    import cv2
+
+    image = tmp_path / "card.png"
+    cv2.imwrite(str(image), card_photo(contracts(1)[0]))
+    cfg = service_config(tmp_path, central, source=f"file:{image}")
+    run = run_kiosk("diag", "camera", "--snapshot", str(tmp_path / "snap.jpg"), "--config", str(cfg))
+    assert run.returncode == 0, run.stderr
+    assert "card, contract ******" in run.stdout
+    snap = cv2.imread(str(tmp_path / "snap.jpg"))
+    original = cv2.imread(str(image))
+    assert snap.shape == original.shape
+    # Something was drawn: the annotated frame differs from the camera's.
+    assert (cv2.absdiff(snap, original) > 60).sum() > 500
+
+
+def test_diag_camera_reports_a_missing_camera(tmp_path, central):
+    cfg = service_config(tmp_path, central, source=f"file:{tmp_path / 'nope.avi'}")
+    run = run_kiosk("diag", "camera", "--config", str(cfg))
+    assert run.returncode == 1 and "nope.avi" in run.stderr
