@@ -1,0 +1,714 @@
+"""``kiosk demo``: the whole kiosk on this machine, with no camera and no GPIO, in under a minute.
+
+It starts the reference central as a real process on a free loopback port, renders a counter
+video (clients showing cards one after another at various angles, among them a card with bad
+check digits, another company's card and a product), and runs the real daemon on it with mock
+GPIO. It prints what happens as it happens -- each presentation entering the view, each
+identification when committed, what the LEDs and buzzer do, each delivery, faults -- then a
+summary, and checks the run against the video's truth::
+
+    kiosk demo                               # rendered video, exit 0 only if the run was right
+    kiosk demo --camera v4l2:/dev/video0     # a real camera and a printed card, until Ctrl-C
+    kiosk demo --keep demo-run               # keep video, truth, outbox and central database
+    kiosk demo --video demo-run/counter.avi  # play a kept (or recorded) video again
+
+The exit code tells the truth: 0 only when every valid card shown was identified once and
+delivered once and nothing else was identified; 1 (with the reasons) otherwise; 130 on Ctrl-C
+before the end of a video. Everything lives in a temporary folder that is removed at the end
+(unless ``--keep``), and the central is stopped whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import secrets
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from device.camera import Frame, FrameSource
+from device.card import Card, identify
+from device.redact import describe_text, mask_contract
+
+log = logging.getLogger(__name__)
+
+#: The rendered counter: its frame rate, size and seed (a seed at which the demo reads every card).
+VIDEO_FPS = 15.0
+VIDEO_SIZE = (1280, 720)
+VIDEO_SEED = 0
+#: File names inside the demo's folder (the same with ``--keep``).
+VIDEO_NAME = "counter.avi"
+TRUTH_SUFFIX = ".truth.json"
+#: How long a finished video may take to deliver its identifications.
+DRAIN_TIMEOUT_S = 20.0
+#: How often the outbox is looked at for deliveries.
+DELIVERY_POLL_S = 0.1
+
+#: What the LEDs and buzzer do, used while device.feedback (which owns this fact) is not there.
+_FALLBACK_SIGNALS = {
+    "identified": "green LED + one short beep",
+    "not_a_card": "red LED + double beep",
+    "fault": "amber LED blinks until the fault clears",
+    "fault_cleared": "amber LED off",
+}
+
+#: Short names of the kinds of presentation (one, several), for the summary.
+_KIND_SHORT = {
+    "card": ("client card", "client cards"),
+    "bad-check": ("card with bad check digits", "cards with bad check digits"),
+    "foreign-code128": ("foreign Code 128", "foreign Code 128s"),
+    "product-ean13": ("product EAN-13", "product EAN-13s"),
+}
+
+
+def _kinds_text(kinds: Counter) -> str:
+    return ", ".join(f"{n} {_KIND_SHORT.get(k, (k, k))[n != 1]}" for k, n in kinds.items())
+
+
+#: How each kind of presentation of device.synth.video is described to the viewer.
+_KIND_TEXT = {
+    "card": "client card",
+    "bad-check": "client card with bad check digits (must not be identified)",
+    "foreign-code128": "another company's card, Code 128 (not a client card)",
+    "product-ean13": "a product, EAN-13 (not a client card)",
+}
+
+
+def feedback_signals() -> dict[str, str]:
+    """Event name -> what the LEDs and buzzer do, from :mod:`device.feedback` when it is there."""
+    try:
+        from device.feedback import SIGNALS
+    except ImportError:
+        return dict(_FALLBACK_SIGNALS)
+    return {**_FALLBACK_SIGNALS, **SIGNALS}
+
+
+def demo_presentations():
+    """The presentations of the rendered video: three clients, a product, a bad card, a loyalty card."""
+    from device.synth.video import default_presentations
+
+    return default_presentations()
+
+
+# --- arguments --------------------------------------------------------------------------------
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--camera",
+        metavar="SOURCE",
+        help="a real camera instead of the rendered video: v4l2:/dev/video0 (USB) or picamera2:0 (CSI); "
+        "runs until Ctrl-C (show it a card printed with `kiosk testcard`)",
+    )
+    p.add_argument(
+        "--video",
+        metavar="PATH",
+        help="play this video instead of rendering one (e.g. counter.avi kept with --keep); it is checked "
+        f"against PATH's truth (counter{TRUTH_SUFFIX} beside it) when there is one",
+    )
+    p.add_argument(
+        "--pace",
+        choices=("realtime", "fast"),
+        default="realtime",
+        help="play the video at its frame rate (realtime, the default: as a camera would) or as fast as it is scanned",
+    )
+    p.add_argument("--keep", metavar="DIR", help="keep the video, its truth, the config, outbox and central database in DIR (new or empty)")
+    p.add_argument(
+        "--central-reject-contract",
+        action="append",
+        default=[],
+        metavar="CONTRACT",
+        help="make the central refuse identifications of this contract (repeatable): the demo must then fail",
+    )
+    p.add_argument("--seed", type=int, default=VIDEO_SEED, help=f"seed of the rendered video (default {VIDEO_SEED})")
+    p.add_argument("--unmask", action="store_true", help="show whole contract numbers")
+    p.add_argument("--verbose", action="store_true", help="also show the daemon's own log (stderr)")
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+class Terminal:
+    """One line per event, with the seconds since the demo started; safe from several threads."""
+
+    def __init__(self, out: TextIO, started: float | None = None):
+        self.out = out
+        self.started = time.monotonic() if started is None else started
+        self._lock = threading.Lock()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def event(self, what: str, text: str) -> None:
+        with self._lock:
+            self.out.write(f"{self.elapsed():6.1f}s  {what:<11} {text}\n")
+            self.out.flush()
+
+    def line(self, text: str = "") -> None:
+        with self._lock:
+            self.out.write(text + "\n")
+            self.out.flush()
+
+
+# --- what happened ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One identification or not-a-card reading, and the video frame it came from."""
+
+    frame: int
+    contract: str = ""
+    issue: int = 0
+    id: str = ""
+    seq: int = 0
+    text: str = ""
+    reason: str = ""
+
+
+@dataclass
+class Record:
+    """Where an identification stands in the outbox at the end (``delivered``, ``dead``, ``pending``)."""
+
+    state: str
+    reason: str = ""
+
+
+@dataclass
+class Verdict:
+    """The demo's result: counts for the summary and the reasons it failed (none: it passed)."""
+
+    shown: Counter = field(default_factory=Counter)
+    cards_shown: int = 0
+    cards_identified: int = 0
+    identified: int = 0
+    rejected: int = 0
+    delivered: int = 0
+    frames_to_read: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _window(truth) -> tuple[int, int]:
+    return truth.enter_frame, truth.left_frame
+
+
+def _in(frame: int, truth) -> bool:
+    start, end = _window(truth)
+    return start <= frame <= end
+
+
+def judge(truths, identified: list[Seen], not_cards: list[Seen], records: dict[str, Record],
+          central_ids: Counter, *, run_code: int = 0, faults: dict | None = None, live: bool = False,
+          unmask: bool = False) -> Verdict:
+    """Check a run: every valid card shown identified once and delivered once, nothing else identified.
+
+    ``truths``: the video's :class:`~device.synth.video.PresentationTruth` list, or None (a camera:
+    only delivery is checked). ``records``: the outbox's final state by identification id.
+    ``central_ids``: how many times the central lists each id. ``faults``: those still active at
+    the end (name -> message). ``live``: a camera check, which needs at least one identification.
+    """
+    v = Verdict()
+    v.identified = len(identified)
+    v.rejected = len(not_cards)
+    matched: set[int] = set()
+    if truths is not None:
+        for t in truths:
+            v.shown[t.kind] += 1
+            card = identify(t.payload, t.symbology)
+            if not (t.is_card and isinstance(card, Card)):
+                continue
+            v.cards_shown += 1
+            hits = [i for i, s in enumerate(identified) if _in(s.frame, t) and (s.contract, s.issue) == (card.contract, card.issue)]
+            matched.update(hits)
+            label = f"card {mask_contract(card.contract, unmask)} (frames {t.enter_frame}-{t.left_frame})"
+            if not hits:
+                v.problems.append(f"{label} was shown but not identified")
+                continue
+            v.cards_identified += 1
+            v.frames_to_read.append(identified[hits[0]].frame - t.enter_frame)
+            if len(hits) > 1:
+                v.problems.append(f"{label} was identified {len(hits)} times, not once")
+        for i, s in enumerate(identified):
+            if i not in matched:
+                v.problems.append(
+                    f"identified contract {mask_contract(s.contract, unmask)} issue {s.issue} at frame {s.frame}, "
+                    "but no such valid card was in view then"
+                )
+    for s in identified:
+        who = f"identification {s.seq} ({mask_contract(s.contract, unmask)})"
+        record = records.get(s.id)
+        at_central = central_ids.get(s.id, 0)
+        if record is not None and record.state == "delivered" and at_central == 1:
+            v.delivered += 1
+        elif record is not None and record.state == "dead":
+            v.problems.append(f"{who} was not delivered: the central refused it: {record.reason}")
+        elif record is None or record.state != "delivered":
+            state = record.state if record else "missing from the outbox"
+            v.problems.append(f"{who} was not delivered ({state}{': ' + record.reason if record and record.reason else ''})")
+        else:
+            v.problems.append(f"{who} is marked delivered but the central holds it {at_central} times, not once")
+    if live and not identified:
+        v.problems.append("no card was identified (show the camera a card printed with `kiosk testcard`)")
+    for name, message in (faults or {}).items():
+        v.problems.append(f"{name} fault still active at the end: {message}")
+    if run_code != 0:
+        v.problems.append(f"the daemon exited with {run_code} (see the log above)")
+    return v
+
+
+# --- the daemon's edge: which frame, what it did -------------------------------------------------
+
+
+class FrameTap(FrameSource):
+    """The daemon's frame source, passed through; remembers the frame in hand and announces presentations.
+
+    Identifications come with no frame number; the daemon handles a frame's readings before it
+    reads the next, so the frame in hand is the one they came from.
+    """
+
+    def __init__(self, source: FrameSource, terminal: Terminal, truths=None, unmask: bool = False):
+        self.source = source
+        self.finite = source.finite
+        self.terminal = terminal
+        self.truths = list(truths or [])
+        self.unmask = unmask
+        self.index = -1
+        self._entered = 0
+        self._left = 0
+        self.identified_in: dict[int, int] = {}  # presentation -> identifications seen in its window
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        frame = self.source.read(timeout)
+        if frame is not None:
+            self.index = frame.index
+            self._announce(frame.index)
+        return frame
+
+    def _announce(self, index: int) -> None:
+        # A realtime source drops frames on a slow machine: compare with >=, never ==.
+        while self._left < len(self.truths) and index >= self.truths[self._left].left_frame:
+            t = self.truths[self._left]
+            if t.is_card and not self.identified_in.get(self._left):
+                self.terminal.event("left view", f"presentation {self._left + 1}: NOT identified")
+            self._left += 1
+        while self._entered < len(self.truths) and index >= self.truths[self._entered].enter_frame:
+            t = self.truths[self._entered]
+            self.terminal.event("shown", f"presentation {self._entered + 1}/{len(self.truths)}: {self._describe(t)} (frame {t.enter_frame})")
+            self._entered += 1
+
+    def _describe(self, truth) -> str:
+        text = _KIND_TEXT.get(truth.kind, truth.kind)
+        card = identify(truth.payload, truth.symbology)
+        if isinstance(card, Card):
+            text += f", contract {mask_contract(card.contract, self.unmask)} issue {card.issue}"
+        return text
+
+    def presentation_at(self, frame: int) -> int | None:
+        for i, t in enumerate(self.truths):
+            if _in(frame, t):
+                return i
+        return None
+
+    def close(self) -> None:
+        self.source.close()
+
+    def describe(self) -> str:
+        return self.source.describe()
+
+
+class EventPrinter:
+    """A daemon listener: prints identifications, not-a-card readings, faults and the feedback given."""
+
+    def __init__(self, terminal: Terminal, tap: FrameTap, signals: dict[str, str], unmask: bool = False):
+        self.terminal = terminal
+        self.tap = tap
+        self.signals = signals
+        self.unmask = unmask
+        self.identified_seen: list[Seen] = []
+        self.not_cards: list[Seen] = []
+
+    def identified(self, identification) -> None:
+        frame = self.tap.index
+        seen = Seen(frame, identification.contract, identification.card_issue, identification.id, identification.seq)
+        self.identified_seen.append(seen)
+        where = f"frame {frame}"
+        k = self.tap.presentation_at(frame)
+        if k is not None:
+            self.tap.identified_in[k] = self.tap.identified_in.get(k, 0) + 1
+            where += f", {frame - self.tap.truths[k].enter_frame} frames after it came into view"
+        self.terminal.event(
+            "identified",
+            f"contract {mask_contract(identification.contract, self.unmask)} issue {identification.card_issue} "
+            f"(identification {identification.seq}, committed to the outbox; {where})",
+        )
+        self._feedback("identified")
+
+    def not_a_card(self, reading) -> None:
+        frame = self.tap.index
+        self.not_cards.append(Seen(frame, text=reading.symbol.text, reason=reading.rejection.reason))
+        self.terminal.event(
+            "not a card",
+            f"{reading.symbol.format} {describe_text(reading.symbol.text, self.unmask)} ({reading.rejection.reason}; frame {frame})",
+        )
+        self._feedback("not_a_card")
+
+    def fault(self, name: str, message: str) -> None:
+        self.terminal.event("FAULT", f"{name}: {message}")
+        self._feedback("fault")
+
+    def fault_cleared(self, name: str) -> None:
+        self.terminal.event("cleared", f"{name} fault cleared")
+        self._feedback("fault_cleared")
+
+    def _feedback(self, event: str) -> None:
+        if event in self.signals:
+            self.terminal.event("  feedback", self.signals[event])
+
+
+class DeliveryWatcher:
+    """Watches the outbox (its own read connection) and prints each delivery or refusal once."""
+
+    def __init__(self, outbox_path: Path, kiosk_id: str, terminal: Terminal, unmask: bool = False):
+        self.outbox_path = outbox_path
+        self.kiosk_id = kiosk_id
+        self.terminal = terminal
+        self.unmask = unmask
+        self.records: dict[str, Record] = {}
+        self._reported: dict[str, str] = {}
+        self._errors: dict[str, str] = {}
+        self._outbox = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-delivery-watcher", daemon=True)
+
+    def start(self) -> "DeliveryWatcher":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop watching and look one last time (the final states are then in ``records``)."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._thread.join(timeout=10)
+        try:
+            self.poll()
+        finally:
+            with self._lock:
+                if self._outbox is not None:
+                    self._outbox.close()
+                    self._outbox = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(DELIVERY_POLL_S):
+            try:
+                self.poll()
+            except Exception as e:  # a busy database now and then: look again at the next poll
+                log.debug("delivery watcher: %s", e)
+
+    def poll(self) -> None:
+        from device.outbox import Outbox
+
+        with self._lock:
+            if self._outbox is None:
+                if not self.outbox_path.exists():
+                    return
+                # A reader's connection, as `kiosk queue` opens it: never moves the daemon's file.
+                self._outbox = Outbox(self.outbox_path, self.kiosk_id, on_corrupt="raise", check_integrity=False, create=False)
+            rows = self._outbox.list()
+            self._report(rows)
+
+    def _report(self, rows) -> None:
+        for r in rows:
+            self.records[r.id] = Record(r.state, r.dead_reason or r.last_error or "")
+            who = f"identification {r.seq} ({mask_contract(r.contract, self.unmask)})"
+            if r.state == "delivered" and self._reported.get(r.id) != "delivered":
+                self.terminal.event("delivered", f"{who} to the central")
+            elif r.state == "dead" and self._reported.get(r.id) != "dead":
+                self.terminal.event("REFUSED", f"{who}: the central refused it: {r.dead_reason}")
+            elif r.state == "pending" and r.last_error and self._errors.get(r.id) != r.last_error:
+                self.terminal.event("retrying", f"{who}: {r.last_error}")
+                self._errors[r.id] = r.last_error
+            self._reported[r.id] = r.state
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def _write_config(folder: Path, source: str, pace: str, central_url: str, token: str, unmask: bool) -> Path:
+    from device.config import _toml_value
+
+    sections = {
+        "kiosk": {"id": "demo-kiosk", "site": "demo counter"},
+        "camera": {"source": source, "pace": pace},
+        "outbox": {"path": str(folder / "outbox.db")},
+        "api": {"url": central_url, "token": token, "backoff_base_s": 0.2, "backoff_cap_s": 2.0},
+        "feedback": {"pin_factory": "mock"},
+        "log": {"unmask": unmask},
+    }
+    lines = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
+    path = folder / "kiosk.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.chmod(0o600)  # it holds the (demo) token
+    return path
+
+
+def _make_feedback(cfg, terminal: Terminal):
+    """The real feedback listener on mock pins, when device.feedback exists (else None)."""
+    try:
+        from device.feedback import Feedback
+    except ImportError:
+        return None
+    try:
+        return Feedback.from_config(cfg)
+    except Exception as e:  # the demo still shows the rest; say why the LEDs are not driven
+        terminal.event("note", f"feedback not driven on mock GPIO: {e}")
+        return None
+
+
+def _render(folder: Path, seed: int, terminal: Terminal):
+    from device.synth.video import save_truth, write_presentation_video
+
+    presentations = demo_presentations()
+    kinds = _kinds_text(Counter(p.kind for p in presentations))
+    terminal.event("video", f"rendering a counter video of {len(presentations)} presentations ({kinds}) ...")
+    started = time.monotonic()
+    path = folder / VIDEO_NAME
+    truths = write_presentation_video(path, presentations, fps=VIDEO_FPS, size=VIDEO_SIZE, seed=seed)
+    save_truth(path.with_suffix(TRUTH_SUFFIX), truths)
+    terminal.event("video", f"{path.name}: {_video_text(path)}, rendered in {time.monotonic() - started:.1f} s")
+    return path, truths
+
+
+def _video_text(path: Path) -> str:
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    try:
+        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = capture.get(cv2.CAP_PROP_FPS) or VIDEO_FPS
+        w, h = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    finally:
+        capture.release()
+    return f"{frames} frames {w}x{h} at {fps:g} fps ({frames / fps:.1f} s)"
+
+
+def _load_video(path: Path, terminal: Terminal):
+    from device.synth.video import load_truth
+
+    truth_path = path.with_suffix(TRUTH_SUFFIX)
+    if truth_path.exists():
+        truths = load_truth(truth_path)
+        terminal.event("video", f"{path}: {_video_text(path)}, {len(truths)} presentations (truth from {truth_path.name})")
+        return truths
+    terminal.event("video", f"{path}: no {truth_path.name} beside it, so only delivery is checked")
+    return None
+
+
+class UsageError(Exception):
+    """Options that cannot work together or name something missing (exit 2)."""
+
+
+def _prepare_folder(keep: str | None, stack: contextlib.ExitStack) -> Path:
+    if keep is None:
+        folder = Path(tempfile.mkdtemp(prefix="kiosk-demo-"))
+        stack.callback(shutil.rmtree, folder, ignore_errors=True)
+        return folder
+    folder = Path(keep)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise UsageError(f"--keep {keep}: must be a new or empty folder (a kept run is never overwritten)")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _check_options(args) -> None:
+    if args.camera and args.video:
+        raise UsageError("give --camera or --video, not both")
+    if args.video and not Path(args.video).is_file():
+        raise UsageError(f"--video {args.video}: no such file")
+    for contract in args.central_reject_contract:
+        if not (len(contract) == 10 and contract.isdigit()):
+            raise UsageError(f"--central-reject-contract: expected a 10-digit contract number, got {contract!r}")
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event):
+    """SIGINT/SIGTERM set ``stop`` (the daemon finishes its frame and stops) instead of raising."""
+    fired: list[int] = []
+
+    def on_signal(signum, _frame):
+        fired.append(signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield fired
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    """Start child processes with SIGINT blocked (the mask is inherited across exec).
+
+    Ctrl-C in a terminal goes to the whole process group: the central would stop at once, before
+    the demo has looked at what it holds. The demo stops it itself (SIGTERM) when it is done. A
+    Ctrl-C pressed meanwhile is delivered to the demo when the block ends.
+    """
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _raise_interrupt(signum, _frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _median_text(frames: list[int]) -> str:
+    if not frames:
+        return "n/a"
+    return f"median {statistics.median(frames):g} (min {min(frames)}, max {max(frames)}) at {VIDEO_FPS:g} fps"
+
+
+def _summary(terminal: Terminal, v: Verdict, truths, live: bool, elapsed: float, interrupted: bool = False) -> None:
+    terminal.line()
+    terminal.line("Summary")
+    if truths is not None:
+        terminal.line(f"  shown        {sum(v.shown.values())} presentations: {_kinds_text(v.shown)}")
+        terminal.line(f"  identified   {v.cards_identified} of {v.cards_shown} valid cards ({v.identified} identifications in all)")
+    else:
+        terminal.line(f"  identified   {v.identified}")
+    terminal.line(f"  rejected     {v.rejected} not a card")
+    terminal.line(f"  delivered    {v.delivered} of {v.identified} identifications (the central holds each once)")
+    if truths is not None:
+        terminal.line(f"  frames from the card entering view to its identification: {_median_text(v.frames_to_read)}")
+    terminal.line(f"  took         {elapsed:.1f} s")
+    if interrupted:
+        terminal.line("INTERRUPTED before the end of the video: " + ("; ".join(v.problems) if v.problems else "what happened so far is above"))
+    elif v.ok:
+        what = "every identification was delivered once" if live or truths is None else (
+            "every valid card shown was identified once and delivered once; nothing else was identified"
+        )
+        terminal.line(f"PASS: {what}")
+    else:
+        terminal.line("FAIL:")
+        for problem in v.problems:
+            terminal.line(f"  - {problem}")
+
+
+def main(args, out: TextIO = sys.stdout) -> int:
+    """Run the demo; 0 when the run was right (see the module docstring), 1 when not, 130 on Ctrl-C."""
+    from central.process import start_subprocess
+    from device import config as config_mod
+    from device.camera import CameraError
+    from device.daemon import Kiosk
+
+    try:
+        _check_options(args)
+    except UsageError as e:
+        print(f"kiosk demo: {e}", file=sys.stderr)
+        return 2
+    terminal = Terminal(out)
+    # SIGTERM outside the daemon's run (rendering, starting) unwinds like Ctrl-C, so the central
+    # process is stopped and the temporary folder removed rather than left behind.
+    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    root = logging.getLogger()
+    previous_level = root.level
+    if not args.verbose:
+        root.setLevel(logging.WARNING)  # the demo prints the daemon's events itself, once
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.callback(signal.signal, signal.SIGTERM, previous_term)
+            stack.callback(root.setLevel, previous_level)
+            folder = _prepare_folder(args.keep, stack)
+            if args.keep:
+                terminal.event("demo", f"keeping everything in {folder}")
+
+            token = secrets.token_urlsafe(16)
+            with _sigint_blocked():
+                central = start_subprocess(folder / "central.db", token, reject_contracts=list(args.central_reject_contract))
+                stack.callback(central.stop)
+            refuses = f", refusing contract(s) {', '.join(mask_contract(c, args.unmask) for c in args.central_reject_contract)}" if args.central_reject_contract else ""
+            terminal.event("central", f"reference central listening on {central.url} (pid {central.process.pid}{refuses})")
+
+            live = bool(args.camera)
+            if live:
+                source, truths = args.camera, None
+            elif args.video:
+                video = Path(args.video)
+                truths = _load_video(video, terminal)
+                source = f"file:{video.resolve()}"
+            else:
+                video, truths = _render(folder, args.seed, terminal)
+                source = f"file:{video}"
+
+            cfg = config_mod.load(_write_config(folder, source, args.pace, central.url, token, args.unmask), environ={})
+            signals = feedback_signals()
+            feedback = _make_feedback(cfg, terminal)
+            if feedback is not None and hasattr(feedback, "close"):
+                stack.callback(feedback.close)
+
+            kiosk = Kiosk.from_config(cfg)
+            tap = FrameTap(kiosk.source, terminal, truths, args.unmask)
+            kiosk.source = tap
+            printer = EventPrinter(terminal, tap, signals, args.unmask)
+            kiosk.listeners = [printer] + ([feedback] if feedback is not None else [])
+            watcher = DeliveryWatcher(Path(cfg.outbox.path), cfg.kiosk.id, terminal, args.unmask).start()
+            stack.callback(watcher.stop)
+
+            gpio = "mock GPIO, real feedback code" if feedback is not None else "mock GPIO (feedback shown as text)"
+            pace = "" if live else f" (pace {args.pace})"
+            terminal.event("kiosk", f"daemon started: camera {cfg.camera.source}{pace}, {gpio}")
+            if live:
+                terminal.event("kiosk", "show it a card (print one with `kiosk testcard`); Ctrl-C to stop")
+
+            stop = threading.Event()
+            with _stop_on_signals(stop) as fired:
+                run_code = kiosk.run(stop, DRAIN_TIMEOUT_S)
+            interrupted = bool(fired) and not live
+            if not interrupted and not live:
+                terminal.event("kiosk", f"video played ({kiosk.counters.frames} frames scanned); outbox drained" if run_code == 0
+                               else f"video played; outbox NOT drained within {DRAIN_TIMEOUT_S:g} s")
+            watcher.stop()
+
+            try:
+                central_ids = Counter(item["id"] for item in central.identifications())
+            except OSError as e:
+                central_ids = Counter()
+                terminal.event("central", f"cannot list what the central holds: {e}")
+            verdict = judge(None if interrupted else truths, printer.identified_seen, printer.not_cards,
+                            watcher.records, central_ids, run_code=run_code, faults=dict(kiosk.counters.faults),
+                            live=live, unmask=args.unmask)
+            _summary(terminal, verdict, None if interrupted else truths, live, terminal.elapsed(), interrupted)
+            if interrupted:
+                return 130
+            return 0 if verdict.ok else 1
+    except UsageError as e:
+        print(f"kiosk demo: {e}", file=sys.stderr)
+        return 2
+    except CameraError as e:  # a camera that cannot start at all (picamera2 missing, unreadable file)
+        print(f"kiosk demo: camera: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C while rendering or starting: everything above is cleaned up
+        terminal.line("interrupted")
+        return 130
