@@ -38,11 +38,12 @@ from typing import TextIO
 
 from device.camera import Frame, FrameSource
 from device.card import Card, identify
+from device.feedback import SIGNALS
 from device.redact import describe_text, mask_contract
 
 log = logging.getLogger(__name__)
 
-#: The rendered counter: its frame rate, size and seed (a seed at which the demo reads every card).
+#: The rendered counter: its frame rate, size and seed.
 VIDEO_FPS = 15.0
 VIDEO_SIZE = (1280, 720)
 VIDEO_SEED = 0
@@ -53,14 +54,6 @@ TRUTH_SUFFIX = ".truth.json"
 DRAIN_TIMEOUT_S = 20.0
 #: How often the outbox is looked at for deliveries.
 DELIVERY_POLL_S = 0.1
-
-#: What the LEDs and buzzer do, used while device.feedback (which owns this fact) is not there.
-_FALLBACK_SIGNALS = {
-    "identified": "green LED + one short beep",
-    "not_a_card": "red LED + double beep",
-    "fault": "amber LED blinks until the fault clears",
-    "fault_cleared": "amber LED off",
-}
 
 #: Short names of the kinds of presentation (one, several), for the summary.
 _KIND_SHORT = {
@@ -82,15 +75,6 @@ _KIND_TEXT = {
     "foreign-code128": "another company's card, Code 128 (not a client card)",
     "product-ean13": "a product, EAN-13 (not a client card)",
 }
-
-
-def feedback_signals() -> dict[str, str]:
-    """Event name -> what the LEDs and buzzer do, from :mod:`device.feedback` when it is there."""
-    try:
-        from device.feedback import SIGNALS
-    except ImportError:
-        return dict(_FALLBACK_SIGNALS)
-    return {**_FALLBACK_SIGNALS, **SIGNALS}
 
 
 def demo_presentations():
@@ -471,11 +455,9 @@ def _write_config(folder: Path, source: str, pace: str, central_url: str, token:
 
 
 def _make_feedback(cfg, terminal: Terminal):
-    """The real feedback listener on mock pins, when device.feedback exists (else None)."""
-    try:
-        from device.feedback import Feedback
-    except ImportError:
-        return None
+    """The real feedback listener on mock pins (None, with a note, if it cannot start)."""
+    from device.feedback import Feedback
+
     try:
         return Feedback.from_config(cfg)
     except Exception as e:  # the demo still shows the rest; say why the LEDs are not driven
@@ -663,15 +645,14 @@ def main(args, out: TextIO = sys.stdout) -> int:
                 source = f"file:{video}"
 
             cfg = config_mod.load(_write_config(folder, source, args.pace, central.url, token, args.unmask), environ={})
-            signals = feedback_signals()
             feedback = _make_feedback(cfg, terminal)
-            if feedback is not None and hasattr(feedback, "close"):
+            if feedback is not None:
                 stack.callback(feedback.close)
 
             kiosk = Kiosk.from_config(cfg)
             tap = FrameTap(kiosk.source, terminal, truths, args.unmask)
             kiosk.source = tap
-            printer = EventPrinter(terminal, tap, signals, args.unmask)
+            printer = EventPrinter(terminal, tap, SIGNALS, args.unmask)
             kiosk.listeners = [printer] + ([feedback] if feedback is not None else [])
             watcher = DeliveryWatcher(Path(cfg.outbox.path), cfg.kiosk.id, terminal, args.unmask).start()
             stack.callback(watcher.stop)
