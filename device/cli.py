@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -170,12 +171,25 @@ def _add_run(sub) -> None:
 # --- kiosk queue ----------------------------------------------------------------------------
 
 
+def _become_outbox_owner(path: Path) -> None:
+    """Run as the outbox's owner when started as root (``sudo kiosk queue ...``).
+
+    SQLite creates the -wal and -shm files as whoever opens the database first; root-owned ones
+    would lock the daemon (user kiosk) out of its own outbox.
+    """
+    owner = path.stat()
+    if os.geteuid() == 0 and owner.st_uid != 0:
+        os.setegid(owner.st_gid)
+        os.seteuid(owner.st_uid)
+
+
 def _open_queue(args):
     from device.outbox import Outbox
 
     cfg = _load_config(args)
     if not Path(cfg.outbox.path).exists():
         raise SystemExit(f"kiosk queue: no outbox at {cfg.outbox.path} (outbox.path); has the kiosk run yet?")
+    _become_outbox_owner(Path(cfg.outbox.path))
     # on_corrupt="raise": a reader must never move the daemon's file aside.
     return Outbox(cfg.outbox.path, cfg.kiosk.id, cfg.kiosk.site, on_corrupt="raise", check_integrity=False, create=False)
 
@@ -297,6 +311,7 @@ def cmd_status(args) -> int:
     if snapshot.running:
         queue = snapshot.data.get("queue")
     elif Path(cfg.outbox.path).exists():
+        _become_outbox_owner(Path(cfg.outbox.path))
         try:
             outbox = Outbox(cfg.outbox.path, cfg.kiosk.id, cfg.kiosk.site, on_corrupt="raise", check_integrity=False, create=False)
             try:
@@ -462,7 +477,7 @@ def _add_diag(sub) -> None:
 
 
 def _add_bench(sub) -> None:
-    from device.bench import decode, loop, outbox, scenes
+    from device.bench import decode, idle, loop, outbox, scenes
 
     p = sub.add_parser("bench", help="measure read rates and speed", description="Benchmarks: read rates and costs, side by side in one run.")
     bsub = p.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
@@ -471,6 +486,7 @@ def _add_bench(sub) -> None:
         ("scenes", scenes, "read rate on synthetic counter scenes: the pipeline against the raw decoders"),
         ("loop", loop, "frames per second, CPU per frame and gate skips of the scan loop on a video"),
         ("outbox", outbox, "commit latency with synchronous=FULL and the drain rate of a backlog into the central"),
+        ("idle", idle, "the idle daemon (camera on, nobody at the counter): CPU share, and memory over 50,000 frames"),
     ):
         bp = bsub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip().splitlines()[0])
         module.add_arguments(bp)
