@@ -1,0 +1,33 @@
+"""The benchmark commands run end to end on small inputs and report what they promise.
+
+(What they measure is recorded in docs/BENCHMARKS.md; here only that they work and count right.)
+"""
+
+import re
+
+import cv2
+from conftest import card_photo, contracts, empty_counter, run_kiosk
+
+
+def test_bench_loop_compares_the_pipeline_with_raw_zxing_on_the_same_frames(tmp_path):
+    video = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (960, 600))
+    for image in [empty_counter()] * 20 + [card_photo(contracts(1)[0])] * 5:
+        writer.write(image)
+    writer.release()
+    run = run_kiosk("bench", "loop", "--video", str(video))
+    assert run.returncode == 0, run.stderr
+    rows = {line.split()[0]: line.split() for line in run.stdout.splitlines() if line.startswith(("pipeline ", "raw ")) and " / " not in line}
+    assert rows["pipeline"][1] == "25" and rows["raw"][4] == "25"
+    skipped = int(rows["pipeline"][5].rstrip("%"))
+    assert 50 <= skipped < 100  # the unchanged empty frames were skipped, the card's were not all
+    assert re.search(r"pipeline CPU / raw zxing-cpp CPU: [\d.]+x", run.stdout)
+
+
+def test_bench_idle_reports_cpu_share_and_memory_samples(tmp_path):
+    run = run_kiosk("bench", "idle", "--seconds", "1", "--frames", "300", "--size", "320x240", timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"real time: 1 s, \d+ frames .*% of one core", run.stdout)
+    samples = re.findall(r"^\s+(\d+)\s+([\d.]+)$", run.stdout, re.M)
+    assert [int(n) for n, _ in samples][-1] == 300
+    assert "growth after warm-up" in run.stdout
