@@ -145,10 +145,10 @@ def cmd_run(args) -> int:
     from device.feedback import Feedback
 
     cfg = _load_config(args)
-    feedback = Feedback.from_config(cfg)
+    kiosk = Kiosk.from_config(cfg)  # config problems stop here, before any pin is touched
+    feedback = Feedback.from_config(cfg, on_button=kiosk.new_presentation)
+    kiosk.listeners.append(feedback)
     try:
-        kiosk = Kiosk.from_config(cfg, listeners=[feedback])
-        feedback.on_button = kiosk.new_presentation
         log.info("kiosk %s starting: camera %s, outbox %s, central %s", cfg.kiosk.id, kiosk.source.describe(), cfg.outbox.path, cfg.api.url)
         return run_until_signalled(kiosk, args.drain_timeout)
     finally:
@@ -538,6 +538,13 @@ def main(argv: list[str] | None = None) -> int:
     except config_mod.ConfigError as e:
         print(f"kiosk: config error: {e}", file=sys.stderr)
         return config_mod.EXIT_CONFIG
+    except Exception as e:  # an outbox that cannot be opened, and the like: say what, no traceback
+        from device.outbox import OutboxError
+
+        if not isinstance(e, OutboxError):
+            raise
+        print(f"kiosk: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `kiosk scan ... | head`

@@ -61,12 +61,17 @@ class ScanCounters:
     faults: dict = field(default_factory=dict)  # name -> message, while active
 
 
-def make_forwarder(cfg: Config, outbox: Outbox) -> Forwarder:
-    """The forwarder as configured; a missing api.url or token is a config error (exit 78)."""
+def check_delivery_config(cfg: Config) -> None:
+    """A kiosk that runs must know its central: a missing api.url or token is a config error (exit 78)."""
     if not cfg.api.url:
         raise ConfigError("api.url", "required to run the kiosk: the central's base URL, e.g. https://central.example.net", cfg.source)
     if not cfg.api.token and not cfg.api.token_file:
         raise ConfigError("api.token_file", "required to run the kiosk: a file holding the central's token (or set api.token)", cfg.source)
+
+
+def make_forwarder(cfg: Config, outbox: Outbox) -> Forwarder:
+    """The forwarder as configured; problems are config errors naming the key (exit 78)."""
+    check_delivery_config(cfg)
     try:
         return Forwarder(
             outbox,
@@ -103,7 +108,6 @@ class Kiosk:
         forwarder: Forwarder,
         *,
         repeat_window_s: float = 10.0,
-        decoder_name: str = "zxing-cpp",
         unmask: bool = False,
         listeners: list | None = None,
         kiosk_id: str = "",
@@ -117,7 +121,6 @@ class Kiosk:
         self.forwarder = forwarder
         self.cards = Presentations(repeat_window_s)
         self.foreign = Presentations(repeat_window_s)
-        self.decoder_name = decoder_name
         self.unmask = unmask
         self.listeners = list(listeners or [])
         self.counters = ScanCounters()
@@ -132,9 +135,11 @@ class Kiosk:
 
     @classmethod
     def from_config(cls, cfg: Config, *, listeners: list | None = None) -> "Kiosk":
-        outbox = open_outbox(cfg)
+        """Everything as configured. A camera that cannot be used at all (picamera2 not
+        installed, a file that is not there) is a config error on ``camera.source``; a live
+        camera that is merely unplugged is not: it is retried while the kiosk runs."""
+        check_delivery_config(cfg)  # before any file is created
         try:
-            forwarder = make_forwarder(cfg, outbox)
             source = open_source(
                 cfg.camera.source,
                 pace=cfg.camera.pace,
@@ -143,8 +148,18 @@ class Kiosk:
                 height=cfg.camera.height,
                 stall_timeout_s=cfg.camera.stall_timeout_s,
             )
+        except CameraError as e:
+            raise ConfigError("camera.source", str(e), cfg.source) from None
+        try:
+            outbox = open_outbox(cfg)
+        except BaseException:
+            source.close()
+            raise
+        try:
+            forwarder = make_forwarder(cfg, outbox)
         except BaseException:
             outbox.close()
+            source.close()
             raise
         return cls(
             source,
@@ -152,7 +167,6 @@ class Kiosk:
             outbox,
             forwarder,
             repeat_window_s=cfg.scan.repeat_window_s,
-            decoder_name=cfg.scan.decoder,
             unmask=cfg.log.unmask,
             listeners=listeners,
             kiosk_id=cfg.kiosk.id,
@@ -187,7 +201,11 @@ class Kiosk:
             self._tell("fault_cleared", name)
 
     def new_presentation(self) -> None:
-        """The operator's button: the next card shown is identified even if it was just identified."""
+        """The operator's button: the next card shown is identified even if it was just identified.
+
+        Called from gpiozero's callback thread. A reset is one attribute assignment; racing the
+        scan loop it can at worst take effect one frame later.
+        """
         self.cards.reset()
         self.foreign.reset()
         log.info("new presentation started by the button")

@@ -58,6 +58,24 @@ def test_kiosk_run_without_a_central_is_a_config_error_naming_the_key(tmp_path, 
     assert "api.url: required" in run.stderr
 
 
+def test_a_camera_source_that_cannot_exist_is_a_config_error(tmp_path, central):
+    cfg = kiosk_config(tmp_path, tmp_path / "no-such-video.avi", central)
+    run = run_kiosk("run", "--config", str(cfg))
+    assert run.returncode == 78
+    assert "camera.source:" in run.stderr and "no-such-video.avi" in run.stderr
+    assert not (tmp_path / "outbox.db").exists()  # nothing created before the config was known good
+
+
+def test_an_outbox_that_cannot_be_opened_is_a_clear_error(tmp_path, card_folder, central):
+    folder = card_folder(contracts(1))
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the outbox's folder should be")
+    cfg = kiosk_config(tmp_path, folder, central)
+    run = run_kiosk("run", "--config", str(cfg), env={**os.environ, "KIOSK_OUTBOX_PATH": str(blocked / "outbox.db")})
+    assert run.returncode == 1
+    assert "outbox" in run.stderr and "Traceback" not in run.stderr
+
+
 def test_finite_run_that_cannot_drain_exits_nonzero(tmp_path, card_folder, central_factory):
     central = central_factory(fail_rate=1.0)
     folder = card_folder(contracts(1))
