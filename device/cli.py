@@ -380,7 +380,8 @@ def cmd_diag_camera(args) -> int:
             print("kiosk diag camera: the daemon did not answer with a frame (is the camera down? see kiosk status)", file=sys.stderr)
             return 1
         image = cv2.imread(str(answer))
-        print("frame from the running daemon (located regions amber, cards green, other barcodes red)")
+        h, w = image.shape[:2]
+        print(f"frame {w}x{h} from the running daemon (located regions amber, cards green, other barcodes red)")
         if out:
             out.write_bytes(answer.read_bytes())
             print(f"snapshot written to {out}")
@@ -391,7 +392,7 @@ def cmd_diag_camera(args) -> int:
         print(f"kiosk diag camera: {e}", file=sys.stderr)
         return 1
     try:
-        frame = None
+        frame, last_error = None, None
         deadline = time.monotonic() + args.timeout
         while frame is None and time.monotonic() < deadline:
             try:
@@ -402,7 +403,8 @@ def cmd_diag_camera(args) -> int:
             if frame is None:  # a file that ended
                 break
         if frame is None:
-            print(f"kiosk diag camera: no frame from {cfg.camera.source} within {args.timeout:g} s" + (f": {last_error}" if "last_error" in locals() else ""), file=sys.stderr)
+            why = f": {last_error}" if last_error else ""
+            print(f"kiosk diag camera: no frame from {cfg.camera.source} within {args.timeout:g} s{why}", file=sys.stderr)
             return 1
         print(f"camera {source.describe()}")
     finally:

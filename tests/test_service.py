@@ -243,6 +243,11 @@ def test_service_notifies_systemd_publishes_status_and_stops_cleanly_on_sigterm(
         human = run_kiosk("status", "--config", str(cfg)).stdout
         assert "daemon      running" in human and shown[0] not in human
 
+        # The daemon owns the camera: diag asks it for its latest frame instead of opening the camera.
+        snap = run_kiosk("diag", "camera", "--snapshot", str(tmp_path / "live.jpg"), "--config", str(cfg))
+        assert snap.returncode == 0, snap.stderr
+        assert "from the running daemon" in snap.stdout and (tmp_path / "live.jpg").stat().st_size > 0
+
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
         assert any("STOPPING=1" in m for m in messages(sock, lambda m: any("STOPPING=1" in x for x in m)))
