@@ -130,6 +130,7 @@ class Kiosk:
         self.notifier = notifier or Notifier()
         self._faults_lock = threading.Lock()
         self._heartbeat = time.monotonic()  # the scan loop's last turn, for the watchdog
+        self._draining = False  # a finite source ended: the loop is done, drain() bounds the rest
         self._started = time.monotonic()
         self._latest = None  # (image, readings) of the last decoded frame, for diag snapshots
 
@@ -292,30 +293,40 @@ class Kiosk:
         housekeeping = threading.Thread(target=self.housekeeping, args=(housekeeping_stop,), name="housekeeping", daemon=True)
         housekeeping.start()
         self.notifier.ready(self.summary())
-        try:
-            ended = self.scan_forever(stop)
-        finally:
-            self.notifier.stopping()
+
+        def stop_forwarder_thread() -> None:
             forwarder_stop.set()
             self.forwarder.wake()
-            housekeeping_stop.set()
             forwarder.join(timeout=self.forwarder.timeout[0] + self.forwarder.timeout[1] + 5)
+
+        code = 0
+        try:
+            ended = self.scan_forever(stop)
+            self.notifier.stopping()
+            self.source.close()
+            if ended:
+                # Deliver what is left in this thread; housekeeping goes on meanwhile, so faults
+                # (a refused token, say) still reach the LEDs and status while draining.
+                stop_forwarder_thread()
+                self._draining = True
+                log.info("source ended after %d frames; draining the outbox (up to %g s)", self.counters.frames, drain_timeout_s)
+                if not self.forwarder.drain(drain_timeout_s, stop):
+                    stats = self.outbox.stats()
+                    log.error(
+                        "outbox not drained after %g s: %d pending; last error: %s",
+                        drain_timeout_s,
+                        stats.get("pending", 0),
+                        self.forwarder.status().get("last_error"),
+                    )
+                    code = 1
+        finally:
+            stop_forwarder_thread()
+            housekeeping_stop.set()
             housekeeping.join(timeout=5)
+            self._last_look()
             self.source.close()
             if self.runtime_dir is not None:
                 status.remove_status(self.runtime_dir)
-        code = 0
-        if ended:
-            log.info("source ended after %d frames; draining the outbox (up to %g s)", self.counters.frames, drain_timeout_s)
-            if not self.forwarder.drain(drain_timeout_s, stop):
-                stats = self.outbox.stats()
-                log.error(
-                    "outbox not drained after %g s: %d pending; last error: %s",
-                    drain_timeout_s,
-                    stats.get("pending", 0),
-                    self.forwarder.status().get("last_error"),
-                )
-                code = 1
         self.outbox.close()
         return code
 
@@ -336,7 +347,8 @@ class Kiosk:
     def _housekeeping_turn(self, period: float) -> None:
         # The watchdog is fed only while the scan loop turns (it turns at least every 0.5 s even
         # with the camera gone): a hung loop starves it and systemd restarts the daemon.
-        if self.notifier.watchdog_interval_s and time.monotonic() - self._heartbeat < max(2 * period, 2.0):
+        loop_alive = self._draining or time.monotonic() - self._heartbeat < max(2 * period, 2.0)
+        if self.notifier.watchdog_interval_s and loop_alive:
             self.notifier.watchdog()
         forwarder = self.forwarder.status()
         if forwarder["paused_by_auth"]:
@@ -356,6 +368,13 @@ class Kiosk:
             self._answer_snapshot_request()
             status.write_status(self.runtime_dir, self.status(queue, forwarder))
         self.notifier.status(self.summary())
+
+    def _last_look(self) -> None:
+        """One more housekeeping turn at the end: faults that cleared while draining say so."""
+        try:
+            self._housekeeping_turn(status.WRITE_INTERVAL_S)
+        except Exception:
+            log.exception("housekeeping failed")
 
     def summary(self) -> str:
         """One line for systemd's STATUS=."""

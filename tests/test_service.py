@@ -14,10 +14,12 @@ import pytest
 from conftest import CENTRAL_TOKEN, REPO, card_photo, contracts, empty_counter, kiosk_cmd, run_kiosk, write_config
 
 from device.camera import Frame, FrameSource
+from device.camera.file import FileSource
 from device.camera.v4l2 import V4L2Source
 from device.config import load
 from device.daemon import CAMERA, Kiosk, make_forwarder, open_outbox
 from device.notify import Notifier
+from device.outbox import Outbox
 from device.pipeline import Pipeline
 
 
@@ -292,3 +294,56 @@ def test_diag_camera_reports_a_missing_camera(tmp_path, central):
     cfg = service_config(tmp_path, central, source=f"file:{tmp_path / 'nope.avi'}")
     run = run_kiosk("diag", "camera", "--config", str(cfg))
     assert run.returncode == 1 and "nope.avi" in run.stderr
+
+
+def test_delivery_faults_token_refused_then_fixed_and_backlog(tmp_path, card_folder, central_factory):
+    """Amber-LED faults that come from delivery: raised by the daemon's housekeeping, cleared when fixed."""
+    central = central_factory()
+    down = central_factory(fail_rate=1.0)
+    token_file = tmp_path / "token"
+    token_file.write_text("not-the-token\n")
+    shown = contracts(2)
+    cfg = load(
+        write_config(
+            tmp_path / "kiosk.toml",
+            kiosk={"id": "kiosk-faults", "runtime_dir": str(tmp_path / "run")},
+            camera={"source": f"file:{card_folder(shown[:1], name='a')}", "pace": "fast"},
+            outbox={"path": str(tmp_path / "outbox.db")},
+            api={"url": central.url, "token_file": str(token_file), "auth_retry_s": 0.5, "backoff_base_s": 0.05, "backoff_cap_s": 0.5},
+        ),
+        environ={},
+    )
+    events = Events()
+    kiosk = Kiosk.from_config(cfg, listeners=[events])
+    runner = threading.Thread(target=kiosk.run, args=(threading.Event(), 60))
+    runner.start()
+    try:
+        wait_until(lambda: ("fault", "delivery-auth") in events.log, what="the token fault")
+        assert central.identifications() == []  # nothing delivered with a refused token...
+        token_file.write_text(CENTRAL_TOKEN + "\n")  # ...until the technician fixes the file: no restart
+        wait_until(lambda: ("cleared", "delivery-auth") in events.log, what="the token fault to clear")
+    finally:
+        runner.join(timeout=60)
+    assert not runner.is_alive()
+    assert [i["contract"] for i in central.identifications()] == shown[:1]
+
+    # A central that fails for longer than feedback.backlog_alert_s: the backlog fault.
+    outbox = Outbox(tmp_path / "outbox2.db", "kiosk-faults")
+    cfg2 = load(write_config(tmp_path / "k2.toml", api={"url": down.url, "token": CENTRAL_TOKEN, "backoff_base_s": 0.05, "backoff_cap_s": 0.5}), environ={})
+    stop = threading.Event()
+    events2 = Events()
+    kiosk = Kiosk(FileSource(card_folder(shown[1:], name="c"), pace="fast"), Pipeline.from_config(cfg2), outbox, make_forwarder(cfg2, outbox), listeners=[events2], backlog_alert_s=0.5)
+    runner = threading.Thread(target=kiosk.scan_forever, args=(stop,))
+    housekeeping = threading.Thread(target=kiosk.housekeeping, args=(stop,))
+    deliver = threading.Thread(target=kiosk.forwarder.run, args=(stop,))
+    for t in (runner, housekeeping, deliver):
+        t.start()
+    try:
+        wait_until(lambda: ("fault", "backlog") in events2.log, what="the backlog fault")
+        assert "backlog" in kiosk.status()["faults"]
+    finally:
+        stop.set()
+        kiosk.forwarder.wake()
+        for t in (runner, housekeeping, deliver):
+            t.join(timeout=30)
+        outbox.close()
