@@ -24,7 +24,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from device.camera import CameraError, Frame
+from device.camera import CameraError, Frame, FrameSource
 
 log = logging.getLogger(__name__)
 
@@ -311,6 +311,39 @@ class FrameGrabber:
             )
         else:
             log.debug("%s: still down: %s (next try in %s)", self.name, reason, _seconds(delay))
+
+
+class LiveSource(FrameSource):
+    """A live camera read through a :class:`FrameGrabber`: what the V4L2 and picamera2 backends share.
+
+    A backend opens its device in ``_open`` (called by the grab thread on every (re)open) and
+    says what it is in ``describe``; reading, counters and closing are the grabber's.
+    """
+
+    finite = False
+
+    def _start_grabber(self, name: str, stall_timeout_s: float, backoff_initial_s: float, backoff_max_s: float) -> None:
+        self._grabber = FrameGrabber(
+            name,
+            self._open,
+            stall_timeout_s=stall_timeout_s,
+            backoff_initial_s=backoff_initial_s,
+            backoff_max_s=backoff_max_s,
+        )
+        self._grabber.start()
+
+    def _open(self) -> LiveDevice:
+        raise NotImplementedError
+
+    def read(self, timeout: float | None = None) -> Frame:
+        return self._grabber.read(timeout)
+
+    def stats(self) -> CaptureStats:
+        """Counters for status: frames captured/dropped, reopen attempts, last error."""
+        return self._grabber.stats()
+
+    def close(self) -> None:
+        self._grabber.close()
 
 
 def _seconds(value: float) -> str:

@@ -19,14 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from device.camera import CameraError, Frame, FrameSource
-from device.camera.grabber import (
-    BACKOFF_INITIAL_S,
-    BACKOFF_MAX_S,
-    STALL_TIMEOUT_S,
-    CaptureStats,
-    FrameGrabber,
-)
+from device.camera import CameraError
+from device.camera.grabber import BACKOFF_INITIAL_S, BACKOFF_MAX_S, STALL_TIMEOUT_S, LiveSource
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +73,13 @@ class _PicameraDevice:
             self._camera.close()
 
 
-class Picamera2Source(FrameSource):
+class Picamera2Source(LiveSource):
     """A CSI camera module; see the module docstring.
 
     ``index`` is the camera number (``"0"``; the order of ``rpicam-hello --list-cameras``).
     Raises :class:`CameraError` at once when picamera2 is not installed. ``camera_class`` (tests)
     replaces ``picamera2.Picamera2``.
     """
-
-    finite = False
 
     def __init__(
         self,
@@ -107,14 +99,7 @@ class Picamera2Source(FrameSource):
         self._camera_class = camera_class if camera_class is not None else _import_picamera2_class()
         self._stall_timeout_s = stall_timeout_s
         self._model: str | None = None
-        self._grabber = FrameGrabber(
-            self.name,
-            self._open,
-            stall_timeout_s=stall_timeout_s,
-            backoff_initial_s=backoff_initial_s,
-            backoff_max_s=backoff_max_s,
-        )
-        self._grabber.start()
+        self._start_grabber(self.name, stall_timeout_s, backoff_initial_s, backoff_max_s)
 
     def _open(self) -> _PicameraDevice:
         cameras = self._camera_class.global_camera_info()
@@ -139,17 +124,7 @@ class Picamera2Source(FrameSource):
             raise
         return _PicameraDevice(camera, self._stall_timeout_s, self.name)
 
-    def read(self, timeout: float | None = None) -> Frame:
-        return self._grabber.read(timeout)
-
-    def stats(self) -> CaptureStats:
-        """Counters for status: frames captured/dropped, reopen attempts, last error."""
-        return self._grabber.stats()
-
     def describe(self) -> str:
         width, height, fps = self.requested
         model = f" {self._model}" if self._model else ""
         return f"{self.name}{model} {width}x{height} {PIXEL_FORMAT} {fps:g}fps, {self._grabber.state_text()}"
-
-    def close(self) -> None:
-        self._grabber.close()

@@ -24,14 +24,8 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from device.camera import CameraError, Frame, FrameSource
-from device.camera.grabber import (
-    BACKOFF_INITIAL_S,
-    BACKOFF_MAX_S,
-    STALL_TIMEOUT_S,
-    CaptureStats,
-    FrameGrabber,
-)
+from device.camera import CameraError
+from device.camera.grabber import BACKOFF_INITIAL_S, BACKOFF_MAX_S, STALL_TIMEOUT_S, LiveSource
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +81,7 @@ class _OpenCVDevice:
         self._capture.release()
 
 
-class V4L2Source(FrameSource):
+class V4L2Source(LiveSource):
     """A USB webcam; see the module docstring.
 
     ``device`` is ``"/dev/video0"``, ``"0"`` or a ``/dev/v4l/by-id/...`` path. ``capture_factory``
@@ -95,8 +89,6 @@ class V4L2Source(FrameSource):
     returns an object with ``isOpened``, ``set``, ``get``, ``read`` and ``release``.
     The source opens in the background: a missing camera is reported by :meth:`read`.
     """
-
-    finite = False
 
     def __init__(
         self,
@@ -120,14 +112,7 @@ class V4L2Source(FrameSource):
         # Make a stalled camera's read fail after about the stall timeout instead of 10 s, so the
         # grab thread reopens it promptly. Only effective before the process's first V4L2 read.
         os.environ.setdefault(_SELECT_TIMEOUT_ENV, str(max(1, math.ceil(stall_timeout_s))))
-        self._grabber = FrameGrabber(
-            self.name,
-            self._open,
-            stall_timeout_s=stall_timeout_s,
-            backoff_initial_s=backoff_initial_s,
-            backoff_max_s=backoff_max_s,
-        )
-        self._grabber.start()
+        self._start_grabber(self.name, stall_timeout_s, backoff_initial_s, backoff_max_s)
 
     def _open(self) -> _OpenCVDevice:
         capture = self._capture_factory(self.path)
@@ -160,13 +145,6 @@ class V4L2Source(FrameSource):
         self._negotiated = negotiated
         return _OpenCVDevice(capture, self.path)
 
-    def read(self, timeout: float | None = None) -> Frame:
-        return self._grabber.read(timeout)
-
-    def stats(self) -> CaptureStats:
-        """Counters for status: frames captured/dropped, reopen attempts, last error."""
-        return self._grabber.stats()
-
     def describe(self) -> str:
         if self._negotiated is None:
             width, height, fps, fourcc = self.requested
@@ -175,6 +153,3 @@ class V4L2Source(FrameSource):
             width, height, fps, fourcc = self._negotiated
             settings = f"{width}x{height} {fourcc} {fps:g}fps"
         return f"{self.name} {settings}, {self._grabber.state_text()}"
-
-    def close(self) -> None:
-        self._grabber.close()
