@@ -1,6 +1,6 @@
 """Fixtures shared by the test modules: generated card media and kiosk config files.
 
-Everything is generated into tmp_path: no media in git, nothing from ../shared.
+Everything is generated into tmp_path: no media in git, and no test needs the ZXing photos.
 """
 
 from __future__ import annotations
