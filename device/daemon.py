@@ -292,6 +292,7 @@ class Kiosk:
         housekeeping_stop = threading.Event()
         housekeeping = threading.Thread(target=self.housekeeping, args=(housekeeping_stop,), name="housekeeping", daemon=True)
         housekeeping.start()
+        self._housekeeping_once()
         self.notifier.ready(self.summary())
 
         def stop_forwarder_thread() -> None:
@@ -323,7 +324,7 @@ class Kiosk:
             stop_forwarder_thread()
             housekeeping_stop.set()
             housekeeping.join(timeout=5)
-            self._last_look()
+            self._housekeeping_once()
             self.source.close()
             if self.runtime_dir is not None:
                 status.remove_status(self.runtime_dir)
@@ -344,11 +345,11 @@ class Kiosk:
             except Exception:  # status must never take the kiosk down
                 log.exception("housekeeping failed")
 
-    def _housekeeping_turn(self, period: float) -> None:
+    def _housekeeping_turn(self, period: float, feed_watchdog: bool = True) -> None:
         # The watchdog is fed only while the scan loop turns (it turns at least every 0.5 s even
         # with the camera gone): a hung loop starves it and systemd restarts the daemon.
         loop_alive = self._draining or time.monotonic() - self._heartbeat < max(2 * period, 2.0)
-        if self.notifier.watchdog_interval_s and loop_alive:
+        if feed_watchdog and self.notifier.watchdog_interval_s and loop_alive:
             self.notifier.watchdog()
         forwarder = self.forwarder.status()
         if forwarder["paused_by_auth"]:
@@ -369,10 +370,12 @@ class Kiosk:
             status.write_status(self.runtime_dir, self.status(queue, forwarder))
         self.notifier.status(self.summary())
 
-    def _last_look(self) -> None:
-        """One more housekeeping turn at the end: faults that cleared while draining say so."""
+    def _housekeeping_once(self) -> None:
+        """A housekeeping turn outside the thread: before READY=1 (so `kiosk status` works as soon as
+        systemd says the unit is active) and at the end (faults that cleared while draining say so).
+        Neither feeds the watchdog: that is the scan loop's to earn."""
         try:
-            self._housekeeping_turn(status.WRITE_INTERVAL_S)
+            self._housekeeping_turn(status.WRITE_INTERVAL_S, feed_watchdog=False)
         except Exception:
             log.exception("housekeeping failed")
 

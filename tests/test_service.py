@@ -195,7 +195,8 @@ def test_watchdog_is_fed_only_while_the_scan_loop_turns(tmp_path, central):
     runner.start()
     try:
         got = messages(sock, lambda m: sum("WATCHDOG=1" in x for x in m) >= 3)
-        assert got[0].startswith("READY=1")
+        ready = next(i for i, m in enumerate(got) if m.startswith("READY=1"))
+        assert not any("WATCHDOG=1" in m for m in got[:ready])  # no ping before the daemon is up
         source.hang.set()
         # Once the loop is stuck, pings stop: within a few periods the last one has been sent.
         time.sleep(2.5)  # the loop's heartbeat goes stale (2 s) and the last ping in flight arrives
@@ -236,9 +237,15 @@ def test_service_notifies_systemd_publishes_status_and_stops_cleanly_on_sigterm(
     try:
         messages(sock, lambda m: any("READY=1" in x for x in m) and any("WATCHDOG=1" in x for x in m))
         wait_until(lambda: len(central.identifications()) == 1, what="the card delivered")
-        status = run_kiosk("status", "--json", "--config", str(cfg))
-        report = json.loads(status.stdout)
-        assert report["running"] is True and status.returncode == 0, status.stdout
+        def status_report():
+            run = run_kiosk("status", "--json", "--config", str(cfg))
+            assert run.returncode == 0, run.stdout
+            return json.loads(run.stdout)
+
+        # The snapshot is refreshed every couple of seconds: wait for one written after the delivery.
+        wait_until(lambda: status_report()["queue"]["delivered"] == 1, what="the snapshot to show the delivery")
+        report = status_report()
+        assert report["running"] is True
         last = report["daemon"]["scan"]["last_identification"]
         assert last["contract"] == "******" + shown[0][-4:] and last["issue"] == 1
         assert report["queue"]["delivered"] == 1 and report["queue"]["pending"] == 0
