@@ -19,136 +19,15 @@ Example::
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import subprocess
-import sys
-from functools import cache
 from pathlib import Path
 
 import pytest
+from debian_root import CHECKOUT, ROOT, copy_checkout, debootstrap, remove_root, run_in
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="the system install test needs root (debootstrap, chroot, mount)"
 )
-
-ROOT = Path(__file__).resolve().parent.parent
-SUITE = "bookworm"
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
-CHECKOUT = "/root/kiosk"  # where the checkout lies inside the Debian root
-CA_BUNDLE = "/root/host-ca.pem"  # the machine's CA bundle, for pip inside the root
-HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-# --- Setting up the root ------------------------------------------------------------------------
-
-
-def debian_mirror(sources_dir: Path = Path("/etc/apt/sources.list.d"), sources_list: Path = Path("/etc/apt/sources.list")) -> str:
-    """The Debian mirror this machine's apt uses for ``bookworm``, else deb.debian.org.
-
-    Reads deb822 ``*.sources`` files and one-line ``sources.list`` entries.
-    """
-    for path in sorted(sources_dir.glob("*.sources")) if sources_dir.is_dir() else []:
-        for stanza in re.split(r"\n\s*\n", path.read_text(errors="replace")):
-            fields = dict(re.findall(r"^(\w[\w-]*):\s*(.*)$", stanza, re.MULTILINE))
-            if "deb" in fields.get("Types", "").split() and SUITE in fields.get("Suites", "").split():
-                return fields["URIs"].split()[0]
-    lists = [sources_list] + (sorted(sources_dir.glob("*.list")) if sources_dir.is_dir() else [])
-    for path in lists:
-        if not path.is_file():
-            continue
-        for line in path.read_text(errors="replace").splitlines():
-            m = re.match(r"\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", line)
-            if m and m.group(2) == SUITE:
-                return m.group(1)
-    return DEFAULT_MIRROR
-
-
-def pip_environment(environ: dict[str, str], pip_config: str) -> dict[str, str]:
-    """PIP_* settings that pip inside the root can use: this machine's, minus local paths.
-
-    ``pip_config`` is the output of ``pip config list``; the environment wins over it. Values
-    that name files here (a CA bundle, constraints, a wheel folder, ``file:`` indexes) do not
-    exist inside the root and are dropped; the CA bundle is copied in and named instead.
-
-    >>> pip_environment({"PIP_FIND_LINKS": "/opt/wheels", "PIP_DEFAULT_TIMEOUT": "180"},
-    ...                 "global.extra-index-url='file:///opt/pypi/simple https://mirror/simple'")
-    {'PIP_EXTRA_INDEX_URL': 'https://mirror/simple', 'PIP_DEFAULT_TIMEOUT': '180'}
-    """
-    settings: dict[str, str] = {}
-    for line in pip_config.splitlines():
-        m = re.match(r"[^.]*\.([\w-]+)='(.*)'$", line.strip())
-        if m:
-            settings["PIP_" + m.group(1).upper().replace("-", "_")] = m.group(2)
-    settings.update({k: v for k, v in environ.items() if k.startswith("PIP_")})
-    usable = {}
-    for key, value in settings.items():
-        kept = [word for word in value.split() if not word.startswith(("/", "file:"))]
-        if kept and key not in ("PIP_CERT", "PIP_CONFIG_FILE"):
-            usable[key] = " ".join(kept)
-    return usable
-
-
-@cache
-def chroot_environment() -> dict[str, str]:
-    """A clean environment for commands in the root: PATH, locale, proxies, pip's settings."""
-    config = subprocess.run([sys.executable, "-m", "pip", "config", "list"], check=False, capture_output=True, text=True).stdout
-    env = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"}
-    env.update({k: v for k, v in os.environ.items() if k.lower() in ("http_proxy", "https_proxy", "no_proxy")})
-    env.update(pip_environment(dict(os.environ), config))
-    if HOST_CA_BUNDLE.is_file():
-        env["PIP_CERT"] = CA_BUNDLE
-    return env
-
-
-def checkout_files() -> list[str]:
-    """The checkout's files as git sees them: tracked and new, not ignored (so no .venv)."""
-    result = subprocess.run(
-        ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        check=False, capture_output=True, text=True,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"not a git checkout, cannot tell which files to copy: {result.stderr.strip()}")
-    return [name for name in result.stdout.split("\0") if name and (ROOT / name).is_file()]
-
-
-def ensure_debootstrap() -> None:
-    if shutil.which("debootstrap"):
-        return
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    install = ["apt-get", "install", "-y", "-q", "debootstrap"]
-    if subprocess.run(install, env=env, check=False, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, check=False, capture_output=True)
-        subprocess.run(install, env=env, check=False, capture_output=True)
-    assert shutil.which("debootstrap"), "debootstrap is missing and apt-get could not install it"
-
-
-def mounts_under(path: Path) -> list[str]:
-    prefix = str(path.resolve()) + "/"
-    points = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
-    return [p for p in points if p.startswith(prefix)]
-
-
-def remove_root(root: Path) -> None:
-    """Unmount whatever is mounted inside the root, then delete it (never crossing a mount)."""
-    for point in sorted(mounts_under(root), reverse=True):
-        if subprocess.run(["umount", point], check=False).returncode != 0:
-            subprocess.run(["umount", "-l", point], check=False)
-    leftover = mounts_under(root)
-    assert not leftover, f"could not unmount {leftover}; not removing {root}"
-    subprocess.run(["rm", "-rf", "--one-file-system", str(root)], check=True)
-
-
-def run_in(root: Path, *command: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run a command inside the root; with check, fail showing its output."""
-    result = subprocess.run(
-        ["chroot", str(root), "/usr/bin/env", "-i", *(f"{k}={v}" for k, v in chroot_environment().items()), *command],
-        check=False, capture_output=True, text=True, timeout=timeout,
-    )
-    if check:
-        assert result.returncode == 0, f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-    return result
 
 
 def install_sh(root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -158,22 +37,12 @@ def install_sh(root: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def debian_root(tmp_path_factory, request) -> Path:
     """A fresh Debian 12 root with systemd and this checkout in /root/kiosk, proc mounted."""
-    ensure_debootstrap()
     root = tmp_path_factory.mktemp("debian") / "root"
-    request.addfinalizer(lambda: remove_root(root))
-    deboot = subprocess.run(
-        ["debootstrap", "--variant=minbase", SUITE, str(root), debian_mirror()],
-        check=False, capture_output=True, text=True, timeout=1200,
-    )
-    assert deboot.returncode == 0, f"debootstrap failed:\n{deboot.stdout[-3000:]}\n{deboot.stderr[-3000:]}"
+    request.addfinalizer(lambda: remove_root(root))  # unmounts proc too
+    debootstrap(root)
     subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], check=True)
     run_in(root, "apt-get", "install", "-y", "-q", "--no-install-recommends", "systemd")
-    for name in checkout_files():
-        target = root / CHECKOUT.lstrip("/") / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, target)
-    if HOST_CA_BUNDLE.is_file():
-        shutil.copy(HOST_CA_BUNDLE, root / CA_BUNDLE.lstrip("/"))
+    copy_checkout(root)
     return root
 
 

@@ -208,7 +208,7 @@ def test_a_reader_does_not_move_a_damaged_file(path, clock):
 
 
 def test_delivered_dead_and_retry(outbox):
-    a, b, c = commit(outbox), commit(outbox), commit(outbox)
+    a, _, _ = commit(outbox), commit(outbox), commit(outbox)
     assert outbox.mark_delivered([a.id]) == 1
     assert outbox.mark_dead(b.id, "contract-closed: the contract is closed")
     assert [r.id for r in outbox.list(PENDING)] == [c.id]
@@ -254,7 +254,7 @@ def test_purge_keeps_delivered_records_for_the_retention_period(outbox, clock):
 
 
 def test_due_is_in_order_and_waits_for_the_oldest_record(outbox, clock):
-    a, b, c = commit(outbox), commit(outbox), commit(outbox)
+    a, _, _ = commit(outbox), commit(outbox), commit(outbox)
     assert [r.seq for r in outbox.due(2)] == [1, 2]
     outbox.mark_failed([a.id], "HTTP 503", clock.now() + timedelta(seconds=60))
     assert outbox.due(10) == []  # newer records do not overtake the one waiting

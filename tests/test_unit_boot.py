@@ -1,0 +1,307 @@
+"""kiosk.service under a real systemd: a Debian 12 root booted with ``systemd-nspawn -b``.
+
+``install.sh`` installs the kiosk into a throwaway bookworm root (debootstrap, as in
+tests/test_install.py); the root then boots with systemd as its init in a container without a
+network of its own (``--private-network``: loopback only, where a reference central listens). The
+tests drive the REAL systemd inside through ``nsenter`` + ``systemctl`` and check what the unit
+promises: a config error stays down (exit 78, no restart, the key in the journal); ``READY=1``
+makes the unit active with the daemon's ``STATUS=`` line; SIGTERM stops it cleanly; SIGKILL and a
+watchdog timeout bring it back. The camera is a file source: a long video of an empty counter.
+
+Needs root (debootstrap, chroot, nspawn) and the network (Debian's mirror, PyPI); skipped only
+when not root. About a minute and a half, most of it debootstrap and pip. The container is
+powered off (killed if it does not stop) and the root removed, also when a test fails.
+
+One thing behaves differently in a container: nspawn lays a made-up boot id over
+/proc/sys/kernel/random/boot_id, but the unit's ``ProtectProc=`` mounts a fresh /proc for the
+daemon, which shows the kernel's real one. A ``kiosk status`` run beside it (nsenter, machinectl
+shell) then calls the daemon's snapshot "from before the last reboot". On a Pi there is no such
+overlay; here ``kiosk status`` runs in a transient unit with the same ``ProtectProc=``.
+
+Example::
+
+    sudo .venv/bin/python -m pytest tests/test_unit_boot.py -q --durations=0
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from debian_root import (
+    CHECKOUT,
+    PATH,
+    copy_checkout,
+    debootstrap,
+    ensure_tool,
+    proc_mounted,
+    remove_root,
+    run_in,
+)
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="booting a Debian root under systemd-nspawn needs root (debootstrap, chroot, nspawn)"
+)
+
+VIDEO = "/srv/kiosk-media/counter.avi"  # not under /tmp: the unit has PrivateTmp=yes
+CONFIG = "/etc/kiosk/kiosk.toml"
+GOOD_CONFIG = f"""\
+[kiosk]
+id = "kiosk-boot-test"
+[camera]
+source = "file:{VIDEO}"
+pace = "realtime"
+[api]
+url = "http://127.0.0.1:8080"
+token_file = "/etc/kiosk/token"
+[feedback]
+pin_factory = "mock"
+"""
+TOKEN = "boot-test-token"
+WATCHDOG_DROP_IN = "/etc/systemd/system/kiosk.service.d/short-watchdog.conf"
+
+# Ten minutes of 5 fps grey frames: the daemon must not reach the end of the clip (it would then
+# drain and exit 0) before the last test; restarts start it from the beginning again.
+MAKE_VIDEO = f"""
+import cv2, numpy as np
+out = cv2.VideoWriter("{VIDEO}", cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (320, 240))
+counter = np.full((240, 320, 3), (110, 118, 120), np.uint8)
+for _ in range(5 * 600):
+    out.write(counter)
+out.release()
+"""
+
+
+def wait_until(condition, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, parents before children."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *descendants(child)]
+    return found
+
+
+def comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+class BootedRoot:
+    """A root booted with ``systemd-nspawn -b``; commands run inside through ``nsenter``."""
+
+    def __init__(self, root: Path, log: Path, name: str):
+        self.root = root
+        self.name = name
+        self._log = log.open("wb")
+        # --register=no and --keep-unit: this machine has no systemd (no machined, no bus) to
+        # register with or to put the container into a scope. The timeout bounds it even if
+        # pytest dies before the teardown.
+        self.process = subprocess.Popen(
+            ["timeout", "--kill-after=10", "1200", "systemd-nspawn", "--quiet", "-D", str(root), "-M", name,
+             "--register=no", "--keep-unit", "--private-network", "-b", "--console=pipe"],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        self.log = log
+        self.init_pid = 0
+        self.state = ""
+
+    def wait_booted(self) -> None:
+        def init_started() -> bool:
+            if self.process.poll() is not None:
+                pytest.fail(f"systemd-nspawn exited {self.process.returncode}:\n{self.log.read_text(errors='replace')[-3000:]}")
+            self.init_pid = next((p for p in descendants(self.process.pid) if comm(p) == "systemd"), 0)
+            return bool(self.init_pid)
+
+        wait_until(init_started, timeout=60, what="systemd to start in the container")
+
+        # Empty until systemd listens, then "initializing", "starting", and where the boot ended.
+        def boot_ended() -> bool:
+            self.state = self.run("systemctl", "is-system-running", check=False).stdout.strip()
+            return self.state not in ("", "initializing", "starting")
+
+        wait_until(boot_ended, timeout=120, what="the container to finish booting")
+        state = self.state
+        failed = self.run("systemctl", "--failed", "--no-legend", "--plain", check=False).stdout
+        assert state == "running", f"the container booted to {state!r}; failed units:\n{failed}"
+
+    def run(self, *command: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            ["nsenter", "-t", str(self.init_pid), "-a", "/usr/bin/env", "-i", f"PATH={PATH}", "LANG=C.UTF-8", *command],
+            check=False, capture_output=True, text=True, timeout=timeout,
+        )
+        if check:
+            assert result.returncode == 0, f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        return result
+
+    def show(self, unit: str) -> dict[str, str]:
+        """The unit's state as systemd has it (the properties the tests look at)."""
+        props = "ActiveState,SubState,Result,NRestarts,MainPID,ExecMainStatus,StatusText,WatchdogUSec"
+        out = self.run("systemctl", "show", "-p", props, unit).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def journal_cursor(self) -> str:
+        """Where the journal ends now (``journal(after=...)`` shows what comes later)."""
+        out = self.run("journalctl", "-n", "1", "--show-cursor", "--no-pager", "-o", "cat").stdout
+        return next(line.removeprefix("-- cursor: ") for line in out.splitlines() if line.startswith("-- cursor: "))
+
+    def journal(self, unit: str, after: str) -> str:
+        return self.run("journalctl", "-u", unit, f"--after-cursor={after}", "--no-pager", "-o", "cat").stdout
+
+    def wait_for_journal(self, unit: str, text: str, after: str) -> None:
+        # The daemon's own lines reach journald through a stream, possibly after systemd's.
+        wait_until(lambda: text in self.journal(unit, after), timeout=30, what=f"{text!r} in the journal of {unit}")
+
+    def write(self, path: str, text: str) -> None:
+        (self.root / path.lstrip("/")).write_text(text)
+
+    def power_off(self) -> None:
+        """Shut the container down; kill it when it does not stop in time."""
+        if self.process.poll() is None and self.init_pid:
+            self.run("systemctl", "poweroff", check=False, timeout=30)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            # The container's init is PID 1 of its namespace: killing it kills everything in it.
+            if self.init_pid:
+                os.kill(self.init_pid, signal.SIGKILL)
+            self.process.kill()
+            self.process.wait(timeout=30)
+        self._log.close()
+
+
+@pytest.fixture(scope="module")
+def booted(tmp_path_factory, request) -> BootedRoot:
+    """A bookworm root with the kiosk installed by install.sh, booted, a central running inside."""
+    ensure_tool("systemd-nspawn", "systemd-container")
+    work = tmp_path_factory.mktemp("boot")
+    root = work / "root"
+    request.addfinalizer(lambda: remove_root(root))
+    debootstrap(root, include=["systemd", "systemd-sysv", "dbus"])
+    copy_checkout(root)
+    with proc_mounted(root):
+        install = run_in(root, "bash", f"{CHECKOUT}/install.sh")
+        assert "installed kiosk" in install.stdout, install.stdout
+        (root / VIDEO.lstrip("/")).parent.mkdir(parents=True)
+        run_in(root, "/opt/kiosk/venv/bin/python", "-c", MAKE_VIDEO)
+    (root / "etc/kiosk/token").write_text(TOKEN + "\n")
+    (root / CONFIG.lstrip("/")).write_text(GOOD_CONFIG)
+
+    machine = BootedRoot(root, work / "nspawn.log", f"kiosk-boot-{os.getpid()}")
+    request.addfinalizer(machine.power_off)
+    machine.wait_booted()
+    machine.run("systemd-run", "--unit=central", "/opt/kiosk/venv/bin/kiosk", "central",
+                "--port", "8080", "--db", "/var/tmp/central.db", "--token", TOKEN)
+    return machine
+
+
+def start_with(machine: BootedRoot, config: str) -> tuple[subprocess.CompletedProcess, str]:
+    """(Re)start the kiosk from a clean slate with this config: how `systemctl start` ended,
+    and the journal cursor from just before it."""
+    machine.run("systemctl", "stop", "kiosk")
+    machine.run("systemctl", "reset-failed", "kiosk", check=False)
+    machine.write(CONFIG, config)
+    cursor = machine.journal_cursor()
+    return machine.run("systemctl", "start", "kiosk", check=False), cursor
+
+
+def kiosk_status(machine: BootedRoot) -> subprocess.CompletedProcess:
+    # In a unit with the daemon's ProtectProc=, so that both see the same boot id (module docstring).
+    return machine.run("systemd-run", "--wait", "--pipe", "--quiet", "-p", "ProtectProc=invisible",
+                       "/usr/local/bin/kiosk", "status", "--json", "--config", CONFIG, check=False)
+
+
+def test_a_config_error_exits_78_and_stays_down_with_the_key_in_the_journal(booted):
+    started, cursor = start_with(booted, GOOD_CONFIG.replace('pace = "realtime"', 'pace = "realtime"\nfps = "fast"'))
+
+    assert started.returncode != 0
+    unit = booted.show("kiosk")
+    # "failed" at once, not "auto-restart": RestartPreventExitStatus=78 took effect.
+    assert (unit["ActiveState"], unit["SubState"], unit["Result"]) == ("failed", "failed", "exit-code"), unit
+    assert unit["ExecMainStatus"] == "78"
+    assert unit["NRestarts"] == "0"
+    booted.wait_for_journal("kiosk", 'camera.fps: expected a number, got "fast"', after=cursor)
+
+
+def test_a_good_config_becomes_ready_with_the_status_line(booted):
+    started, _ = start_with(booted, GOOD_CONFIG)
+
+    # Type=notify: `systemctl start` returns once the daemon said READY=1.
+    assert started.returncode == 0, started.stdout + started.stderr
+    unit = booted.show("kiosk")
+    assert (unit["ActiveState"], unit["SubState"]) == ("active", "running"), unit
+    assert unit["WatchdogUSec"] == "30s"
+    assert "frames" in unit["StatusText"] and "faults" in unit["StatusText"], unit["StatusText"]
+    # The daemon writes its first status snapshot before READY=1: `kiosk status` works at once.
+    status = kiosk_status(booted)
+    assert status.returncode == 0, status.stdout + status.stderr
+    report = json.loads(status.stdout)
+    assert report["running"] and not report["daemon"]["faults"], report
+    assert str(report["daemon"]["pid"]) == unit["MainPID"]
+
+
+def test_sigterm_stops_the_daemon_cleanly(booted):
+    start_with(booted, GOOD_CONFIG)
+    cursor = booted.journal_cursor()
+
+    booted.run("systemctl", "stop", "kiosk")
+
+    unit = booted.show("kiosk")
+    assert (unit["ActiveState"], unit["Result"], unit["ExecMainStatus"]) == ("inactive", "success", "0"), unit
+    booted.wait_for_journal("kiosk", "signal SIGTERM: stopping", after=cursor)
+
+
+def test_sigkill_is_restarted_by_systemd(booted):
+    _, cursor = start_with(booted, GOOD_CONFIG)
+    before = booted.show("kiosk")
+
+    booted.run("systemctl", "kill", "--signal=SIGKILL", "kiosk")
+
+    def back():
+        unit = booted.show("kiosk")
+        return unit["NRestarts"] == "1" and unit["ActiveState"] == "active"
+
+    wait_until(back, what="systemd to restart the killed kiosk")
+    assert booted.show("kiosk")["MainPID"] != before["MainPID"]
+    assert "status=9/KILL" in booted.journal("kiosk", after=cursor)
+
+
+def test_a_hung_daemon_is_killed_by_the_watchdog_and_restarted(booted):
+    drop_in = booted.root / WATCHDOG_DROP_IN.lstrip("/")
+    drop_in.parent.mkdir(exist_ok=True)
+    drop_in.write_text("[Service]\nWatchdogSec=3s\n")
+    booted.run("systemctl", "daemon-reload")
+    try:
+        _, cursor = start_with(booted, GOOD_CONFIG)
+        assert booted.show("kiosk")["WatchdogUSec"] == "3s"
+
+        # A stopped process sends no WATCHDOG=1, like a hung scan loop.
+        booted.run("systemctl", "kill", "--kill-who=main", "--signal=SIGSTOP", "kiosk")
+
+        def back():
+            unit = booted.show("kiosk")
+            return unit["NRestarts"] == "1" and unit["ActiveState"] == "active"
+
+        wait_until(back, what="the watchdog to restart the stopped kiosk")
+        assert "Watchdog timeout" in booted.journal("kiosk", after=cursor)
+    finally:
+        drop_in.unlink(missing_ok=True)
+        booted.run("systemctl", "daemon-reload")
