@@ -208,7 +208,7 @@ def test_a_reader_does_not_move_a_damaged_file(path, clock):
 
 
 def test_delivered_dead_and_retry(outbox):
-    a, _, _ = commit(outbox), commit(outbox), commit(outbox)
+    a, b, c = commit(outbox), commit(outbox), commit(outbox)
     assert outbox.mark_delivered([a.id]) == 1
     assert outbox.mark_dead(b.id, "contract-closed: the contract is closed")
     assert [r.id for r in outbox.list(PENDING)] == [c.id]
