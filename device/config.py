@@ -137,6 +137,10 @@ class ScanSection:
     )
     repeat_window_s: float = opt(10.0, "The same card seen again within this many seconds is the same presentation.", minimum=0)
     full_look_interval_s: float = opt(1.0, "Decode at least this often even when the view has not changed (a card held perfectly still).", minimum=0.05)
+    settle_s: float = opt(0.3, "Keep decoding this long after the view changed: a card that just stopped moving is at its sharpest.", minimum=0)
+    change_threshold: float = opt(0.005, "Share of the view that must change for the gate to decode a frame (raise it for flickering light).", minimum=0.0001)
+    max_regions: int = opt(4, "Barcode-like regions decoded per frame, at most (more reads cluttered counters, costs more CPU).", minimum=1)
+    work_size: int = opt(640, "Resolution (long side, pixels) the locator works at; raise it for cameras well above 720p showing small cards.", minimum=160)
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,10 @@ class Pipeline:
             decoder=cfg.scan.decoder,
             symbologies=tuple(cfg.scan.symbologies),
             full_look_interval_s=cfg.scan.full_look_interval_s,
+            settle_s=cfg.scan.settle_s,
+            change_threshold=cfg.scan.change_threshold,
+            max_regions=cfg.scan.max_regions,
+            work_size=cfg.scan.work_size,
         )
         return cls(scanner, unmask=cfg.log.unmask)
 

@@ -132,3 +132,15 @@ def test_cli_exits_78_naming_the_key(tmp_path):
     assert run.returncode == EXIT_CONFIG
     assert f'{p}: camera.fps: expected a number, got "fast"' in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_scan_defaults_are_the_scanners_own():
+    """The [scan] tunables pass straight to Scanner: their defaults must not drift apart."""
+    import inspect
+
+    from device.vision.scanner import Scanner
+
+    scanner = inspect.signature(Scanner).parameters
+    scan = config.ScanSection()
+    for name in ("decoder", "full_look_interval_s", "settle_s", "change_threshold", "max_regions", "work_size"):
+        assert getattr(scan, name) == scanner[name].default, name
