@@ -183,15 +183,19 @@ def _become_outbox_owner(path: Path) -> None:
         os.seteuid(owner.st_uid)
 
 
-def _open_queue(args):
+def _open_outbox_reader(cfg):
+    """The daemon's outbox opened beside it, as its owner; never created, never moved aside."""
     from device.outbox import Outbox
 
+    _become_outbox_owner(Path(cfg.outbox.path))
+    return Outbox(cfg.outbox.path, cfg.kiosk.id, cfg.kiosk.site, on_corrupt="raise", check_integrity=False, create=False)
+
+
+def _open_queue(args):
     cfg = _load_config(args)
     if not Path(cfg.outbox.path).exists():
         raise SystemExit(f"kiosk queue: no outbox at {cfg.outbox.path} (outbox.path); has the kiosk run yet?")
-    _become_outbox_owner(Path(cfg.outbox.path))
-    # on_corrupt="raise": a reader must never move the daemon's file aside.
-    return Outbox(cfg.outbox.path, cfg.kiosk.id, cfg.kiosk.site, on_corrupt="raise", check_integrity=False, create=False)
+    return _open_outbox_reader(cfg)
 
 
 def _record_json(record, unmask: bool) -> dict:
@@ -303,7 +307,7 @@ def cmd_status(args) -> int:
     """Exit 0 when the daemon runs without faults, 1 otherwise (handy in scripts and fleet checks)."""
     from device import status
     from device.clock import ntp_synchronized
-    from device.outbox import Outbox, OutboxError
+    from device.outbox import OutboxError
 
     cfg = _load_config(args)
     snapshot = status.read_status(Path(cfg.kiosk.runtime_dir))
@@ -311,9 +315,8 @@ def cmd_status(args) -> int:
     if snapshot.running:
         queue = snapshot.data.get("queue")
     elif Path(cfg.outbox.path).exists():
-        _become_outbox_owner(Path(cfg.outbox.path))
         try:
-            outbox = Outbox(cfg.outbox.path, cfg.kiosk.id, cfg.kiosk.site, on_corrupt="raise", check_integrity=False, create=False)
+            outbox = _open_outbox_reader(cfg)
             try:
                 queue = outbox.stats()
             finally:
