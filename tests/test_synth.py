@@ -156,6 +156,23 @@ def test_presentation_video_reads_back_and_its_truth_is_consistent(tmp_path):
     assert changed_share(frames[truths[0].full_from]) > 0.03  # the card covers >= 4% of the frame
 
 
+def test_cards_shown_together_and_a_card_lying_in_view(tmp_path):
+    path = tmp_path / "counter.avi"
+    together = (Presentation.card("0012345678", hold_s=0.5), Presentation.card("4000000017", 2, hold_s=0.5))
+    later = Presentation.card("0000009999", hold_s=0.5).after(2.0)
+    truths = write_presentation_video(path, [together, later], fps=10, size=(640, 360), seed=4,
+                                      resting=[Presentation.card("1111111116")])
+    frames = int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT))
+    assert [t.payload[2:12] for t in truths] == ["0012345678", "4000000017", "0000009999", "1111111116"]
+    a, b, c, lying = truths
+    # Held up together: both whole in view at the same time.
+    assert max(a.full_from, b.full_from) < min(a.full_to, b.full_to)
+    # The pause before the third: 2 s of empty counter (20 frames) between them at least.
+    assert c.enter_frame - max(a.left_frame, b.left_frame) >= 20
+    # The resting card is in view from the first frame to the last.
+    assert (lying.enter_frame, lying.full_from, lying.full_to, lying.left_frame) == (0, 0, frames - 1, frames)
+
+
 def test_truth_round_trips_through_json(tmp_path):
     truths = [PresentationTruth("LE00123456780168", "Code128", "card", True, 5, 7, 20, 23)]
     save_truth(tmp_path / "t.json", truths)

@@ -168,23 +168,31 @@ class Conditions:
 
 
 def fit_in_view(conditions: Conditions, rng: np.random.Generator, frame_size: tuple[int, int] = (1280, 720),
-                margin_px: float = 8.0) -> Conditions:
+                margin_px: float = 8.0, box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)) -> Conditions:
     """``conditions`` moved (and if need be the card made smaller) so the whole card is in view.
 
     A presented card is in view: the kiosk asks for that. Partly visible cards are the video's
     business (sliding in and out). The centre is redrawn at random until the card fits.
+    ``box`` (left, top, right, bottom as fractions of the frame) keeps the card in one part of the
+    view, for scenes with several cards side by side.
     """
     w, h = frame_size
+    bx0, by0, bx1, by1 = box[0] * w, box[1] * h, box[2] * w, box[3] * h
+
+    def centre() -> tuple[float, float]:
+        return (_lerp(box[0], box[2], float(rng.uniform(0.3, 0.7))), _lerp(box[1], box[3], float(rng.uniform(0.3, 0.7))))
+
     c = conditions
+    if box != (0.0, 0.0, 1.0, 1.0):
+        c = dataclasses.replace(c, center=centre())
     for attempt in range(40):
         quad = card_quad(card_size_px(300), c, frame_size)
-        if (quad[:, 0].min() >= margin_px and quad[:, 1].min() >= margin_px
-                and quad[:, 0].max() <= w - margin_px and quad[:, 1].max() <= h - margin_px):
+        if (quad[:, 0].min() >= bx0 + margin_px and quad[:, 1].min() >= by0 + margin_px
+                and quad[:, 0].max() <= bx1 - margin_px and quad[:, 1].max() <= by1 - margin_px):
             return c
         frac = c.card_width_frac * (0.95 if attempt >= 20 else 1.0)
-        c = dataclasses.replace(c, card_width_frac=frac,
-                                center=(float(rng.uniform(0.3, 0.7)), float(rng.uniform(0.3, 0.7))))
-    return dataclasses.replace(c, center=(0.5, 0.5))
+        c = dataclasses.replace(c, card_width_frac=frac, center=centre())
+    return dataclasses.replace(c, center=(_lerp(box[0], box[2], 0.5), _lerp(box[1], box[3], 0.5)))
 
 
 def _bucket(value: float, edges: tuple[float, ...], names: tuple[str, ...], unit: str) -> str:

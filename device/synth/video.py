@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import dataclasses
 from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -54,6 +56,11 @@ class Presentation:
     kind: str = "card"
     contract: str = ""
     hold_s: float = 1.5
+    pause_s: float | None = None
+
+    def after(self, pause_s: float) -> "Presentation":
+        """The same presentation after ``pause_s`` seconds of empty counter (default: 0.6-1 s)."""
+        return dataclasses.replace(self, pause_s=pause_s)
 
     @classmethod
     def card(cls, contract: str, issue: int = 1, hold_s: float = 1.5) -> "Presentation":
@@ -145,10 +152,23 @@ def _in_view(quad: np.ndarray, size: tuple[int, int]) -> tuple[bool, bool]:
     return area > 1.0, False
 
 
-def write_presentation_video(path: str | os.PathLike, presentations: list[Presentation], fps: float = 15,
-                             size: tuple[int, int] = (1280, 720), seed: int = 0,
-                             difficulty: float = 0.3) -> list[PresentationTruth]:
+#: Where cards left lying on the counter lie: a strip along the left edge of the view (fractions of
+#: the frame: left, top, right, bottom). Presented cards are then held to the right of it.
+RESTING_STRIP = (0.0, 0.0, 0.38, 1.0)
+#: A card lying on the counter is farther from the camera than one held up to it.
+RESTING_WIDTH_FRAC = (0.3, 0.36)
+
+
+def write_presentation_video(path: str | os.PathLike, presentations: Sequence[Presentation | Sequence[Presentation]],
+                             fps: float = 15, size: tuple[int, int] = (1280, 720), seed: int = 0,
+                             difficulty: float = 0.3, resting: Sequence[Presentation] = ()) -> list[PresentationTruth]:
     """Render ``presentations`` one after another into an MJPG ``.avi`` at ``path``; return the truth.
+
+    An item of ``presentations`` that is itself a sequence is shown together, side by side (two
+    clients' cards held up at once). ``resting`` cards lie still at the left edge of the view for
+    the whole video (a card left on the counter) while the others are presented beside them.
+    The truth lists the presentations in order (the cards of a group in their order), then the
+    resting cards.
 
     The counter's look and the camera's conditions come from ``seed`` and ``difficulty`` (see
     :meth:`Conditions.random`); each presentation gets its own angle, distance and path. Raises
@@ -163,6 +183,15 @@ def write_presentation_video(path: str | os.PathLike, presentations: list[Presen
     vignette = make_vignette(size, rng)
     white_balance = rng.uniform(0.92, 1.08, 3).astype(np.float32)
     camera = replace(base, jpeg_quality=None)  # the MJPG writer compresses
+    presented_box = (0.0, 0.0, 1.0, 1.0)
+    for i, p in enumerate(resting):
+        band = (RESTING_STRIP[1] + (RESTING_STRIP[3] - RESTING_STRIP[1]) * i / len(resting),
+                RESTING_STRIP[1] + (RESTING_STRIP[3] - RESTING_STRIP[1]) * (i + 1) / len(resting))
+        lying = replace(camera, rotation_deg=float(rng.uniform(0.0, 360.0)), card_width_frac=float(rng.uniform(*RESTING_WIDTH_FRAC)),
+                        tilt_x_deg=0.0, tilt_y_deg=0.0, motion_blur_px=0.0, thumb=False)
+        lying = fit_in_view(lying, rng, size, box=(RESTING_STRIP[0], band[0], RESTING_STRIP[2], band[1]))
+        place_card(background, card_layer(_object_image(p, rng), lying, rng, size), lying)
+        presented_box = (RESTING_STRIP[2], 0.0, 1.0, 1.0)
 
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), float(fps), (w, h))
     if not writer.isOpened():
@@ -183,79 +212,101 @@ def write_presentation_video(path: str | os.PathLike, presentations: list[Presen
 
     truths = []
     try:
-        for p in presentations:
-            for _ in range(int(round(rng.uniform(0.6, 1.0) * fps))):  # empty counter
+        for item in presentations:
+            group = [item] if isinstance(item, Presentation) else list(item)
+            pause = int(round(rng.uniform(0.6, 1.0) * fps))  # empty counter
+            if group[0].pause_s is not None:
+                pause = int(round(group[0].pause_s * fps))
+            for _ in range(pause):
                 emit(background.copy(), camera)
-            truths.append(_present(p, rng, camera, background, size, fps, emit, lambda: frame_index))
+            truths += _present(group, rng, camera, background, size, fps, emit, lambda: frame_index, presented_box)
         for _ in range(int(round(0.5 * fps))):  # a little empty counter at the end
             emit(background.copy(), camera)
     finally:
         writer.release()
+    truths += [PresentationTruth(p.payload, p.symbology, p.kind, p.is_card, 0, 0, frame_index - 1, frame_index) for p in resting]
     return truths
 
 
-def _present(p: Presentation, rng: np.random.Generator, camera: Conditions, background: np.ndarray,
-             size: tuple[int, int], fps: float, emit, now) -> PresentationTruth:
-    """Render one presentation's frames through ``emit``; return its truth."""
+def _present(group: list[Presentation], rng: np.random.Generator, camera: Conditions, background: np.ndarray,
+             size: tuple[int, int], fps: float, emit, now, box: tuple[float, float, float, float]) -> list[PresentationTruth]:
+    """Render the frames of one presentation (or of a group held up together) through ``emit``;
+    return the truth for each of its cards."""
     w, h = size
-    # Where and how it is held: any angle, a moderate tilt, at presenting distance.
-    held = Conditions.random(rng, 0.3, size)
-    hold = replace(camera, rotation_deg=held.rotation_deg, tilt_x_deg=held.tilt_x_deg,
-                   tilt_y_deg=held.tilt_y_deg, card_width_frac=held.card_width_frac,
-                   center=held.center, thumb=True, glare=held.glare, glare_at=held.glare_at,
-                   glare_radius_mm=held.glare_radius_mm, motion_blur_px=0.0)
-    # Room for the hand's jitter, so the card stays whole in view while held.
-    hold = fit_in_view(hold, rng, size, margin_px=16.0)
-    image = _object_image(p, rng)
-    layer = card_layer(image, hold, rng, size)
+    holds, layers = [], []
+    for i, p in enumerate(group):
+        # Where and how it is held: any angle, a moderate tilt, at presenting distance.
+        held = Conditions.random(rng, 0.3, size)
+        hold = replace(camera, rotation_deg=held.rotation_deg, tilt_x_deg=held.tilt_x_deg,
+                       tilt_y_deg=held.tilt_y_deg, card_width_frac=held.card_width_frac,
+                       center=held.center, thumb=True, glare=held.glare, glare_at=held.glare_at,
+                       glare_radius_mm=held.glare_radius_mm, motion_blur_px=0.0)
+        slot = box
+        if len(group) > 1 or box != (0.0, 0.0, 1.0, 1.0):
+            # Side by side: each card in its own share of the view, small enough to fit there.
+            x0, x1 = box[0] + (box[2] - box[0]) * i / len(group), box[0] + (box[2] - box[0]) * (i + 1) / len(group)
+            slot = (x0, box[1], x1, box[3])
+            hold = replace(hold, card_width_frac=min(hold.card_width_frac, 0.72 * (x1 - x0)))
+        # Room for the hand's jitter, so the card stays whole in view while held.
+        holds.append(fit_in_view(hold, rng, size, margin_px=16.0, box=slot))
+        layers.append(card_layer(_object_image(p, rng), holds[-1], rng, size))
     # It comes from the client's side: mostly the bottom of the frame, sometimes a side.
-    direction = [(0.0, 1.0), (0.0, 1.0), (-1.0, 0.0), (1.0, 0.0)][int(rng.integers(4))]
-    hold_xy = np.array([hold.center[0] * w, hold.center[1] * h])
-    start_xy = hold_xy + np.array(direction) * (max(w, h) * (0.5 + hold.card_width_frac))
+    direction = np.array([(0.0, 1.0), (0.0, 1.0), (-1.0, 0.0), (1.0, 0.0)][int(rng.integers(4))])
+    travel = max(w, h) * (0.5 + max(hold.card_width_frac for hold in holds))
     n_in = max(int(round(rng.uniform(0.35, 0.6) * fps)), 2)
-    n_hold = max(int(round(p.hold_s * fps)), 1)
+    n_hold = max(int(round(max(p.hold_s for p in group) * fps)), 1)
     n_out = max(int(round(rng.uniform(0.3, 0.5) * fps)), 2)
 
-    path: list[tuple[np.ndarray, float]] = []  # (centre in px, extra rotation deg)
+    # Per frame: (offset from the hold position in px, extra rotation deg) of each card.
+    path: list[list[tuple[np.ndarray, float]]] = []
     for i in range(1, n_in + 1):
-        path.append((start_xy + (hold_xy - start_xy) * _ease(i / n_in), 8.0 * (1 - _ease(i / n_in))))
-    jitter = np.zeros(2)
+        path.append([(direction * travel * (1 - _ease(i / n_in)), 8.0 * (1 - _ease(i / n_in)))] * len(group))
+    jitters = [np.zeros(2) for _ in group]
     for _ in range(n_hold):
-        # A hand is never still: a slow random walk of a few pixels and a fraction of a degree.
-        jitter = 0.7 * jitter + rng.normal(0, 1.2, 2)
-        path.append((hold_xy + jitter, float(rng.normal(0, 0.3))))
-    end_xy = hold_xy + np.array(direction) * (max(w, h) * (0.5 + hold.card_width_frac))
+        step = []
+        for k in range(len(group)):
+            # A hand is never still: a slow random walk of a few pixels and a fraction of a degree.
+            jitters[k] = 0.7 * jitters[k] + rng.normal(0, 1.2, 2)
+            step.append((jitters[k], float(rng.normal(0, 0.3))))
+        path.append(step)
     for i in range(1, n_out + 1):
-        path.append((hold_xy + (end_xy - hold_xy) * _ease(i / n_out), -6.0 * _ease(i / n_out)))
+        path.append([(direction * travel * _ease(i / n_out), -6.0 * _ease(i / n_out))] * len(group))
 
-    enter = full_from = full_to = left = None
-    prev = start_xy
-    for centre, extra_rot in path:
-        velocity = centre - prev
-        prev = centre
-        blur = float(np.hypot(*velocity)) * SHUTTER_FRACTION
-        conditions = replace(hold, center=(float(centre[0] / w), float(centre[1] / h)),
-                             rotation_deg=hold.rotation_deg + extra_rot, motion_blur_px=blur,
-                             motion_blur_angle_deg=math.degrees(math.atan2(velocity[1], velocity[0])))
-        quad = card_quad(layer.card_size, conditions, size)
-        any_in, all_in = _in_view(quad, size)
-        index = now()
-        if any_in and enter is None:
-            enter = index
-        if all_in:
-            full_from = index if full_from is None else full_from
-            full_to = index
-        if not any_in and full_to is not None and left is None:
-            left = index
+    seen = [dict(enter=None, full_from=None, full_to=None, left=None) for _ in group]
+    prev = [direction * travel for _ in group]
+    for step in path:
         scene = background.copy()
-        if any_in:
-            place_card(scene, layer, conditions)
-        emit(scene, conditions)
-    if left is None:
-        left = now()
-    if enter is None or full_from is None:
-        raise RuntimeError("internal: a presentation never came fully into view")
-    return PresentationTruth(p.payload, p.symbology, p.kind, p.is_card, enter, full_from, full_to, left)
+        index = now()
+        last = None
+        for k, (hold, layer, (offset, extra_rot)) in enumerate(zip(holds, layers, step)):
+            hold_xy = np.array([hold.center[0] * w, hold.center[1] * h])
+            velocity = offset - prev[k]
+            prev[k] = offset
+            blur = float(np.hypot(*velocity)) * SHUTTER_FRACTION
+            centre = hold_xy + offset
+            conditions = replace(hold, center=(float(centre[0] / w), float(centre[1] / h)),
+                                 rotation_deg=hold.rotation_deg + extra_rot, motion_blur_px=blur,
+                                 motion_blur_angle_deg=math.degrees(math.atan2(velocity[1], velocity[0])))
+            any_in, all_in = _in_view(card_quad(layer.card_size, conditions, size), size)
+            t = seen[k]
+            if any_in and t["enter"] is None:
+                t["enter"] = index
+            if all_in:
+                t["full_from"] = index if t["full_from"] is None else t["full_from"]
+                t["full_to"] = index
+            if not any_in and t["full_to"] is not None and t["left"] is None:
+                t["left"] = index
+            if any_in:
+                place_card(scene, layer, conditions)
+            last = conditions
+        emit(scene, last)
+    truths = []
+    for p, t in zip(group, seen):
+        if t["enter"] is None or t["full_from"] is None:
+            raise RuntimeError("internal: a presentation never came fully into view")
+        truths.append(PresentationTruth(p.payload, p.symbology, p.kind, p.is_card, t["enter"], t["full_from"],
+                                        t["full_to"], now() if t["left"] is None else t["left"]))
+    return truths
 
 
 def save_truth(path: str | os.PathLike, truths: list[PresentationTruth]) -> None:
