@@ -135,7 +135,7 @@ class ScanSection:
         "\"this is not your card\" (a product barcode held up by mistake).",
         check=_check_symbologies,
     )
-    repeat_window_s: float = opt(10.0, "The same card seen again within this many seconds is the same presentation.", minimum=0)
+    repeat_window_s: float = opt(10.0, "A card seen again within this many seconds of when it was last seen is the same presentation, whatever other cards were seen meanwhile.", minimum=0)
     full_look_interval_s: float = opt(1.0, "Decode at least this often even when the view has not changed (a card held perfectly still).", minimum=0.05)
     settle_s: float = opt(0.3, "Keep decoding this long after the view changed: a card that just stopped moving is at its sharpest.", minimum=0)
     change_threshold: float = opt(0.005, "Share of the view that must change for the gate to decode a frame (raise it for flickering light).", minimum=0.0001)
@@ -177,7 +177,7 @@ class FeedbackSection:
     red_pin: str = opt("GPIO27", "Red LED: lit with a double beep for a barcode that is not a client card. Empty: none.", check=_check_pin)
     amber_pin: str = opt("GPIO22", "Amber LED: blinks while something needs a technician (camera, delivery, disk). Empty: none.", check=_check_pin)
     buzzer_pin: str = opt("GPIO23", "Active buzzer. Empty: none.", check=_check_pin)
-    button_pin: str = opt("", "Optional button to ground: starts a new presentation, so the same card identifies again at once. Empty: none.", check=_check_pin)
+    button_pin: str = opt("", "Optional button to ground: ends every open presentation, so a card in view identifies again at once. Empty: none.", check=_check_pin)
     backlog_alert_s: float = opt(3600.0, "Amber when the oldest undelivered identification is older than this.", minimum=1)
 
 

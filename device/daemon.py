@@ -202,10 +202,10 @@ class Kiosk:
             self._tell("fault_cleared", name)
 
     def new_presentation(self) -> None:
-        """The operator's button: the next card shown is identified even if it was just identified.
+        """The operator's button: every open presentation ends, so any card in view (or shown
+        next) is identified again, even one identified a moment ago.
 
-        Called from gpiozero's callback thread. A reset is one attribute assignment; racing the
-        scan loop it can at worst take effect one frame later.
+        Called from gpiozero's callback thread; :class:`Presentations` locks against the scan loop.
         """
         self.cards.reset()
         self.foreign.reset()
@@ -255,8 +255,8 @@ class Kiosk:
         try:
             identification = self.outbox.commit(card, symbology=reading.symbol.format, decoder=reading.symbol.decoder)
         except OutboxError as e:
-            # No "OK" to the client: nothing is durable. The presentation stays open, so the
-            # next frame of the same card tries again (and succeeds once space returns).
+            # No "OK" to the client: nothing is durable. No presentation is opened either, so
+            # the next frame of the same card tries again (and succeeds once space returns).
             self._fault(OUTBOX, f"cannot store identifications: {e}")
             return
         self._clear(OUTBOX, "identifications are stored again")
