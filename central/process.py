@@ -51,6 +51,10 @@ class CentralProcess:
 
     def __init__(self, db: Path, tokens: list[str], host: str, port: int, faults: dict[str, Any], log_path: Path, startup_timeout: float):
         self.db, self.tokens, self.host = db, tokens, host
+        self.token_file = db.with_name(db.name + ".tokens")
+        fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("".join(f"{t}\n" for t in tokens))
         self.log_path = log_path
         self.startup_timeout = startup_timeout
         self.faults = faults
@@ -65,9 +69,10 @@ class CentralProcess:
         return self.tokens[0]
 
     def command(self, port: int) -> list[str]:
-        cmd = [sys.executable, "-m", "central.server", "--host", self.host, "--port", str(port), "--db", str(self.db)]
-        for token in self.tokens:
-            cmd += ["--token", token]
+        # Tokens go in a file, never on the command line: there anyone could read them in `ps`, and
+        # a token starting with "-" would be taken for an option.
+        cmd = [sys.executable, "-m", "central.server", "--host", self.host, "--port", str(port), "--db", str(self.db),
+               "--token-file", str(self.token_file)]
         for name, value in self.faults.items():
             if name == "reject_contracts":
                 for c in value:

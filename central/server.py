@@ -375,7 +375,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     parser.add_argument("--port", type=_non_negative_int, default=8080, help="port (default 8080; 0 picks a free one)")
     parser.add_argument("--db", metavar="PATH", required=True, help="SQLite file holding the identifications (created if missing)")
-    parser.add_argument("--token", action="append", default=[], metavar="T", help="a bearer token kiosks may use (repeatable)")
+    parser.add_argument("--token", action="append", default=[], metavar="T", help="a bearer token kiosks may use (repeatable; for hand use: a command line shows in `ps`)")
     parser.add_argument("--token-file", metavar="PATH", help="file with one bearer token per line (keeps tokens out of `ps`)")
     faults = parser.add_argument_group("fault injection (for tests; all off by default)")
     faults.add_argument("--fail-rate", type=_rate, default=0.0, metavar="F", help="answer this share of batches 503 with Retry-After, storing nothing")

@@ -433,14 +433,14 @@ class DeliveryWatcher:
 # --- the run ----------------------------------------------------------------------------------
 
 
-def _write_config(folder: Path, source: str, pace: str, central_url: str, token: str, unmask: bool) -> Path:
+def _write_config(folder: Path, source: str, pace: str, central_url: str, token_file: Path, unmask: bool) -> Path:
     from device.config import _toml_value
 
     sections = {
         "kiosk": {"id": "demo-kiosk", "site": "demo counter"},
         "camera": {"source": source, "pace": pace},
         "outbox": {"path": str(folder / "outbox.db")},
-        "api": {"url": central_url, "token": token, "backoff_base_s": 0.2, "backoff_cap_s": 2.0},
+        "api": {"url": central_url, "token_file": str(token_file), "backoff_base_s": 0.2, "backoff_cap_s": 2.0},
         "feedback": {"pin_factory": "mock"},
         "log": {"unmask": unmask},
     }
@@ -450,7 +450,6 @@ def _write_config(folder: Path, source: str, pace: str, central_url: str, token:
         lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
     path = folder / "kiosk.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    path.chmod(0o600)  # it holds the (demo) token
     return path
 
 
@@ -644,7 +643,7 @@ def main(args, out: TextIO = sys.stdout) -> int:
                 video, truths = _render(folder, args.seed, terminal)
                 source = f"file:{video}"
 
-            cfg = config_mod.load(_write_config(folder, source, args.pace, central.url, token, args.unmask), environ={})
+            cfg = config_mod.load(_write_config(folder, source, args.pace, central.url, central.token_file, args.unmask), environ={})
             feedback = _make_feedback(cfg, terminal)
             if feedback is not None:
                 stack.callback(feedback.close)

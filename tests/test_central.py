@@ -111,6 +111,16 @@ def test_every_configured_token_is_accepted(central_factory):
     assert_json_error(post(server, [identification()], token="test-token"), 401)
 
 
+def test_tokens_reach_the_server_in_a_file_never_on_its_command_line(central_factory):
+    # A token may start with "-" (a random URL-safe token does, 1 time in 64): it must not be
+    # taken for an option, and no token may show in `ps`.
+    server = central_factory(token="-dash-first-token")
+    assert statuses(post(server, [identification()], token="-dash-first-token")) == ["accepted"]
+    with open(f"/proc/{server.process.pid}/cmdline", "rb") as f:
+        assert b"dash-first" not in f.read()
+    assert oct(server.token_file.stat().st_mode & 0o777) == "0o600"
+
+
 # --- accepted, duplicate, rejected ----------------------------------------------------------------
 
 
