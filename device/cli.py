@@ -51,7 +51,7 @@ def cmd_scan(args) -> int:
             if error is not None:
                 line["error"] = error
             else:
-                line["symbols"] = [r.to_json() for r in readings]
+                line["symbols"] = [r.to_json(args.unmask) for r in readings]
             print(json.dumps(line), flush=True)
             return
         where = path if frame is None else f"{path} frame {frame}"
@@ -96,8 +96,8 @@ def _add_scan(sub) -> None:
         "Unreadable files are reported and the rest still scanned; the exit code is then 1.",
     )
     _add_config_arg(p)
-    p.add_argument("--json", action="store_true", help="one JSON object per line (full text, for tools)")
-    p.add_argument("--unmask", action="store_true", help="show whole contract numbers in human output")
+    p.add_argument("--json", action="store_true", help="one JSON object per line, for tools (masked like the rest unless --unmask)")
+    p.add_argument("--unmask", action="store_true", help="show whole contract numbers and barcode texts (masked by default, also in --json)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image or video files")
     p.set_defaults(func=cmd_scan)
 
@@ -539,7 +539,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return code
+    except BrokenPipeError:  # `kiosk scan ... | head`: the reader went away
+        _die_of_sigpipe()
     except config_mod.ConfigError as e:
         print(f"kiosk: config error: {e}", file=sys.stderr)
         return config_mod.EXIT_CONFIG
@@ -552,8 +556,21 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # `kiosk scan ... | head`
-        return 0
+
+
+def _die_of_sigpipe() -> None:
+    """End as a Unix tool does when its reader goes away: quietly, killed by SIGPIPE (status 141).
+
+    Python ignores SIGPIPE so that sockets raise instead; a command whose stdout is closed gets a
+    BrokenPipeError. Output still buffered must not raise again at exit, so stdout is pointed at
+    /dev/null first.
+    """
+    import signal
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGPIPE)
 
 
 if __name__ == "__main__":

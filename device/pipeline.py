@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from device.card import FORMATS, Card, CardFormat, Rejection, identify
-from device.redact import describe_text
+from device.redact import describe_text, mask_contract, mask_digit_runs
 from device.vision import Symbol
 from device.vision.scanner import Scanner
 
@@ -31,11 +31,12 @@ class Reading:
     card: Card | None
     rejection: Rejection | None
 
-    def to_json(self) -> dict:
+    def to_json(self, unmask: bool = False) -> dict:
+        """For ``kiosk scan --json``: contract numbers (and digit runs in the text) masked unless ``unmask``."""
         return {
             "format": self.symbol.format,
-            "text": self.symbol.text,
-            "card": {"contract": self.card.contract, "issue": self.card.issue} if self.card else None,
+            "text": self.symbol.text if unmask else mask_digit_runs(self.symbol.text),
+            "card": {"contract": mask_contract(self.card.contract, unmask), "issue": self.card.issue} if self.card else None,
             "reject": self.rejection.reason if self.rejection else None,
         }
 

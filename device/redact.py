@@ -33,14 +33,21 @@ def escape(text: str, limit: int = MAX_SHOWN) -> str:
 
 
 def describe_text(text: str, unmask: bool = False) -> str:
-    """A decoded text as it may be logged: escaped, and with digit runs masked unless ``unmask``.
+    """A decoded text as it may be logged: escaped, and with digit runs masked unless ``unmask``."""
+    return escape(text if unmask else mask_digit_runs(text))
 
-    Masking every run of 5+ digits hides contract numbers whatever the format around them.
+
+def mask_digit_runs(text: str) -> str:
+    """``text`` with every run of 5+ digits masked as a contract is.
+
+    Masking every such run hides contract numbers whatever the format around them (a card's
+    payload, another utility's, a misprint), so it suits any decoded text.
+
+    >>> mask_digit_runs("LE00123456780168 and 42")
+    'LE**********0168 and 42'
     """
-    if unmask:
-        return escape(text)
     out, run = [], []
-    for c in text[:MAX_SHOWN]:
+    for c in text:
         if "0" <= c <= "9":
             run.append(c)
             continue
@@ -48,7 +55,7 @@ def describe_text(text: str, unmask: bool = False) -> str:
         run = []
         out.append(c)
     out.append(_mask_run(run))
-    return escape("".join(out), limit=MAX_SHOWN) + ("..." if len(text) > MAX_SHOWN else "")
+    return "".join(out)
 
 
 def _mask_run(run: list[str]) -> str:

@@ -48,3 +48,30 @@ def test_every_command_is_in_the_readme(words):
 def test_version():
     run = subprocess.run([sys.executable, "-m", "device", "--version"], capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.startswith("kiosk ")
+
+
+@pytest.mark.parametrize("words", [("scan", "--json"), ("queue", "list")], ids=" ".join)
+def test_output_to_a_reader_that_went_away_ends_quietly(tmp_path, words):
+    """`kiosk scan ... | head` and `kiosk queue list | head`: no traceback, ended by SIGPIPE as a Unix tool."""
+    import signal
+
+    import cv2
+    from conftest import card_photo, contracts, write_config
+
+    from device.card import Card
+    from device.outbox import Outbox
+
+    box = Outbox(tmp_path / "outbox.db", kiosk_id="kiosk-pipe", site="Riga")
+    for contract in contracts(50):
+        box.commit(Card("v1", contract, 1), symbology="Code128", decoder="zxing-cpp")
+    box.close()
+    cfg = write_config(tmp_path / "kiosk.toml", outbox={"path": str(tmp_path / "outbox.db")})
+    images = [str(tmp_path / f"card{i}.png") for i in range(3)]
+    for path, contract in zip(images, contracts(3)):
+        cv2.imwrite(path, card_photo(contract))
+    args = [*words, "--config", str(cfg), *(images if words[0] == "scan" else [])]
+    proc = subprocess.Popen([sys.executable, "-m", "device", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    proc.stdout.close()  # the reader is gone before the command writes its first line
+    stderr = proc.communicate(timeout=120)[1].decode()
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    assert proc.returncode == -signal.SIGPIPE

@@ -45,7 +45,7 @@ def test_json_lines_for_images_a_video_and_broken_files(tmp_path):
         writer.write(image)
     writer.release()
 
-    run = run_kiosk("scan", "--json", card, str(corrupt), nothing, product, forged, str(video), str(tmp_path / "missing.png"))
+    run = run_kiosk("scan", "--json", "--unmask", card, str(corrupt), nothing, product, forged, str(video), str(tmp_path / "missing.png"))
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     by_path = {}
     for line in lines:
@@ -76,6 +76,18 @@ def test_human_output_masks_the_contract(tmp_path):
     assert f"contract ******{contract[-4:]}, issue 1" in run.stdout and contract not in run.stdout
     unmasked = run_kiosk("scan", "--unmask", card)
     assert f"contract {contract}" in unmasked.stdout
+
+
+def test_json_output_is_masked_unless_unmask(tmp_path):
+    contract = contracts(1)[0]
+    card = write(tmp_path / "card.png", card_photo(contract, 2))
+    run = run_kiosk("scan", "--json", card)
+    assert run.returncode == 0, run.stderr
+    [symbol] = json.loads(run.stdout)["symbols"]
+    payload = CARD_V1.encode(contract, 2)
+    assert symbol["card"] == {"contract": "******" + contract[-4:], "issue": 2}
+    assert symbol["text"] == "LE" + "*" * 10 + payload[-4:]
+    assert contract not in run.stdout and payload not in run.stdout
 
 
 def test_a_folder_reports_each_image_by_its_own_path(tmp_path):
