@@ -26,7 +26,7 @@ def contracts(n: int, start: int = 1000) -> list[str]:
 
 def card_photo(contract: str, issue: int = 1, *, payload: str | None = None, size=(960, 600), dpi: int = 150) -> np.ndarray:
     """A level client card on a grey counter, BGR: easy to read, for tests about what happens after reading."""
-    from device.synth.card import render_card
+    from device.tools.synth.card import render_card
 
     card = render_card(contract, issue, dpi=dpi, payload=payload).convert("RGB")
     canvas = Image.new("RGB", size, (120, 118, 110))

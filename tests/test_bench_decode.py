@@ -1,4 +1,4 @@
-"""device.bench.decode: raw decoders vs the pipeline on labelled sets, per rotation."""
+"""device.tools.bench.decode: raw decoders vs the pipeline on labelled sets, per rotation."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import zxingcpp
 
-from device.bench import decode as bench
-from device.bench.images import load_sets, rotate
+from device.tools.bench import decode as bench
+from device.tools.bench.images import load_sets, rotate
 from device.card import CARD_V1
 
 

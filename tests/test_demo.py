@@ -15,9 +15,9 @@ import pytest
 
 from conftest import REPO, kiosk_cmd
 from device.card import CARD_V1
-from device.demo import Record, Seen, judge
+from device.tools.demo import Record, Seen, judge
 from device.redact import mask_contract
-from device.synth.video import PresentationTruth, default_presentations
+from device.tools.synth.video import PresentationTruth, default_presentations
 
 #: The valid cards of the demo's video.
 CONTRACTS = [p.contract for p in default_presentations() if p.is_card]

@@ -17,7 +17,7 @@ from gpiozero import LED, Device
 from gpiozero.pins.mock import MockFactory
 
 from device.config import Config, FeedbackSection
-from device.feedback import SIGNALS, Feedback, Timings, diag_gpio
+from device.outputs.feedback import SIGNALS, Feedback, Timings, diag_gpio
 
 FAST = Timings(lit_s=0.01, beep_s=0.005, beep_gap_s=0.005, fault_on_s=0.005, fault_off_s=0.005, bounce_s=0)
 NO_WAIT = Timings(lit_s=0, beep_s=0, beep_gap_s=0, fault_on_s=0, fault_off_s=0, bounce_s=0)
@@ -165,7 +165,7 @@ def test_a_pin_that_cannot_be_opened_disables_only_that_device(factory, caplog, 
 def test_no_gpio_logs_one_warning_and_events_do_nothing(monkeypatch, caplog):
     # An unknown factory name makes gpiozero's default lookup fail the same way as a PC does.
     monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "no-such-factory")
-    caplog.set_level(logging.DEBUG, logger="device.feedback")
+    caplog.set_level(logging.DEBUG, logger="device.outputs.feedback")
     presses = []
     feedback = Feedback(section(pin_factory=""), on_button=lambda: presses.append(1))
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -11,8 +11,8 @@ from conftest import CENTRAL_TOKEN, run_kiosk, write_config
 
 from device.card import Card
 from device.presentation import Presentations
-from device.synth.video import Presentation as Shown
-from device.synth.video import write_presentation_video
+from device.tools.synth.video import Presentation as Shown
+from device.tools.synth.video import write_presentation_video
 
 A = Card("v1", "0012345678", 1)
 B = Card("v1", "0099999999", 1)
@@ -178,7 +178,7 @@ def run_in_process(tmp_path, central, presentations, *, seed, listener, with_but
 
     from device.config import load
     from device.daemon import Kiosk
-    from device.feedback import Feedback
+    from device.outputs.feedback import Feedback
 
     video = tmp_path / "counter.avi"
     write_presentation_video(video, presentations, seed=seed)

@@ -22,7 +22,7 @@ def rotated(image, degrees):
 
 
 def product_photo(tmp_path):
-    from device.synth.card import render_product_label
+    from device.tools.synth.card import render_product_label
 
     label = render_product_label("590123412345", dpi=200).convert("RGB")
     canvas = Image.new("RGB", (900, 600), (120, 118, 110))

@@ -17,8 +17,8 @@ from device.camera import Frame, FrameSource
 from device.camera.file import FileSource
 from device.camera.v4l2 import V4L2Source
 from device.config import load
-from device.daemon import CAMERA, Kiosk, make_forwarder, open_outbox
-from device.notify import Notifier
+from device.daemon.kiosk import CAMERA, Kiosk, make_forwarder, open_outbox
+from device.daemon.notify import Notifier
 from device.outbox import Outbox
 from device.pipeline import Pipeline
 

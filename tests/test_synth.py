@@ -1,4 +1,4 @@
-"""Synthetic cards, counter scenes and presentation videos (device.synth) and the scenes benchmark."""
+"""Synthetic cards, counter scenes and presentation videos (device.tools.synth) and the scenes benchmark."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from device.bench import scenes as bench_scenes
+from device.tools.bench import scenes as bench_scenes
 from device.card import CARD_V1
-from device.synth.card import card_size_px, render_card, render_product_label, save_card
-from device.synth.scene import Conditions, card_quad, render_scene
-from device.synth.video import Presentation, PresentationTruth, load_truth, save_truth, write_presentation_video
+from device.tools.synth.card import card_size_px, render_card, render_product_label, save_card
+from device.tools.synth.scene import Conditions, card_quad, render_scene
+from device.tools.synth.video import Presentation, PresentationTruth, load_truth, save_truth, write_presentation_video
 
 
 def zxing_texts(image) -> set[str]:

@@ -32,7 +32,7 @@ from device import __version__, status
 from device.camera import CameraError, FrameSource, open_source
 from device.config import Config, ConfigError
 from device.forwarder import Forwarder, ForwarderConfigError
-from device.notify import Notifier
+from device.daemon.notify import Notifier
 from device.outbox import Outbox, OutboxError
 from device.pipeline import Pipeline, Reading
 from device.presentation import Presentations

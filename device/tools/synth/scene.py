@@ -18,7 +18,7 @@ The camera model, in the order light goes through a real one:
 Everything random comes from the ``rng`` passed in, so a seed gives the same scene.
 
 >>> import numpy as np
->>> from device.synth.card import render_card
+>>> from device.tools.synth.card import render_card
 >>> rng = np.random.default_rng(7)
 >>> conditions = Conditions.random(rng)
 >>> frame = render_scene(render_card("0012345678", 1), conditions, rng=rng)
@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from device.synth.card import CARD_WIDTH_MM, card_size_px, render_product_label
+from device.tools.synth.card import CARD_WIDTH_MM, card_size_px, render_product_label
 
 #: Horizontal field of view of the modelled camera (typical USB webcams: 60-78 degrees).
 HFOV_DEG = 65.0
@@ -583,7 +583,7 @@ def render_scene(card_image: Image.Image | None, conditions: Conditions, size: t
                  rng: np.random.Generator | None = None) -> np.ndarray:
     """A camera frame (uint8 BGR, ``size`` = (width, height)) of ``card_image`` on a counter.
 
-    ``card_image`` is a true-size card (:func:`device.synth.card.render_card`) or any flat
+    ``card_image`` is a true-size card (:func:`device.tools.synth.card.render_card`) or any flat
     object image; None renders the empty counter. Same ``rng`` state, same frame.
     """
     if rng is None:

@@ -35,7 +35,7 @@ from typing import TextIO
 import cv2
 import numpy as np
 
-from device.bench.images import ImageSet, load_sets, read_grey, rotate
+from device.tools.bench.images import ImageSet, load_sets, read_grey, rotate
 from device.card import Card, identify
 from device.vision import Symbol
 from device.vision.decoders import SYMBOLOGIES, make_decoder

@@ -1,6 +1,6 @@
 """Synthetic counter scenes: how often the kiosk pipeline reads a card, against the raw decoders.
 
-``count`` random scenes (seeded; see :mod:`device.synth.scene` for the camera model) each show one
+``count`` random scenes (seeded; see :mod:`device.tools.synth.scene` for the camera model) each show one
 client card; every reader gets the same images. A scene counts as read by a reader when the
 card's payload is among the symbols it decoded; a decoded Code 128 that is not the payload is a
 misread. Read rates come overall and by condition bucket (angle, size, blur, light, ...), with
@@ -30,8 +30,8 @@ import cv2
 import numpy as np
 
 from device.card import CARD_V1, Card, identify
-from device.synth.card import render_card
-from device.synth.scene import Conditions, render_scene
+from device.tools.synth.card import render_card
+from device.tools.synth.scene import Conditions, render_scene
 
 #: Symbologies every reader is restricted to: the kiosk's default (client cards are Code 128).
 SYMBOLOGIES = ("Code128",)
@@ -74,8 +74,8 @@ def rectified_reference(scene: SyntheticScene) -> list:
     barcode the camera model left readable at all, so that misses can be told apart into "the
     pipeline's fault" and "gone in the image".
     """
-    from device.synth.card import card_size_px
-    from device.synth.scene import card_quad
+    from device.tools.synth.card import card_size_px
+    from device.tools.synth.scene import card_quad
     from device.vision.decoders import make_decoder
 
     cw, ch = card_size_px(300)
@@ -276,7 +276,7 @@ def scan_video(path: str | Path, decoder: str = "zxing-cpp") -> Iterator[tuple[i
 
 def run_videos(count: int, seed: int, out: TextIO, decoder: str = "zxing-cpp") -> list[PresentationScore]:
     """Write ``count`` presentation videos to a temporary folder, scan them, print the scores."""
-    from device.synth.video import default_presentations, write_presentation_video
+    from device.tools.synth.video import default_presentations, write_presentation_video
 
     scores: list[PresentationScore] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -340,7 +340,7 @@ def main(args, out: TextIO = sys.stdout) -> int:
     return 0
 
 
-if __name__ == "__main__":  # python -m device.bench.scenes
+if __name__ == "__main__":  # python -m device.tools.bench.scenes
     parser = argparse.ArgumentParser(prog="kiosk bench scenes", description=__doc__.split("\n")[0])
     add_arguments(parser)
     sys.exit(main(parser.parse_args()))

@@ -78,7 +78,7 @@ def render_empty_counter(path: Path, fps: float, size: tuple[int, int], seconds:
     import cv2
     import numpy as np
 
-    from device.synth.scene import Conditions, expose, make_vignette, render_background
+    from device.tools.synth.scene import Conditions, expose, make_vignette, render_background
 
     rng = np.random.default_rng(seed)
     conditions = Conditions.random(rng, 0.3)

@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 
 from device.card import CARD_V1, Card, identify
-from device.synth.card import render_card, render_product_label
-from device.synth.scene import (
+from device.tools.synth.card import render_card, render_product_label
+from device.tools.synth.scene import (
     Conditions,
     card_layer,
     card_quad,

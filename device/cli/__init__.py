@@ -142,7 +142,7 @@ def _add_config(sub) -> None:
 
 def cmd_run(args) -> int:
     from device.daemon import Kiosk, run_until_signalled
-    from device.feedback import Feedback
+    from device.outputs.feedback import Feedback
 
     cfg = _load_config(args)
     kiosk = Kiosk.from_config(cfg)  # config problems stop here, before any pin is touched
@@ -442,7 +442,7 @@ def cmd_diag_api(args) -> int:
 
 
 def cmd_diag_gpio(args) -> int:
-    from device.feedback import diag_gpio
+    from device.outputs.feedback import diag_gpio
 
     cfg = _load_config(args)
     return diag_gpio(cfg.feedback, sys.stdout)
@@ -482,7 +482,7 @@ def _add_diag(sub) -> None:
 
 
 def _add_bench(sub) -> None:
-    from device.bench import decode, idle, loop, outbox, scenes
+    from device.tools.bench import decode, idle, loop, outbox, scenes
 
     p = sub.add_parser("bench", help="measure read rates and speed", description="Benchmarks: read rates and costs, side by side in one run.")
     bsub = p.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
@@ -502,7 +502,7 @@ def _add_bench(sub) -> None:
 
 
 def _add_demo_and_testcard(sub) -> None:
-    from device import demo, testcard
+    from device.tools import demo, testcard
 
     for name, module, help_text in (
         ("demo", demo, "run the whole kiosk on a rendered counter video (or a camera) with a local central"),

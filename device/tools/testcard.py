@@ -1,6 +1,6 @@
 """``kiosk testcard``: a printable client card (spec v1) for technicians to test a kiosk.
 
-The card is drawn at true size (ID-1, 85.60 x 53.98 mm) by :mod:`device.synth.card`: a PDF page
+The card is drawn at true size (ID-1, 85.60 x 53.98 mm) by :mod:`device.tools.synth.card`: a PDF page
 of exactly the card, or a PNG at 300 dpi (1011 x 638 pixels, the dpi recorded in the file), with
 the payload printed under the barcode::
 
@@ -52,7 +52,7 @@ def check(contract: str, issue: int, out: str) -> str | None:
 
 def main(args, out: TextIO = sys.stdout) -> int:
     """Write the card; 0 when written, 2 when the contract, issue or output name is refused, 1 on a write error."""
-    from device.synth.card import CARD_HEIGHT_MM, CARD_WIDTH_MM, save_card
+    from device.tools.synth.card import CARD_HEIGHT_MM, CARD_WIDTH_MM, save_card
 
     problem = check(args.contract, args.issue, args.out)
     if problem:

@@ -38,7 +38,7 @@ from typing import TextIO
 
 from device.camera import Frame, FrameSource
 from device.card import Card, identify
-from device.feedback import SIGNALS
+from device.outputs.feedback import SIGNALS
 from device.redact import describe_text, mask_contract
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def _kinds_text(kinds: Counter) -> str:
     return ", ".join(f"{n} {_KIND_SHORT.get(k, (k, k))[n != 1]}" for k, n in kinds.items())
 
 
-#: How each kind of presentation of device.synth.video is described to the viewer.
+#: How each kind of presentation of device.tools.synth.video is described to the viewer.
 _KIND_TEXT = {
     "card": "client card",
     "bad-check": "client card with bad check digits (must not be identified)",
@@ -79,7 +79,7 @@ _KIND_TEXT = {
 
 def demo_presentations():
     """The presentations of the rendered video: three clients, a product, a bad card, a loyalty card."""
-    from device.synth.video import default_presentations
+    from device.tools.synth.video import default_presentations
 
     return default_presentations()
 
@@ -200,7 +200,7 @@ def judge(truths, identified: list[Seen], not_cards: list[Seen], records: dict[s
           unmask: bool = False) -> Verdict:
     """Check a run: every valid card shown identified once and delivered once, nothing else identified.
 
-    ``truths``: the video's :class:`~device.synth.video.PresentationTruth` list, or None (a camera:
+    ``truths``: the video's :class:`~device.tools.synth.video.PresentationTruth` list, or None (a camera:
     only delivery is checked). ``records``: the outbox's final state by identification id.
     ``central_ids``: how many times the central lists each id. ``faults``: those still active at
     the end (name -> message). ``live``: a camera check, which needs at least one identification.
@@ -455,7 +455,7 @@ def _write_config(folder: Path, source: str, pace: str, central_url: str, token_
 
 def _make_feedback(cfg, terminal: Terminal):
     """The real feedback listener on mock pins (None, with a note, if it cannot start)."""
-    from device.feedback import Feedback
+    from device.outputs.feedback import Feedback
 
     try:
         return Feedback.from_config(cfg)
@@ -465,7 +465,7 @@ def _make_feedback(cfg, terminal: Terminal):
 
 
 def _render(folder: Path, seed: int, terminal: Terminal):
-    from device.synth.video import save_truth, write_presentation_video
+    from device.tools.synth.video import save_truth, write_presentation_video
 
     presentations = demo_presentations()
     kinds = _kinds_text(Counter(p.kind for p in presentations))
@@ -492,7 +492,7 @@ def _video_text(path: Path) -> str:
 
 
 def _load_video(path: Path, terminal: Terminal):
-    from device.synth.video import load_truth
+    from device.tools.synth.video import load_truth
 
     truth_path = path.with_suffix(TRUTH_SUFFIX)
     if truth_path.exists():
