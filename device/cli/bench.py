@@ -1,0 +1,22 @@
+"""`kiosk bench ...`: the benchmarks (device.tools.bench), loaded only when asked for."""
+
+from __future__ import annotations
+
+HELP = {"bench": "measure read rates and speed"}
+
+
+def register(sub) -> None:
+    from device.tools.bench import decode, idle, loop, outbox, scenes
+
+    p = sub.add_parser("bench", help="measure read rates and speed", description="Benchmarks: read rates and costs, side by side in one run.")
+    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
+    for name, module, help_text in (
+        ("decode", decode, "read rate, misreads and ms per image: raw zxing-cpp, raw pyzbar and the pipeline, per rotation"),
+        ("scenes", scenes, "read rate on synthetic counter scenes: the pipeline against the raw decoders"),
+        ("loop", loop, "frames per second, CPU per frame and gate skips of the scan loop on a video"),
+        ("outbox", outbox, "commit latency with synchronous=FULL and the drain rate of a backlog into the central"),
+        ("idle", idle, "the idle daemon (camera on, nobody at the counter): CPU share, and memory over 50,000 frames"),
+    ):
+        bp = bsub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip().splitlines()[0])
+        module.add_arguments(bp)
+        bp.set_defaults(func=module.main)

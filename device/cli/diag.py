@@ -1,0 +1,131 @@
+"""`kiosk diag camera|api|gpio`: diagnostics for field technicians."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from device.cli import config_option, load_config
+
+HELP = {"diag": "check the camera, the central and the LEDs"}
+
+
+def cmd_diag_camera(args) -> int:
+    import time
+
+    import cv2
+
+    from device import status
+    from device.camera import CameraError, open_source
+    from device.diag import annotate
+    from device.pipeline import Pipeline
+
+    cfg = load_config(args)
+    runtime = Path(cfg.kiosk.runtime_dir)
+    out = Path(args.snapshot) if args.snapshot else None
+    if status.read_status(runtime).running:
+        # The daemon owns the camera: ask it for its latest frame.
+        answer = runtime / status.SNAPSHOT_FILE
+        answer.unlink(missing_ok=True)
+        (runtime / status.SNAPSHOT_REQUEST).touch()
+        deadline = time.monotonic() + 3 * status.WRITE_INTERVAL_S + 2
+        while not answer.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not answer.exists():
+            print("kiosk diag camera: the daemon did not answer with a frame (is the camera down? see kiosk status)", file=sys.stderr)
+            return 1
+        image = cv2.imread(str(answer))
+        h, w = image.shape[:2]
+        print(f"frame {w}x{h} from the running daemon (located regions amber, cards green, other barcodes red)")
+        if out:
+            out.write_bytes(answer.read_bytes())
+            print(f"snapshot written to {out}")
+        return 0
+    try:
+        source = open_source(cfg.camera.source, pace="fast", fps=cfg.camera.fps, width=cfg.camera.width, height=cfg.camera.height, stall_timeout_s=cfg.camera.stall_timeout_s)
+    except (CameraError, ValueError) as e:
+        print(f"kiosk diag camera: {e}", file=sys.stderr)
+        return 1
+    try:
+        frame, last_error = None, None
+        deadline = time.monotonic() + args.timeout
+        while frame is None and time.monotonic() < deadline:
+            try:
+                frame = source.read(timeout=max(0.1, deadline - time.monotonic()))
+            except CameraError as e:
+                last_error = e
+                continue
+            if frame is None:  # a file that ended
+                break
+        if frame is None:
+            why = f": {last_error}" if last_error else ""
+            print(f"kiosk diag camera: no frame from {cfg.camera.source} within {args.timeout:g} s{why}", file=sys.stderr)
+            return 1
+        print(f"camera {source.describe()}")
+    finally:
+        source.close()
+    readings = Pipeline.from_config(cfg).still(frame.image)
+    h, w = frame.image.shape[:2]
+    print(f"frame {w}x{h}; decoded {len(readings)} symbol(s)")
+    from device.redact import describe_text, mask_contract
+
+    for r in readings:
+        what = f"card, contract {mask_contract(r.card.contract)}" if r.card else f"not a card ({r.rejection.reason})"
+        print(f"  {r.symbol.format} {describe_text(r.symbol.text)} -> {what}")
+    if out:
+        cv2.imwrite(str(out), annotate(frame.image, readings, cfg.log.unmask))
+        print(f"snapshot written to {out} (located regions amber, cards green, other barcodes red)")
+    return 0
+
+
+def cmd_diag_api(args) -> int:
+    from device.daemon import make_forwarder
+    from device.diag import check_central
+
+    cfg = load_config(args)
+    # The same session, TLS and token settings the daemon delivers with; no outbox: nothing is sent from it.
+    forwarder = make_forwarder(cfg, None)  # type: ignore[arg-type]
+    result = check_central(forwarder, cfg.kiosk.id, cfg.kiosk.site)
+    if args.json:
+        print(json.dumps({"reachable": result.reachable, "token_accepted": result.token_accepted, "detail": result.detail, "ok": result.ok}))
+    else:
+        print(("ok: " if result.ok else "PROBLEM: ") + result.detail)
+    return 0 if result.ok else 1
+
+
+def cmd_diag_gpio(args) -> int:
+    from device.outputs.feedback import diag_gpio
+
+    cfg = load_config(args)
+    return diag_gpio(cfg.feedback, sys.stdout)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("diag", help="check the camera, the central and the LEDs", description="Diagnostics for field technicians.")
+    dsub = p.add_subparsers(dest="diag_command", required=True, metavar="COMMAND")
+    cam = dsub.add_parser(
+        "camera",
+        help="grab a frame, show what is decoded, draw located barcodes on it",
+        description="Grab one frame (from the running daemon, or from the camera itself when the daemon is "
+        "stopped), decode it, and with --snapshot write it with the located barcodes drawn, to aim and focus.",
+    )
+    cam.add_argument("--snapshot", metavar="FILE", help="write the annotated frame (JPEG/PNG)")
+    cam.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a frame (default 10)")
+    cam.set_defaults(func=cmd_diag_camera)
+    api = dsub.add_parser(
+        "api",
+        help="can the kiosk reach the central, and is its token accepted?",
+        description="Ask the central's health endpoint, then post an empty batch to check the token. Exit 0 only when both work.",
+    )
+    api.add_argument("--json", action="store_true", help="machine-readable output")
+    api.set_defaults(func=cmd_diag_api)
+    gpio = dsub.add_parser(
+        "gpio",
+        help="cycle the LEDs and the buzzer and show the button, naming each pin",
+        description="Light each fitted LED for a second, beep the buzzer once and twice, and show the button's state, "
+        "naming each pin, so a technician can check the wiring. Stop the daemon first (it holds the pins).",
+    )
+    gpio.set_defaults(func=cmd_diag_gpio)
+    for q in (cam, api, gpio):
+        config_option(q)

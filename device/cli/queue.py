@@ -1,0 +1,125 @@
+"""`kiosk queue list|show|retry`: the technician's view into the outbox, also while the daemon writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from device.cli import config_option, load_config
+
+HELP = {"queue": "list, show and retry queued identifications"}
+
+
+def _become_outbox_owner(path: Path) -> None:
+    """Run as the outbox's owner when started as root (``sudo kiosk queue ...``).
+
+    SQLite creates the -wal and -shm files as whoever opens the database first; root-owned ones
+    would lock the daemon (user kiosk) out of its own outbox.
+    """
+    owner = path.stat()
+    if os.geteuid() == 0 and owner.st_uid != 0:
+        os.setegid(owner.st_gid)
+        os.seteuid(owner.st_uid)
+
+
+def open_outbox_reader(cfg):
+    """The daemon's outbox opened beside it, as its owner; never created, never moved aside."""
+    from device.outbox import Outbox
+
+    _become_outbox_owner(Path(cfg.outbox.path))
+    return Outbox(cfg.outbox.path, cfg.kiosk.id, cfg.kiosk.site, on_corrupt="raise", check_integrity=False, create=False)
+
+
+def _open_queue(args):
+    cfg = load_config(args)
+    if not Path(cfg.outbox.path).exists():
+        raise SystemExit(f"kiosk queue: no outbox at {cfg.outbox.path} (outbox.path); has the kiosk run yet?")
+    return open_outbox_reader(cfg)
+
+
+def _record_json(record, unmask: bool) -> dict:
+    from device.redact import mask_contract
+
+    data = record.as_dict()
+    data["contract"] = mask_contract(record.contract, unmask)
+    return data
+
+
+def _record_line(record, unmask: bool) -> str:
+    from device.redact import mask_contract
+
+    extra = record.dead_reason or record.last_error or ""
+    return (
+        f"{record.seq:>7}  {record.id}  {record.state:<9} {mask_contract(record.contract, unmask)} /{record.card_issue:02d}"
+        f"  {record.scanned_at}  attempts {record.attempts}" + (f"  {extra}" if extra else "")
+    )
+
+
+def cmd_queue_list(args) -> int:
+    outbox = _open_queue(args)
+    try:
+        records = outbox.list(args.state)
+    finally:
+        outbox.close()
+    for record in records:
+        print(json.dumps(_record_json(record, args.unmask)) if args.json else _record_line(record, args.unmask))
+    if not args.json:
+        print(f"{len(records)} identification(s)" + (f" {args.state}" if args.state else ""), file=sys.stderr)
+    return 0
+
+
+def cmd_queue_show(args) -> int:
+    outbox = _open_queue(args)
+    try:
+        record = outbox.get(args.id)
+    finally:
+        outbox.close()
+    if record is None:
+        print(f"kiosk queue show: no identification {args.id!r}", file=sys.stderr)
+        return 1
+    data = _record_json(record, args.unmask)
+    if args.json:
+        print(json.dumps(data))
+    else:
+        for key, value in data.items():
+            print(f"{key:>16}: {value}")
+    return 0
+
+
+def cmd_queue_retry(args) -> int:
+    outbox = _open_queue(args)
+    try:
+        if args.dead:
+            n = outbox.retry_dead()
+            print(f"{n} dead identification(s) set to pending")
+            return 0
+        if not args.id:
+            print("kiosk queue retry: give an ID or --dead", file=sys.stderr)
+            return 2
+        if not outbox.retry(args.id):
+            print(f"kiosk queue retry: no dead or pending identification {args.id!r}", file=sys.stderr)
+            return 1
+        print(f"{args.id}: pending, will be sent at the next attempt")
+        return 0
+    finally:
+        outbox.close()
+
+
+def register(sub) -> None:
+    p = sub.add_parser("queue", help="list, show and retry queued identifications", description="Look into the outbox (works while the daemon runs).")
+    qsub = p.add_subparsers(dest="queue_command", required=True, metavar="COMMAND")
+    lst = qsub.add_parser("list", help="list identifications in the outbox", description="List identifications in the outbox, oldest first; contracts masked unless --unmask.")
+    lst.add_argument("--state", choices=("pending", "delivered", "dead"), help="only this state")
+    show = qsub.add_parser("show", help="show one identification", description="Show every field of one identification, by its id.")
+    show.add_argument("id", metavar="ID")
+    retry = qsub.add_parser("retry", help="send a dead identification again", description="Set a dead (or waiting) identification back to pending, to be sent at once; --dead for all dead ones.")
+    retry.add_argument("id", nargs="?", metavar="ID")
+    retry.add_argument("--dead", action="store_true", help="retry every dead identification")
+    for q, func in ((lst, cmd_queue_list), (show, cmd_queue_show), (retry, cmd_queue_retry)):
+        config_option(q)
+        if q is not retry:
+            q.add_argument("--json", action="store_true", help="JSON output (one object per record)")
+            q.add_argument("--unmask", action="store_true", help="show whole contract numbers")
+        q.set_defaults(func=func)

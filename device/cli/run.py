@@ -1,0 +1,39 @@
+"""`kiosk run`: the daemon, as systemd starts it."""
+
+from __future__ import annotations
+
+import logging
+
+from device.cli import config_option, load_config
+
+log = logging.getLogger("kiosk")
+
+HELP = {"run": "run the kiosk daemon: camera, pipeline, outbox and delivery"}
+
+
+def cmd_run(args) -> int:
+    from device.daemon import Kiosk, run_until_signalled
+    from device.outputs.feedback import Feedback
+
+    cfg = load_config(args)
+    kiosk = Kiosk.from_config(cfg)  # config problems stop here, before any pin is touched
+    feedback = Feedback.from_config(cfg, on_button=kiosk.new_presentation)
+    kiosk.listeners.append(feedback)
+    try:
+        log.info("kiosk %s starting: camera %s, outbox %s, central %s", cfg.kiosk.id, kiosk.source.describe(), cfg.outbox.path, cfg.api.url)
+        return run_until_signalled(kiosk, args.drain_timeout)
+    finally:
+        feedback.close()
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the kiosk daemon: camera, pipeline, outbox and delivery",
+        description="Run the kiosk daemon: read the camera, identify cards once per presentation, store each "
+        "identification durably and deliver it to the central. SIGTERM or Ctrl-C stop it cleanly. With a file "
+        "camera (camera.source = file:PATH) it exits 0 once the file is consumed and the outbox drained.",
+    )
+    config_option(p)
+    p.add_argument("--drain-timeout", type=float, default=60.0, metavar="SECONDS", help="file cameras: give up draining after this long, exit 1 (default 60)")
+    p.set_defaults(func=cmd_run)

@@ -1,0 +1,67 @@
+"""`kiosk status`: is the kiosk working? Read from the daemon's status file, cheap to run all day."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from device.cli import config_option, load_config
+from device.cli.queue import open_outbox_reader
+
+HELP = {"status": "is the kiosk working? daemon, camera, last card, queue, delivery, disk, clock"}
+
+
+def cmd_status(args) -> int:
+    """Exit 0 when the daemon runs without faults, 1 otherwise (handy in scripts and fleet checks)."""
+    from device import status
+    from device.clock import ntp_synchronized
+
+    cfg = load_config(args)
+    snapshot = status.read_status(Path(cfg.kiosk.runtime_dir))
+    queue = None
+    if snapshot.running:
+        queue = snapshot.data.get("queue")
+    elif Path(cfg.outbox.path).exists():
+        # Only with the daemon stopped: the store (and sqlite-utils, which loads numpy) costs
+        # more than the rest of this command together.
+        from device.outbox import OutboxError
+
+        try:
+            outbox = open_outbox_reader(cfg)
+            try:
+                queue = outbox.stats()
+            finally:
+                outbox.close()
+        except OutboxError as e:
+            queue = {"error": str(e)}
+    report = {
+        "running": snapshot.running,
+        "why": snapshot.why,
+        "kiosk_id": cfg.kiosk.id,
+        "daemon": snapshot.data if snapshot.running else None,
+        "queue": queue,
+        "disk_free_bytes": status.disk_free_bytes(cfg.outbox.path),
+        "clock_synced": ntp_synchronized(),
+        "cpu_temperature_c": status.cpu_temperature_c(),
+    }
+    if args.json:
+        print(json.dumps(report, default=str))
+    else:
+        sys.stdout.write(f"kiosk {cfg.kiosk.id}{' at ' + cfg.kiosk.site if cfg.kiosk.site else ''}\n")
+        sys.stdout.write(status.render(report))
+    healthy = snapshot.running and not (snapshot.data or {}).get("faults")
+    return 0 if healthy else 1
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "status",
+        help="is the kiosk working? daemon, camera, last card, queue, delivery, disk, clock",
+        description="Show what the kiosk is doing: whether the daemon runs, the camera and frames, the last "
+        "identification (contract masked), the queue, delivery to the central, disk, clock and CPU temperature. "
+        "Exit 0 when the daemon runs without faults, else 1.",
+    )
+    config_option(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
