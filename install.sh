@@ -137,6 +137,23 @@ ensure_venv() {
     python3 -m venv "${args[@]}" "$VENV"
 }
 
+# The pin that keeps pip on apt's numpy (picamera2 and simplejpeg are built against it; numpy 2
+# from pip would break them). A system numpy that cannot be imported is an error with its reason:
+# skipping the pin would let pip install numpy 2 behind the technician's back.
+numpy_constraint() {
+    local out
+    if ! out="$(python3 -c 'import numpy; print("numpy==" + numpy.__version__)' 2>&1)"; then
+        die "the system numpy (apt's python3-numpy, which picamera2 needs) cannot be imported: ${out##*$'\n'}
+  fix it first, e.g.: sudo apt-get install --reinstall python3-numpy python3-picamera2"
+    fi
+    # Warnings on stderr may come first: the pin is the last line.
+    out="${out##*$'\n'}"
+    case "$out" in
+        numpy==[0-9]*) printf '%s\n' "$out" ;;
+        *) die "could not read the system numpy's version (got: $out)" ;;
+    esac
+}
+
 # pip builds in the source folder (build/, *.egg-info): build from a copy, so that the checkout
 # stays untouched by root and stale build files never end up in the install.
 install_package() {
@@ -146,11 +163,10 @@ install_package() {
     trap "rm -rf '$stage'" EXIT
     tar -C "$here" --exclude='./.*' --exclude=./build --exclude=./dist --exclude='*.egg-info' \
         --exclude=__pycache__ -cf - . | tar -C "$stage" -xf -
-    # On a Pi the venv sees apt's numpy, which picamera2 (simplejpeg) is built against; numpy 2
-    # from pip would break it, so pin numpy to apt's and let pip pick an OpenCV that fits.
+    # On a Pi the venv sees apt's numpy: pin it, and let pip pick an OpenCV that fits.
     : >"$stage/constraints.txt"
     if is_pi; then
-        python3 -c 'import numpy; print("numpy==" + numpy.__version__)' >>"$stage/constraints.txt" 2>/dev/null || true
+        numpy_constraint >>"$stage/constraints.txt"
     fi
     say "installing the kiosk into $VENV (pip)"
     # Without --upgrade: dependencies already satisfied stay as they are.
@@ -300,6 +316,9 @@ uninstall_system() {
 }
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+
+# Sourced (tests: `source install.sh` to call one function), it only defines the functions.
+if [ "${BASH_SOURCE[0]}" != "$0" ]; then return 0; fi
 
 case "${1:-}:${2:-}" in
     --dev:) install_dev ;;

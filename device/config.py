@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from device.camera.focus import FOCUS_MODES
+
 #: Exit code for configuration errors (sysexits.h EX_CONFIG); systemd's unit does not restart on it.
 EXIT_CONFIG = 78
 DEFAULT_PATH = Path("/etc/kiosk/kiosk.toml")
@@ -69,6 +71,15 @@ def _check_camera_source(value: str) -> str | None:
     backend, sep, target = value.partition(":")
     if not sep or not target or backend not in BACKENDS:
         return f'expected BACKEND:TARGET with BACKEND one of {", ".join(BACKENDS)} (e.g. "v4l2:/dev/video0"), got "{value}"'
+    if backend == "v4l2":
+        # Here rather than when the camera opens, so that `kiosk config check` and `kiosk run`
+        # refuse /dev/video0-is-the-CSI-receiver the same way (exit 78, naming camera.source).
+        from device.camera.v4l2 import device_path, refuse_non_camera
+
+        try:
+            return refuse_non_camera(device_path(target))
+        except ValueError as e:
+            return str(e)
     return None
 
 
@@ -115,7 +126,9 @@ class KioskSection:
 class CameraSection:
     source: str = opt(
         "v4l2:/dev/video0",
-        "Frame source: v4l2:/dev/videoN (USB webcam), picamera2:N (CSI module), file:PATH (video, image or folder).",
+        "Frame source: v4l2:/dev/v4l/by-id/usb-...-video-index0 (USB webcam by its stable name, see "
+        "`ls /dev/v4l/by-id/`; v4l2:/dev/videoN works, but with a CSI module fitted /dev/video0 is the "
+        "CSI receiver and is refused), picamera2:N (CSI module), file:PATH (video, image or folder).",
         env=True,
         check=_check_camera_source,
     )
@@ -124,6 +137,31 @@ class CameraSection:
     width: int = opt(1280, "Frame width requested from the camera, pixels.", minimum=16)
     height: int = opt(720, "Frame height requested from the camera, pixels.", minimum=16)
     stall_timeout_s: float = opt(5.0, "A live camera that gives no frame for this long is reopened.", minimum=0.1)
+    restart_after_s: float = opt(
+        120.0,
+        "A live camera that has delivered no frame for this long stops the systemd watchdog, so systemd "
+        "restarts the daemon (what a stalled CSI camera needs); 0: never. Longer than camera.stall_timeout_s.",
+        minimum=0,
+    )
+    bad_reads: int = opt(5, "USB cameras: failed reads in a row (a corrupt MJPG frame on a busy USB bus) tolerated before the camera is reopened.", minimum=1)
+    focus: str = opt(
+        "auto",
+        "Lens focus: auto (continuous autofocus where the camera has it), manual (the lens held at "
+        "camera.focus_dioptres, USB: camera.v4l2_focus) or fixed (no lens control). Set only where the camera offers it.",
+        choices=FOCUS_MODES,
+    )
+    focus_dioptres: float = opt(
+        5.0,
+        "CSI cameras, camera.focus = \"manual\": lens position in dioptres, 1 / distance in metres "
+        "(5.0: 20 cm, 4.0: 25 cm, 3.3: 30 cm, 2.0: 50 cm; see docs/INSTALL.md).",
+        minimum=0,
+    )
+    v4l2_focus: int = opt(
+        -1,
+        "USB cameras, camera.focus = \"manual\": the V4L2 focus_absolute value, in the camera's own units "
+        "(`v4l2-ctl -d DEVICE --list-ctrls` shows its range); -1 leaves the lens where it is.",
+        minimum=-1,
+    )
 
 
 @dataclass(frozen=True)
@@ -336,6 +374,12 @@ def _check_together(cfg: Config) -> None:
         if pin and pin in pins:
             raise ConfigError(f"feedback.{name}", f'pin "{pin}" is already used by feedback.{pins[pin]}', cfg.source)
         pins[pin] = name
+    if cfg.camera.restart_after_s and cfg.camera.restart_after_s <= cfg.camera.stall_timeout_s:
+        raise ConfigError(
+            "camera.restart_after_s",
+            f"must be longer than camera.stall_timeout_s ({cfg.camera.stall_timeout_s:g}), or 0 for never",
+            cfg.source,
+        )
     if not cfg.kiosk.id.strip():
         raise ConfigError("kiosk.id", "must not be empty", cfg.source)
 

@@ -7,7 +7,9 @@ device (a "camera world" the test controls: frames, unplugging, stalls) through 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import logging
+import os
 import sys
 import threading
 import time
@@ -18,6 +20,7 @@ import pytest
 
 from device.camera import CameraError, open_source
 from device.camera.file import FileSource, iter_frames, media_kind
+from device.camera.focus import FocusSettings
 from device.camera.grabber import Backoff, FrameGrabber
 from device.camera.picamera2 import MISSING_MESSAGE, Picamera2Source
 from device.camera.v4l2 import V4L2Source, device_path
@@ -308,13 +311,26 @@ class CameraWorld:
             return image
 
 
-class FakeVideoCapture:
-    """Enough of cv2.VideoCapture for V4L2Source; ``gives`` overrides what the driver agrees to."""
+#: The format properties OpenCV's V4L2 backend always answers; every other property is a V4L2
+#: control, which a device may lack: then OpenCV's set() returns False and get() returns -1.
+FORMAT_PROPS = {cv2.CAP_PROP_FOURCC, cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT, cv2.CAP_PROP_FPS}
 
-    def __init__(self, world: CameraWorld, gives: dict | None = None) -> None:
+
+class FakeVideoCapture:
+    """Enough of cv2.VideoCapture for V4L2Source; ``gives`` overrides what the driver agrees to.
+
+    ``controls`` are the V4L2 controls the device has (OpenCV property -> value), e.g. a webcam
+    with autofocus has CAP_PROP_AUTOFOCUS and CAP_PROP_FOCUS; the default has none (fixed focus).
+    ``bad_every``: every n-th read fails as a corrupt MJPG frame does (OpenCV: False, None).
+    """
+
+    def __init__(self, world: CameraWorld, gives: dict | None = None, controls: dict | None = None, bad_every: int = 0) -> None:
         self.world = world
         self.props: dict[int, float] = {}
         self.gives = gives or {}
+        self.controls = dict(controls or {})
+        self.bad_every = bad_every
+        self.reads = 0
         with world.cond:
             self.ok = world.plugged
             self.generation = world.generation
@@ -324,13 +340,23 @@ class FakeVideoCapture:
         return self.ok
 
     def set(self, prop: int, value: float) -> bool:
-        self.props[prop] = value
+        if prop in FORMAT_PROPS:
+            self.props[prop] = value
+            return True
+        if prop not in self.controls:
+            return False
+        self.controls[prop] = value
         return True
 
     def get(self, prop: int) -> float:
-        return self.gives.get(prop, self.props.get(prop, 0.0))
+        if prop in FORMAT_PROPS:
+            return self.gives.get(prop, self.props.get(prop, 0.0))
+        return self.controls.get(prop, -1.0)
 
     def read(self):
+        self.reads += 1
+        if self.bad_every and self.reads % self.bad_every == 0:
+            return False, None  # a corrupt MJPG frame: the device is fine, this frame is not
         image = self.world.next_image(self.generation) if self.ok else None
         return (image is not None), image
 
@@ -347,14 +373,8 @@ def world():
 
 
 def v4l2_source(world, **kwargs) -> V4L2Source:
-    return V4L2Source(
-        "/dev/video7",
-        capture_factory=lambda path: FakeVideoCapture(world),
-        stall_timeout_s=0.5,
-        backoff_initial_s=0.01,
-        backoff_max_s=0.05,
-        **kwargs,
-    )
+    options = dict(capture_factory=lambda path: FakeVideoCapture(world), stall_timeout_s=0.5, backoff_initial_s=0.01, backoff_max_s=0.05)
+    return V4L2Source("/dev/video7", **{**options, **kwargs})
 
 
 def test_live_read_gives_each_frame_once(world):
@@ -366,7 +386,7 @@ def test_live_read_gives_each_frame_once(world):
             source.read(timeout=0.05)  # nothing new: the same frame is never handed out again
         world.emit()
         assert serial_of(source.read(timeout=5)) == 2
-        assert source.describe() == "v4l2:/dev/video7 1280x720 MJPG 30fps, up"
+        assert source.describe() == "v4l2:/dev/video7 1280x720 MJPG 30fps, focus fixed (camera has no focus control), up"
 
 
 def test_live_read_keeps_only_the_newest_frame(world):
@@ -431,7 +451,7 @@ def test_v4l2_asks_for_mjpg_size_and_rate_and_describes_what_it_got(world, caplo
         with V4L2Source("0", fps=25, width=1280, height=720, capture_factory=factory) as source:
             world.emit()
             source.read(timeout=5)
-            assert source.describe() == "v4l2:/dev/video0 640x480 YUYV 25fps, up"
+            assert source.describe().startswith("v4l2:/dev/video0 640x480 YUYV 25fps, ")
     props = captures[0].props
     assert props[cv2.CAP_PROP_FOURCC] == cv2.VideoWriter_fourcc(*"MJPG")
     asked = (props[cv2.CAP_PROP_FRAME_WIDTH], props[cv2.CAP_PROP_FRAME_HEIGHT], props[cv2.CAP_PROP_FPS])
@@ -481,57 +501,160 @@ def test_reopen_delays_double_up_to_the_cap_and_restart_after_success():
 # -- picamera2 (faked: the library exists only on a Pi) ---------------------------------------------
 
 
+class FakeJob:
+    """A picamera2 job: a Future the event loop completes (picamera2.job.Job wraps one too)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.future: concurrent.futures.Future = concurrent.futures.Future()
+
+
 class FakePicamera2:
-    """Enough of picamera2.Picamera2: configure/start, capture_array(wait=False) + wait(timeout)."""
+    """picamera2.Picamera2 as it behaves (0.3.x), down to what makes a stalled camera hang.
+
+    * One owner per camera: opening a camera that an unclosed instance holds raises, as
+      libcamera's acquire() does.
+    * ``start()`` starts an event loop thread; captures are jobs in a list, completed in order
+      by the loop when a frame arrives. ``wait(job, timeout)`` raises TimeoutError and leaves an
+      unfinished job at the head of the list.
+    * ``stop()`` with the event loop running queues a stop job behind the others and waits for
+      it **without a timeout**: behind a capture that never completes, it never returns.
+    * ``cancel_all_and_flush()`` cancels and drops every job; ``close()`` stops the event loop
+      first, then the camera directly, then releases it.
+    * ``configure`` / ``set_controls`` raise on a control that ``camera_controls`` does not list.
+    * Frame metadata carries ``LensPosition`` on cameras with a lens.
+    """
 
     world: CameraWorld
     cameras = [{"Model": "imx708"}]
+    #: camera_controls as libcamera advertises them for a Camera Module 3: name -> (min, max, default)
+    controls = {"FrameDurationLimits": (33333, 120000000, None), "AfMode": (0, 2, 0), "LensPosition": (0.0, 15.0, 1.0)}
     instances: list["FakePicamera2"] = []
+    owners: set[int] = set()
+    #: Set when the test ends: lets a stop() blocked forever return, so no thread outlives the test.
+    test_over = threading.Event()
 
     def __init__(self, index: int) -> None:
-        self.index = index
-        self.config = None
-        self.started = self.closed = False
-        self.generation = self.world.generation
         if not self.world.plugged:
             raise RuntimeError("Failed to acquire camera")
+        if index in self.owners:
+            raise RuntimeError("Failed to acquire camera: Device or resource busy")
+        self.owners.add(index)
+        self.index = index
+        self.config = None
+        self.applied_controls: dict = {}
+        self.started = self.closed = False
+        self.generation = self.world.generation
+        self.calls: list[str] = []
+        self._lock = threading.Lock()
+        self._jobs: list[FakeJob] = []
+        self._loop: threading.Thread | None = None
+        self._loop_stop = threading.Event()
         self.instances.append(self)
 
     @classmethod
     def global_camera_info(cls):
         return cls.cameras if cls.world.plugged else []
 
+    @property
+    def camera_controls(self):
+        return dict(self.controls)
+
+    def _check_controls(self, controls) -> None:
+        for name in controls:
+            if name not in self.controls:
+                raise RuntimeError(f"Control {name} is not advertised by libcamera")
+
     def create_video_configuration(self, main=None, controls=None):
         return {"main": main, "controls": controls}
 
     def configure(self, config):
+        self._check_controls(config.get("controls") or {})
         self.config = config
+        self.applied_controls = dict(config.get("controls") or {})
+
+    def set_controls(self, controls):
+        self._check_controls(controls)
+        self.applied_controls.update(controls)
 
     def start(self):
+        self.calls.append("start")
         self.started = True
+        self._loop = threading.Thread(target=self._event_loop, daemon=True)
+        self._loop.start()
 
-    def capture_array(self, name="main", wait=None):
-        assert name == "main" and wait is False
-        return ("job", self.generation)
+    def _lens(self):
+        if "LensPosition" not in self.controls:
+            return {}
+        if self.applied_controls.get("AfMode") == 2:
+            return {"LensPosition": 4.8}  # continuous autofocus found the card at about 20 cm
+        return {"LensPosition": self.applied_controls.get("LensPosition", 1.0)}
+
+    def _event_loop(self):
+        completed: collections.deque = collections.deque(maxlen=4)  # libcamera's few buffers
+        while not self._loop_stop.is_set():
+            image = self.world.next_image(self.generation)
+            with self._lock:
+                if image is not None:
+                    completed.append(image)
+                if completed and self._jobs and self._jobs[0].kind == "capture":
+                    self._jobs.pop(0).future.set_result(([completed.popleft()], self._lens()))
+                while self._jobs and self._jobs[0].kind == "stop":
+                    self.started = False
+                    self._jobs.pop(0).future.set_result(None)
+
+    def capture_arrays(self, names=("main",), wait=None):
+        assert list(names) == ["main"] and wait is False
+        job = FakeJob("capture")
+        with self._lock:
+            self._jobs.append(job)
+        return job
 
     def wait(self, job, timeout=None):
-        image = self.world.next_image(job[1])
-        if image is None:
-            raise TimeoutError()
-        return image
+        return job.future.result(timeout=timeout)  # concurrent.futures.TimeoutError is TimeoutError
 
     def stop(self):
-        self.started = False
+        self.calls.append("stop")
+        if not self.started:
+            return
+        job = FakeJob("stop")
+        with self._lock:
+            self._jobs.append(job)
+        # picamera2 waits for the stop job with no timeout; here until the test ends at the latest.
+        while not job.future.done() and not self.test_over.wait(0.01):
+            pass
+
+    def cancel_all_and_flush(self):
+        self.calls.append("cancel_all_and_flush")
+        with self._lock:
+            for job in self._jobs:
+                job.future.set_exception(concurrent.futures.CancelledError())
+            self._jobs = []
 
     def close(self):
+        self.calls.append("close")
+        self._loop_stop.set()
+        if self._loop is not None:
+            self._loop.join()
+        self.started = False
         self.closed = True
+        self.owners.discard(self.index)
 
 
 @pytest.fixture
 def picamera2_class(world):
     FakePicamera2.world = world
     FakePicamera2.instances = []
-    return FakePicamera2
+    FakePicamera2.owners = set()
+    FakePicamera2.test_over = threading.Event()
+    FakePicamera2.controls = dict(FakePicamera2.controls)
+    yield FakePicamera2
+    FakePicamera2.test_over.set()
+
+
+def picamera2_source(picamera2_class, **kwargs) -> Picamera2Source:
+    options = dict(camera_class=picamera2_class, stall_timeout_s=0.5, backoff_initial_s=0.01, backoff_max_s=0.05)
+    return Picamera2Source("0", **{**options, **kwargs})
 
 
 def test_picamera2_missing_library_gives_the_install_hint(monkeypatch):
@@ -550,8 +673,8 @@ def test_picamera2_configures_bgr_main_stream_at_the_rate_and_recovers(world, pi
         assert serial_of(source.read(timeout=5)) == 1
         camera = picamera2_class.instances[0]
         assert camera.config == {"main": {"size": (1280, 720), "format": "RGB888"},
-                                 "controls": {"FrameDurationLimits": (40000, 40000)}}
-        assert source.describe() == "picamera2:0 imx708 1280x720 RGB888 25fps, up"
+                                 "controls": {"FrameDurationLimits": (40000, 40000), "AfMode": 2}}
+        assert source.describe() == "picamera2:0 imx708 1280x720 RGB888 25fps, focus auto, lens 4.8 dioptres (21 cm), up"
 
         world.unplug()
         wait_until(lambda: source.stats().state == "down", what="the camera to go down")
@@ -566,3 +689,269 @@ def test_picamera2_configures_bgr_main_stream_at_the_rate_and_recovers(world, pi
     finally:
         source.close()
     assert len(picamera2_class.instances) == 2 and all(c.closed for c in picamera2_class.instances)
+
+
+def test_picamera2_stall_is_recovered_without_stop_and_says_when_a_reboot_is_the_cure(world, picamera2_class):
+    """The hang of issue 9: a capture times out; stop() would wait behind it for ever."""
+    source = picamera2_source(picamera2_class)
+    try:
+        world.emit()
+        assert serial_of(source.read(timeout=5)) == 1
+        stalled = picamera2_class.instances[0]
+        # No frame comes (the ribbon cable slipped): the capture job stays pending, times out,
+        # and the source must free the camera without stop() for the next open to get it.
+        wait_until(lambda: stalled.closed, what="the stalled camera closed")
+        assert stalled.calls[-2:] == ["cancel_all_and_flush", "close"] and "stop" not in stalled.calls
+        # The grab thread records the error once the close returned: wait for it, do not race it.
+        wait_until(lambda: "stalled" in (source.stats().last_error or ""), timeout=15, what="the stall reported")
+        assert "reboot" in source.stats().last_error
+        wait_until(lambda: len(picamera2_class.instances) >= 2, what="the camera reopened")
+        world.emit()
+        assert serial_of(source.read(timeout=5)) == 2
+        assert source.stats().hung_closes == 0
+    finally:
+        source.close()
+    assert not picamera2_class.owners  # every camera released
+
+
+def test_the_picamera2_double_blocks_in_stop_behind_a_pending_capture_like_picamera2(world, picamera2_class):
+    """The double must hang where picamera2 hangs, or the test above proves nothing."""
+    camera = picamera2_class(0)
+    camera.configure(camera.create_video_configuration(main={"size": (8, 6)}))
+    camera.start()
+    job = camera.capture_arrays(["main"], wait=False)
+    with pytest.raises(TimeoutError):
+        camera.wait(job, timeout=0.05)  # no frame: the job stays at the head of the list
+    stopper = threading.Thread(target=camera.stop, daemon=True)
+    stopper.start()
+    stopper.join(timeout=0.3)
+    assert stopper.is_alive(), "stop() returned although a capture was pending"
+    camera.cancel_all_and_flush()  # stop's own job went too: stop() returns only once the test ends
+    camera.close()
+    assert camera.closed and not picamera2_class.owners
+    with pytest.raises(concurrent.futures.CancelledError):
+        job.future.result(timeout=0)
+
+
+def test_grab_thread_goes_on_when_closing_the_device_hangs(world):
+    release = threading.Event()
+    opened = []
+
+    class StuckOnClose:
+        def __init__(self):
+            self.generation = world.generation
+            opened.append(self)
+
+        def read(self):
+            image = world.next_image(self.generation)
+            if image is None:
+                raise RuntimeError("stalled")
+            return image
+
+        def close(self):
+            release.wait(30)  # a driver call that does not come back
+
+    grabber = FrameGrabber("fake:0", StuckOnClose, stall_timeout_s=0.1, backoff_initial_s=0.01, backoff_max_s=0.02)
+    grabber.start()
+    try:
+        world.read_timeout = 0.02
+        wait_until(lambda: len(opened) >= 2, what="a reopen although the close hung")
+        assert grabber.stats().hung_closes >= 1
+        world.read_timeout = 0.5
+        world.emit()
+        assert serial_of(grabber.read(timeout=5)) == 1
+    finally:
+        release.set()
+        grabber.close()
+
+
+@pytest.mark.parametrize(
+    "focus, expected_controls, expected_text",
+    [
+        (FocusSettings("auto"), {"AfMode": 2}, "focus auto, lens 4.8 dioptres (21 cm)"),
+        (FocusSettings("manual", dioptres=5.0), {"AfMode": 0, "LensPosition": 5.0}, "focus manual 5 dioptres (20 cm), lens 5 dioptres (20 cm)"),
+        (FocusSettings("manual", dioptres=40.0), {"AfMode": 0, "LensPosition": 15.0}, "focus manual 15 dioptres (7 cm)"),
+        (FocusSettings("fixed"), {}, "focus fixed (lens not driven), lens 1 dioptres (1 m)"),
+    ],
+    ids=["auto", "manual-20cm", "manual-clamped", "fixed"],
+)
+def test_picamera2_focus_controls_on_a_camera_module_3(world, picamera2_class, focus, expected_controls, expected_text):
+    source = picamera2_source(picamera2_class, focus=focus)
+    try:
+        world.emit()
+        source.read(timeout=5)
+        controls = dict(picamera2_class.instances[0].config["controls"])
+        assert controls.pop("FrameDurationLimits")
+        assert controls == expected_controls
+        assert expected_text in source.describe()
+        stats = source.stats()
+        assert stats.focus == source.focus.mode and stats.lens_position == pytest.approx(picamera2_class.instances[0]._lens()["LensPosition"])
+    finally:
+        source.close()
+
+
+@pytest.mark.parametrize("mode", ["auto", "manual"])
+def test_picamera2_without_a_lens_gets_no_focus_controls(world, picamera2_class, mode):
+    # A Camera Module 2 (imx219) advertises neither AfMode nor LensPosition; picamera2 raises on them.
+    picamera2_class.cameras = [{"Model": "imx219"}]
+    picamera2_class.controls = {"FrameDurationLimits": (33333, 120000000, None)}
+    try:
+        source = picamera2_source(picamera2_class, focus=FocusSettings(mode))
+        try:
+            world.emit()
+            source.read(timeout=5)
+            assert picamera2_class.instances[0].config["controls"].keys() == {"FrameDurationLimits"}
+            assert "focus fixed (camera has no lens control), up" in source.describe()
+            assert source.stats().lens_position is None
+        finally:
+            source.close()
+    finally:
+        picamera2_class.cameras = [{"Model": "imx708"}]
+
+
+def test_picamera2_missing_camera_says_csi_needs_a_reboot(world, picamera2_class):
+    world.unplug()
+    source = picamera2_source(picamera2_class)
+    try:
+        wait_until(lambda: "rpicam-hello" in (source.stats().last_error or ""), what="a no-camera reason")
+        assert "reboot" in source.stats().last_error and "found only at boot" in source.stats().last_error
+    finally:
+        source.close()
+
+
+# -- V4L2: focus, bad frames, the wrong /dev/video0 -------------------------------------------------
+
+
+def test_v4l2_autofocus_is_switched_on_where_the_webcam_has_it(world):
+    capture = FakeVideoCapture(world, controls={cv2.CAP_PROP_AUTOFOCUS: 0, cv2.CAP_PROP_FOCUS: 30})
+    with V4L2Source("/dev/video7", capture_factory=lambda path: capture) as source:
+        world.emit()
+        source.read(timeout=5)
+        assert capture.controls[cv2.CAP_PROP_AUTOFOCUS] == 1
+        assert capture.controls[cv2.CAP_PROP_FOCUS] == 30  # the camera's own autofocus drives the lens
+        assert "focus auto, lens 30 V4L2 units" in source.describe()
+        assert source.stats().focus == "auto" and source.stats().lens_position == 30
+
+
+def test_v4l2_manual_focus_sets_the_lens_position(world):
+    capture = FakeVideoCapture(world, controls={cv2.CAP_PROP_AUTOFOCUS: 1, cv2.CAP_PROP_FOCUS: 30})
+    with V4L2Source("/dev/video7", capture_factory=lambda path: capture, focus=FocusSettings("manual", v4l2_position=120)) as source:
+        world.emit()
+        source.read(timeout=5)
+        assert capture.controls == {cv2.CAP_PROP_AUTOFOCUS: 0, cv2.CAP_PROP_FOCUS: 120}
+        assert "focus manual at 120, lens 120 V4L2 units" in source.describe()
+
+
+def test_v4l2_fixed_focus_touches_no_control(world):
+    capture = FakeVideoCapture(world, controls={cv2.CAP_PROP_AUTOFOCUS: 1, cv2.CAP_PROP_FOCUS: 30})
+    with V4L2Source("/dev/video7", capture_factory=lambda path: capture, focus=FocusSettings("fixed")) as source:
+        world.emit()
+        source.read(timeout=5)
+        assert capture.controls == {cv2.CAP_PROP_AUTOFOCUS: 1, cv2.CAP_PROP_FOCUS: 30}
+        assert "focus fixed (lens not driven)" in source.describe()
+
+
+def test_v4l2_a_bad_frame_now_and_then_does_not_reopen_the_camera(world):
+    captures = []
+
+    def factory(path):
+        captures.append(FakeVideoCapture(world, bad_every=3))
+        return captures[-1]
+
+    with v4l2_source(world, capture_factory=factory) as source:
+        for serial in range(1, 9):
+            world.emit()
+            assert serial_of(source.read(timeout=5)) == serial
+        assert captures[0].reads >= 10  # the bad frames were read, and skipped
+        assert len(captures) == 1 and source.stats().open_attempts == 1
+
+
+def test_v4l2_bad_reads_in_a_row_reopen_the_camera(world):
+    captures = []
+
+    def factory(path):
+        captures.append(FakeVideoCapture(world, bad_every=1 if not captures else 0))  # the first handle is broken
+        return captures[-1]
+
+    with v4l2_source(world, capture_factory=factory, bad_reads=3) as source:
+        wait_until(lambda: len(captures) >= 2, what="a reopen after three bad reads")
+        assert captures[0].reads == 3
+        assert "3 failed read(s) in a row" in source.stats().last_error
+        world.emit()
+        assert serial_of(source.read(timeout=5)) == 1
+
+
+def fake_video4linux(root, nodes: dict[str, tuple[str, str]], by_id: dict[str, str]):
+    """A fake /sys/class/video4linux and /dev (with /dev/v4l/by-id links) under ``root``.
+
+    ``nodes``: video node -> (driver, name), e.g. "video0": ("unicam", "unicam-image").
+    ``by_id``: by-id link name -> video node.
+    """
+    dev, sys_ = root / "dev", root / "sys"
+    (dev / "v4l" / "by-id").mkdir(parents=True)
+    for node, (driver, name) in nodes.items():
+        (dev / node).touch()
+        entry = sys_ / "class" / "video4linux" / node
+        drivers = sys_ / "bus" / "platform" / "drivers" / driver
+        drivers.mkdir(parents=True, exist_ok=True)
+        (entry / "device").mkdir(parents=True)
+        (entry / "device" / "driver").symlink_to(drivers)
+        (entry / "name").write_text(name + "\n")
+    for link, node in by_id.items():
+        (dev / "v4l" / "by-id" / link).symlink_to(f"../../{node}")
+    return {"KIOSK_SYSFS_PREFIX": str(root), "KIOSK_DEV_PREFIX": str(root)}
+
+
+UVC_BY_ID = "usb-046d_HD_Pro_Webcam_C920_1234ABCD-video-index0"
+
+
+@pytest.fixture
+def pi4_with_csi_and_webcam(tmp_path, monkeypatch):
+    """A Pi 4 with a CSI camera module (unicam is /dev/video0) and a USB webcam (/dev/video2)."""
+    env = fake_video4linux(
+        tmp_path,
+        {"video0": ("unicam", "unicam-image"), "video1": ("unicam", "unicam-embedded"), "video2": ("uvcvideo", "HD Pro Webcam C920")},
+        {UVC_BY_ID: "video2", "usb-046d_HD_Pro_Webcam_C920_1234ABCD-video-index1": "video2"},
+    )
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def test_v4l2_refuses_the_csi_receiver_and_names_the_webcams_by_id_path(pi4_with_csi_and_webcam):
+    with pytest.raises(CameraError) as err:
+        V4L2Source("/dev/video0", capture_factory=lambda path: pytest.fail("must not open the CSI receiver"))
+    message = str(err.value)
+    assert "/dev/video0 is unicam-image (driver unicam), the CSI camera receiver of a Pi 4" in message
+    assert f'"v4l2:/dev/v4l/by-id/{UVC_BY_ID}"' in message and "index1" not in message
+    assert '"picamera2:0"' in message
+
+
+def test_v4l2_accepts_the_webcam_by_its_by_id_path(pi4_with_csi_and_webcam, world):
+    with V4L2Source(f"/dev/v4l/by-id/{UVC_BY_ID}", capture_factory=lambda path: FakeVideoCapture(world)) as source:
+        world.emit()
+        assert serial_of(source.read(timeout=5)) == 1
+
+
+def test_pi5_csi_receiver_is_refused_too(tmp_path, monkeypatch):
+    env = fake_video4linux(tmp_path, {"video0": ("rp1-cfe", "rp1-cfe-csi2_ch0")}, {})
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(CameraError, match=r"Pi 5.*no USB camera is plugged in"):
+        V4L2Source("0")
+
+
+def test_config_check_and_run_refuse_the_csi_receiver_alike(tmp_path, pi4_with_csi_and_webcam):
+    from conftest import run_kiosk, write_config
+
+    from device.config import EXIT_CONFIG
+
+    path = write_config(tmp_path / "kiosk.toml", camera={"source": "v4l2:/dev/video0"}, kiosk={"runtime_dir": str(tmp_path / "run")},
+                        outbox={"path": str(tmp_path / "outbox.db")}, api={"url": "http://127.0.0.1:9", "token": "t"})
+    env = {**os.environ, **pi4_with_csi_and_webcam}
+    check = run_kiosk("config", "check", "--config", str(path), env=env)
+    run = run_kiosk("run", "--config", str(path), env=env)
+    for result in (check, run):
+        assert result.returncode == EXIT_CONFIG, result.stderr
+        assert "camera.source: /dev/video0 is unicam-image" in result.stderr
+        assert UVC_BY_ID in result.stderr

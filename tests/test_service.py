@@ -354,3 +354,59 @@ def test_delivery_faults_token_refused_then_fixed_and_backlog(tmp_path, card_fol
         for t in (runner, housekeeping, deliver):
             t.join(timeout=30)
         outbox.close()
+
+
+class SilentCamera(FrameSource):
+    """A live camera whose "seconds without a frame" the test sets (the grabber's clock, faked)."""
+
+    def __init__(self):
+        self.silent_s = 0.0
+
+    def no_frame_for_s(self):
+        return self.silent_s
+
+    def read(self, timeout=None):
+        raise AssertionError("not read in this test")
+
+    def close(self):
+        pass
+
+    def describe(self):
+        return f"silent camera, no frame for {self.silent_s:g} s"
+
+
+def test_a_camera_without_frames_for_restart_after_s_starves_the_watchdog(tmp_path, central, caplog):
+    cfg = load(service_config(tmp_path, central, camera={"restart_after_s": 60.0}), environ={})
+    sock, path = listen(tmp_path)
+    camera = SilentCamera()
+    outbox = open_outbox(cfg)
+    notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "30000000"})
+    kiosk = Kiosk(camera, Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox), notifier=notifier,
+                  camera_restart_after_s=cfg.camera.restart_after_s)
+
+    def one_turn():
+        kiosk._heartbeat = time.monotonic()  # the scan loop turns: only the camera decides
+        kiosk._housekeeping_turn(1.0)
+        return messages(sock, lambda m: any("STATUS=" in x for x in m))
+
+    try:
+        camera.silent_s = 59.0
+        assert any("WATCHDOG=1" in m for m in one_turn())
+        camera.silent_s = 61.0
+        with caplog.at_level("ERROR", logger="device.daemon"):
+            assert not any("WATCHDOG=1" in m for m in one_turn())
+            assert not any("WATCHDOG=1" in m for m in one_turn())
+        assert sum("no camera frame for 61 s" in r.getMessage() for r in caplog.records) == 1  # said once
+        camera.silent_s = 0.0  # a frame came: pings again
+        assert any("WATCHDOG=1" in m for m in one_turn())
+    finally:
+        outbox.close()
+        sock.close()
+
+
+def test_restart_after_s_must_exceed_the_stall_timeout(tmp_path, central):
+    from device.config import ConfigError
+
+    with pytest.raises(ConfigError, match="camera.restart_after_s: must be longer than camera.stall_timeout_s"):
+        load(service_config(tmp_path, central, camera={"restart_after_s": 3.0}), environ={})
+    assert load(service_config(tmp_path, central, camera={"restart_after_s": 0.0}), environ={}).camera.restart_after_s == 0

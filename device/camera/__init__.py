@@ -2,7 +2,8 @@
 
 One small interface, :class:`FrameSource`, with one module per backend:
 
-* ``v4l2:/dev/video0`` -- USB (UVC) webcams through OpenCV's V4L2 backend (:mod:`device.camera.v4l2`)
+* ``v4l2:/dev/v4l/by-id/usb-...-video-index0`` (or ``v4l2:/dev/video0``) -- USB (UVC) webcams
+  through OpenCV's V4L2 backend (:mod:`device.camera.v4l2`)
 * ``picamera2:0``     -- CSI camera modules through picamera2 (:mod:`device.camera.picamera2`)
 * ``file:PATH``       -- a video file, an image file or a folder of images (:mod:`device.camera.file`)
 
@@ -12,14 +13,21 @@ The daemon never knows which one it has::
     while (frame := source.read(timeout=1.0)) is not None:
         handle(frame.image)
     source.close()
+
+The daemon and ``kiosk diag camera`` open the source as configured with :func:`open_camera`.
 """
 
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # the config's validators import this package: keep numpy out of `kiosk status`
+    import numpy as np
+
+    from device.camera.focus import FocusSettings
+    from device.config import CameraSection
 
 
 class CameraError(Exception):
@@ -87,13 +95,20 @@ def open_source(
     width: int = 1280,
     height: int = 720,
     stall_timeout_s: float = 5.0,
+    focus: "FocusSettings | None" = None,
+    bad_reads: int = 5,
 ) -> FrameSource:
     """Open the source named by ``spec`` (the ``camera.source`` config value).
 
     Raises ``ValueError`` for a spec with no known backend, :class:`CameraError` when the backend
-    cannot start at all (picamera2 not installed, file missing). A live camera that is merely
-    unplugged opens fine and reports through ``read``.
+    cannot start at all (picamera2 not installed, file missing, a ``v4l2:`` node that is a CSI
+    receiver). A live camera that is merely unplugged opens fine and reports through ``read``.
+    ``focus`` (live cameras) defaults to continuous autofocus where the camera has it;
+    ``bad_reads`` (USB cameras) is how many failed reads in a row are tolerated before a reopen.
     """
+    from device.camera.focus import FocusSettings
+
+    focus = focus if focus is not None else FocusSettings()
     backend, sep, target = spec.partition(":")
     if not sep or not target:
         raise ValueError(f"camera source {spec!r}: expected BACKEND:TARGET, e.g. v4l2:/dev/video0, picamera2:0, file:PATH")
@@ -104,12 +119,31 @@ def open_source(
     if backend == "v4l2":
         from device.camera.v4l2 import V4L2Source
 
-        return V4L2Source(target, fps=fps, width=width, height=height, stall_timeout_s=stall_timeout_s)
+        return V4L2Source(target, fps=fps, width=width, height=height, stall_timeout_s=stall_timeout_s, focus=focus, bad_reads=bad_reads)
     if backend == "picamera2":
         from device.camera.picamera2 import Picamera2Source
 
-        return Picamera2Source(target, fps=fps, width=width, height=height, stall_timeout_s=stall_timeout_s)
+        return Picamera2Source(target, fps=fps, width=width, height=height, stall_timeout_s=stall_timeout_s, focus=focus)
     raise ValueError(f"camera source {spec!r}: unknown backend {backend!r} (known: v4l2, picamera2, file)")
+
+
+def open_camera(camera: "CameraSection", *, pace: str | None = None) -> FrameSource:
+    """The source as the ``[camera]`` section configures it (``pace`` overrides ``camera.pace``)::
+
+        source = open_camera(cfg.camera)
+    """
+    from device.camera.focus import FocusSettings
+
+    return open_source(
+        camera.source,
+        pace=pace or camera.pace,
+        fps=camera.fps,
+        width=camera.width,
+        height=camera.height,
+        stall_timeout_s=camera.stall_timeout_s,
+        focus=FocusSettings(camera.focus, camera.focus_dioptres, camera.v4l2_focus),
+        bad_reads=camera.bad_reads,
+    )
 
 
 #: Backends ``open_source`` knows, for config validation.

@@ -16,6 +16,7 @@ Backends plug in an ``open_device`` callable returning a :class:`LiveDevice`::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -25,6 +26,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from device.camera import CameraError, Frame, FrameSource
+from device.camera.focus import FocusState
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,9 @@ class LiveDevice(Protocol):
     ``read`` blocks until the next frame and returns it (uint8, BGR or grey). It raises any
     exception when the device failed or gave no frame within its own timeout. That timeout must
     be bounded (about the stall timeout): a thread blocked in a driver call cannot be interrupted,
-    so a read that never returns would leave the camera "stalled" for good.
+    so a read that never returns would leave the camera "stalled" for good. ``close`` should
+    return promptly too; the grabber gives it ``stall_timeout_s`` on a helper thread and then
+    goes on without it (see :meth:`FrameGrabber._close_device`).
     """
 
     def read(self) -> np.ndarray: ...
@@ -88,6 +92,10 @@ class CaptureStats:
     last_error: str | None  #: why the camera last went down (None if it never did)
     down_for_s: float | None  #: seconds since it went down, None while up
     last_frame_age_s: float | None  #: seconds since the newest frame, None before the first
+    no_frame_for_s: float  #: seconds without a frame: since the newest one, or since start before the first
+    hung_closes: int = 0  #: closes of the device that never returned (a stuck driver)
+    focus: str | None = None  #: the lens focus in effect (see device.camera.focus), None if not known
+    lens_position: float | None = None  #: the lens position the camera last reported, None if it reports none
 
 
 def _valid_image(image: object) -> bool:
@@ -141,6 +149,8 @@ class FrameGrabber:
         self._down_since: float | None = None
         self._retry_at: float | None = None
         self._device_open = False
+        self._started_at = time.monotonic()
+        self._hung_closes = 0
 
     def start(self) -> None:
         """Start the grab thread (it opens the device). Calling it twice is an error."""
@@ -190,7 +200,19 @@ class FrameGrabber:
                 last_error=self._last_error,
                 down_for_s=None if self._down_since is None else now - self._down_since,
                 last_frame_age_s=None if self._image_at is None else now - self._image_at,
+                no_frame_for_s=now - (self._image_at if self._image_at is not None else self._started_at),
+                hung_closes=self._hung_closes,
             )
+
+    def no_frame_for_s(self) -> float:
+        """Seconds since the newest frame (since the grabber was made, before the first one).
+
+        What the daemon's watchdog rule looks at: it grows whatever the reason (unplugged,
+        stalled, a driver call that never returned), and only a delivered frame resets it.
+        """
+        with self._cond:
+            since = self._image_at if self._image_at is not None else self._started_at
+        return time.monotonic() - since
 
     def close(self) -> None:
         """Stop the grab thread and close the device. Safe to call more than once."""
@@ -260,11 +282,36 @@ class FrameGrabber:
                 got_frame = True
                 self._publish(image, attempt)
         finally:
+            self._close_device(device)
+        return reason, got_frame
+
+    def _close_device(self, device: LiveDevice) -> None:
+        """Close ``device`` without ever hanging the grab thread.
+
+        A stalled driver can block a close for good (picamera2's ``stop()`` waits without a
+        timeout behind a capture that never completes). The close runs on a helper thread and
+        gets ``stall_timeout_s``; if it is still blocked then, the grab thread leaves it and goes
+        on reopening. The next opens usually fail (the old handle still owns the camera), the
+        camera stays down, and the daemon's watchdog rule (``camera.restart_after_s``) has systemd
+        restart the process, which frees the camera for sure.
+        """
+
+        def close() -> None:
             try:
                 device.close()
             except Exception as exc:  # a vanished device may fail to close; it is gone anyway
                 log.debug("%s: closing the device failed: %s", self.name, _reason(exc))
-        return reason, got_frame
+
+        closer = threading.Thread(target=close, name=f"close {self.name}", daemon=True)
+        closer.start()
+        closer.join(self.stall_timeout_s)
+        if closer.is_alive():
+            with self._cond:
+                self._hung_closes += 1
+            log.error(
+                "%s: closing the camera did not return within %s (driver stuck); reopening without it",
+                self.name, _seconds(self.stall_timeout_s),
+            )
 
     def _publish(self, image: np.ndarray, attempt: int) -> None:
         now = time.monotonic()
@@ -321,6 +368,8 @@ class LiveSource(FrameSource):
     """
 
     finite = False
+    #: What the lens does; backends with focus control set it before starting the grabber.
+    focus: FocusState | None = None
 
     def _start_grabber(self, name: str, stall_timeout_s: float, backoff_initial_s: float, backoff_max_s: float) -> None:
         self._grabber = FrameGrabber(
@@ -339,8 +388,15 @@ class LiveSource(FrameSource):
         return self._grabber.read(timeout)
 
     def stats(self) -> CaptureStats:
-        """Counters for status: frames captured/dropped, reopen attempts, last error."""
-        return self._grabber.stats()
+        """Counters for status: frames captured/dropped, reopen attempts, last error, focus."""
+        stats = self._grabber.stats()
+        if self.focus is None:
+            return stats
+        return dataclasses.replace(stats, focus=self.focus.mode, lens_position=self.focus.lens_position)
+
+    def no_frame_for_s(self) -> float:
+        """Seconds without a frame (see :meth:`FrameGrabber.no_frame_for_s`)."""
+        return self._grabber.no_frame_for_s()
 
     def close(self) -> None:
         self._grabber.close()

@@ -11,7 +11,17 @@ backoff, so a replugged camera comes back by itself::
     source.close()
 
 Prefer a stable name such as ``/dev/v4l/by-id/usb-...-video-index0``: after a replug the kernel
-may give the camera another ``/dev/videoN``.
+may give the camera another ``/dev/videoN``, and on a Pi with a CSI camera module fitted
+``/dev/video0`` is the CSI receiver (unicam on a Pi 4, rp1-cfe on a Pi 5), not the webcam. A
+``v4l2:`` source whose node belongs to such a receiver is refused (:func:`refuse_non_camera`,
+a config error on ``camera.source``) with the by-id path to use instead. The device's driver is
+read from sysfs, under a prefix that tests swap for a fake tree (:data:`SYSFS_PREFIX_ENV`).
+
+A USB bus that is busy delivers a corrupt MJPG frame now and then: a few failed reads in a row
+(``bad_reads``) are tolerated before the camera is closed and reopened. Focus goes through
+OpenCV's ``CAP_PROP_AUTOFOCUS`` / ``CAP_PROP_FOCUS`` (V4L2 ``focus_automatic_continuous`` /
+``focus_absolute``) where the device has them: OpenCV's ``set`` returns False for a control the
+driver does not offer, and ``get`` returns -1.
 """
 
 from __future__ import annotations
@@ -19,12 +29,15 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
+from pathlib import Path
 from typing import Any, Callable
 
 import cv2
 import numpy as np
 
 from device.camera import CameraError
+from device.camera.focus import FocusSettings, FocusState
 from device.camera.grabber import BACKOFF_INITIAL_S, BACKOFF_MAX_S, STALL_TIMEOUT_S, LiveSource
 
 log = logging.getLogger(__name__)
@@ -32,6 +45,27 @@ log = logging.getLogger(__name__)
 #: OpenCV's V4L2 backend waits this long (whole seconds) in select() for a frame before a read
 #: fails; its default is 10 s. Read once per process, at the first V4L2 read.
 _SELECT_TIMEOUT_ENV = "OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT"
+
+#: Failed reads in a row tolerated before a reopen (``camera.bad_reads``).
+BAD_READS = 5
+
+#: Where sysfs and /dev are: "/sys" and "/dev", unless these variables name a fake tree (tests).
+SYSFS_PREFIX_ENV = "KIOSK_SYSFS_PREFIX"
+DEV_PREFIX_ENV = "KIOSK_DEV_PREFIX"
+
+#: Video4linux drivers on a Raspberry Pi whose nodes are not a camera one can open with V4L2:
+#: the CSI receivers (their frames are raw Bayer that only libcamera turns into pictures) and
+#: the ISP and codec blocks. Keyed by driver name, with what to tell the technician.
+NOT_A_CAMERA = {
+    "unicam": "the CSI camera receiver of a Pi 4 or earlier",
+    "bcm2835-unicam": "the CSI camera receiver of a Pi 4 or earlier",
+    "rp1-cfe": "the CSI camera receiver of a Pi 5",
+    "bcm2835-isp": "the Pi's image signal processor",
+    "pispbe": "the Pi 5's image signal processor",
+    "bcm2835-codec": "the Pi's video codec",
+    "rpivid": "the Pi's video decoder",
+    "rpi-hevc-dec": "the Pi's video decoder",
+}
 
 
 def device_path(device: str) -> str:
@@ -46,6 +80,74 @@ def device_path(device: str) -> str:
     if not device.startswith("/"):
         raise ValueError(f"v4l2 device {device!r}: expected a number (0) or a device path (/dev/video0)")
     return device
+
+
+def _prefixed(path: str, env: str) -> Path:
+    """``path`` under the fake tree named by the variable ``env``, if it is set."""
+    prefix = os.environ.get(env, "")
+    return Path(prefix + path) if prefix else Path(path)
+
+
+def v4l2_driver(path: str) -> tuple[str, str] | None:
+    """The (driver, name) of the video4linux node ``path`` from sysfs, or None if it is not known.
+
+    ``/dev/v4l/by-id/...`` links are followed. The driver is the last part of
+    ``/sys/class/video4linux/videoN/device/driver`` (a symlink), the name is the node's ``name``.
+    """
+    node = _prefixed(path, DEV_PREFIX_ENV)
+    try:
+        real = node.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    entry = _prefixed(f"/sys/class/video4linux/{real.name}", SYSFS_PREFIX_ENV)
+    if not entry.exists():
+        return None
+    try:
+        driver = os.path.basename(os.readlink(entry / "device" / "driver"))
+    except OSError:
+        driver = ""
+    try:
+        name = (entry / "name").read_text().strip()
+    except OSError:
+        name = ""
+    return driver, name
+
+
+def usb_camera_paths() -> list[str]:
+    """The stable ``/dev/v4l/by-id/usb-...-video-index0`` paths of the USB cameras plugged in.
+
+    ``index0`` is a camera's capture node; a UVC camera's other nodes (index1, ...) carry metadata.
+    """
+    by_id = _prefixed("/dev/v4l/by-id", DEV_PREFIX_ENV)
+    try:
+        names = sorted(os.listdir(by_id))
+    except OSError:
+        return []
+    return [f"/dev/v4l/by-id/{n}" for n in names if n.startswith("usb-") and n.endswith("-video-index0")]
+
+
+def refuse_non_camera(path: str) -> str | None:
+    """Why ``path`` cannot be a USB camera (its driver is a CSI receiver, an ISP or a codec), or None.
+
+    The answer names the node, what it is, and the ``/dev/v4l/by-id/...`` path to use instead.
+    A path sysfs does not know (nothing plugged in, not a Pi) is not refused: the camera may come.
+    """
+    found = v4l2_driver(path)
+    if found is None:
+        return None
+    driver, name = found
+    what = NOT_A_CAMERA.get(driver) or next((w for d, w in NOT_A_CAMERA.items() if name.startswith(d)), None)
+    if what is None:
+        return None
+    usb = usb_camera_paths()
+    if usb:
+        instead = "for the USB webcam use " + " or ".join(f'"v4l2:{p}"' for p in usb)
+    else:
+        instead = "no USB camera is plugged in (`ls /dev/v4l/by-id/`, `v4l2-ctl --list-devices`)"
+    return (
+        f"{path} is {name or '?'} (driver {driver or '?'}), {what}, not a USB camera: "
+        f'{instead}; for a CSI camera module use "picamera2:0"'
+    )
 
 
 def open_v4l2_capture(path: str) -> Any:
@@ -65,20 +167,48 @@ def _fourcc_text(value: float) -> str:
 
 
 class _OpenCVDevice:
-    """An opened cv2.VideoCapture as a :class:`~device.camera.grabber.LiveDevice`."""
+    """An opened cv2.VideoCapture as a :class:`~device.camera.grabber.LiveDevice`.
 
-    def __init__(self, capture: Any, path: str) -> None:
+    A failed read is tolerated ``bad_reads - 1`` times in a row, as long as the last good frame is
+    less than ``stall_timeout_s`` old: a corrupt MJPG frame costs one frame, not a reopen. An
+    unplugged camera still fails within milliseconds: reads of a vanished device fail at once.
+    """
+
+    def __init__(self, capture: Any, path: str, bad_reads: int, stall_timeout_s: float, focus: FocusState) -> None:
         self._capture = capture
         self._path = path
+        self._bad_reads = bad_reads
+        self._stall_timeout_s = stall_timeout_s
+        self._focus = focus
+        self._last_good = time.monotonic()
+        self._reads = 0
 
     def read(self) -> np.ndarray:
-        ok, image = self._capture.read()
-        if not ok or image is None:
-            raise CameraError(f"no frame from {self._path} (unplugged, or no frame within the V4L2 timeout)")
-        return image
+        failures = 0
+        while True:
+            ok, image = self._capture.read()
+            if ok and image is not None:
+                self._reads += 1
+                if self._reads % 30 == 1:  # autofocus moves the lens; a V4L2 control read is an ioctl
+                    self._focus.lens(_control(self._capture, cv2.CAP_PROP_FOCUS), "V4L2 units")
+                self._last_good = time.monotonic()
+                return image
+            failures += 1
+            if failures >= self._bad_reads or time.monotonic() - self._last_good > self._stall_timeout_s:
+                raise CameraError(
+                    f"no frame from {self._path} ({failures} failed read(s) in a row: unplugged, "
+                    "or no frame within the V4L2 timeout)"
+                )
+            log.debug("v4l2:%s: bad frame (%d in a row), reading on", self._path, failures)
 
     def close(self) -> None:
         self._capture.release()
+
+
+def _control(capture: Any, prop: int) -> float | None:
+    """A V4L2 control's value through OpenCV, None when the device does not have it (get gives -1)."""
+    value = float(capture.get(prop))
+    return None if value == -1 else value
 
 
 class V4L2Source(LiveSource):
@@ -87,7 +217,10 @@ class V4L2Source(LiveSource):
     ``device`` is ``"/dev/video0"``, ``"0"`` or a ``/dev/v4l/by-id/...`` path. ``capture_factory``
     (tests) replaces ``cv2.VideoCapture``: called with the device path on every (re)open, it
     returns an object with ``isOpened``, ``set``, ``get``, ``read`` and ``release``.
-    The source opens in the background: a missing camera is reported by :meth:`read`.
+    ``bad_reads`` failed reads in a row are tolerated before a reopen; ``focus`` says what to do
+    with the lens. The source opens in the background: a missing camera is reported by
+    :meth:`read`. A node that belongs to a CSI receiver (see the module docstring) raises
+    :class:`CameraError` at once.
     """
 
     def __init__(
@@ -101,14 +234,23 @@ class V4L2Source(LiveSource):
         stall_timeout_s: float = STALL_TIMEOUT_S,
         backoff_initial_s: float = BACKOFF_INITIAL_S,
         backoff_max_s: float = BACKOFF_MAX_S,
+        bad_reads: int = BAD_READS,
+        focus: FocusSettings = FocusSettings(),
         capture_factory: Callable[[str], Any] | None = None,
     ) -> None:
+        if bad_reads < 1:
+            raise ValueError("bad_reads must be >= 1")
         self.path = device_path(str(device))
+        if problem := refuse_non_camera(self.path):
+            raise CameraError(problem)
         self.name = f"v4l2:{self.path}"
         self.requested = (int(width), int(height), float(fps), fourcc)
         # What the driver actually agreed to, known after the first open.
         self._negotiated: tuple[int, int, float, str] | None = None
         self._capture_factory = capture_factory or open_v4l2_capture
+        self._bad_reads = bad_reads
+        self._stall_timeout_s = stall_timeout_s
+        self.focus = FocusState(focus)
         # Make a stalled camera's read fail after about the stall timeout instead of 10 s, so the
         # grab thread reopens it promptly. Only effective before the process's first V4L2 read.
         os.environ.setdefault(_SELECT_TIMEOUT_ENV, str(max(1, math.ceil(stall_timeout_s))))
@@ -143,7 +285,30 @@ class V4L2Source(LiveSource):
                 self.name, width, height, fourcc, fps, *negotiated[:2], negotiated[3], negotiated[2],
             )
         self._negotiated = negotiated
-        return _OpenCVDevice(capture, self.path)
+        self._set_focus(capture)
+        return _OpenCVDevice(capture, self.path, self._bad_reads, self._stall_timeout_s, self.focus)
+
+    def _set_focus(self, capture: Any) -> None:
+        """Autofocus on or off, and the lens position, where the device has those controls."""
+        settings = self.focus.settings
+        if settings.mode == "fixed":
+            self.focus.applied("fixed (lens not driven)")
+            return
+        has_autofocus = capture.set(cv2.CAP_PROP_AUTOFOCUS, 1 if settings.mode == "auto" else 0)
+        if not has_autofocus:
+            # Most cheap webcams are fixed focus: no focus controls at all.
+            if settings.mode == "manual":
+                log.warning("%s: camera.focus = \"manual\", but this camera has no focus control; ignored", self.name)
+            self.focus.applied("fixed (camera has no focus control)")
+            return
+        if settings.mode == "auto":
+            self.focus.applied("auto")
+            return
+        if settings.v4l2_position >= 0 and not capture.set(cv2.CAP_PROP_FOCUS, settings.v4l2_position):
+            log.warning("%s: the camera refused focus_absolute = %d (`v4l2-ctl -d %s --list-ctrls` shows the range)",
+                        self.name, settings.v4l2_position, self.path)
+        self.focus.applied("manual" if settings.v4l2_position < 0 else f"manual at {settings.v4l2_position}")
+        self.focus.lens(_control(capture, cv2.CAP_PROP_FOCUS), "V4L2 units")
 
     def describe(self) -> str:
         if self._negotiated is None:
@@ -152,4 +317,4 @@ class V4L2Source(LiveSource):
         else:
             width, height, fps, fourcc = self._negotiated
             settings = f"{width}x{height} {fourcc} {fps:g}fps"
-        return f"{self.name} {settings}, {self._grabber.state_text()}"
+        return f"{self.name} {settings}, {self.focus.text()}, {self._grabber.state_text()}"

@@ -17,15 +17,18 @@ def cmd_diag_camera(args) -> int:
     import cv2
 
     from device import status
-    from device.camera import CameraError, open_source
+    from device.camera import CameraError, open_camera
     from device.diag import annotate
     from device.pipeline import Pipeline
 
     cfg = load_config(args)
     runtime = Path(cfg.kiosk.runtime_dir)
     out = Path(args.snapshot) if args.snapshot else None
-    if status.read_status(runtime).running:
-        # The daemon owns the camera: ask it for its latest frame.
+    running = status.read_status(runtime)
+    if running.running:
+        # The daemon owns the camera: ask it for its latest frame. Its status says what the
+        # camera is doing (focus mode, lens position, up or down).
+        print(f"camera {running.data.get('camera', {}).get('source', '?')}")
         answer = runtime / status.SNAPSHOT_FILE
         answer.unlink(missing_ok=True)
         (runtime / status.SNAPSHOT_REQUEST).touch()
@@ -43,7 +46,7 @@ def cmd_diag_camera(args) -> int:
             print(f"snapshot written to {out}")
         return 0
     try:
-        source = open_source(cfg.camera.source, pace="fast", fps=cfg.camera.fps, width=cfg.camera.width, height=cfg.camera.height, stall_timeout_s=cfg.camera.stall_timeout_s)
+        source = open_camera(cfg.camera, pace="fast")
     except (CameraError, ValueError) as e:
         print(f"kiosk diag camera: {e}", file=sys.stderr)
         return 1
@@ -62,7 +65,7 @@ def cmd_diag_camera(args) -> int:
             why = f": {last_error}" if last_error else ""
             print(f"kiosk diag camera: no frame from {cfg.camera.source} within {args.timeout:g} s{why}", file=sys.stderr)
             return 1
-        print(f"camera {source.describe()}")
+        print(f"camera {source.describe()}")  # with the focus mode and lens position
     finally:
         source.close()
     readings = Pipeline.from_config(cfg).still(frame.image)

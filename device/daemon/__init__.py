@@ -2,6 +2,7 @@
 
 * :mod:`device.daemon.kiosk`  -- camera -> pipeline -> presentations -> outbox, with the forwarder
 * :mod:`device.daemon.notify` -- systemd's notify protocol (READY, STATUS, WATCHDOG)
+* :mod:`device.daemon.devclass` -- device classes that appeared after start (restart to allow them)
 """
 
 from device.daemon.kiosk import Kiosk, make_forwarder, open_outbox, run_until_signalled

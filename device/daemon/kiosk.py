@@ -29,8 +29,9 @@ from pathlib import Path
 import cv2
 
 from device import __version__, status
-from device.camera import CameraError, FrameSource, open_source
+from device.camera import CameraError, FrameSource, open_camera
 from device.config import Config, ConfigError
+from device.daemon.devclass import EXIT_RESTART, DeviceClassWatch
 from device.forwarder import Forwarder, ForwarderConfigError
 from device.daemon.notify import Notifier
 from device.outbox import Outbox, OutboxError
@@ -114,6 +115,8 @@ class Kiosk:
         runtime_dir: Path | None = None,
         backlog_alert_s: float = 3600.0,
         notifier: Notifier | None = None,
+        camera_restart_after_s: float = 0.0,
+        device_watch: DeviceClassWatch | None = None,
     ):
         self.source = source
         self.pipeline = pipeline
@@ -133,6 +136,12 @@ class Kiosk:
         self._draining = False  # a finite source ended: the loop is done, drain() bounds the rest
         self._started = time.monotonic()
         self._latest = None  # (image, readings) of the last decoded frame, for diag snapshots
+        # camera.restart_after_s and the device classes: see _camera_delivers, _check_device_classes.
+        self.camera_restart_after_s = camera_restart_after_s
+        self.device_watch = device_watch
+        self.restart_reason: str | None = None
+        self._run_stop: threading.Event | None = None
+        self._camera_starved = False
 
     @classmethod
     def from_config(cls, cfg: Config, *, listeners: list | None = None) -> "Kiosk":
@@ -140,15 +149,9 @@ class Kiosk:
         installed, a file that is not there) is a config error on ``camera.source``; a live
         camera that is merely unplugged is not: it is retried while the kiosk runs."""
         check_delivery_config(cfg)  # before any file is created
+        device_watch = DeviceClassWatch()  # before the camera opens: what the unit was allowed at start
         try:
-            source = open_source(
-                cfg.camera.source,
-                pace=cfg.camera.pace,
-                fps=cfg.camera.fps,
-                width=cfg.camera.width,
-                height=cfg.camera.height,
-                stall_timeout_s=cfg.camera.stall_timeout_s,
-            )
+            source = open_camera(cfg.camera)
         except CameraError as e:
             raise ConfigError("camera.source", str(e), cfg.source) from None
         try:
@@ -173,6 +176,8 @@ class Kiosk:
             kiosk_id=cfg.kiosk.id,
             runtime_dir=Path(cfg.kiosk.runtime_dir),
             backlog_alert_s=cfg.feedback.backlog_alert_s,
+            camera_restart_after_s=cfg.camera.restart_after_s,
+            device_watch=device_watch,
         )
 
     # --- events ---------------------------------------------------------------------------
@@ -284,8 +289,11 @@ class Kiosk:
     def run(self, stop: threading.Event, drain_timeout_s: float = 60.0) -> int:
         """Run until ``stop`` (exit 0) or, for a finite source, until it ends and the outbox is drained.
 
-        Returns 0, or 1 when a finite run could not drain within ``drain_timeout_s``.
+        Returns 0, or 1 when a finite run could not drain within ``drain_timeout_s``, or
+        :data:`~device.daemon.devclass.EXIT_RESTART` when a device class appeared that the service
+        was not allowed at start (see :mod:`device.daemon.devclass`).
         """
+        self._run_stop = stop
         forwarder_stop = threading.Event()
         forwarder = threading.Thread(target=self.forwarder.run, args=(forwarder_stop,), name="forwarder", daemon=True)
         forwarder.start()
@@ -329,7 +337,7 @@ class Kiosk:
             if self.runtime_dir is not None:
                 status.remove_status(self.runtime_dir)
         self.outbox.close()
-        return code
+        return EXIT_RESTART if self.restart_reason else code
 
 
     # --- housekeeping: status, systemd, delivery faults, snapshots ---------------------------
@@ -349,8 +357,9 @@ class Kiosk:
         # The watchdog is fed only while the scan loop turns (it turns at least every 0.5 s even
         # with the camera gone): a hung loop starves it and systemd restarts the daemon.
         loop_alive = self._draining or time.monotonic() - self._heartbeat < max(2 * period, 2.0)
-        if feed_watchdog and self.notifier.watchdog_interval_s and loop_alive:
+        if feed_watchdog and self.notifier.watchdog_interval_s and loop_alive and self._camera_delivers():
             self.notifier.watchdog()
+        self._check_device_classes()
         forwarder = self.forwarder.status()
         if forwarder["paused_by_auth"]:
             self._fault(DELIVERY_AUTH, f"the central refuses the token: {forwarder['last_error']}")
@@ -369,6 +378,41 @@ class Kiosk:
             self._answer_snapshot_request()
             status.write_status(self.runtime_dir, self.status(queue, forwarder))
         self.notifier.status(self.summary())
+
+    def _camera_delivers(self) -> bool:
+        """False once a live camera has given no frame for ``camera_restart_after_s`` (0: never).
+
+        The watchdog then starves and systemd restarts the daemon: a fresh process is what a
+        stalled CSI camera needs (libcamera hands the camera to a new owner only once the old one
+        is gone, and a close stuck in the driver never lets go). If the camera is still missing
+        after that, the camera fault's text says whether a reboot is the cure.
+        """
+        no_frame_for_s = getattr(self.source, "no_frame_for_s", None)
+        if not self.camera_restart_after_s or no_frame_for_s is None:
+            return True
+        silent = no_frame_for_s()
+        if silent <= self.camera_restart_after_s:
+            self._camera_starved = False
+            return True
+        if not self._camera_starved:
+            self._camera_starved = True
+            log.error(
+                "no camera frame for %.0f s (camera.restart_after_s = %g): no more watchdog pings, "
+                "systemd restarts the daemon", silent, self.camera_restart_after_s,
+            )
+        return False
+
+    def _check_device_classes(self) -> None:
+        """Stop the daemon (exit 75, systemd restarts it) when a device class it was not allowed at start appears."""
+        if self.device_watch is None or self.restart_reason is not None:
+            return
+        appeared = self.device_watch.appeared()
+        if not appeared:
+            return
+        self.restart_reason = f"device class(es) {', '.join(appeared)} registered after the daemon started"
+        log.error("%s: systemd allowed them only at start (DeviceAllow=); exiting to be restarted", self.restart_reason)
+        if self._run_stop is not None:
+            self._run_stop.set()
 
     def _housekeeping_once(self) -> None:
         """A housekeeping turn outside the thread: before READY=1 (so `kiosk status` works as soon as
