@@ -384,30 +384,36 @@ def _check_together(cfg: Config) -> None:
         raise ConfigError("kiosk.id", "must not be empty", cfg.source)
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
+def toml_value(value: Any) -> str:
+    r"""One value as inline TOML, arrays on one line (for the reference table and the example file).
+
+    tomli-w writes the scalars, so strings with quotes, backslashes or control characters come
+    out as valid TOML.
+
+    >>> print(toml_value(["Code128", 'say "hi"']), toml_value(0.5), toml_value(True))
+    ["Code128", "say \"hi\""] 0.5 true
+    """
+    import tomli_w
+
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return tomli_w.dumps({"v": value})[len("v = ") : -1]
 
 
 def dump(cfg: Config, show_secrets: bool = False) -> str:
     """The effective configuration as TOML, secrets masked unless ``show_secrets``."""
-    lines = [f"# effective configuration (from {cfg.source or 'defaults'} and environment)"]
+    import tomli_w
+
+    sections = {}
     for s in SECTION_FIELDS:
-        lines.append(f"\n[{s.name}]")
         section = getattr(cfg, s.name)
+        values = sections[s.name] = {}
         for o in dataclasses.fields(section):
             value = getattr(section, o.name)
             if o.metadata["secret"] and value and not show_secrets:
                 value = "********"
-            lines.append(f"{o.name} = {_toml_value(value)}")
-    return "\n".join(lines) + "\n"
+            values[o.name] = list(value) if isinstance(value, tuple) else value
+    return f"# effective configuration (from {cfg.source or 'defaults'} and environment)\n\n" + tomli_w.dumps(sections)
 
 
 def reference_markdown() -> str:
@@ -417,7 +423,7 @@ def reference_markdown() -> str:
         if o.metadata["default_doc"]:
             default = o.metadata["default_doc"]
         else:
-            default = "`" + _toml_value(o.default if o.default is not dataclasses.MISSING else o.default_factory()) + "`"
+            default = "`" + toml_value(o.default if o.default is not dataclasses.MISSING else o.default_factory()) + "`"
         env = f"`{env_name(key)}`" if o.metadata["env"] else ""
         rows.append(f"| `{key}` | {_type_name(o)} | {default} | {env} | {o.metadata['doc']} |")
     return "\n".join(rows) + "\n"
@@ -445,5 +451,5 @@ def example_toml() -> str:
                 out.append(f'#{o.name} = "kiosk-0001"')
             else:
                 default = o.default if o.default is not dataclasses.MISSING else o.default_factory()
-                out.append(f"{o.name} = {_toml_value(default)}")
+                out.append(f"{o.name} = {toml_value(default)}")
     return "\n".join(out) + "\n"

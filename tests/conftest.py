@@ -65,13 +65,9 @@ def card_folder(tmp_path):
 
 def write_config(path: Path, **sections) -> Path:
     """A kiosk.toml from ``section={key: value}`` keyword arguments."""
-    from device.config import _toml_value
+    import tomli_w
 
-    lines = []
-    for section, values in sections.items():
-        lines.append(f"[{section}]")
-        lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(tomli_w.dumps(sections))
     return path
 
 

@@ -106,6 +106,13 @@ def test_dump_masks_secrets_and_reloads_to_the_same_config(tmp_path):
     assert again == cfg
 
 
+def test_dump_writes_valid_toml_whatever_a_value_holds(tmp_path):
+    site = 'Riga "Centre" \\ counter\x7f3'  # quotes, a backslash, a control character
+    cfg = load(write(tmp_path, f"[kiosk]\nsite = {config.toml_value(site)}\n"), environ={})
+    assert cfg.kiosk.site == site
+    assert load(write(tmp_path, config.dump(cfg)), environ={}).kiosk.site == site
+
+
 def test_example_file_is_generated_from_the_schema():
     text = (REPO / "config" / "kiosk.toml").read_text()
     assert text == config.example_toml(), "regenerate: kiosk config reference --example > config/kiosk.toml"

@@ -434,7 +434,7 @@ class DeliveryWatcher:
 
 
 def _write_config(folder: Path, source: str, pace: str, central_url: str, token_file: Path, unmask: bool) -> Path:
-    from device.config import _toml_value
+    import tomli_w
 
     sections = {
         "kiosk": {"id": "demo-kiosk", "site": "demo counter"},
@@ -444,12 +444,8 @@ def _write_config(folder: Path, source: str, pace: str, central_url: str, token_
         "feedback": {"pin_factory": "mock"},
         "log": {"unmask": unmask},
     }
-    lines = []
-    for section, values in sections.items():
-        lines.append(f"[{section}]")
-        lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
     path = folder / "kiosk.toml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text(tomli_w.dumps(sections), encoding="utf-8")
     return path
 
 
