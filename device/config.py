@@ -242,6 +242,10 @@ class Config:
 
 SECTION_FIELDS = [f for f in dataclasses.fields(Config) if f.name != "source"]
 
+#: The built-in defaults, for parameters whose default is a config key's: a constructor writes
+#: ``settle_s: float = DEFAULTS.scan.settle_s`` instead of copying the number (copies drift).
+DEFAULTS = Config()
+
 
 def options() -> list[tuple[str, dataclasses.Field]]:
     """Every option as ("section.key", field), in schema order (for docs, dumps and tests)."""

@@ -59,16 +59,8 @@ class Pipeline:
 
     @classmethod
     def from_config(cls, cfg) -> "Pipeline":
-        scanner = Scanner(
-            decoder=cfg.scan.decoder,
-            symbologies=tuple(cfg.scan.symbologies),
-            full_look_interval_s=cfg.scan.full_look_interval_s,
-            settle_s=cfg.scan.settle_s,
-            change_threshold=cfg.scan.change_threshold,
-            max_regions=cfg.scan.max_regions,
-            work_size=cfg.scan.work_size,
-        )
-        return cls(scanner, unmask=cfg.log.unmask)
+        """The pipeline of the ``[scan]`` section, logging as ``[log]`` says."""
+        return cls(Scanner.from_config(cfg.scan), unmask=cfg.log.unmask)
 
     def frame(self, image: np.ndarray, monotonic: float) -> FrameResult:
         """A live frame: the gate may skip it."""

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from device.config import DEFAULTS
+
 #: Reasons a frame is let through, or "skip".
 REASONS = ("first", "change", "settle", "full-look", "skip")
 
@@ -57,10 +59,10 @@ class Gate:
     def __init__(
         self,
         *,
-        full_look_interval_s: float = 1.0,
-        settle_s: float = 0.3,
+        full_look_interval_s: float = DEFAULTS.scan.full_look_interval_s,
+        settle_s: float = DEFAULTS.scan.settle_s,
         pixel_threshold: float = 10.0,
-        changed_fraction: float = 0.005,
+        changed_fraction: float = DEFAULTS.scan.change_threshold,
         thumb_width: int = 80,
     ) -> None:
         if not full_look_interval_s > 0:

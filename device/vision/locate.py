@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from device.config import DEFAULTS
+
 Point = tuple[float, float]
 
 
@@ -92,11 +94,11 @@ class Locator:
     def __init__(
         self,
         *,
-        work_size: int = 640,
+        work_size: int = DEFAULTS.scan.work_size,
         window: int = 5,
         min_coherence: float = 0.6,
         min_contrast: float = 12.0,
-        max_regions: int = 4,
+        max_regions: int = DEFAULTS.scan.max_regions,
         min_edges: int = 12,
         target_module_px: float = 3.5,
         max_crop_height: int = 160,

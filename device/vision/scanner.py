@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from device.config import DEFAULTS, ScanSection
 from device.vision import Symbol
 from device.vision.decoders import (
     DEFAULT_SYMBOLOGIES,
@@ -76,19 +77,32 @@ class Scanner:
 
     def __init__(
         self,
-        decoder: str = "zxing-cpp",
+        decoder: str = DEFAULTS.scan.decoder,
         symbologies: Sequence[str] = DEFAULT_SYMBOLOGIES,
         *,
-        full_look_interval_s: float = 1.0,
-        settle_s: float = 0.3,
-        change_threshold: float = 0.005,
+        full_look_interval_s: float = DEFAULTS.scan.full_look_interval_s,
+        settle_s: float = DEFAULTS.scan.settle_s,
+        change_threshold: float = DEFAULTS.scan.change_threshold,
         locate: bool = True,
-        max_regions: int = 4,
-        work_size: int = 640,
+        max_regions: int = DEFAULTS.scan.max_regions,
+        work_size: int = DEFAULTS.scan.work_size,
     ) -> None:
         self.decoder: Decoder = make_decoder(decoder, symbologies)
         self.gate = Gate(full_look_interval_s=full_look_interval_s, settle_s=settle_s, changed_fraction=change_threshold)
         self.locator = Locator(max_regions=max_regions, work_size=work_size) if locate else None
+
+    @classmethod
+    def from_config(cls, section: ScanSection) -> "Scanner":
+        """The scanner as the ``[scan]`` section configures it (the daemon's, ``kiosk scan``'s)."""
+        return cls(
+            decoder=section.decoder,
+            symbologies=tuple(section.symbologies),
+            full_look_interval_s=section.full_look_interval_s,
+            settle_s=section.settle_s,
+            change_threshold=section.change_threshold,
+            max_regions=section.max_regions,
+            work_size=section.work_size,
+        )
 
     def scan(self, image: np.ndarray, monotonic: float) -> ScanResult:
         """Gate the frame, and decode it if the gate lets it through. ``ValueError`` for non-images."""
