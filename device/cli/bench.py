@@ -6,7 +6,7 @@ HELP = {"bench": "measure read rates and speed"}
 
 
 def register(sub) -> None:
-    from device.tools.bench import decode, idle, loop, outbox, scenes
+    from device.tools.bench import command, decode, idle, loop, outbox, scenes
 
     p = sub.add_parser("bench", help="measure read rates and speed", description="Benchmarks: read rates and costs, side by side in one run.")
     bsub = p.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
@@ -16,6 +16,7 @@ def register(sub) -> None:
         ("loop", loop, "frames per second, CPU per frame and gate skips of the scan loop on a video"),
         ("outbox", outbox, "commit latency with synchronous=FULL and the drain rate of a backlog into the central"),
         ("idle", idle, "the idle daemon (camera on, nobody at the counter): CPU share, and memory over 50,000 frames"),
+        ("command", command, "CPU time of a technician's command (e.g. status) for one or more installs, side by side"),
     ):
         bp = bsub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip().splitlines()[0])
         module.add_arguments(bp)
