@@ -28,11 +28,13 @@ import numpy as np
 from device.backoff import Backoff
 from device.camera import CameraError, Frame, FrameSource
 from device.camera.focus import FocusState
+from device.config import CameraSection
 
 log = logging.getLogger(__name__)
 
-#: Defaults; the config may override them (camera.stall_timeout_s, camera.reopen_*).
-STALL_TIMEOUT_S = 2.0
+#: The schema's default (camera.stall_timeout_s): one number, not a second one that drifts.
+STALL_TIMEOUT_S: float = CameraSection.stall_timeout_s
+#: Reopen waits (no config key: a camera that is back is found within half a minute).
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 30.0
 
