@@ -17,12 +17,14 @@ names the file and the key::
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 from device.camera.focus import FOCUS_MODES
 
@@ -110,8 +112,35 @@ def _check_pin(value: str) -> str | None:
 
 
 def _check_url(value: str) -> str | None:
-    if value and not value.startswith(("http://", "https://")):
-        return f'expected an http(s) URL, got "{value}"'
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f'expected an http(s) URL of the central, e.g. https://central.example.net, got "{value}"'
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_url_problem(url: str, allow_insecure_http: bool) -> str | None:
+    """Why ``url`` must not be used (plain http:// leaving the machine), or None.
+
+    The schema checks it (``kiosk config check``) and so does :class:`device.central_client.CentralClient`.
+    """
+    host = urlsplit(url).hostname or ""
+    if url.startswith("http://") and not is_loopback(host) and not allow_insecure_http:
+        return (
+            f"plain http:// to {host} would send identifications and the token unencrypted; "
+            "use https://, or set api.allow_insecure_http = true (never in production)"
+        )
     return None
 
 
@@ -372,6 +401,11 @@ def _check_together(cfg: Config) -> None:
     """Rules that involve more than one key."""
     if cfg.api.token and cfg.api.token_file:
         raise ConfigError("api.token_file", "set either api.token or api.token_file, not both", cfg.source)
+    if cfg.api.backoff_cap_s < cfg.api.backoff_base_s:
+        raise ConfigError("api.backoff_cap_s", f"must be at least api.backoff_base_s ({cfg.api.backoff_base_s:g})", cfg.source)
+    insecure = insecure_url_problem(cfg.api.url, cfg.api.allow_insecure_http)
+    if insecure:
+        raise ConfigError("api.url", insecure, cfg.source)
     pins = {}
     for name in ("green_pin", "red_pin", "amber_pin", "buzzer_pin", "button_pin"):
         pin = getattr(cfg.feedback, name)

@@ -7,8 +7,8 @@ daemon, which owns the camera); ``kiosk diag api`` uses :func:`check_central`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -17,6 +17,9 @@ from device.pipeline import Reading
 from device.redact import describe_text, mask_contract
 from device.vision.decoders import as_grey
 from device.vision.locate import Locator
+
+if TYPE_CHECKING:
+    from device.central_client import CentralClient
 
 REGION_BGR = (0, 200, 255)  # amber: "a barcode-like region was found here"
 CARD_BGR = (0, 200, 0)  # green: a client card was read
@@ -59,34 +62,27 @@ class CentralCheck:
         return self.reachable and bool(self.token_accepted)
 
 
-def check_central(forwarder, kiosk_id: str, site: str) -> CentralCheck:
+def check_central(client: CentralClient, kiosk_id: str, site: str) -> CentralCheck:
     """Ask the central's health endpoint, then post an empty batch to see whether the token is accepted.
 
-    An empty batch stores nothing; the central answers it like any batch, so a 200 proves the
-    token and the path, a 401/403 proves the token is refused.
-    """
-    import requests
+    ``client`` is the one the forwarder delivers with (same TLS, token, timeouts), so what this
+    finds is what delivery meets. An empty batch stores nothing; the central answers it like any
+    batch, so a 200 proves the token and the path, a 401/403 proves the token is refused::
 
-    session, timeout = forwarder.session, forwarder.timeout
+        print(check_central(CentralClient.from_config(cfg), cfg.kiosk.id, cfg.kiosk.site).detail)
+    """
+    from device.central_client import HEALTH_PATH, IDENTIFICATIONS_PATH, CentralProblem, CentralRefusedToken
+
     try:
-        health = session.get(forwarder.base_url + "/v1/health", timeout=timeout, allow_redirects=False)
-    except requests.RequestException as e:
-        return CentralCheck(False, None, f"cannot reach {forwarder.base_url}: {type(e).__name__}: {e}")
-    if health.status_code != 200:
-        return CentralCheck(False, None, f"{forwarder.base_url}/v1/health answered HTTP {health.status_code}")
-    token, problem = forwarder.read_token()
-    if problem:
-        return CentralCheck(True, False, f"central reachable, but no token: {problem}")
-    body = {"kiosk": {"id": kiosk_id, "site": site}, "identifications": []}
+        client.get_json(HEALTH_PATH, auth=False)
+    except CentralProblem as e:
+        return CentralCheck(False, None, str(e))
     try:
-        answer = session.post(
-            forwarder.endpoint, data=json.dumps(body), timeout=timeout, allow_redirects=False,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        )  # fmt: skip
-    except requests.RequestException as e:
-        return CentralCheck(True, None, f"health ok, but posting failed: {type(e).__name__}: {e}")
-    if answer.status_code in (401, 403):
-        return CentralCheck(True, False, f"central reachable, token REFUSED (HTTP {answer.status_code}): fix api.token_file")
-    if answer.status_code != 200:
-        return CentralCheck(True, None, f"central reachable, but an empty batch got HTTP {answer.status_code}")
-    return CentralCheck(True, True, f"central reachable at {forwarder.base_url}, token accepted")
+        client.post_json(IDENTIFICATIONS_PATH, {"kiosk": {"id": kiosk_id, "site": site}, "identifications": []})
+    except CentralRefusedToken as e:
+        if e.status is None:
+            return CentralCheck(True, False, f"central reachable, but no token: {e}")
+        return CentralCheck(True, False, f"central reachable, token REFUSED: {e}")
+    except CentralProblem as e:
+        return CentralCheck(True, None, f"health ok, but an empty batch failed: {e}")
+    return CentralCheck(True, True, f"central reachable at {client.base_url}, token accepted")

@@ -1,5 +1,8 @@
 """The forwarder: delivers the outbox's pending identifications to the central API, in order.
 
+This is delivery policy only; talking to the central (session, TLS, token, answer limits, what
+a failure means) is :class:`device.central_client.CentralClient`'s.
+
 Delivery is at least once: a record leaves ``pending`` only when the central's answer names it
 (``accepted`` or ``duplicate`` -> delivered, ``rejected`` -> dead with the reason). Anything else
 keeps it pending and retries later: timeouts, connection errors (also an answer lost after the
@@ -7,19 +10,19 @@ central committed: the retry is answered ``duplicate``), 408, 429 and 5xx, and m
 (not JSON, wrong shape, an HTML error page, a 200 without a result for some record). The central
 counts each id once, so at least once here is "counted once" there.
 
-- Retries back off exponentially with full jitter, capped, and honour ``Retry-After``. Attempts
-  and the next attempt time are stored in the outbox, so a restart does not reset them.
+- Retries back off exponentially with full jitter, capped (:class:`device.backoff.Backoff`), and
+  honour ``Retry-After`` up to ``api.retry_after_cap_s``. Attempts and the next attempt time are
+  stored in the outbox, so a restart does not reset them.
 - 401/403 pause delivery and raise an alert (:attr:`Forwarder.paused_by_auth`); records stay
   pending and are tried again every ``auth_retry_s``, or at once when the token file changes.
 - A 400/422 for a batch is split in halves until the bad record is alone; a single record
   answered 400/422 is dead with the central's message. (413 also splits; a single record
   answered 413 stays pending.)
-- Plain ``http://`` is refused except to loopback, unless ``allow_insecure_http``.
 
 In the daemon it runs in its own thread; tests and ``kiosk run``'s drain call
 :meth:`Forwarder.deliver_once` / :meth:`Forwarder.drain`::
 
-    forwarder = Forwarder(outbox, "https://central.example.net", token_file="/etc/kiosk/token")
+    forwarder = Forwarder.from_config(cfg, outbox)
     stop = threading.Event()
     threading.Thread(target=forwarder.run, args=(stop,), name="forwarder").start()
     ...
@@ -28,28 +31,27 @@ In the daemon it runs in its own thread; tests and ``kiosk run``'s drain call
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import logging
 import random
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
-from pathlib import Path
-from urllib.parse import urlsplit
+from datetime import timedelta
 
-import requests
-
-from device import __version__
-from device.clock import Clock, SystemClock, utc_iso
+from device.backoff import Backoff
+from device.central_client import (
+    IDENTIFICATIONS_PATH,
+    CentralClient,
+    CentralError,
+    CentralProblem,
+    CentralRefusedToken,
+)
+from device.clock import Clock, utc_iso
+from device.config import Config
 from device.outbox import Identification, Outbox, OutboxError
 from device.redact import describe_text, escape
 
 log = logging.getLogger(__name__)
-
-IDENTIFICATIONS_PATH = "/v1/identifications"
 
 # Outcome kinds of one delivery step.
 IDLE = "idle"  # nothing due
@@ -57,16 +59,16 @@ OK = "ok"  # a batch went through (some records may be dead); call again at once
 FAILED = "failed"  # a retryable error: records stay pending until their next attempt
 AUTH = "auth"  # the central refused the token (or there is none): delivery paused
 
-#: Answers retried with backoff (besides every 5xx).
-RETRY_STATUSES = frozenset({408, 429})
 #: Answers that condemn a single-record batch (and split larger ones).
 BAD_REQUEST_STATUSES = frozenset({400, 422})
 TOO_LARGE = 413
-AUTH_STATUSES = frozenset({401, 403})
 
+#: How often an idle forwarder looks at the outbox without a :meth:`Forwarder.wake`.
+IDLE_POLL_S = 2.0
+#: How often delivered identifications past their retention are deleted.
+PURGE_INTERVAL_S = 3600.0
 
-class ForwarderConfigError(ValueError):
-    """The forwarder cannot be set up as configured; ``str()`` names the option to fix."""
+PAUSED = "delivery is paused, identifications stay queued"
 
 
 @dataclass(frozen=True)
@@ -82,46 +84,8 @@ class Outcome:
     error: str | None = None
 
 
-class _Retry(Exception):
-    """A retryable failure of one request; ``retry_after_s`` from the answer, if any."""
-
-    def __init__(self, message: str, retry_after_s: float | None = None):
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-class _AuthRefused(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    headers: requests.structures.CaseInsensitiveDict
-    body: bytes
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_url(url: str, allow_insecure_http: bool = False) -> str:
-    """The base URL without a trailing slash, or :class:`ForwarderConfigError` naming the option."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ForwarderConfigError(f'api.url: expected an https:// URL of the central, got "{escape(url)}"')
-    if parts.scheme == "http" and not is_loopback(parts.hostname) and not allow_insecure_http:
-        raise ForwarderConfigError(
-            f"api.url: plain http:// to {parts.hostname} would send identifications and the token unencrypted; "
-            "use https://, or set api.allow_insecure_http = true (never in production)"
-        )
-    return url.rstrip("/")
+class _Untrusted(Exception):
+    """A 2xx answer whose results cannot be trusted as a whole: every record stays pending."""
 
 
 def wire_record(record: Identification) -> dict:
@@ -137,86 +101,39 @@ def wire_record(record: Identification) -> dict:
     }
 
 
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - now).total_seconds())
-
-
 class Forwarder:
-    """Delivers pending identifications from ``outbox`` to the central at ``url``.
+    """Delivers pending identifications from ``outbox`` to the central through ``client``.
 
-    The token is ``token``, or read from ``token_file`` at every attempt (a technician who fixes
-    the file needs no restart). Waits: ``backoff_base_s * 2**(n-1)`` capped at ``backoff_cap_s``,
-    full jitter, ``n`` the attempt number; at least ``Retry-After`` (itself capped at
-    ``retry_after_cap_s``); ``auth_retry_s`` while the token is refused.
+    Waits: ``backoff`` for attempt ``n`` (full jitter below ``base * 2**(n-1)``, capped); at
+    least ``Retry-After`` (itself capped at ``retry_after_cap_s``); ``auth_retry_s`` while the
+    token is refused. ``clock`` (default: the outbox's) dates the next attempts stored in the
+    outbox. Build it with :meth:`from_config`; the constructor is for tests and tools.
     """
 
     def __init__(
         self,
         outbox: Outbox,
-        url: str,
-        token: str = "",
+        client: CentralClient,
         *,
-        token_file: str = "",
-        batch_size: int = 100,
-        connect_timeout_s: float = 5.0,
-        read_timeout_s: float = 15.0,
-        ca_bundle: str = "",
-        allow_insecure_http: bool = False,
-        backoff_base_s: float = 1.0,
-        backoff_cap_s: float = 300.0,
-        retry_after_cap_s: float = 3600.0,
-        auth_retry_s: float = 60.0,
-        idle_poll_s: float = 2.0,
-        purge_interval_s: float = 3600.0,
-        max_response_bytes: int = 1_000_000,
+        batch_size: int,
+        backoff: Backoff,
+        retry_after_cap_s: float,
+        auth_retry_s: float,
+        idle_poll_s: float = IDLE_POLL_S,
+        purge_interval_s: float = PURGE_INTERVAL_S,
         clock: Clock | None = None,
-        rng: random.Random | None = None,
-        session: requests.Session | None = None,
     ):
-        if token and token_file:
-            raise ForwarderConfigError("api.token_file: set either api.token or api.token_file, not both")
-        if ca_bundle and not Path(ca_bundle).is_file():
-            raise ForwarderConfigError(f'api.ca_bundle: no such file "{escape(ca_bundle)}"')
-        if batch_size < 1:
-            raise ForwarderConfigError(f"api.batch_size: expected at least 1, got {batch_size}")
         self.outbox = outbox
-        self.base_url = check_url(url, allow_insecure_http)
-        self.endpoint = self.base_url + IDENTIFICATIONS_PATH
-        self._token = token.strip()
-        self._token_file = token_file
+        self.client = client
         self.batch_size = batch_size
-        self.timeout = (connect_timeout_s, read_timeout_s)
-        # The read timeout bounds each wait for bytes; this bounds a server that trickles them.
-        self._answer_budget_s = connect_timeout_s + 2 * read_timeout_s
-        self.backoff_base_s = backoff_base_s
-        self.backoff_cap_s = backoff_cap_s
+        self.backoff = backoff
         self.retry_after_cap_s = retry_after_cap_s
         self.auth_retry_s = auth_retry_s
         self.idle_poll_s = idle_poll_s
         self.purge_interval_s = purge_interval_s
-        self.max_response_bytes = max_response_bytes
-        self.clock = clock or SystemClock()
-        self._rng = rng or random.Random()
+        self.clock = clock or outbox.clock
         # The longest wait we ever store: a stored next attempt further ahead means the wall clock jumped back.
-        self._max_wait_s = max(backoff_cap_s, retry_after_cap_s, auth_retry_s)
-        self.session = session or requests.Session()
-        self.session.verify = ca_bundle or True
-        # Proxies, CA bundles and .netrc from the environment stay out: what the kiosk talks to
-        # is in its configuration only.
-        self.session.trust_env = False
-        self.session.headers.update({"User-Agent": f"counter-kiosk/{__version__}", "Accept": "application/json"})
+        self._max_wait_s = max(backoff.cap_s, retry_after_cap_s, auth_retry_s)
 
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -228,6 +145,29 @@ class Forwarder:
         self.delivered_total = 0
         self._refused_token: str | None = None
         self._auth_retry_at = 0.0  # monotonic
+
+    @classmethod
+    def from_config(cls, cfg: Config, outbox: Outbox, *, clock: Clock | None = None, rng: random.Random | None = None) -> Forwarder:
+        """The forwarder as the ``[api]`` section configures it; problems are config errors naming the key.
+
+        ``rng`` draws the backoff's jitter (tests pass one that draws exact waits).
+        """
+        clock = clock or outbox.clock
+        api = cfg.api
+        return cls(
+            outbox,
+            CentralClient.from_config(cfg, clock=clock),
+            batch_size=api.batch_size,
+            backoff=Backoff(api.backoff_base_s, api.backoff_cap_s, rng=rng),
+            retry_after_cap_s=api.retry_after_cap_s,
+            auth_retry_s=api.auth_retry_s,
+            clock=clock,
+        )
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        """The client's (connect, read) timeouts: what bounds the request in flight when stopping."""
+        return self.client.timeout
 
     # --- status -----------------------------------------------------------------------------
 
@@ -242,7 +182,7 @@ class Forwarder:
                 state = "ok"
             return {
                 "state": state,
-                "url": self.base_url,
+                "url": self.client.base_url,
                 "paused_by_auth": self.paused_by_auth,
                 "consecutive_failures": self.consecutive_failures,
                 "last_error": self.last_error,
@@ -277,7 +217,7 @@ class Forwarder:
                 outcome = self.deliver_once()
             except Exception as e:  # a bug must not end delivery for good: note it, back off, go on
                 log.exception("delivery step failed unexpectedly")
-                outcome = Outcome(FAILED, error=f"internal error: {e}", wait_s=self._backoff(self.consecutive_failures + 1))
+                outcome = Outcome(FAILED, error=f"internal error: {e}", wait_s=self.backoff.delay(self.consecutive_failures + 1))
                 self._note_failure(outcome.error)
             self._pause(stop, outcome.wait_s)
 
@@ -311,7 +251,9 @@ class Forwarder:
     def deliver_once(self) -> Outcome:
         """Send one batch of due records (split if the central finds a bad one); update the outbox."""
         self._wake.clear()
-        token, token_problem = self.read_token()
+        token, token_problem = self.client.read_token()
+        if token_problem is not None:
+            token_problem = f"{token_problem}; {PAUSED}"
         force = False
         if self.paused_by_auth:
             if token_problem is None and token != self._refused_token:
@@ -322,7 +264,7 @@ class Forwarder:
             batch = self.outbox.due(self.batch_size, max_wait_s=self._max_wait_s, force=force)
         except OutboxError as e:
             self._note_failure(str(e))
-            return Outcome(FAILED, error=str(e), wait_s=self._backoff(self.consecutive_failures))
+            return Outcome(FAILED, error=str(e), wait_s=self.backoff.delay(self.consecutive_failures))
         if not batch:
             try:
                 until = self.outbox.seconds_until_due(max_wait_s=self._max_wait_s)
@@ -347,38 +289,40 @@ class Forwarder:
             chunk = work.pop(0)
             sent += len(chunk)
             try:
-                answer = self._post(chunk, token)
-                if answer.status in AUTH_STATUSES:
-                    raise _AuthRefused(
-                        f"the central refused the token (HTTP {answer.status}): check api.token / api.token_file; "
-                        "delivery is paused, identifications stay queued"
-                    )
-                if answer.status in BAD_REQUEST_STATUSES or answer.status == TOO_LARGE:
+                answer = self.client.post_json(IDENTIFICATIONS_PATH, self._body(chunk), token=token)
+                ok_ids, rejected, missing, problem = _read_results(answer.data, chunk)
+            except CentralRefusedToken as e:
+                error = f"{e}; {PAUSED}"
+                self._pause_for_auth(error, token)
+                self._store_failure(_left(chunk, work), error, self.auth_retry_s)
+                return Outcome(AUTH, sent=sent, delivered=delivered, dead=dead, kept=kept + len(chunk) + sum(map(len, work)),
+                               error=error, wait_s=min(5.0, self.auth_retry_s))  # fmt: skip
+            except CentralError as e:
+                if e.status in BAD_REQUEST_STATUSES or e.status == TOO_LARGE:
                     if len(chunk) > 1:
                         half = len(chunk) // 2
                         work[:0] = [chunk[:half], chunk[half:]]
                         continue
-                    if answer.status == TOO_LARGE:
-                        raise _Retry(f"the central answered HTTP 413 (too large) for a single identification{_error_text(answer)}")
-                    reason = f"HTTP {answer.status}{_error_text(answer)}"
-                    self.outbox.mark_dead(chunk[0].id, reason)
-                    log.warning("central refused identification seq %d (%s): moved to dead", chunk[0].seq, describe_text(reason))
-                    dead += 1
-                    continue
-                if not 200 <= answer.status < 300:
-                    retry_after = parse_retry_after(answer.headers.get("Retry-After"), self.clock.now())
-                    raise _Retry(_status_error(answer), retry_after)
-                ok_ids, rejected, missing, problem = _read_results(answer.body, chunk)
-            except _AuthRefused as e:
-                self._pause_for_auth(str(e), token)
-                self._store_failure(chunk + [r for c in work for r in c], str(e), self.auth_retry_s)
-                return Outcome(AUTH, sent=sent, delivered=delivered, dead=dead, kept=kept + len(chunk) + sum(map(len, work)),
-                               error=str(e), wait_s=min(5.0, self.auth_retry_s))  # fmt: skip
-            except _Retry as e:
-                pending_error = ([*chunk, *(r for c in work for r in c)], str(e), e.retry_after_s)
+                    if e.status in BAD_REQUEST_STATUSES:
+                        reason = f"HTTP {e.status}{e.detail}"
+                        try:
+                            self.outbox.mark_dead(chunk[0].id, reason)
+                        except OutboxError as oe:
+                            pending_error = (_left(chunk, work), str(oe), None)
+                            break
+                        log.warning("central refused identification seq %d (%s): moved to dead", chunk[0].seq, describe_text(reason))
+                        dead += 1
+                        continue
+                    error = f"the central answered HTTP 413 (too large) for a single identification{e.detail}"
+                    pending_error = (_left(chunk, work), error, e.retry_after_s)
+                    break
+                pending_error = (_left(chunk, work), str(e), e.retry_after_s)
                 break
-            except OutboxError as e:
-                pending_error = ([*chunk, *(r for c in work for r in c)], str(e), None)
+            except CentralProblem as e:  # unreachable, busy, malformed: all worth another try
+                pending_error = (_left(chunk, work), str(e), e.retry_after_s)
+                break
+            except _Untrusted as e:
+                pending_error = (_left(chunk, work), str(e), None)
                 break
             try:
                 if ok_ids:
@@ -389,7 +333,7 @@ class Forwarder:
                         log.warning("central rejected identification %s (%s): moved to dead", record_id, describe_text(reason))
             except OutboxError as e:
                 # Not marked: they stay pending and the retry is answered "duplicate".
-                pending_error = ([*chunk, *(r for c in work for r in c)], str(e), None)
+                pending_error = (_left(chunk, work), str(e), None)
                 break
             self._note_success(len(ok_ids))
             if missing:
@@ -407,73 +351,17 @@ class Forwarder:
 
     # --- HTTP -------------------------------------------------------------------------------
 
-    def _post(self, chunk: list[Identification], token: str) -> _Answer:
-        body = {"kiosk": {"id": chunk[0].kiosk_id, "site": chunk[0].site}, "identifications": [wire_record(r) for r in chunk]}
-        data = json.dumps(body, separators=(",", ":")).encode("utf-8")
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        try:
-            response = self.session.post(self.endpoint, data=data, headers=headers, timeout=self.timeout, allow_redirects=False, stream=True)
-        except requests.exceptions.SSLError as e:
-            raise _Retry(f"TLS to the central failed (certificate not trusted? check api.ca_bundle): {_short(e)}") from e
-        except requests.exceptions.ConnectTimeout as e:
-            raise _Retry(f"no connection to the central within {self.timeout[0]:g} s (connect timeout)") from e
-        except requests.exceptions.ReadTimeout as e:
-            raise _Retry(f"no answer from the central within {self.timeout[1]:g} s (read timeout)") from e
-        except requests.exceptions.ConnectionError as e:
-            raise _Retry(f"cannot reach the central, or it closed the connection without an answer: {_short(e)}") from e
-        except requests.exceptions.RequestException as e:
-            raise _Retry(f"request to the central failed: {_short(e)}") from e
-        try:
-            return _Answer(response.status_code, response.headers, self._read_body(response))
-        finally:
-            response.close()
-
-    def _read_body(self, response: requests.Response) -> bytes:
-        deadline = time.monotonic() + self._answer_budget_s
-        parts, size = [], 0
-        try:
-            for part in response.iter_content(8192):
-                parts.append(part)
-                size += len(part)
-                if size > self.max_response_bytes:
-                    raise _Retry(f"the central's answer is larger than {self.max_response_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise _Retry(f"the central's answer took longer than {self._answer_budget_s:g} s to arrive")
-        except requests.exceptions.Timeout as e:
-            raise _Retry(f"the central's answer stopped arriving (read timeout {self.timeout[1]:g} s)") from e
-        except requests.exceptions.RequestException as e:
-            raise _Retry(f"the central's answer was cut off: {_short(e)}") from e
-        return b"".join(parts)
-
-    def read_token(self) -> tuple[str, str | None]:
-        """The token to send, or a problem to report (no token, unreadable file)."""
-        if self._token_file:
-            try:
-                token = Path(self._token_file).read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as e:
-                return "", f"cannot read api.token_file {self._token_file}: {getattr(e, 'strerror', None) or e}; delivery is paused"
-            if not token:
-                return "", f"api.token_file {self._token_file} is empty; delivery is paused"
-        else:
-            token = self._token
-            if not token:
-                return "", "no token for the central (set api.token_file or api.token); delivery is paused"
-        if not token.isprintable() or any(c.isspace() for c in token):
-            return "", "the token for the central contains spaces or control characters; delivery is paused"
-        return token, None
+    def _body(self, chunk: list[Identification]) -> dict:
+        """One request: the records of one kiosk id and site (see :meth:`deliver_once`)."""
+        return {"kiosk": {"id": chunk[0].kiosk_id, "site": chunk[0].site}, "identifications": [wire_record(r) for r in chunk]}
 
     # --- bookkeeping ------------------------------------------------------------------------
-
-    def _backoff(self, attempt: int) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
-        ceiling = min(self.backoff_cap_s, self.backoff_base_s * 2 ** max(0, min(attempt, 64) - 1))
-        return self._rng.uniform(0, ceiling)
 
     def _store_failure(self, records: list[Identification], error: str, retry_after_s: float | None) -> float:
         """Count a failed attempt for ``records`` and store when to try them again. Returns the wait."""
         self._note_failure(error)
         attempt = max(self.consecutive_failures, max((r.attempts for r in records), default=0) + 1)
-        wait = self._backoff(attempt)
+        wait = self.backoff.delay(attempt)
         if retry_after_s is not None:
             wait = max(wait, min(retry_after_s, self.retry_after_cap_s))
         if self.paused_by_auth:
@@ -512,6 +400,11 @@ class Forwarder:
             self._auth_retry_at = self.clock.monotonic() + self.auth_retry_s
 
 
+def _left(chunk: list[Identification], work: list[list[Identification]]) -> list[Identification]:
+    """The records not yet answered: the chunk in hand and the chunks still to send."""
+    return [*chunk, *(r for c in work for r in c)]
+
+
 def _prefix(records: list[Identification], keep) -> list[Identification]:
     out = []
     for r in records:
@@ -521,49 +414,16 @@ def _prefix(records: list[Identification], keep) -> list[Identification]:
     return out
 
 
-def _short(e: Exception, limit: int = 200) -> str:
-    return escape(str(e), limit)
+def _read_results(data, chunk: list[Identification]):
+    """Sort the central's 2xx answer (parsed JSON): (delivered ids, [(rejected id, reason)], missing records, problem).
 
-
-def _json(body: bytes):
-    try:
-        return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return None
-
-
-def _error_text(answer: _Answer) -> str:
-    """The central's error message from a JSON body (``error``/``detail``/``message``), for reasons and logs."""
-    data = _json(answer.body)
-    if isinstance(data, dict):
-        for key in ("error", "detail", "message", "reason"):
-            if isinstance(data.get(key), str):
-                return ": " + escape(data[key], 200)
-    return " (no JSON error message)" if answer.body else ""
-
-
-def _status_error(answer: _Answer) -> str:
-    if 300 <= answer.status < 400:
-        return f"the central answered HTTP {answer.status} (a redirect, to {escape(answer.headers.get('Location', '?'), 100)}): check api.url"
-    if answer.status == 404:
-        return "the central answered HTTP 404: check api.url (the kiosk posts to <api.url>/v1/identifications)"
-    return f"the central answered HTTP {answer.status}{_error_text(answer)}"
-
-
-def _read_results(body: bytes, chunk: list[Identification]):
-    """Sort the central's 2xx answer: (delivered ids, [(rejected id, reason)], missing records, problem).
-
-    Raises :class:`_Retry` when the answer as a whole cannot be trusted; a record without a
+    Raises :class:`_Untrusted` when the answer as a whole cannot be trusted; a record without a
     clear result of its own stays pending (``missing``, with ``problem`` saying so).
     """
     sent = {r.id.lower(): r for r in chunk}
-    data = _json(body)
-    if data is None:
-        kind = "an HTML page" if body.lstrip()[:1] == b"<" else "not JSON"
-        raise _Retry(f"the central answered 2xx but its answer is {kind}; identifications stay queued")
     results = data.get("results") if isinstance(data, dict) else None
     if not isinstance(results, list):
-        raise _Retry("the central answered 2xx without a 'results' list; identifications stay queued")
+        raise _Untrusted("the central answered 2xx without a 'results' list; identifications stay queued")
     verdicts: dict[str, tuple[str, str]] = {}
     conflicting: set[str] = set()
     oddities: list[str] = []
@@ -590,7 +450,7 @@ def _read_results(body: bytes, chunk: list[Identification]):
     if oddities:
         # Results for ids we did not send (a proxy's cached answer? another request's?) make
         # the whole answer untrustworthy: keep every record; the retry costs only a duplicate.
-        raise _Retry(f"the central's answer is inconsistent ({'; '.join(sorted(set(oddities)))}); identifications stay queued")
+        raise _Untrusted(f"the central's answer is inconsistent ({'; '.join(sorted(set(oddities)))}); identifications stay queued")
     missing = [r for r in chunk if r.id.lower() not in verdicts]
     problem = None
     if missing:

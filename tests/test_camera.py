@@ -21,7 +21,7 @@ import pytest
 from device.camera import CameraError, open_source
 from device.camera.file import FileSource, iter_frames, media_kind
 from device.camera.focus import FocusSettings
-from device.camera.grabber import Backoff, FrameGrabber
+from device.camera.grabber import FrameGrabber
 from device.camera.picamera2 import MISSING_MESSAGE, Picamera2Source
 from device.camera.v4l2 import V4L2Source, device_path
 
@@ -487,15 +487,6 @@ def test_grabber_survives_a_device_that_raises_or_returns_garbage(world):
         grabber.close()
     with pytest.raises(CameraError, match="closed"):
         grabber.read(timeout=0)
-
-
-def test_reopen_delays_double_up_to_the_cap_and_restart_after_success():
-    backoff = Backoff(0.5, 30.0)
-    assert [backoff.next() for _ in range(8)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
-    backoff.reset()
-    assert backoff.next() == 0.5
-    with pytest.raises(ValueError):
-        Backoff(1.0, 0.5)
 
 
 # -- picamera2 (faked: the library exists only on a Pi) ---------------------------------------------

@@ -14,7 +14,8 @@ import pytest
 
 from device.card import Card
 from device.clock import FakeClock, SystemClock, parse_utc
-from device.forwarder import AUTH, FAILED, IDLE, OK, Forwarder, ForwarderConfigError, parse_retry_after
+from device.config import ApiSection, Config
+from device.forwarder import AUTH, FAILED, IDLE, OK, Forwarder
 from device.outbox import DEAD, DELIVERED, PENDING, Outbox
 from http_fixtures import (
     StubCentral,
@@ -59,10 +60,11 @@ def stub():
         yield server
 
 
-def forwarder_for(outbox, url, **kw):
-    options = dict(token=TOKEN, clock=outbox.clock, backoff_base_s=1.0, backoff_cap_s=8.0, read_timeout_s=5.0, rng=Highest())
-    options.update(kw)
-    return Forwarder(outbox, url, **options)
+def forwarder_for(outbox, url, rng=Highest(), **api):
+    """A forwarder built the way the daemon builds it, from an [api] section (schema defaults, then ``api``)."""
+    options = dict(url=url, token=TOKEN, backoff_base_s=1.0, backoff_cap_s=8.0, read_timeout_s=5.0)
+    options.update(api)
+    return Forwarder.from_config(Config(api=ApiSection(**options)), outbox, rng=rng)
 
 
 def commit(outbox, card=CARD, n=1):
@@ -324,43 +326,6 @@ def test_an_unreadable_token_file_pauses_without_sending(outbox, stub, tmp_path)
     assert fwd.paused_by_auth and states(outbox) == [PENDING]
 
 
-# --- transport settings ------------------------------------------------------------------------------
-
-
-def test_plain_http_is_refused_except_to_loopback(outbox):
-    with pytest.raises(ForwarderConfigError, match="allow_insecure_http"):
-        Forwarder(outbox, "http://central.example.net", token=TOKEN)
-    with pytest.raises(ForwarderConfigError, match="api.url"):
-        Forwarder(outbox, "ftp://central.example.net", token=TOKEN)
-    Forwarder(outbox, "http://central.example.net", token=TOKEN, allow_insecure_http=True)
-    for url in ("http://127.0.0.1:8080", "http://localhost:8080/", "http://[::1]:8080"):
-        assert Forwarder(outbox, url, token=TOKEN).endpoint.endswith(":8080/v1/identifications")
-
-
-def test_tls_is_verified_against_the_configured_ca_bundle(outbox, clock):
-    pytest.importorskip("ssl")
-    try:
-        server = StubCentral(token=TOKEN, https=True)
-    except FileNotFoundError:
-        pytest.skip("the openssl command is needed to make a test certificate")
-    with server:
-        (record,) = commit(outbox)
-        untrusted = forwarder_for(outbox, server.url)
-        outcome = untrusted.deliver_once()
-        assert outcome.kind == FAILED and "TLS" in outcome.error and server.receipts == {}
-        clock.advance(wait_s(outbox, record))
-        trusted = forwarder_for(outbox, server.url, ca_bundle=str(server.ca_file))
-        assert trusted.deliver_once().kind == OK and server.receipts == {record.id: 1}
-
-
-def test_retry_after_parsing():
-    now = parse_utc("2024-05-02T09:15:00Z")
-    assert parse_retry_after("120", now) == 120
-    assert parse_retry_after("Thu, 02 May 2024 09:16:00 GMT", now) == 60
-    assert parse_retry_after("Thu, 02 May 2024 09:00:00 GMT", now) == 0
-    assert parse_retry_after("soon", now) is None and parse_retry_after(None, now) is None
-
-
 # --- the thread and the drain ---------------------------------------------------------------------------
 
 
@@ -374,7 +339,8 @@ def wait_until(condition, timeout=10.0):
 
 def test_run_delivers_what_is_committed_while_it_runs(tmp_path, stub):
     box = Outbox(tmp_path / "outbox.db", kiosk_id="k", clock=SystemClock())
-    fwd = Forwarder(box, stub.url, token=TOKEN, backoff_base_s=0.01, idle_poll_s=30)
+    fwd = forwarder_for(box, stub.url, rng=None, backoff_base_s=0.01, backoff_cap_s=300.0)
+    fwd.idle_poll_s = 30
     stop = threading.Event()
     thread = threading.Thread(target=fwd.run, args=(stop,))
     thread.start()
@@ -396,7 +362,7 @@ def test_drain_ends_when_nothing_is_pending_or_at_its_timeout(tmp_path, stub):
     box = Outbox(tmp_path / "outbox.db", kiosk_id="k", clock=SystemClock())
     commit(box, n=120)
     stub.then(unavailable(retry_after="0"), reset())
-    fwd = Forwarder(box, stub.url, token=TOKEN, backoff_base_s=0.01)
+    fwd = forwarder_for(box, stub.url, rng=None, backoff_base_s=0.01, backoff_cap_s=300.0)
     assert fwd.drain(timeout_s=30) is True and box.stats()["delivered"] == 120
     commit(box)
     stub.default = unavailable(retry_after="0")
@@ -414,7 +380,7 @@ def test_every_identification_reaches_the_reference_central_exactly_once_through
     records = commit(box, n=150) + commit(box, CLOSED, n=3)
     faults = dict(fail_rate=0.2, retry_after=0, reset_rate=0.1, drop_after_commit_rate=0.2, malformed_rate=0.2, seed=7)
     with start_subprocess(tmp_path / "central.db", TOKEN, reject_contracts=[CLOSED.contract], **faults) as central:
-        fwd = Forwarder(box, central.url, token=TOKEN, batch_size=20, backoff_base_s=0.01, backoff_cap_s=0.05)
+        fwd = forwarder_for(box, central.url, rng=None, batch_size=20, backoff_base_s=0.01, backoff_cap_s=0.05)
         assert fwd.drain(timeout_s=60) is True
         held = central.identifications()
     assert sorted(r["id"] for r in held) == sorted(r.id for r in records if r.contract != CLOSED.contract)

@@ -25,43 +25,18 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from device.backoff import Backoff
 from device.camera import CameraError, Frame, FrameSource
 from device.camera.focus import FocusState
+from device.config import CameraSection
 
 log = logging.getLogger(__name__)
 
-#: Defaults; the config may override them (camera.stall_timeout_s, camera.reopen_*).
-STALL_TIMEOUT_S = 2.0
+#: The schema's default (camera.stall_timeout_s): one number, not a second one that drifts.
+STALL_TIMEOUT_S: float = CameraSection.stall_timeout_s
+#: Reopen waits (no config key: a camera that is back is found within half a minute).
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 30.0
-
-
-class Backoff:
-    """Delays between reopen attempts: ``initial``, doubling after each failure, at most ``maximum``.
-
-    >>> backoff = Backoff(0.5, 4.0)
-    >>> [backoff.next() for _ in range(5)]
-    [0.5, 1.0, 2.0, 4.0, 4.0]
-    >>> backoff.reset(); backoff.next()
-    0.5
-    """
-
-    def __init__(self, initial: float, maximum: float) -> None:
-        if initial <= 0 or maximum < initial:
-            raise ValueError("backoff: need 0 < initial <= maximum")
-        self.initial = initial
-        self.maximum = maximum
-        self._next = initial
-
-    def next(self) -> float:
-        """The delay to wait now; the one after will be twice as long (up to the maximum)."""
-        delay = self._next
-        self._next = min(delay * 2, self.maximum)
-        return delay
-
-    def reset(self) -> None:
-        """Back to the initial delay (the device worked again)."""
-        self._next = self.initial
 
 
 class LiveDevice(Protocol):
@@ -132,7 +107,8 @@ class FrameGrabber:
         self.name = name
         self._open_device = open_device
         self.stall_timeout_s = stall_timeout_s
-        self._backoff = Backoff(backoff_initial_s, backoff_max_s)
+        # No jitter: one camera has nobody to collide with, and the technician reads exact waits.
+        self._backoff = Backoff(backoff_initial_s, backoff_max_s, jitter=False)
 
         self._cond = threading.Condition()
         self._closing = threading.Event()
@@ -354,7 +330,7 @@ class FrameGrabber:
         if first or not same_reason:
             log.warning(
                 "%s: camera down: %s (retrying in %s, backing off up to %s)",
-                self.name, reason, _seconds(delay), _seconds(self._backoff.maximum),
+                self.name, reason, _seconds(delay), _seconds(self._backoff.cap_s),
             )
         else:
             log.debug("%s: still down: %s (next try in %s)", self.name, reason, _seconds(delay))

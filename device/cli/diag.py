@@ -83,13 +83,12 @@ def cmd_diag_camera(args) -> int:
 
 
 def cmd_diag_api(args) -> int:
-    from device.daemon import make_forwarder
+    from device.central_client import CentralClient
     from device.diag import check_central
 
     cfg = load_config(args)
-    # The same session, TLS and token settings the daemon delivers with; no outbox: nothing is sent from it.
-    forwarder = make_forwarder(cfg, None)  # type: ignore[arg-type]
-    result = check_central(forwarder, cfg.kiosk.id, cfg.kiosk.site)
+    # The client the daemon delivers with: same session, TLS, token and timeouts.
+    result = check_central(CentralClient.from_config(cfg), cfg.kiosk.id, cfg.kiosk.site)
     if args.json:
         print(json.dumps({"reachable": result.reachable, "token_accepted": result.token_accepted, "detail": result.detail, "ok": result.ok}))
     else:

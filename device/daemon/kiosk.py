@@ -32,7 +32,7 @@ from device import __version__, status
 from device.camera import CameraError, FrameSource, open_camera
 from device.config import Config, ConfigError
 from device.daemon.devclass import EXIT_RESTART, DeviceClassWatch
-from device.forwarder import Forwarder, ForwarderConfigError
+from device.forwarder import Forwarder
 from device.daemon.notify import Notifier
 from device.outbox import Outbox, OutboxError
 from device.pipeline import Pipeline, Reading
@@ -73,25 +73,7 @@ def check_delivery_config(cfg: Config) -> None:
 def make_forwarder(cfg: Config, outbox: Outbox) -> Forwarder:
     """The forwarder as configured; problems are config errors naming the key (exit 78)."""
     check_delivery_config(cfg)
-    try:
-        return Forwarder(
-            outbox,
-            cfg.api.url,
-            cfg.api.token,
-            token_file=cfg.api.token_file,
-            batch_size=cfg.api.batch_size,
-            connect_timeout_s=cfg.api.connect_timeout_s,
-            read_timeout_s=cfg.api.read_timeout_s,
-            ca_bundle=cfg.api.ca_bundle,
-            allow_insecure_http=cfg.api.allow_insecure_http,
-            backoff_base_s=cfg.api.backoff_base_s,
-            backoff_cap_s=cfg.api.backoff_cap_s,
-            retry_after_cap_s=cfg.api.retry_after_cap_s,
-            auth_retry_s=cfg.api.auth_retry_s,
-        )
-    except ForwarderConfigError as e:
-        key, _, problem = str(e).partition(": ")
-        raise ConfigError(key, problem, cfg.source) from None
+    return Forwarder.from_config(cfg, outbox)
 
 
 def open_outbox(cfg: Config) -> Outbox:

@@ -28,6 +28,7 @@ from typing import TextIO
 
 from device.card import Card
 from device.clock import SystemClock
+from device.config import ApiSection, Config
 from device.forwarder import OK, Forwarder
 from device.outbox import Outbox
 
@@ -111,7 +112,8 @@ def fill_backlog(path: Path, n: int) -> None:
 def measure_drain(path: Path, url: str, token: str, batch_size: int) -> dict:
     """Drain the outbox at ``path`` into ``url`` with the real forwarder (synchronous=FULL)."""
     box = Outbox(path, kiosk_id="bench", site="bench", clock=SystemClock())
-    forwarder = Forwarder(box, url, token=token, batch_size=batch_size, backoff_base_s=0.05, backoff_cap_s=2.0)
+    api = ApiSection(url=url, token=token, batch_size=batch_size, backoff_base_s=0.05, backoff_cap_s=2.0)
+    forwarder = Forwarder.from_config(Config(api=api), box)
     backlog = box.stats()["pending"]
     rss_before = rss_kib()
     rss_peak = rss_before or 0

@@ -1,0 +1,365 @@
+"""The one HTTP client for the central API: session, TLS, token, answer limits, typed errors.
+
+Every call the kiosk makes to the central goes through :class:`CentralClient`: the forwarder's
+batches, ``kiosk diag api``, and the calls still to come (the replaced-card list, metrics). It
+owns what they all share:
+
+- one ``requests`` session (connections reused; proxies, CA bundles and ``.netrc`` from the
+  environment ignored: what the kiosk talks to is in its configuration only);
+- TLS verified against ``api.ca_bundle`` (or the system's CAs); plain ``http://`` refused except to
+  loopback unless ``api.allow_insecure_http`` (the schema's rule, checked again here);
+- the bearer token, ``api.token`` or re-read from ``api.token_file`` at every call (a technician
+  who fixes the file needs no restart);
+- timeouts, and limits on the answer: at most :data:`MAX_ANSWER_BYTES`, arriving within
+  ``connect + 2 * read`` timeout seconds (a server that trickles bytes cannot hold a thread);
+- every failure mapped to one of a few typed errors whose ``str()`` is one line a technician can
+  act on ("cannot reach the central: connection refused by central.example.net:443 ...").
+
+Example::
+
+    client = CentralClient.from_config(cfg)
+    try:
+        answer = client.post_json(IDENTIFICATIONS_PATH, {"kiosk": {...}, "identifications": [...]})
+    except CentralBusy as e:  # 408/429/503: try again, not before e.retry_after_s
+        ...
+    except CentralProblem as e:  # anything else, each kind its own class
+        print(f"PROBLEM: {e}")
+
+``requests`` is imported when the first client is made: the technician's everyday commands
+(``status``, ``queue``, ``config``) load this module's neighbours but must not pay for it.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from device import __version__
+from device.clock import Clock, SystemClock
+from device.config import Config, ConfigError, insecure_url_problem
+from device.redact import escape
+
+if TYPE_CHECKING:
+    import requests
+
+#: The central API's paths (see central/contract.py for the reference implementation).
+HEALTH_PATH = "/v1/health"
+IDENTIFICATIONS_PATH = "/v1/identifications"
+
+#: The largest answer read from the central; a bigger one is a proxy's page or a broken server.
+MAX_ANSWER_BYTES = 1_000_000
+
+#: Answers that mean "not now": try again later, honouring Retry-After.
+BUSY_STATUSES = frozenset({408, 429, 503})
+AUTH_STATUSES = frozenset({401, 403})
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class CentralProblem(Exception):
+    """A call to the central gave no usable answer; ``str()`` says why in one line.
+
+    ``status`` is the HTTP status when the central answered (None when it did not), ``detail``
+    the central's own error message (``": ..."``, or ``" (no JSON error message)"``), and
+    ``retry_after_s`` the wait its ``Retry-After`` asked for, if any.
+    """
+
+    def __init__(self, cause: str, *, status: int | None = None, detail: str = "", retry_after_s: float | None = None):
+        super().__init__(cause)
+        self.cause = cause
+        self.status = status
+        self.detail = detail
+        self.retry_after_s = retry_after_s
+
+
+class CentralUnreachable(CentralProblem):
+    """No answer at all: connection refused, DNS name not found, TLS not trusted, timeout, connection cut."""
+
+
+class CentralRefusedToken(CentralProblem):
+    """The central refused the token (401/403), or there is no usable token to send (``status`` None)."""
+
+
+class CentralBusy(CentralProblem):
+    """The central said "not now" (408, 429, 503); ``retry_after_s`` from its Retry-After, if given."""
+
+
+class CentralError(CentralProblem):
+    """Any other HTTP status that is not 2xx (a 400 for a bad request, 404 for a wrong api.url, 5xx)."""
+
+
+class CentralMalformed(CentralProblem):
+    """The central answered, but the answer is unusable: not JSON, too big, or too slow to arrive."""
+
+
+@dataclass(frozen=True)
+class CentralAnswer:
+    """A 2xx answer, read in full and parsed."""
+
+    status: int
+    headers: Any  # requests' case-insensitive dict
+    data: Any  # the parsed JSON
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+# --- the client -----------------------------------------------------------------------------------
+
+
+class CentralClient:
+    """Talks to the central at ``url`` (its base URL); see the module docstring.
+
+    The token is ``token``, or read from ``token_file`` at every call. ``clock`` dates
+    ``Retry-After`` HTTP dates. Raises :class:`~device.config.ConfigError` naming the key for a
+    URL it must not use or a CA bundle that is not there.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str = "",
+        token_file: str = "",
+        ca_bundle: str = "",
+        allow_insecure_http: bool = False,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+        clock: Clock | None = None,
+        session: requests.Session | None = None,
+    ):
+        import requests
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError("api.url", f'expected an https:// URL of the central, got "{escape(url, 300)}"')
+        insecure = insecure_url_problem(url, allow_insecure_http)
+        if insecure:
+            raise ConfigError("api.url", insecure)
+        if ca_bundle and not Path(ca_bundle).is_file():
+            raise ConfigError("api.ca_bundle", f'no such file "{escape(ca_bundle, 300)}"')
+        self.base_url = url.rstrip("/")
+        self.host = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+        self._token = token.strip()
+        self._token_file = token_file
+        self.timeout = (connect_timeout_s, read_timeout_s)
+        # The read timeout bounds each wait for bytes; this bounds a server that trickles them.
+        self.answer_budget_s = connect_timeout_s + 2 * read_timeout_s
+        self.clock = clock or SystemClock()
+        self.session = session or requests.Session()
+        self.session.verify = ca_bundle or True
+        # Proxies, CA bundles and .netrc from the environment stay out: what the kiosk talks to
+        # is in its configuration only.
+        self.session.trust_env = False
+        self.session.headers.update({"User-Agent": f"counter-kiosk/{__version__}", "Accept": "application/json"})
+
+    @classmethod
+    def from_config(cls, cfg: Config, *, clock: Clock | None = None) -> CentralClient:
+        """The client as the ``[api]`` section configures it; problems are config errors naming the key."""
+        api = cfg.api
+        try:
+            return cls(
+                api.url,
+                token=api.token,
+                token_file=api.token_file,
+                ca_bundle=api.ca_bundle,
+                allow_insecure_http=api.allow_insecure_http,
+                connect_timeout_s=api.connect_timeout_s,
+                read_timeout_s=api.read_timeout_s,
+                clock=clock,
+            )
+        except ConfigError as e:
+            raise ConfigError(e.key, e.problem, cfg.source) from None
+
+    # --- the token -----------------------------------------------------------------------------
+
+    def read_token(self) -> tuple[str, str | None]:
+        """The token to send, or a problem to report (no token, unreadable file)."""
+        if self._token_file:
+            try:
+                token = Path(self._token_file).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as e:
+                return "", f"cannot read api.token_file {self._token_file}: {getattr(e, 'strerror', None) or e}"
+            if not token:
+                return "", f"api.token_file {self._token_file} is empty"
+        else:
+            token = self._token
+            if not token:
+                return "", "no token for the central (set api.token_file or api.token)"
+        if not token.isprintable() or any(c.isspace() for c in token):
+            return "", "the token for the central contains spaces or control characters"
+        return token, None
+
+    # --- calls -----------------------------------------------------------------------------------
+
+    def get_json(self, path: str, *, auth: bool = True) -> CentralAnswer:
+        """GET ``path`` (e.g. :data:`HEALTH_PATH`); a 2xx JSON answer, or a :class:`CentralProblem`."""
+        return self._call("GET", path, None, self._auth_header(None) if auth else {})
+
+    def post_json(self, path: str, body: Any, *, token: str | None = None) -> CentralAnswer:
+        """POST ``body`` as JSON to ``path``; a 2xx JSON answer, or a :class:`CentralProblem`.
+
+        ``token`` is the one to send (the caller read it with :meth:`read_token` to know which
+        one it tried); by default it is read now.
+        """
+        data = json.dumps(body, separators=(",", ":")).encode("utf-8")
+        headers = {**self._auth_header(token), "Content-Type": "application/json"}
+        return self._call("POST", path, data, headers)
+
+    def _auth_header(self, token: str | None) -> dict:
+        if token is None:
+            token, problem = self.read_token()
+            if problem:
+                raise CentralRefusedToken(problem)
+        return {"Authorization": f"Bearer {token}"}
+
+    def _call(self, method: str, path: str, data: bytes | None, headers: dict) -> CentralAnswer:
+        import requests
+
+        try:
+            response = self.session.request(
+                method, self.base_url + path, data=data, headers=headers, timeout=self.timeout, allow_redirects=False, stream=True
+            )
+        except requests.exceptions.RequestException as e:
+            raise CentralUnreachable(f"cannot reach the central: {self._transport_cause(e)}") from e
+        try:
+            status, answer_headers = response.status_code, response.headers
+            body = self._read_body(response)
+        finally:
+            response.close()
+        if not 200 <= status < 300:
+            raise self._status_problem(status, answer_headers, body, path)
+        parsed = _json(body)
+        if parsed is _NOT_JSON:
+            kind = "an HTML page" if body.lstrip()[:1] == b"<" else "not JSON"
+            raise CentralMalformed(f"the central answered HTTP {status} but its answer is {kind}", status=status)
+        return CentralAnswer(status, answer_headers, parsed)
+
+    def _read_body(self, response: requests.Response) -> bytes:
+        import requests
+
+        deadline = time.monotonic() + self.answer_budget_s
+        parts, size = [], 0
+        try:
+            for part in response.iter_content(8192):
+                parts.append(part)
+                size += len(part)
+                if size > MAX_ANSWER_BYTES:
+                    raise CentralMalformed(f"the central's answer is larger than {MAX_ANSWER_BYTES} bytes", status=response.status_code)
+                if time.monotonic() > deadline:
+                    raise CentralMalformed(
+                        f"the central's answer took longer than {self.answer_budget_s:g} s to arrive", status=response.status_code
+                    )
+        except requests.exceptions.Timeout as e:
+            raise CentralUnreachable(f"the central's answer stopped arriving (read timeout {self.timeout[1]:g} s)") from e
+        except requests.exceptions.RequestException as e:
+            raise CentralUnreachable(f"the central's answer was cut off: {_short(e)}") from e
+        return b"".join(parts)
+
+    # --- error mapping -----------------------------------------------------------------------------
+
+    def _transport_cause(self, e: Exception) -> str:
+        """One line on why no answer came, from the exception chain requests and urllib3 build."""
+        import requests
+
+        chain = _exception_chain(e)
+        host = self.host.rsplit(":", 1)[0]
+        untrusted = next((x for x in chain if isinstance(x, ssl.SSLCertVerificationError)), None)
+        if untrusted is not None:
+            why = escape(untrusted.verify_message or "", 100)
+            return f"TLS certificate of {self.host} not trusted ({why}): check api.ca_bundle"
+        if isinstance(e, requests.exceptions.SSLError):
+            return f"TLS with {self.host} failed: {_short(chain[-1])}"
+        if isinstance(e, requests.exceptions.ConnectTimeout):
+            return f"no connection to {self.host} within {self.timeout[0]:g} s (connect timeout)"
+        if isinstance(e, requests.exceptions.ReadTimeout):
+            return f"no answer within {self.timeout[1]:g} s (read timeout)"
+        if any(isinstance(x, socket.gaierror) for x in chain):
+            return f"DNS name {host} not found: check api.url and the kiosk's DNS"
+        if any(isinstance(x, ConnectionRefusedError) for x in chain):
+            return f"connection refused by {self.host}: is the central up there? check api.url"
+        if any(isinstance(x, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)) for x in chain) or any(
+            type(x).__name__ == "RemoteDisconnected" for x in chain
+        ):
+            return f"{self.host} closed the connection without an answer"
+        os_error = next((x for x in reversed(chain) if isinstance(x, OSError) and x.strerror), None)
+        if os_error is not None:
+            return f"{os_error.strerror.lower()} ({self.host})"  # "no route to host", "network is unreachable"
+        return _short(e)
+
+    def _status_problem(self, status: int, headers, body: bytes, path: str) -> CentralProblem:
+        detail = _error_text(body)
+        retry_after = parse_retry_after(headers.get("Retry-After"), self.clock.now())
+        kw = dict(status=status, detail=detail, retry_after_s=retry_after)
+        if status in AUTH_STATUSES:
+            return CentralRefusedToken(f"the central refused the token (HTTP {status}{detail}): check api.token / api.token_file", **kw)
+        if status in BUSY_STATUSES:
+            return CentralBusy(f"the central is busy: it answered HTTP {status}{detail}", **kw)
+        if 300 <= status < 400:
+            where = escape(headers.get("Location", "?"), 100)
+            return CentralError(f"the central answered HTTP {status} (a redirect, to {where}): check api.url", **kw)
+        if status == 404:
+            return CentralError(f"the central answered HTTP 404 for {self.base_url}{path}: check api.url", **kw)
+        return CentralError(f"the central answered HTTP {status}{detail}", **kw)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+_NOT_JSON = object()
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return _NOT_JSON
+
+
+def _error_text(body: bytes) -> str:
+    """The central's error message from a JSON body (``error``/``detail``/``message``/``reason``)."""
+    data = _json(body)
+    if isinstance(data, dict):
+        for key in ("error", "detail", "message", "reason"):
+            if isinstance(data.get(key), str):
+                return ": " + escape(data[key], 200)
+    return " (no JSON error message)" if body else ""
+
+
+def _exception_chain(e: BaseException) -> list[BaseException]:
+    """``e`` and what it wraps: causes, contexts, urllib3's ``reason`` and exceptions in ``args``."""
+    seen: list[BaseException] = []
+    todo = [e]
+    while todo:
+        x = todo.pop(0)
+        if not isinstance(x, BaseException) or any(x is s for s in seen):
+            continue
+        seen.append(x)
+        todo.extend([x.__cause__, x.__context__, getattr(x, "reason", None)])
+        todo.extend(a for a in x.args if isinstance(a, BaseException))
+    return seen
+
+
+def _short(e: BaseException, limit: int = 200) -> str:
+    return escape(str(e), limit)
