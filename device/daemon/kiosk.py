@@ -168,6 +168,11 @@ class Kiosk:
     def counters(self) -> ScanCounters:
         return self.loop.counters
 
+    @property
+    def restart_reason(self) -> str | None:
+        """Why the daemon stopped to be restarted (a new device class), else None."""
+        return self.supervisor.restart_reason
+
     def add_output(self, output: Output) -> None:
         """Tell ``output`` too, from now on (an output that needs the kiosk, e.g. the button's)."""
         self.outputs.add(output)

@@ -77,7 +77,7 @@ class _Worker:
         self.ready = threading.Condition()
         self.closing = False
         self.dropped: dict[str, int] = {}
-        self.failed: set[str] = set()  # events whose failure was logged already
+        self.failures = 0
         self.busy = False
         self.thread = threading.Thread(target=self._run, name=f"output-{self.name}", daemon=True)
         self.thread.start()
@@ -126,9 +126,9 @@ class _Worker:
         try:
             method(*args)
         except Exception:
-            if event not in self.failed:  # once per output and event, or a broken LED floods the log
-                self.failed.add(event)
-                log.exception("output %s failed on %s (logged once; it keeps getting events)", self.name, event)
+            self.failures += 1
+            if self.failures == 1:  # once per output, or a broken LED floods the log 30 times a second
+                log.exception("output %s failed on %s (logged once, counted in status; it keeps getting events)", self.name, event)
 
     def idle(self) -> bool:
         with self.ready:
@@ -193,8 +193,8 @@ class OutputRunner:
         return all(w.idle() for w in self._workers)
 
     def status(self) -> dict:
-        """Per output: events waiting and events dropped, for ``kiosk status``."""
-        return {w.name: {"queued": len(w.queue), "dropped": dict(w.dropped)} for w in self._workers}
+        """Per output: events waiting, events dropped and calls that raised, for ``kiosk status``."""
+        return {w.name: {"queued": len(w.queue), "dropped": dict(w.dropped), "failures": w.failures} for w in self._workers}
 
     def close(self, timeout_s: float = 10.0) -> bool:
         """Deliver what is queued, close every output; False when one did not finish in ``timeout_s``."""
