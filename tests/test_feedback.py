@@ -17,7 +17,8 @@ from gpiozero import LED, Device
 from gpiozero.pins.mock import MockFactory
 
 from device.config import Config, FeedbackSection
-from device.outputs.feedback import SIGNALS, Feedback, Timings, diag_gpio
+from device.outputs import EVENTS, Output
+from device.outputs.feedback import SIGNALS, Feedback, Timings, diag_gpio, make_pin_factory, pin_factory_names
 
 FAST = Timings(lit_s=0.01, beep_s=0.005, beep_gap_s=0.005, fault_on_s=0.005, fault_off_s=0.005, bounce_s=0)
 NO_WAIT = Timings(lit_s=0, beep_s=0, beep_gap_s=0, fault_on_s=0, fault_off_s=0, bounce_s=0)
@@ -208,6 +209,21 @@ def test_a_missing_named_factory_turns_feedback_off(caplog):
     assert feedback.status()["on"] is False
 
 
+def test_pin_factories_come_from_gpiozero_s_registry():
+    # gpiozero registers its factories as entry points; the schema's choices must all be there.
+    assert set(FeedbackSection.__dataclass_fields__["pin_factory"].metadata["choices"]) - {""} <= set(pin_factory_names())
+    factory, owned = make_pin_factory("mock")
+    try:
+        assert isinstance(factory, MockFactory) and owned
+    finally:
+        factory.close()
+
+
+def test_feedback_is_an_output():
+    with Feedback(section(pin_factory=""), timings=FAST) as feedback:
+        assert isinstance(feedback, Output)
+
+
 def test_a_device_failing_at_run_time_is_switched_off_not_raised(factory, caplog):
     with Feedback(section(), pin_factory=factory, timings=FAST) as feedback:
         factory.pin("GPIO22").function = "input"  # the amber LED's pin yanked from under it
@@ -219,8 +235,8 @@ def test_a_device_failing_at_run_time_is_switched_off_not_raised(factory, caplog
         wait_states(factory, "GPIO17", [False, True, False])
 
 
-def test_signals_describe_every_listener_event():
-    assert set(SIGNALS) == {"identified", "not_a_card", "fault", "fault_cleared"}
+def test_signals_describe_every_output_event_feedback_shows():
+    assert set(SIGNALS) == set(EVENTS) - {"frame"}
     assert "green" in SIGNALS["identified"] and "one short beep" in SIGNALS["identified"]
     assert "red" in SIGNALS["not_a_card"] and "double beep" in SIGNALS["not_a_card"]
     assert "amber" in SIGNALS["fault"]
