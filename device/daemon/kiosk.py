@@ -160,10 +160,6 @@ class Kiosk:
     def source(self) -> FrameSource:
         return self.loop.source
 
-    @source.setter
-    def source(self, source: FrameSource) -> None:  # the demo taps the camera
-        self.loop.source = source
-
     @property
     def counters(self) -> ScanCounters:
         return self.loop.counters

@@ -79,10 +79,14 @@ class _Worker:
         self.dropped: dict[str, int] = {}
         self.failures = 0
         self.busy = False
+        # Events the output does not override are not queued: no wake-up per frame for nothing.
+        self.wants = {e for e in EVENTS if getattr(type(output), e) is not getattr(Output, e)}
         self.thread = threading.Thread(target=self._run, name=f"output-{self.name}", daemon=True)
         self.thread.start()
 
     def put(self, event: str, args: tuple) -> None:
+        if event not in self.wants:
+            return
         with self.ready:
             if self.closing:
                 return
