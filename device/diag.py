@@ -1,8 +1,7 @@
-"""Technician diagnostics: a camera frame with the located barcodes drawn on it, and a check of
-the central (reachable? token accepted?).
+"""Technician diagnostics: a check of the central (reachable? token accepted?).
 
-``kiosk diag camera`` uses :func:`annotate` on a frame from the camera (or from the running
-daemon, which owns the camera); ``kiosk diag api`` uses :func:`check_central`.
+``kiosk diag api`` uses :func:`check_central`; ``kiosk diag camera`` draws with
+:func:`device.daemon.snapshot.annotate`.
 """
 
 from __future__ import annotations
@@ -10,43 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import cv2
-import numpy as np
-
-from device.pipeline import Reading
-from device.redact import describe_text, mask_contract
-from device.vision.decoders import as_grey
-from device.vision.locate import Locator
-
 if TYPE_CHECKING:
     from device.central_client import CentralClient
-
-REGION_BGR = (0, 200, 255)  # amber: "a barcode-like region was found here"
-CARD_BGR = (0, 200, 0)  # green: a client card was read
-OTHER_BGR = (0, 0, 255)  # red: read, but not a card
-
-
-def annotate(image: np.ndarray, readings: list[Reading], unmask: bool = False) -> np.ndarray:
-    """A copy of ``image`` (BGR) with located regions and decoded symbols drawn, to aim and focus by."""
-    out = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    for region in Locator().find(as_grey(image)):
-        pts = np.asarray(region.corners, np.int32).reshape(-1, 1, 2)
-        cv2.polylines(out, [pts], True, REGION_BGR, 2)
-    for reading in readings:
-        colour = CARD_BGR if reading.card else OTHER_BGR
-        label = (
-            f"card {mask_contract(reading.card.contract, unmask)}/{reading.card.issue:02d}"
-            if reading.card
-            else f"{reading.symbol.format} {describe_text(reading.symbol.text, unmask)}: {reading.rejection.reason}"
-        )
-        if reading.symbol.quad:
-            pts = np.asarray(reading.symbol.quad, np.int32).reshape(-1, 1, 2)
-            cv2.polylines(out, [pts], True, colour, 3)
-            x, y = pts[:, 0, 0].min(), pts[:, 0, 1].min()
-        else:
-            x, y = 10, 30
-        cv2.putText(out, label, (int(x), max(int(y) - 8, 20)), cv2.FONT_HERSHEY_SIMPLEX, 0.8, colour, 2, cv2.LINE_AA)
-    return out
 
 
 @dataclass(frozen=True)

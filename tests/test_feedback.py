@@ -17,7 +17,8 @@ from gpiozero import LED, Device
 from gpiozero.pins.mock import MockFactory
 
 from device.config import Config, FeedbackSection
-from device.outputs.feedback import SIGNALS, Feedback, Timings, diag_gpio
+from device.outputs import EVENTS, Output
+from device.outputs.feedback import SIGNALS, Feedback, Timings, diag_gpio, make_pin_factory, pin_factory_names
 
 FAST = Timings(lit_s=0.01, beep_s=0.005, beep_gap_s=0.005, fault_on_s=0.005, fault_off_s=0.005, bounce_s=0)
 NO_WAIT = Timings(lit_s=0, beep_s=0, beep_gap_s=0, fault_on_s=0, fault_off_s=0, bounce_s=0)
@@ -72,7 +73,7 @@ def rises(factory, pin) -> int:
 
 def test_identified_lights_green_and_beeps_once(factory):
     with Feedback(section(), pin_factory=factory, timings=FAST) as feedback:
-        feedback.identified(object())
+        feedback.identified(object(), 0)
         wait_states(factory, "GPIO17", [False, True, False])
         wait_states(factory, "GPIO23", [False, True, False])
         assert states(factory, "GPIO27") == [False]
@@ -81,7 +82,7 @@ def test_identified_lights_green_and_beeps_once(factory):
 
 def test_not_a_card_lights_red_and_beeps_twice(factory):
     with Feedback(section(), pin_factory=factory, timings=FAST) as feedback:
-        feedback.not_a_card(object())
+        feedback.not_a_card(object(), 0)
         wait_states(factory, "GPIO27", [False, True, False])
         wait_states(factory, "GPIO23", [False, True, False, True, False])
         assert states(factory, "GPIO17") == [False]
@@ -90,7 +91,7 @@ def test_not_a_card_lights_red_and_beeps_twice(factory):
 def test_events_return_at_once_while_the_light_stays_on(factory):
     slow = dataclasses.replace(FAST, lit_s=30)
     with Feedback(section(), pin_factory=factory, timings=slow) as feedback:
-        feedback.identified(object())  # would take 30 s if it blocked
+        feedback.identified(object(), 0)  # would take 30 s if it blocked
         wait_states(factory, "GPIO17", [False, True])
     assert not factory.pin("GPIO17").state  # close() turns it off
 
@@ -110,7 +111,7 @@ def test_amber_blinks_while_any_fault_is_active_and_stops_when_all_clear(factory
         assert not factory.pin("GPIO22").state
         after_clear = states(factory, "GPIO22")
         # Another event runs to completion; the amber pin has not moved meanwhile.
-        feedback.identified(object())
+        feedback.identified(object(), 0)
         wait_states(factory, "GPIO17", [False, True, False])
         assert states(factory, "GPIO22") == after_clear
         assert feedback.faults == ()
@@ -140,7 +141,7 @@ def test_a_failing_button_handler_is_logged_not_raised(factory, caplog):
 
 def test_a_pin_set_to_empty_is_not_fitted(factory):
     with Feedback(section(red_pin="", button_pin=""), pin_factory=factory, timings=FAST) as feedback:
-        feedback.not_a_card(object())
+        feedback.not_a_card(object(), 0)
         wait_states(factory, "GPIO23", [False, True, False, True, False])
         opened = {info.name for info in factory.pins}
         assert "GPIO27" not in opened and "GPIO5" not in opened
@@ -156,9 +157,9 @@ def test_a_pin_that_cannot_be_opened_disables_only_that_device(factory, caplog, 
     with Feedback(section(**{f"{role}_pin": bad}), pin_factory=factory, timings=FAST) as feedback:
         assert f"feedback.{role}_pin = '{bad}'" in caplog.text
         assert set(feedback.status()["problems"]) == {role}
-        feedback.identified(object())  # still a beep, whatever else is missing
+        feedback.identified(object(), 0)  # still a beep, whatever else is missing
         wait_states(factory, "GPIO23", [False, True, False])
-        feedback.not_a_card(object())
+        feedback.not_a_card(object(), 0)
         wait_states(factory, "GPIO27", [False, True, False])
 
 
@@ -170,8 +171,8 @@ def test_no_gpio_logs_one_warning_and_events_do_nothing(monkeypatch, caplog):
     feedback = Feedback(section(pin_factory=""), on_button=lambda: presses.append(1))
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [r.getMessage() for r in warnings] == ['no GPIO found: feedback off; set feedback.pin_factory = "mock" to silence']
-    feedback.identified(object())
-    feedback.not_a_card(object())
+    feedback.identified(object(), 0)
+    feedback.not_a_card(object(), 0)
     feedback.fault("camera", "gone")
     feedback.fault_cleared("camera")
     assert feedback.status()["on"] is False
@@ -182,7 +183,7 @@ def test_default_factory_is_gpiozero_s_choice(monkeypatch):
     monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")
     with Feedback(section(pin_factory=""), timings=FAST) as feedback:
         assert isinstance(Device.pin_factory, MockFactory)
-        feedback.identified(object())
+        feedback.identified(object(), 0)
         wait_states(Device.pin_factory, "GPIO17", [False, True, False])
 
 
@@ -193,7 +194,7 @@ def test_mock_factory_from_config_is_private_and_released_on_close():
     assert Device.pin_factory is None  # did not touch gpiozero's global
     feedback.close()
     feedback.close()  # twice is fine
-    feedback.identified(object())  # after close: nothing, no error
+    feedback.identified(object(), 0)  # after close: nothing, no error
 
 
 def test_a_missing_named_factory_turns_feedback_off(caplog):
@@ -208,6 +209,21 @@ def test_a_missing_named_factory_turns_feedback_off(caplog):
     assert feedback.status()["on"] is False
 
 
+def test_pin_factories_come_from_gpiozero_s_registry():
+    # gpiozero registers its factories as entry points; the schema's choices must all be there.
+    assert set(FeedbackSection.__dataclass_fields__["pin_factory"].metadata["choices"]) - {""} <= set(pin_factory_names())
+    factory, owned = make_pin_factory("mock")
+    try:
+        assert isinstance(factory, MockFactory) and owned
+    finally:
+        factory.close()
+
+
+def test_feedback_is_an_output():
+    with Feedback(section(pin_factory=""), timings=FAST) as feedback:
+        assert isinstance(feedback, Output)
+
+
 def test_a_device_failing_at_run_time_is_switched_off_not_raised(factory, caplog):
     with Feedback(section(), pin_factory=factory, timings=FAST) as feedback:
         factory.pin("GPIO22").function = "input"  # the amber LED's pin yanked from under it
@@ -215,12 +231,12 @@ def test_a_device_failing_at_run_time_is_switched_off_not_raised(factory, caplog
         feedback.fault("camera", "gone")
         feedback.fault_cleared("camera")
         assert caplog.text.count("amber LED failed") == 1
-        feedback.identified(object())
+        feedback.identified(object(), 0)
         wait_states(factory, "GPIO17", [False, True, False])
 
 
-def test_signals_describe_every_listener_event():
-    assert set(SIGNALS) == {"identified", "not_a_card", "fault", "fault_cleared"}
+def test_signals_describe_every_output_event_feedback_shows():
+    assert set(SIGNALS) == set(EVENTS) - {"frame"}
     assert "green" in SIGNALS["identified"] and "one short beep" in SIGNALS["identified"]
     assert "red" in SIGNALS["not_a_card"] and "double beep" in SIGNALS["not_a_card"]
     assert "amber" in SIGNALS["fault"]

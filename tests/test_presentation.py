@@ -10,6 +10,7 @@ import pytest
 from conftest import CENTRAL_TOKEN, run_kiosk, write_config
 
 from device.card import Card
+from device.outputs import Output
 from device.presentation import Presentations
 from device.tools.synth.video import Presentation as Shown
 from device.tools.synth.video import write_presentation_video
@@ -150,28 +151,28 @@ def test_daemon_a_card_shown_again_after_the_window_is_identified_twice(tmp_path
     assert identified_at_central(tmp_path, central, shown, seed=8, repeat_window_s=2.5) == [CLIENT_A, CLIENT_A]
 
 
-class Told:
-    """A daemon listener that records what the client and the operator were told, and can press
+class Told(Output):
+    """An output that records what the client and the operator were told, and can press
     the operator's button (a gpiozero mock pin) when a given frame goes by."""
 
     def __init__(self, press_at_frame=None, button_pin=None):
         self.identified_contracts, self.not_a_card_texts, self.frames = [], [], 0
         self.press_at_frame, self.button_pin = press_at_frame, button_pin
 
-    def identified(self, identification):
+    def identified(self, identification, frame_index):
         self.identified_contracts.append(identification.contract)
 
-    def not_a_card(self, reading):
+    def not_a_card(self, reading, frame_index):
         self.not_a_card_texts.append(reading.symbol.text)
 
-    def frame(self, result):
+    def frame(self, result, frame_index):
         self.frames += 1
         if self.frames == self.press_at_frame:
             self.button_pin.drive_low()  # pressed (the button pulls the pin to ground) ...
             self.button_pin.drive_high()  # ... and released
 
 
-def run_in_process(tmp_path, central, presentations, *, seed, listener, with_button=False):
+def run_in_process(tmp_path, central, presentations, *, seed, output, with_button=False):
     """The daemon's own run loop in this process, so a test can watch its events and use the
     operator's button on gpiozero mock pins."""
     from gpiozero.pins.mock import MockFactory
@@ -184,12 +185,12 @@ def run_in_process(tmp_path, central, presentations, *, seed, listener, with_but
     write_presentation_video(video, presentations, seed=seed)
     feedback = {"pin_factory": "mock", "button_pin": "GPIO5"} if with_button else {}
     cfg = load(video_config(tmp_path, video, central, feedback), environ={})
-    kiosk = Kiosk.from_config(cfg, listeners=[listener])
+    kiosk = Kiosk.from_config(cfg, outputs=[output])
     factory = MockFactory()
     feedback = None
     if with_button:
         feedback = Feedback.from_config(cfg, on_button=kiosk.new_presentation, pin_factory=factory)
-        listener.button_pin = factory.pin(cfg.feedback.button_pin)
+        output.button_pin = factory.pin(cfg.feedback.button_pin)
     try:
         assert kiosk.run(threading.Event(), drain_timeout_s=60) == 0
     finally:
@@ -204,7 +205,7 @@ def test_daemon_the_button_ends_every_open_presentation(tmp_path, central):
     # both cards, still in view, are identified again (and only once more).
     told = Told(press_at_frame=50)
     shown = [(Shown.card(CLIENT_A, hold_s=4.0), Shown.card(CLIENT_B, 2, hold_s=4.0))]
-    made = run_in_process(tmp_path, central, shown, seed=5, listener=told, with_button=True)
+    made = run_in_process(tmp_path, central, shown, seed=5, output=told, with_button=True)
     assert made == sorted([CLIENT_A, CLIENT_A, CLIENT_B, CLIENT_B])
     assert sorted(told.identified_contracts) == made
 
@@ -213,7 +214,7 @@ def test_daemon_barcodes_that_are_not_cards_get_not_a_card_once_per_presentation
     # A product and a loyalty card held up together: each gets "not a card" once, none is stored.
     told = Told()
     shown = [(Shown.product_ean13(hold_s=2.5), Shown.foreign_code128(hold_s=2.5))]
-    assert run_in_process(tmp_path, central, shown, seed=9, listener=told) == []
+    assert run_in_process(tmp_path, central, shown, seed=9, output=told) == []
     assert sorted(told.not_a_card_texts) == sorted([shown[0][0].payload, shown[0][1].payload])
 
 

@@ -17,9 +17,11 @@ from device.camera import Frame, FrameSource
 from device.camera.file import FileSource
 from device.camera.v4l2 import V4L2Source
 from device.config import load
-from device.daemon.kiosk import CAMERA, Kiosk, make_forwarder, open_outbox
+from device.daemon.faults import CAMERA
+from device.daemon.kiosk import Kiosk, make_forwarder, open_outbox
 from device.daemon.notify import Notifier
 from device.outbox import Outbox
+from device.outputs import Output
 from device.pipeline import Pipeline
 
 
@@ -82,11 +84,11 @@ class FakeCapture:
         pass
 
 
-class Events:
+class Events(Output):
     def __init__(self):
         self.log = []
 
-    def identified(self, identification):
+    def identified(self, identification, frame_index):
         self.log.append(("identified", identification.contract))
 
     def fault(self, name, message):
@@ -114,7 +116,7 @@ def test_camera_unplugged_and_back_needs_no_restart_and_loses_nothing(tmp_path, 
     source = V4L2Source("/dev/video9", capture_factory=lambda path: FakeCapture(counter), stall_timeout_s=0.5, backoff_initial_s=0.05, backoff_max_s=0.2)
     outbox = open_outbox(cfg)
     events = Events()
-    kiosk = Kiosk(source, Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox), listeners=[events], runtime_dir=tmp_path / "run")
+    kiosk = Kiosk(source, Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox), outputs=[events], runtime_dir=tmp_path / "run")
     stop = threading.Event()
     runner = threading.Thread(target=kiosk.run, args=(stop,))
     runner.start()
@@ -321,7 +323,7 @@ def test_delivery_faults_token_refused_then_fixed_and_backlog(tmp_path, card_fol
         environ={},
     )
     events = Events()
-    kiosk = Kiosk.from_config(cfg, listeners=[events])
+    kiosk = Kiosk.from_config(cfg, outputs=[events])
     runner = threading.Thread(target=kiosk.run, args=(threading.Event(), 60))
     runner.start()
     try:
@@ -339,9 +341,9 @@ def test_delivery_faults_token_refused_then_fixed_and_backlog(tmp_path, card_fol
     cfg2 = load(write_config(tmp_path / "k2.toml", api={"url": down.url, "token": CENTRAL_TOKEN, "backoff_base_s": 0.05, "backoff_cap_s": 0.5}), environ={})
     stop = threading.Event()
     events2 = Events()
-    kiosk = Kiosk(FileSource(card_folder(shown[1:], name="c"), pace="fast"), Pipeline.from_config(cfg2), outbox, make_forwarder(cfg2, outbox), listeners=[events2], backlog_alert_s=0.5)
-    runner = threading.Thread(target=kiosk.scan_forever, args=(stop,))
-    housekeeping = threading.Thread(target=kiosk.housekeeping, args=(stop,))
+    kiosk = Kiosk(FileSource(card_folder(shown[1:], name="c"), pace="fast"), Pipeline.from_config(cfg2), outbox, make_forwarder(cfg2, outbox), outputs=[events2], backlog_alert_s=0.5)
+    runner = threading.Thread(target=kiosk.loop.run, args=(stop,))
+    housekeeping = threading.Thread(target=kiosk.supervisor.housekeeping, args=(stop,))
     deliver = threading.Thread(target=kiosk.forwarder.run, args=(stop,))
     for t in (runner, housekeeping, deliver):
         t.start()
@@ -385,8 +387,8 @@ def test_a_camera_without_frames_for_restart_after_s_starves_the_watchdog(tmp_pa
                   camera_restart_after_s=cfg.camera.restart_after_s)
 
     def one_turn():
-        kiosk._heartbeat = time.monotonic()  # the scan loop turns: only the camera decides
-        kiosk._housekeeping_turn(1.0)
+        kiosk.loop.heartbeat = time.monotonic()  # the scan loop turns: only the camera decides
+        kiosk.supervisor.turn(1.0)
         return messages(sock, lambda m: any("STATUS=" in x for x in m))
 
     try:

@@ -18,7 +18,7 @@ def cmd_diag_camera(args) -> int:
 
     from device import status
     from device.camera import CameraError, open_camera
-    from device.diag import annotate
+    from device.daemon.snapshot import annotate
     from device.pipeline import Pipeline
 
     cfg = load_config(args)

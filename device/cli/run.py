@@ -18,12 +18,12 @@ def cmd_run(args) -> int:
     cfg = load_config(args)
     kiosk = Kiosk.from_config(cfg)  # config problems stop here, before any pin is touched
     feedback = Feedback.from_config(cfg, on_button=kiosk.new_presentation)
-    kiosk.listeners.append(feedback)
+    kiosk.add_output(feedback)  # the kiosk closes it once its last event is shown
     try:
         log.info("kiosk %s starting: camera %s, outbox %s, central %s", cfg.kiosk.id, kiosk.source.describe(), cfg.outbox.path, cfg.api.url)
         return run_until_signalled(kiosk, args.drain_timeout)
     finally:
-        feedback.close()
+        feedback.close()  # idempotent: for a run that never started
 
 
 def register(sub) -> None:

@@ -1,6 +1,10 @@
-"""The kiosk daemon: the scan loop and everything that keeps it running.
+"""The kiosk daemon: the stages between the camera and the outputs, and what keeps them running.
 
-* :mod:`device.daemon.kiosk`  -- camera -> pipeline -> presentations -> outbox, with the forwarder
+* :mod:`device.daemon.kiosk` -- :class:`Kiosk`: the stages wired together; ``from_config`` and ``run``
+* :mod:`device.daemon.scan_loop` -- frames -> pipeline -> presentations -> outbox commit -> outputs
+* :mod:`device.daemon.faults` -- the fault registry: each fault told once when raised, once when cleared
+* :mod:`device.daemon.supervisor` -- threads, watchdog, status file, systemd, device classes
+* :mod:`device.daemon.snapshot` -- ``kiosk diag camera``: annotated frames
 * :mod:`device.daemon.notify` -- systemd's notify protocol (READY, STATUS, WATCHDOG)
 * :mod:`device.daemon.devclass` -- device classes that appeared after start (restart to allow them)
 """

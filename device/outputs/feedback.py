@@ -1,14 +1,12 @@
 """Feedback to the client and the operator: LEDs, a buzzer and an optional button, with gpiozero.
 
-:class:`Feedback` is a daemon listener (see :mod:`device.daemon`): green LED and one short beep
+:class:`Feedback` is an output (see :mod:`device.outputs`): green LED and one short beep
 when a client is identified (after the commit), red LED and a double beep for a barcode that is
 not a card, the amber LED blinking while any fault is active. The optional button calls
 ``on_button`` (the daemon's ``Kiosk.new_presentation``) so the same card identifies again at once::
 
-    feedback = Feedback.from_config(cfg, on_button=lambda: kiosk.new_presentation())
-    kiosk.listeners.append(feedback)
-    ...
-    feedback.close()
+    feedback = Feedback.from_config(cfg, on_button=kiosk.new_presentation)
+    kiosk.add_output(feedback)   # closed by the kiosk when it stops
 
 Nothing here may stop an identification: a machine without GPIO logs one warning and runs
 without feedback, a pin that cannot be opened disables that device only, and every light or
@@ -29,7 +27,15 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, TextIO
+
+from device.config import Config, FeedbackSection
+from device.outputs.base import Output
+
+if TYPE_CHECKING:  # gpiozero is imported only when pins are opened
+    from gpiozero import Device
+    from gpiozero.pins import Factory
 
 log = logging.getLogger(__name__)
 
@@ -59,26 +65,54 @@ def _signals(t: Timings) -> dict[str, str]:
     }
 
 
-#: Listener event -> what the client or operator sees and hears, one line each.
+#: Output event -> what the client or operator sees and hears, one line each.
 SIGNALS: dict[str, str] = _signals(DEFAULT_TIMINGS)
 
-#: The devices, in the order diag_gpio tests them: role -> (config key, label).
-ROLES: dict[str, tuple[str, str]] = {
-    "green": ("green_pin", "green LED"),
-    "red": ("red_pin", "red LED"),
-    "amber": ("amber_pin", "amber LED"),
-    "buzzer": ("buzzer_pin", "buzzer"),
-    "button": ("button_pin", "button"),
+@dataclass(frozen=True)
+class Role:
+    """One kind of feedback device: its config key, what to call it, and how to open it."""
+
+    key: str
+    label: str
+    opens: Callable[..., Device]  # (pin, pin_factory, timings) -> gpiozero device
+
+
+def _led(pin: str, factory: Factory, timings: Timings) -> Device:
+    from gpiozero import LED
+
+    return LED(pin, pin_factory=factory)
+
+
+def _buzzer(pin: str, factory: Factory, timings: Timings) -> Device:
+    from gpiozero import Buzzer
+
+    return Buzzer(pin, pin_factory=factory)
+
+
+def _button(pin: str, factory: Factory, timings: Timings) -> Device:
+    from gpiozero import Button
+
+    # Wired to ground, so the internal pull-up holds it high until pressed.
+    return Button(pin, pull_up=True, bounce_time=timings.bounce_s or None, pin_factory=factory)
+
+
+#: The devices, in the order diag_gpio tests them.
+ROLES: dict[str, Role] = {
+    "green": Role("green_pin", "green LED", _led),
+    "red": Role("red_pin", "red LED", _led),
+    "amber": Role("amber_pin", "amber LED", _led),
+    "buzzer": Role("buzzer_pin", "buzzer", _buzzer),
+    "button": Role("button_pin", "button", _button),
 }
 
-#: feedback.pin_factory -> the gpiozero factory class ("" lets gpiozero choose).
-FACTORIES = {
-    "mock": "gpiozero.pins.mock:MockFactory",
-    "lgpio": "gpiozero.pins.lgpio:LGPIOFactory",
-    "rpigpio": "gpiozero.pins.rpigpio:RPiGPIOFactory",
-    "pigpio": "gpiozero.pins.pigpio:PiGPIOFactory",
-    "native": "gpiozero.pins.native:NativeFactory",
-}
+#: gpiozero's registry of pin factories (``feedback.pin_factory`` names one of them).
+FACTORY_ENTRY_POINTS = "gpiozero_pin_factories"
+
+
+def pin_factory_names() -> list[str]:
+    """The pin factories gpiozero has registered (entry points), e.g. ["lgpio", "mock", ...]."""
+    return sorted(ep.name for ep in entry_points(group=FACTORY_ENTRY_POINTS))
+
 
 NO_GPIO = 'no GPIO found: feedback off; set feedback.pin_factory = "mock" to silence'
 
@@ -87,7 +121,7 @@ class GPIOUnavailable(Exception):
     """No pin factory could be loaded; the message says why and what to set."""
 
 
-def make_pin_factory(name: str):
+def make_pin_factory(name: str) -> tuple[Factory, bool]:
     """The gpiozero pin factory for ``feedback.pin_factory`` = ``name``, and whether the caller owns it.
 
     "" is gpiozero's own choice (honouring ``GPIOZERO_PIN_FACTORY``), shared through
@@ -112,12 +146,11 @@ def make_pin_factory(name: str):
         for w in fallbacks:
             log.debug("gpiozero: %s", w.message)
         return Device.pin_factory, False
-    if name not in FACTORIES:
-        raise GPIOUnavailable(f'feedback.pin_factory = "{name}" is not one of {", ".join(repr(n) for n in FACTORIES)}: feedback off')
-    module_name, class_name = FACTORIES[name].split(":")
+    found = [ep for ep in entry_points(group=FACTORY_ENTRY_POINTS) if ep.name == name]
+    if not found:
+        raise GPIOUnavailable(f'feedback.pin_factory = "{name}" is not one of {", ".join(repr(n) for n in pin_factory_names())}: feedback off')
     try:
-        module = __import__(module_name, fromlist=[class_name])
-        return getattr(module, class_name)(), True
+        return found[0].load()(), True
     except Exception as e:  # ImportError (library missing), OSError (no chip), pigpiod not running...
         raise GPIOUnavailable(f'feedback.pin_factory = "{name}" cannot be used ({type(e).__name__}: {e}): feedback off') from e
 
@@ -142,7 +175,7 @@ class FeedbackDevices:
             pins.devices["green"].on()
     """
 
-    def __init__(self, section, pin_factory=None, *, timings: Timings = DEFAULT_TIMINGS, log_problems: bool = True):
+    def __init__(self, section: FeedbackSection, pin_factory: Factory | None = None, *, timings: Timings = DEFAULT_TIMINGS, log_problems: bool = True):
         if pin_factory is None:
             self.factory, self._owns_factory = make_pin_factory(section.pin_factory)
         else:
@@ -151,28 +184,18 @@ class FeedbackDevices:
         self.devices: dict = {}
         self.problems: dict[str, str] = {}
         self.not_fitted: list[str] = []
-        for role, (key, label) in ROLES.items():
-            pin = getattr(section, key)
+        for name, role in ROLES.items():
+            pin = getattr(section, role.key)
             if pin == "":
-                self.not_fitted.append(role)
+                self.not_fitted.append(name)
                 continue
-            self.pins[role] = pin
+            self.pins[name] = pin
             try:
-                self.devices[role] = self._open(role, pin, timings)
+                self.devices[name] = role.opens(pin, self.factory, timings)
             except Exception as e:  # wrong name, not a GPIO, busy, used twice, no permission
-                self.problems[role] = _why(e)
+                self.problems[name] = _why(e)
                 if log_problems:
-                    log.warning("feedback.%s = %r (%s) cannot be opened: %s; %s off", key, pin, label, self.problems[role], label)
-
-    def _open(self, role: str, pin: str, timings: Timings):
-        from gpiozero import LED, Button, Buzzer
-
-        if role == "buzzer":
-            return Buzzer(pin, pin_factory=self.factory)
-        if role == "button":
-            # Wired to ground, so the internal pull-up holds it high until pressed.
-            return Button(pin, pull_up=True, bounce_time=timings.bounce_s or None, pin_factory=self.factory)
-        return LED(pin, pin_factory=self.factory)
+                    log.warning("feedback.%s = %r (%s) cannot be opened: %s; %s off", role.key, pin, role.label, self.problems[name], role.label)
 
     def name(self, role: str) -> str:
         """The pin as configured, with gpiozero's name when they differ: "BOARD11 (GPIO17)"."""
@@ -202,17 +225,29 @@ class FeedbackDevices:
         self.close()
 
 
-class Feedback:
-    """Lights and beeps for the daemon's events; the button calls ``on_button``.
+class Feedback(Output):
+    """Lights and beeps for the daemon's events (an :class:`~device.outputs.Output`); the button calls ``on_button``.
 
-    ``section`` is ``cfg.feedback``; ``pin_factory`` (a gpiozero factory instance, for tests)
-    overrides ``section.pin_factory``. Thread-safe: events may come from any thread.
+    :param section: ``cfg.feedback``: pins and the pin factory.
+    :param on_button: called (in gpiozero's thread) when the operator presses the button.
+    :param pin_factory: a gpiozero factory instance (tests); overrides ``section.pin_factory``.
+    :param timings: how long lights and beeps last (tests shorten them).
 
-        feedback = Feedback(cfg.feedback, on_button=kiosk.new_presentation)
-        feedback.identified(identification)   # green 1 s + beep, returns at once
+    Thread-safe: events may come from any thread. Every light or beep runs in gpiozero's
+    background threads, so each event returns at once::
+
+        feedback = Feedback.from_config(cfg, on_button=kiosk.new_presentation)
+        feedback.identified(identification)   # green 1 s + beep
     """
 
-    def __init__(self, section, *, on_button: Callable[[], object] | None = None, pin_factory=None, timings: Timings = DEFAULT_TIMINGS):
+    def __init__(
+        self,
+        section: FeedbackSection,
+        *,
+        on_button: Callable[[], object] | None = None,
+        pin_factory: Factory | None = None,
+        timings: Timings = DEFAULT_TIMINGS,
+    ):
         self.timings = timings
         self.on_button = on_button
         self._lock = threading.Lock()
@@ -230,19 +265,20 @@ class Feedback:
             button.when_pressed = self._pressed
 
     @classmethod
-    def from_config(cls, cfg, *, on_button: Callable[[], object] | None = None, pin_factory=None) -> "Feedback":
-        return cls(cfg.feedback, on_button=on_button, pin_factory=pin_factory)
+    def from_config(cls, cfg: Config, **kwargs) -> "Feedback":
+        """The feedback ``cfg.feedback`` describes; ``kwargs`` as for the constructor (on_button, ...)."""
+        return cls(cfg.feedback, **kwargs)
 
-    # --- daemon listener ------------------------------------------------------------------
+    # --- the Output events ----------------------------------------------------------------
 
-    def identified(self, identification=None) -> None:
+    def identified(self, identification, frame_index: int) -> None:
         """Green LED and one short beep (call after the identification is durable)."""
         t = self.timings
         with self._lock:
             self._do("green", lambda led: led.blink(on_time=t.lit_s, off_time=0, n=1, background=True))
             self._do("buzzer", lambda bz: bz.beep(on_time=t.beep_s, off_time=t.beep_gap_s, n=1, background=True))
 
-    def not_a_card(self, reading=None) -> None:
+    def not_a_card(self, reading, frame_index: int) -> None:
         """Red LED and a double beep."""
         t = self.timings
         with self._lock:
@@ -306,7 +342,8 @@ class Feedback:
         try:
             action(device)
         except Exception as e:
-            log.warning("%s failed (%s); %s off until restart", ROLES[role][1], _why(e), ROLES[role][1])
+            label = ROLES[role].label
+            log.warning("%s failed (%s); %s off until restart", label, _why(e), label)
             self._pins.devices.pop(role, None)
             try:
                 device.close()
@@ -324,7 +361,7 @@ class Feedback:
             log.exception("button handler failed")
 
 
-def diag_gpio(section, out: TextIO, pin_factory=None, *, timings: Timings = DEFAULT_TIMINGS, sleep: Callable[[float], None] = time.sleep) -> int:
+def diag_gpio(section: FeedbackSection, out: TextIO, pin_factory: Factory | None = None, *, timings: Timings = DEFAULT_TIMINGS, sleep: Callable[[float], None] = time.sleep) -> int:
     """``kiosk diag gpio``: light each fitted LED in turn, sound the buzzer, report the button.
 
     Prints each step as it happens so a technician can watch ("green LED GPIO17: on ... off").
@@ -346,8 +383,9 @@ def diag_gpio(section, out: TextIO, pin_factory=None, *, timings: Timings = DEFA
         return 1
     with pins:
         say(f"GPIO: pin factory {type(pins.factory).__name__} (feedback.pin_factory = {section.pin_factory!r})")
-        width = max(len(label) for _, label in ROLES.values())
-        for role, (key, label) in ROLES.items():
+        width = max(len(r.label) for r in ROLES.values())
+        for role, spec in ROLES.items():
+            key, label = spec.key, spec.label
             head = f"{label:<{width}} "
             device = pins.devices.get(role)
             if role in pins.not_fitted:

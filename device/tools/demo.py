@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from device.camera import Frame, FrameSource
+from device.outputs import Output
 from device.card import Card, identify
 from device.outputs.feedback import SIGNALS
 from device.redact import describe_text, mask_contract
@@ -254,36 +254,70 @@ def judge(truths, identified: list[Seen], not_cards: list[Seen], records: dict[s
     return v
 
 
-# --- the daemon's edge: which frame, what it did -------------------------------------------------
+# --- the demo as an output: what the daemon did, frame by frame ---------------------------------
 
 
-class FrameTap(FrameSource):
-    """The daemon's frame source, passed through; remembers the frame in hand and announces presentations.
+class EventPrinter(Output):
+    """The demo's output: announces presentations as their frames go by and prints
+    identifications, not-a-card readings, faults and the feedback given.
 
-    Identifications come with no frame number; the daemon handles a frame's readings before it
-    reads the next, so the frame in hand is the one they came from.
+    It runs in its own thread like every output; each event says which frame it came from, so
+    what it prints (and what the verdict judges) does not depend on how far the camera has got.
     """
 
-    def __init__(self, source: FrameSource, terminal: Terminal, truths=None, unmask: bool = False):
-        self.source = source
-        self.finite = source.finite
+    def __init__(self, terminal: Terminal, signals: dict[str, str], truths=None, unmask: bool = False):
         self.terminal = terminal
+        self.signals = signals
         self.truths = list(truths or [])
         self.unmask = unmask
-        self.index = -1
+        self.identified_seen: list[Seen] = []
+        self.not_cards: list[Seen] = []
+        self.identified_in: dict[int, int] = {}  # presentation -> identifications seen in its window
         self._entered = 0
         self._left = 0
-        self.identified_in: dict[int, int] = {}  # presentation -> identifications seen in its window
 
-    def read(self, timeout: float | None = None) -> Frame | None:
-        frame = self.source.read(timeout)
-        if frame is not None:
-            self.index = frame.index
-            self._announce(frame.index)
-        return frame
+    def frame(self, result, frame_index: int) -> None:
+        self._announce(frame_index)
+
+    def identified(self, identification, frame_index: int) -> None:
+        self._announce(frame_index)
+        seen = Seen(frame_index, identification.contract, identification.card_issue, identification.id, identification.seq)
+        self.identified_seen.append(seen)
+        where = f"frame {frame_index}"
+        k = self.presentation_at(frame_index)
+        if k is not None:
+            self.identified_in[k] = self.identified_in.get(k, 0) + 1
+            where += f", {frame_index - self.truths[k].enter_frame} frames after it came into view"
+        self.terminal.event(
+            "identified",
+            f"contract {mask_contract(identification.contract, self.unmask)} issue {identification.card_issue} "
+            f"(identification {identification.seq}, committed to the outbox; {where})",
+        )
+        self._feedback("identified")
+
+    def not_a_card(self, reading, frame_index: int) -> None:
+        self._announce(frame_index)
+        self.not_cards.append(Seen(frame_index, text=reading.symbol.text, reason=reading.rejection.reason))
+        self.terminal.event(
+            "not a card",
+            f"{reading.symbol.format} {describe_text(reading.symbol.text, self.unmask)} ({reading.rejection.reason}; frame {frame_index})",
+        )
+        self._feedback("not_a_card")
+
+    def fault(self, name: str, message: str) -> None:
+        self.terminal.event("FAULT", f"{name}: {message}")
+        self._feedback("fault")
+
+    def fault_cleared(self, name: str) -> None:
+        self.terminal.event("cleared", f"{name} fault cleared")
+        self._feedback("fault_cleared")
+
+    def _feedback(self, event: str) -> None:
+        if event in self.signals:
+            self.terminal.event("  feedback", self.signals[event])
 
     def _announce(self, index: int) -> None:
-        # A realtime source drops frames on a slow machine: compare with >=, never ==.
+        # Frame events may be dropped (and a realtime source drops frames): compare with >=, never ==.
         while self._left < len(self.truths) and index >= self.truths[self._left].left_frame:
             t = self.truths[self._left]
             if t.is_card and not self.identified_in.get(self._left):
@@ -306,61 +340,6 @@ class FrameTap(FrameSource):
             if _in(frame, t):
                 return i
         return None
-
-    def close(self) -> None:
-        self.source.close()
-
-    def describe(self) -> str:
-        return self.source.describe()
-
-
-class EventPrinter:
-    """A daemon listener: prints identifications, not-a-card readings, faults and the feedback given."""
-
-    def __init__(self, terminal: Terminal, tap: FrameTap, signals: dict[str, str], unmask: bool = False):
-        self.terminal = terminal
-        self.tap = tap
-        self.signals = signals
-        self.unmask = unmask
-        self.identified_seen: list[Seen] = []
-        self.not_cards: list[Seen] = []
-
-    def identified(self, identification) -> None:
-        frame = self.tap.index
-        seen = Seen(frame, identification.contract, identification.card_issue, identification.id, identification.seq)
-        self.identified_seen.append(seen)
-        where = f"frame {frame}"
-        k = self.tap.presentation_at(frame)
-        if k is not None:
-            self.tap.identified_in[k] = self.tap.identified_in.get(k, 0) + 1
-            where += f", {frame - self.tap.truths[k].enter_frame} frames after it came into view"
-        self.terminal.event(
-            "identified",
-            f"contract {mask_contract(identification.contract, self.unmask)} issue {identification.card_issue} "
-            f"(identification {identification.seq}, committed to the outbox; {where})",
-        )
-        self._feedback("identified")
-
-    def not_a_card(self, reading) -> None:
-        frame = self.tap.index
-        self.not_cards.append(Seen(frame, text=reading.symbol.text, reason=reading.rejection.reason))
-        self.terminal.event(
-            "not a card",
-            f"{reading.symbol.format} {describe_text(reading.symbol.text, self.unmask)} ({reading.rejection.reason}; frame {frame})",
-        )
-        self._feedback("not_a_card")
-
-    def fault(self, name: str, message: str) -> None:
-        self.terminal.event("FAULT", f"{name}: {message}")
-        self._feedback("fault")
-
-    def fault_cleared(self, name: str) -> None:
-        self.terminal.event("cleared", f"{name} fault cleared")
-        self._feedback("fault_cleared")
-
-    def _feedback(self, event: str) -> None:
-        if event in self.signals:
-            self.terminal.event("  feedback", self.signals[event])
 
 
 class DeliveryWatcher:
@@ -450,7 +429,7 @@ def _write_config(folder: Path, source: str, pace: str, central_url: str, token_
 
 
 def _make_feedback(cfg, terminal: Terminal):
-    """The real feedback listener on mock pins (None, with a note, if it cannot start)."""
+    """The real feedback output on mock pins (None, with a note, if it cannot start)."""
     from device.outputs.feedback import Feedback
 
     try:
@@ -642,13 +621,10 @@ def main(args, out: TextIO = sys.stdout) -> int:
             cfg = config_mod.load(_write_config(folder, source, args.pace, central.url, central.token_file, args.unmask), environ={})
             feedback = _make_feedback(cfg, terminal)
             if feedback is not None:
-                stack.callback(feedback.close)
+                stack.callback(feedback.close)  # idempotent: the kiosk closes it after its last event
 
-            kiosk = Kiosk.from_config(cfg)
-            tap = FrameTap(kiosk.source, terminal, truths, args.unmask)
-            kiosk.source = tap
-            printer = EventPrinter(terminal, tap, SIGNALS, args.unmask)
-            kiosk.listeners = [printer] + ([feedback] if feedback is not None else [])
+            printer = EventPrinter(terminal, SIGNALS, truths, args.unmask)
+            kiosk = Kiosk.from_config(cfg, outputs=[printer] + ([feedback] if feedback is not None else []))
             watcher = DeliveryWatcher(Path(cfg.outbox.path), cfg.kiosk.id, terminal, args.unmask).start()
             stack.callback(watcher.stop)
 
@@ -673,7 +649,7 @@ def main(args, out: TextIO = sys.stdout) -> int:
                 central_ids = Counter()
                 terminal.event("central", f"cannot list what the central holds: {e}")
             verdict = judge(None if interrupted else truths, printer.identified_seen, printer.not_cards,
-                            watcher.records, central_ids, run_code=run_code, faults=dict(kiosk.counters.faults),
+                            watcher.records, central_ids, run_code=run_code, faults=kiosk.faults.active(),
                             live=live, unmask=args.unmask)
             _summary(terminal, verdict, None if interrupted else truths, live, terminal.elapsed(), interrupted)
             if interrupted:

@@ -117,6 +117,7 @@ def _kiosk(tmp: Path, source: FrameSource, central_url: str, token: str):
 
 def main(args, out: TextIO = sys.stdout) -> int:
     from central.process import start_subprocess
+    from device.outputs import Output
 
     width, height = (int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory(prefix="kiosk-bench-idle-") as tmp_name:
@@ -141,13 +142,18 @@ def main(args, out: TextIO = sys.stdout) -> int:
             kiosk = _kiosk(tmp / "fast", LoopingSource(video, "fast", limit=args.frames), central.url, "bench")
             step = max(args.frames // 10, 1)
 
-            class Sampler:
-                def frame(self, result):
-                    n = kiosk.counters.frames
-                    if n == 1 or n % step == 0:
-                        samples.append((n, rss_mib()))
+            class Sampler(Output):
+                next_at = 1
 
-            kiosk.listeners.append(Sampler())
+                def frame(self, result, frame_index):
+                    # Runs off the scan thread, so the count may have moved on (and frame events
+                    # may be dropped): sample at the first event at or past each step.
+                    n = kiosk.counters.frames
+                    if n >= self.next_at:
+                        samples.append((n, rss_mib()))
+                        self.next_at = (n // step + 1) * step
+
+            kiosk.add_output(Sampler())
             t0 = time.monotonic()
             kiosk.run(threading.Event())
             fast_wall = time.monotonic() - t0

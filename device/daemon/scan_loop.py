@@ -1,0 +1,150 @@
+"""The scan loop: frames -> pipeline -> presentations -> outbox commit -> outputs.
+
+It runs in the daemon's main thread and does nothing else: it never sleeps on an output (they
+have their own threads), never writes status (the supervisor reads :attr:`ScanLoop.counters` and
+:attr:`ScanLoop.heartbeat`) and tells the outputs "identified" only after the commit, so the
+green LED means the identification is durable::
+
+    loop = ScanLoop(source, pipeline, outbox, faults, outputs, on_commit=forwarder.wake)
+    ended = loop.run(stop)   # True: a finite source ended; False: stop was set
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from device.camera import CameraError, FrameSource
+from device.daemon.faults import CAMERA, OUTBOX, FaultRegistry
+from device.outbox import Outbox, OutboxError
+from device.pipeline import Pipeline, Reading
+from device.presentation import Presentations
+from device.redact import mask_contract
+
+log = logging.getLogger("device.daemon")
+
+#: How long one read may wait for a frame: the loop (and so its heartbeat) turns at least this often.
+READ_TIMEOUT_S = 0.5
+
+
+@dataclass
+class ScanCounters:
+    """What the scan loop has done since start, for status and the demo."""
+
+    frames: int = 0
+    decoded_frames: int = 0
+    identifications: int = 0
+    not_a_card: int = 0
+    odd_frames: int = 0
+    last_identification_at: float | None = None  # monotonic
+    last_identification: dict | None = None  # masked, for status
+
+
+class ScanLoop:
+    """One identification per presentation, committed before anyone is told.
+
+    :param source: the camera.
+    :param pipeline: gate, locate, decode and card check for one frame.
+    :param outbox: where identifications are committed.
+    :param faults: ``camera`` and ``outbox`` faults are raised and cleared here.
+    :param outputs: told ``identified``, ``not_a_card`` and ``frame`` (an OutputRunner).
+    :param repeat_window_s: ``scan.repeat_window_s``: a card shown again within it is the same presentation.
+    :param unmask: ``log.unmask``: whole contract numbers in status.
+    :param on_commit: called after each commit (the forwarder's ``wake``).
+    """
+
+    def __init__(
+        self,
+        source: FrameSource,
+        pipeline: Pipeline,
+        outbox: Outbox,
+        faults: FaultRegistry,
+        outputs,
+        *,
+        repeat_window_s: float,
+        unmask: bool,
+        on_commit: Callable[[], object] = lambda: None,
+    ):
+        self.source = source
+        self.pipeline = pipeline
+        self.outbox = outbox
+        self.faults = faults
+        self.outputs = outputs
+        self.unmask = unmask
+        self.on_commit = on_commit
+        self.cards = Presentations(repeat_window_s)
+        self.foreign = Presentations(repeat_window_s)
+        self.counters = ScanCounters()
+        self.heartbeat = time.monotonic()  # the loop's last turn, for the watchdog
+        self.latest = None  # (image, readings) of the last decoded frame, for diag snapshots
+
+    def new_presentation(self) -> None:
+        """The operator's button: every open presentation ends, so any card in view (or shown
+        next) is identified again, even one identified a moment ago.
+
+        Called from gpiozero's callback thread; :class:`Presentations` locks against the loop.
+        """
+        self.cards.reset()
+        self.foreign.reset()
+        log.info("new presentation started by the button")
+
+    def run(self, stop: threading.Event) -> bool:
+        """Scan frames until ``stop`` is set (False) or a finite source ends (True)."""
+        while not stop.is_set():
+            self.heartbeat = time.monotonic()
+            try:
+                frame = self.source.read(timeout=READ_TIMEOUT_S)
+            except CameraError as e:
+                self.faults.raise_(CAMERA, str(e))
+                continue
+            if frame is None:
+                return True
+            self.faults.clear(CAMERA, "frames arriving")
+            self.counters.frames += 1
+            try:
+                result = self.pipeline.frame(frame.image, frame.monotonic)
+            except ValueError as e:  # an odd frame (zero-size, wrong type): skip it, keep going
+                self.counters.odd_frames += 1
+                log.warning("frame %d skipped: %s", frame.index, e)
+                continue
+            self.counters.decoded_frames += result.decoded
+            for reading in result.readings:
+                self._handle(reading, frame.index, frame.monotonic)
+            if result.decoded:  # at least once per full-look interval, so at most ~1 s old
+                self.latest = (frame.image, result.readings)
+            self.outputs.frame(result, frame.index)
+        return False
+
+    def _handle(self, reading: Reading, index: int, now: float) -> None:
+        if reading.card is None:
+            key = (reading.symbol.format, reading.symbol.text)
+            if self.foreign.is_new(key, now):
+                self.foreign.identified(key, now)
+                self.counters.not_a_card += 1
+                self.outputs.not_a_card(reading, index)
+            return
+        card = reading.card
+        if not self.cards.is_new(card, now):
+            return
+        try:
+            identification = self.outbox.commit(card, symbology=reading.symbol.format, decoder=reading.symbol.decoder)
+        except OutboxError as e:
+            # No "OK" to the client: nothing is durable. No presentation is opened either, so
+            # the next frame of the same card tries again (and succeeds once space returns).
+            self.faults.raise_(OUTBOX, f"cannot store identifications: {e}")
+            return
+        self.faults.clear(OUTBOX, "identifications are stored again")
+        self.cards.identified(card, now)
+        self.counters.identifications += 1
+        self.counters.last_identification_at = now
+        self.counters.last_identification = {
+            "contract": mask_contract(card.contract, self.unmask),
+            "issue": card.issue,
+            "seq": identification.seq,
+            "scanned_at": identification.scanned_at,
+        }
+        self.outputs.identified(identification, index)
+        self.on_commit()

@@ -1,0 +1,78 @@
+"""Camera snapshots for the technician: ``kiosk diag camera`` with or without the daemon.
+
+Without the daemon, ``kiosk diag camera`` opens the camera itself and draws with :func:`annotate`.
+While the daemon runs it owns the camera, so the command leaves a request file in the runtime
+directory and :class:`SnapshotService` (called from the supervisor's housekeeping turn) answers
+it with the latest decoded frame, annotated::
+
+    snapshots = SnapshotService(Path("/run/kiosk"), unmask=False)
+    snapshots.answer(loop.latest)   # writes snapshot.jpg if a request is waiting
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from device import status
+from device.pipeline import Reading
+from device.redact import describe_text, mask_contract
+from device.vision.decoders import as_grey
+from device.vision.locate import Locator
+
+REGION_BGR = (0, 200, 255)  # amber: "a barcode-like region was found here"
+CARD_BGR = (0, 200, 0)  # green: a client card was read
+OTHER_BGR = (0, 0, 255)  # red: read, but not a card
+
+
+def annotate(image: np.ndarray, readings: list[Reading], unmask: bool = False) -> np.ndarray:
+    """A copy of ``image`` (BGR) with located regions and decoded symbols drawn, to aim and focus by.
+
+        cv2.imwrite("aim.jpg", annotate(frame.image, result.readings))
+    """
+    out = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    for region in Locator().find(as_grey(image)):
+        pts = np.asarray(region.corners, np.int32).reshape(-1, 1, 2)
+        cv2.polylines(out, [pts], True, REGION_BGR, 2)
+    for reading in readings:
+        colour = CARD_BGR if reading.card else OTHER_BGR
+        label = (
+            f"card {mask_contract(reading.card.contract, unmask)}/{reading.card.issue:02d}"
+            if reading.card
+            else f"{reading.symbol.format} {describe_text(reading.symbol.text, unmask)}: {reading.rejection.reason}"
+        )
+        if reading.symbol.quad:
+            pts = np.asarray(reading.symbol.quad, np.int32).reshape(-1, 1, 2)
+            cv2.polylines(out, [pts], True, colour, 3)
+            x, y = pts[:, 0, 0].min(), pts[:, 0, 1].min()
+        else:
+            x, y = 10, 30
+        cv2.putText(out, label, (int(x), max(int(y) - 8, 20)), cv2.FONT_HERSHEY_SIMPLEX, 0.8, colour, 2, cv2.LINE_AA)
+    return out
+
+
+class SnapshotService:
+    """Answers ``kiosk diag camera`` requests left in ``runtime_dir`` while the daemon runs.
+
+    :param runtime_dir: ``kiosk.runtime_dir``, where the request and the snapshot live.
+    :param unmask: ``log.unmask``: whole contract numbers in the drawn labels.
+    """
+
+    def __init__(self, runtime_dir: Path, *, unmask: bool):
+        self.runtime_dir = runtime_dir
+        self.unmask = unmask
+
+    def answer(self, latest: tuple[np.ndarray, list[Reading]] | None) -> None:
+        """If a request waits and a decoded frame exists, write it annotated (atomically) and remove the request."""
+        request = self.runtime_dir / status.SNAPSHOT_REQUEST
+        if latest is None or not request.exists():
+            return
+        image, readings = latest
+        tmp = self.runtime_dir / f".{status.SNAPSHOT_FILE}"
+        ok, data = cv2.imencode(".jpg", annotate(image, readings, self.unmask))
+        if ok:
+            tmp.write_bytes(data.tobytes())
+            tmp.replace(self.runtime_dir / status.SNAPSHOT_FILE)
+        request.unlink(missing_ok=True)

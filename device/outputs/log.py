@@ -1,0 +1,44 @@
+"""The log output: one line per identification and per barcode that is not a card.
+
+The lines a technician greps for (``journalctl -u kiosk | grep identified``); contracts are
+masked unless ``log.unmask`` is set, and foreign barcodes are described, never echoed::
+
+    outputs = OutputRunner([LogOutput.from_config(cfg)])
+"""
+
+from __future__ import annotations
+
+import logging
+
+from device.outputs.base import Output
+from device.redact import describe_text, mask_contract
+
+#: The daemon's logger: these lines have always come from the daemon.
+log = logging.getLogger("device.daemon")
+
+
+class LogOutput(Output):
+    """Logs "identified contract ... (seq, id)" and "not a card (reason): ..." lines.
+
+    :param unmask: log whole contract numbers and barcode texts (``log.unmask``; for bench work only).
+    """
+
+    def __init__(self, *, unmask: bool):
+        self.unmask = unmask
+
+    @classmethod
+    def from_config(cls, cfg) -> "LogOutput":
+        return cls(unmask=cfg.log.unmask)
+
+    def identified(self, identification, frame_index: int) -> None:
+        log.info(
+            "identified contract %s issue %d (seq %d, id %s)",
+            mask_contract(identification.contract, self.unmask),
+            identification.card_issue,
+            identification.seq,
+            identification.id,
+        )
+
+    def not_a_card(self, reading, frame_index: int) -> None:
+        symbol = reading.symbol
+        log.info("not a card (%s): %s %s", reading.rejection.reason, symbol.format, describe_text(symbol.text, self.unmask))

@@ -1,0 +1,196 @@
+"""Outputs: one interface, each in its own thread behind a bounded queue.
+
+What a user would notice: a stuck or broken output (an LED driver hanging in the kernel, a POS
+link down) never stops frames, identifications or the watchdog, and the other outputs still
+get every event; a finite run shows every event before it exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+from conftest import contracts
+from test_service import HangingSource, listen, messages, service_config, wait_until
+
+from device.camera.file import FileSource
+from device.config import load
+from device.daemon import Kiosk, make_forwarder, open_outbox
+from device.daemon.notify import Notifier
+from device.outputs import Output, OutputRunner
+from device.outputs.log import LogOutput
+from device.pipeline import Pipeline
+
+
+class Recorder(Output):
+    """Records every event it is told, in order."""
+
+    def __init__(self):
+        self.events = []
+
+    def identified(self, identification, frame_index):
+        self.events.append(("identified", identification.contract))
+
+    def not_a_card(self, reading, frame_index):
+        self.events.append(("not-a-card", reading.rejection.reason))
+
+    def fault(self, name, message):
+        self.events.append(("fault", name))
+
+    def fault_cleared(self, name):
+        self.events.append(("cleared", name))
+
+    def frame(self, result, frame_index):
+        self.events.append(("frame", frame_index))
+
+
+class Stuck(Output):
+    """An output whose every event blocks until the test lets go (a driver hung in the kernel)."""
+
+    def __init__(self):
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.handled = 0
+
+    def _block(self, *args):
+        self.entered.set()
+        self.release.wait(timeout=60)
+        self.handled += 1
+
+    identified = not_a_card = fault = fault_cleared = frame = _block
+
+
+class Broken(Output):
+    """An output that raises on every event."""
+
+    def _raise(self, *args):
+        raise RuntimeError("LED driver gone")
+
+    identified = not_a_card = fault = fault_cleared = frame = _raise
+
+
+def test_a_stuck_output_neither_slows_the_scan_loop_nor_starves_the_watchdog(tmp_path, central):
+    cfg = load(service_config(tmp_path, central), environ={})
+    sock, path = listen(tmp_path)
+    source = HangingSource()  # an empty counter at 50 frames a second, never hangs here
+    outbox = open_outbox(cfg)
+    notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
+    stuck, recorder = Stuck(), Recorder()
+    kiosk = Kiosk(source, Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox), notifier=notifier, outputs=[stuck, recorder])
+    stop = threading.Event()
+    runner = threading.Thread(target=kiosk.run, args=(stop,))
+    runner.start()
+    try:
+        wait_until(stuck.entered.is_set, what="the stuck output to get its first event")
+        frames_then = kiosk.counters.frames
+        got = messages(sock, lambda m: sum("WATCHDOG=1" in x for x in m) >= 3)  # pings go on...
+        wait_until(lambda: kiosk.counters.frames >= frames_then + 100, what="frames scanned while the output is stuck")
+        assert not stuck.release.is_set() and stuck.handled == 0  # ...while the output is still stuck
+        assert any("WATCHDOG=1" in m for m in got)
+        # The other output is not held up either, and the stuck one's queue stays bounded.
+        wait_until(lambda: sum(e[0] == "frame" for e in recorder.events) >= 100, what="the other output's frames")
+        stats = kiosk.outputs.status()["Stuck"]
+        assert stats["queued"] <= kiosk.outputs.queue_size and stats["dropped"]["frame"] > 0
+    finally:
+        stop.set()
+        stuck.release.set()
+        runner.join(timeout=30)
+        sock.close()
+    assert not runner.is_alive()
+
+
+def test_a_raising_output_is_logged_once_and_the_others_get_every_event(tmp_path, card_folder, central, caplog):
+    from test_daemon import kiosk_config
+
+    shown = contracts(2)
+    cfg = load(kiosk_config(tmp_path, card_folder(shown), central), environ={})
+    outbox = open_outbox(cfg)
+    recorder = Recorder()
+    kiosk = Kiosk(FileSource(card_folder(shown, name="again"), pace="fast"), Pipeline.from_config(cfg), outbox,
+                  make_forwarder(cfg, outbox), outputs=[Broken(), recorder])
+    with caplog.at_level(logging.ERROR, logger="device.outputs"):
+        assert kiosk.run(threading.Event(), drain_timeout_s=30) == 0
+    # The run returned: every event has been shown (a finite run drains its outputs).
+    assert [e for e in recorder.events if e[0] != "frame"] == [("identified", c) for c in shown]
+    assert sum(e[0] == "frame" for e in recorder.events) == kiosk.counters.frames
+    failures = [r for r in caplog.records if "output Broken failed" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].exc_info is not None
+    assert kiosk.outputs.status()["Broken"]["failures"] == kiosk.counters.frames + len(shown)
+
+
+def test_a_full_queue_drops_the_oldest_frames_first_never_an_identification():
+    stuck, = outputs = [Stuck()]
+    runner = OutputRunner(outputs, queue_size=3)
+    try:
+        runner.frame("first", 0)
+        wait_until(stuck.entered.is_set, what="the first event to be taken")
+        for i in range(1, 4):
+            runner.frame("result", i)  # the queue is full now
+        runner.identified(object(), 4)  # the oldest frame makes room...
+        runner.fault("camera", "gone")  # ...and the next oldest
+        assert runner.status()["Stuck"]["dropped"] == {"frame": 2}
+        assert [e for e, _ in runner._workers[0].queue] == ["frame", "identified", "fault"]
+    finally:
+        stuck.release.set()
+        assert runner.close(timeout_s=30)
+    assert stuck.handled == 4
+
+
+def test_events_that_cannot_be_queued_are_counted_and_logged_once(caplog):
+    stuck = Stuck()
+    runner = OutputRunner([stuck], queue_size=2)
+    try:
+        runner.fault("camera", "gone")
+        wait_until(stuck.entered.is_set, what="the first event to be taken")
+        for _ in range(2):
+            runner.fault_cleared("camera")
+        with caplog.at_level(logging.ERROR, logger="device.outputs"):
+            runner.identified(object(), 1)
+            runner.identified(object(), 2)
+        assert runner.status()["Stuck"]["dropped"] == {"identified": 2}
+        assert sum("identified events dropped" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        stuck.release.set()
+        runner.close(timeout_s=30)
+
+
+def test_close_delivers_every_queued_event_then_closes_each_output():
+    class Closing(Recorder):
+        closed_after = None
+
+        def close(self):
+            self.closed_after = list(self.events)
+
+    slow, fast = Stuck(), Closing()
+    runner = OutputRunner([slow, fast])
+    runner.fault("camera", "gone")
+    wait_until(slow.entered.is_set, what="the slow output to take its event")
+    runner.fault_cleared("camera")
+    slow.release.set()
+    assert runner.close(timeout_s=30)
+    assert slow.handled == 2
+    assert fast.closed_after == [("fault", "camera"), ("cleared", "camera")]
+    runner.fault("outbox", "after close")  # ignored, no error
+    assert fast.events == fast.closed_after
+
+
+def test_only_outputs_can_be_added():
+    class Listener:  # the old duck-typed listener
+        def identified(self, identification):
+            pass
+
+    with pytest.raises(TypeError, match="not a device.outputs.Output"):
+        OutputRunner([Listener()])
+
+
+def test_log_output_masks_contracts_and_names_the_identification(caplog):
+    from types import SimpleNamespace
+
+    identification = SimpleNamespace(contract="0012345678", card_issue=1, seq=7, id="01HXYZ")
+    with caplog.at_level(logging.INFO, logger="device.daemon"):
+        LogOutput(unmask=False).identified(identification, 3)
+        LogOutput(unmask=True).identified(identification, 3)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "identified contract ******5678 issue 1 (seq 7, id 01HXYZ)"
+    assert lines[1] == "identified contract 0012345678 issue 1 (seq 7, id 01HXYZ)"
