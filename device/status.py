@@ -164,6 +164,13 @@ def render(report: dict) -> str:
         last_ok = delivery.get("last_success_at") or "never"
         err = f"; last error: {delivery['last_error']}" if delivery.get("last_error") and delivery.get("state") != "ok" else ""
         lines.append(f"delivery    {state} to {delivery.get('url')}; last success {last_ok}{err}")
+    for name, out in sorted(((daemon or {}).get("outputs") or {}).items()):
+        # Frames an output skips while behind are normal; lost events and errors are not.
+        lost = {event: n for event, n in out.get("dropped", {}).items() if event != "frame"}
+        if lost or out.get("failures"):
+            what = [f"{n} {event} events dropped" for event, n in sorted(lost.items())]
+            what += [f"{out['failures']} failed calls (see the log)"] if out.get("failures") else []
+            lines.append(f"output      {name}: {', '.join(what)}")
     lines.append(f"disk        {_bytes(report.get('disk_free_bytes'))} free where the outbox is")
     lines.append(f"clock       {'synchronised' if report.get('clock_synced') else 'NOT synchronised (identifications are marked so)'}")
     temp = report.get("cpu_temperature_c")

@@ -194,3 +194,15 @@ def test_log_output_masks_contracts_and_names_the_identification(caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0] == "identified contract ******5678 issue 1 (seq 7, id 01HXYZ)"
     assert lines[1] == "identified contract 0012345678 issue 1 (seq 7, id 01HXYZ)"
+
+
+def test_kiosk_status_names_an_output_that_lost_events_or_failed():
+    from device.status import render
+
+    outputs = {
+        "Feedback": {"queued": 0, "dropped": {"frame": 12}, "failures": 0},  # skipped frames: normal
+        "Pos": {"queued": 64, "dropped": {"identified": 2}, "failures": 3},
+    }
+    text = render({"running": True, "daemon": {"pid": 1, "outputs": outputs}, "queue": {}})
+    assert "output      Pos: 2 identified events dropped, 3 failed calls (see the log)" in text
+    assert "Feedback" not in text
