@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from device.cli import config_option, load_config
@@ -32,11 +34,17 @@ def open_outbox_reader(cfg):
     return Outbox(cfg.outbox.path, cfg.kiosk.id, cfg.kiosk.site, on_corrupt="raise", check_integrity=False, create=False)
 
 
-def _open_queue(args):
+@contextmanager
+def _queue(args) -> Iterator:
+    """The daemon's outbox for one command, closed after it."""
     cfg = load_config(args)
     if not Path(cfg.outbox.path).exists():
         raise SystemExit(f"kiosk queue: no outbox at {cfg.outbox.path} (outbox.path); has the kiosk run yet?")
-    return open_outbox_reader(cfg)
+    outbox = open_outbox_reader(cfg)
+    try:
+        yield outbox
+    finally:
+        outbox.close()
 
 
 def _record_json(record, unmask: bool) -> dict:
@@ -58,11 +66,8 @@ def _record_line(record, unmask: bool) -> str:
 
 
 def cmd_queue_list(args) -> int:
-    outbox = _open_queue(args)
-    try:
+    with _queue(args) as outbox:
         records = outbox.list(args.state)
-    finally:
-        outbox.close()
     for record in records:
         print(json.dumps(_record_json(record, args.unmask)) if args.json else _record_line(record, args.unmask))
     if not args.json:
@@ -71,11 +76,8 @@ def cmd_queue_list(args) -> int:
 
 
 def cmd_queue_show(args) -> int:
-    outbox = _open_queue(args)
-    try:
+    with _queue(args) as outbox:
         record = outbox.get(args.id)
-    finally:
-        outbox.close()
     if record is None:
         print(f"kiosk queue show: no identification {args.id!r}", file=sys.stderr)
         return 1
@@ -89,8 +91,7 @@ def cmd_queue_show(args) -> int:
 
 
 def cmd_queue_retry(args) -> int:
-    outbox = _open_queue(args)
-    try:
+    with _queue(args) as outbox:
         if args.dead:
             n = outbox.retry_dead()
             print(f"{n} dead identification(s) set to pending")
@@ -103,8 +104,6 @@ def cmd_queue_retry(args) -> int:
             return 1
         print(f"{args.id}: pending, will be sent at the next attempt")
         return 0
-    finally:
-        outbox.close()
 
 
 def register(sub) -> None:
