@@ -34,7 +34,7 @@ def annotate(image: np.ndarray, readings: list[Reading], unmask: bool = False) -
         label = (
             f"card {mask_contract(reading.card.contract, unmask)}/{reading.card.issue:02d}"
             if reading.card
-            else f"{reading.symbol.format} {describe_text(reading.symbol.text, unmask)}: {reading.rejection.reason}"
+            else f"{reading.symbol.symbology} {describe_text(reading.symbol.text, unmask)}: {reading.rejection.reason}"
         )
         if reading.symbol.quad:
             pts = np.asarray(reading.symbol.quad, np.int32).reshape(-1, 1, 2)

@@ -247,18 +247,18 @@ class Kiosk:
 
     def _handle(self, reading: Reading, now: float) -> None:
         if reading.card is None:
-            key = (reading.symbol.format, reading.symbol.text)
+            key = (reading.symbol.symbology, reading.symbol.text)
             if self.foreign.is_new(key, now):
                 self.foreign.identified(key, now)
                 self.counters.not_a_card += 1
-                log.info("not a card (%s): %s %s", reading.rejection.reason, reading.symbol.format, describe_text(reading.symbol.text, self.unmask))
+                log.info("not a card (%s): %s %s", reading.rejection.reason, reading.symbol.symbology, describe_text(reading.symbol.text, self.unmask))
                 self._tell("not_a_card", reading)
             return
         card = reading.card
         if not self.cards.is_new(card, now):
             return
         try:
-            identification = self.outbox.commit(card, symbology=reading.symbol.format, decoder=reading.symbol.decoder)
+            identification = self.outbox.commit(card, symbology=reading.symbol.symbology, decoder=reading.symbol.decoder)
         except OutboxError as e:
             # No "OK" to the client: nothing is durable. No presentation is opened either, so
             # the next frame of the same card tries again (and succeeds once space returns).

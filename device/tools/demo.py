@@ -346,7 +346,7 @@ class EventPrinter:
         self.not_cards.append(Seen(frame, text=reading.symbol.text, reason=reading.rejection.reason))
         self.terminal.event(
             "not a card",
-            f"{reading.symbol.format} {describe_text(reading.symbol.text, self.unmask)} ({reading.rejection.reason}; frame {frame})",
+            f"{reading.symbol.symbology} {describe_text(reading.symbol.text, self.unmask)} ({reading.rejection.reason}; frame {frame})",
         )
         self._feedback("not_a_card")
 
