@@ -29,7 +29,7 @@ def open_outbox_reader(cfg):
     from device.outbox import Outbox
 
     _become_outbox_owner(Path(cfg.outbox.path))
-    return Outbox(cfg.outbox.path, cfg.kiosk.id, cfg.kiosk.site, on_corrupt="raise", check_integrity=False, create=False)
+    return Outbox.from_config(cfg, on_corrupt="raise", check_integrity=False, create=False)
 
 
 def _open_queue(args):
