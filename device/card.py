@@ -76,12 +76,35 @@ class CardFormat(abc.ABC):
         """The payload for a contract and card issue (for test cards and synthetic scenes)."""
 
 
+class PrefixedDigitsFormat(CardFormat):
+    """A format whose payload is a fixed ``prefix`` then ASCII digits, ``length`` characters in all.
+
+    Spec v1 is one; so are most utilities' cards. Subclasses parse the digits from :meth:`digits`.
+    """
+
+    prefix: str
+    length: int
+
+    def claims(self, text: str, symbology: str) -> bool:
+        return symbology in self.symbologies and text.startswith(self.prefix)
+
+    def digits(self, text: str) -> str | Rejection:
+        """The digits after the prefix, or why the text is not of the right length and alphabet."""
+        if len(text) != self.length:
+            return Rejection(BAD_LENGTH)
+        body = text[len(self.prefix) :]
+        # str.isdigit() accepts other scripts' digits and superscripts: only ASCII 0-9 count.
+        if not all("0" <= c <= "9" for c in body):
+            return Rejection(BAD_CHARACTERS)
+        return body
+
+
 def mod97_check(digits: str) -> str:
     """ISO 7064 MOD 97-10 check digits (the IBAN scheme) for a string of digits."""
     return f"{98 - int(digits + '00') % 97:02d}"
 
 
-class CardV1(CardFormat):
+class CardV1(PrefixedDigitsFormat):
     """Spec v1: Code 128, ``LE`` + contract (10 digits) + issue (2 digits) + MOD 97-10 check (2 digits).
 
     >>> CardV1().encode("0012345678", 1)
@@ -95,16 +118,10 @@ class CardV1(CardFormat):
     issue_digits = 2
     length = 2 + 10 + 2 + 2
 
-    def claims(self, text: str, symbology: str) -> bool:
-        return symbology in self.symbologies and text.startswith(self.prefix)
-
     def parse(self, text: str) -> Card | Rejection:
-        if len(text) != self.length:
-            return Rejection(BAD_LENGTH)
-        body = text[len(self.prefix) :]
-        # str.isdigit() accepts other scripts' digits and superscripts: only ASCII 0-9 count.
-        if not all("0" <= c <= "9" for c in body):
-            return Rejection(BAD_CHARACTERS)
+        body = self.digits(text)
+        if isinstance(body, Rejection):
+            return body
         contract = body[: self.contract_digits]
         issue = body[self.contract_digits : self.contract_digits + self.issue_digits]
         if int(body) % 97 != 1:

@@ -83,26 +83,26 @@ def _check_camera_source(value: str) -> str | None:
     return None
 
 
+def _check_names(value: list, known, what: str) -> str | None:
+    """A non-empty list of names, each one of ``known``."""
+    unknown = [name for name in value if name not in known]
+    if unknown:
+        return f"unknown {what} {unknown[0]!r} (known: {', '.join(sorted(known))})"
+    if not value:
+        return f"expected at least one {what}"
+    return None
+
+
 def _check_symbologies(value: list) -> str | None:
     from device.vision.decoders import SYMBOLOGIES
 
-    unknown = [s for s in value if s not in SYMBOLOGIES]
-    if unknown:
-        return f"unknown symbology {unknown[0]!r} (known: {', '.join(sorted(SYMBOLOGIES))})"
-    if not value:
-        return "expected at least one symbology"
-    return None
+    return _check_names(value, SYMBOLOGIES, "symbology")
 
 
 def _check_card_formats(value: list) -> str | None:
     from device.card import REGISTRY
 
-    unknown = [name for name in value if name not in REGISTRY]
-    if unknown:
-        return f"unknown card format {unknown[0]!r} (known: {', '.join(sorted(REGISTRY))})"
-    if not value:
-        return "expected at least one card format"
-    return None
+    return _check_names(value, REGISTRY, "card format")
 
 
 def _check_decoder(value: str) -> str | None:

@@ -13,18 +13,7 @@ Card(format='xu', contract='12345678', issue=3)
 
 from __future__ import annotations
 
-from device.card import (
-    BAD_CHARACTERS,
-    BAD_CHECK_DIGITS,
-    BAD_LENGTH,
-    ZERO_CONTRACT,
-    ZERO_ISSUE,
-    Card,
-    CardFormat,
-    Rejection,
-    identify,
-    register_format,
-)
+from device.card import BAD_CHECK_DIGITS, ZERO_CONTRACT, ZERO_ISSUE, Card, PrefixedDigitsFormat, Rejection, identify, register_format
 
 
 def luhn_check(digits: str) -> str:
@@ -36,7 +25,7 @@ def luhn_check(digits: str) -> str:
     return str(-total % 10)
 
 
-class CardXU(CardFormat):
+class CardXU(PrefixedDigitsFormat):
     """Utility XU's card: Code 128, ``XU`` + 8-digit contract + 1-digit issue + Luhn check digit."""
 
     name = "xu"
@@ -45,15 +34,10 @@ class CardXU(CardFormat):
     contract_digits = 8
     length = 2 + 8 + 1 + 1
 
-    def claims(self, text: str, symbology: str) -> bool:
-        return symbology in self.symbologies and text.startswith(self.prefix)
-
     def parse(self, text: str) -> Card | Rejection:
-        if len(text) != self.length:
-            return Rejection(BAD_LENGTH)
-        body = text[len(self.prefix) :]
-        if not all("0" <= c <= "9" for c in body):
-            return Rejection(BAD_CHARACTERS)
+        body = self.digits(text)
+        if isinstance(body, Rejection):
+            return body
         if luhn_check(body[:-1]) != body[-1]:
             return Rejection(BAD_CHECK_DIGITS)
         contract, issue = body[: self.contract_digits], int(body[self.contract_digits])

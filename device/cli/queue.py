@@ -47,12 +47,17 @@ def _record_json(record, unmask: bool) -> dict:
     return data
 
 
+def _issue(card_issue: int | None) -> str:
+    # "--": a card format without an issue number.
+    return "--" if card_issue is None else f"{card_issue:02d}"
+
+
 def _record_line(record, unmask: bool) -> str:
     from device.redact import mask_contract
 
     extra = record.dead_reason or record.last_error or ""
     return (
-        f"{record.seq:>7}  {record.id}  {record.state:<9} {mask_contract(record.contract, unmask)} /{record.card_issue:02d}"
+        f"{record.seq:>7}  {record.id}  {record.state:<9} {mask_contract(record.contract, unmask)} /{_issue(record.card_issue)}"
         f"  {record.scanned_at}  attempts {record.attempts}" + (f"  {extra}" if extra else "")
     )
 
