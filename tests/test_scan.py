@@ -63,7 +63,7 @@ def test_json_lines_for_images_a_video_and_broken_files(tmp_path):
     assert "error" in by_path[str(corrupt)][0] and "error" in by_path[str(tmp_path / "missing.png")][0]
     frames = by_path[str(video)]
     assert frames and all(line["frame"] >= 3 for line in frames)  # only frames in which the card was read
-    assert all(s["card"] == {"contract": contract, "issue": 2} for line in frames for s in line["symbols"])
+    assert all(s["card"] == {"format": "v1", "contract": contract, "issue": 2} for line in frames for s in line["symbols"])
     # Paths are reported in the order given, every one of them.
     assert list(by_path) == [card, str(corrupt), nothing, product, forged, str(video), str(tmp_path / "missing.png")]
 
