@@ -85,7 +85,7 @@ def test_json_output_is_masked_unless_unmask(tmp_path):
     assert run.returncode == 0, run.stderr
     [symbol] = json.loads(run.stdout)["symbols"]
     payload = CARD_V1.encode(contract, 2)
-    assert symbol["card"] == {"contract": "******" + contract[-4:], "issue": 2}
+    assert symbol["card"] == {"format": "v1", "contract": "******" + contract[-4:], "issue": 2}
     assert symbol["text"] == "LE" + "*" * 10 + payload[-4:]
     assert contract not in run.stdout and payload not in run.stdout
 
