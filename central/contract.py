@@ -1,15 +1,16 @@
 """The central API contract as code: what a batch of identifications must look like.
 
 One place for the facts that docs/openapi.yaml and docs/CENTRAL_API.md describe: the statuses, the
-batch limit, and the checks on the body (a bad body is a 400 for the whole request) and on each
+batch limit, the card formats accepted (:data:`FORMATS`: the shape of a contract and card issue per
+format; a record without ``format`` is ``v1``, as old kiosks send it), and the checks on the body (a bad body is a 400 for the whole request) and on each
 identification (a bad one is ``rejected`` with a reason, the others in the batch still count).
 
 >>> batch = parse_batch({"kiosk": {"id": "k-1", "site": "Riga 5"}, "identifications": [
 ...     {"id": "3f1c0a52-6a3e-4c1e-9a57-0d3a1f2b9c10", "seq": 1, "contract": "0012345678",
 ...      "card_issue": 1, "scanned_at": "2024-05-02T09:15:00Z", "clock_synced": True,
 ...      "symbology": "Code128"}]})
->>> batch.kiosk_id, batch.items[0].record.contract
-('k-1', '0012345678')
+>>> batch.kiosk_id, batch.items[0].record.contract, batch.items[0].record.format
+('k-1', '0012345678', 'v1')
 >>> parse_batch({"kiosk": {"id": "k-1", "site": ""}, "identifications": [{"id": "x"}]}).items[0].reason
 'invalid-id: must be a UUID string (8-4-4-4-12 hex digits)'
 """
@@ -38,19 +39,50 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_NAME_LENGTH = 128
 #: SQLite's INTEGER is 64-bit signed; a larger seq could not be stored.
 MAX_SEQ = 2**63 - 1
-MAX_CARD_ISSUE = 99
 
 # Canonical UUID text only: "{...}", "urn:uuid:" or bare hex would let one identification arrive
 # under two spellings of its key. Letters are compared lower-cased.
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # [0-9], not \d: \d also matches Arabic-Indic and other Unicode digits.
-_CONTRACT = re.compile(r"[0-9]{10}")
+_DIGITS = re.compile(r"[0-9]+")
 # ISO 8601 / RFC 3339 date-time with a UTC offset; fromisoformat alone also takes dates and
 # odd forms such as "2024-05-02 09:15" without a zone.
 # Names (kiosk id, site, symbology): any text but control characters (C0, DEL, C1). The same rule
 # is the "pattern" in docs/openapi.yaml.
 _NAME = re.compile(r"[^\x00-\x1f\x7f-\x9f]*")
 _DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})")
+
+
+@dataclass(frozen=True)
+class CardFormat:
+    """What an identification of one card payload format must hold.
+
+    ``contract_digits``: the contract number's length (ASCII digits, not all zeros).
+    ``max_issue``: card issues run 1..max_issue; 0 for a format without an issue number (then
+    ``card_issue`` is null or absent).
+
+    >>> CardFormat.parse("xu:8:9")
+    CardFormat(name='xu', contract_digits=8, max_issue=9)
+    """
+
+    name: str
+    contract_digits: int
+    max_issue: int
+
+    @classmethod
+    def parse(cls, text: str) -> CardFormat:
+        """``NAME:CONTRACT_DIGITS:MAX_ISSUE`` (the server's ``--accept-format``); ValueError if not."""
+        name, _, rest = text.partition(":")
+        digits, _, issue = rest.partition(":")
+        if not name or not _is_name(name) or not digits.isdigit() or not issue.isdigit() or not 1 <= int(digits) <= 64:
+            raise ValueError(f"expected NAME:CONTRACT_DIGITS:MAX_ISSUE (e.g. xu:8:9), got {text!r}")
+        return cls(name, int(digits), int(issue))
+
+
+#: The format of a record that names none (kiosks before formats were sent).
+DEFAULT_FORMAT = "v1"
+#: Card formats every reference central accepts; ``--accept-format`` adds more.
+FORMATS: dict[str, CardFormat] = {DEFAULT_FORMAT: CardFormat(DEFAULT_FORMAT, 10, 99)}
 
 
 class BadRequest(Exception):
@@ -71,10 +103,11 @@ class Identification:
     id: str
     seq: int
     contract: str
-    card_issue: int
+    card_issue: int | None
     scanned_at: str
     clock_synced: bool
     symbology: str
+    format: str = DEFAULT_FORMAT
 
 
 @dataclass(frozen=True)
@@ -93,8 +126,10 @@ class Batch:
     items: list[Item]
 
 
-def parse_batch(body: Any) -> Batch:
+def parse_batch(body: Any, formats: dict[str, CardFormat] = FORMATS) -> Batch:
     """Check a decoded JSON body; raise :class:`BadRequest` or :class:`TooLarge` for the whole body.
+
+    ``formats``: the card formats accepted, by name; a record of another format is rejected.
 
     Unknown extra fields are ignored (a newer kiosk may send more, e.g. its decoder).
     """
@@ -115,22 +150,23 @@ def parse_batch(body: Any) -> Batch:
         raise TooLarge(f"at most {MAX_BATCH} identifications per request; split the batch")
     if not all(isinstance(r, dict) for r in records):
         raise BadRequest("every entry of 'identifications' must be an object")
-    return Batch(kiosk_id, site, [_parse_item(r) for r in records])
+    return Batch(kiosk_id, site, [_parse_item(r, formats) for r in records])
 
 
-def _parse_item(raw: dict) -> Item:
+def _parse_item(raw: dict, formats: dict[str, CardFormat]) -> Item:
     sent_id = raw.get("id")
-    reason = record_problem(raw)
+    reason = record_problem(raw, formats)
     if reason is not None:
         return Item(sent_id, None, reason)
     record = Identification(
         id=raw["id"].lower(),
         seq=_as_int(raw["seq"]),
         contract=raw["contract"],
-        card_issue=_as_int(raw["card_issue"]),
+        card_issue=_as_int(raw.get("card_issue")),
         scanned_at=raw["scanned_at"],
         clock_synced=raw["clock_synced"],
         symbology=raw["symbology"],
+        format=raw.get("format", DEFAULT_FORMAT),
     )
     return Item(sent_id, record, None)
 
@@ -160,8 +196,10 @@ def _is_name(value: Any) -> bool:
     return True
 
 
-def record_problem(raw: dict) -> str | None:
+def record_problem(raw: dict, formats: dict[str, CardFormat] = FORMATS) -> str | None:
     """Why one identification is rejected (``"invalid-<field>: <what is expected>"``), or None.
+
+    The contract and card issue are checked by the record's format (``v1`` if it names none).
 
     The reason names the field and the rule, never the value (it may be personal data).
     """
@@ -171,14 +209,21 @@ def record_problem(raw: dict) -> str | None:
     value = _as_int(raw.get("seq"))
     if value is None or not 1 <= value <= MAX_SEQ:
         return "invalid-seq: must be a positive integer"
+    value = raw.get("format", DEFAULT_FORMAT)
+    fmt = formats.get(value) if isinstance(value, str) else None
+    if fmt is None:
+        return f"invalid-format: must be one of the card formats this central accepts ({', '.join(sorted(formats))})"
     value = raw.get("contract")
-    if not isinstance(value, str) or not _CONTRACT.fullmatch(value):
-        return "invalid-contract: must be a string of 10 ASCII digits"
-    if value == "0" * 10:
+    if not isinstance(value, str) or len(value) != fmt.contract_digits or not _DIGITS.fullmatch(value):
+        return f"invalid-contract: must be a string of {fmt.contract_digits} ASCII digits (format {fmt.name})"
+    if int(value) == 0:
         return "invalid-contract: must not be all zeros"
-    value = _as_int(raw.get("card_issue"))
-    if value is None or not 1 <= value <= MAX_CARD_ISSUE:
-        return f"invalid-card_issue: must be an integer from 1 to {MAX_CARD_ISSUE}"
+    value = raw.get("card_issue")
+    if fmt.max_issue == 0:
+        if value is not None:
+            return f"invalid-card_issue: must be null or absent (format {fmt.name} has no card issue)"
+    elif (issue := _as_int(value)) is None or not 1 <= issue <= fmt.max_issue:
+        return f"invalid-card_issue: must be an integer from 1 to {fmt.max_issue} (format {fmt.name})"
     value = raw.get("scanned_at")
     if not isinstance(value, str) or not _DATETIME.fullmatch(value) or not _parses_as_datetime(value):
         return "invalid-scanned_at: must be an ISO 8601 date-time with a UTC offset, e.g. 2024-05-02T09:15:00Z"

@@ -29,6 +29,9 @@ from typing import Any
 LISTENING_PREFIX = "central listening on "
 
 # Fault keywords of start_subprocess, and the command-line flag each becomes.
+# Options of start_subprocess that take a list, and the repeatable flag each item becomes
+# (accept_formats is not a fault but the server's extra card formats, "xu:8:9").
+_LIST_FLAGS = {"reject_contracts": "--reject-contract", "accept_formats": "--accept-format"}
 _FAULT_FLAGS = {
     "fail_rate": "--fail-rate",
     "retry_after": "--retry-after",
@@ -74,9 +77,9 @@ class CentralProcess:
         cmd = [sys.executable, "-m", "central.server", "--host", self.host, "--port", str(port), "--db", str(self.db),
                "--token-file", str(self.token_file)]
         for name, value in self.faults.items():
-            if name == "reject_contracts":
-                for c in value:
-                    cmd += ["--reject-contract", c]
+            if name in _LIST_FLAGS:
+                for item in value:
+                    cmd += [_LIST_FLAGS[name], item]
             elif value is not None:
                 cmd += [_FAULT_FLAGS[name], str(value)]
         return cmd
@@ -180,11 +183,12 @@ def _pump(stream, lines: queue.Queue) -> None:
 
 
 def _check_faults(faults: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(faults) - set(_FAULT_FLAGS) - {"reject_contracts"}
+    unknown = set(faults) - set(_FAULT_FLAGS) - set(_LIST_FLAGS)
     if unknown:
-        raise TypeError(f"unknown fault(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted([*_FAULT_FLAGS, 'reject_contracts']))}")
-    if isinstance(faults.get("reject_contracts"), str):
-        raise TypeError("reject_contracts is a list of contracts, not one string")
+        raise TypeError(f"unknown fault(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted([*_FAULT_FLAGS, *_LIST_FLAGS]))}")
+    for name in _LIST_FLAGS:
+        if isinstance(faults.get(name), str):
+            raise TypeError(f"{name} is a list, not one string")
     return dict(faults)
 
 
@@ -201,7 +205,7 @@ def start_subprocess(
 
     ``db``: the SQLite file, or a directory in which ``central.db`` is used. ``token``: one token or
     several. ``faults``: ``fail_rate``, ``retry_after``, ``reset_rate``, ``latency_ms``,
-    ``drop_after_commit_rate``, ``malformed_rate``, ``malformed_kind``, ``reject_contracts`` (a list),
+    ``drop_after_commit_rate``, ``malformed_rate``, ``malformed_kind``, ``reject_contracts`` (a list), ``accept_formats`` (a list of card formats, "xu:8:9"),
     ``seed`` -- the command-line options of the same names. The server's log goes to
     ``<db>.log``. Raises RuntimeError (with the log) if it does not listen within ``startup_timeout``.
     """

@@ -48,12 +48,14 @@ REFUSED_REASON = "contract-refused: the central does not accept identifications 
 class Central:
     """What the server knows: its store, its tokens, its faults. Shared by all handler threads."""
 
-    def __init__(self, store: Store, tokens: list[str], faults: Faults):
+    def __init__(self, store: Store, tokens: list[str], faults: Faults, formats: dict[str, contract.CardFormat] = contract.FORMATS):
         if not tokens:
             raise ValueError("at least one token is needed")
         self.store = store
         self._tokens = [t.encode() for t in tokens]
         self.faults = faults
+        #: The card formats accepted, by name (v1 and those given with ``--accept-format``).
+        self.formats = dict(formats)
 
     def authorized(self, header: str | None) -> bool:
         scheme, _, token = (header or "").partition(" ")
@@ -174,7 +176,7 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(faults.latency_ms / 1000)
         try:
             body = json.loads(raw.decode("utf-8"))
-            batch = contract.parse_batch(body)
+            batch = contract.parse_batch(body, central.formats)
         except (UnicodeDecodeError, ValueError, RecursionError):
             self._error(400, "bad-request", "the body is not JSON (UTF-8)")
             return
@@ -360,6 +362,13 @@ def _rate(text: str) -> float:
     return value
 
 
+def _card_format(text: str) -> contract.CardFormat:
+    try:
+        return contract.CardFormat.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -377,6 +386,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", metavar="PATH", required=True, help="SQLite file holding the identifications (created if missing)")
     parser.add_argument("--token", action="append", default=[], metavar="T", help="a bearer token kiosks may use (repeatable; for hand use: a command line shows in `ps`)")
     parser.add_argument("--token-file", metavar="PATH", help="file with one bearer token per line (keeps tokens out of `ps`)")
+    parser.add_argument(
+        "--accept-format",
+        action="append",
+        default=[],
+        type=_card_format,
+        metavar="NAME:DIGITS:MAX_ISSUE",
+        help="accept identifications of this card format too (repeatable; v1 always): e.g. xu:8:9 "
+        "for 8-digit contracts with issues 1-9; MAX_ISSUE 0 for a format without a card issue",
+    )
     faults = parser.add_argument_group("fault injection (for tests; all off by default)")
     faults.add_argument("--fail-rate", type=_rate, default=0.0, metavar="F", help="answer this share of batches 503 with Retry-After, storing nothing")
     faults.add_argument("--retry-after", type=_non_negative_int, default=1, metavar="S", help="seconds sent in Retry-After with 503 and 500 (default 1)")
@@ -426,7 +444,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"central: cannot open the database {args.db}: {e}", file=sys.stderr)
         return 1
     try:
-        server = serve(args.host, args.port, Central(store, tokens, faults))
+        server = serve(args.host, args.port, Central(store, tokens, faults, {**contract.FORMATS, **{f.name: f for f in args.accept_format}}))
     except OSError as e:
         store.close()
         print(f"central: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)

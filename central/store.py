@@ -23,14 +23,15 @@ from pathlib import Path
 
 from central.contract import ACCEPTED, DUPLICATE, Identification
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS identifications (
     id           TEXT PRIMARY KEY,      -- the kiosk's UUID, lower case: the permanent unique key
     seq          INTEGER NOT NULL,      -- the kiosk's gap-free sequence number
+    format       TEXT NOT NULL,         -- card payload format ("v1", ...)
     contract     TEXT NOT NULL,
-    card_issue   INTEGER NOT NULL,
+    card_issue   INTEGER,               -- NULL: the format has no card issue
     kiosk        TEXT NOT NULL,
     site         TEXT NOT NULL,
     scanned_at   TEXT NOT NULL,         -- as the kiosk sent it (ISO 8601 with offset)
@@ -40,6 +41,18 @@ CREATE TABLE IF NOT EXISTS identifications (
     receipts     INTEGER NOT NULL DEFAULT 1
 )
 """
+
+_COLUMNS = ("id", "seq", "format", "contract", "card_issue", "kiosk", "site", "scanned_at", "clock_synced", "symbology", "received_at", "receipts")
+
+
+def _migrate_v1(db: sqlite3.Connection) -> None:
+    """Version 1 had no format (every record was v1) and a NOT NULL card_issue: rebuild the table."""
+    db.execute("ALTER TABLE identifications RENAME TO identifications_v1")
+    db.execute(_SCHEMA)
+    # rowid kept: it is the order of first arrival that GET /v1/identifications lists.
+    values = ", ".join("'v1'" if c == "format" else c for c in _COLUMNS)
+    db.execute(f"INSERT INTO identifications (rowid, {', '.join(_COLUMNS)}) SELECT rowid, {values} FROM identifications_v1")
+    db.execute("DROP TABLE identifications_v1")
 
 # Ids are looked up in chunks: SQLite limits the number of "?" in one statement.
 _LOOKUP_CHUNK = 500
@@ -68,8 +81,16 @@ class Store:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path}: schema version {version} is newer than this server ({SCHEMA_VERSION})")
-        self._db.execute(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if version == 1:
+                _migrate_v1(self._db)
+            self._db.execute(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def record(self, kiosk_id: str, site: str, records: list[Identification]) -> list[str]:
         """Store a batch; return ``accepted`` or ``duplicate`` for each record, in order.
@@ -92,11 +113,10 @@ class Store:
                     known.add(r.id)
                     statuses.append(ACCEPTED)
                     new_rows.append(
-                        (r.id, r.seq, r.contract, r.card_issue, kiosk_id, site, r.scanned_at, int(r.clock_synced), r.symbology, received_at)
+                        (r.id, r.seq, r.format, r.contract, r.card_issue, kiosk_id, site, r.scanned_at, int(r.clock_synced), r.symbology, received_at)
                     )
                 self._db.executemany(
-                    "INSERT INTO identifications (id, seq, contract, card_issue, kiosk, site, scanned_at,"
-                    " clock_synced, symbology, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO identifications ({', '.join(_COLUMNS[:-1])}) VALUES ({', '.join('?' * (len(_COLUMNS) - 1))})",
                     new_rows,
                 )
                 self._db.executemany("UPDATE identifications SET receipts = receipts + 1 WHERE id = ?", repeats)
@@ -118,12 +138,8 @@ class Store:
     def identifications(self) -> list[dict]:
         """Everything held, in order of first arrival, as ``GET /v1/identifications`` lists it."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT id, seq, contract, card_issue, kiosk, site, scanned_at, clock_synced, symbology, received_at, receipts"
-                " FROM identifications ORDER BY rowid"
-            ).fetchall()
-        keys = ("id", "seq", "contract", "card_issue", "kiosk", "site", "scanned_at", "clock_synced", "symbology", "received_at", "receipts")
-        out = [dict(zip(keys, row)) for row in rows]
+            rows = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM identifications ORDER BY rowid").fetchall()
+        out = [dict(zip(_COLUMNS, row)) for row in rows]
         for d in out:
             d["clock_synced"] = bool(d["clock_synced"])
         return out

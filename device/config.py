@@ -85,15 +85,26 @@ def _check_camera_source(value: str) -> str | None:
     return None
 
 
+def _check_names(value: list, known, what: str) -> str | None:
+    """A non-empty list of names, each one of ``known``."""
+    unknown = [name for name in value if name not in known]
+    if unknown:
+        return f"unknown {what} {unknown[0]!r} (known: {', '.join(sorted(known))})"
+    if not value:
+        return f"expected at least one {what}"
+    return None
+
+
 def _check_symbologies(value: list) -> str | None:
     from device.vision.decoders import SYMBOLOGIES
 
-    unknown = [s for s in value if s not in SYMBOLOGIES]
-    if unknown:
-        return f"unknown symbology {unknown[0]!r} (known: {', '.join(sorted(SYMBOLOGIES))})"
-    if not value:
-        return "expected at least one symbology"
-    return None
+    return _check_names(value, SYMBOLOGIES, "symbology")
+
+
+def _check_card_formats(value: list) -> str | None:
+    from device.card import REGISTRY
+
+    return _check_names(value, REGISTRY, "card format")
 
 
 def _check_decoder(value: str) -> str | None:
@@ -201,6 +212,12 @@ class ScanSection:
         "Barcode types decoded. Cards are Code128; the others are read only to tell the client "
         "\"this is not your card\" (a product barcode held up by mistake).",
         check=_check_symbologies,
+    )
+    card_formats: list = opt(
+        ["v1"],
+        "Client card payload formats accepted, by name (spec v1 is \"v1\", see docs/CARD_SPEC.md); "
+        "scan.symbologies must include the symbologies they use.",
+        check=_check_card_formats,
     )
     repeat_window_s: float = opt(10.0, "A card seen again within this many seconds of when it was last seen is the same presentation, whatever other cards were seen meanwhile.", minimum=0)
     full_look_interval_s: float = opt(1.0, "Decode at least this often even when the view has not changed (a card held perfectly still).", minimum=0.05)
@@ -418,6 +435,12 @@ def _check_together(cfg: Config) -> None:
             f"must be longer than camera.stall_timeout_s ({cfg.camera.stall_timeout_s:g}), or 0 for never",
             cfg.source,
         )
+    from device.card import formats_named
+
+    for fmt in formats_named(cfg.scan.card_formats):
+        missing = sorted(fmt.symbologies - set(cfg.scan.symbologies))
+        if missing:
+            raise ConfigError("scan.symbologies", f"must include {', '.join(missing)}: card format {fmt.name!r} (scan.card_formats) uses it", cfg.source)
     if not cfg.kiosk.id.strip():
         raise ConfigError("kiosk.id", "must not be empty", cfg.source)
 

@@ -89,10 +89,11 @@ class _Untrusted(Exception):
 
 
 def wire_record(record: Identification) -> dict:
-    """One identification as the central API receives it."""
+    """One identification as the central API receives it, with its card format (docs/openapi.yaml)."""
     return {
         "id": record.id,
         "seq": record.seq,
+        "format": record.format,
         "contract": record.contract,
         "card_issue": record.card_issue,
         "scanned_at": record.scanned_at,

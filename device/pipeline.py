@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from device.card import FORMATS, Card, CardFormat, Rejection, identify
+from device.card import FORMATS, Card, CardFormat, Rejection, formats_named, identify
 from device.redact import describe_text, mask_contract, mask_digit_runs
 from device.vision import Symbol
 from device.vision.scanner import Scanner
@@ -34,9 +34,13 @@ class Reading:
     def to_json(self, unmask: bool = False) -> dict:
         """For ``kiosk scan --json``: contract numbers (and digit runs in the text) masked unless ``unmask``."""
         return {
-            "format": self.symbol.format,
+            "symbology": self.symbol.symbology,
             "text": self.symbol.text if unmask else mask_digit_runs(self.symbol.text),
-            "card": {"contract": mask_contract(self.card.contract, unmask), "issue": self.card.issue} if self.card else None,
+            "card": (
+                {"format": self.card.format, "contract": mask_contract(self.card.contract, unmask), "issue": self.card.issue}
+                if self.card
+                else None
+            ),
             "reject": self.rejection.reason if self.rejection else None,
         }
 
@@ -60,7 +64,7 @@ class Pipeline:
     @classmethod
     def from_config(cls, cfg) -> "Pipeline":
         """The pipeline of the ``[scan]`` section, logging as ``[log]`` says."""
-        return cls(Scanner.from_config(cfg.scan), unmask=cfg.log.unmask)
+        return cls(Scanner.from_config(cfg.scan), formats_named(cfg.scan.card_formats), unmask=cfg.log.unmask)
 
     def frame(self, image: np.ndarray, monotonic: float) -> FrameResult:
         """A live frame: the gate may skip it."""
@@ -74,11 +78,11 @@ class Pipeline:
     def _check(self, symbols: list[Symbol]) -> list[Reading]:
         readings = []
         for symbol in symbols:
-            verdict = identify(symbol.text, symbol.format, self.formats)
+            verdict = identify(symbol.text, symbol.symbology, self.formats)
             if isinstance(verdict, Card):
                 readings.append(Reading(symbol, verdict, None))
             else:
                 # Why, without the raw bytes: a technician sees the reason and a masked, escaped text.
-                log.debug("not a card (%s): %s %s", verdict.reason, symbol.format, describe_text(symbol.text, self.unmask))
+                log.debug("not a card (%s): %s %s", verdict.reason, symbol.symbology, describe_text(symbol.text, self.unmask))
                 readings.append(Reading(symbol, None, verdict))
         return readings

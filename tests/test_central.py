@@ -463,3 +463,57 @@ def test_start_subprocess_reports_a_server_that_cannot_start(tmp_path):
     not_a_database.write_bytes(b"this is not SQLite" * 100)
     with pytest.raises(RuntimeError, match="cannot open the database"):
         start_subprocess(not_a_database, "t")
+
+
+# --- card formats ---------------------------------------------------------------------------
+
+
+def test_a_record_without_format_is_v1_as_old_kiosks_send_it(shared_central):
+    old, new = identification(), identification(format="v1")
+    assert statuses(post(shared_central, [old, new])) == ["accepted", "accepted"]
+    assert [held(shared_central)[r["id"]]["format"] for r in (old, new)] == ["v1", "v1"]
+
+
+def test_a_format_the_central_does_not_accept_is_rejected_by_name(shared_central):
+    response = post(shared_central, [identification(format="xu", contract="12345678", card_issue=3)])
+    assert response.json()["results"][0]["reason"].startswith("invalid-format: ")
+
+
+def test_accept_format_checks_the_contract_by_its_format(central_factory):
+    server = central_factory(accept_formats=["xu:8:9", "plain:6:0"])
+    records = [
+        identification(format="xu", contract="12345678", card_issue=3),
+        identification(format="plain", contract="123456", card_issue=None),
+        identification(format="xu", contract="0012345678", card_issue=1),  # a v1 contract is not xu's
+        identification(format="xu", contract="12345678", card_issue=10),
+        identification(format="plain", contract="123456", card_issue=1),  # plain has no issue
+        identification(),  # v1 stays accepted
+    ]
+    results = post(server, records).json()["results"]
+    assert [r["status"] for r in results] == ["accepted", "accepted", "rejected", "rejected", "rejected", "accepted"]
+    assert [r["reason"].split(":")[0] for r in results[2:5]] == ["invalid-contract", "invalid-card_issue", "invalid-card_issue"]
+    stored = held(server)
+    assert [(stored[r["id"]]["format"], stored[r["id"]]["card_issue"]) for r in records[:2]] == [("xu", 3), ("plain", None)]
+
+
+def test_a_version_1_database_is_upgraded_keeping_its_records_in_order(tmp_path):
+    from central.store import Store
+
+    path = tmp_path / "central.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE identifications (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, contract TEXT NOT NULL,"
+        " card_issue INTEGER NOT NULL, kiosk TEXT NOT NULL, site TEXT NOT NULL, scanned_at TEXT NOT NULL,"
+        " clock_synced INTEGER NOT NULL, symbology TEXT NOT NULL, received_at TEXT NOT NULL, receipts INTEGER NOT NULL DEFAULT 1)"
+    )
+    ids = ["b" * 8 + "-0000-4000-8000-" + "0" * 12, "a" * 8 + "-0000-4000-8000-" + "0" * 12]
+    for seq, id in enumerate(ids, 1):
+        conn.execute("INSERT INTO identifications VALUES (?, ?, '0012345678', 1, 'k-1', '', '2024-05-02T09:15:00Z', 1, 'Code128', 'x', 2)", [id, seq])
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    try:
+        assert [(r["id"], r["seq"], r["format"], r["receipts"]) for r in store.identifications()] == [(ids[0], 1, "v1", 2), (ids[1], 2, "v1", 2)]
+    finally:
+        store.close()

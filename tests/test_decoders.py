@@ -28,7 +28,7 @@ def barcode(text: str, fmt: str, scale: int = 3) -> np.ndarray:
 @pytest.mark.parametrize("name", DECODERS)
 def test_reads_code128_with_zxing_names(name):
     symbols = make_decoder(name, ["Code128"]).decode(barcode(PAYLOAD, "Code128"))
-    assert [(s.format, s.text, s.decoder) for s in symbols] == [("Code128", PAYLOAD, name)]
+    assert [(s.symbology, s.text, s.decoder) for s in symbols] == [("Code128", PAYLOAD, name)]
     assert symbols[0].quad is not None and len(symbols[0].quad) >= 2
 
 
@@ -36,13 +36,13 @@ def test_reads_code128_with_zxing_names(name):
 def test_only_the_configured_symbologies_are_read(name):
     ean = barcode(EAN, "EAN13")
     assert make_decoder(name, ["Code128"]).decode(ean) == []
-    assert [(s.format, s.text) for s in make_decoder(name, ["Code128", "EAN13"]).decode(ean)] == [("EAN13", EAN)]
+    assert [(s.symbology, s.text) for s in make_decoder(name, ["Code128", "EAN13"]).decode(ean)] == [("EAN13", EAN)]
 
 
 @pytest.mark.parametrize("name", DECODERS)
 def test_itf_is_named_itf_for_both(name):
     symbols = make_decoder(name, ["ITF"]).decode(barcode("30712345000010", "ITF"))
-    assert [(s.format, s.text) for s in symbols] == [("ITF", "30712345000010")]
+    assert [(s.symbology, s.text) for s in symbols] == [("ITF", "30712345000010")]
 
 
 def test_every_listed_symbology_builds_for_both_decoders():

@@ -92,7 +92,7 @@ def test_delivers_in_batches_in_order_with_the_contract_body(outbox, stub):
     assert post.path == "/v1/identifications" and post.headers["authorization"] == f"Bearer {TOKEN}"
     assert post.json["kiosk"] == {"id": "riga-5-1", "site": "Riga 5"}
     assert post.json["identifications"][0] == {
-        "id": records[0].id, "seq": 1, "contract": "0012345678", "card_issue": 1,
+        "id": records[0].id, "seq": 1, "format": "v1", "contract": "0012345678", "card_issue": 1,
         "scanned_at": "2024-05-02T09:15:00.000Z", "clock_synced": True, "symbology": "Code128",
     }  # fmt: skip
     assert states(outbox) == [DELIVERED] * 5 and stub.receipts == {r.id: 1 for r in records}

@@ -53,3 +53,14 @@ def test_the_daemon_loads_no_tooling():
 def test_tool_commands_still_load_their_tools():
     # The lazy registration must not hide a tool: its own --help builds its options.
     assert "device.tools.bench.decode" in loaded_by("bench", "decode", "--help")
+
+
+def test_queue_list_on_an_existing_outbox_loads_no_numpy_nor_sqlite_utils(cfg, tmp_path):
+    from device.card import Card
+    from device.outbox import Outbox
+
+    with Outbox(tmp_path / "outbox.db", kiosk_id="k-1") as box:
+        box.commit(Card("v1", "0012345678", 1), symbology="Code128", decoder="zxing-cpp")
+    loaded = loaded_by("queue", "list", "--config", cfg)
+    assert "device.outbox.store" in loaded  # the outbox was opened, not skipped as missing
+    assert of(loaded, TOOLING + HEAVY) == []

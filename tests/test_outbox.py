@@ -328,3 +328,43 @@ def test_a_reader_and_two_writers_on_the_same_file(path, clock):
     assert [r.seq for r in cli.list()] == list(range(1, 201))
     assert seen == sorted(seen)  # a reader sees the queue grow, never a half-written state
     daemon.close(), cli.close()
+
+
+# --- schema migrations ----------------------------------------------------------------------
+
+
+def write_v1_outbox(path, rows):
+    """An outbox file as schema v1 left it (card_issue NOT NULL), holding ``rows`` (id, seq, state)."""
+    from device.outbox.store import MIGRATIONS
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    MIGRATIONS[0](conn)
+    for id, seq, state in rows:
+        conn.execute(
+            "INSERT INTO identifications (id, seq, kiosk_id, site, format, contract, card_issue, scanned_at, clock_synced,"
+            " symbology, decoder, state, updated_at) VALUES (?, ?, 'riga-5-1', 'Riga 5', 'v1', '0012345678', 1,"
+            " '2024-05-01T08:00:00.000Z', 1, 'Code128', 'zxing-cpp', ?, '2024-05-01T08:00:00.000Z')",
+            [id, seq, state],
+        )
+    conn.execute("INSERT INTO sequences (kiosk_id, last_seq) VALUES ('riga-5-1', ?)", [max(r[1] for r in rows)])
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+
+
+def test_v2_migration_keeps_a_v1_files_records_and_lets_card_issue_be_null(path, clock):
+    import sqlite_utils  # schema introspection, in the test only
+
+    rows = [(str(uuid.uuid4()), 1, DELIVERED), (str(uuid.uuid4()), 2, PENDING), (str(uuid.uuid4()), 3, DEAD)]
+    write_v1_outbox(path, rows)
+    assert {c.name: c.notnull for c in sqlite_utils.Database(path)["identifications"].columns}["card_issue"]  # v1: NOT NULL
+    with Outbox(path, kiosk_id="riga-5-1", site="Riga 5", clock=clock) as box:
+        assert box.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert [(r.id, r.seq, r.state, r.card_issue) for r in box.list()] == [(id, seq, state, 1) for id, seq, state in rows]
+        ident = commit(box, Card("xu", "12345678", None))  # a format without an issue number
+        assert (ident.seq, box.get(ident.id).card_issue, box.get(ident.id).format) == (4, None, "xu")
+        assert [r.id for r in box.due(10)] == [rows[1][0], ident.id]  # the state index still serves
+    table = sqlite_utils.Database(path)["identifications"]
+    notnull = {c.name: bool(c.notnull) for c in table.columns}
+    assert notnull["card_issue"] is False and notnull["contract"] is True
+    assert "identifications_state_seq" in [i.name for i in table.indexes]
+    assert integrity(path) == "ok"

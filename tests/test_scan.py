@@ -54,16 +54,16 @@ def test_json_lines_for_images_a_video_and_broken_files(tmp_path):
     assert run.returncode == 1  # the broken files, reported after all the others were scanned
     [c] = by_path[card]
     assert c["frame"] is None
-    assert c["symbols"] == [{"format": "Code128", "text": CARD_V1.encode(contract, 2), "card": {"contract": contract, "issue": 2}, "reject": None}]
+    assert c["symbols"] == [{"symbology": "Code128", "text": CARD_V1.encode(contract, 2), "card": {"format": "v1", "contract": contract, "issue": 2}, "reject": None}]
     assert by_path[nothing] == [{"path": nothing, "frame": None, "symbols": []}]
     [p] = by_path[product]
-    assert [(s["format"], s["card"], s["reject"]) for s in p["symbols"]] == [("EAN13", None, "not-a-card")]
+    assert [(s["symbology"], s["card"], s["reject"]) for s in p["symbols"]] == [("EAN13", None, "not-a-card")]
     [f] = by_path[forged]
     assert [(s["card"], s["reject"]) for s in f["symbols"]] == [(None, "bad-check-digits")]
     assert "error" in by_path[str(corrupt)][0] and "error" in by_path[str(tmp_path / "missing.png")][0]
     frames = by_path[str(video)]
     assert frames and all(line["frame"] >= 3 for line in frames)  # only frames in which the card was read
-    assert all(s["card"] == {"contract": contract, "issue": 2} for line in frames for s in line["symbols"])
+    assert all(s["card"] == {"format": "v1", "contract": contract, "issue": 2} for line in frames for s in line["symbols"])
     # Paths are reported in the order given, every one of them.
     assert list(by_path) == [card, str(corrupt), nothing, product, forged, str(video), str(tmp_path / "missing.png")]
 
@@ -85,7 +85,7 @@ def test_json_output_is_masked_unless_unmask(tmp_path):
     assert run.returncode == 0, run.stderr
     [symbol] = json.loads(run.stdout)["symbols"]
     payload = CARD_V1.encode(contract, 2)
-    assert symbol["card"] == {"contract": "******" + contract[-4:], "issue": 2}
+    assert symbol["card"] == {"format": "v1", "contract": "******" + contract[-4:], "issue": 2}
     assert symbol["text"] == "LE" + "*" * 10 + payload[-4:]
     assert contract not in run.stdout and payload not in run.stdout
 

@@ -43,7 +43,7 @@ def card():
 @pytest.mark.parametrize("angle", [0, 30, 45, 60, 90, 180])
 def test_cards_read_at_any_angle(card, angle):
     symbols = Scanner().decode(counter(card, angle))
-    assert [(s.format, s.text) for s in symbols] == [("Code128", PAYLOAD)]
+    assert [(s.symbology, s.text) for s in symbols] == [("Code128", PAYLOAD)]
 
 
 def test_locating_is_what_makes_tilted_cards_read(card):
@@ -68,7 +68,7 @@ def test_only_configured_symbologies_come_out():
     ean = np.asarray(zxingcpp.create_barcode(EAN, zxingcpp.BarcodeFormat.EAN13).to_image(scale=3))
     frame = counter(cv2.copyMakeBorder(ean, 40, 40, 40, 40, cv2.BORDER_CONSTANT, value=255), 40)
     assert Scanner(symbologies=("Code128",)).decode(frame) == []
-    assert [(s.format, s.text) for s in Scanner(symbologies=("Code128", "EAN13")).decode(frame)] == [("EAN13", EAN)]
+    assert [(s.symbology, s.text) for s in Scanner(symbologies=("Code128", "EAN13")).decode(frame)] == [("EAN13", EAN)]
 
 
 def test_each_symbol_comes_out_once(card):

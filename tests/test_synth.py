@@ -214,7 +214,7 @@ def test_scene_benchmark_tallies_reads_per_reader_and_bucket():
 
     class Sym:
         def __init__(self, text):
-            self.format, self.text = "Code128", text
+            self.symbology, self.text = "Code128", text
 
     truth = {s.image.tobytes()[:64]: s.payload for s in scenes}
     readers = {"oracle": lambda im: [Sym(truth[im.tobytes()[:64]])], "blind": lambda im: [],

@@ -31,7 +31,7 @@ def test_png_is_true_size_at_300_dpi_and_kiosk_scan_reads_the_requested_card(tmp
     scan = subprocess.run(kiosk_cmd("scan", "--json", "--unmask", str(out)), capture_output=True, text=True, cwd=REPO, timeout=120)
     assert scan.returncode == 0, scan.stderr
     cards = [s["card"] for line in scan.stdout.splitlines() for s in json.loads(line)["symbols"]]
-    assert cards == [{"contract": "0012345678", "issue": 2}]
+    assert cards == [{"format": "v1", "contract": "0012345678", "issue": 2}]
 
 
 def test_pdf_page_is_the_card_at_true_size(tmp_path):

@@ -75,7 +75,7 @@ def cmd_diag_camera(args) -> int:
 
     for r in readings:
         what = f"card, contract {mask_contract(r.card.contract)}" if r.card else f"not a card ({r.rejection.reason})"
-        print(f"  {r.symbol.format} {describe_text(r.symbol.text)} -> {what}")
+        print(f"  {r.symbol.symbology} {describe_text(r.symbol.text)} -> {what}")
     if out:
         cv2.imwrite(str(out), annotate(frame.image, readings, cfg.log.unmask))
         print(f"snapshot written to {out} (located regions amber, cards green, other barcodes red)")

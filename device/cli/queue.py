@@ -31,7 +31,7 @@ def open_outbox_reader(cfg):
     from device.outbox import Outbox
 
     _become_outbox_owner(Path(cfg.outbox.path))
-    return Outbox(cfg.outbox.path, cfg.kiosk.id, cfg.kiosk.site, on_corrupt="raise", check_integrity=False, create=False)
+    return Outbox.from_config(cfg, on_corrupt="raise", check_integrity=False, create=False)
 
 
 @contextmanager
@@ -55,12 +55,17 @@ def _record_json(record, unmask: bool) -> dict:
     return data
 
 
+def _issue(card_issue: int | None) -> str:
+    # "--": a card format without an issue number.
+    return "--" if card_issue is None else f"{card_issue:02d}"
+
+
 def _record_line(record, unmask: bool) -> str:
     from device.redact import mask_contract
 
     extra = record.dead_reason or record.last_error or ""
     return (
-        f"{record.seq:>7}  {record.id}  {record.state:<9} {mask_contract(record.contract, unmask)} /{record.card_issue:02d}"
+        f"{record.seq:>7}  {record.id}  {record.state:<9} {mask_contract(record.contract, unmask)} /{_issue(record.card_issue)}"
         f"  {record.scanned_at}  attempts {record.attempts}" + (f"  {extra}" if extra else "")
     )
 

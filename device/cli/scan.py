@@ -41,7 +41,7 @@ def cmd_scan(args) -> int:
                 what = f"card {r.card.format}, contract {mask_contract(r.card.contract, args.unmask)}, issue {r.card.issue}"
             else:
                 what = f"not a card ({r.rejection.reason})"
-            print(f"{where}: {r.symbol.format} {describe_text(r.symbol.text, args.unmask)!s} -> {what}", flush=True)
+            print(f"{where}: {r.symbol.symbology} {describe_text(r.symbol.text, args.unmask)!s} -> {what}", flush=True)
 
     for path in args.paths:
         # A fresh pipeline per file: the gate's memory of one video must not skip frames of the next.

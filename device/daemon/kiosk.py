@@ -59,7 +59,7 @@ def make_forwarder(cfg: Config, outbox: Outbox) -> Forwarder:
 
 
 def open_outbox(cfg: Config) -> Outbox:
-    return Outbox(cfg.outbox.path, cfg.kiosk.id, cfg.kiosk.site, cfg.outbox.retention_days)
+    return Outbox.from_config(cfg)
 
 
 class Kiosk:

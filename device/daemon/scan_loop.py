@@ -120,7 +120,7 @@ class ScanLoop:
 
     def _handle(self, reading: Reading, index: int, now: float) -> None:
         if reading.card is None:
-            key = (reading.symbol.format, reading.symbol.text)
+            key = (reading.symbol.symbology, reading.symbol.text)
             if self.foreign.is_new(key, now):
                 self.foreign.identified(key, now)
                 self.counters.not_a_card += 1
@@ -130,7 +130,7 @@ class ScanLoop:
         if not self.cards.is_new(card, now):
             return
         try:
-            identification = self.outbox.commit(card, symbology=reading.symbol.format, decoder=reading.symbol.decoder)
+            identification = self.outbox.commit(card, symbology=reading.symbol.symbology, decoder=reading.symbol.decoder)
         except OutboxError as e:
             # No "OK" to the client: nothing is durable. No presentation is opened either, so
             # the next frame of the same card tries again (and succeeds once space returns).

@@ -39,9 +39,9 @@ def annotate(image: np.ndarray, readings: list[Reading], unmask: bool = False) -
     for reading in readings:
         colour = CARD_BGR if reading.card else OTHER_BGR
         label = (
-            f"card {mask_contract(reading.card.contract, unmask)}/{reading.card.issue:02d}"
+            f"card {mask_contract(reading.card.contract, unmask)}" + ("" if reading.card.issue is None else f"/{reading.card.issue:02d}")
             if reading.card
-            else f"{reading.symbol.format} {describe_text(reading.symbol.text, unmask)}: {reading.rejection.reason}"
+            else f"{reading.symbol.symbology} {describe_text(reading.symbol.text, unmask)}: {reading.rejection.reason}"
         )
         if reading.symbol.quad:
             pts = np.asarray(reading.symbol.quad, np.int32).reshape(-1, 1, 2)

@@ -1,4 +1,4 @@
-"""The outbox: the kiosk's durable local queue of identifications (SQLite, through sqlite-utils).
+"""The outbox: the kiosk's durable local queue of identifications (SQLite).
 
 An identification is committed here *before* the kiosk signals "OK": :meth:`Outbox.commit` returns
 only once the record is on disk (WAL with ``synchronous=FULL``, so the commit is fsync'ed; in WAL
@@ -37,10 +37,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-import sqlite_utils
-
 from device.card import Card
 from device.clock import Clock, SystemClock, parse_utc, utc_iso
+from device.config import Config, OutboxSection
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ class Identification:
     site: str
     format: str
     contract: str
-    card_issue: int
+    card_issue: int | None
     scanned_at: str
     clock_synced: bool
     symbology: str
@@ -110,9 +109,14 @@ class Identification:
 #
 # A migration is a function that moves the schema up by one version (PRAGMA user_version); each
 # runs in its own write transaction together with the version bump. Add new ones at the end only.
+#
+# The store talks to SQLite through a raw sqlite3 connection: its transactions are explicit
+# (BEGIN IMMEDIATE ... COMMIT, see Outbox._write) and must not run under a wrapper that may
+# commit behind them; and `kiosk queue` must not pay for sqlite-utils' numpy import. sqlite-utils
+# serves where a schema is looked at, not written: tests inspect the migrated tables with it.
 
 
-def _v1_create(db: sqlite_utils.Database) -> None:
+def _v1_create(db: sqlite3.Connection) -> None:
     db.execute(
         """
         CREATE TABLE identifications (
@@ -143,7 +147,27 @@ def _v1_create(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE sequences (kiosk_id TEXT PRIMARY KEY, last_seq INTEGER NOT NULL)")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_create]
+def _v2_card_issue_nullable(db: sqlite3.Connection) -> None:
+    """card_issue may be NULL: a card format may have no issue number.
+
+    SQLite cannot drop a NOT NULL in place: the table is rebuilt (the documented 12-step way,
+    https://sqlite.org/lang_altertable.html#otheralter) inside the migration's transaction, with
+    every row, id and seq kept. Nothing references the table, so foreign keys need no care.
+    Done in SQL rather than with sqlite-utils' ``Table.transform``, which would be the only reason
+    to load sqlite-utils (and numpy) into the daemon.
+    """
+    (create,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'identifications'").fetchone()
+    new = create.replace("card_issue      INTEGER NOT NULL,", "card_issue      INTEGER,                   -- NULL: the format has no issue number")
+    if new == create:
+        raise sqlite3.DatabaseError("identifications table not as schema v1 wrote it: cannot migrate card_issue")
+    db.execute(new.replace("CREATE TABLE identifications", "CREATE TABLE identifications_v2", 1))
+    db.execute(f"INSERT INTO identifications_v2 ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} FROM identifications")
+    db.execute("DROP TABLE identifications")
+    db.execute("ALTER TABLE identifications_v2 RENAME TO identifications")
+    db.execute("CREATE INDEX identifications_state_seq ON identifications (state, seq)")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_create, _v2_card_issue_nullable]
 #: The schema version this code writes (PRAGMA user_version).
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -184,7 +208,7 @@ class Outbox:
         path: str | os.PathLike,
         kiosk_id: str,
         site: str = "",
-        retention_days: float = 30,
+        retention_days: float = OutboxSection.retention_days,
         clock: Clock | None = None,
         *,
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
@@ -215,9 +239,20 @@ class Outbox:
         if max_page_count is not None:
             self.set_max_page_count(max_page_count)
 
+    @classmethod
+    def from_config(cls, cfg: Config, **options) -> Outbox:
+        """The outbox as configured (``outbox.*``, ``kiosk.id``, ``kiosk.site``).
+
+        ``options`` are the keyword-only parameters that are not configuration, e.g. a reader's
+        ``on_corrupt="raise", create=False``::
+
+            outbox = Outbox.from_config(cfg, on_corrupt="raise", check_integrity=False, create=False)
+        """
+        return cls(cfg.outbox.path, cfg.kiosk.id, cfg.kiosk.site, cfg.outbox.retention_days, **options)
+
     # --- opening ----------------------------------------------------------------------------
 
-    def _open(self, on_corrupt: str, check_integrity: bool) -> sqlite_utils.Database:
+    def _open(self, on_corrupt: str, check_integrity: bool) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._ensure_private_files()
@@ -248,17 +283,16 @@ class Outbox:
         self._migrate(db)
         return db
 
-    def _connect(self) -> sqlite_utils.Database:
+    def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: no implicit transactions; every write below runs in an explicit
         # BEGIN IMMEDIATE, so two processes never deadlock upgrading a read lock.
         conn = sqlite3.connect(str(self.path), timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False)
-        db = sqlite_utils.Database(conn)
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
         if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
             raise OutboxError(f"cannot put the outbox {self.path} in WAL mode (is the file system read-only or a network mount?)")
         # Not persistent: every connection must set it. FULL fsyncs the WAL at each commit.
         conn.execute("PRAGMA synchronous = FULL")
-        return db
+        return conn
 
     def _ensure_private_files(self) -> None:
         if not self.path.exists():
@@ -271,12 +305,12 @@ class Outbox:
             except PermissionError:
                 log.warning("outbox file %s is not mode 0600 and cannot be changed by this user", p)
 
-    def _check_integrity(self, db: sqlite_utils.Database) -> None:
+    def _check_integrity(self, db: sqlite3.Connection) -> None:
         rows = [r[0] for r in db.execute("PRAGMA integrity_check").fetchall()]
         if rows != ["ok"]:
             raise _IntegrityFailed("; ".join(str(r) for r in rows[:3]))
 
-    def _migrate(self, db: sqlite_utils.Database) -> None:
+    def _migrate(self, db: sqlite3.Connection) -> None:
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise OutboxError(
@@ -329,7 +363,7 @@ class Outbox:
     # --- transactions -----------------------------------------------------------------------
 
     @contextmanager
-    def _write(self, db: sqlite_utils.Database, what: str) -> Iterator[None]:
+    def _write(self, db: sqlite3.Connection, what: str) -> Iterator[None]:
         """One write transaction, taken with the write lock up front; rolled back on any error."""
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -339,7 +373,7 @@ class Outbox:
             yield
             db.execute("COMMIT")
         except BaseException as e:
-            if db.conn.in_transaction:
+            if db.in_transaction:
                 try:
                     db.execute("ROLLBACK")
                 except sqlite3.Error:
@@ -381,7 +415,7 @@ class Outbox:
             "site": self.site,
             "format": card.format,
             "contract": card.contract,
-            "card_issue": int(card.issue),
+            "card_issue": None if card.issue is None else int(card.issue),
             "scanned_at": utc_iso(now),
             "clock_synced": 1 if self.clock.synced() else 0,
             "symbology": symbology,
@@ -405,7 +439,7 @@ class Outbox:
                               state=PENDING, attempts=0, next_attempt_at=None, last_error=None,
                               dead_reason=None, delivered_at=None)  # fmt: skip
 
-    def _insert(self, db: sqlite_utils.Database, record: dict) -> None:
+    def _insert(self, db: sqlite3.Connection, record: dict) -> None:
         """Take the next sequence number and insert ``record``, in one transaction."""
         with self._write(db, "record the identification"):
             row = db.execute("SELECT last_seq FROM sequences WHERE kiosk_id = ?", [self.kiosk_id]).fetchone()

@@ -41,4 +41,4 @@ class LogOutput(Output):
 
     def not_a_card(self, reading, frame_index: int) -> None:
         symbol = reading.symbol
-        log.info("not a card (%s): %s %s", reading.rejection.reason, symbol.format, describe_text(symbol.text, self.unmask))
+        log.info("not a card (%s): %s %s", reading.rejection.reason, symbol.symbology, describe_text(symbol.text, self.unmask))

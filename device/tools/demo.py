@@ -300,7 +300,7 @@ class EventPrinter(Output):
         self.not_cards.append(Seen(frame_index, text=reading.symbol.text, reason=reading.rejection.reason))
         self.terminal.event(
             "not a card",
-            f"{reading.symbol.format} {describe_text(reading.symbol.text, self.unmask)} ({reading.rejection.reason}; frame {frame_index})",
+            f"{reading.symbol.symbology} {describe_text(reading.symbol.text, self.unmask)} ({reading.rejection.reason}; frame {frame_index})",
         )
         self._feedback("not_a_card")
 

@@ -44,7 +44,7 @@ def check(contract: str, issue: int, out: str) -> str | None:
         return f"--out {out}: the name must end in .pdf (for printing) or .png (300 dpi image)"
     if int(contract) == 0:
         return f"--contract {contract}: all zeros is not a contract number (spec v1); no kiosk would accept this card"
-    verdict = identify(CARD_V1.encode(contract, issue), "Code128")
+    verdict = identify(CARD_V1.encode(contract, issue), min(CARD_V1.symbologies), (CARD_V1,))
     if not isinstance(verdict, Card):  # any rule of the spec not checked above
         return f"--contract {contract}: not a valid contract number ({verdict.reason}); no kiosk would accept this card"
     return None

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 class Symbol:
     """One decoded barcode.
 
-    ``format`` uses zxing-cpp's names whatever the decoder ("Code128", "EAN13", "ITF", ...).
+    ``symbology`` is the barcode type, in zxing-cpp's names whatever the decoder ("Code128", "EAN13", "ITF", ...).
     ``text`` is the decoded text as the decoder gave it (may hold any character: escape before
     logging). ``decoder`` is "zxing-cpp" or "pyzbar". ``quad`` is the symbol's corners in the
     frame's pixel coordinates, when known (for drawing in ``kiosk diag camera``).
     """
 
-    format: str
+    symbology: str
     text: str
     decoder: str
     quad: tuple[tuple[float, float], ...] | None = None

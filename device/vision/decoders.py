@@ -7,7 +7,7 @@ one language::
 
     decoder = make_decoder("zxing-cpp", ("Code128",))
     for symbol in decoder.decode(grey):
-        print(symbol.format, escape(symbol.text))
+        print(symbol.symbology, escape(symbol.text))
 
 Neither library reads 1D codes tilted more than ~15-20 degrees in plane; that is
 :mod:`device.vision.locate`'s job, not theirs.

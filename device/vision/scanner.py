@@ -6,7 +6,7 @@
     scanner = Scanner(decoder="zxing-cpp", symbologies=("Code128",), full_look_interval_s=1.0)
     result = scanner.scan(frame.image, frame.monotonic)
     for symbol in result.symbols:
-        card = identify(symbol.text, symbol.format)
+        card = identify(symbol.text, symbol.symbology)
 
 How a frame is decoded: first the whole frame (cheap; reads level codes and codes at 90/180/270
 degrees), then each region :class:`~device.vision.locate.Locator` finds, cut out upright, unless
@@ -126,7 +126,7 @@ class Scanner:
             return [], 0
         found: dict[tuple[str, str], Symbol] = {}
         for symbol in self.decoder.decode(grey):
-            found.setdefault((symbol.format, symbol.text), symbol)
+            found.setdefault((symbol.symbology, symbol.text), symbol)
         decoded_regions = 0
         if self.locator is not None:
             for region in self.locator.find(grey):
@@ -141,9 +141,9 @@ class Scanner:
                     continue
                 decoded_regions += 1
                 for symbol in self._decode_region(region):
-                    key = (symbol.format, symbol.text)
+                    key = (symbol.symbology, symbol.text)
                     if key not in found:
-                        found[key] = Symbol(symbol.format, symbol.text, symbol.decoder, region.to_frame(symbol.quad))
+                        found[key] = Symbol(symbol.symbology, symbol.text, symbol.decoder, region.to_frame(symbol.quad))
         return _one_code_per_place(list(found.values())), decoded_regions
 
     def _decode_region(self, region: Region) -> list[Symbol]:
@@ -153,7 +153,7 @@ class Scanner:
             for symbol in self.decoder.decode(view.image):
                 if symbol.quad and view.x_scale != 1.0:
                     quad = tuple((x / view.x_scale, y) for x, y in symbol.quad)
-                    symbol = Symbol(symbol.format, symbol.text, symbol.decoder, quad)
+                    symbol = Symbol(symbol.symbology, symbol.text, symbol.decoder, quad)
                 if _explains(symbol, region, view.min_rows):
                     symbols.append(symbol)
             if symbols:
@@ -232,7 +232,7 @@ def _one_code_per_place(symbols: list[Symbol]) -> list[Symbol]:
     for i, symbol in enumerate(symbols):
         beaten = False
         for j, other in enumerate(symbols):
-            if i == j or other.format != symbol.format or other.text == symbol.text:
+            if i == j or other.symbology != symbol.symbology or other.text == symbol.text:
                 continue
             if hulls[i] is None or hulls[j] is None:
                 continue
@@ -248,7 +248,7 @@ def _to_crop(symbol: Symbol, region: Region) -> Symbol:
     """``symbol`` with its frame quad mapped into ``region``'s crop coordinates."""
     forward = cv2.invertAffineTransform(region.affine)
     pts = np.asarray(symbol.quad, dtype=np.float64).reshape(-1, 2) @ forward[:, :2].T + forward[:, 2]
-    return Symbol(symbol.format, symbol.text, symbol.decoder, tuple(map(tuple, pts)))
+    return Symbol(symbol.symbology, symbol.text, symbol.decoder, tuple(map(tuple, pts)))
 
 
 def _near(hull: np.ndarray, quad) -> bool:

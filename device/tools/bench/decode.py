@@ -147,7 +147,7 @@ def _score(cell: Cell, symbols: list[Symbol], expected: str | None, ms: float, c
         cell.read += expected in texts
         cell.wrong += bool(texts - {expected})
     if count_cards:
-        cell.cards += any(isinstance(identify(s.text, s.format), Card) for s in symbols)
+        cell.cards += any(isinstance(identify(s.text, s.symbology), Card) for s in symbols)
 
 
 # -- 1280x720 frame cost ----------------------------------------------------------------

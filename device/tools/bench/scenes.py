@@ -157,7 +157,7 @@ def run_scenes(scenes: Iterable[SyntheticScene], readers: dict[str, Reader],
             t0 = time.perf_counter()
             symbols = rectified_reference(scene) if name == REFERENCE else readers[name](scene.image)
             ms = (time.perf_counter() - t0) * 1000
-            texts = {s.text for s in symbols if s.format == "Code128"}
+            texts = {s.text for s in symbols if s.symbology == "Code128"}
             hit = scene.payload in texts
             wrong = texts - {scene.payload}
             false_card = any(isinstance(identify(t, "Code128"), Card) for t in wrong)
@@ -268,7 +268,7 @@ def scan_video(path: str | Path, decoder: str = "zxing-cpp") -> Iterator[tuple[i
             if not ok:
                 break
             for s in scanner.scan(frame, index / fps).symbols:
-                yield index, s.format, s.text
+                yield index, s.symbology, s.text
             index += 1
     finally:
         cap.release()

@@ -24,7 +24,7 @@ import barcode
 from barcode.writer import ImageWriter
 from PIL import Image, ImageDraw, ImageFont
 
-from device.card import CARD_V1
+from device.card import CARD_V1, CardFormat
 
 #: ISO/IEC 7810 ID-1 card size and corner radius, in millimetres.
 CARD_WIDTH_MM = 85.60
@@ -91,18 +91,20 @@ def _module_count(payload: str) -> int:
     return len(barcode.Code128(payload).build()[0])
 
 
-def render_card(contract: str, issue: int, *, name: str = DEFAULT_NAME, address: str = DEFAULT_ADDRESS,
-                utility: str = DEFAULT_UTILITY, dpi: int = 300, payload: str | None = None) -> Image.Image:
+def render_card(contract: str, issue: int | None, *, name: str = DEFAULT_NAME, address: str = DEFAULT_ADDRESS,
+                utility: str = DEFAULT_UTILITY, dpi: int = 300, payload: str | None = None,
+                card_format: CardFormat = CARD_V1) -> Image.Image:
     """A client card at true size as an RGBA image (transparent outside the rounded corners).
 
-    The barcode encodes ``CARD_V1.encode(contract, issue)``; ``payload`` overrides it (another
-    company's card, a card with bad check digits). The printed contract number is ``contract``.
+    The barcode (Code 128) encodes ``card_format.encode(contract, issue)`` (spec v1 by default);
+    ``payload`` overrides it (another company's card, a card with bad check digits). The printed
+    contract number is ``contract``, whatever the format.
 
     >>> render_card("0012345678", 1, payload="LE00123456780169").size   # a bad-check card
     (1011, 638)
     """
     if payload is None:
-        payload = CARD_V1.encode(contract, issue)
+        payload = card_format.encode(contract, issue)
     width, height = card_size_px(dpi)
 
     def px(mm: float) -> int:

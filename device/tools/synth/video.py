@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from device.card import CARD_V1, Card, identify
+from device.card import CARD_V1, REGISTRY, Card, CardFormat, identify
 from device.tools.synth.card import render_card, render_product_label
 from device.tools.synth.scene import (
     Conditions,
@@ -63,9 +63,14 @@ class Presentation:
         return dataclasses.replace(self, pause_s=pause_s)
 
     @classmethod
-    def card(cls, contract: str, issue: int = 1, hold_s: float = 1.5) -> "Presentation":
-        """A valid client card (spec v1)."""
-        return cls(CARD_V1.encode(contract, issue), "Code128", "card", contract, hold_s)
+    def card(cls, contract: str, issue: int | None = 1, hold_s: float = 1.5, card_format: CardFormat = CARD_V1) -> "Presentation":
+        """A valid client card of ``card_format`` (default spec v1), printed with its contract number.
+
+        >>> Presentation.card("0012345678").payload
+        'LE00123456780168'
+        """
+        symbology = min(card_format.symbologies)  # the one it is printed in, for one-symbology formats
+        return cls(card_format.encode(contract, issue), symbology, "card", contract, hold_s)
 
     @classmethod
     def bad_check(cls, contract: str, issue: int = 1, hold_s: float = 1.5) -> "Presentation":
@@ -88,8 +93,8 @@ class Presentation:
 
     @property
     def is_card(self) -> bool:
-        """True when the kiosk must identify a client from this presentation."""
-        return isinstance(identify(self.payload, self.symbology), Card)
+        """True when a kiosk accepting every registered card format must identify a client from it."""
+        return isinstance(identify(self.payload, self.symbology, tuple(REGISTRY.values())), Card)
 
 
 @dataclass(frozen=True)
