@@ -15,6 +15,7 @@ from PIL import Image
 
 from central_fixtures import CENTRAL_TOKEN, central, central_factory  # noqa: F401  (fixtures)
 from device.card import CARD_V1
+from device.outputs.base import Output
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -83,3 +84,33 @@ def run_kiosk(*args, timeout=120, **kwargs) -> subprocess.CompletedProcess:
 @pytest.fixture
 def payload_of():
     return lambda contract, issue=1: CARD_V1.encode(contract, issue)
+
+
+class Recorder(Output):
+    """A daemon output that records what the outside world was told, in order: ``log`` holds
+    ("identified", contract), ("not-a-card", reason), ("fault", name), ("cleared", name) and,
+    with ``frames``, ("frame", index). ``on_fault(name)`` is called on each fault raised."""
+
+    def __init__(self, on_fault=None, frames=False):
+        self.log = []
+        self.on_fault = on_fault
+        self._frames = frames
+
+    def identified(self, identification, frame_index):
+        self.log.append(("identified", identification.contract))
+
+    def not_a_card(self, reading, frame_index):
+        self.log.append(("not-a-card", reading.rejection.reason))
+
+    def fault(self, name, message):
+        self.log.append(("fault", name))
+        if self.on_fault:
+            self.on_fault(name)
+
+    def fault_cleared(self, name):
+        self.log.append(("cleared", name))
+
+    def frame(self, result, frame_index):
+        if self._frames:
+            self.log.append(("frame", frame_index))
+

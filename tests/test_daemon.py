@@ -10,12 +10,11 @@ import subprocess
 import threading
 
 import pytest
-from conftest import CENTRAL_TOKEN, REPO, contracts, kiosk_cmd, run_kiosk, write_config
+from conftest import CENTRAL_TOKEN, REPO, Recorder, contracts, kiosk_cmd, run_kiosk, write_config
 
 from device.camera.file import FileSource
 from device.daemon import Kiosk, make_forwarder, open_outbox
 from device.config import load
-from device.outputs import Output
 from device.pipeline import Pipeline
 
 
@@ -116,28 +115,6 @@ def test_sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(tmp_pa
     assert all(at_central[r[0]]["seq"] == r[1] and at_central[r[0]]["contract"] == r[2] for r in rows)
 
 
-class Events(Output):
-    """An output that records what the daemon told the outside world."""
-
-    def __init__(self, on_fault=None):
-        self.log = []
-        self.on_fault = on_fault
-
-    def identified(self, identification, frame_index):
-        self.log.append(("identified", identification.contract))
-
-    def not_a_card(self, reading, frame_index):
-        self.log.append(("not-a-card", reading.rejection.reason))
-
-    def fault(self, name, message):
-        self.log.append(("fault", name))
-        if self.on_fault:
-            self.on_fault(name)
-
-    def fault_cleared(self, name):
-        self.log.append(("cleared", name))
-
-
 @pytest.fixture
 def small_disk(tmp_path):
     """A real 2 MiB filesystem (tmpfs), so that "disk full" is the kernel's ENOSPC, not a simulation."""
@@ -170,7 +147,7 @@ def test_full_disk_gives_no_ok_reports_the_fault_and_recovers(tmp_path, card_fol
     cfg = load(kiosk_config(tmp_path, folder, central), environ={"KIOSK_OUTBOX_PATH": str(small_disk / "outbox.db")})
     outbox = open_outbox(cfg)
     filler = fill(small_disk)
-    events = Events(on_fault=lambda name: filler.unlink())  # the technician frees space
+    events = Recorder(on_fault=lambda name: filler.unlink())  # the technician frees space
     kiosk = Kiosk(FileSource(folder, pace="fast"), Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox), outputs=[events])
     assert kiosk.run(threading.Event(), drain_timeout_s=30) == 0
     # The first sighting of A could not be stored: no OK for it, a fault instead; the next frame of
@@ -191,7 +168,7 @@ def test_not_a_card_is_reported_once_per_presentation_and_never_stored(tmp_path,
         cv2.imwrite(str(folder / f"{i:03d}.png"), card_photo(contracts(1)[0], payload=bad))
     cfg = load(kiosk_config(tmp_path, folder, central), environ={})
     outbox = open_outbox(cfg)
-    events = Events()
+    events = Recorder()
     kiosk = Kiosk(FileSource(folder, pace="fast"), Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox), outputs=[events])
     assert kiosk.run(threading.Event(), drain_timeout_s=10) == 0
     assert events.log == [("not-a-card", "bad-check-digits")]

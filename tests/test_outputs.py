@@ -11,7 +11,7 @@ import logging
 import threading
 
 import pytest
-from conftest import contracts
+from conftest import Recorder, contracts
 from test_service import HangingSource, listen, messages, service_config, wait_until
 
 from device.camera.file import FileSource
@@ -21,28 +21,6 @@ from device.daemon.notify import Notifier
 from device.outputs import Output, OutputRunner
 from device.outputs.log import LogOutput
 from device.pipeline import Pipeline
-
-
-class Recorder(Output):
-    """Records every event it is told, in order."""
-
-    def __init__(self):
-        self.events = []
-
-    def identified(self, identification, frame_index):
-        self.events.append(("identified", identification.contract))
-
-    def not_a_card(self, reading, frame_index):
-        self.events.append(("not-a-card", reading.rejection.reason))
-
-    def fault(self, name, message):
-        self.events.append(("fault", name))
-
-    def fault_cleared(self, name):
-        self.events.append(("cleared", name))
-
-    def frame(self, result, frame_index):
-        self.events.append(("frame", frame_index))
 
 
 class Stuck(Output):
@@ -76,7 +54,7 @@ def test_a_stuck_output_neither_slows_the_scan_loop_nor_starves_the_watchdog(tmp
     source = HangingSource()  # an empty counter at 50 frames a second, never hangs here
     outbox = open_outbox(cfg)
     notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
-    stuck, recorder = Stuck(), Recorder()
+    stuck, recorder = Stuck(), Recorder(frames=True)
     kiosk = Kiosk(source, Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox), notifier=notifier, outputs=[stuck, recorder])
     stop = threading.Event()
     runner = threading.Thread(target=kiosk.run, args=(stop,))
@@ -89,7 +67,7 @@ def test_a_stuck_output_neither_slows_the_scan_loop_nor_starves_the_watchdog(tmp
         assert not stuck.release.is_set() and stuck.handled == 0  # ...while the output is still stuck
         assert any("WATCHDOG=1" in m for m in got)
         # The other output is not held up either, and the stuck one's queue stays bounded.
-        wait_until(lambda: sum(e[0] == "frame" for e in recorder.events) >= 100, what="the other output's frames")
+        wait_until(lambda: sum(e[0] == "frame" for e in recorder.log) >= 100, what="the other output's frames")
         stats = kiosk.outputs.status()["Stuck"]
         assert stats["queued"] <= kiosk.outputs.queue_size and stats["dropped"]["frame"] > 0
     finally:
@@ -106,14 +84,14 @@ def test_a_raising_output_is_logged_once_and_the_others_get_every_event(tmp_path
     shown = contracts(2)
     cfg = load(kiosk_config(tmp_path, card_folder(shown), central), environ={})
     outbox = open_outbox(cfg)
-    recorder = Recorder()
+    recorder = Recorder(frames=True)
     kiosk = Kiosk(FileSource(card_folder(shown, name="again"), pace="fast"), Pipeline.from_config(cfg), outbox,
                   make_forwarder(cfg, outbox), outputs=[Broken(), recorder])
     with caplog.at_level(logging.ERROR, logger="device.outputs"):
         assert kiosk.run(threading.Event(), drain_timeout_s=30) == 0
     # The run returned: every event has been shown (a finite run drains its outputs).
-    assert [e for e in recorder.events if e[0] != "frame"] == [("identified", c) for c in shown]
-    assert sum(e[0] == "frame" for e in recorder.events) == kiosk.counters.frames
+    assert [e for e in recorder.log if e[0] != "frame"] == [("identified", c) for c in shown]
+    assert sum(e[0] == "frame" for e in recorder.log) == kiosk.counters.frames
     failures = [r for r in caplog.records if "output Broken failed" in r.getMessage()]
     assert len(failures) == 1 and failures[0].exc_info is not None
     assert kiosk.outputs.status()["Broken"]["failures"] == kiosk.counters.frames + len(shown)
@@ -160,7 +138,7 @@ def test_close_delivers_every_queued_event_then_closes_each_output():
         closed_after = None
 
         def close(self):
-            self.closed_after = list(self.events)
+            self.closed_after = list(self.log)
 
     slow, fast = Stuck(), Closing()
     runner = OutputRunner([slow, fast])
@@ -172,7 +150,7 @@ def test_close_delivers_every_queued_event_then_closes_each_output():
     assert slow.handled == 2
     assert fast.closed_after == [("fault", "camera"), ("cleared", "camera")]
     runner.fault("outbox", "after close")  # ignored, no error
-    assert fast.events == fast.closed_after
+    assert fast.log == fast.closed_after
 
 
 def test_only_outputs_can_be_added():

@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from conftest import CENTRAL_TOKEN, REPO, card_photo, contracts, empty_counter, kiosk_cmd, run_kiosk, write_config
+from conftest import CENTRAL_TOKEN, REPO, Recorder, card_photo, contracts, empty_counter, kiosk_cmd, run_kiosk, write_config
 
 from device.camera import Frame, FrameSource
 from device.camera.file import FileSource
@@ -21,7 +21,6 @@ from device.daemon.faults import CAMERA
 from device.daemon.kiosk import Kiosk, make_forwarder, open_outbox
 from device.daemon.notify import Notifier
 from device.outbox import Outbox
-from device.outputs import Output
 from device.pipeline import Pipeline
 
 
@@ -84,20 +83,6 @@ class FakeCapture:
         pass
 
 
-class Events(Output):
-    def __init__(self):
-        self.log = []
-
-    def identified(self, identification, frame_index):
-        self.log.append(("identified", identification.contract))
-
-    def fault(self, name, message):
-        self.log.append(("fault", name))
-
-    def fault_cleared(self, name):
-        self.log.append(("cleared", name))
-
-
 def service_config(tmp_path, central, source="v4l2:/dev/video9", **extra):
     return write_config(
         tmp_path / "kiosk.toml",
@@ -115,7 +100,7 @@ def test_camera_unplugged_and_back_needs_no_restart_and_loses_nothing(tmp_path, 
     counter = Counter()
     source = V4L2Source("/dev/video9", capture_factory=lambda path: FakeCapture(counter), stall_timeout_s=0.5, backoff_initial_s=0.05, backoff_max_s=0.2)
     outbox = open_outbox(cfg)
-    events = Events()
+    events = Recorder()
     kiosk = Kiosk(source, Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox), outputs=[events], runtime_dir=tmp_path / "run")
     stop = threading.Event()
     runner = threading.Thread(target=kiosk.run, args=(stop,))
@@ -322,7 +307,7 @@ def test_delivery_faults_token_refused_then_fixed_and_backlog(tmp_path, card_fol
         ),
         environ={},
     )
-    events = Events()
+    events = Recorder()
     kiosk = Kiosk.from_config(cfg, outputs=[events])
     runner = threading.Thread(target=kiosk.run, args=(threading.Event(), 60))
     runner.start()
@@ -340,7 +325,7 @@ def test_delivery_faults_token_refused_then_fixed_and_backlog(tmp_path, card_fol
     outbox = Outbox(tmp_path / "outbox2.db", "kiosk-faults")
     cfg2 = load(write_config(tmp_path / "k2.toml", api={"url": down.url, "token": CENTRAL_TOKEN, "backoff_base_s": 0.05, "backoff_cap_s": 0.5}), environ={})
     stop = threading.Event()
-    events2 = Events()
+    events2 = Recorder()
     kiosk = Kiosk(FileSource(card_folder(shown[1:], name="c"), pace="fast"), Pipeline.from_config(cfg2), outbox, make_forwarder(cfg2, outbox), outputs=[events2], backlog_alert_s=0.5)
     runner = threading.Thread(target=kiosk.loop.run, args=(stop,))
     housekeeping = threading.Thread(target=kiosk.supervisor.housekeeping, args=(stop,))
