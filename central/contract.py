@@ -196,6 +196,11 @@ def _is_name(value: Any) -> bool:
     return True
 
 
+#: The rule for a kiosk id, site or symbology, public: the kiosk's configuration checks
+#: ``kiosk.id`` and ``kiosk.site`` with it, so that a kiosk never starts with a name the central refuses.
+is_name = _is_name
+
+
 def record_problem(raw: dict, formats: dict[str, CardFormat] = FORMATS) -> str | None:
     """Why one identification is rejected (``"invalid-<field>: <what is expected>"``), or None.
 
