@@ -428,7 +428,8 @@ class Outbox:
                 self._insert(db, record)
             except OutboxError as e:
                 self.last_commit_error = str(e)
-                log.error("identification NOT recorded: %s", e)
+                # Not logged here: a card held in view is refused on every frame; the caller
+                # raises the outbox fault, which logs once (and a reminder a minute).
                 raise
             self.last_commit_error = None
             if not self._dir_synced:
