@@ -45,6 +45,9 @@ import numpy as np
 from device.camera import CameraError, Frame, FrameSource
 
 log = logging.getLogger(__name__)
+# Pillow reads every image's header (header_pixels) and logs each PNG chunk at DEBUG: with
+# log.level = "DEBUG" a folder camera would flood the journal with them.
+logging.getLogger("PIL").setLevel(logging.INFO)
 
 #: File name endings read as still images (anything else in a folder is skipped quietly).
 IMAGE_EXTENSIONS = frozenset(
