@@ -397,13 +397,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     faults = parser.add_argument_group("fault injection (for tests; all off by default)")
     faults.add_argument("--fail-rate", type=_rate, default=0.0, metavar="F", help="answer this share of batches 503 with Retry-After, storing nothing")
-    faults.add_argument("--retry-after", type=_non_negative_int, default=1, metavar="S", help="seconds sent in Retry-After with 503 and 500 (default 1)")
+    faults.add_argument("--retry-after", dest="retry_after_s", type=_non_negative_int, default=1, metavar="S", help="seconds sent in Retry-After with 503 and 500 (default 1)")
     faults.add_argument("--reset-rate", type=_rate, default=0.0, metavar="F", help="reset the connection (TCP RST) on this share of batches, storing nothing")
     faults.add_argument("--latency-ms", type=_non_negative_int, default=0, metavar="N", help="wait N ms after reading each batch, before storing and answering")
     faults.add_argument("--drop-after-commit-rate", type=_rate, default=0.0, metavar="F", help="store this share of batches, then close the connection without an answer")
     faults.add_argument("--malformed-rate", type=_rate, default=0.0, metavar="F", help="store this share of batches, then answer 200 with a malformed body")
     faults.add_argument("--malformed-kind", choices=["any", *sorted(MALFORMED_KINDS)], default="any", help="which malformed body (default: any, at random)")
-    faults.add_argument("--reject-contract", action="append", default=[], metavar="C", help="reject identifications with this contract (repeatable)")
+    faults.add_argument("--reject-contract", dest="reject_contracts", action="append", default=[], metavar="C", help="reject identifications with this contract (repeatable)")
     faults.add_argument("--seed", type=int, default=None, help="seed of the fault random generator (repeatable runs)")
 
 
@@ -427,17 +427,7 @@ def main(args: argparse.Namespace) -> int:
     if not tokens:
         print("central: give at least one --token or a --token-file", file=sys.stderr)
         return 2
-    faults = Faults(
-        fail_rate=args.fail_rate,
-        retry_after_s=args.retry_after,
-        reset_rate=args.reset_rate,
-        latency_ms=args.latency_ms,
-        drop_after_commit_rate=args.drop_after_commit_rate,
-        malformed_rate=args.malformed_rate,
-        malformed_kind=args.malformed_kind,
-        reject_contracts=frozenset(args.reject_contract),
-        seed=args.seed,
-    )
+    faults = Faults.from_args(args)
     try:
         store = Store(args.db)
     except (OSError, sqlite3.Error, RuntimeError) as e:

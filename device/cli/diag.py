@@ -6,12 +6,17 @@ import json
 import sys
 from pathlib import Path
 
-from device.cli import config_option, load_config
+from device.cli import add_command, load_config
 
 HELP = {"diag": "check the camera, the central and the LEDs"}
 
 
 def cmd_diag_camera(args) -> int:
+    """Grab a frame, show what is decoded, draw located barcodes on it.
+
+    Grab one frame (from the running daemon, or from the camera itself when the daemon is stopped),
+    decode it, and with --snapshot write it with the located barcodes drawn, to aim and focus.
+    """
     import time
 
     import cv2
@@ -83,6 +88,11 @@ def cmd_diag_camera(args) -> int:
 
 
 def cmd_diag_api(args) -> int:
+    """Can the kiosk reach the central, and is its token accepted?
+
+    Ask the central's health endpoint, then post an empty batch to check the token. Exit 0 only when
+    both work.
+    """
     from device.central_client import CentralClient
     from device.diag import check_central
 
@@ -97,6 +107,12 @@ def cmd_diag_api(args) -> int:
 
 
 def cmd_diag_gpio(args) -> int:
+    """Cycle the LEDs and the buzzer and show the button, naming each pin.
+
+    Light each fitted LED for a second, beep the buzzer once and twice, and show the button's state,
+    naming each pin, so a technician can check the wiring. Stop the daemon first (it holds the
+    pins).
+    """
     from device.outputs.feedback import diag_gpio
 
     cfg = load_config(args)
@@ -104,30 +120,11 @@ def cmd_diag_gpio(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("diag", help="check the camera, the central and the LEDs", description="Diagnostics for field technicians.")
+    p = sub.add_parser("diag", help=HELP["diag"], description="Diagnostics for field technicians.")
     dsub = p.add_subparsers(dest="diag_command", required=True, metavar="COMMAND")
-    cam = dsub.add_parser(
-        "camera",
-        help="grab a frame, show what is decoded, draw located barcodes on it",
-        description="Grab one frame (from the running daemon, or from the camera itself when the daemon is "
-        "stopped), decode it, and with --snapshot write it with the located barcodes drawn, to aim and focus.",
-    )
+    cam = add_command(dsub, "camera", cmd_diag_camera)
     cam.add_argument("--snapshot", metavar="FILE", help="write the annotated frame (JPEG/PNG)")
     cam.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a frame (default 10)")
-    cam.set_defaults(func=cmd_diag_camera)
-    api = dsub.add_parser(
-        "api",
-        help="can the kiosk reach the central, and is its token accepted?",
-        description="Ask the central's health endpoint, then post an empty batch to check the token. Exit 0 only when both work.",
-    )
+    api = add_command(dsub, "api", cmd_diag_api)
     api.add_argument("--json", action="store_true", help="machine-readable output")
-    api.set_defaults(func=cmd_diag_api)
-    gpio = dsub.add_parser(
-        "gpio",
-        help="cycle the LEDs and the buzzer and show the button, naming each pin",
-        description="Light each fitted LED for a second, beep the buzzer once and twice, and show the button's state, "
-        "naming each pin, so a technician can check the wiring. Stop the daemon first (it holds the pins).",
-    )
-    gpio.set_defaults(func=cmd_diag_gpio)
-    for q in (cam, api, gpio):
-        config_option(q)
+    add_command(dsub, "gpio", cmd_diag_gpio)
