@@ -29,7 +29,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from central import contract
 from central.contract import REJECTED, BadRequest, Item, TooLarge
@@ -121,10 +121,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._answered = False
         try:
             path = urlsplit(self.path).path
+            kiosk_id = _kiosk_in(path)
+            if kiosk_id is not None:
+                path = contract.KIOSK_SEQS_PATH
             routes = {
                 (contract.HEALTH_PATH, "GET"): self._health,
                 (contract.IDENTIFICATIONS_PATH, "GET"): self._list,
                 (contract.IDENTIFICATIONS_PATH, "POST"): self._post,
+                (contract.KIOSK_SEQS_PATH, "GET"): lambda: self._seqs(kiosk_id),
             }
             allowed = sorted(method for (p, method) in routes if p == path)
             if not allowed:
@@ -155,6 +159,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorize():
             return
         self._json(200, {"identifications": self.server.central.store.identifications()})
+
+    def _seqs(self, kiosk_id: str) -> None:
+        if not self._authorize():
+            return
+        self._json(200, self.server.central.store.seqs_held(kiosk_id, contract.MAX_GAPS_LISTED))
 
     def _post(self) -> None:
         central = self.server.central
@@ -413,6 +422,19 @@ def _read_tokens(args: argparse.Namespace) -> list[str]:
         text = Path(args.token_file).read_text(encoding="utf-8")
         tokens += [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     return tokens
+
+
+def _kiosk_in(path: str) -> str | None:
+    """The kiosk id in a ``/v1/kiosks/{kiosk}/seqs`` path (percent-decoded), else None.
+
+    >>> _kiosk_in("/v1/kiosks/riga%2F5/seqs"), _kiosk_in("/v1/identifications")
+    ('riga/5', None)
+    """
+    head, _, tail = contract.KIOSK_SEQS_PATH.partition("{kiosk}")
+    if not (path.startswith(head) and path.endswith(tail)) or len(path) <= len(head) + len(tail):
+        return None
+    encoded = path[len(head) : len(path) - len(tail)]
+    return None if "/" in encoded else unquote(encoded)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -88,22 +88,45 @@ def cmd_diag_camera(args) -> int:
 
 
 def cmd_diag_api(args) -> int:
-    """Can the kiosk reach the central, and is its token accepted?
+    """Can the kiosk reach the central, is its token accepted, and did everything arrive?
 
-    Ask the central's health endpoint, then post an empty batch to check the token. Exit 0 only when
-    both work.
+    Ask the central's health endpoint, then post an empty batch to check the token, then ask which
+    of this kiosk's seqs the central holds and look there for every identification the outbox
+    marks delivered. Exit 0 only when the central is reached, takes the token and lacks nothing
+    (a central that does not report seqs is said, not a failure).
     """
     from device.central_client import CentralClient
-    from device.diag import check_central
+    from device.diag import check_central, check_seqs
 
     cfg = load_config(args)
     # The client the daemon delivers with: same session, TLS, token and timeouts.
-    result = check_central(CentralClient.from_config(cfg), cfg.kiosk.id, cfg.kiosk.site)
+    client = CentralClient.from_config(cfg)
+    result = check_central(client, cfg.kiosk.id, cfg.kiosk.site)
+    seqs = check_seqs(client, cfg.kiosk.id, _delivered_seqs(cfg)) if result.ok else None
+    ok = result.ok and (seqs is None or seqs.ok is not False)
     if args.json:
-        print(json.dumps({"reachable": result.reachable, "token_accepted": result.token_accepted, "detail": result.detail, "ok": result.ok}))
+        report = {"reachable": result.reachable, "token_accepted": result.token_accepted, "detail": result.detail, "ok": ok}
+        if seqs is not None:
+            report["seqs"] = {"ok": seqs.ok, "detail": seqs.detail, "missing": list(seqs.missing)}
+        print(json.dumps(report))
     else:
         print(("ok: " if result.ok else "PROBLEM: ") + result.detail)
-    return 0 if result.ok else 1
+        if seqs is not None:
+            print({True: "ok: ", False: "PROBLEM: ", None: "note: "}[seqs.ok] + seqs.detail)
+    return 0 if ok else 1
+
+
+def _delivered_seqs(cfg) -> list[int]:
+    """The seqs the outbox marks delivered; none when there is no outbox yet."""
+    from device.cli.queue import open_outbox_reader
+
+    if not Path(cfg.outbox.path).exists():
+        return []
+    outbox = open_outbox_reader(cfg)
+    try:
+        return [r.seq for r in outbox.list("delivered")]
+    finally:
+        outbox.close()
 
 
 def cmd_diag_gpio(args) -> int:
