@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from device.cli import config_option, load_config
+from device.cli import add_command, load_config
 
 HELP = {"queue": "list, show and retry queued identifications"}
 
@@ -71,6 +71,10 @@ def _record_line(record, unmask: bool) -> str:
 
 
 def cmd_queue_list(args) -> int:
+    """List identifications in the outbox.
+
+    List identifications in the outbox, oldest first; contracts masked unless --unmask.
+    """
     with _queue(args) as outbox:
         records = outbox.list(args.state)
     for record in records:
@@ -81,6 +85,10 @@ def cmd_queue_list(args) -> int:
 
 
 def cmd_queue_show(args) -> int:
+    """Show one identification.
+
+    Show every field of one identification, by its id.
+    """
     with _queue(args) as outbox:
         record = outbox.get(args.id)
     if record is None:
@@ -96,6 +104,11 @@ def cmd_queue_show(args) -> int:
 
 
 def cmd_queue_retry(args) -> int:
+    """Send a dead identification again.
+
+    Set a dead (or waiting) identification back to pending, to be sent at once; --dead for all dead
+    ones.
+    """
     with _queue(args) as outbox:
         if args.dead:
             n = outbox.retry_dead()
@@ -112,18 +125,15 @@ def cmd_queue_retry(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("queue", help="list, show and retry queued identifications", description="Look into the outbox (works while the daemon runs).")
+    p = sub.add_parser("queue", help=HELP["queue"], description="Look into the outbox (works while the daemon runs).")
     qsub = p.add_subparsers(dest="queue_command", required=True, metavar="COMMAND")
-    lst = qsub.add_parser("list", help="list identifications in the outbox", description="List identifications in the outbox, oldest first; contracts masked unless --unmask.")
+    lst = add_command(qsub, "list", cmd_queue_list)
     lst.add_argument("--state", choices=("pending", "delivered", "dead"), help="only this state")
-    show = qsub.add_parser("show", help="show one identification", description="Show every field of one identification, by its id.")
+    show = add_command(qsub, "show", cmd_queue_show)
     show.add_argument("id", metavar="ID")
-    retry = qsub.add_parser("retry", help="send a dead identification again", description="Set a dead (or waiting) identification back to pending, to be sent at once; --dead for all dead ones.")
+    retry = add_command(qsub, "retry", cmd_queue_retry)
     retry.add_argument("id", nargs="?", metavar="ID")
     retry.add_argument("--dead", action="store_true", help="retry every dead identification")
-    for q, func in ((lst, cmd_queue_list), (show, cmd_queue_show), (retry, cmd_queue_retry)):
-        config_option(q)
-        if q is not retry:
-            q.add_argument("--json", action="store_true", help="JSON output (one object per record)")
-            q.add_argument("--unmask", action="store_true", help="show whole contract numbers")
-        q.set_defaults(func=func)
+    for q in (lst, show):
+        q.add_argument("--json", action="store_true", help="JSON output (one object per record)")
+        q.add_argument("--unmask", action="store_true", help="show whole contract numbers")
