@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
-from central.contract import MAX_BATCH, MAX_NAME_LENGTH, is_name
 from device.camera.focus import FOCUS_MODES
 from device.redact import escape
+from device.wire import MAX_BATCH, MAX_NAME_LENGTH, is_name
 
 #: Exit code for configuration errors (sysexits.h EX_CONFIG); systemd's unit does not restart on it.
 EXIT_CONFIG = 78
@@ -225,7 +225,7 @@ def _valid_host(host: str) -> bool:
 
 
 def _check_name(required: bool) -> Callable[[str], str | None]:
-    """The central's rule for a kiosk id or site (central/contract.py, docs/openapi.yaml)."""
+    """The central's rule for a kiosk id or site (device/wire.py, docs/openapi.yaml)."""
 
     def check(value: str) -> str | None:
         if required and not value.strip():

@@ -192,7 +192,7 @@ def test_the_example_file_shows_the_ranges():
 
 
 def test_kiosk_names_follow_the_centrals_rule():
-    """One rule: what the config lets through, the central's contract accepts."""
+    """One rule: what the config lets through, the reference central accepts."""
     from central.contract import MAX_NAME_LENGTH, is_name
 
     check_id = config.KioskSection.__dataclass_fields__["id"].metadata["check"]
