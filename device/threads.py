@@ -21,8 +21,8 @@ What the unit does when the work raises (any exception, not only ``Exception``: 
   and ``on_give_up`` (if any) is called. The supervisor then has the process restarted (exit 75),
   because what a restart in place cannot fix a fresh process might.
 
-Failures the work catches itself and carries on from (an output whose event raised) are told
-with :meth:`SupervisedThread.survived`: the same logging and episode, without a restart.
+Failures the work catches itself and carries on from (an output whose event raised, a delivery
+step that raised) are told with :func:`survived`: the same logging and episode, without a restart.
 
 **Heartbeat.** The work is given a :class:`StopFlag`: looking at it (``is_set()``, or ``wait()``,
 which beats while it waits) is the thread's heartbeat, so a loop that checks its stop flag between
@@ -62,6 +62,20 @@ class RestartPolicy:
 
 #: The policy of every supervised thread (tests of the daemon swap it for shorter waits).
 DEFAULT_POLICY = RestartPolicy()
+
+
+_local = threading.local()  # .supervised: the SupervisedThread running in this thread
+
+
+def survived(exc: BaseException, doing: str) -> None:
+    """Tell the supervision of the calling thread that ``exc`` happened while ``doing`` something
+    and the work carries on (see :meth:`SupervisedThread.survived`). Outside a supervised thread
+    (a drain in the main thread, a test) it is logged with its traceback."""
+    thread = getattr(_local, "supervised", None)
+    if thread is None:
+        log.error("%s failed", doing, exc_info=exc)
+    else:
+        thread.survived(exc, doing)
 
 
 def cause(exc: BaseException) -> str:
@@ -226,6 +240,7 @@ class SupervisedThread:
             self._last_beat = time.monotonic()
 
     def _main(self) -> None:
+        _local.supervised = self
         while True:
             with self._lock:
                 self._state = RUNNING

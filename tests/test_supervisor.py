@@ -209,6 +209,24 @@ def test_a_grab_thread_that_dies_is_a_fault_is_restarted_and_frames_come_again(t
     assert len(tracebacks(caplog.records)) == 1
 
 
+def test_a_delivery_step_that_raises_is_a_fault_and_delivery_goes_on(tmp_path, central, quick_restarts, monkeypatch, caplog):
+    """The forwarder survives a bug in one delivery step (it backs off and tries again); now it is a fault too."""
+    from device.forwarder import Forwarder
+
+    (a,) = contracts(1)
+    monkeypatch.setattr(Forwarder, "deliver_once", failing_on({1, 2}, lambda: ValueError("cannot convert float infinity"), Forwarder.deliver_once))
+    events = Recorder()
+    kiosk, counter = live_kiosk(tmp_path, central, [events])
+    fault = "thread forwarder"
+    with caplog.at_level(logging.INFO, logger="device.threads"), running(kiosk):
+        expected = "a delivery step: ValueError: cannot convert float infinity (failed 2 times; it carries on)"
+        wait_until(lambda: kiosk.status()["faults"].get(fault) == expected, what="the forwarder's fault in status")
+        counter.show(card_photo(a))
+        wait_until(lambda: len(central.identifications()) == 1, what="the card delivered")
+        wait_until(lambda: ("cleared", fault) in events.log, what="the fault to clear")
+    assert len(tracebacks(caplog.records)) == 1
+
+
 class ExitingOutput(Recorder):
     """An output whose library calls ``sys.exit()`` on its first identification (SystemExit in its thread)."""
 
