@@ -191,40 +191,36 @@ def running(kiosk):
     assert not runner.is_alive()
 
 
-def test_a_grab_thread_that_dies_is_a_fault_is_restarted_and_frames_come_again(tmp_path, central, quick_restarts, monkeypatch, caplog):
+def card_through_a_thread_fault(tmp_path, central, caplog, fault, message) -> None:
+    """A live kiosk whose thread has just failed: ``fault`` is in status with ``message``; a card
+    shown then is identified and delivered; the fault clears (amber on, then off); one traceback."""
     (a,) = contracts(1)
-    monkeypatch.setattr(FrameGrabber, "_publish", failing_on({2, 3}, lambda: RuntimeError("grabber bug"), FrameGrabber._publish))
     events = Recorder()
     kiosk, counter = live_kiosk(tmp_path, central, [events])
-    fault = "thread grab v4l2:/dev/video9"
     with caplog.at_level(logging.INFO, logger="device.threads"), running(kiosk) as result:
-        expected = "RuntimeError: grabber bug (failed 2 times; restarted 2 times)"
-        wait_until(lambda: kiosk.status()["faults"].get(fault) == expected, what="the grab thread's fault in status")
+        wait_until(lambda: kiosk.status()["faults"].get(fault) == message, what=f"{fault} in status")
         counter.show(card_photo(a))
-        wait_until(lambda: ("identified", a) in events.log, what="the card read from the restarted grab thread")
-        wait_until(lambda: ("cleared", fault) in events.log, what="the fault to clear")
+        wait_until(lambda: ("identified", a) in events.log, what="the card identified")
         wait_until(lambda: len(central.identifications()) == 1, what="the card delivered")
+        wait_until(lambda: ("cleared", fault) in events.log, what="the fault to clear")
     assert result["code"] == 0
-    assert events.log.index(("fault", fault)) < events.log.index(("cleared", fault))  # the amber LED on, then off
+    assert events.log.index(("fault", fault)) < events.log.index(("cleared", fault))
     assert len(tracebacks(caplog.records)) == 1
+
+
+def test_a_grab_thread_that_dies_is_a_fault_is_restarted_and_frames_come_again(tmp_path, central, quick_restarts, monkeypatch, caplog):
+    monkeypatch.setattr(FrameGrabber, "_publish", failing_on({2, 3}, lambda: RuntimeError("grabber bug"), FrameGrabber._publish))
+    message = "RuntimeError: grabber bug (failed 2 times; restarted 2 times)"
+    card_through_a_thread_fault(tmp_path, central, caplog, "thread grab v4l2:/dev/video9", message)
 
 
 def test_a_delivery_step_that_raises_is_a_fault_and_delivery_goes_on(tmp_path, central, quick_restarts, monkeypatch, caplog):
     """The forwarder survives a bug in one delivery step (it backs off and tries again); now it is a fault too."""
     from device.forwarder import Forwarder
 
-    (a,) = contracts(1)
     monkeypatch.setattr(Forwarder, "deliver_once", failing_on({1, 2}, lambda: ValueError("cannot convert float infinity"), Forwarder.deliver_once))
-    events = Recorder()
-    kiosk, counter = live_kiosk(tmp_path, central, [events])
-    fault = "thread forwarder"
-    with caplog.at_level(logging.INFO, logger="device.threads"), running(kiosk):
-        expected = "a delivery step: ValueError: cannot convert float infinity (failed 2 times; it carries on)"
-        wait_until(lambda: kiosk.status()["faults"].get(fault) == expected, what="the forwarder's fault in status")
-        counter.show(card_photo(a))
-        wait_until(lambda: len(central.identifications()) == 1, what="the card delivered")
-        wait_until(lambda: ("cleared", fault) in events.log, what="the fault to clear")
-    assert len(tracebacks(caplog.records)) == 1
+    message = "a delivery step: ValueError: cannot convert float infinity (failed 2 times; it carries on)"
+    card_through_a_thread_fault(tmp_path, central, caplog, "thread forwarder", message)
 
 
 class ExitingOutput(Recorder):
