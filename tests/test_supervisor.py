@@ -123,24 +123,40 @@ def test_a_short_failure_is_reported_once_before_it_clears():
     thread.join(5)
 
 
-def test_a_thread_that_stops_looking_at_its_stop_flag_is_stalled():
+def test_a_thread_that_stops_looking_at_its_stop_flag_is_stalled(monkeypatch):
+    monkeypatch.setattr(threads, "HEARTBEAT_S", 0.05)
     release = threading.Event()
+    waiting = threading.Event()
     looked = threading.Event()
 
     def stuck(stop):
-        stop.wait(0.3)  # waiting on the flag beats, even for longer than stall_after_s
+        waiting.set()
+        stop.wait(2.0)  # waiting on the flag beats, however long the wait
         looked.set()
         release.wait()  # a call that never returns: no beat
 
-    thread = SupervisedThread("stuck", stuck, stall_after_s=0.2, policy=QUICK)
+    thread = SupervisedThread("stuck", stuck, stall_after_s=1.0, policy=QUICK)
     thread.start()
-    looked.wait(10)
-    assert thread.health().stalled_for_s is None
-    for _ in range(20):
-        thread.stop_flag.is_set()  # another thread looking at the flag proves nothing about this one
+    waiting.wait(10)
+    while not looked.is_set():
+        assert thread.health().stalled_for_s is None
         time.sleep(0.02)
+    spinning = threading.Event()
+
+    def someone_else_looks():  # another thread looking at the flag proves nothing about this one
+        while not spinning.is_set():
+            thread.stop_flag.is_set()
+            time.sleep(0.01)
+
+    other = threading.Thread(target=someone_else_looks)
+    other.start()
+    try:
+        wait_until(lambda: thread.health().stalled_for_s is not None, what="the thread to count as stalled")
+    finally:
+        spinning.set()
+        other.join()
     health = thread.health()
-    assert health.failing and health.stalled_for_s is not None and health.stalled_for_s > 0.2
+    assert health.failing and health.problem.startswith("no progress for")
     assert "thread stuck made no progress" in health.restart_reason
     release.set()
     thread.stop()
