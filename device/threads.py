@@ -231,8 +231,8 @@ class SupervisedThread:
     def survived(self, exc: BaseException, doing: str) -> None:
         """The work caught ``exc`` while ``doing`` something and carries on: log it (once) and fail the episode."""
         with self._lock:
-            what = self._fail_locked(f"{doing}: {cause(exc)}", cause(exc), restart=False)
-        if what == "new":
+            new = self._fail_locked(f"{doing}: {cause(exc)}", cause(exc), carried_on=True)
+        if new:
             log.error("thread %s failed on %s (traceback logged once; it carries on)", self.name, doing, exc_info=exc)
 
     def _beat(self) -> None:
@@ -252,8 +252,7 @@ class SupervisedThread:
                     log.warning("thread %s failed while stopping", self.name, exc_info=exc)
                     break
                 delay = self._died(exc)
-                if delay is None:
-                    self._give_up()
+                if delay is None:  # given up
                     return
                 if self.stop_flag.wait(delay):
                     break
@@ -263,49 +262,45 @@ class SupervisedThread:
             self._state = ENDED
 
     def _died(self, exc: BaseException) -> float | None:
-        """Count a failure of the work; the wait before restarting it, or None to give up."""
-        with self._lock:
-            what = self._fail_locked(cause(exc), cause(exc), restart=True)
-            if what == "give up":
-                return None
-            self._restarts += 1
-            delay = self._backoff.next()
-            self._state = RESTARTING
-            restarts = self._restarts
+        """Count a failure of the work and say so; the wait before restarting it, or None: given up."""
         limit = self.policy.max_restarts
-        if what == "new":
-            log.error("thread %s failed; restarting it in %g s (restart %d of %d)", self.name, delay, restarts, limit, exc_info=exc)
+        with self._lock:
+            new = self._fail_locked(cause(exc), cause(exc), carried_on=False)
+            give_up = self._restarts >= limit
+            if give_up:
+                self._state = GAVE_UP
+                reason = f"thread {self.name} keeps failing: {self._problem_locked()}"
+            else:
+                self._restarts += 1
+                self._state = RESTARTING
+                delay, restarts = self._backoff.next(), self._restarts
+        trace = exc if new else None  # the traceback once per cause and episode
+        if give_up:
+            log.error("thread %s failed again (%s) after %d restarts: giving up on it", self.name, cause(exc), limit, exc_info=trace)
+            if self.on_give_up is not None:
+                self.on_give_up(reason)
+            return None
+        if new:
+            log.error("thread %s failed; restarting it in %g s (restart %d of %d)", self.name, delay, restarts, limit, exc_info=trace)
         else:
             log.warning("thread %s failed again (%s); restarting it in %g s (restart %d of %d)", self.name, cause(exc), delay, restarts, limit)
         return delay
 
-    def _give_up(self) -> None:
-        with self._lock:
-            self._state = GAVE_UP
-            last_cause = self._cause
-            reason = f"thread {self.name} keeps failing: {self._problem_locked()}"
-        log.error("thread %s failed again (%s) after %d restarts: giving up on it", self.name, last_cause, self.policy.max_restarts)
-        if self.on_give_up is not None:
-            self.on_give_up(reason)
-
     # --- the episode (all under _lock) -------------------------------------------------------
 
-    def _fail_locked(self, why: str, key: str, *, restart: bool) -> str:
-        """Count one failure (``why`` for the fault, ``key`` the cause whose traceback is logged
-        once): "new" (log the traceback), "again", or "give up"."""
+    def _fail_locked(self, why: str, key: str, *, carried_on: bool) -> bool:
+        """Count one failure (``why`` for the fault); True when its cause ``key`` is new in the
+        episode (its traceback is to be logged)."""
         now = time.monotonic()
         self._end_episode_if_well(now)
         self._failures += 1
         self._seen = False  # this failure too is reported before the episode may end
         self._last_failure_at = now
         self._cause = why
-        self._carried_on = not restart
-        if restart and self._restarts >= self.policy.max_restarts:
-            return "give up"
-        if key in self._logged:
-            return "again"
+        self._carried_on = carried_on
+        new = key not in self._logged
         self._logged.add(key)
-        return "new"
+        return new
 
     def _end_episode_if_well(self, now: float) -> None:
         # Only once health() has reported it: a failure is a fault at least once, however short.
