@@ -50,6 +50,7 @@ from device.clock import Clock, utc_iso
 from device.config import Config
 from device.outbox import Identification, Outbox, OutboxError
 from device.redact import describe_text, escape
+from device.threads import survived
 
 log = logging.getLogger(__name__)
 
@@ -216,8 +217,8 @@ class Forwarder:
                     log.warning("could not purge delivered identifications: %s", e)
             try:
                 outcome = self.deliver_once()
-            except Exception as e:  # a bug must not end delivery for good: note it, back off, go on
-                log.exception("delivery step failed unexpectedly")
+            except Exception as e:  # a bug must not end delivery for good: a fault (traceback once), back off, go on
+                survived(e, "a delivery step")
                 outcome = Outcome(FAILED, error=f"internal error: {e}", wait_s=self.backoff.delay(self.consecutive_failures + 1))
                 self._note_failure(outcome.error)
             self._pause(stop, outcome.wait_s)

@@ -11,7 +11,8 @@ The stages, each its own unit:
   own thread behind a bounded queue, so none can delay a frame or the watchdog;
 * :class:`~device.daemon.faults.FaultRegistry`: each fault told once when it starts, once when it clears;
 * :class:`~device.daemon.supervisor.Supervisor`: the forwarder and housekeeping threads, the
-  watchdog, the status file, systemd, device classes and camera snapshots.
+  watchdog, the status file, systemd, device classes and camera snapshots; it watches every
+  thread (:mod:`device.threads`), and a scan loop that raises ends the run with exit 75.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from device.daemon.devclass import EXIT_RESTART, DeviceClassWatch
 from device.daemon.faults import FaultRegistry
 from device.daemon.notify import Notifier
 from device.daemon.scan_loop import ScanCounters, ScanLoop
-from device.daemon.supervisor import Supervisor
+from device.daemon.supervisor import Supervisor, SupervisorSettings
 from device.forwarder import Forwarder
 from device.outbox import Outbox
 from device.outputs import Output, OutputRunner
@@ -92,11 +93,10 @@ class Kiosk:
         self.outputs = OutputRunner([LogOutput(unmask=unmask), *outputs])
         self.faults = FaultRegistry(self.outputs)
         self.loop = ScanLoop(source, pipeline, outbox, self.faults, self.outputs, repeat_window_s=repeat_window_s, unmask=unmask, on_commit=forwarder.wake)
-        self.supervisor = Supervisor(
-            self.loop, forwarder, outbox, self.faults, self.outputs,
-            kiosk_id=kiosk_id, runtime_dir=runtime_dir, backlog_alert_s=backlog_alert_s, notifier=notifier,
-            camera_restart_after_s=camera_restart_after_s, device_watch=device_watch, unmask=unmask,
-        )  # fmt: skip
+        settings = SupervisorSettings(
+            backlog_alert_s, kiosk_id=kiosk_id, runtime_dir=runtime_dir, camera_restart_after_s=camera_restart_after_s, unmask=unmask
+        )
+        self.supervisor = Supervisor(self.loop, forwarder, outbox, self.faults, self.outputs, settings, notifier=notifier, device_watch=device_watch)
 
     @classmethod
     def from_config(cls, cfg: Config, *, outputs: Iterable[Output] = ()) -> "Kiosk":
@@ -168,15 +168,21 @@ class Kiosk:
         """Run until ``stop`` (exit 0) or, for a finite source, until it ends and the outbox is drained.
 
         Returns 0, or 1 when a finite run could not drain within ``drain_timeout_s``, or
-        :data:`~device.daemon.devclass.EXIT_RESTART` when a device class appeared that the service
-        was not allowed at start (see :mod:`device.daemon.devclass`). Every event reaches the
-        outputs before it returns (within :data:`OUTPUT_CLOSE_TIMEOUT_S`).
+        :data:`~device.daemon.devclass.EXIT_RESTART` when the daemon needs a fresh process: a
+        device class appeared that the service was not allowed at start (see
+        :mod:`device.daemon.devclass`), the scan loop raised, or a thread could not be restarted
+        or hangs (see :mod:`device.threads`). Every event reaches the outputs before it returns
+        (within :data:`OUTPUT_CLOSE_TIMEOUT_S`).
         """
         supervisor = self.supervisor
         supervisor.start(stop)
         code = 0
         try:
-            ended = self.loop.run(stop)
+            try:
+                ended = self.loop.run(stop)
+            except Exception as exc:  # a bug: never a silent death, always a fault and a restart
+                supervisor.scan_loop_failed(exc)
+                ended = False
             supervisor.notifier.stopping()
             self.source.close()
             if ended:
@@ -213,11 +219,15 @@ def run_until_signalled(kiosk: Kiosk, drain_timeout_s: float) -> int:
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    # The daemon's own threads are supervised; one a library started that dies is a fault and a restart.
+    previous_hook = threading.excepthook
+    threading.excepthook = kiosk.supervisor.unsupervised_thread_died
     try:
         started = time.monotonic()
         code = kiosk.run(stop, drain_timeout_s)
         log.info("stopped after %.1f s", time.monotonic() - started)
         return code
     finally:
+        threading.excepthook = previous_hook
         for s, handler in previous.items():
             signal.signal(s, handler)
