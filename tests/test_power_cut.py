@@ -10,12 +10,18 @@ from __future__ import annotations
 import contextlib
 import ctypes.util
 import os
+import random
+import re
 import sqlite3
 import subprocess
 import sys
 
 import pytest
+from conftest import CENTRAL_TOKEN, REPO, contracts, kiosk_cmd, run_kiosk, write_config
 from lazyfs import PowerCutFS
+
+from device.card import Card
+from device.outbox.store import DELIVERED, Outbox
 
 
 @pytest.fixture
@@ -172,3 +178,111 @@ def test_sqlite_without_fsync_loses_its_commits_at_a_cut(power_cut_fs):
     db_path = power_cut_fs.mount / "t.db"
     run_sqlite_writer_until_cut(power_cut_fs, db_path, "OFF")
     assert not db_path.exists()  # created, but its directory was never synced
+
+
+def test_a_commit_in_an_outbox_whose_folders_it_made_survives_a_cut(power_cut_fs):
+    """The outbox makes missing folders; each new folder's entry must be synced in its parent,
+    or the cut takes the folder, and the committed identification in it, away."""
+    path = power_cut_fs.mount / "var" / "kiosk" / "outbox.db"
+    with Outbox(path, KIOSK_ID) as outbox:
+        ident = outbox.commit(Card("v1", "0012345678", 1), symbology="Code128", decoder="zxing-cpp")
+        power_cut_fs.cut()  # with the database open, as when the power goes under the daemon
+    power_cut_fs.restart()
+    assert list(outbox_records(path)) == [ident.id]
+
+
+# --- the daemon -----------------------------------------------------------------------------------
+
+#: The log output's line for an identification, written only after the outbox commit returned:
+#: what the outside world was told ("OK"), as seen from outside the process.
+OK_LINE = re.compile(r"identified contract \S+ issue \d+ \(seq (\d+), id ([0-9a-f-]{36})\)")
+KIOSK_ID = "kiosk-power-1"
+CUTS = 20
+
+
+def oks_in(log_path) -> dict[str, int]:
+    """id -> seq of every identification the daemon said OK for in this log."""
+    return {m[2]: int(m[1]) for m in OK_LINE.finditer(log_path.read_text(errors="replace"))}
+
+
+def outbox_records(path) -> dict:
+    """id -> record of what the outbox at ``path`` holds (none if the file is gone), checking its integrity."""
+    if not path.exists():
+        return {}
+    outbox = Outbox(path, KIOSK_ID, on_corrupt="raise", create=False)
+    try:
+        assert outbox.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert outbox.corrupt_files() == [], "a cut left a damaged outbox that was moved aside"
+        return {r.id: r for r in outbox.list()}
+    finally:
+        outbox.close()
+
+
+@pytest.fixture
+def presentation_video(tmp_path):
+    """A counter video with 16 card presentations (about 3 s for `kiosk run` at fast pace)."""
+    from device.tools.synth.video import Presentation, write_presentation_video
+
+    video = tmp_path / "counter.avi"
+    write_presentation_video(video, [Presentation.card(c, 1, hold_s=0.8) for c in contracts(16)], fps=10, size=(640, 360), seed=11)
+    return video
+
+
+def test_power_cuts_at_random_moments_lose_no_ok_and_deliver_nothing_twice(tmp_path, power_cut_fs, central_factory, presentation_video):
+    """At least 20 power cuts while `kiosk run` scans and delivers, the central failing meanwhile.
+
+    Each cut: the filesystem's power first (nothing later reaches its disk), then SIGKILL, then the
+    filesystem mounted again on what was left, and the daemon started on it. The outbox lives in a
+    folder the daemon creates, so that folder's entry in its parent must be synced too.
+    """
+    central = central_factory(fail_rate=0.2, drop_after_commit_rate=0.2, reset_rate=0.1, latency_ms=20, seed=11)
+    outbox_path = power_cut_fs.mount / "state" / "outbox.db"
+    cfg = write_config(
+        tmp_path / "kiosk.toml",
+        kiosk={"id": KIOSK_ID, "site": "Riga Centre 3", "runtime_dir": str(tmp_path / "run")},
+        camera={"source": f"file:{presentation_video}", "pace": "fast"},
+        scan={"symbologies": ["Code128", "EAN13"]},
+        outbox={"path": str(outbox_path)},
+        api={"url": central.url, "token": CENTRAL_TOKEN, "backoff_base_s": 0.05, "backoff_cap_s": 0.5, "batch_size": 3},
+    )
+    rng = random.Random(20261202)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    promised: dict[str, int] = {}  # id -> seq of every OK given before a cut
+    cuts = runs = 0
+    while cuts < CUTS:
+        runs += 1
+        assert runs < 3 * CUTS, "the daemon keeps ending before the cut: make the video longer"
+        log_path = tmp_path / f"run-{runs}.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(kiosk_cmd("run", "--config", str(cfg)), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            proc.wait(timeout=rng.uniform(0.3, 4.0))  # from startup (schema, integrity check) to delivery
+        except subprocess.TimeoutExpired:
+            cuts += 1
+        power_cut_fs.cut()
+        proc.kill()
+        proc.wait()
+        assert proc.returncode in (0, -9), log_path.read_text()[-3000:]
+        promised.update(oks_in(log_path))
+        power_cut_fs.restart()
+
+    final_log = tmp_path / "final.log"
+    final = run_kiosk("run", "--config", str(cfg), "--drain-timeout", "60")
+    final_log.write_text(final.stderr)
+    assert final.returncode == 0, final.stderr[-3000:]
+    promised.update(oks_in(final_log))
+    power_cut_fs.cut()  # even after a clean end: what it reported done must be on the disk
+    power_cut_fs.restart()
+
+    assert len(promised) >= CUTS, f"only {len(promised)} identifications in {runs} runs: the cuts came too early"
+    rows = outbox_records(outbox_path)
+    lost = {i: seq for i, seq in promised.items() if i not in rows}
+    assert not lost, f"{len(lost)} of {len(promised)} identifications given OK are gone (seqs {sorted(lost.values())[:20]} ...)"
+    assert all(rows[i].seq == seq for i, seq in promised.items()), "an OK'd identification changed its seq"
+    assert sorted(r.seq for r in rows.values()) == list(range(1, len(rows) + 1)), "the sequence has gaps"
+    assert {r.state for r in rows.values()} == {DELIVERED}
+
+    at_central = [i for i in central.identifications() if i["kiosk"] == KIOSK_ID]
+    assert len({i["id"] for i in at_central}) == len(at_central)
+    assert sorted(i["seq"] for i in at_central) == sorted(r.seq for r in rows.values()), "a seq reached the central twice, or not at all"
+    assert {i["id"] for i in at_central} == set(rows), "central and outbox disagree"
