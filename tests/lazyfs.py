@@ -23,6 +23,9 @@ every operation but close (which syncs nothing anyway) fails with EIO: nothing l
 synced. After a cut, unmount, and mount again on the same backing directory to see what a
 restart sees.
 
+A cut loses every unsynced change whole (LazyFS's "clear cache" fault): it never keeps some of
+them, as a real disk might (torn or reordered unsynced writes are not simulated).
+
 Not modelled (nothing under test does it; each fails with an errno rather than pretending):
 hard links and symlinks (ENOSYS), renaming a directory (EXDEV), extended attributes. POSIX locks
 are left to the kernel (no ``lock`` operation, so FUSE keeps fcntl locks locally): SQLite's locks
