@@ -160,7 +160,7 @@ def render(report: dict) -> str:
             lines.append(f"outbox      CANNOT STORE: {queue['last_commit_error']}")
     delivery = daemon.get("delivery") if daemon else None
     if delivery:
-        state = {"ok": "ok", "retrying": "RETRYING", "paused-auth": "PAUSED: token refused"}.get(delivery.get("state"), delivery.get("state"))
+        state = {"ok": "ok", "retrying": "RETRYING", "paused-auth": "PAUSED: token refused", "paused-no-token": "PAUSED: no usable token"}.get(delivery.get("state"), delivery.get("state"))
         last_ok = delivery.get("last_success_at") or "never"
         err = f"; last error: {delivery['last_error']}" if delivery.get("last_error") and delivery.get("state") != "ok" else ""
         lines.append(f"delivery    {state} to {delivery.get('url')}; last success {last_ok}{err}")

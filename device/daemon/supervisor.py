@@ -155,7 +155,7 @@ class Supervisor:
             self.notifier.watchdog()
         self.check_device_classes()
         forwarder = self.forwarder.status()
-        self.faults.set(DELIVERY_AUTH, forwarder["paused_by_auth"], f"the central refuses the token: {forwarder['last_error']}", "the central accepts the token")
+        self.faults.set(DELIVERY_AUTH, forwarder["paused_by_auth"], forwarder["auth_fault"], "the central accepts the token")
         try:
             queue = self.outbox.stats()
         except OutboxError as e:
