@@ -176,7 +176,8 @@ class Forwarder:
 
     @property
     def timeout(self) -> tuple[float, float]:
-        """The client's (connect, read) timeouts: what bounds the request in flight when stopping."""
+        """The client's (connect, read) timeouts. Stopping abandons the request in flight at once,
+        except a TCP connect under way: the connect timeout bounds that."""
         return self.client.timeout
 
     # --- status -----------------------------------------------------------------------------

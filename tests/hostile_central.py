@@ -150,6 +150,18 @@ def trickle_headers(every_s: float = 1.0) -> Behaviour:
     return behave
 
 
+def endless_continue(every_s: float = 0.05) -> Behaviour:
+    """``100 Continue`` after ``100 Continue``: interim answers, which HTTP clients skip, and never the answer."""
+
+    def behave(conn: Connection) -> None:
+        if conn.read_request() is None:
+            return
+        while conn.wait(every_s):
+            conn.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    return behave
+
+
 def stall_after_headers(length: int = 100_000) -> Behaviour:
     """Headers claiming ``length`` bytes, then nothing."""
 

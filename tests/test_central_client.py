@@ -23,7 +23,15 @@ from device.central_client import (
 from device.clock import FakeClock, parse_utc
 from device.config import ApiSection, Config, ConfigError, load
 from device.diag import check_central
-from hostile_central import HostileCentral, answer_json, never_read, stall_after_headers, trickle_body, trickle_headers
+from hostile_central import (
+    HostileCentral,
+    answer_json,
+    endless_continue,
+    never_read,
+    stall_after_headers,
+    trickle_body,
+    trickle_headers,
+)
 from http_fixtures import StubCentral, answer, central, hang, html_error, reset, unavailable
 
 TOKEN = "test-token"
@@ -213,10 +221,11 @@ def outcome_within(seconds, call):
     [
         (trickle_body(length=100_000, every_s=0.2), CentralTooSlow, r"the central sent its answer too slowly: \d+ of 100000 bytes in [\d.]+ s"),
         (trickle_headers(every_s=0.2), CentralTooSlow, r"the central did not answer within 2.4 s \(a request's deadline: api.connect_timeout_s \+ 2 x api.read_timeout_s\)"),
+        (endless_continue(), CentralTooSlow, r"the central did not answer within 2.4 s \(.*\)"),
         (stall_after_headers(), CentralUnreachable, r"the central's answer stopped arriving \(read timeout 1 s\)"),
         (never_read(), CentralUnreachable, r"cannot reach the central: 127.0.0.1:\d+ stopped taking the request \(sending timed out after 0.4 s\)"),
     ],
-    ids=["trickled-body", "trickled-headers", "stall-after-headers", "never-reads"],
+    ids=["trickled-body", "trickled-headers", "endless-100-continue", "stall-after-headers", "never-reads"],
 )
 def test_a_hostile_central_cannot_hold_a_request_past_its_deadline(behaviour, error, cause):
     # A 100 MB body: more than the socket buffers hold, so a server that never reads blocks the send.
