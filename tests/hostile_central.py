@@ -137,29 +137,27 @@ def trickle_body(length: int = 100_000, every_s: float = 1.0, status: int = 200)
     return behave
 
 
-def trickle_headers(every_s: float = 1.0) -> Behaviour:
-    """A status line, then one byte of an endless header every ``every_s`` seconds."""
+def endless(first: bytes, then: bytes, every_s: float) -> Behaviour:
+    """Read the request, send ``first``, then ``then`` every ``every_s`` seconds, never finishing."""
 
     def behave(conn: Connection) -> None:
         if conn.read_request() is None:
             return
-        conn.send(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        conn.send(first)
         while conn.wait(every_s):
-            conn.send(b"a")
+            conn.send(then)
 
     return behave
+
+
+def trickle_headers(every_s: float = 1.0) -> Behaviour:
+    """A status line, then one byte of an endless header every ``every_s`` seconds."""
+    return endless(b"HTTP/1.1 200 OK\r\nX-Slow: ", b"a", every_s)
 
 
 def endless_continue(every_s: float = 0.05) -> Behaviour:
     """``100 Continue`` after ``100 Continue``: interim answers, which HTTP clients skip, and never the answer."""
-
-    def behave(conn: Connection) -> None:
-        if conn.read_request() is None:
-            return
-        while conn.wait(every_s):
-            conn.send(b"HTTP/1.1 100 Continue\r\n\r\n")
-
-    return behave
+    return endless(b"", b"HTTP/1.1 100 Continue\r\n\r\n", every_s)
 
 
 def stall_after_headers(length: int = 100_000) -> Behaviour:
