@@ -27,7 +27,7 @@ log = logging.getLogger("device.daemon")
 #: Fault names, shared with feedback and status.
 CAMERA = "camera"  # no frames: unplugged, stalled
 OUTBOX = "outbox"  # identifications cannot be stored: disk full, file unusable
-DELIVERY_AUTH = "delivery-auth"  # the central refuses the token: delivery paused
+DELIVERY_AUTH = "delivery-auth"  # the central refuses the token, or there is no usable one: delivery paused
 BACKLOG = "backlog"  # the oldest undelivered identification is older than feedback.backlog_alert_s
 
 #: A fault still being raised is logged again at most this often.

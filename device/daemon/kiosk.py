@@ -18,6 +18,7 @@ The stages, each its own unit:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -43,6 +44,11 @@ DEFAULTS = Config()
 
 #: How long a finished run waits for the outputs to show their last events.
 OUTPUT_CLOSE_TIMEOUT_S = 10.0
+#: After SIGTERM, how long the daemon may take to stop before it exits anyway (below the unit's
+#: TimeoutStopSec, so systemd never has to kill it). Every commit is already on disk by then.
+STOP_GRACE_S = 10.0
+#: The exit code when the stop took longer than STOP_GRACE_S.
+EXIT_STOP_TOO_SLOW = 1
 
 
 def check_delivery_config(cfg: Config) -> None:
@@ -167,7 +173,8 @@ class Kiosk:
     def run(self, stop: threading.Event, drain_timeout_s: float = 60.0) -> int:
         """Run until ``stop`` (exit 0) or, for a finite source, until it ends and the outbox is drained.
 
-        Returns 0, or 1 when a finite run could not drain within ``drain_timeout_s``, or
+        Returns 0 (also when ``stop`` ends a drain early: what is pending stays queued), or 1
+        when a finite run could not drain within ``drain_timeout_s``, or
         :data:`~device.daemon.devclass.EXIT_RESTART` when the daemon needs a fresh process: a
         device class appeared that the service was not allowed at start (see
         :mod:`device.daemon.devclass`), the scan loop raised, or a thread could not be restarted
@@ -191,7 +198,10 @@ class Kiosk:
                 supervisor.stop_forwarder()
                 supervisor.draining = True
                 log.info("source ended after %d frames; draining the outbox (up to %g s)", self.counters.frames, drain_timeout_s)
-                if not self.forwarder.drain(drain_timeout_s, stop):
+                drained = self.forwarder.drain(drain_timeout_s, stop)
+                if not drained and stop.is_set():
+                    log.warning("stopped while draining: %d identifications stay queued", self.outbox.stats().get("pending", 0))
+                elif not drained:
                     stats = self.outbox.stats()
                     log.error(
                         "outbox not drained after %g s: %d pending; last error: %s",
@@ -209,14 +219,27 @@ class Kiosk:
 
 
 def run_until_signalled(kiosk: Kiosk, drain_timeout_s: float) -> int:
-    """Run ``kiosk`` in this thread; SIGTERM and SIGINT finish the frame in hand and stop it."""
+    """Run ``kiosk`` in this thread; SIGTERM and SIGINT finish the frame in hand and stop it.
+
+    The first signal is logged and starts the stop (a request to the central in flight is
+    abandoned); more signals change nothing. If the stop is not done within
+    :data:`STOP_GRACE_S` (a DNS lookup or TCP connect that hangs), the process exits anyway with
+    :data:`EXIT_STOP_TOO_SLOW`.
+    """
     import signal
 
     stop = threading.Event()
+    guards: list[threading.Timer] = []  # one, once signalled
 
     def on_signal(signum, _frame):
-        log.info("signal %s: stopping", signal.Signals(signum).name)
+        if guards:
+            return
+        name = signal.Signals(signum).name
+        guards.append(threading.Timer(STOP_GRACE_S, _exit_now, args=(name,)))
+        log.info("signal %s: stopping", name)
         stop.set()
+        guards[0].daemon = True
+        guards[0].start()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     # The daemon's own threads are supervised; one a library started that dies is a fault and a restart.
@@ -229,5 +252,14 @@ def run_until_signalled(kiosk: Kiosk, drain_timeout_s: float) -> int:
         return code
     finally:
         threading.excepthook = previous_hook
+        for guard in guards:
+            guard.cancel()
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _exit_now(signal_name: str) -> None:
+    log.error("still not stopped %g s after %s: exiting now (every identification committed is on disk)", STOP_GRACE_S, signal_name)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(EXIT_STOP_TOO_SLOW)

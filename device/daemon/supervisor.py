@@ -138,8 +138,9 @@ class Supervisor:
         self.notifier.ready(self.summary())
 
     def start_forwarder(self) -> None:
-        connect_s, read_s = self.forwarder.timeout
-        stall_after_s = max(FORWARDER_STALL_MIN_S, FORWARDER_STALL_REQUESTS * (connect_s + read_s))
+        # Each request ends at the client's total deadline, so a step of several requests (a
+        # batch bisected) is bounded too.
+        stall_after_s = max(FORWARDER_STALL_MIN_S, FORWARDER_STALL_REQUESTS * self.forwarder.client.deadline_s)
         self._forwarder = SupervisedThread("forwarder", self.forwarder.run, stall_after_s=stall_after_s)
         self._forwarder.start()
 
@@ -147,7 +148,7 @@ class Supervisor:
         """Stop the forwarder thread (a finite run then drains in the caller's thread)."""
         self._forwarder.stop()
         self.forwarder.wake()
-        self._forwarder.join(timeout=self.forwarder.timeout[0] + self.forwarder.timeout[1] + 5)
+        self._forwarder.join(timeout=self.forwarder.client.deadline_s + 5)
 
     def stop(self) -> None:
         """Stop every thread, publish a last status (faults that cleared while draining say so), remove the file."""
@@ -236,7 +237,7 @@ class Supervisor:
             self.notifier.watchdog()
         self.check_device_classes()
         forwarder = self.forwarder.status()
-        self.faults.set(DELIVERY_AUTH, forwarder["paused_by_auth"], f"the central refuses the token: {forwarder['last_error']}", "the central accepts the token")
+        self.faults.set(DELIVERY_AUTH, forwarder["paused_by_auth"], forwarder["auth_fault"], "the central accepts the token")
         try:
             queue = self.outbox.stats()
         except OutboxError as e:
