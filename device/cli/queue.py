@@ -1,4 +1,4 @@
-"""`kiosk queue list|show|retry`: the technician's view into the outbox, also while the daemon writes."""
+"""`kiosk queue list|show|retry|ack`: the technician's view into the outbox, also while the daemon writes."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def _issue(card_issue: int | None) -> str:
 def _record_line(record, unmask: bool) -> str:
     from device.redact import mask_contract
 
-    extra = record.dead_reason or record.last_error or ""
+    extra = record.quarantine_reason or record.dead_reason or record.last_error or ""
     return (
         f"{record.seq:>7}  {record.id}  {record.state:<9} {mask_contract(record.contract, unmask)} /{_issue(record.card_issue)}"
         f"  {record.scanned_at}  attempts {record.attempts}" + (f"  {extra}" if extra else "")
@@ -83,10 +83,11 @@ def cmd_queue_list(args) -> int:
 def cmd_queue_show(args) -> int:
     with _queue(args) as outbox:
         record = outbox.get(args.id)
+        problem = outbox.checksum_problem(record) if record is not None else None
     if record is None:
         print(f"kiosk queue show: no identification {args.id!r}", file=sys.stderr)
         return 1
-    data = _record_json(record, args.unmask)
+    data = {**_record_json(record, args.unmask), "checksum_ok": problem is None, "checksum_problem": problem}
     if args.json:
         print(json.dumps(data))
     else:
@@ -111,19 +112,37 @@ def cmd_queue_retry(args) -> int:
         return 0
 
 
+def cmd_queue_ack(args) -> int:
+    with _queue(args) as outbox:
+        problems = outbox.stats()["integrity"]
+        n = outbox.acknowledge_integrity()
+    for problem in problems:
+        print(f"acknowledged: {problem['message']} (found {problem['found_at']})")
+    print(f"{n} integrity problem(s) acknowledged" + ("; quarantined identifications stay quarantined, never sent" if n else ""))
+    return 0
+
+
 def register(sub) -> None:
+    from device.outbox import STATES  # built only for a queue command, which opens the store anyway
+
     p = sub.add_parser("queue", help="list, show and retry queued identifications", description="Look into the outbox (works while the daemon runs).")
     qsub = p.add_subparsers(dest="queue_command", required=True, metavar="COMMAND")
     lst = qsub.add_parser("list", help="list identifications in the outbox", description="List identifications in the outbox, oldest first; contracts masked unless --unmask.")
-    lst.add_argument("--state", choices=("pending", "delivered", "dead"), help="only this state")
+    lst.add_argument("--state", choices=STATES, help="only this state")
     show = qsub.add_parser("show", help="show one identification", description="Show every field of one identification, by its id.")
     show.add_argument("id", metavar="ID")
     retry = qsub.add_parser("retry", help="send a dead identification again", description="Set a dead (or waiting) identification back to pending, to be sent at once; --dead for all dead ones.")
     retry.add_argument("id", nargs="?", metavar="ID")
     retry.add_argument("--dead", action="store_true", help="retry every dead identification")
-    for q, func in ((lst, cmd_queue_list), (show, cmd_queue_show), (retry, cmd_queue_retry)):
+    ack = qsub.add_parser(
+        "ack",
+        help="acknowledge the outbox's integrity problems (the fault clears)",
+        description="Acknowledge what the outbox found wrong with itself (identifications lost, a damaged file salvaged, "
+        "records quarantined): they leave `kiosk status` and the outbox-integrity fault clears. Records are not changed.",
+    )
+    for q, func in ((lst, cmd_queue_list), (show, cmd_queue_show), (retry, cmd_queue_retry), (ack, cmd_queue_ack)):
         config_option(q)
-        if q is not retry:
+        if q in (lst, show):
             q.add_argument("--json", action="store_true", help="JSON output (one object per record)")
             q.add_argument("--unmask", action="store_true", help="show whole contract numbers")
         q.set_defaults(func=func)

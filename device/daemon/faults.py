@@ -22,6 +22,7 @@ CAMERA = "camera"  # no frames: unplugged, stalled
 OUTBOX = "outbox"  # identifications cannot be stored: disk full, file unusable
 DELIVERY_AUTH = "delivery-auth"  # the central refuses the token: delivery paused
 BACKLOG = "backlog"  # the oldest undelivered identification is older than feedback.backlog_alert_s
+OUTBOX_INTEGRITY = "outbox-integrity"  # identifications lost, salvaged or quarantined: on until `kiosk queue ack`
 
 
 class FaultRegistry:

@@ -6,7 +6,8 @@ Every couple of seconds (or half the watchdog interval) its housekeeping turn
   recently (``camera.restart_after_s``): a hung loop or a stalled camera starves it and systemd
   restarts the daemon;
 * stops the daemon for a restart when a device class appeared that it was not allowed at start;
-* raises and clears the delivery faults (token refused, backlog too old);
+* raises and clears the delivery faults (token refused, backlog too old) and the outbox's
+  integrity fault (identifications lost, salvaged or quarantined, until acknowledged);
 * answers ``kiosk diag camera``, writes the status file (``kiosk status``) and tells systemd
   ``STATUS=``.
 
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from device import __version__, status
 from device.daemon.devclass import DeviceClassWatch
-from device.daemon.faults import BACKLOG, DELIVERY_AUTH, FaultRegistry
+from device.daemon.faults import BACKLOG, DELIVERY_AUTH, OUTBOX_INTEGRITY, FaultRegistry
 from device.daemon.notify import Notifier
 from device.daemon.scan_loop import ScanLoop
 from device.daemon.snapshot import SnapshotService
@@ -163,6 +164,8 @@ class Supervisor:
         age = queue.get("oldest_pending_age_s")
         old = age is not None and age > self.backlog_alert_s
         self.faults.set(BACKLOG, old, f"the oldest undelivered identification is {(age or 0) / 60:.0f} min old", "the backlog is delivered")
+        integrity = queue.get("integrity_fault")
+        self.faults.set(OUTBOX_INTEGRITY, bool(integrity), integrity or "", "acknowledged by a technician (kiosk queue ack)")
         if self.runtime_dir is not None:
             self.snapshots.answer(self.loop.latest)
             status.write_status(self.runtime_dir, self.status(queue, forwarder))
