@@ -7,6 +7,7 @@ Use the fixtures with ``from outbox_fixtures import clock, path  # noqa: F401``.
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -53,6 +54,36 @@ def commit_then_crash(path: Path, n: int, *, checkpoint_at: int, kiosk_id: str =
         cwd=REPO, check=True, timeout=120,
     )  # fmt: skip
     return shown
+
+
+_COMMIT_UNTIL_KILLED = """
+import sys
+from device.card import Card
+from device.outbox import Outbox
+
+box = Outbox(sys.argv[1], sys.argv[2], sys.argv[3])
+while True:
+    ident = box.commit(Card("v1", "0012345678", 1), symbology="Code128", decoder="zxing-cpp")
+    print(ident.seq, flush=True)  # the "OK": commit() has returned
+"""
+
+
+def commit_until_killed(path: Path, oks: int, *, kiosk_id: str = "riga-5-1", site: str = "Riga 5") -> int:
+    """Commit in a process that is SIGKILLed after ``oks`` commits returned (give or take the one in
+    flight); returns the last seq whose commit had returned."""
+    proc = subprocess.Popen([sys.executable, "-c", _COMMIT_UNTIL_KILLED, str(path), kiosk_id, site], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        last = 0
+        for _ in range(oks):
+            line = proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"the committing process ended early (exit {proc.wait()})")
+            last = int(line)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    return last
 
 
 def truncate_wal(path: Path) -> int:

@@ -3,10 +3,11 @@
 When the outbox fails its integrity check at start it is moved aside (``outbox.db.corrupt-<time>``,
 with its WAL) and a new one started; the records in it must not be lost with it. The moved-aside
 file is opened read-only (it stays as it was, for the technician) and read record by record: a
-scan in rowid order, and where a damaged page stops the scan, one rowid at a time until the scan
-can go on. Every record that reads and whose checksum (:mod:`device.outbox.checksum`) matches is
+scan in rowid order, and where a damaged page stops it, the rows an intact index lists are looked
+up one by one (see :func:`_readable_rows`). Every record that reads and whose checksum (:mod:`device.outbox.checksum`) matches is
 copied with its id, seq, state and checksum, so pending ones are delivered under the ids and seqs
-the central may already know; the others are counted as not recovered::
+the central may already know; the others are counted as not recovered (a record copied already,
+or whose seq the new outbox has given to another, is not copied again)::
 
     report = salvage_into(new_db, Path("/var/lib/kiosk/outbox.db.corrupt-20240502T091500Z"), expected_rows=150)
     report.message()   # "outbox salvaged 148 of 150 records from outbox.db.corrupt-...; 2 could not be read ..."
@@ -21,13 +22,19 @@ import logging
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 from urllib.parse import quote
 
 from device.outbox.checksum import FIELDS, checksum_problem, record_checksum
 from device.outbox.schema import COLUMNS
 
 log = logging.getLogger(__name__)
+
+#: Records not recovered that are named in the log one by one; the report counts them all.
+MAX_LOGGED = 5
+#: Rowids tried one by one when every index is damaged too (the newest first): bounds the time a
+#: start spends on a ruined file (systemd gives the daemon a minute to start).
+MAX_PROBES = 200_000
 
 
 @dataclass
@@ -80,8 +87,12 @@ def salvage_into(db: sqlite3.Connection, source: Path, *, expected_rows: int = 0
         bound = max(_max_rowid(old), sum(report.last_seqs.values()), expected_rows)
         for values in _readable_rows(old, copied, bound):
             record = None if values is None else dict(zip(copied, values))
-            if record is None or not _copy(db, record):
+            problem = "its page cannot be read" if record is None else _copy(db, record)
+            if problem is not None:
                 report.not_recovered += 1
+                if report.not_recovered <= MAX_LOGGED:
+                    seq = record.get("seq") if record else None
+                    log.warning("salvage of %s: a record%s not recovered: %s", source.name, f" (seq {seq!r})" if seq is not None else "", problem)
                 continue
             report.recovered += 1
             report.last_seqs[record["kiosk_id"]] = max(report.last_seqs.get(record["kiosk_id"], 0), record["seq"])
@@ -91,56 +102,79 @@ def salvage_into(db: sqlite3.Connection, source: Path, *, expected_rows: int = 0
     return report
 
 
-def _copy(db: sqlite3.Connection, record: dict) -> bool:
-    """Insert one salvaged record if its checksum (or, from before v3, the schema) vouches for it."""
+def _copy(db: sqlite3.Connection, record: dict) -> str | None:
+    """Insert one salvaged record if its checksum (or, from before v3, the schema) vouches for it;
+    otherwise say why not."""
     if "checksum" in record:
         problem = checksum_problem(record, record["checksum"])
         if problem is not None:
-            log.warning("salvage: identification seq %r not recovered: %s", record.get("seq"), problem)
-            return False
+            return problem
     else:
         try:
             record["checksum"] = record_checksum(record)
-        except (KeyError, TypeError, ValueError):
-            return False
+        except (KeyError, TypeError, ValueError) as e:
+            return f"a field cannot be encoded ({e})"
     if not isinstance(record.get("seq"), int) or any(record.get(name) is None for name in FIELDS if name != "card_issue"):
-        return False
+        return "a field is missing or of the wrong type"
     names = list(record)
     try:
         db.execute(f"INSERT INTO identifications ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", [record[n] for n in names])
     except sqlite3.IntegrityError as e:  # a state no schema allows, a repeated id or seq: garbage
-        log.warning("salvage: identification seq %r not recovered: %s", record.get("seq"), e)
-        return False
-    return True
+        return str(e)
+    return None
 
 
 def _readable_rows(old: sqlite3.Connection, columns: list[str], bound: int) -> Iterator[tuple | None]:
-    """Every row's values in rowid order, and None for each rowid that could not be read.
+    """Every row's values, and None for each row that exists but cannot be read.
 
-    A scan from the last good rowid goes as far as the b-tree lets it; where a damaged page stops
-    it, rowids are tried one at a time (each a fresh descent from the root, which reaches the
-    pages the damage does not cover) until a scan can go on, up to ``bound``.
+    First a scan of the table in rowid order; it usually reads everything (an integrity check
+    also fails on a damaged index). Where a damaged page stops it, which rows exist is read from
+    one of the table's indexes (each its own b-tree, usually intact when a table page is not), and
+    each row not yet read is looked up by its rowid: a fresh descent from the root, which reaches
+    every page the damage does not cover. With every index damaged too, rowids are tried from
+    ``bound`` down, newest first (pending records are the newest), at most :data:`MAX_PROBES`;
+    then each rowid that fails counts as a record not recovered (it may have been purged).
     """
     names = ", ".join(columns)
-    after = 0
-    while True:
+    read: set[int] = set()
+    try:
+        for rowid, *values in old.execute(f"SELECT rowid, {names} FROM identifications ORDER BY rowid"):
+            read.add(rowid)
+            yield tuple(values)
+        return
+    except sqlite3.DatabaseError:
+        pass
+    existing = _rowids_from_an_index(old)
+    if existing is not None:
+        candidates: Iterable[int] = sorted(existing - read)
+    else:
+        candidates = (r for r in range(bound, max(0, bound - MAX_PROBES), -1) if r not in read)
+    for rowid in candidates:
         try:
-            for rowid, *values in old.execute(f"SELECT rowid, {names} FROM identifications WHERE rowid > ? ORDER BY rowid", [after]):
-                after = rowid
-                yield tuple(values)
-            return
-        except sqlite3.DatabaseError:
-            pass
-        after += 1
-        if after > bound:
-            return
-        try:
-            row = old.execute(f"SELECT {names} FROM identifications WHERE rowid = ?", [after]).fetchone()
+            row = old.execute(f"SELECT {names} FROM identifications WHERE rowid = ?", [rowid]).fetchone()
         except sqlite3.DatabaseError:
             yield None
             continue
         if row is not None:
             yield row
+        elif existing is not None:
+            yield None  # the index lists it; the table's damaged b-tree no longer leads to it
+
+
+def _rowids_from_an_index(old: sqlite3.Connection) -> set[int] | None:
+    """The rowids listed by the first of the table's indexes that reads to its end, or None."""
+    try:
+        indexes = [row[0] for row in old.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'identifications'")]
+    except sqlite3.DatabaseError:
+        return None
+    for index in indexes:
+        quoted = '"' + index.replace('"', '""') + '"'
+        try:
+            # Only the rowid is asked for: the index covers it, the table's pages are not read.
+            return {row[0] for row in old.execute(f"SELECT rowid FROM identifications INDEXED BY {quoted}")}
+        except sqlite3.DatabaseError:
+            continue
+    return None
 
 
 def _max_rowid(old: sqlite3.Connection) -> int:

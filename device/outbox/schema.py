@@ -91,7 +91,8 @@ def _v2_card_issue_nullable(db: sqlite3.Connection) -> None:
 def _v3_checksums_and_quarantine(db: sqlite3.Connection) -> None:
     """Each record gets the checksum of what is sent (:mod:`device.outbox.checksum`), computed here
     for the records already stored; the state ``quarantined`` (with its reason) holds records
-    whose checksum fails; ``integrity_log`` keeps what the outbox found wrong with itself."""
+    whose checksum fails; ``integrity_log`` keeps what the outbox found wrong with itself, and
+    ``salvaged_files`` the damaged files already copied from (:mod:`device.outbox.salvage`)."""
     (create,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'identifications'").fetchone()
     state = "CHECK (state IN ('pending', 'delivered', 'dead'))"
     tail = "updated_at      TEXT NOT NULL,"
@@ -115,6 +116,9 @@ def _v3_checksums_and_quarantine(db: sqlite3.Connection) -> None:
         )
         """
     )
+    # Damaged files moved aside whose records were copied in: each is salvaged once, and one left
+    # unsalvaged (a crash during the salvage, a file moved aside before v3) is salvaged at the next start.
+    db.execute("CREATE TABLE salvaged_files (name TEXT PRIMARY KEY, salvaged_at TEXT NOT NULL)")
 
 
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_create, _v2_card_issue_nullable, _v3_checksums_and_quarantine]

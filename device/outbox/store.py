@@ -241,6 +241,7 @@ class Outbox:
             if db is None:
                 db = self._replace_damaged()
             if on_corrupt == "move-aside":
+                self._salvage_moved_aside(db)
                 self._check_mark(db)
             # The database file, its -wal and -shm (SQLite makes them when the connection goes to
             # WAL mode, and they stay while it is open) may be new: their names are durable only
@@ -265,7 +266,7 @@ class Outbox:
             fsync_dir(directory.parent)
 
     def _replace_damaged(self) -> sqlite3.Connection:
-        """Move the damaged file aside, start a new outbox and salvage into it what still reads."""
+        """Move the damaged file aside and start a new outbox (the owner then salvages the old one)."""
         self.moved_aside = self._move_aside()
         log.error("outbox %s failed its integrity check; moved aside to %s and started a new one", self.path, self.moved_aside)
         self._ensure_private_files()
@@ -276,17 +277,27 @@ class Outbox:
             # new outbox holding what was salvaged from it.
             fsync_dir(self.path.parent)
             self._migrate(db)
-            marks, _ = self._read_mark()
-            with self._write(db, "salvage the damaged outbox"):
-                report = salvage_into(db, self.moved_aside, expected_rows=sum((marks or {}).values()))
-                for kiosk_id, seq in report.last_seqs.items():
-                    self._raise_sequence(db, kiosk_id, seq)
-                self._log_integrity(db, "salvaged", report.message())
         except BaseException:
             db.close()
             raise
-        log.error("%s", report.message())
         return db
+
+    def _salvage_moved_aside(self, db: sqlite3.Connection) -> None:
+        """Copy into this outbox what still reads from each damaged file moved aside and not yet
+        salvaged: the one just moved, or one whose salvage a crash cut short (each salvage is
+        one transaction, with the note that the file is done)."""
+        done = {row[0] for row in db.execute("SELECT name FROM salvaged_files")}
+        for damaged in self.corrupt_files():
+            if damaged.name in done:
+                continue
+            marks, _ = self._read_mark()
+            with self._write(db, f"salvage the damaged outbox {damaged.name}"):
+                report = salvage_into(db, damaged, expected_rows=sum((marks or {}).values()))
+                for kiosk_id, seq in report.last_seqs.items():
+                    self._raise_sequence(db, kiosk_id, seq)
+                self._log_integrity(db, "salvaged", report.message())
+                db.execute("INSERT INTO salvaged_files (name, salvaged_at) VALUES (?, ?)", [damaged.name, utc_iso(self.clock.now())])
+            log.error("%s", report.message())
 
     def _read_mark(self) -> tuple[dict[str, int] | None, str | None]:
         """The high-water mark (None: no mark file) and, if it could not be read, why."""
