@@ -25,6 +25,10 @@ from typing import Any
 API_PREFIX = "/v1"
 IDENTIFICATIONS_PATH = API_PREFIX + "/identifications"
 HEALTH_PATH = API_PREFIX + "/health"
+#: ``GET`` of one kiosk's seqs as the central holds them (``{kiosk}`` percent-encoded).
+KIOSK_SEQS_PATH = API_PREFIX + "/kiosks/{kiosk}/seqs"
+#: At most this many gaps are listed (the count of missing seqs is always whole).
+MAX_GAPS_LISTED = 1000
 
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"

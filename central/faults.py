@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import random
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 #: The malformed answers ``--malformed-rate`` picks from; each comes after the batch is committed.
 MALFORMED_KINDS = {
@@ -54,7 +54,13 @@ class Faults:
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
+        self.reject_contracts = frozenset(self.reject_contracts)
         self._rng = random.Random(self.seed)
+
+    @classmethod
+    def from_args(cls, args) -> Faults:
+        """The faults a command line asks for: each option's destination is the field's name."""
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if f.init})
 
     def roll(self, rate: float) -> bool:
         """True with probability ``rate`` (never for 0, always for 1)."""

@@ -24,6 +24,9 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+
+from central import contract
 
 #: The start of the one line the server prints on stdout once it listens; the URL follows.
 LISTENING_PREFIX = "central listening on "
@@ -155,9 +158,17 @@ class CentralProcess:
 
     def identifications(self) -> list[dict]:
         """``GET /v1/identifications`` with the first token: everything the central holds."""
-        request = urllib.request.Request(self.url + "/v1/identifications", headers={"Authorization": f"Bearer {self.token}"})
+        return self._get(contract.IDENTIFICATIONS_PATH)["identifications"]
+
+    def seqs_held(self, kiosk_id: str) -> dict:
+        """``GET /v1/kiosks/{kiosk}/seqs``: which of that kiosk's seqs the central holds."""
+        path = contract.KIOSK_SEQS_PATH.format(kiosk=quote(kiosk_id, safe=""))
+        return self._get(path)
+
+    def _get(self, path: str) -> dict:
+        request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.token}"})
         with urllib.request.urlopen(request, timeout=30) as response:
-            return json.load(response)["identifications"]
+            return json.load(response)
 
     def log_text(self) -> str:
         """What the server wrote to stderr so far (its log)."""

@@ -29,7 +29,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from central import contract
 from central.contract import REJECTED, BadRequest, Item, TooLarge
@@ -121,10 +121,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._answered = False
         try:
             path = urlsplit(self.path).path
+            kiosk_id = _kiosk_in(path)
+            if kiosk_id is not None:
+                path = contract.KIOSK_SEQS_PATH
             routes = {
                 (contract.HEALTH_PATH, "GET"): self._health,
                 (contract.IDENTIFICATIONS_PATH, "GET"): self._list,
                 (contract.IDENTIFICATIONS_PATH, "POST"): self._post,
+                (contract.KIOSK_SEQS_PATH, "GET"): lambda: self._seqs(kiosk_id),
             }
             allowed = sorted(method for (p, method) in routes if p == path)
             if not allowed:
@@ -155,6 +159,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorize():
             return
         self._json(200, {"identifications": self.server.central.store.identifications()})
+
+    def _seqs(self, kiosk_id: str) -> None:
+        if not self._authorize():
+            return
+        self._json(200, self.server.central.store.seqs_held(kiosk_id, contract.MAX_GAPS_LISTED))
 
     def _post(self) -> None:
         central = self.server.central
@@ -397,13 +406,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     faults = parser.add_argument_group("fault injection (for tests; all off by default)")
     faults.add_argument("--fail-rate", type=_rate, default=0.0, metavar="F", help="answer this share of batches 503 with Retry-After, storing nothing")
-    faults.add_argument("--retry-after", type=_non_negative_int, default=1, metavar="S", help="seconds sent in Retry-After with 503 and 500 (default 1)")
+    faults.add_argument("--retry-after", dest="retry_after_s", type=_non_negative_int, default=1, metavar="S", help="seconds sent in Retry-After with 503 and 500 (default 1)")
     faults.add_argument("--reset-rate", type=_rate, default=0.0, metavar="F", help="reset the connection (TCP RST) on this share of batches, storing nothing")
     faults.add_argument("--latency-ms", type=_non_negative_int, default=0, metavar="N", help="wait N ms after reading each batch, before storing and answering")
     faults.add_argument("--drop-after-commit-rate", type=_rate, default=0.0, metavar="F", help="store this share of batches, then close the connection without an answer")
     faults.add_argument("--malformed-rate", type=_rate, default=0.0, metavar="F", help="store this share of batches, then answer 200 with a malformed body")
     faults.add_argument("--malformed-kind", choices=["any", *sorted(MALFORMED_KINDS)], default="any", help="which malformed body (default: any, at random)")
-    faults.add_argument("--reject-contract", action="append", default=[], metavar="C", help="reject identifications with this contract (repeatable)")
+    faults.add_argument("--reject-contract", dest="reject_contracts", action="append", default=[], metavar="C", help="reject identifications with this contract (repeatable)")
     faults.add_argument("--seed", type=int, default=None, help="seed of the fault random generator (repeatable runs)")
 
 
@@ -413,6 +422,19 @@ def _read_tokens(args: argparse.Namespace) -> list[str]:
         text = Path(args.token_file).read_text(encoding="utf-8")
         tokens += [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     return tokens
+
+
+def _kiosk_in(path: str) -> str | None:
+    """The kiosk id in a ``/v1/kiosks/{kiosk}/seqs`` path (percent-decoded), else None.
+
+    >>> _kiosk_in("/v1/kiosks/riga%2F5/seqs"), _kiosk_in("/v1/identifications")
+    ('riga/5', None)
+    """
+    head, _, tail = contract.KIOSK_SEQS_PATH.partition("{kiosk}")
+    if not (path.startswith(head) and path.endswith(tail)) or len(path) <= len(head) + len(tail):
+        return None
+    encoded = path[len(head) : len(path) - len(tail)]
+    return None if "/" in encoded else unquote(encoded)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -427,17 +449,7 @@ def main(args: argparse.Namespace) -> int:
     if not tokens:
         print("central: give at least one --token or a --token-file", file=sys.stderr)
         return 2
-    faults = Faults(
-        fail_rate=args.fail_rate,
-        retry_after_s=args.retry_after,
-        reset_rate=args.reset_rate,
-        latency_ms=args.latency_ms,
-        drop_after_commit_rate=args.drop_after_commit_rate,
-        malformed_rate=args.malformed_rate,
-        malformed_kind=args.malformed_kind,
-        reject_contracts=frozenset(args.reject_contract),
-        seed=args.seed,
-    )
+    faults = Faults.from_args(args)
     try:
         store = Store(args.db)
     except (OSError, sqlite3.Error, RuntimeError) as e:

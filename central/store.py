@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS identifications (
     receipts     INTEGER NOT NULL DEFAULT 1
 )
 """
+# For the per-kiosk accounting (GET /v1/kiosks/{kiosk}/seqs).
+_INDEX = "CREATE INDEX IF NOT EXISTS identifications_kiosk_seq ON identifications (kiosk, seq)"
 
 _COLUMNS = ("id", "seq", "format", "contract", "card_issue", "kiosk", "site", "scanned_at", "clock_synced", "symbology", "received_at", "receipts")
 
@@ -86,6 +88,7 @@ class Store:
             if version == 1:
                 _migrate_v1(self._db)
             self._db.execute(_SCHEMA)
+            self._db.execute(_INDEX)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._db.execute("COMMIT")
         except BaseException:
@@ -143,6 +146,46 @@ class Store:
         for d in out:
             d["clock_synced"] = bool(d["clock_synced"])
         return out
+
+    def seqs_held(self, kiosk_id: str, max_gaps: int) -> dict:
+        """Which of a kiosk's seqs the central holds, for end-to-end accounting.
+
+        A kiosk numbers its identifications 1, 2, 3, ... without gaps, so what the central holds
+        below the highest seq should be every seq: ``contiguous_through`` is the highest seq up to
+        which all are held, ``gaps`` the missing ranges (the first ``max_gaps``), ``missing`` how
+        many seqs are missing in all, ``reused`` the seqs held under more than one id (the kiosk
+        numbered two identifications alike), ``repeats`` deliveries beyond the first (retries
+        answered ``duplicate``: harmless, counted once).
+
+        >>> store = Store(":memory:")
+        >>> store.seqs_held("k-1", 10)["highest"]
+        0
+        """
+        with self._lock:
+            held, highest, distinct, repeats = self._db.execute(
+                "SELECT COUNT(*), COALESCE(MAX(seq), 0), COUNT(DISTINCT seq), COALESCE(SUM(receipts - 1), 0) FROM identifications WHERE kiosk = ?",
+                (kiosk_id,),
+            ).fetchone()
+            gaps = self._db.execute(
+                "SELECT prev + 1, seq - 1 FROM (SELECT seq, LAG(seq, 1, 0) OVER (ORDER BY seq) AS prev "
+                "FROM (SELECT DISTINCT seq FROM identifications WHERE kiosk = ?)) WHERE seq > prev + 1 ORDER BY seq LIMIT ?",
+                (kiosk_id, max_gaps + 1),
+            ).fetchall()
+            reused = self._db.execute(
+                "SELECT seq FROM identifications WHERE kiosk = ? GROUP BY seq HAVING COUNT(*) > 1 ORDER BY seq LIMIT ?",
+                (kiosk_id, max_gaps + 1),
+            ).fetchall()
+        return {
+            "kiosk": kiosk_id,
+            "held": held,
+            "highest": highest,
+            "contiguous_through": gaps[0][0] - 1 if gaps else highest,
+            "missing": highest - distinct,
+            "gaps": [{"first": a, "last": b} for a, b in gaps[:max_gaps]],
+            "gaps_truncated": len(gaps) > max_gaps,
+            "reused": [seq for (seq,) in reused[:max_gaps]],
+            "repeats": repeats,
+        }
 
     def close(self) -> None:
         with self._lock:

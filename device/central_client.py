@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 #: The central API's paths (see central/contract.py for the reference implementation).
 HEALTH_PATH = "/v1/health"
 IDENTIFICATIONS_PATH = "/v1/identifications"
+#: One kiosk's seqs as the central holds them (``{kiosk}`` percent-encoded).
+KIOSK_SEQS_PATH = "/v1/kiosks/{kiosk}/seqs"
 
 #: The largest answer read from the central; a bigger one is a proxy's page or a broken server.
 MAX_ANSWER_BYTES = 1_000_000

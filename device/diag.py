@@ -1,11 +1,13 @@
-"""Technician diagnostics: a check of the central (reachable? token accepted?).
+"""Technician diagnostics: a check of the central (reachable? token accepted? everything arrived?).
 
-``kiosk diag api`` uses :func:`check_central`; ``kiosk diag camera`` draws with
-:func:`device.daemon.snapshot.annotate`.
+``kiosk diag api`` uses :func:`check_central` and :func:`check_seqs`; ``kiosk diag camera``
+draws with :func:`device.daemon.snapshot.annotate`.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -50,3 +52,59 @@ def check_central(client: CentralClient, kiosk_id: str, site: str) -> CentralChe
     except CentralProblem as e:
         return CentralCheck(True, None, f"health ok, but an empty batch failed: {e}")
     return CentralCheck(True, True, f"central reachable at {client.base_url}, token accepted")
+
+
+@dataclass(frozen=True)
+class SeqCheck:
+    """What the central holds of this kiosk's seqs against what the outbox marked delivered.
+
+    ``ok`` is None when the central does not say (an older or production central without the
+    accounting endpoint), False when a seq the outbox marked delivered is not held there or the
+    central holds a seq under two ids.
+    """
+
+    ok: bool | None
+    detail: str
+    missing: tuple[int, ...] = ()
+
+
+def check_seqs(client: CentralClient, kiosk_id: str, delivered: Iterable[int]) -> SeqCheck:
+    """Ask the central which of this kiosk's seqs it holds and look for the ``delivered`` ones.
+
+    ``delivered``: the seqs the outbox marks delivered (what retention has not purged yet).
+    """
+    from urllib.parse import quote
+
+    from device.central_client import KIOSK_SEQS_PATH, CentralProblem
+
+    try:
+        held = client.get_json(KIOSK_SEQS_PATH.format(kiosk=quote(kiosk_id, safe=""))).data
+        highest, through = int(held["highest"]), int(held["contiguous_through"])
+        gaps = [(int(g["first"]), int(g["last"])) for g in held["gaps"]]
+        reused = [int(s) for s in held["reused"]]
+    except CentralProblem as e:
+        return SeqCheck(None, f"the central does not say which seqs it holds ({e})")
+    except (KeyError, TypeError, ValueError):
+        return SeqCheck(None, "the central's seq accounting is not of the documented shape")
+    # Only seqs in a listed gap or above the highest are known to be missing there.
+    missing = tuple(s for s in sorted(delivered) if s > through and (s > highest or any(a <= s <= b for a, b in gaps)))
+    if missing:
+        return SeqCheck(False, f"the central lacks {len(missing)} identification(s) the outbox marks delivered: seq {_ranges(missing)}", missing)
+    if reused:
+        return SeqCheck(False, f"the central holds seq {_ranges(reused)} of this kiosk under more than one id")
+    tail = f", then {held.get('missing', '?')} missing up to {highest} (still queued here?)" if highest > through else ""
+    return SeqCheck(True, f"the central holds seq 1-{through} of {kiosk_id} without gaps{tail}")
+
+
+def _ranges(seqs: Iterable[int]) -> str:
+    """Seqs written as ranges.
+
+    >>> _ranges([10, 1, 2, 3, 7, 9])
+    '1-3, 7, 9-10'
+    """
+    out = []
+    # In a run of consecutive seqs, seq minus its position is the same.
+    for _, run in itertools.groupby(enumerate(sorted(set(seqs))), lambda pair: pair[1] - pair[0]):
+        values = [s for _, s in run]
+        out.append(f"{values[0]}-{values[-1]}" if len(values) > 1 else str(values[0]))
+    return ", ".join(out)

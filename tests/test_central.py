@@ -154,6 +154,42 @@ def test_a_repeated_id_is_a_duplicate_stored_once_with_its_receipts_counted(cent
     assert stored[record["id"]]["contract"] == "0012345678"
 
 
+# --- per-kiosk accounting -------------------------------------------------------------------------
+
+
+def test_the_seqs_held_per_kiosk_show_the_contiguous_run_gaps_reuse_and_repeats(central):
+    records = [identification(seq=s) for s in (1, 2, 3, 5, 8, 9)]
+    reused = identification(seq=9)  # another id under a seq already held: the kiosk numbered two alike
+    assert statuses(post(central, [*records, reused])) == ["accepted"] * 7
+    assert statuses(post(central, records[:2])) == ["duplicate"] * 2  # retries: harmless
+    assert statuses(post(central, [identification(seq=4)], kiosk={"id": "other", "site": ""})) == ["accepted"]
+    assert central.seqs_held("kiosk-7") == {
+        "kiosk": "kiosk-7",
+        "held": 7,
+        "highest": 9,
+        "contiguous_through": 3,
+        "missing": 3,
+        "gaps": [{"first": 4, "last": 4}, {"first": 6, "last": 7}],
+        "gaps_truncated": False,
+        "reused": [9],
+        "repeats": 2,
+    }
+    other = central.seqs_held("other")
+    assert (other["held"], other["contiguous_through"], other["gaps"]) == (1, 0, [{"first": 1, "last": 3}])
+
+
+def test_a_kiosk_id_is_percent_encoded_in_the_seqs_path_and_the_token_is_needed(central):
+    kiosk = {"id": "Riga/5 kiosk?", "site": ""}
+    assert statuses(post(central, [identification(seq=1)], kiosk=kiosk)) == ["accepted"]
+    assert central.seqs_held("Riga/5 kiosk?")["contiguous_through"] == 1
+    assert central.seqs_held("never-seen")["held"] == 0
+    url = central.url + "/v1/kiosks/Riga%2F5%20kiosk%3F/seqs"
+    assert_json_error(requests.get(url, timeout=TIMEOUT), 401)
+    assert requests.get(url, headers={"Authorization": f"Bearer {CENTRAL_TOKEN}"}, timeout=TIMEOUT).json()["held"] == 1
+    assert_json_error(requests.post(url, headers={"Authorization": f"Bearer {CENTRAL_TOKEN}"}, timeout=TIMEOUT), 405)
+    assert_json_error(requests.get(central.url + "/v1/kiosks//seqs", timeout=TIMEOUT), 404)
+
+
 def test_an_id_twice_in_one_batch_is_accepted_then_duplicate(central):
     record = identification()
     upper = dict(record, id=record["id"].upper())  # the same UUID spelled in capitals

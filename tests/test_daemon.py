@@ -113,6 +113,9 @@ def test_sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(tmp_pa
     at_central = {i["id"]: i for i in central.identifications()}
     assert set(at_central) == {r[0] for r in rows}, "central and outbox disagree"
     assert all(at_central[r[0]]["seq"] == r[1] and at_central[r[0]]["contract"] == r[2] for r in rows)
+    # The central's own accounting of this kiosk says the same: every seq once, none missing.
+    accounting = central.seqs_held("kiosk-test-1")
+    assert (accounting["held"], accounting["contiguous_through"], accounting["missing"], accounting["reused"]) == (len(rows), len(rows), 0, [])
 
 
 @pytest.fixture

@@ -126,7 +126,7 @@ def test_a_digit_changed_inside_a_record_passes_integrity_check_but_is_quarantin
         assert not box.retry(record.id)  # retry does not revive it: its fields cannot be trusted
 
     # The technician sees it in kiosk queue list/show and acknowledges it.
-    cfg = str(write_config(tmp_path / "kiosk.toml", kiosk={"id": KIOSK}, outbox={"path": str(path)}))
+    cfg = str(write_config(tmp_path / "kiosk.toml", kiosk={"id": KIOSK, "runtime_dir": str(tmp_path / "run")}, outbox={"path": str(path)}))
     listed = run_kiosk("queue", "list", "--state", "quarantined", "--config", cfg)
     assert listed.returncode == 0 and committed[1].id in listed.stdout and "quarantined" in listed.stdout and "checksum mismatch" in listed.stdout
     shown_json = json.loads(run_kiosk("queue", "show", committed[1].id, "--json", "--config", cfg).stdout)

@@ -10,6 +10,7 @@ Exit codes: 0 fine, 1 a problem with some input (reported, the rest done), 2 usa
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import sys
@@ -17,9 +18,29 @@ import sys
 from device import __version__
 from device import config as config_mod
 
+
 def config_option(p: argparse.ArgumentParser) -> None:
     """The ``--config PATH`` option every command that reads the configuration takes."""
     p.add_argument("--config", metavar="PATH", help=f"config file (default {config_mod.DEFAULT_PATH} if it exists, else built-in defaults)")
+
+
+def add_command(sub, name: str, func, help: str | None = None, *, config: bool = True) -> argparse.ArgumentParser:
+    """A command's parser, described by its function's docstring, as sqlite-utils' commands are.
+
+    The docstring's first line is the help line in the list of commands (unless ``help`` is
+    given: a group's top-level command takes it from its ``HELP``, which is listed without
+    importing the command), the rest is the ``--help`` description. ``config``: the command
+    takes ``--config``.
+    """
+    doc = inspect.cleandoc(func.__doc__ or "")
+    summary, _, rest = doc.partition("\n\n")
+    if help is None:
+        help, doc = summary.rstrip("."), rest
+    p = sub.add_parser(name, help=help, description=doc)
+    if config:
+        config_option(p)
+    p.set_defaults(func=func)
+    return p
 
 
 def load_config(args) -> config_mod.Config:

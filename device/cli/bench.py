@@ -8,7 +8,7 @@ HELP = {"bench": "measure read rates and speed"}
 def register(sub) -> None:
     from device.tools.bench import command, decode, idle, loop, outbox, scenes
 
-    p = sub.add_parser("bench", help="measure read rates and speed", description="Benchmarks: read rates and costs, side by side in one run.")
+    p = sub.add_parser("bench", help=HELP["bench"], description="Benchmarks: read rates and costs, side by side in one run.")
     bsub = p.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
     for name, module, help_text in (
         ("decode", decode, "read rate, misreads and ms per image: raw zxing-cpp, raw pyzbar and the pipeline, per rotation"),

@@ -10,7 +10,7 @@ def register(sub) -> None:
 
     p = sub.add_parser(
         "central",
-        help="run the reference central API server (tests, demo, integrators)",
+        help=HELP["central"],
         description="Run the reference implementation of the central API (docs/CENTRAL_API.md): stores "
         "identifications in SQLite, counts each id once, and can inject faults for tests.",
     )

@@ -6,12 +6,17 @@ import json
 import sys
 from pathlib import Path
 
-from device.cli import config_option, load_config
+from device.cli import add_command, load_config
 
 HELP = {"diag": "check the camera, the central and the LEDs"}
 
 
 def cmd_diag_camera(args) -> int:
+    """Grab a frame, show what is decoded, draw located barcodes on it.
+
+    Grab one frame (from the running daemon, or from the camera itself when the daemon is stopped),
+    decode it, and with --snapshot write it with the located barcodes drawn, to aim and focus.
+    """
     import time
 
     import cv2
@@ -83,20 +88,54 @@ def cmd_diag_camera(args) -> int:
 
 
 def cmd_diag_api(args) -> int:
+    """Can the kiosk reach the central, is its token accepted, and did everything arrive?
+
+    Ask the central's health endpoint, then post an empty batch to check the token, then ask which
+    of this kiosk's seqs the central holds and look there for every identification the outbox
+    marks delivered. Exit 0 only when the central is reached, takes the token and lacks nothing
+    (a central that does not report seqs is said, not a failure).
+    """
     from device.central_client import CentralClient
-    from device.diag import check_central
+    from device.diag import check_central, check_seqs
 
     cfg = load_config(args)
     # The client the daemon delivers with: same session, TLS, token and timeouts.
-    result = check_central(CentralClient.from_config(cfg), cfg.kiosk.id, cfg.kiosk.site)
+    client = CentralClient.from_config(cfg)
+    result = check_central(client, cfg.kiosk.id, cfg.kiosk.site)
+    seqs = check_seqs(client, cfg.kiosk.id, _delivered_seqs(cfg)) if result.ok else None
+    ok = result.ok and (seqs is None or seqs.ok is not False)
     if args.json:
-        print(json.dumps({"reachable": result.reachable, "token_accepted": result.token_accepted, "detail": result.detail, "ok": result.ok}))
+        report = {"reachable": result.reachable, "token_accepted": result.token_accepted, "detail": result.detail, "ok": ok}
+        if seqs is not None:
+            report["seqs"] = {"ok": seqs.ok, "detail": seqs.detail, "missing": list(seqs.missing)}
+        print(json.dumps(report))
     else:
         print(("ok: " if result.ok else "PROBLEM: ") + result.detail)
-    return 0 if result.ok else 1
+        if seqs is not None:
+            print({True: "ok: ", False: "PROBLEM: ", None: "note: "}[seqs.ok] + seqs.detail)
+    return 0 if ok else 1
+
+
+def _delivered_seqs(cfg) -> list[int]:
+    """The seqs the outbox marks delivered; none when there is no outbox yet."""
+    from device.cli.queue import open_outbox_reader
+
+    if not Path(cfg.outbox.path).exists():
+        return []
+    outbox = open_outbox_reader(cfg)
+    try:
+        return [r.seq for r in outbox.list("delivered")]
+    finally:
+        outbox.close()
 
 
 def cmd_diag_gpio(args) -> int:
+    """Cycle the LEDs and the buzzer and show the button, naming each pin.
+
+    Light each fitted LED for a second, beep the buzzer once and twice, and show the button's state,
+    naming each pin, so a technician can check the wiring. Stop the daemon first (it holds the
+    pins).
+    """
     from device.outputs.feedback import diag_gpio
 
     cfg = load_config(args)
@@ -104,30 +143,11 @@ def cmd_diag_gpio(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("diag", help="check the camera, the central and the LEDs", description="Diagnostics for field technicians.")
+    p = sub.add_parser("diag", help=HELP["diag"], description="Diagnostics for field technicians.")
     dsub = p.add_subparsers(dest="diag_command", required=True, metavar="COMMAND")
-    cam = dsub.add_parser(
-        "camera",
-        help="grab a frame, show what is decoded, draw located barcodes on it",
-        description="Grab one frame (from the running daemon, or from the camera itself when the daemon is "
-        "stopped), decode it, and with --snapshot write it with the located barcodes drawn, to aim and focus.",
-    )
+    cam = add_command(dsub, "camera", cmd_diag_camera)
     cam.add_argument("--snapshot", metavar="FILE", help="write the annotated frame (JPEG/PNG)")
     cam.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a frame (default 10)")
-    cam.set_defaults(func=cmd_diag_camera)
-    api = dsub.add_parser(
-        "api",
-        help="can the kiosk reach the central, and is its token accepted?",
-        description="Ask the central's health endpoint, then post an empty batch to check the token. Exit 0 only when both work.",
-    )
+    api = add_command(dsub, "api", cmd_diag_api)
     api.add_argument("--json", action="store_true", help="machine-readable output")
-    api.set_defaults(func=cmd_diag_api)
-    gpio = dsub.add_parser(
-        "gpio",
-        help="cycle the LEDs and the buzzer and show the button, naming each pin",
-        description="Light each fitted LED for a second, beep the buzzer once and twice, and show the button's state, "
-        "naming each pin, so a technician can check the wiring. Stop the daemon first (it holds the pins).",
-    )
-    gpio.set_defaults(func=cmd_diag_gpio)
-    for q in (cam, api, gpio):
-        config_option(q)
+    add_command(dsub, "gpio", cmd_diag_gpio)

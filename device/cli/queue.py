@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from device.cli import config_option, load_config
+from device.cli import add_command, load_config
 
-HELP = {"queue": "list, show and retry queued identifications"}
+HELP = {"queue": "list, show and retry queued identifications; acknowledge outbox integrity problems"}
 
 
 def _become_outbox_owner(path: Path) -> None:
@@ -75,6 +75,10 @@ def _record_line(record, unmask: bool) -> str:
 
 
 def cmd_queue_list(args) -> int:
+    """List identifications in the outbox.
+
+    List identifications in the outbox, oldest first; contracts masked unless --unmask.
+    """
     with _queue(args) as outbox:
         records = outbox.list(args.state)
     for record in records:
@@ -85,6 +89,10 @@ def cmd_queue_list(args) -> int:
 
 
 def cmd_queue_show(args) -> int:
+    """Show one identification.
+
+    Show every field of one identification, by its id, and whether its checksum still matches.
+    """
     with _queue(args) as outbox:
         record = outbox.get(args.id)
         problem = outbox.checksum_problem(record) if record is not None else None
@@ -101,6 +109,11 @@ def cmd_queue_show(args) -> int:
 
 
 def cmd_queue_retry(args) -> int:
+    """Send a dead identification again.
+
+    Set a dead (or waiting) identification back to pending, to be sent at once; --dead for all dead
+    ones.
+    """
     with _queue(args) as outbox:
         if args.dead:
             n = outbox.retry_dead()
@@ -117,6 +130,12 @@ def cmd_queue_retry(args) -> int:
 
 
 def cmd_queue_ack(args) -> int:
+    """Acknowledge the outbox's integrity problems (the fault clears).
+
+    Acknowledge what the outbox found wrong with itself (identifications lost, a damaged file
+    salvaged, records quarantined): they leave `kiosk status` and the outbox-integrity fault
+    clears. Records are not changed: a quarantined one is still never sent.
+    """
     with _queue(args) as outbox:
         problems = outbox.stats()["integrity"]
         n = outbox.acknowledge_integrity()
@@ -129,24 +148,16 @@ def cmd_queue_ack(args) -> int:
 def register(sub) -> None:
     from device.outbox import STATES  # built only for a queue command, which opens the store anyway
 
-    p = sub.add_parser("queue", help="list, show and retry queued identifications", description="Look into the outbox (works while the daemon runs).")
+    p = sub.add_parser("queue", help=HELP["queue"], description="Look into the outbox (works while the daemon runs).")
     qsub = p.add_subparsers(dest="queue_command", required=True, metavar="COMMAND")
-    lst = qsub.add_parser("list", help="list identifications in the outbox", description="List identifications in the outbox, oldest first; contracts masked unless --unmask.")
+    lst = add_command(qsub, "list", cmd_queue_list)
     lst.add_argument("--state", choices=STATES, help="only this state")
-    show = qsub.add_parser("show", help="show one identification", description="Show every field of one identification, by its id.")
+    show = add_command(qsub, "show", cmd_queue_show)
     show.add_argument("id", metavar="ID")
-    retry = qsub.add_parser("retry", help="send a dead identification again", description="Set a dead (or waiting) identification back to pending, to be sent at once; --dead for all dead ones.")
+    retry = add_command(qsub, "retry", cmd_queue_retry)
     retry.add_argument("id", nargs="?", metavar="ID")
     retry.add_argument("--dead", action="store_true", help="retry every dead identification")
-    ack = qsub.add_parser(
-        "ack",
-        help="acknowledge the outbox's integrity problems (the fault clears)",
-        description="Acknowledge what the outbox found wrong with itself (identifications lost, a damaged file salvaged, "
-        "records quarantined): they leave `kiosk status` and the outbox-integrity fault clears. Records are not changed.",
-    )
-    for q, func in ((lst, cmd_queue_list), (show, cmd_queue_show), (retry, cmd_queue_retry), (ack, cmd_queue_ack)):
-        config_option(q)
-        if q in (lst, show):
-            q.add_argument("--json", action="store_true", help="JSON output (one object per record)")
-            q.add_argument("--unmask", action="store_true", help="show whole contract numbers")
-        q.set_defaults(func=func)
+    add_command(qsub, "ack", cmd_queue_ack)
+    for q in (lst, show):
+        q.add_argument("--json", action="store_true", help="JSON output (one object per record)")
+        q.add_argument("--unmask", action="store_true", help="show whole contract numbers")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from device.cli import config_option, load_config
+from device.cli import add_command, load_config
 
 log = logging.getLogger("kiosk")
 
@@ -12,6 +12,11 @@ HELP = {"run": "run the kiosk daemon: camera, pipeline, outbox and delivery"}
 
 
 def cmd_run(args) -> int:
+    """Run the kiosk daemon: read the camera, identify cards once per presentation, store each
+    identification durably and deliver it to the central. SIGTERM or Ctrl-C stop it cleanly.
+    With a file camera (camera.source = file:PATH) it exits 0 once the file is consumed and the
+    outbox drained.
+    """
     from device.daemon import Kiosk, run_until_signalled
     from device.outputs.feedback import Feedback
 
@@ -27,13 +32,5 @@ def cmd_run(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "run",
-        help="run the kiosk daemon: camera, pipeline, outbox and delivery",
-        description="Run the kiosk daemon: read the camera, identify cards once per presentation, store each "
-        "identification durably and deliver it to the central. SIGTERM or Ctrl-C stop it cleanly. With a file "
-        "camera (camera.source = file:PATH) it exits 0 once the file is consumed and the outbox drained.",
-    )
-    config_option(p)
+    p = add_command(sub, "run", cmd_run, HELP["run"])
     p.add_argument("--drain-timeout", type=float, default=60.0, metavar="SECONDS", help="file cameras: give up draining after this long, exit 1 (default 60)")
-    p.set_defaults(func=cmd_run)

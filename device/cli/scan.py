@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 
-from device.cli import config_option, load_config
+from device.cli import add_command, load_config
 
 #: The top-level commands this module registers, with their one-line help.
 HELP = {"scan": "read barcodes from images and videos with the kiosk's pipeline"}
 
 
 def cmd_scan(args) -> int:
-    """Run the daemon's pipeline over images and videos and print what it read."""
+    """Run the daemon's pipeline (gate, locate, decode, card check) over image and video files. One
+    line per image, and one per video frame in which a symbol was decoded. Unreadable files are
+    reported and the rest still scanned; the exit code is then 1.
+    """
     import numpy as np
 
     from device.camera import CameraError
@@ -65,15 +68,7 @@ def cmd_scan(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "scan",
-        help="read barcodes from images and videos with the kiosk's pipeline",
-        description="Runs the daemon's pipeline (gate, locate, decode, card check) over image and video files. "
-        "One line per image, and one per video frame in which a symbol was decoded. "
-        "Unreadable files are reported and the rest still scanned; the exit code is then 1.",
-    )
-    config_option(p)
+    p = add_command(sub, "scan", cmd_scan, HELP["scan"])
     p.add_argument("--json", action="store_true", help="one JSON object per line, for tools (masked like the rest unless --unmask)")
     p.add_argument("--unmask", action="store_true", help="show whole contract numbers and barcode texts (masked by default, also in --json)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image or video files")
-    p.set_defaults(func=cmd_scan)

@@ -6,14 +6,17 @@ import json
 import sys
 from pathlib import Path
 
-from device.cli import config_option, load_config
+from device.cli import add_command, load_config
 from device.cli.queue import open_outbox_reader
 
 HELP = {"status": "is the kiosk working? daemon, camera, last card, queue, delivery, disk, clock"}
 
 
 def cmd_status(args) -> int:
-    """Exit 0 when the daemon runs without faults, 1 otherwise (handy in scripts and fleet checks)."""
+    """Show what the kiosk is doing: whether the daemon runs, the camera and frames, the last
+    identification (contract masked), the queue, delivery to the central, disk, clock and CPU
+    temperature. Exit 0 when the daemon runs without faults, else 1.
+    """
     from device import status
     from device.clock import ntp_synchronized
 
@@ -55,13 +58,5 @@ def cmd_status(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "status",
-        help="is the kiosk working? daemon, camera, last card, queue, delivery, disk, clock",
-        description="Show what the kiosk is doing: whether the daemon runs, the camera and frames, the last "
-        "identification (contract masked), the queue, delivery to the central, disk, clock and CPU temperature. "
-        "Exit 0 when the daemon runs without faults, else 1.",
-    )
-    config_option(p)
+    p = add_command(sub, "status", cmd_status, HELP["status"])
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_status)
