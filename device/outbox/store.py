@@ -215,7 +215,7 @@ class Outbox:
 
     def _open(self, on_corrupt: str, check_integrity: bool) -> sqlite3.Connection:
         try:
-            self._make_directory()
+            self._make_folders(self.path.parent)
             self._ensure_private_files()
         except OSError as e:
             raise OutboxError(f"cannot create the outbox {self.path}: {e.strerror or e}; check the directory and its permissions") from e
@@ -254,16 +254,6 @@ class Outbox:
                 raise OutboxError(f"cannot make the outbox {self.path} durable: {e.strerror or e}") from e
             raise
         return db
-
-    def _make_directory(self) -> None:
-        """The outbox's directory, made if missing; each directory made is synced into its parent."""
-        made, p = [], self.path.parent
-        while not p.exists() and p != p.parent:
-            made.append(p)
-            p = p.parent
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for directory in reversed(made):
-            fsync_dir(directory.parent)
 
     def _replace_damaged(self) -> sqlite3.Connection:
         """Move the damaged file aside and start a new outbox (the owner then salvages the old one)."""
@@ -377,6 +367,17 @@ class Outbox:
         # Not persistent: every connection must set it. FULL fsyncs the WAL at each commit.
         conn.execute("PRAGMA synchronous = FULL")
         return conn
+
+    def _make_folders(self, folder: Path) -> None:
+        """``mkdir -p`` whose new folders are durable: each one's entry is fsynced in its parent,
+        or a power cut could take the folder away, with every identification committed in it."""
+        missing = []
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        for new in reversed(missing):
+            new.mkdir(mode=0o700, exist_ok=True)  # exist_ok: another process may make it meanwhile
+            fsync_dir(new.parent)
 
     def _ensure_private_files(self) -> None:
         if not self.path.exists():
@@ -509,7 +510,8 @@ class Outbox:
                 self._insert(db, record)
             except OutboxError as e:
                 self.last_commit_error = str(e)
-                log.error("identification NOT recorded: %s", e)
+                # Not logged here: a card held in view is refused on every frame; the caller
+                # raises the outbox fault, which logs once (and a reminder a minute).
                 raise
             self.last_commit_error = None
             self._store_mark({self.kiosk_id: record["seq"]})
