@@ -18,6 +18,7 @@ with a fresh self-signed certificate for 127.0.0.1 (:attr:`HostileCentral.ca_fil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -265,7 +266,7 @@ class HostileCentral:
         self.close()
 
 
-class FullBacklog:
+class FullBacklog(contextlib.AbstractContextManager):
     """A port on 127.0.0.1 where a TCP connect never completes: a listener that never accepts,
     its backlog filled by one connection (Linux then drops further SYNs; a connect waits out its timeout)."""
 
@@ -278,9 +279,6 @@ class FullBacklog:
     def close(self) -> None:
         self._filler.close()
         self._listener.close()
-
-    def __enter__(self) -> FullBacklog:
-        return self
 
     def __exit__(self, *exc) -> None:
         self.close()

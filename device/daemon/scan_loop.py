@@ -15,7 +15,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any
 
 from device.camera import CameraError, FrameSource
 from device.daemon.faults import CAMERA, OUTBOX, FaultRegistry
@@ -43,6 +44,7 @@ class ScanCounters:
     last_identification: dict | None = None  # masked, for status
 
 
+@dataclass(eq=False)
 class ScanLoop:
     """One identification per presentation, committed before anyone is told.
 
@@ -56,30 +58,27 @@ class ScanLoop:
     :param on_commit: called after each commit (the forwarder's ``wake``).
     """
 
-    def __init__(
-        self,
-        source: FrameSource,
-        pipeline: Pipeline,
-        outbox: Outbox,
-        faults: FaultRegistry,
-        outputs,
-        *,
-        repeat_window_s: float,
-        unmask: bool,
-        on_commit: Callable[[], object] = lambda: None,
-    ):
-        self.source = source
-        self.pipeline = pipeline
-        self.outbox = outbox
-        self.faults = faults
-        self.outputs = outputs
-        self.unmask = unmask
-        self.on_commit = on_commit
-        self.cards = Presentations(repeat_window_s)
-        self.foreign = Presentations(repeat_window_s)
-        self.counters = ScanCounters()
-        self.heartbeat = time.monotonic()  # the loop's last turn, for the watchdog
-        self.latest = None  # (image, readings) of the last decoded frame, for diag snapshots
+    source: FrameSource
+    pipeline: Pipeline
+    outbox: Outbox
+    faults: FaultRegistry
+    outputs: Any
+    _: KW_ONLY
+    repeat_window_s: float
+    unmask: bool
+    on_commit: Callable[[], object] = lambda: None
+    #: The cards seen and the other barcodes seen, each by presentation.
+    cards: Presentations = field(init=False)
+    foreign: Presentations = field(init=False)
+    counters: ScanCounters = field(init=False, default_factory=ScanCounters)
+    #: The loop's last turn, for the watchdog.
+    heartbeat: float = field(init=False, default_factory=time.monotonic)
+    #: (image, readings) of the last decoded frame, for diag snapshots.
+    latest: Any = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.cards = Presentations(self.repeat_window_s)
+        self.foreign = Presentations(self.repeat_window_s)
 
     def new_presentation(self) -> None:
         """The operator's button: every open presentation ends, so any card in view (or shown
