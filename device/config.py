@@ -265,6 +265,20 @@ class FeedbackSection:
     backlog_alert_s: float = opt(3600.0, "Amber when the oldest undelivered identification is older than this.", minimum=1)
 
 
+def _check_port(value: int) -> str | None:
+    return None if value <= 65535 else f"expected a TCP port, 1 to 65535, got {value}"
+
+
+@dataclass(frozen=True)
+class PreviewSection:
+    enabled: bool = opt(
+        False,
+        "The daemon serves `kiosk preview`'s live view of the camera (for aiming it) on 127.0.0.1:preview.port "
+        "only, reached from a laptop with ssh -L; nothing is drawn or encoded while nobody watches.",
+    )
+    port: int = opt(8088, "TCP port of the live view, on 127.0.0.1 (`kiosk preview --port` chooses another when the daemon is stopped).", minimum=1, check=_check_port)
+
+
 @dataclass(frozen=True)
 class LogSection:
     level: str = opt("INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"), env=True)
@@ -281,6 +295,7 @@ class Config:
     outbox: OutboxSection = field(default_factory=OutboxSection)
     api: ApiSection = field(default_factory=ApiSection)
     feedback: FeedbackSection = field(default_factory=FeedbackSection)
+    preview: PreviewSection = field(default_factory=PreviewSection)
     log: LogSection = field(default_factory=LogSection)
     #: Where it was read from ("" for defaults only); not a key.
     source: str = field(default="", compare=False)

@@ -19,11 +19,14 @@ def cmd_run(args) -> int:
     """
     from device.daemon import Kiosk, run_until_signalled
     from device.outputs.feedback import Feedback
+    from device.outputs.preview import daemon_preview
 
     cfg = load_config(args)
     kiosk = Kiosk.from_config(cfg)  # config problems stop here, before any pin is touched
     feedback = Feedback.from_config(cfg, on_button=kiosk.new_presentation)
     kiosk.add_output(feedback)  # the kiosk closes it once its last event is shown
+    if preview := daemon_preview(cfg):  # preview.enabled: the live view of `kiosk preview`
+        kiosk.add_output(preview)
     try:
         log.info("kiosk %s starting: camera %s, outbox %s, central %s", cfg.kiosk.id, kiosk.source.describe(), cfg.outbox.path, cfg.api.url)
         return run_until_signalled(kiosk, args.drain_timeout)
