@@ -22,6 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+# The limits the kiosk must know too (MAX_BATCH, MAX_NAME_LENGTH, the name rule) live with the
+# kiosk, so that its config check and this contract cannot drift apart.
+from device.wire import MAX_BATCH, MAX_NAME_LENGTH, is_name
+
 API_PREFIX = "/v1"
 IDENTIFICATIONS_PATH = API_PREFIX + "/identifications"
 HEALTH_PATH = API_PREFIX + "/health"
@@ -35,12 +39,8 @@ DUPLICATE = "duplicate"
 REJECTED = "rejected"
 STATUSES = (ACCEPTED, DUPLICATE, REJECTED)
 
-#: Most identifications in one POST; more is answered 413.
-MAX_BATCH = 1000
 #: Largest request body read at all (a full batch is ~250 KB); more is answered 413 unread.
 MAX_BODY_BYTES = 4 * 1024 * 1024
-#: Longest kiosk id, site or symbology accepted.
-MAX_NAME_LENGTH = 128
 #: SQLite's INTEGER is 64-bit signed; a larger seq could not be stored.
 MAX_SEQ = 2**63 - 1
 
@@ -51,9 +51,6 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _DIGITS = re.compile(r"[0-9]+")
 # ISO 8601 / RFC 3339 date-time with a UTC offset; fromisoformat alone also takes dates and
 # odd forms such as "2024-05-02 09:15" without a zone.
-# Names (kiosk id, site, symbology): any text but control characters (C0, DEL, C1). The same rule
-# is the "pattern" in docs/openapi.yaml.
-_NAME = re.compile(r"[^\x00-\x1f\x7f-\x9f]*")
 _DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})")
 
 
@@ -78,7 +75,7 @@ class CardFormat:
         """``NAME:CONTRACT_DIGITS:MAX_ISSUE`` (the server's ``--accept-format``); ValueError if not."""
         name, _, rest = text.partition(":")
         digits, _, issue = rest.partition(":")
-        if not name or not _is_name(name) or not digits.isdigit() or not issue.isdigit() or not 1 <= int(digits) <= 64:
+        if not name or not is_name(name) or not digits.isdigit() or not issue.isdigit() or not 1 <= int(digits) <= 64:
             raise ValueError(f"expected NAME:CONTRACT_DIGITS:MAX_ISSUE (e.g. xu:8:9), got {text!r}")
         return cls(name, int(digits), int(issue))
 
@@ -143,9 +140,9 @@ def parse_batch(body: Any, formats: dict[str, CardFormat] = FORMATS) -> Batch:
     if not isinstance(kiosk, dict):
         raise BadRequest("'kiosk' must be an object with 'id' and 'site'")
     kiosk_id, site = kiosk.get("id"), kiosk.get("site")
-    if not _is_name(kiosk_id) or not kiosk_id:
+    if not is_name(kiosk_id) or not kiosk_id:
         raise BadRequest(f"'kiosk.id' must be a non-empty string of at most {MAX_NAME_LENGTH} characters, without control characters")
-    if not _is_name(site):
+    if not is_name(site):
         raise BadRequest(f"'kiosk.site' must be a string of at most {MAX_NAME_LENGTH} characters, without control characters (may be empty)")
     records = body.get("identifications")
     if not isinstance(records, list):
@@ -186,20 +183,6 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
-def _is_name(value: Any) -> bool:
-    """A string of at most MAX_NAME_LENGTH characters, no control characters, encodable as UTF-8.
-
-    JSON allows lone surrogate escapes ("\\ud800") that no database can store as text.
-    """
-    if not isinstance(value, str) or len(value) > MAX_NAME_LENGTH or not _NAME.fullmatch(value):
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def record_problem(raw: dict, formats: dict[str, CardFormat] = FORMATS) -> str | None:
     """Why one identification is rejected (``"invalid-<field>: <what is expected>"``), or None.
 
@@ -234,7 +217,7 @@ def record_problem(raw: dict, formats: dict[str, CardFormat] = FORMATS) -> str |
     if not isinstance(raw.get("clock_synced"), bool):
         return "invalid-clock_synced: must be true or false"
     value = raw.get("symbology")
-    if not _is_name(value) or not value:
+    if not is_name(value) or not value:
         return f"invalid-symbology: must be a non-empty string of at most {MAX_NAME_LENGTH} characters, without control characters"
     return None
 

@@ -9,9 +9,14 @@ owns what they all share:
 - TLS verified against ``api.ca_bundle`` (or the system's CAs); plain ``http://`` refused except to
   loopback unless ``api.allow_insecure_http`` (the schema's rule, checked again here);
 - the bearer token, ``api.token`` or re-read from ``api.token_file`` at every call (a technician
-  who fixes the file needs no restart);
-- timeouts, and limits on the answer: at most :data:`MAX_ANSWER_BYTES`, arriving within
-  ``connect + 2 * read`` timeout seconds (a server that trickles bytes cannot hold a thread);
+  who fixes the file needs no restart), and no other credential: a URL with a user name or
+  password is refused (:func:`device.urls.url_credentials_problem`), and ``requests`` is never
+  left to turn one into ``Authorization: Basic``;
+- timeouts, and a total deadline for each request: ``connect + 2 * read`` timeout seconds for the
+  connect, the request and the whole answer, however slowly the server trickles bytes
+  (:mod:`device.request_deadline`); a caller's ``cancel`` event abandons a request in flight at
+  once (a kiosk that stops);
+- a limit on the answer: at most :data:`MAX_ANSWER_BYTES`;
 - every failure mapped to one of a few typed errors whose ``str()`` is one line a technician can
   act on ("cannot reach the central: connection refused by central.example.net:443 ...").
 
@@ -34,7 +39,6 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -46,6 +50,8 @@ from device import __version__
 from device.clock import Clock, SystemClock
 from device.config import Config, ConfigError, insecure_url_problem
 from device.redact import escape
+from device.request_deadline import CANCELLED, DEADLINE, Cancel, InFlight, deadline_adapter
+from device.urls import url_credentials_problem
 
 if TYPE_CHECKING:
     import requests
@@ -87,6 +93,14 @@ class CentralUnreachable(CentralProblem):
     """No answer at all: connection refused, DNS name not found, TLS not trusted, timeout, connection cut."""
 
 
+class CentralTooSlow(CentralUnreachable):
+    """The request's total deadline passed: the central trickled its answer, or never finished it."""
+
+
+class CentralAborted(CentralProblem):
+    """The caller abandoned the request (``cancel`` was set: the kiosk is stopping); nothing to retry now."""
+
+
 class CentralRefusedToken(CentralProblem):
     """The central refused the token (401/403), or there is no usable token to send (``status`` None)."""
 
@@ -100,7 +114,7 @@ class CentralError(CentralProblem):
 
 
 class CentralMalformed(CentralProblem):
-    """The central answered, but the answer is unusable: not JSON, too big, or too slow to arrive."""
+    """The central answered, but the answer is unusable: not JSON, or too big."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +150,7 @@ class CentralClient:
 
     The token is ``token``, or read from ``token_file`` at every call. ``clock`` dates
     ``Retry-After`` HTTP dates. Raises :class:`~device.config.ConfigError` naming the key for a
-    URL it must not use or a CA bundle that is not there.
+    URL it must not use (never showing a password in it) or a CA bundle that is not there.
     """
 
     def __init__(
@@ -154,6 +168,9 @@ class CentralClient:
     ):
         import requests
 
+        credentials = url_credentials_problem(url)
+        if credentials:
+            raise ConfigError("api.url", credentials)
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError("api.url", f'expected an https:// URL of the central, got "{escape(url, 300)}"')
@@ -167,14 +184,19 @@ class CentralClient:
         self._token = token.strip()
         self._token_file = token_file
         self.timeout = (connect_timeout_s, read_timeout_s)
-        # The read timeout bounds each wait for bytes; this bounds a server that trickles them.
-        self.answer_budget_s = connect_timeout_s + 2 * read_timeout_s
+        # The read timeout bounds each wait for bytes; the deadline bounds the whole request,
+        # also against a server that trickles them.
+        self.deadline_s = connect_timeout_s + 2 * read_timeout_s
         self.clock = clock or SystemClock()
         self.session = session or requests.Session()
         self.session.verify = ca_bundle or True
+        for scheme in ("http://", "https://"):
+            self.session.mount(scheme, deadline_adapter())
         # Proxies, CA bundles and .netrc from the environment stay out: what the kiosk talks to
         # is in its configuration only.
         self.session.trust_env = False
+        # An explicit auth on the session and on every call: requests then never takes one from a URL.
+        self.session.auth = _BearerAuth(None)
         self.session.headers.update({"User-Agent": f"counter-kiosk/{__version__}", "Accept": "application/json"})
 
     @classmethod
@@ -198,14 +220,17 @@ class CentralClient:
     # --- the token -----------------------------------------------------------------------------
 
     def read_token(self) -> tuple[str, str | None]:
-        """The token to send, or a problem to report (no token, unreadable file)."""
+        """The token to send, or a problem to report: "token file missing: PATH", "... empty: PATH", ..."""
         if self._token_file:
+            shown = escape(self._token_file, 300)
             try:
                 token = Path(self._token_file).read_text(encoding="utf-8").strip()
+            except FileNotFoundError:
+                return "", f"token file missing: {shown} (api.token_file)"
             except (OSError, UnicodeDecodeError) as e:
-                return "", f"cannot read api.token_file {self._token_file}: {getattr(e, 'strerror', None) or e}"
+                return "", f"token file unreadable: {shown} ({getattr(e, 'strerror', None) or e})"
             if not token:
-                return "", f"api.token_file {self._token_file} is empty"
+                return "", f"token file empty: {shown} (api.token_file)"
         else:
             token = self._token
             if not token:
@@ -216,41 +241,47 @@ class CentralClient:
 
     # --- calls -----------------------------------------------------------------------------------
 
-    def get_json(self, path: str, *, auth: bool = True) -> CentralAnswer:
-        """GET ``path`` (e.g. :data:`HEALTH_PATH`); a 2xx JSON answer, or a :class:`CentralProblem`."""
-        return self._call("GET", path, None, self._auth_header(None) if auth else {})
+    def get_json(self, path: str, *, auth: bool = True, cancel: Cancel | None = None) -> CentralAnswer:
+        """GET ``path`` (e.g. :data:`HEALTH_PATH`); a 2xx JSON answer, or a :class:`CentralProblem`.
 
-    def post_json(self, path: str, body: Any, *, token: str | None = None) -> CentralAnswer:
+        ``cancel`` (a :class:`threading.Event`): once set, the request is abandoned with
+        :class:`CentralAborted`, within a fraction of a second.
+        """
+        return self._call("GET", path, None, self._usable_token(None) if auth else None, {}, cancel)
+
+    def post_json(self, path: str, body: Any, *, token: str | None = None, cancel: Cancel | None = None) -> CentralAnswer:
         """POST ``body`` as JSON to ``path``; a 2xx JSON answer, or a :class:`CentralProblem`.
 
         ``token`` is the one to send (the caller read it with :meth:`read_token` to know which
-        one it tried); by default it is read now.
+        one it tried); by default it is read now. ``cancel`` as for :meth:`get_json`.
         """
         data = json.dumps(body, separators=(",", ":")).encode("utf-8")
-        headers = {**self._auth_header(token), "Content-Type": "application/json"}
-        return self._call("POST", path, data, headers)
+        return self._call("POST", path, data, self._usable_token(token), {"Content-Type": "application/json"}, cancel)
 
-    def _auth_header(self, token: str | None) -> dict:
+    def _usable_token(self, token: str | None) -> str:
         if token is None:
             token, problem = self.read_token()
             if problem:
                 raise CentralRefusedToken(problem)
-        return {"Authorization": f"Bearer {token}"}
+        return token
 
-    def _call(self, method: str, path: str, data: bytes | None, headers: dict) -> CentralAnswer:
-        import requests
-
-        try:
-            response = self.session.request(
-                method, self.base_url + path, data=data, headers=headers, timeout=self.timeout, allow_redirects=False, stream=True
-            )
-        except requests.exceptions.RequestException as e:
-            raise CentralUnreachable(f"cannot reach the central: {self._transport_cause(e)}") from e
-        try:
-            status, answer_headers = response.status_code, response.headers
-            body = self._read_body(response)
-        finally:
-            response.close()
+    def _call(self, method: str, path: str, data: bytes | None, token: str | None, headers: dict, cancel: Cancel | None) -> CentralAnswer:
+        if cancel is not None and cancel.is_set():
+            raise CentralAborted(ABORTED)
+        progress = _Progress()
+        with InFlight(self.deadline_s, cancel) as flight:
+            try:
+                status, answer_headers, body = self._exchange(method, path, data, token, headers, flight, progress)
+            except Exception as e:  # whatever the library made of a socket shut under it
+                cut = self._cut_problem(flight, progress)
+                if cut is None:
+                    raise
+                raise cut from e
+            # An answer that "ended" because its socket was shut (headers cut short read as
+            # complete) is no answer; one that came just in time costs only a duplicate.
+            cut = self._cut_problem(flight, progress)
+            if cut is not None:
+                raise cut
         if not 200 <= status < 300:
             raise self._status_problem(status, answer_headers, body, path)
         parsed = _json(body)
@@ -259,26 +290,56 @@ class CentralClient:
             raise CentralMalformed(f"the central answered HTTP {status} but its answer is {kind}", status=status)
         return CentralAnswer(status, answer_headers, parsed)
 
-    def _read_body(self, response: requests.Response) -> bytes:
+    def _exchange(self, method: str, path: str, data: bytes | None, token: str | None, headers: dict, flight: InFlight, progress: _Progress):
+        """The request and its whole answer: (status, headers, body), or a :class:`CentralProblem`."""
         import requests
 
-        deadline = time.monotonic() + self.answer_budget_s
-        parts, size = [], 0
+        try:
+            response = self.session.request(
+                method, self.base_url + path, data=data, headers=headers, auth=_BearerAuth(token),
+                timeout=self.timeout, allow_redirects=False, stream=True,
+            )  # fmt: skip
+        except requests.exceptions.RequestException as e:
+            raise CentralUnreachable(f"cannot reach the central: {self._transport_cause(e)}") from e
+        try:
+            if flight.cut is None:  # else the headers "ended" only because the socket was shut
+                progress.answered(response.headers.get("Content-Length"))
+            return response.status_code, response.headers, self._read_body(response, progress)
+        finally:
+            response.close()
+
+    def _read_body(self, response: requests.Response, progress: _Progress) -> bytes:
+        import requests
+        from urllib3.exceptions import ReadTimeoutError
+
+        parts = []
         try:
             for part in response.iter_content(8192):
                 parts.append(part)
-                size += len(part)
-                if size > MAX_ANSWER_BYTES:
+                progress.received += len(part)
+                if progress.received > MAX_ANSWER_BYTES:
                     raise CentralMalformed(f"the central's answer is larger than {MAX_ANSWER_BYTES} bytes", status=response.status_code)
-                if time.monotonic() > deadline:
-                    raise CentralMalformed(
-                        f"the central's answer took longer than {self.answer_budget_s:g} s to arrive", status=response.status_code
-                    )
-        except requests.exceptions.Timeout as e:
-            raise CentralUnreachable(f"the central's answer stopped arriving (read timeout {self.timeout[1]:g} s)") from e
         except requests.exceptions.RequestException as e:
+            # requests wraps a read timeout in the body as a ConnectionError
+            if isinstance(e, requests.exceptions.Timeout) or any(isinstance(x, ReadTimeoutError) for x in _exception_chain(e)):
+                raise CentralUnreachable(f"the central's answer stopped arriving (read timeout {self.timeout[1]:g} s)") from e
+            progress.note_partial(e)
             raise CentralUnreachable(f"the central's answer was cut off: {_short(e)}") from e
         return b"".join(parts)
+
+    def _cut_problem(self, flight: InFlight, progress: _Progress) -> CentralProblem | None:
+        """What a failure means when the request was cut: its deadline passed, or the caller cancelled it."""
+        if flight.cut == CANCELLED:
+            return CentralAborted(ABORTED)
+        if flight.cut != DEADLINE:
+            return None
+        if not progress.headers:
+            return CentralTooSlow(
+                f"the central did not answer within {self.deadline_s:g} s "
+                "(a request's deadline: api.connect_timeout_s + 2 x api.read_timeout_s)"
+            )
+        of = f" of {progress.length}" if progress.length is not None else ""
+        return CentralTooSlow(f"the central sent its answer too slowly: {progress.received}{of} bytes in {flight.elapsed_s:.1f} s")
 
     # --- error mapping -----------------------------------------------------------------------------
 
@@ -298,6 +359,8 @@ class CentralClient:
             return f"no connection to {self.host} within {self.timeout[0]:g} s (connect timeout)"
         if isinstance(e, requests.exceptions.ReadTimeout):
             return f"no answer within {self.timeout[1]:g} s (read timeout)"
+        if any(isinstance(x, TimeoutError) for x in chain):  # a send that made no progress
+            return f"{self.host} stopped taking the request (sending timed out after {self.timeout[0]:g} s)"
         if any(isinstance(x, socket.gaierror) for x in chain):
             return f"DNS name {host} not found: check api.url and the kiosk's DNS"
         if any(isinstance(x, ConnectionRefusedError) for x in chain):
@@ -330,6 +393,44 @@ class CentralClient:
 # --- helpers ------------------------------------------------------------------------------------
 
 _NOT_JSON = object()
+
+ABORTED = "the request to the central was abandoned: the kiosk is stopping"
+
+
+class _BearerAuth:
+    """``requests``' ``auth=``: the bearer token, or no credential at all (``None``).
+
+    Given on the session and on every call, so requests never falls back to credentials of its
+    own (a user name and password in the URL become ``Authorization: Basic``).
+    """
+
+    def __init__(self, token: str | None):
+        self.token = token
+
+    def __call__(self, request):
+        if self.token:
+            request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+
+class _Progress:
+    """How much of the answer arrived: the headers (with the Content-Length they claim) and the bytes read."""
+
+    def __init__(self):
+        self.headers = False
+        self.length: int | None = None
+        self.received = 0
+
+    def answered(self, content_length: str | None) -> None:
+        self.headers = True
+        if content_length is not None and content_length.strip().isdigit():
+            self.length = int(content_length)
+
+    def note_partial(self, e: BaseException) -> None:
+        """urllib3 says how many bytes it read when the answer broke off (IncompleteRead's ``partial``)."""
+        partial = next((x.partial for x in _exception_chain(e) if isinstance(getattr(x, "partial", None), int)), None)
+        if partial is not None:
+            self.received = max(self.received, partial)
 
 
 def _json(body: bytes) -> Any:

@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
+import re
 import socket
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +30,23 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 from device.camera.focus import FOCUS_MODES
+from device.redact import escape
+from device.wire import MAX_BATCH, MAX_NAME_LENGTH, is_name
 
 #: Exit code for configuration errors (sysexits.h EX_CONFIG); systemd's unit does not restart on it.
 EXIT_CONFIG = 78
 DEFAULT_PATH = Path("/etc/kiosk/kiosk.toml")
 #: Environment variables override a few keys a technician changes often: KIOSK_<SECTION>_<KEY>.
 ENV_PREFIX = "KIOSK_"
+
+# Ranges: every number has one, so that no value can pass the check and break the kiosk later
+# (a timeout of 1e300 s, a retention of a million days that overflows a date).
+#: Longest timeout, wait or backoff any key allows: a day.
+DAY_S = 86400.0
+#: Longest retention of delivered identifications: ten years.
+MAX_RETENTION_DAYS = 3650
+#: Longest text shown back in a config error (a 100,000-character value is not repeated whole).
+SHOWN_CHARS = 80
 
 
 class ConfigError(Exception):
@@ -50,16 +64,24 @@ def opt(
     *,
     choices: tuple | None = None,
     minimum: float | None = None,
+    maximum: float | None = None,
     env: bool = False,
     secret: bool = False,
     check: Callable[[Any], str | None] | None = None,
+    allowed: str | None = None,
     default_doc: str | None = None,
 ) -> Any:
     """Declare one option: its default, what it is for, and how it is checked.
 
-    ``check`` returns a problem (str) or None. ``default_doc`` describes a computed default.
+    Numbers need both ``minimum`` and ``maximum`` (the reference shows the range; a test checks
+    that every number has one). ``check`` returns a problem (str) or None, and ``allowed`` says
+    in a few words what it lets through, for the reference. ``default_doc`` describes a
+    computed default. Values from the environment pass the same checks as values from the file.
     """
-    meta = dict(doc=doc, choices=choices, minimum=minimum, env=env, secret=secret, check=check, default_doc=default_doc)
+    meta = dict(
+        doc=doc, choices=choices, minimum=minimum, maximum=maximum, env=env, secret=secret, check=check,
+        allowed=allowed, default_doc=default_doc,
+    )  # fmt: skip
     if callable(default):
         return field(default_factory=default, metadata=meta)
     if isinstance(default, list):
@@ -122,12 +144,158 @@ def _check_pin(value: str) -> str | None:
     return f'expected a gpiozero pin name like "GPIO17" or "BOARD11" (or "" for none), got "{value}"'
 
 
-def _check_url(value: str) -> str | None:
+def _has_control_or_space(text: str) -> bool:
+    return any(c.isspace() or not c.isprintable() for c in text)
+
+
+def _shown_url(url: str) -> str:
+    """``url`` fit to be quoted in a message: any ``user:password@`` cut out, escaped, shortened."""
+    return escape(re.sub(r"//[^/?#]*@", "//", url, count=1), SHOWN_CHARS)
+
+
+#: A host name's label (after IDNA encoding): letters, digits, underscores (container names), hyphens inside.
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+
+
+def url_credentials_problem(url: str) -> str | None:
+    """Why ``url`` must not be used because it holds a user name or password, or None.
+
+    The message never quotes the URL: it would show the password.
+
+    >>> url_credentials_problem("https://user:s3cret@central.example.net")
+    'must not hold a user name or password (user:password@): the kiosk sends only the bearer token (api.token_file)'
+    """
+    netloc = url.partition("//")[2].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    if "@" in netloc:
+        return "must not hold a user name or password (user:password@): the kiosk sends only the bearer token (api.token_file)"
+    return None
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be the central's base URL, or None (for an empty one too: run requires it).
+
+    Scheme http or https, a valid host name or address, a port in 1..65535 if given, no user or
+    password, no spaces or control characters, no query or fragment (paths are appended to it).
+    A password is never quoted.
+
+    >>> url_problem("https://central.example.net:8443/kiosk") is None
+    True
+    >>> url_problem("https://central.example.net:99999")
+    'not a valid URL: port out of range 0-65535, got "https://central.example.net:99999"'
+    """
+    if not url:
+        return None
+    if _has_control_or_space(url):
+        # Before parsing: urlsplit drops tabs and newlines silently.
+        return "must not contain spaces or control characters"
+    if problem := url_credentials_problem(url):
+        return problem
+    example = "e.g. https://central.example.net"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        return f'not a valid URL: {str(e)[:1].lower() + str(e)[1:]}, got "{_shown_url(url)}"'
+    if parts.scheme not in ("http", "https"):
+        return f'expected an http(s) URL of the central, {example}, got "{_shown_url(url)}"'
+    host = parts.hostname or ""
+    if not host:
+        return f'no host name in "{_shown_url(url)}" ({example})'
+    if not _valid_host(host):
+        return f'"{escape(host, SHOWN_CHARS)}" is not a valid host name or IP address'
+    if port == 0:
+        return f'port 0 is not a port one can connect to, got "{_shown_url(url)}"'
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        return f'expected the base URL without ?query or #fragment (the API paths are appended to it), got "{_shown_url(url)}"'
+    return None
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    labels = ascii_host.removesuffix(".").split(".")
+    return len(ascii_host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
+
+
+def _check_name(required: bool) -> Callable[[str], str | None]:
+    """The central's rule for a kiosk id or site (device/wire.py, docs/openapi.yaml)."""
+
+    def check(value: str) -> str | None:
+        if required and not value.strip():
+            return "must not be empty"
+        if not is_name(value):
+            return (
+                f"expected at most {MAX_NAME_LENGTH} characters without control characters (what the central "
+                f"accepts, docs/openapi.yaml), got {len(value)} characters: \"{escape(value, SHOWN_CHARS)}\""
+            )
+        return None
+
+    return check
+
+
+#: What the reference says of a kiosk id or site.
+_NAME_ALLOWED = f"at most {MAX_NAME_LENGTH} characters, no control characters"
+
+
+def _check_path(value: str) -> str | None:
+    """A file or folder the kiosk creates: named, no control characters (a NUL cannot be opened)."""
+    if not value.strip():
+        return "must not be empty"
+    if any(not c.isprintable() for c in value):
+        return f'must not contain control characters, got "{escape(value, SHOWN_CHARS)}"'
+    return None
+
+
+def _check_existing_file(value: str) -> str | None:
+    """A file that must be there already: refused when it is certainly missing.
+
+    A file this user may not look at (``kiosk config check`` by someone outside the kiosk group)
+    is let through: the service's own check at start sees it.
+    """
     if not value:
         return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f'expected an http(s) URL of the central, e.g. https://central.example.net, got "{value}"'
+    if problem := _check_path(value):
+        return problem
+    shown = escape(value, SHOWN_CHARS)
+    try:
+        mode = os.stat(value).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return f'no such file "{shown}"'
+    except PermissionError:
+        return None
+    except OSError as e:
+        return f'cannot look at "{shown}": {e.strerror or e}'
+    if not stat.S_ISREG(mode):
+        return f'"{shown}" is not a regular file'
+    return None
+
+
+def _check_ca_bundle(value: str) -> str | None:
+    """A CA bundle that is there and that TLS can load (PEM certificates)."""
+    if not value or (problem := _check_existing_file(value)):
+        return problem if value else None
+    import ssl
+
+    try:
+        ssl.create_default_context(cafile=value)
+    except PermissionError:
+        return None  # see _check_existing_file
+    except (ssl.SSLError, OSError, ValueError) as e:
+        return f'"{escape(value, SHOWN_CHARS)}" is not a CA bundle TLS can load (PEM certificates): {getattr(e, "reason", None) or e}'
+    return None
+
+
+def _check_token(value: str) -> str | None:
+    # Never quotes the value: it is a secret.
+    if _has_control_or_space(value):
+        return "must be one word, without spaces or control characters"
     return None
 
 
@@ -155,11 +323,24 @@ def insecure_url_problem(url: str, allow_insecure_http: bool) -> str | None:
     return None
 
 
+#: What the reference says of a GPIO pin key.
+_PIN_ALLOWED = "a gpiozero pin name (GPIO17, BOARD11) or empty for none"
+
+
 @dataclass(frozen=True)
 class KioskSection:
-    id: str = opt(socket.gethostname, "This kiosk's name at the central; unique across the fleet.", default_doc="the host name")
-    site: str = opt("", "Where the kiosk stands (branch or counter), sent with every identification.")
-    runtime_dir: str = opt("/run/kiosk", "Where the daemon publishes its status for `kiosk status` (systemd's RuntimeDirectory).", env=True)
+    id: str = opt(
+        socket.gethostname, "This kiosk's name at the central; unique across the fleet.",
+        check=_check_name(required=True), allowed="not empty, " + _NAME_ALLOWED, default_doc="the host name",
+    )  # fmt: skip
+    site: str = opt(
+        "", "Where the kiosk stands (branch or counter), sent with every identification.",
+        check=_check_name(required=False), allowed=_NAME_ALLOWED,
+    )  # fmt: skip
+    runtime_dir: str = opt(
+        "/run/kiosk", "Where the daemon publishes its status for `kiosk status` (systemd's RuntimeDirectory).",
+        env=True, check=_check_path, allowed="a path, no control characters",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -171,19 +352,21 @@ class CameraSection:
         "CSI receiver and is refused), picamera2:N (CSI module), file:PATH (video, image or folder).",
         env=True,
         check=_check_camera_source,
+        allowed="v4l2:PATH, picamera2:N or file:PATH",
     )
     pace: str = opt("realtime", "For file sources: realtime plays at the file's frame rate, fast as fast as possible.", choices=("realtime", "fast"))
-    fps: float = opt(30.0, "Frames per second requested from the camera.", minimum=1)
-    width: int = opt(1280, "Frame width requested from the camera, pixels.", minimum=16)
-    height: int = opt(720, "Frame height requested from the camera, pixels.", minimum=16)
-    stall_timeout_s: float = opt(5.0, "A live camera that gives no frame for this long is reopened.", minimum=0.1)
+    fps: float = opt(30.0, "Frames per second requested from the camera.", minimum=1, maximum=240)
+    width: int = opt(1280, "Frame width requested from the camera, pixels.", minimum=16, maximum=16384)
+    height: int = opt(720, "Frame height requested from the camera, pixels.", minimum=16, maximum=16384)
+    stall_timeout_s: float = opt(5.0, "A live camera that gives no frame for this long is reopened.", minimum=0.1, maximum=DAY_S)
     restart_after_s: float = opt(
         120.0,
         "A live camera that has delivered no frame for this long stops the systemd watchdog, so systemd "
         "restarts the daemon (what a stalled CSI camera needs); 0: never. Longer than camera.stall_timeout_s.",
         minimum=0,
+        maximum=DAY_S,
     )
-    bad_reads: int = opt(5, "USB cameras: failed reads in a row (a corrupt MJPG frame on a busy USB bus) tolerated before the camera is reopened.", minimum=1)
+    bad_reads: int = opt(5, "USB cameras: failed reads in a row (a corrupt MJPG frame on a busy USB bus) tolerated before the camera is reopened.", minimum=1, maximum=1000)
     focus: str = opt(
         "auto",
         "Lens focus: auto (continuous autofocus where the camera has it), manual (the lens held at "
@@ -195,58 +378,74 @@ class CameraSection:
         "CSI cameras, camera.focus = \"manual\": lens position in dioptres, 1 / distance in metres "
         "(5.0: 20 cm, 4.0: 25 cm, 3.3: 30 cm, 2.0: 50 cm; see docs/INSTALL.md).",
         minimum=0,
+        maximum=32,
     )
     v4l2_focus: int = opt(
         -1,
         "USB cameras, camera.focus = \"manual\": the V4L2 focus_absolute value, in the camera's own units "
         "(`v4l2-ctl -d DEVICE --list-ctrls` shows its range); -1 leaves the lens where it is.",
         minimum=-1,
+        maximum=2**31 - 1,
     )
 
 
 @dataclass(frozen=True)
 class ScanSection:
-    decoder: str = opt("zxing-cpp", "Barcode decoder: zxing-cpp (reads more, faster; see docs/BENCHMARKS.md) or pyzbar.", check=_check_decoder)
+    decoder: str = opt("zxing-cpp", "Barcode decoder: zxing-cpp (reads more, faster; see docs/BENCHMARKS.md) or pyzbar.", check=_check_decoder, allowed="zxing-cpp or pyzbar")
     symbologies: list = opt(
         ["Code128", "EAN13", "EAN8", "UPCA", "UPCE"],
         "Barcode types decoded. Cards are Code128; the others are read only to tell the client "
         "\"this is not your card\" (a product barcode held up by mistake).",
         check=_check_symbologies,
+        allowed="names the decoder knows (Code128, EAN13, EAN8, UPCA, UPCE, ...); at least those scan.card_formats use",
     )
     card_formats: list = opt(
         ["v1"],
         "Client card payload formats accepted, by name (spec v1 is \"v1\", see docs/CARD_SPEC.md); "
         "scan.symbologies must include the symbologies they use.",
         check=_check_card_formats,
+        allowed="at least one format name the kiosk knows",
     )
-    repeat_window_s: float = opt(10.0, "A card seen again within this many seconds of when it was last seen is the same presentation, whatever other cards were seen meanwhile.", minimum=0)
-    full_look_interval_s: float = opt(1.0, "Decode at least this often even when the view has not changed (a card held perfectly still).", minimum=0.05)
-    settle_s: float = opt(0.3, "Keep decoding this long after the view changed: a card that just stopped moving is at its sharpest.", minimum=0)
-    change_threshold: float = opt(0.005, "Share of the view that must change for the gate to decode a frame (raise it for flickering light).", minimum=0.0001)
-    max_regions: int = opt(4, "Barcode-like regions decoded per frame, at most (more reads cluttered counters, costs more CPU).", minimum=1)
-    work_size: int = opt(640, "Resolution (long side, pixels) the locator works at; raise it for cameras well above 720p showing small cards.", minimum=160)
+    repeat_window_s: float = opt(10.0, "A card seen again within this many seconds of when it was last seen is the same presentation, whatever other cards were seen meanwhile.", minimum=0, maximum=DAY_S)
+    full_look_interval_s: float = opt(1.0, "Decode at least this often even when the view has not changed (a card held perfectly still).", minimum=0.05, maximum=DAY_S)
+    settle_s: float = opt(0.3, "Keep decoding this long after the view changed: a card that just stopped moving is at its sharpest.", minimum=0, maximum=DAY_S)
+    change_threshold: float = opt(0.005, "Share of the view that must change for the gate to decode a frame (raise it for flickering light).", minimum=0.0001, maximum=1)
+    max_regions: int = opt(4, "Barcode-like regions decoded per frame, at most (more reads cluttered counters, costs more CPU).", minimum=1, maximum=64)
+    work_size: int = opt(640, "Resolution (long side, pixels) the locator works at; raise it for cameras well above 720p showing small cards.", minimum=160, maximum=8192)
 
 
 @dataclass(frozen=True)
 class OutboxSection:
-    path: str = opt("/var/lib/kiosk/outbox.db", "The durable queue of identifications (SQLite).", env=True)
-    retention_days: float = opt(30, "Delivered identifications are kept this many days, then deleted.", minimum=0)
+    path: str = opt("/var/lib/kiosk/outbox.db", "The durable queue of identifications (SQLite).", env=True, check=_check_path, allowed="a path, no control characters")
+    retention_days: float = opt(30, "Delivered identifications are kept this many days, then deleted.", minimum=0, maximum=MAX_RETENTION_DAYS)
 
 
 @dataclass(frozen=True)
 class ApiSection:
-    url: str = opt("", "Base URL of the central API, e.g. https://central.example.net.", env=True, check=_check_url)
-    token: str = opt("", "Bearer token for the central API. Prefer api.token_file.", secret=True, env=True)
-    token_file: str = opt("", "File holding the bearer token (readable by root and the kiosk group only).", env=True)
-    ca_bundle: str = opt("", "CA bundle to verify the central's TLS certificate with (empty: the system's).")
+    url: str = opt(
+        "", "Base URL of the central API, e.g. https://central.example.net.", env=True, check=url_problem,
+        allowed="http(s)://HOST[:PORT][/PATH], no user:password, no query; http:// only to loopback (see api.allow_insecure_http)",
+    )  # fmt: skip
+    token: str = opt(
+        "", "Bearer token for the central API. Prefer api.token_file.", secret=True, env=True, check=_check_token,
+        allowed="one word, no spaces or control characters",
+    )  # fmt: skip
+    token_file: str = opt(
+        "", "File holding the bearer token (readable by root and the kiosk group only).", env=True,
+        check=_check_existing_file, allowed="an existing file (it may still be empty)",
+    )  # fmt: skip
+    ca_bundle: str = opt(
+        "", "CA bundle to verify the central's TLS certificate with (empty: the system's).", check=_check_ca_bundle,
+        allowed="an existing PEM file",
+    )  # fmt: skip
     allow_insecure_http: bool = opt(False, "Allow plain http:// to hosts other than loopback (never in production).")
-    connect_timeout_s: float = opt(5.0, "Seconds to wait for a connection to the central.", minimum=0.1)
-    read_timeout_s: float = opt(15.0, "Seconds to wait for the central's answer.", minimum=0.1)
-    batch_size: int = opt(100, "Identifications sent per request.", minimum=1)
-    backoff_base_s: float = opt(1.0, "First wait after a failed delivery; doubles per attempt (with full jitter).", minimum=0.01)
-    backoff_cap_s: float = opt(300.0, "Longest wait between delivery attempts.", minimum=0.01)
-    retry_after_cap_s: float = opt(3600.0, "Longest wait the central may ask for with Retry-After.", minimum=0.01)
-    auth_retry_s: float = opt(60.0, "While the central refuses the token, try again this often (at once when the token file changes).", minimum=0.1)
+    connect_timeout_s: float = opt(5.0, "Seconds to wait for a connection to the central.", minimum=0.1, maximum=DAY_S)
+    read_timeout_s: float = opt(15.0, "Seconds to wait for the central's answer.", minimum=0.1, maximum=DAY_S)
+    batch_size: int = opt(100, "Identifications sent per request.", minimum=1, maximum=MAX_BATCH)
+    backoff_base_s: float = opt(1.0, "First wait after a failed delivery; doubles per attempt (with full jitter).", minimum=0.01, maximum=DAY_S)
+    backoff_cap_s: float = opt(300.0, "Longest wait between delivery attempts.", minimum=0.01, maximum=DAY_S)
+    retry_after_cap_s: float = opt(3600.0, "Longest wait the central may ask for with Retry-After.", minimum=0.01, maximum=DAY_S)
+    auth_retry_s: float = opt(60.0, "While the central refuses the token, try again this often (at once when the token file changes).", minimum=0.1, maximum=DAY_S)
 
 
 @dataclass(frozen=True)
@@ -257,16 +456,12 @@ class FeedbackSection:
         choices=("", "mock", "lgpio", "rpigpio", "pigpio", "native"),
         env=True,
     )
-    green_pin: str = opt("GPIO17", "Green LED: lit with a short beep when a client is identified. Empty: none.", check=_check_pin)
-    red_pin: str = opt("GPIO27", "Red LED: lit with a double beep for a barcode that is not a client card. Empty: none.", check=_check_pin)
-    amber_pin: str = opt("GPIO22", "Amber LED: blinks while something needs a technician (camera, delivery, disk). Empty: none.", check=_check_pin)
-    buzzer_pin: str = opt("GPIO23", "Active buzzer. Empty: none.", check=_check_pin)
-    button_pin: str = opt("", "Optional button to ground: ends every open presentation, so a card in view identifies again at once. Empty: none.", check=_check_pin)
-    backlog_alert_s: float = opt(3600.0, "Amber when the oldest undelivered identification is older than this.", minimum=1)
-
-
-def _check_port(value: int) -> str | None:
-    return None if value <= 65535 else f"expected a TCP port, 1 to 65535, got {value}"
+    green_pin: str = opt("GPIO17", "Green LED: lit with a short beep when a client is identified. Empty: none.", check=_check_pin, allowed=_PIN_ALLOWED)
+    red_pin: str = opt("GPIO27", "Red LED: lit with a double beep for a barcode that is not a client card. Empty: none.", check=_check_pin, allowed=_PIN_ALLOWED)
+    amber_pin: str = opt("GPIO22", "Amber LED: blinks while something needs a technician (camera, delivery, disk). Empty: none.", check=_check_pin, allowed=_PIN_ALLOWED)
+    buzzer_pin: str = opt("GPIO23", "Active buzzer. Empty: none.", check=_check_pin, allowed=_PIN_ALLOWED)
+    button_pin: str = opt("", "Optional button to ground: ends every open presentation, so a card in view identifies again at once. Empty: none.", check=_check_pin, allowed=_PIN_ALLOWED)
+    backlog_alert_s: float = opt(3600.0, "Amber when the oldest undelivered identification is older than this.", minimum=1, maximum=30 * DAY_S)
 
 
 @dataclass(frozen=True)
@@ -276,7 +471,7 @@ class PreviewSection:
         "The daemon serves `kiosk preview`'s live view of the camera (for aiming it) on 127.0.0.1:preview.port "
         "only, reached from a laptop with ssh -L; nothing is drawn or encoded while nobody watches.",
     )
-    port: int = opt(8088, "TCP port of the live view, on 127.0.0.1 (`kiosk preview --port` chooses another when the daemon is stopped).", minimum=1, check=_check_port)
+    port: int = opt(8088, "TCP port of the live view, on 127.0.0.1 (`kiosk preview --port` chooses another when the daemon is stopped).", minimum=1, maximum=65535)
 
 
 @dataclass(frozen=True)
@@ -325,7 +520,12 @@ def _type_name(o: dataclasses.Field) -> str:
 def _coerce(key: str, o: dataclasses.Field, value: Any, source: str) -> Any:
     """Check one value against its option; return it in the option's type."""
     t = o.type if isinstance(o.type, str) else o.type.__name__
-    shown = f'"{value}"' if isinstance(value, str) else repr(value)
+    if o.metadata["secret"]:
+        shown = "(a secret, not shown)"
+    elif isinstance(value, str):
+        shown = f'"{escape(value, SHOWN_CHARS)}"'
+    else:
+        shown = escape(repr(value), SHOWN_CHARS)
     expected = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false", "list": "a list of strings"}[t]
     ok = {
         "str": isinstance(value, str),
@@ -338,16 +538,39 @@ def _coerce(key: str, o: dataclasses.Field, value: Any, source: str) -> Any:
         raise ConfigError(key, f"expected {expected}, got {shown}", source)
     if t == "float":
         value = float(value)
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise ConfigError(key, f"expected a finite number, got {shown}", source)
     meta = o.metadata
     if meta["choices"] is not None and value not in meta["choices"]:
         raise ConfigError(key, f"expected one of {', '.join(repr(c) for c in meta['choices'])}, got {shown}", source)
-    if meta["minimum"] is not None and value < meta["minimum"]:
-        raise ConfigError(key, f"expected at least {meta['minimum']:g}, got {shown}", source)
+    low, high = meta["minimum"], meta["maximum"]
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ConfigError(key, f"expected {_range_text(low, high)}, got {shown}", source)
     if meta["check"] is not None and (problem := meta["check"](value)):
         raise ConfigError(key, problem, source)
     return value
+
+
+def _range_text(low: float | None, high: float | None) -> str:
+    """``"0.1 .. 86400"``: the range as the messages and the reference show it."""
+    if high is None:
+        return f"at least {_number(low)}"
+    return f"{_number(low)} .. {_number(high)}" if low is not None else f"at most {_number(high)}"
+
+
+def _number(x: float) -> str:
+    """A limit as written in the reference: whole numbers in full (86400, not 8.64e+04)."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def allowed_text(o: dataclasses.Field) -> str:
+    """What values ``o`` takes, in a few words, for the reference: its range, choices or rule."""
+    meta = o.metadata
+    if meta["choices"] is not None:
+        return "one of " + ", ".join(toml_value(c) for c in meta["choices"])
+    if meta["minimum"] is not None or meta["maximum"] is not None:
+        return _range_text(meta["minimum"], meta["maximum"])
+    return meta["allowed"] or ""
 
 
 def _from_env(key: str, o: dataclasses.Field, text: str) -> Any:
@@ -456,8 +679,6 @@ def _check_together(cfg: Config) -> None:
         missing = sorted(fmt.symbologies - set(cfg.scan.symbologies))
         if missing:
             raise ConfigError("scan.symbologies", f"must include {', '.join(missing)}: card format {fmt.name!r} (scan.card_formats) uses it", cfg.source)
-    if not cfg.kiosk.id.strip():
-        raise ConfigError("kiosk.id", "must not be empty", cfg.source)
 
 
 def toml_value(value: Any) -> str:
@@ -494,14 +715,15 @@ def dump(cfg: Config, show_secrets: bool = False) -> str:
 
 def reference_markdown() -> str:
     """The configuration reference table for the README, generated from the schema."""
-    rows = ["| key | type | default | environment | what it is for |", "|---|---|---|---|---|"]
+    rows = ["| key | type | default | allowed | environment | what it is for |", "|---|---|---|---|---|---|"]
     for key, o in options():
         if o.metadata["default_doc"]:
             default = o.metadata["default_doc"]
         else:
             default = "`" + toml_value(o.default if o.default is not dataclasses.MISSING else o.default_factory()) + "`"
         env = f"`{env_name(key)}`" if o.metadata["env"] else ""
-        rows.append(f"| `{key}` | {_type_name(o)} | {default} | {env} | {o.metadata['doc']} |")
+        allowed = allowed_text(o).replace("|", "\\|")
+        rows.append(f"| `{key}` | {_type_name(o)} | {default} | {allowed} | {env} | {o.metadata['doc']} |")
     return "\n".join(rows) + "\n"
 
 
@@ -522,6 +744,8 @@ def example_toml() -> str:
             key = f"{s.name}.{o.name}"
             doc = o.metadata["doc"] + (f" (env {env_name(key)})" if o.metadata["env"] else "")
             out.extend("# " + line for line in textwrap.wrap(doc, 98))
+            if allowed := allowed_text(o):
+                out.extend("# " + line for line in textwrap.wrap(f"allowed: {allowed}", 98))
             if o.metadata["default_doc"]:
                 out.append(f"# default: {o.metadata['default_doc']}")
                 out.append(f'#{o.name} = "kiosk-0001"')

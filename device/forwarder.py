@@ -15,6 +15,10 @@ counts each id once, so at least once here is "counted once" there.
   stored in the outbox, so a restart does not reset them.
 - 401/403 pause delivery and raise an alert (:attr:`Forwarder.paused_by_auth`); records stay
   pending and are tried again every ``auth_retry_s``, or at once when the token file changes.
+  No usable token (the token file missing, empty, unreadable) pauses it too, with its own text
+  (:attr:`Forwarder.auth_fault`): nothing was sent, so the central refused nothing.
+- Stopping is prompt: the request in flight is abandoned as soon as ``stop`` is set (and a
+  drain's at its timeout); its records stay pending with no failed attempt counted.
 - A 400/422 for a batch is split in halves until the bad record is alone; a single record
   answered 400/422 is dead with the central's message. (413 also splits; a single record
   answered 413 stays pending.)
@@ -41,6 +45,7 @@ from datetime import timedelta
 from device.backoff import Backoff
 from device.central_client import (
     IDENTIFICATIONS_PATH,
+    CentralAborted,
     CentralClient,
     CentralError,
     CentralProblem,
@@ -49,7 +54,9 @@ from device.central_client import (
 from device.clock import Clock, utc_iso
 from device.config import Config
 from device.outbox import Identification, Outbox, OutboxError
+from device.request_deadline import Cancel
 from device.redact import describe_text, escape
+from device.threads import survived
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +65,7 @@ IDLE = "idle"  # nothing due
 OK = "ok"  # a batch went through (some records may be dead); call again at once
 FAILED = "failed"  # a retryable error: records stay pending until their next attempt
 AUTH = "auth"  # the central refused the token (or there is none): delivery paused
+STOPPED = "stopped"  # stop was set (or a drain timed out) during a request: abandoned, nothing counted
 
 #: Answers that condemn a single-record batch (and split larger ones).
 BAD_REQUEST_STATUSES = frozenset({400, 422})
@@ -139,6 +147,8 @@ class Forwarder:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self.paused_by_auth = False
+        #: Why delivery is paused, for the fault: the central refuses the token, or there is no usable token.
+        self.auth_fault: str | None = None
         self.last_error: str | None = None
         self.last_error_at: str | None = None
         self.last_success_at: str | None = None
@@ -165,18 +175,13 @@ class Forwarder:
             clock=clock,
         )
 
-    @property
-    def timeout(self) -> tuple[float, float]:
-        """The client's (connect, read) timeouts: what bounds the request in flight when stopping."""
-        return self.client.timeout
-
     # --- status -----------------------------------------------------------------------------
 
     def status(self) -> dict:
         """The forwarder's state for ``kiosk status`` and alerts (JSON-ready)."""
         with self._lock:
             if self.paused_by_auth:
-                state = "paused-auth"
+                state = "paused-auth" if self._refused_token is not None else "paused-no-token"
             elif self.consecutive_failures:
                 state = "retrying"
             else:
@@ -185,6 +190,7 @@ class Forwarder:
                 "state": state,
                 "url": self.client.base_url,
                 "paused_by_auth": self.paused_by_auth,
+                "auth_fault": self.auth_fault,
                 "consecutive_failures": self.consecutive_failures,
                 "last_error": self.last_error,
                 "last_error_at": self.last_error_at,
@@ -215,9 +221,9 @@ class Forwarder:
                 except OutboxError as e:
                     log.warning("could not purge delivered identifications: %s", e)
             try:
-                outcome = self.deliver_once()
-            except Exception as e:  # a bug must not end delivery for good: note it, back off, go on
-                log.exception("delivery step failed unexpectedly")
+                outcome = self.deliver_once(cancel=stop)
+            except Exception as e:  # a bug must not end delivery for good: a fault (traceback once), back off, go on
+                survived(e, "a delivery step")
                 outcome = Outcome(FAILED, error=f"internal error: {e}", wait_s=self.backoff.delay(self.consecutive_failures + 1))
                 self._note_failure(outcome.error)
             self._pause(stop, outcome.wait_s)
@@ -232,25 +238,31 @@ class Forwarder:
     def drain(self, timeout_s: float, stop: threading.Event | None = None) -> bool:
         """Deliver until nothing is pending (True) or ``timeout_s`` passes / ``stop`` is set (False).
 
-        Dead records do not count as pending: they need a technician, not a wait.
+        Dead records do not count as pending: they need a technician, not a wait. A request in
+        flight when ``timeout_s`` passes or ``stop`` is set is abandoned.
         """
         stop = stop or threading.Event()
         deadline = time.monotonic() + timeout_s
+        cancel = _StopOrDeadline(stop, deadline)
         while not stop.is_set():
             if self.outbox.seconds_until_due(max_wait_s=self._max_wait_s) is None:
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            outcome = self.deliver_once()
+            outcome = self.deliver_once(cancel=cancel)
             if outcome.kind != OK:
                 self._pause(stop, min(max(outcome.wait_s, 0.01), remaining))
         return False
 
     # --- one step ---------------------------------------------------------------------------
 
-    def deliver_once(self) -> Outcome:
-        """Send one batch of due records (split if the central finds a bad one); update the outbox."""
+    def deliver_once(self, cancel: Cancel | None = None) -> Outcome:
+        """Send one batch of due records (split if the central finds a bad one); update the outbox.
+
+        ``cancel`` (e.g. the thread's stop event): once set, the request in flight is abandoned
+        (:data:`STOPPED`).
+        """
         self._wake.clear()
         token, token_problem = self.client.read_token()
         if token_problem is not None:
@@ -279,9 +291,9 @@ class Forwarder:
         # One request carries one kiosk: records committed under an earlier kiosk id or site go alone.
         head = (batch[0].kiosk_id, batch[0].site)
         batch = [r for r in _prefix(batch, lambda r: (r.kiosk_id, r.site) == head)]
-        return self._deliver(batch, token)
+        return self._deliver(batch, token, cancel)
 
-    def _deliver(self, batch: list[Identification], token: str) -> Outcome:
+    def _deliver(self, batch: list[Identification], token: str, cancel: Cancel | None) -> Outcome:
         work = [batch]  # chunks still to send, in order
         sent = delivered = dead = kept = 0
         problems: list[tuple[str, float]] = []
@@ -290,8 +302,12 @@ class Forwarder:
             chunk = work.pop(0)
             sent += len(chunk)
             try:
-                answer = self.client.post_json(IDENTIFICATIONS_PATH, self._body(chunk), token=token)
+                answer = self.client.post_json(IDENTIFICATIONS_PATH, self._body(chunk), token=token, cancel=cancel)
                 ok_ids, rejected, missing, problem = _read_results(answer.data, chunk)
+            except CentralAborted:
+                # Not the central's failure: no attempt counted, no wait stored; the records stay pending.
+                left = len(_left(chunk, work))
+                return Outcome(STOPPED, sent=sent, delivered=delivered, dead=dead, kept=kept + left)
             except CentralRefusedToken as e:
                 error = f"{e}; {PAUSED}"
                 self._pause_for_auth(error, token)
@@ -388,17 +404,31 @@ class Forwarder:
                 log.info("delivery to the central works again after %d failed attempts", self.consecutive_failures)
             self.consecutive_failures = 0
             self.paused_by_auth = False
+            self.auth_fault = None
             self._refused_token = None
             self.last_success_at = utc_iso(self.clock.now())
             self.delivered_total += delivered
 
     def _pause_for_auth(self, error: str, refused_token: str | None) -> None:
+        """Pause delivery: ``refused_token`` is the token the central refused, None when there is no usable one."""
         with self._lock:
             if not self.paused_by_auth:
                 log.error("ALERT: %s", error)
             self.paused_by_auth = True
+            self.auth_fault = error
             self._refused_token = refused_token
             self._auth_retry_at = self.clock.monotonic() + self.auth_retry_s
+
+
+class _StopOrDeadline:
+    """A request's ``cancel`` for a drain: set once ``stop`` is, or once the drain's deadline (monotonic) passes."""
+
+    def __init__(self, stop: threading.Event, deadline: float):
+        self.stop = stop
+        self.deadline = deadline
+
+    def is_set(self) -> bool:
+        return self.stop.is_set() or time.monotonic() >= self.deadline
 
 
 def _left(chunk: list[Identification], work: list[list[Identification]]) -> list[Identification]:

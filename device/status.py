@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from device.redact import escape
+
 STATUS_FILE = "status.json"
 #: ``kiosk diag camera`` asks the running daemon for a frame by creating this file...
 SNAPSHOT_REQUEST = "snapshot.request"
@@ -106,6 +108,51 @@ def cpu_temperature_c(sys_root: Path = Path("/sys")) -> float | None:
         return None
 
 
+#: Who may read the token file: root, and the kiosk (the service's user and group).
+TOKEN_READERS = ("root", "kiosk")
+
+
+def token_file_warning(path: str) -> str | None:
+    """Why the token file at ``path`` is open to others than root and the kiosk group, or None.
+
+    Others may read or write it (``mode & 0o007``), or its group or owner is someone else and may
+    read it. A missing file is not this check's: the delivery fault names it.
+    """
+    import grp
+    import pwd
+    import stat
+
+    if not path:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    problems = []
+    if st.st_mode & 0o007:
+        problems.append(f"mode {stat.S_IMODE(st.st_mode):04o} lets everyone in")
+    group = _name(grp.getgrgid, st.st_gid)
+    if st.st_mode & 0o040 and group not in TOKEN_READERS:
+        problems.append(f"group {group} may read it")
+    owner = _name(pwd.getpwuid, st.st_uid)
+    if st.st_mode & 0o400 and owner not in TOKEN_READERS:
+        problems.append(f"its owner {owner} may read it")
+    if not problems:
+        return None
+    path = escape(path, 300)
+    return (
+        f"the token file {path} is readable by others than root and the kiosk group ({'; '.join(problems)}): "
+        f"sudo chown root:kiosk {path} && sudo chmod 0640 {path}"
+    )
+
+
+def _name(lookup, number: int) -> str:
+    try:
+        return lookup(number)[0]
+    except KeyError:
+        return str(number)  # no such user or group: only its number
+
+
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "never"
@@ -160,7 +207,7 @@ def render(report: dict) -> str:
             lines.append(f"outbox      CANNOT STORE: {queue['last_commit_error']}")
     delivery = daemon.get("delivery") if daemon else None
     if delivery:
-        state = {"ok": "ok", "retrying": "RETRYING", "paused-auth": "PAUSED: token refused"}.get(delivery.get("state"), delivery.get("state"))
+        state = {"ok": "ok", "retrying": "RETRYING", "paused-auth": "PAUSED: token refused", "paused-no-token": "PAUSED: no usable token"}.get(delivery.get("state"), delivery.get("state"))
         last_ok = delivery.get("last_success_at") or "never"
         err = f"; last error: {delivery['last_error']}" if delivery.get("last_error") and delivery.get("state") != "ok" else ""
         lines.append(f"delivery    {state} to {delivery.get('url')}; last success {last_ok}{err}")
@@ -176,6 +223,8 @@ def render(report: dict) -> str:
     temp = report.get("cpu_temperature_c")
     if temp is not None:
         lines.append(f"cpu temp    {temp:.1f} C")
+    for warning in report.get("warnings") or ():
+        lines.append(f"WARNING     {warning}")
     faults = (daemon or {}).get("faults") or {}
     if faults:
         for name, message in sorted(faults.items()):

@@ -1,6 +1,8 @@
 """The one client for the central, against real HTTP(S) servers on 127.0.0.1: each failure its type and cause."""
 
+import re
 import socket
+import threading
 
 import pytest
 
@@ -8,17 +10,28 @@ from device.central_client import (
     HEALTH_PATH,
     IDENTIFICATIONS_PATH,
     MAX_ANSWER_BYTES,
+    CentralAborted,
     CentralBusy,
     CentralClient,
     CentralError,
     CentralMalformed,
     CentralRefusedToken,
+    CentralTooSlow,
     CentralUnreachable,
     parse_retry_after,
 )
 from device.clock import FakeClock, parse_utc
 from device.config import ApiSection, Config, ConfigError, load
 from device.diag import check_central
+from hostile_central import (
+    HostileCentral,
+    answer_json,
+    endless_continue,
+    never_read,
+    stall_after_headers,
+    trickle_body,
+    trickle_headers,
+)
 from http_fixtures import StubCentral, answer, central, hang, html_error, reset, unavailable
 
 TOKEN = "test-token"
@@ -75,15 +88,14 @@ def test_the_token_file_is_read_at_every_call(stub, tmp_path):
     assert client.post_json(IDENTIFICATIONS_PATH, EMPTY_BATCH).status == 200
 
 
-@pytest.mark.parametrize(
-    "token_file, expected",
-    [("missing", "cannot read api.token_file"), ("empty", "is empty")],
-)
-def test_no_usable_token_is_refused_before_sending(stub, tmp_path, token_file, expected):
+@pytest.mark.parametrize("token_file", ["missing", "empty"])
+def test_no_usable_token_is_refused_before_sending(stub, tmp_path, token_file):
     (tmp_path / "empty").write_text("\n")
-    client = client_for(stub.url, token="", token_file=str(tmp_path / token_file))
-    with pytest.raises(CentralRefusedToken, match=expected) as refused:
+    path = tmp_path / token_file
+    client = client_for(stub.url, token="", token_file=str(path))
+    with pytest.raises(CentralRefusedToken) as refused:
         client.post_json(IDENTIFICATIONS_PATH, EMPTY_BATCH)
+    assert str(refused.value) == f"token file {token_file}: {path} (api.token_file)"
     assert refused.value.status is None and stub.requests == []
 
 
@@ -179,6 +191,116 @@ def test_proxies_from_the_environment_are_ignored(stub, monkeypatch):
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     assert client_for(stub.url).get_json(HEALTH_PATH).data == {"status": "ok"}
+
+
+# --- the total deadline: a hostile central cannot hold a request ------------------------------------
+
+#: Longer than any deadline these tests set, far shorter than what the hostile central would hold a request.
+GENEROUS_S = 30
+
+
+def outcome_within(seconds, call):
+    """Run ``call`` in a thread; its exception (or None), failing the test if it is still running after ``seconds``."""
+    result = {}
+
+    def run():
+        try:
+            call()
+        except Exception as e:
+            result["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"the request still runs after {seconds} s"
+    return result.get("error")
+
+
+@pytest.mark.parametrize(
+    "behaviour, error, cause",
+    [
+        (trickle_body(length=100_000, every_s=0.2), CentralTooSlow, r"the central sent its answer too slowly: \d+ of 100000 bytes in [\d.]+ s"),
+        (trickle_headers(every_s=0.2), CentralTooSlow, r"the central did not answer within 2.4 s \(a request's deadline: api.connect_timeout_s \+ 2 x api.read_timeout_s\)"),
+        (endless_continue(), CentralTooSlow, r"the central did not answer within 2.4 s \(.*\)"),
+        (stall_after_headers(), CentralUnreachable, r"the central's answer stopped arriving \(read timeout 1 s\)"),
+        (never_read(), CentralUnreachable, r"cannot reach the central: 127.0.0.1:\d+ stopped taking the request \(sending timed out after 0.4 s\)"),
+    ],
+    ids=["trickled-body", "trickled-headers", "endless-100-continue", "stall-after-headers", "never-reads"],
+)
+def test_a_hostile_central_cannot_hold_a_request_past_its_deadline(behaviour, error, cause):
+    # A 100 MB body: more than the socket buffers hold, so a server that never reads blocks the send.
+    batch = {**EMPTY_BATCH, "padding": "x" * 100_000_000} if behaviour.__qualname__.startswith("never_read") else EMPTY_BATCH
+    with HostileCentral(behaviour) as server:
+        client = client_for(server.url, connect_timeout_s=0.4, read_timeout_s=1.0)  # deadline 2.4 s
+        raised = outcome_within(GENEROUS_S, lambda: client.post_json(IDENTIFICATIONS_PATH, batch))
+    assert type(raised) is error and re.fullmatch(cause, str(raised)), raised
+    assert raised.status is None
+
+
+def test_the_deadline_holds_over_tls_too():
+    try:
+        server = HostileCentral(trickle_body(every_s=0.2), https=True)
+    except FileNotFoundError:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    with server:
+        client = client_for(server.url, ca_bundle=str(server.ca_file), connect_timeout_s=0.4, read_timeout_s=1.0)
+        raised = outcome_within(GENEROUS_S, lambda: client.post_json(IDENTIFICATIONS_PATH, EMPTY_BATCH))
+        assert isinstance(raised, CentralTooSlow) and "too slowly" in str(raised)
+        assert server.requests[0].headers["authorization"] == f"Bearer {TOKEN}"  # it was TLS that was cut, not the handshake
+
+
+def test_a_connection_that_answered_in_time_is_reused_after_a_cut_one():
+    with HostileCentral(answer_json()) as server:
+        server.then(trickle_body(every_s=0.2))
+        client = client_for(server.url, connect_timeout_s=0.4, read_timeout_s=1.0)
+        assert isinstance(outcome_within(GENEROUS_S, lambda: client.post_json(IDENTIFICATIONS_PATH, EMPTY_BATCH)), CentralTooSlow)
+        assert client.post_json(IDENTIFICATIONS_PATH, EMPTY_BATCH).data == {"results": []}
+        assert client.post_json(IDENTIFICATIONS_PATH, EMPTY_BATCH).data == {"results": []}
+        assert server.connections == 2  # the cut one, then one kept alive for both good requests
+
+
+def test_cancel_abandons_a_request_in_flight_long_before_its_deadline():
+    cancel = threading.Event()
+    with HostileCentral(trickle_body(every_s=0.5)) as server:
+        client = client_for(server.url, connect_timeout_s=5, read_timeout_s=60)  # deadline 125 s
+        threading.Thread(target=lambda: server.request_arrived.wait(GENEROUS_S) and cancel.set(), daemon=True).start()
+        raised = outcome_within(GENEROUS_S, lambda: client.post_json(IDENTIFICATIONS_PATH, EMPTY_BATCH, cancel=cancel))
+        assert type(raised) is CentralAborted and "abandoned" in str(raised)
+        # Once set, nothing more is sent.
+        with pytest.raises(CentralAborted):
+            client.get_json(HEALTH_PATH, cancel=cancel)
+        assert server.connections == 1
+
+
+# --- credentials: the bearer token and nothing else ---------------------------------------------------
+
+
+@pytest.mark.parametrize("userinfo", ["kiosk:s3cret", "kiosk", ":s3cret", ""])
+def test_a_url_with_credentials_is_refused_without_showing_them(userinfo):
+    with HostileCentral(answer_json()) as server:
+        url = server.url.replace("://", f"://{userinfo}@")
+        with pytest.raises(ConfigError) as refused:
+            client_for(url)
+        assert refused.value.key == "api.url" and "user name or password" in str(refused.value)
+        assert "s3cret" not in str(refused.value) and "kiosk:" not in str(refused.value)
+        assert f"http://***@127.0.0.1:{server.port}" in str(refused.value)
+        assert server.connections == 0
+
+
+def test_only_the_bearer_token_is_ever_sent(tmp_path, monkeypatch):
+    """Not .netrc (the environment is ignored), not a user name and password that reach the session in a URL."""
+    with HostileCentral(answer_json({"status": "ok"})) as server:
+        netrc = tmp_path / ".netrc"
+        netrc.write_text("machine 127.0.0.1 login kiosk password s3cret\n")
+        netrc.chmod(0o600)
+        monkeypatch.setenv("HOME", str(tmp_path))
+        monkeypatch.setenv("NETRC", str(netrc))
+        client = client_for(server.url)
+        client.post_json(IDENTIFICATIONS_PATH, EMPTY_BATCH)
+        client.get_json(HEALTH_PATH, auth=False)
+        client.session.get(server.url.replace("://", "://kiosk:s3cret@") + HEALTH_PATH, timeout=5)
+        sent = [r.headers.get("authorization") for r in server.requests]
+    assert sent == [f"Bearer {TOKEN}", None, None]
 
 
 # --- configuration: the schema and the client agree ------------------------------------------------

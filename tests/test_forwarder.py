@@ -17,6 +17,7 @@ from device.clock import FakeClock, SystemClock, parse_utc
 from device.config import ApiSection, Config
 from device.forwarder import AUTH, FAILED, IDLE, OK, Forwarder
 from device.outbox import DEAD, DELIVERED, PENDING, Outbox
+from hostile_central import HostileCentral, accept_each, trickle_body
 from http_fixtures import (
     StubCentral,
     answer,
@@ -318,12 +319,70 @@ def test_403_is_retried_slowly_with_the_same_token(outbox, stub, clock):
     assert fwd.deliver_once().kind == OK and not fwd.paused_by_auth
 
 
-def test_an_unreadable_token_file_pauses_without_sending(outbox, stub, tmp_path):
+@pytest.mark.parametrize("problem", ["missing", "empty"])
+def test_no_usable_token_pauses_with_its_own_text_not_a_refusal(outbox, stub, tmp_path, problem):
     commit(outbox)
-    fwd = forwarder_for(outbox, stub.url, token="", token_file=str(tmp_path / "missing"))
+    token_file = tmp_path / "token"
+    if problem == "empty":
+        token_file.write_text("\n")
+    fwd = forwarder_for(outbox, stub.url, token="", token_file=str(token_file))
     outcome = fwd.deliver_once()
-    assert outcome.kind == AUTH and "api.token_file" in outcome.error and stub.posts == []
-    assert fwd.paused_by_auth and states(outbox) == [PENDING]
+    assert outcome.kind == AUTH and stub.posts == [] and states(outbox) == [PENDING]
+    status = fwd.status()
+    assert fwd.paused_by_auth and status["state"] == "paused-no-token"
+    assert status["auth_fault"].startswith(f"token file {problem}: {token_file} (api.token_file); delivery is paused")
+    token_file.write_text("wrong-token\n")  # a token now, but one the central refuses: the other text
+    assert fwd.deliver_once().kind == AUTH and len(stub.posts) == 1
+    assert fwd.status()["state"] == "paused-auth" and fwd.status()["auth_fault"].startswith("the central refused the token (HTTP 401")
+
+
+# --- a hostile central: the request's deadline, and stopping mid-request -----------------------------
+
+#: Far longer than any deadline or stop below, far shorter than what the hostile central would hold a request.
+GENEROUS_S = 20
+
+
+def test_a_trickling_answer_costs_one_attempt_at_the_deadline_then_delivery_goes_on(outbox, clock):
+    (record,) = commit(outbox)
+    # 150 bytes at 0.2 s: 30 s if the deadline did not cut it, and then an answer that is not JSON.
+    with HostileCentral(accept_each()) as server:
+        server.then(trickle_body(length=150, every_s=0.2))
+        fwd = forwarder_for(outbox, server.url, connect_timeout_s=0.4, read_timeout_s=1.0)  # deadline 2.4 s
+        outcome = fwd.deliver_once()
+        assert outcome.kind == FAILED and "the central sent its answer too slowly" in outcome.error
+        assert fwd.status()["state"] == "retrying" and "too slowly" in fwd.status()["last_error"]
+        assert states(outbox) == [PENDING] and outbox.get(record.id).attempts == 1
+        clock.advance(wait_s(outbox, record))
+        assert fwd.deliver_once().kind == OK and states(outbox) == [DELIVERED]
+
+
+def test_stop_abandons_the_request_in_flight_and_counts_no_attempt(tmp_path):
+    box = Outbox(tmp_path / "outbox.db", kiosk_id="k", clock=SystemClock())
+    (record,) = commit(box)
+    with HostileCentral(trickle_body(length=60, every_s=0.5)) as server:  # 30 s if not abandoned
+        fwd = forwarder_for(box, server.url, read_timeout_s=60)  # deadline 125 s
+        stop = threading.Event()
+        thread = threading.Thread(target=fwd.run, args=(stop,))
+        thread.start()
+        assert server.request_arrived.wait(GENEROUS_S)
+        stop.set()
+        fwd.wake()
+        thread.join(GENEROUS_S)
+        assert not thread.is_alive()
+    assert states(box) == [PENDING] and box.get(record.id).attempts == 0
+    assert fwd.status()["state"] == "ok" and fwd.status()["last_error"] is None  # stopping is no failure
+    box.close()
+
+
+def test_drain_gives_up_at_its_timeout_even_with_a_request_in_flight(tmp_path):
+    box = Outbox(tmp_path / "outbox.db", kiosk_id="k", clock=SystemClock())
+    (record,) = commit(box)
+    with HostileCentral(trickle_body(length=60, every_s=0.5)) as server:  # 30 s if not abandoned
+        fwd = forwarder_for(box, server.url, read_timeout_s=60)
+        assert fwd.drain(timeout_s=1.0) is False
+        assert len(server.requests) == 1
+    assert states(box) == [PENDING] and box.get(record.id).attempts == 0
+    box.close()
 
 
 # --- the thread and the drain ---------------------------------------------------------------------------

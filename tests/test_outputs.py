@@ -87,14 +87,17 @@ def test_a_raising_output_is_logged_once_and_the_others_get_every_event(tmp_path
     recorder = Recorder(frames=True)
     kiosk = Kiosk(FileSource(card_folder(shown, name="again"), pace="fast"), Pipeline.from_config(cfg), outbox,
                   make_forwarder(cfg, outbox), outputs=[Broken(), recorder])
-    with caplog.at_level(logging.ERROR, logger="device.outputs"):
+    with caplog.at_level(logging.ERROR, logger="device.threads"):
         assert kiosk.run(threading.Event(), drain_timeout_s=30) == 0
     # The run returned: every event has been shown (a finite run drains its outputs).
-    assert [e for e in recorder.log if e[0] != "frame"] == [("identified", c) for c in shown]
+    fault = "thread output Broken"
+    assert [e for e in recorder.log if e[0] != "frame" and e[1] != fault] == [("identified", c) for c in shown]
     assert sum(e[0] == "frame" for e in recorder.log) == kiosk.counters.frames
+    assert ("fault", fault) in recorder.log  # a broken output is a fault (amber LED, status)...
     failures = [r for r in caplog.records if "output Broken failed" in r.getMessage()]
-    assert len(failures) == 1 and failures[0].exc_info is not None
-    assert kiosk.outputs.status()["Broken"]["failures"] == kiosk.counters.frames + len(shown)
+    assert len(failures) == 1 and failures[0].exc_info is not None  # ...logged once, not per event
+    told_fault = sum(e == ("fault", fault) for e in recorder.log)  # Broken fails on that event too
+    assert kiosk.outputs.status()["Broken"]["failures"] == kiosk.counters.frames + len(shown) + told_fault
 
 
 def test_a_full_queue_drops_the_oldest_frames_first_never_an_identification():

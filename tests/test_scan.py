@@ -97,3 +97,41 @@ def test_a_folder_reports_each_image_by_its_own_path(tmp_path):
     b = write(folder / "b.png", empty_counter())
     lines = [json.loads(line) for line in run_kiosk("scan", "--json", str(folder)).stdout.splitlines()]
     assert [line["path"] for line in lines] == [a, b]
+
+
+def test_a_file_name_that_is_not_utf8_is_valid_json(tmp_path):
+    """Byte 0xff in a name: Python holds it as a lone surrogate, which plain json.dumps would
+    write as "\\udcff" (not Unicode: strict parsers refuse it). It is shown as \\xff instead."""
+    import os
+    import subprocess
+
+    from conftest import kiosk_cmd
+
+    name = os.fsencode(tmp_path) + b"/caf\xff.png"
+    ok, data = cv2.imencode(".png", card_photo(contracts(1)[0]))
+    with open(name, "wb") as f:
+        f.write(data.tobytes())
+    run = subprocess.run(kiosk_cmd("scan", "--json", os.fsdecode(name)), capture_output=True)  # bytes: no decoding here
+    assert run.returncode == 0, run.stderr
+    text = run.stdout.decode("utf-8")  # strict: the output is UTF-8
+    [line] = [json.loads(line) for line in text.splitlines()]
+    assert line["path"] == f"{tmp_path}/caf\\xff.png"
+    line["path"].encode("utf-8")  # no lone surrogate left inside
+    assert line["symbols"][0]["card"]["issue"] == 1
+    # A folder holding it, and the error for a missing one, too.
+    for args in (["--json", str(tmp_path)], ["--json", os.fsdecode(os.fsencode(tmp_path) + b"/gone\xfe.png")]):
+        out = subprocess.run(kiosk_cmd("scan", *args), capture_output=True).stdout.decode("utf-8")
+        for line in map(json.loads, out.splitlines()):
+            assert "\\x" in line["path"] and all(not 0xD800 <= ord(c) <= 0xDFFF for c in json.dumps(line, ensure_ascii=False))
+
+
+def test_control_bytes_in_file_names_are_shown_escaped(tmp_path):
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    (folder / "evil\x1b[2J\x1b[31m.png").write_bytes(b"not an image")
+    write(folder / "fine.png", empty_counter())
+    run = run_kiosk("scan", str(folder / "evil\x1b[2J\x1b[31m.png"), str(folder))
+    assert run.returncode == 1
+    assert "\x1b" not in run.stdout and "\x1b" not in run.stderr  # neither the output nor the log
+    assert "evil\\x1b[2J\\x1b[31m.png: error:" in run.stdout
+    assert "skipping image 0 of" in run.stderr and "evil\\x1b[2J" in run.stderr

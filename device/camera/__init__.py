@@ -80,6 +80,11 @@ class FrameSource(abc.ABC):
     def describe(self) -> str:
         """One line for status and logs: backend, device, resolution, state."""
 
+    def threads(self) -> list:
+        """The :class:`~device.threads.SupervisedThread` objects the source runs (a live camera's
+        grab thread), for the daemon's supervisor to watch; none by default."""
+        return []
+
     def __enter__(self) -> "FrameSource":
         return self
 

@@ -19,6 +19,10 @@ Bad input never crashes: a corrupt or empty image in a folder is skipped with a 
 it, a video that fails part way ends there with a warning. Only a path that cannot be played at
 all (missing, empty, not decodable, a folder without images) raises :class:`CameraError`.
 
+Memory is bounded: an image (or a video's frame) of more than :data:`MAX_IMAGE_PIXELS` pixels is
+refused before it is decoded, from the size its header states (a 76 KB PNG can say 20000x20000:
+1.2 GB once decoded), and so is an image file of more than :data:`MAX_IMAGE_BYTES`.
+
 Timestamps: for ``pace="fast"`` and :func:`iter_frames`, ``Frame.monotonic`` is *media time*
 (the first read's ``time.monotonic()`` plus ``index / fps``), so time-based logic downstream
 (the presentation window) sees the video's own timeline whatever the decoding speed. For
@@ -41,6 +45,9 @@ import numpy as np
 from device.camera import CameraError, Frame, FrameSource
 
 log = logging.getLogger(__name__)
+# Pillow reads every image's header (header_pixels) and logs each PNG chunk at DEBUG: with
+# log.level = "DEBUG" a folder camera would flood the journal with them.
+logging.getLogger("PIL").setLevel(logging.INFO)
 
 #: File name endings read as still images (anything else in a folder is skipped quietly).
 IMAGE_EXTENSIONS = frozenset(
@@ -54,6 +61,12 @@ FALLBACK_VIDEO_FPS = 30.0
 MAX_VIDEO_FPS = 250.0
 
 PACES = ("realtime", "fast")
+
+#: Largest image or video frame decoded: 40 megapixels (a 12 MP camera photo three times over;
+#: about 120 MB as BGR, within a 1 GB Pi's means). Larger ones are refused before decoding.
+MAX_IMAGE_PIXELS = 40_000_000
+#: Largest image file read into memory: enough for MAX_IMAGE_PIXELS uncompressed at 4 bytes a pixel.
+MAX_IMAGE_BYTES = 4 * MAX_IMAGE_PIXELS + (1 << 20)
 
 
 def is_image_path(path: str | Path) -> bool:
@@ -72,22 +85,72 @@ def media_kind(path: str | Path) -> str:
     return "image" if is_image_path(p) else "video"
 
 
+def too_many_pixels(pixels: int, size: str, what: str = "image") -> str | None:
+    """Why a picture of ``pixels`` pixels (``size``: "WxH") is not decoded, or None.
+
+    >>> too_many_pixels(20000 * 20000, "20000x20000")
+    'image of 20000x20000 pixels (400 megapixels) is larger than the 40 megapixels the kiosk decodes (it would take about 1144 MB of memory); scale it down'
+    """
+    if pixels <= MAX_IMAGE_PIXELS:
+        return None
+    return (
+        f"{what} of {size} pixels ({pixels / 1e6:.0f} megapixels) is larger than the "
+        f"{MAX_IMAGE_PIXELS / 1e6:g} megapixels the kiosk decodes (it would take about "
+        f"{pixels * 3 / 2**20:.0f} MB of memory); scale it down"
+    )
+
+
+def header_pixels(path: str | Path) -> tuple[int, str] | None:
+    """(pixel count, "WxH") as an image file's header states them, without decoding anything;
+    None if no image header is recognised. Reads only the first bytes (Pillow's lazy open)."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+                return width * height, f"{width}x{height}"
+        except Image.DecompressionBombError as e:
+            # Pillow's own limit (far above ours) refused it before saying the size: its message has the count.
+            found = re.search(r"\((\d+) pixels\)", str(e))
+            pixels = int(found.group(1)) if found else 2 * Image.MAX_IMAGE_PIXELS
+            return pixels, f"{pixels}" if found else f"more than {pixels}"
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+            return None
+
+
 def load_image(path: str | Path) -> np.ndarray:
     """One image file as uint8 BGR (H x W x 3) or grey (H x W); CameraError saying what is wrong.
 
-    Reads the bytes in Python and decodes them with ``cv2.imdecode`` (any path works, and a
-    missing file gives our message rather than OpenCV's warning on stderr). EXIF orientation is
-    applied; grey images stay grey (cheaper downstream); 16-bit images become 8-bit.
+    The size in the file's header is checked first (:func:`image_size`): more than
+    :data:`MAX_IMAGE_PIXELS` is refused before anything is decoded. Then the bytes are read in
+    Python and decoded with ``cv2.imdecode`` (any path works, and a missing file gives our
+    message rather than OpenCV's warning on stderr). EXIF orientation is applied; grey images
+    stay grey (cheaper downstream); 16-bit images become 8-bit.
     """
     p = Path(path)
     try:
-        data = np.fromfile(p, dtype=np.uint8)
+        size = p.stat().st_size
     except FileNotFoundError:
         raise CameraError(f"{p}: no such file") from None
     except OSError as exc:
         raise CameraError(f"{p}: cannot read: {exc.strerror or exc}") from None
-    if data.size == 0:
+    if size == 0:
         raise CameraError(f"{p}: empty file (0 bytes)")
+    if size > MAX_IMAGE_BYTES:
+        raise CameraError(f"{p}: image file of {size / 2**20:.0f} MB is larger than the {MAX_IMAGE_BYTES / 2**20:.0f} MB the kiosk reads")
+    header = header_pixels(p)
+    if header is None:
+        raise CameraError(f"{p}: not a readable image ({size} bytes; no image header recognised: corrupt or unsupported format)")
+    if problem := too_many_pixels(*header):
+        raise CameraError(f"{p}: {problem}")
+    try:
+        data = np.fromfile(p, dtype=np.uint8)
+    except OSError as exc:
+        raise CameraError(f"{p}: cannot read: {exc.strerror or exc}") from None
     try:
         image = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR)
     except cv2.error:
@@ -218,6 +281,9 @@ class _VideoClip(_Clip):
         self.expected_frames = int(count) if math.isfinite(count) and count > 0 else None
         self.width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         self.height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if problem := too_many_pixels(self.width * self.height, f"{self.width}x{self.height}", "video with frames"):
+            capture.release()  # before the first frame is decoded
+            raise CameraError(f"{path}: {problem}")
         self._capture: cv2.VideoCapture | None = capture
         # Decode the first frame now: a video with no decodable frame is an error at open.
         first = self._read_capture()
@@ -305,6 +371,11 @@ def _open_clip(path: str | Path, folder_fps: float) -> _Clip:
         raise CameraError(f"{p}: empty file (0 bytes)")
     if is_image_path(p):
         return _ImagesClip.single(p, folder_fps)
+    # OpenCV also opens an image as a one-frame "video", decoding it whole: an image bomb named
+    # .avi is refused here, from its header, like one named .png.
+    header = header_pixels(p)
+    if header is not None and (problem := too_many_pixels(*header)):
+        raise CameraError(f"{p}: {problem}")
     return _VideoClip(p)
 
 

@@ -29,6 +29,7 @@ from device.backoff import Backoff
 from device.camera import CameraError, Frame, FrameSource
 from device.camera.focus import FocusState
 from device.config import CameraSection
+from device.threads import StopFlag, SupervisedThread
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,12 @@ class FrameGrabber:
     then twice as long after each further failure, at most ``backoff_max_s``; the delay goes back
     to the start once a frame arrives. ``stall_timeout_s`` is how long without a frame counts as
     stalled in messages (the device's own read timeout should match it).
+
+    The grab thread is a :class:`~device.threads.SupervisedThread`: a failure of the device is
+    handled here (reopen with backoff), anything else that raises (a bug) restarts the thread
+    and is a fault. Its progress is judged by frames (:meth:`no_frame_for_s`, the daemon's
+    ``camera.restart_after_s`` rule), not by a heartbeat: a read blocked in the driver and an
+    unplugged camera look the same from outside, and that rule already covers both.
     """
 
     def __init__(
@@ -111,8 +118,8 @@ class FrameGrabber:
         self._backoff = Backoff(backoff_initial_s, backoff_max_s, jitter=False)
 
         self._cond = threading.Condition()
-        self._closing = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = SupervisedThread(f"grab {name}", self._run)
+        self._closing = self._thread.stop_flag  # checked per frame and per reopen wait: the heartbeat
         # All below are guarded by self._cond.
         self._state = "starting"
         self._image: np.ndarray | None = None
@@ -130,10 +137,13 @@ class FrameGrabber:
 
     def start(self) -> None:
         """Start the grab thread (it opens the device). Calling it twice is an error."""
-        if self._thread is not None:
+        if self._thread.started:
             raise RuntimeError(f"{self.name}: grabber already started")
-        self._thread = threading.Thread(target=self._run, name=f"grab {self.name}", daemon=True)
         self._thread.start()
+
+    def threads(self) -> list[SupervisedThread]:
+        """The grab thread, for the daemon's supervisor."""
+        return [self._thread]
 
     # -- consumer side -------------------------------------------------------------------------
 
@@ -197,10 +207,9 @@ class FrameGrabber:
             self._state = "closed"
             self._cond.notify_all()
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+        if thread.started and not thread.is_current():
             # A read blocked in the driver returns within the device's own timeout.
-            thread.join(timeout=self.stall_timeout_s + 5.0)
-            if thread.is_alive():
+            if not thread.join(timeout=self.stall_timeout_s + 5.0):
                 log.warning("%s: grab thread still blocked in the driver after close; leaving it", self.name)
 
     def _state_text_locked(self) -> str:
@@ -219,8 +228,8 @@ class FrameGrabber:
 
     # -- grab thread ---------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        while not self._closing.is_set():
+    def _run(self, closing: StopFlag) -> None:
+        while not closing.is_set():
             with self._cond:
                 self._open_attempts += 1
                 attempt = self._open_attempts
@@ -234,11 +243,11 @@ class FrameGrabber:
                 self._set_device_open(False)
                 if got_frame:
                     self._backoff.reset()
-            if self._closing.is_set():
+            if closing.is_set():
                 return
             delay = self._backoff.next()
             self._went_down(reason, delay)
-            if self._closing.wait(delay):
+            if closing.wait(delay):
                 return
 
     def _grab_until_failure(self, device: LiveDevice, attempt: int) -> tuple[str, bool]:
@@ -373,6 +382,9 @@ class LiveSource(FrameSource):
     def no_frame_for_s(self) -> float:
         """Seconds without a frame (see :meth:`FrameGrabber.no_frame_for_s`)."""
         return self._grabber.no_frame_for_s()
+
+    def threads(self) -> list[SupervisedThread]:
+        return self._grabber.threads()
 
     def close(self) -> None:
         self._grabber.close()

@@ -20,6 +20,7 @@ def cmd_run(args) -> int:
     from device.daemon import Kiosk, run_until_signalled
     from device.outputs.feedback import Feedback
     from device.outputs.preview import daemon_preview
+    from device.urls import url_without_credentials
 
     cfg = load_config(args)
     kiosk = Kiosk.from_config(cfg)  # config problems stop here, before any pin is touched
@@ -28,7 +29,8 @@ def cmd_run(args) -> int:
     if preview := daemon_preview(cfg):  # preview.enabled: the live view of `kiosk preview`
         kiosk.add_output(preview)
     try:
-        log.info("kiosk %s starting: camera %s, outbox %s, central %s", cfg.kiosk.id, kiosk.source.describe(), cfg.outbox.path, cfg.api.url)
+        central = url_without_credentials(cfg.api.url)  # the client refuses credentials in it; never print them anyway
+        log.info("kiosk %s starting: camera %s, outbox %s, central %s", cfg.kiosk.id, kiosk.source.describe(), cfg.outbox.path, central)
         return run_until_signalled(kiosk, args.drain_timeout)
     finally:
         feedback.close()  # idempotent: for a run that never started

@@ -20,23 +20,25 @@ def cmd_scan(args) -> int:
     from device.camera import CameraError
     from device.camera.file import iter_frames
     from device.pipeline import Pipeline
-    from device.redact import describe_text, mask_contract
+    from device.redact import describe_text, log_text, mask_contract, undecodable_as_bytes
 
     cfg = load_config(args)
     failed = 0
 
     def emit(path: str, frame: int | None, readings=None, error: str | None = None) -> None:
         if args.json:
-            line = {"path": path, "frame": frame}
+            # A file name that is not UTF-8 is shown with its odd bytes as \xff: valid JSON for any parser.
+            line = {"path": undecodable_as_bytes(path), "frame": frame}
             if error is not None:
-                line["error"] = error
+                line["error"] = undecodable_as_bytes(error)
             else:
                 line["symbols"] = [r.to_json(args.unmask) for r in readings]
             print(json.dumps(line), flush=True)
             return
-        where = path if frame is None else f"{path} frame {frame}"
+        # File names and messages are outside text: a terminal escape in a name is shown, not obeyed.
+        where = log_text(path) if frame is None else f"{log_text(path)} frame {frame}"
         if error is not None:
-            print(f"{where}: error: {error}", flush=True)
+            print(f"{where}: error: {log_text(error)}", flush=True)
         elif not readings:
             print(f"{where}: nothing decoded", flush=True)
         for r in readings or ():

@@ -47,6 +47,7 @@ def cmd_status(args) -> int:
         "disk_free_bytes": status.disk_free_bytes(cfg.outbox.path),
         "clock_synced": ntp_synchronized(),
         "cpu_temperature_c": status.cpu_temperature_c(),
+        "warnings": [w for w in (status.token_file_warning(cfg.api.token_file),) if w],
     }
     if args.json:
         print(json.dumps(report, default=str))

@@ -1,27 +1,46 @@
 """The fault registry: what is wrong right now, each fault raised once and cleared once.
 
 Anything may raise or clear a fault, from any thread, as often as it likes (the scan loop clears
-``camera`` on every frame); the registry logs and tells the outputs only on a change, so the amber
-LED and the log see one start and one end per fault::
+``camera`` on every frame, and raises ``outbox`` on every commit a full disk refuses); the
+registry tells the outputs only on a change, so the amber LED sees one start and one end per
+fault. The log stays as quiet: one line when a fault starts, at most one reminder a minute while
+it keeps being raised (with how often), one line when it clears::
 
     faults = FaultRegistry(outputs)
-    faults.raise_(CAMERA, "no frame for 5 s")   # logged, outputs told
-    faults.raise_(CAMERA, "no frame for 6 s")   # message updated, nobody told again
-    faults.clear(CAMERA, "frames arriving")     # logged, outputs told
+    faults.raise_(OUTBOX, "disk full")   # WARNING fault outbox: disk full; outputs told
+    faults.raise_(OUTBOX, "disk full")   # counted, nothing logged, nobody told again
+    ...                                  # a minute later, at the next raise:
+    # WARNING still: fault outbox: disk full (on for 60 s; 75 times in the last 60 s)
+    faults.clear(OUTBOX, "stored again") # INFO outbox fault cleared after 75 s (93 times): stored again
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
 
 log = logging.getLogger("device.daemon")
 
 #: Fault names, shared with feedback and status.
 CAMERA = "camera"  # no frames: unplugged, stalled
 OUTBOX = "outbox"  # identifications cannot be stored: disk full, file unusable
-DELIVERY_AUTH = "delivery-auth"  # the central refuses the token: delivery paused
+DELIVERY_AUTH = "delivery-auth"  # the central refuses the token, or there is no usable one: delivery paused
 BACKLOG = "backlog"  # the oldest undelivered identification is older than feedback.backlog_alert_s
+
+#: A fault still being raised is logged again at most this often.
+REMIND_EVERY_S = 60.0
+
+
+@dataclass
+class _Fault:
+    message: str
+    started: float  # clock time it was raised first
+    logged: float  # clock time of its last log line
+    times: int = 1  # raises since it started
+    since_logged: int = 0  # raises since its last log line
 
 
 class FaultRegistry:
@@ -29,38 +48,67 @@ class FaultRegistry:
 
     :param outputs: told ``fault(name, message)`` and ``fault_cleared(name)`` (an
         :class:`~device.outputs.OutputRunner`, or any :class:`~device.outputs.Output`).
+    :param clock: monotonic seconds (injectable for tests of the reminders).
     """
 
-    def __init__(self, outputs):
+    def __init__(self, outputs, *, clock: Callable[[], float] = time.monotonic):
         self.outputs = outputs
+        self.clock = clock
         self._lock = threading.Lock()
-        self._active: dict[str, str] = {}
+        self._active: dict[str, _Fault] = {}
 
-    def raise_(self, name: str, message: str) -> None:
-        """Fault ``name`` is on; only the first call until it clears is logged and told."""
+    def raise_(self, name: str, message: str, *, counted: bool = True) -> None:
+        """Fault ``name`` is on (again). The first call until it clears is logged and told; later
+        calls update the message, and log a reminder when the last line is a minute old.
+
+        ``counted=False`` for a state checked periodically (:meth:`set`): its checks are not
+        occurrences, so the reminder does not count them.
+        """
+        now = self.clock()
+        remind = False
         with self._lock:
-            first = name not in self._active
-            self._active[name] = message
-        if first:
+            fault = self._active.get(name)
+            if fault is None:
+                self._active[name] = _Fault(message, started=now, logged=now)
+            else:
+                fault.message = message
+                fault.times += counted
+                fault.since_logged += counted
+                remind = now - fault.logged >= REMIND_EVERY_S
+                if remind:
+                    on_for, count, window = now - fault.started, fault.since_logged, now - fault.logged
+                    fault.logged, fault.since_logged = now, 0
+        if fault is None:
             log.warning("fault %s: %s", name, message)
             self.outputs.fault(name, message)
+        elif remind:
+            times = f"; {count} times in the last {window:.0f} s" if count else ""
+            log.warning("still: fault %s: %s (on for %.0f s%s)", name, message, on_for, times)
 
     def clear(self, name: str, how: str) -> None:
         """Fault ``name`` is over (``how`` says why, for the log); a no-op when it was not on."""
+        now = self.clock()
         with self._lock:
             was = self._active.pop(name, None)
         if was is not None:
-            log.info("%s fault cleared: %s", name, how)
+            times = f", {was.times} times" if was.times > 1 else ""
+            log.info("%s fault cleared after %.0f s%s: %s", name, now - was.started, times, how)
             self.outputs.fault_cleared(name)
 
     def set(self, name: str, on: bool, message: str, how: str) -> None:
         """Raise or clear ``name`` as ``on`` says: for checks that run every turn."""
         if on:
-            self.raise_(name, message)
+            self.raise_(name, message, counted=False)
         else:
             self.clear(name, how)
 
     def active(self) -> dict[str, str]:
         """A copy: name -> message, for every fault on now."""
         with self._lock:
-            return dict(self._active)
+            return {name: fault.message for name, fault in self._active.items()}
+
+    def times(self, name: str) -> int:
+        """How often ``name`` was raised since it started (0 when it is not on)."""
+        with self._lock:
+            fault = self._active.get(name)
+            return fault.times if fault else 0

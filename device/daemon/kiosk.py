@@ -11,12 +11,14 @@ The stages, each its own unit:
   own thread behind a bounded queue, so none can delay a frame or the watchdog;
 * :class:`~device.daemon.faults.FaultRegistry`: each fault told once when it starts, once when it clears;
 * :class:`~device.daemon.supervisor.Supervisor`: the forwarder and housekeeping threads, the
-  watchdog, the status file, systemd, device classes and camera snapshots.
+  watchdog, the status file, systemd, device classes and camera snapshots; it watches every
+  thread (:mod:`device.threads`), and a scan loop that raises ends the run with exit 75.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -28,7 +30,7 @@ from device.daemon.devclass import EXIT_RESTART, DeviceClassWatch
 from device.daemon.faults import FaultRegistry
 from device.daemon.notify import Notifier
 from device.daemon.scan_loop import ScanCounters, ScanLoop
-from device.daemon.supervisor import Supervisor
+from device.daemon.supervisor import Supervisor, SupervisorSettings
 from device.forwarder import Forwarder
 from device.outbox import Outbox
 from device.outputs import Output, OutputRunner
@@ -42,6 +44,11 @@ DEFAULTS = Config()
 
 #: How long a finished run waits for the outputs to show their last events.
 OUTPUT_CLOSE_TIMEOUT_S = 10.0
+#: After SIGTERM, how long the daemon may take to stop before it exits anyway (below the unit's
+#: TimeoutStopSec, so systemd never has to kill it). Every commit is already on disk by then.
+STOP_GRACE_S = 10.0
+#: The exit code when the stop took longer than STOP_GRACE_S.
+EXIT_STOP_TOO_SLOW = 1
 
 
 def check_delivery_config(cfg: Config) -> None:
@@ -92,11 +99,10 @@ class Kiosk:
         self.outputs = OutputRunner([LogOutput(unmask=unmask), *outputs])
         self.faults = FaultRegistry(self.outputs)
         self.loop = ScanLoop(source, pipeline, outbox, self.faults, self.outputs, repeat_window_s=repeat_window_s, unmask=unmask, on_commit=forwarder.wake)
-        self.supervisor = Supervisor(
-            self.loop, forwarder, outbox, self.faults, self.outputs,
-            kiosk_id=kiosk_id, runtime_dir=runtime_dir, backlog_alert_s=backlog_alert_s, notifier=notifier,
-            camera_restart_after_s=camera_restart_after_s, device_watch=device_watch, unmask=unmask,
-        )  # fmt: skip
+        settings = SupervisorSettings(
+            backlog_alert_s, kiosk_id=kiosk_id, runtime_dir=runtime_dir, camera_restart_after_s=camera_restart_after_s, unmask=unmask
+        )
+        self.supervisor = Supervisor(self.loop, forwarder, outbox, self.faults, self.outputs, settings, notifier=notifier, device_watch=device_watch)
 
     @classmethod
     def from_config(cls, cfg: Config, *, outputs: Iterable[Output] = ()) -> "Kiosk":
@@ -167,16 +173,23 @@ class Kiosk:
     def run(self, stop: threading.Event, drain_timeout_s: float = 60.0) -> int:
         """Run until ``stop`` (exit 0) or, for a finite source, until it ends and the outbox is drained.
 
-        Returns 0, or 1 when a finite run could not drain within ``drain_timeout_s``, or
-        :data:`~device.daemon.devclass.EXIT_RESTART` when a device class appeared that the service
-        was not allowed at start (see :mod:`device.daemon.devclass`). Every event reaches the
-        outputs before it returns (within :data:`OUTPUT_CLOSE_TIMEOUT_S`).
+        Returns 0 (also when ``stop`` ends a drain early: what is pending stays queued), or 1
+        when a finite run could not drain within ``drain_timeout_s``, or
+        :data:`~device.daemon.devclass.EXIT_RESTART` when the daemon needs a fresh process: a
+        device class appeared that the service was not allowed at start (see
+        :mod:`device.daemon.devclass`), the scan loop raised, or a thread could not be restarted
+        or hangs (see :mod:`device.threads`). Every event reaches the outputs before it returns
+        (within :data:`OUTPUT_CLOSE_TIMEOUT_S`).
         """
         supervisor = self.supervisor
         supervisor.start(stop)
         code = 0
         try:
-            ended = self.loop.run(stop)
+            try:
+                ended = self.loop.run(stop)
+            except Exception as exc:  # a bug: never a silent death, always a fault and a restart
+                supervisor.scan_loop_failed(exc)
+                ended = False
             supervisor.notifier.stopping()
             self.source.close()
             if ended:
@@ -185,7 +198,10 @@ class Kiosk:
                 supervisor.stop_forwarder()
                 supervisor.draining = True
                 log.info("source ended after %d frames; draining the outbox (up to %g s)", self.counters.frames, drain_timeout_s)
-                if not self.forwarder.drain(drain_timeout_s, stop):
+                drained = self.forwarder.drain(drain_timeout_s, stop)
+                if not drained and stop.is_set():
+                    log.warning("stopped while draining: %d identifications stay queued", self.outbox.stats().get("pending", 0))
+                elif not drained:
                     stats = self.outbox.stats()
                     log.error(
                         "outbox not drained after %g s: %d pending; last error: %s",
@@ -203,21 +219,47 @@ class Kiosk:
 
 
 def run_until_signalled(kiosk: Kiosk, drain_timeout_s: float) -> int:
-    """Run ``kiosk`` in this thread; SIGTERM and SIGINT finish the frame in hand and stop it."""
+    """Run ``kiosk`` in this thread; SIGTERM and SIGINT finish the frame in hand and stop it.
+
+    The first signal is logged and starts the stop (a request to the central in flight is
+    abandoned); more signals change nothing. If the stop is not done within
+    :data:`STOP_GRACE_S` (a DNS lookup or TCP connect that hangs), the process exits anyway with
+    :data:`EXIT_STOP_TOO_SLOW`.
+    """
     import signal
 
     stop = threading.Event()
+    guards: list[threading.Timer] = []  # one, once signalled
 
     def on_signal(signum, _frame):
-        log.info("signal %s: stopping", signal.Signals(signum).name)
+        if guards:
+            return
+        name = signal.Signals(signum).name
+        guards.append(threading.Timer(STOP_GRACE_S, _exit_now, args=(name,)))
+        log.info("signal %s: stopping", name)
         stop.set()
+        guards[0].daemon = True
+        guards[0].start()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    # The daemon's own threads are supervised; one a library started that dies is a fault and a restart.
+    previous_hook = threading.excepthook
+    threading.excepthook = kiosk.supervisor.unsupervised_thread_died
     try:
         started = time.monotonic()
         code = kiosk.run(stop, drain_timeout_s)
         log.info("stopped after %.1f s", time.monotonic() - started)
         return code
     finally:
+        threading.excepthook = previous_hook
+        for guard in guards:
+            guard.cancel()
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _exit_now(signal_name: str) -> None:
+    log.error("still not stopped %g s after %s: exiting now (every identification committed is on disk)", STOP_GRACE_S, signal_name)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(EXIT_STOP_TOO_SLOW)

@@ -1,10 +1,16 @@
 """The supervisor: the threads beside the scan loop, the watchdog, status and systemd.
 
-Every couple of seconds (or half the watchdog interval) its housekeeping turn
+Every thread of the daemon is a :class:`~device.threads.SupervisedThread` (the forwarder and
+housekeeping threads here, each output's, a live camera's grab thread): its work is restarted
+with backoff when it raises. Every couple of seconds (or half the watchdog interval) the
+housekeeping turn
 
-* feeds systemd's watchdog, but only while the scan loop turns and the camera delivered frames
-  recently (``camera.restart_after_s``): a hung loop or a stalled camera starves it and systemd
-  restarts the daemon;
+* raises the fault ``thread <name>`` for each thread whose work failed lately, with the cause,
+  and clears it once the thread has run well for a while;
+* feeds systemd's watchdog, but only while the scan loop turns, the camera delivered frames
+  recently (``camera.restart_after_s``) and no thread gave up or hangs: a hung loop, a stalled
+  camera or a thread that cannot be restarted starves it (and the daemon also exits with 75),
+  and systemd restarts the daemon;
 * stops the daemon for a restart when a device class appeared that it was not allowed at start;
 * raises and clears the delivery faults (token refused, backlog too old);
 * answers ``kiosk diag camera``, writes the status file (``kiosk status``) and tells systemd
@@ -12,7 +18,8 @@ Every couple of seconds (or half the watchdog interval) its housekeeping turn
 
 ::
 
-    supervisor = Supervisor(loop, forwarder, outbox, faults, outputs, runtime_dir=Path("/run/kiosk"))
+    settings = SupervisorSettings(backlog_alert_s=600, runtime_dir=Path("/run/kiosk"))
+    supervisor = Supervisor(loop, forwarder, outbox, faults, outputs, settings)
     supervisor.start(stop)      # status written, then READY=1; forwarder and housekeeping threads
     ...                         # the scan loop runs in the caller's thread
     supervisor.stop()
@@ -24,7 +31,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from device import __version__, status
@@ -35,8 +42,39 @@ from device.daemon.scan_loop import ScanLoop
 from device.daemon.snapshot import SnapshotService
 from device.forwarder import Forwarder
 from device.outbox import Outbox, OutboxError
+from device.threads import StopFlag, SupervisedThread, ThreadHealth, cause
 
 log = logging.getLogger("device.daemon")
+
+#: The forwarder is stuck when one delivery step (a batch, split when the central refuses a
+#: record) takes longer than this many requests at their time limits, and never less than a minute.
+FORWARDER_STALL_REQUESTS = 10
+FORWARDER_STALL_MIN_S = 60.0
+#: The name of the caller's thread in faults: it runs the scan loop.
+SCAN_LOOP = "scan loop"
+
+
+def thread_fault(thread_name: str) -> str:
+    """The fault a failing thread raises: ``thread forwarder``, ``thread output Feedback``."""
+    return f"thread {thread_name}"
+
+
+@dataclass(frozen=True)
+class SupervisorSettings:
+    """What the supervisor is configured with (the stages it watches are its other arguments).
+
+    :param backlog_alert_s: ``feedback.backlog_alert_s``.
+    :param kiosk_id: ``kiosk.id``, for status.
+    :param runtime_dir: ``kiosk.runtime_dir``; None: no status file, no snapshots (tests, benchmarks).
+    :param camera_restart_after_s: ``camera.restart_after_s`` (0: the camera never starves the watchdog).
+    :param unmask: ``log.unmask``, for snapshot labels.
+    """
+
+    backlog_alert_s: float
+    kiosk_id: str = ""
+    runtime_dir: Path | None = None
+    camera_restart_after_s: float = 0.0
+    unmask: bool = False
 
 
 class Supervisor:
@@ -45,15 +83,11 @@ class Supervisor:
     :param loop: the scan loop it watches (heartbeat, counters, source, latest frame).
     :param forwarder: delivers in its own thread; its status feeds the delivery-auth fault.
     :param outbox: its stats feed the backlog fault and the status.
-    :param faults: the registry the delivery faults go to.
-    :param outputs: the OutputRunner, for its queue counts in status.
-    :param kiosk_id: ``kiosk.id``, for status.
-    :param runtime_dir: ``kiosk.runtime_dir``; None: no status file, no snapshots (tests, benchmarks).
-    :param backlog_alert_s: ``feedback.backlog_alert_s``.
+    :param faults: the registry the delivery and thread faults go to.
+    :param outputs: the OutputRunner, for its queue counts in status and its threads.
+    :param settings: what the configuration says (status, backlog, camera, snapshots).
     :param notifier: systemd's notify socket (a no-op outside systemd).
-    :param camera_restart_after_s: ``camera.restart_after_s`` (0: the camera never starves the watchdog).
     :param device_watch: device classes that appear after start; None: not watched.
-    :param unmask: ``log.unmask``, for snapshot labels.
     """
 
     def __init__(
@@ -63,83 +97,130 @@ class Supervisor:
         outbox: Outbox,
         faults: FaultRegistry,
         outputs,
+        settings: SupervisorSettings,
         *,
-        kiosk_id: str = "",
-        runtime_dir: Path | None = None,
-        backlog_alert_s: float,
         notifier: Notifier | None = None,
-        camera_restart_after_s: float = 0.0,
         device_watch: DeviceClassWatch | None = None,
-        unmask: bool = False,
     ):
+        self.settings = settings
+        self.device_watch = device_watch
+        self.notifier = notifier or Notifier()
+        # The stages it watches.
         self.loop = loop
         self.forwarder = forwarder
         self.outbox = outbox
         self.faults = faults
         self.outputs = outputs
-        self.kiosk_id = kiosk_id
-        self.runtime_dir = runtime_dir
-        self.backlog_alert_s = backlog_alert_s
-        self.notifier = notifier or Notifier()
-        self.camera_restart_after_s = camera_restart_after_s
-        self.device_watch = device_watch
-        self.snapshots = SnapshotService(runtime_dir, unmask=unmask) if runtime_dir is not None else None
+        self.snapshots = SnapshotService(settings.runtime_dir, unmask=settings.unmask) if settings.runtime_dir is not None else None
         self.draining = False  # a finite source ended: the loop is done, the drain bounds the rest
         self.restart_reason: str | None = None
         self._run_stop: threading.Event | None = None
         self._camera_starved = False
+        self._status_write_error: str | None = None
         self._started = time.monotonic()
-        self._threads: list[tuple[threading.Thread, threading.Event]] = []
+        self._forwarder: SupervisedThread | None = None
+        self._housekeeping: SupervisedThread | None = None
 
     # --- threads --------------------------------------------------------------------------
 
     def start(self, run_stop: threading.Event) -> None:
         """Start the forwarder and housekeeping threads, publish the status, then say READY=1.
 
-        ``run_stop`` is set when the daemon must stop for a restart (a new device class)."""
+        ``run_stop`` is set when the daemon must stop for a restart (see :meth:`request_restart`)."""
         self._run_stop = run_stop
         self.start_forwarder()
-        housekeeping_stop = threading.Event()
-        housekeeping = threading.Thread(target=self.housekeeping, args=(housekeeping_stop,), name="housekeeping", daemon=True)
-        housekeeping.start()
-        self._threads.append((housekeeping, housekeeping_stop))
+        # Nobody watches the watcher: when housekeeping gives up it asks for the restart itself,
+        # and while it is dead or hung no turn feeds systemd's watchdog, which is right: a daemon
+        # whose faults, status and watchdog nobody looks after is restarted by systemd.
+        self._housekeeping = SupervisedThread("housekeeping", self.housekeeping, on_give_up=self.request_restart)
+        self._housekeeping.start()
         self.turn_once()  # so `kiosk status` works as soon as systemd says the unit is active
         self.notifier.ready(self.summary())
 
     def start_forwarder(self) -> None:
-        self._forwarder_stop = threading.Event()
-        self._forwarder = threading.Thread(target=self.forwarder.run, args=(self._forwarder_stop,), name="forwarder", daemon=True)
+        # Each request ends at the client's total deadline, so a step of several requests (a
+        # batch bisected) is bounded too.
+        stall_after_s = max(FORWARDER_STALL_MIN_S, FORWARDER_STALL_REQUESTS * self.forwarder.client.deadline_s)
+        self._forwarder = SupervisedThread("forwarder", self.forwarder.run, stall_after_s=stall_after_s)
         self._forwarder.start()
 
     def stop_forwarder(self) -> None:
         """Stop the forwarder thread (a finite run then drains in the caller's thread)."""
-        self._forwarder_stop.set()
+        self._forwarder.stop()
         self.forwarder.wake()
-        self._forwarder.join(timeout=self.forwarder.timeout[0] + self.forwarder.timeout[1] + 5)
+        self._forwarder.join(timeout=self.forwarder.client.deadline_s + 5)
 
     def stop(self) -> None:
         """Stop every thread, publish a last status (faults that cleared while draining say so), remove the file."""
         self.stop_forwarder()
-        for thread, stop in self._threads:
-            stop.set()
-            thread.join(timeout=5)
-        self._threads = []
+        if self._housekeeping is not None:
+            self._housekeeping.stop()
+            self._housekeeping.join(timeout=5)
         self.turn_once()
-        if self.runtime_dir is not None:
-            status.remove_status(self.runtime_dir)
+        if self.settings.runtime_dir is not None:
+            status.remove_status(self.settings.runtime_dir)
+
+    def supervised_threads(self) -> list[SupervisedThread]:
+        """Every thread of the daemon but the caller's: forwarder, housekeeping, outputs, camera."""
+        threads = [self._forwarder, self._housekeeping, *self.outputs.threads(), *self.loop.source.threads()]
+        return [t for t in threads if t is not None and t.started]
+
+    def check_threads(self) -> bool:
+        """Each thread's fault on or off as its health says; False (and a restart) when one gave up or hangs."""
+        healthy = True
+        for health in [t.health() for t in self.supervised_threads()]:
+            self._thread_fault(health)
+            reason = health.restart_reason
+            if reason is not None:
+                healthy = False
+                self.request_restart(reason)
+        return healthy
+
+    def _thread_fault(self, health: ThreadHealth) -> None:
+        self.faults.set(thread_fault(health.name), health.failing, health.problem, "it runs well again")
+
+    def scan_loop_failed(self, exc: Exception) -> None:
+        """The scan loop raised (a bug): a fault, then the daemon stops to be restarted (exit 75).
+
+        The loop runs in the caller's thread and owns the camera and the presentations: a fresh
+        process is the clean restart, and systemd makes it within seconds."""
+        log.error("the scan loop failed", exc_info=exc)
+        self.faults.raise_(thread_fault(SCAN_LOOP), f"{cause(exc)} (the daemon restarts)")
+        self.request_restart(f"the scan loop failed: {cause(exc)}")
+
+    def unsupervised_thread_died(self, args: threading.ExceptHookArgs) -> None:
+        """``threading.excepthook`` while the daemon runs: a thread the daemon did not start (a
+        library's) died. It cannot be restarted from here, so the daemon is (exit 75)."""
+        name = args.thread.name if args.thread is not None else "unknown"
+        error = args.exc_value if args.exc_value is not None else args.exc_type()
+        log.error("thread %s died", name, exc_info=(args.exc_type, error, args.exc_traceback))
+        self.faults.raise_(thread_fault(name), f"{cause(error)} (not restartable: the daemon restarts)")
+        self.request_restart(f"thread {name} died: {cause(error)}")
+
+    def request_restart(self, reason: str) -> None:
+        """Stop the daemon to be restarted: :meth:`Kiosk.run` returns 75 and systemd starts it again.
+
+        The first reason is kept; from then on no turn feeds the watchdog, so a stop that hangs is
+        ended by systemd too."""
+        if self.restart_reason is not None:
+            return
+        self.restart_reason = reason
+        log.error("%s: exiting to be restarted", reason)
+        if self._run_stop is not None:
+            self._run_stop.set()
 
     # --- housekeeping ---------------------------------------------------------------------
 
-    def housekeeping(self, stop: threading.Event) -> None:
-        """Every couple of seconds (or half the watchdog interval): look after everything but frames."""
+    def housekeeping(self, stop: StopFlag | threading.Event) -> None:
+        """Every couple of seconds (or half the watchdog interval): look after everything but frames.
+
+        A turn that raises ends the thread's work; its supervision logs it, raises its fault (at
+        the next turn) and restarts it."""
         period = status.WRITE_INTERVAL_S
         if self.notifier.watchdog_interval_s:
             period = min(period, self.notifier.watchdog_interval_s / 2)
         while not stop.wait(period):
-            try:
-                self.turn(period)
-            except Exception:  # status must never take the kiosk down
-                log.exception("housekeeping failed")
+            self.turn(period)
 
     def turn_once(self) -> None:
         """A turn outside the thread (before READY=1, at the end). It never feeds the watchdog:
@@ -151,29 +232,49 @@ class Supervisor:
 
     def turn(self, period: float, feed_watchdog: bool = True) -> None:
         """One housekeeping turn; ``period`` is how often turns come (the heartbeat must be younger)."""
-        if feed_watchdog and self.notifier.watchdog_interval_s and self.loop_alive(period) and self.camera_delivers():
+        threads_ok = self.check_threads()
+        if feed_watchdog and self.notifier.watchdog_interval_s and self.may_feed_watchdog(period, threads_ok):
             self.notifier.watchdog()
         self.check_device_classes()
         forwarder = self.forwarder.status()
-        self.faults.set(DELIVERY_AUTH, forwarder["paused_by_auth"], f"the central refuses the token: {forwarder['last_error']}", "the central accepts the token")
+        self.faults.set(DELIVERY_AUTH, forwarder["paused_by_auth"], forwarder["auth_fault"], "the central accepts the token")
         try:
             queue = self.outbox.stats()
         except OutboxError as e:
             queue = {"error": str(e)}
         age = queue.get("oldest_pending_age_s")
-        old = age is not None and age > self.backlog_alert_s
+        old = age is not None and age > self.settings.backlog_alert_s
         self.faults.set(BACKLOG, old, f"the oldest undelivered identification is {(age or 0) / 60:.0f} min old", "the backlog is delivered")
-        if self.runtime_dir is not None:
+        if self.settings.runtime_dir is not None:
             self.snapshots.answer(self.loop.latest)
-            status.write_status(self.runtime_dir, self.status(queue, forwarder))
+            self.write_status(self.status(queue, forwarder))
         self.notifier.status(self.summary())
+
+    def may_feed_watchdog(self, period: float, threads_ok: bool) -> bool:
+        """Whether this turn may tell systemd all is well: the loop turns, the camera delivers,
+        every thread lives and makes progress, and no restart is under way."""
+        return threads_ok and self.restart_reason is None and self.loop_alive(period) and self.camera_delivers()
+
+    def write_status(self, snapshot: dict) -> None:
+        """Replace the status file. A runtime directory that cannot be written (full, gone) costs
+        only ``kiosk status``, never scanning: said once when it starts and once when it ends."""
+        try:
+            status.write_status(self.settings.runtime_dir, snapshot)
+        except OSError as e:
+            if self._status_write_error is None:
+                log.error("cannot write the status file in %s (kiosk status will say the daemon is not running): %s", self.settings.runtime_dir, e)
+            self._status_write_error = str(e)
+            return
+        if self._status_write_error is not None:
+            log.info("the status file is written again")
+            self._status_write_error = None
 
     def loop_alive(self, period: float) -> bool:
         """The scan loop turned lately (it turns at least every 0.5 s even with the camera gone)."""
         return self.draining or time.monotonic() - self.loop.heartbeat < max(2 * period, 2.0)
 
     def camera_delivers(self) -> bool:
-        """False once a live camera has given no frame for ``camera_restart_after_s`` (0: never).
+        """False once a live camera has given no frame for ``camera.restart_after_s`` (0: never).
 
         The watchdog then starves and systemd restarts the daemon: a fresh process is what a
         stalled CSI camera needs (libcamera hands the camera to a new owner only once the old one
@@ -181,17 +282,18 @@ class Supervisor:
         after that, the camera fault's text says whether a reboot is the cure.
         """
         no_frame_for_s = getattr(self.loop.source, "no_frame_for_s", None)
-        if not self.camera_restart_after_s or no_frame_for_s is None:
+        restart_after_s = self.settings.camera_restart_after_s
+        if not restart_after_s or no_frame_for_s is None:
             return True
         silent = no_frame_for_s()
-        if silent <= self.camera_restart_after_s:
+        if silent <= restart_after_s:
             self._camera_starved = False
             return True
         if not self._camera_starved:
             self._camera_starved = True
             log.error(
                 "no camera frame for %.0f s (camera.restart_after_s = %g): no more watchdog pings, "
-                "systemd restarts the daemon", silent, self.camera_restart_after_s,
+                "systemd restarts the daemon", silent, restart_after_s,
             )
         return False
 
@@ -200,12 +302,11 @@ class Supervisor:
         if self.device_watch is None or self.restart_reason is not None:
             return
         appeared = self.device_watch.appeared()
-        if not appeared:
-            return
-        self.restart_reason = f"device class(es) {', '.join(appeared)} registered after the daemon started"
-        log.error("%s: systemd allowed them only at start (DeviceAllow=); exiting to be restarted", self.restart_reason)
-        if self._run_stop is not None:
-            self._run_stop.set()
+        if appeared:
+            self.request_restart(
+                f"device class(es) {', '.join(appeared)} registered after the daemon started "
+                "(systemd allowed them only at start: DeviceAllow=)"
+            )
 
     # --- what is published ----------------------------------------------------------------
 
@@ -228,7 +329,7 @@ class Supervisor:
         return {
             "pid": os.getpid(),
             "version": __version__,
-            "kiosk_id": self.kiosk_id,
+            "kiosk_id": self.settings.kiosk_id,
             "uptime_s": time.monotonic() - self._started,
             "camera": camera,
             "scan": {

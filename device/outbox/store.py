@@ -254,7 +254,7 @@ class Outbox:
 
     def _open(self, on_corrupt: str, check_integrity: bool) -> sqlite3.Connection:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._make_folders(self.path.parent)
             self._ensure_private_files()
         except OSError as e:
             raise OutboxError(f"cannot create the outbox {self.path}: {e.strerror or e}; check the directory and its permissions") from e
@@ -293,6 +293,17 @@ class Outbox:
         # Not persistent: every connection must set it. FULL fsyncs the WAL at each commit.
         conn.execute("PRAGMA synchronous = FULL")
         return conn
+
+    def _make_folders(self, folder: Path) -> None:
+        """``mkdir -p`` whose new folders are durable: each one's entry is fsynced in its parent,
+        or a power cut could take the folder away, with every identification committed in it."""
+        missing = []
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        for new in reversed(missing):
+            new.mkdir(mode=0o700, exist_ok=True)  # exist_ok: another process may make it meanwhile
+            self._fsync_dir(new.parent)
 
     def _ensure_private_files(self) -> None:
         if not self.path.exists():
@@ -392,9 +403,9 @@ class Outbox:
             return OutboxError(f"the outbox {self.path} is read-only: could not {what}; check the file's owner and mode")
         return OutboxError(f"the outbox {self.path} failed to {what}: {e}")
 
-    def _fsync_dir(self) -> None:
+    def _fsync_dir(self, folder: Path | None = None) -> None:
         # A new file (the database, its WAL) is durable only once its directory entry is.
-        fd = os.open(self.path.parent, os.O_RDONLY)
+        fd = os.open(folder or self.path.parent, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
@@ -428,7 +439,8 @@ class Outbox:
                 self._insert(db, record)
             except OutboxError as e:
                 self.last_commit_error = str(e)
-                log.error("identification NOT recorded: %s", e)
+                # Not logged here: a card held in view is refused on every frame; the caller
+                # raises the outbox fault, which logs once (and a reminder a minute).
                 raise
             self.last_commit_error = None
             if not self._dir_synced:

@@ -16,7 +16,10 @@ override only the events you need (the rest are no-ops)::
 
 Each output has its own thread and bounded queue (:class:`OutputRunner`), so a slow output (a
 buzzer driver stuck in the kernel, a POS link timing out) or a failing one never delays a frame
-or the watchdog, and never delays the other outputs.
+or the watchdog, and never delays the other outputs. The threads are supervised
+(:class:`~device.threads.SupervisedThread`): an event that raises is a fault (``thread output
+<Name>``, logged once with its traceback) and the output goes on with the next event; an output
+stuck in one event for :data:`OUTPUT_STALL_S` is a hang, for which the daemon is restarted.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import time
 from collections import deque
 from collections.abc import Iterable
 
+from device.threads import HEARTBEAT_S, StopFlag, SupervisedThread
+
 log = logging.getLogger(__name__)
 
 #: Events an output may be told, in the order of a presentation's life.
@@ -34,6 +39,10 @@ EVENTS = ("identified", "not_a_card", "fault", "fault_cleared", "frame")
 
 #: Events that may be dropped when an output falls behind: the next frame says the same.
 DROPPABLE = frozenset({"frame"})
+
+#: An output busy with one event for this long is stuck (a driver hung in the kernel): a shorter
+#: block costs only that output its frames, this one has the daemon restarted.
+OUTPUT_STALL_S = 60.0
 
 
 class Output:
@@ -67,7 +76,11 @@ class Output:
 
 
 class _Worker:
-    """One output's queue and thread."""
+    """One output's queue and thread.
+
+    The thread's stop flag means "closing": deliver what is queued, then close the output. The
+    thread looks at it whenever it waits for an event (at least every second): its heartbeat.
+    """
 
     def __init__(self, output: Output, queue_size: int):
         self.output = output
@@ -75,20 +88,20 @@ class _Worker:
         self.queue: deque[tuple[str, tuple]] = deque()
         self.queue_size = queue_size
         self.ready = threading.Condition()
-        self.closing = False
         self.dropped: dict[str, int] = {}
         self.failures = 0
         self.busy = False
         # Events the output does not override are not queued: no wake-up per frame for nothing.
         self.wants = {e for e in EVENTS if getattr(type(output), e) is not getattr(Output, e)}
-        self.thread = threading.Thread(target=self._run, name=f"output-{self.name}", daemon=True)
+        self.thread = SupervisedThread(f"output {self.name}", self._run, stall_after_s=OUTPUT_STALL_S)
+        self.closing = self.thread.stop_flag
         self.thread.start()
 
     def put(self, event: str, args: tuple) -> None:
         if event not in self.wants:
             return
         with self.ready:
-            if self.closing:
+            if self.closing.is_set():
                 return
             if len(self.queue) >= self.queue_size and not self._make_room(event):
                 self._drop(event)
@@ -111,28 +124,30 @@ class _Worker:
             # Not silent: an identification the LEDs never showed is worth a technician's look.
             log.error("output %s is %d events behind: %s events dropped (counted in status)", self.name, self.queue_size, event)
 
-    def _run(self) -> None:
+    def _run(self, closing: StopFlag) -> None:
         while True:
             with self.ready:
-                while not self.queue and not self.closing:
-                    self.ready.wait()
+                while not self.queue and not closing.is_set():
+                    self.ready.wait(timeout=HEARTBEAT_S)
                 if not self.queue:  # closing, and everything delivered
                     break
                 event, args = self.queue.popleft()
                 self.busy = True
-            self._call(event, getattr(self.output, event), args)
-            with self.ready:
-                self.busy = False
-                self.ready.notify_all()
+            try:
+                self._call(event, getattr(self.output, event), args)
+            finally:  # also when the thread dies here: it is restarted, and not busy meanwhile
+                with self.ready:
+                    self.busy = False
+                    self.ready.notify_all()
         self._call("close", self.output.close, ())
 
     def _call(self, event: str, method, args: tuple) -> None:
         try:
             method(*args)
-        except Exception:
+        except Exception as exc:
+            # Counted in status; the thread logs the traceback once per cause, not 30 times a second.
             self.failures += 1
-            if self.failures == 1:  # once per output, or a broken LED floods the log 30 times a second
-                log.exception("output %s failed on %s (logged once, counted in status; it keeps getting events)", self.name, event)
+            self.thread.survived(exc, event)
 
     def idle(self) -> bool:
         with self.ready:
@@ -140,7 +155,7 @@ class _Worker:
 
     def close(self) -> None:
         with self.ready:
-            self.closing = True
+            self.closing.set()
             self.ready.notify_all()
 
 
@@ -172,6 +187,10 @@ class OutputRunner:
     @property
     def outputs(self) -> list[Output]:
         return [w.output for w in self._workers]
+
+    def threads(self) -> list[SupervisedThread]:
+        """Each output's thread, for the daemon's supervisor."""
+        return [w.thread for w in self._workers]
 
     def _tell(self, event: str, *args) -> None:
         for worker in self._workers:
@@ -207,8 +226,7 @@ class OutputRunner:
         done = True
         deadline = time.monotonic() + timeout_s  # one budget for all: shutdown must stay bounded
         for worker in self._workers:
-            worker.thread.join(timeout=max(0.0, deadline - time.monotonic()))
-            if worker.thread.is_alive():
+            if not worker.thread.join(timeout=max(0.0, deadline - time.monotonic())):
                 log.error("output %s did not finish within %g s at shutdown: %d events not delivered", worker.name, timeout_s, len(worker.queue))
                 done = False
         return done

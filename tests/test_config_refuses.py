@@ -1,0 +1,201 @@
+"""Config refuses what would fail later: `kiosk config check` and `kiosk run` give one verdict.
+
+Every value here once passed `config check` and then broke the running kiosk (issue 11, point 5):
+a traceback and a systemd restart loop, an internal error on every delivery attempt, every record
+refused by the central, a password in the log. Each bad config is given to both commands, as
+processes, and both must exit 78 with the same message naming the same key.
+"""
+
+import math
+
+import pytest
+import tomli_w
+
+from conftest import run_kiosk
+from device import config
+from device.config import EXIT_CONFIG, ConfigError, load
+
+PASSWORD = "s3cret-pw"
+
+
+@pytest.fixture
+def base(tmp_path):
+    """A config `kiosk run` would start with (file camera, loopback central, a token file)."""
+    import cv2
+    import numpy as np
+
+    image = tmp_path / "counter.png"
+    cv2.imwrite(str(image), np.full((60, 80, 3), 120, np.uint8))
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    return {
+        "kiosk": {"id": "k-1", "runtime_dir": str(tmp_path / "run")},
+        "camera": {"source": f"file:{image}", "pace": "fast"},
+        "outbox": {"path": str(tmp_path / "outbox.db")},
+        "api": {"url": "http://127.0.0.1:9", "token_file": str(token)},
+        "feedback": {"pin_factory": "mock"},
+    }
+
+
+def with_value(base: dict, key: str, value) -> dict:
+    section, name = key.split(".")
+    return {**base, section: {**base.get(section, {}), name: value}}
+
+
+def verdicts(tmp_path, cfg: dict, env: dict | None = None):
+    """(config check, run) results for ``cfg`` written as TOML."""
+    import os
+
+    path = tmp_path / "kiosk.toml"
+    path.write_text(tomli_w.dumps(cfg))
+    environ = {**os.environ, **(env or {})}
+    check = run_kiosk("config", "check", "--config", str(path), env=environ, timeout=60)
+    run = run_kiosk("run", "--config", str(path), "--drain-timeout", "5", env=environ, timeout=60)
+    return path, check, run
+
+
+#: (key, bad value, words in the message): every case of the issue's finding 5, and kin.
+CASES = [
+    ("api.url", "http://central.example.net", "plain http:// to central.example.net"),
+    ("api.url", "central.example.net", "expected an http(s) URL"),
+    ("api.url", "https://", "no host name"),
+    ("api.url", "https://central example.net", "spaces or control characters"),
+    ("api.url", "https://central.example.net:99999", "port out of range"),
+    ("api.url", "https://central.example.net:http", "port could not be cast"),
+    ("api.url", "gopher://central.example.net", "expected an http(s) URL"),
+    ("api.url", "https://[::1", "invalid IPv6 URL"),
+    ("api.url", "https://central.example.net/?kiosk=1", "without ?query"),
+    ("api.url", f"https://kiosk:{PASSWORD}@central.example.net", "user name or password"),
+    ("api.url", f"https://kiosk:{PASSWORD}@central.example.net:99999", "user name or password"),
+    ("api.ca_bundle", "{tmp}/missing-ca.pem", "no such file"),
+    ("api.ca_bundle", "{tmp}/token", "not a CA bundle"),
+    ("api.token_file", "{tmp}/missing-token", "no such file"),
+    ("api.token", "two words", "without spaces"),
+    ("scan.change_threshold", 5.0, "expected 0.0001 .. 1, got 5.0"),
+    ("api.read_timeout_s", 1e300, "expected 0.1 .. 86400"),
+    ("api.connect_timeout_s", math.inf, "finite"),
+    ("api.backoff_base_s", math.nan, "finite"),
+    ("api.backoff_cap_s", 1e300, "expected 0.01 .. 86400"),
+    ("api.retry_after_cap_s", 1e300, "expected 0.01 .. 86400"),
+    ("api.batch_size", 5000, "expected 1 .. 1000"),
+    ("outbox.retention_days", 1000000, "expected 0 .. 3650, got 1000000"),
+    ("outbox.path", "", "must not be empty"),
+    ("outbox.path", "/var/lib/kiosk/out\x00box.db", "control characters"),
+    ("kiosk.id", "k" * 100_000, "at most 128 characters"),
+    ("kiosk.id", "kiosk\x1b[2J", "without control characters"),
+    ("kiosk.site", "Riga\ncounter 2", "without control characters"),
+    ("scan.symbologies", ["EAN13", "EAN8"], "must include Code128: card format 'v1'"),
+    ("camera.fps", 1e6, "expected 1 .. 240"),
+    ("camera.bad_reads", 10**12, "expected 1 .. 1000"),
+]
+
+
+@pytest.mark.parametrize("key, value, words", CASES, ids=[f"{k}={str(v)[:40]}" for k, v, _ in CASES])
+def test_config_check_and_run_refuse_alike_naming_the_key(tmp_path, base, key, value, words):
+    value = value.replace("{tmp}", str(tmp_path)) if isinstance(value, str) else value
+    path, check, run = verdicts(tmp_path, with_value(base, key, value))
+    assert check.returncode == EXIT_CONFIG, check.stdout + check.stderr
+    assert run.returncode == EXIT_CONFIG, run.stderr[-2000:]
+    said = check.stderr.strip().splitlines()[-1]
+    assert said.startswith(f"kiosk: config error: {path}: {key}: "), said
+    assert words in said
+    assert run.stderr.strip().splitlines()[-1] == said  # one validation, one verdict
+    assert "Traceback" not in check.stderr + run.stderr
+    assert len(said) < 600  # a 100,000-character value is not repeated whole
+    assert not (tmp_path / "outbox.db").exists()  # refused before anything was created
+
+
+def test_the_base_config_is_good(tmp_path, base):
+    """The cases above fail because of their one bad value, not because of the rest."""
+    path, check, run = verdicts(tmp_path, base)
+    assert check.returncode == 0, check.stderr
+    assert run.returncode != EXIT_CONFIG, run.stderr[-2000:]
+
+
+def test_a_password_in_the_url_is_never_printed(tmp_path, base):
+    bad = with_value(base, "api.url", f"https://kiosk:{PASSWORD}@central.example.net")
+    path, check, run = verdicts(tmp_path, bad)
+    show = run_kiosk("config", "show", "--config", str(path))
+    for result in (check, run, show):
+        assert result.returncode == EXIT_CONFIG
+        assert PASSWORD not in result.stdout + result.stderr
+        assert "api.url" in result.stderr
+
+
+def test_environment_overrides_pass_the_same_checks(tmp_path, base):
+    env = {"KIOSK_API_URL": f"https://kiosk:{PASSWORD}@central.example.net"}
+    path, check, run = verdicts(tmp_path, base, env=env)
+    for result in (check, run):
+        assert result.returncode == EXIT_CONFIG
+        assert "environment KIOSK_API_URL: api.url: must not hold a user name or password" in result.stderr
+        assert PASSWORD not in result.stderr
+    path, check, run = verdicts(tmp_path, base, env={"KIOSK_OUTBOX_PATH": ""})
+    assert check.returncode == run.returncode == EXIT_CONFIG
+    assert "KIOSK_OUTBOX_PATH: outbox.path: must not be empty" in check.stderr
+
+
+def test_a_token_file_still_empty_is_not_a_config_error(tmp_path, base):
+    """install.sh creates the token file empty and runs `config check`: the token comes later
+    (while it is empty the running kiosk reports it as a fault, not as exit 78)."""
+    (tmp_path / "token").write_text("")
+    path, check, _ = verdicts(tmp_path, base)
+    assert check.returncode == 0, check.stderr
+
+
+def test_the_value_of_a_secret_is_not_shown_in_its_error(tmp_path):
+    p = tmp_path / "kiosk.toml"
+    p.write_text('[api]\ntoken = "my token"\n')
+    with pytest.raises(ConfigError) as e:
+        load(p, environ={})
+    assert "my token" not in str(e.value) and e.value.key == "api.token"
+    p.write_text("[api]\ntoken = 12345\n")
+    with pytest.raises(ConfigError) as e:
+        load(p, environ={})
+    assert "12345" not in str(e.value)
+
+
+def test_control_characters_in_a_value_are_escaped_in_the_message(tmp_path):
+    p = tmp_path / "kiosk.toml"
+    p.write_text('[camera]\npace = "fa\\u001b[2Jst"\n')
+    with pytest.raises(ConfigError) as e:
+        load(p, environ={})
+    assert "\x1b" not in str(e.value) and "\\x1b[2J" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://central.example.net", "https://central.example.net:8443/kiosk/", "http://127.0.0.1:8080", "http://[::1]:80",
+     "https://central_1.internal", "https://zentrale.bücher.example"],
+)
+def test_good_urls_pass(url):
+    assert config.url_problem(url) is None
+
+
+def test_every_number_has_a_documented_range():
+    """Timeouts and backoffs at most a day, retention at most ten years, shares in 0..1."""
+    numbers = [(key, o) for key, o in config.options() if o.type in ("int", "float", int, float)]
+    assert len(numbers) >= 20
+    for key, o in numbers:
+        low, high = o.metadata["minimum"], o.metadata["maximum"]
+        assert low is not None and high is not None, f"{key} has no range"
+        assert config.allowed_text(o) in config.reference_markdown()
+        if key.endswith("_s") and key != "feedback.backlog_alert_s":
+            assert high <= config.DAY_S, key
+    assert config.ScanSection.__dataclass_fields__["change_threshold"].metadata["maximum"] == 1
+    assert config.OutboxSection.__dataclass_fields__["retention_days"].metadata["maximum"] == 3650
+
+
+def test_the_example_file_shows_the_ranges():
+    text = config.example_toml()
+    assert "# allowed: 0 .. 3650\nretention_days = 30" in text
+    assert "# allowed: 0.0001 .. 1\nchange_threshold = 0.005" in text
+
+
+def test_kiosk_names_follow_the_centrals_rule():
+    """One rule: what the config lets through, the reference central accepts."""
+    from central.contract import MAX_NAME_LENGTH, is_name
+
+    check_id = config.KioskSection.__dataclass_fields__["id"].metadata["check"]
+    for name in ["k-1", "Rīga 5", "x" * MAX_NAME_LENGTH, "x" * (MAX_NAME_LENGTH + 1), "a\x7fb", "a\x85b", "a\tb", ""]:
+        assert (check_id(name) is None) == (is_name(name) and bool(name.strip())), repr(name)
+
