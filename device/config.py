@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from device.camera.focus import FOCUS_MODES
 from device.redact import escape
 from device.wire import MAX_BATCH, MAX_NAME_LENGTH, is_name
+from device.urls import url_credentials_problem
 
 #: Exit code for configuration errors (sysexits.h EX_CONFIG); systemd's unit does not restart on it.
 EXIT_CONFIG = 78
@@ -70,6 +71,7 @@ def opt(
     check: Callable[[Any], str | None] | None = None,
     allowed: str | None = None,
     default_doc: str | None = None,
+    on_disk: bool = False,
 ) -> Any:
     """Declare one option: its default, what it is for, and how it is checked.
 
@@ -77,10 +79,13 @@ def opt(
     that every number has one). ``check`` returns a problem (str) or None, and ``allowed`` says
     in a few words what it lets through, for the reference. ``default_doc`` describes a
     computed default. Values from the environment pass the same checks as values from the file.
+    ``on_disk``: ``check`` looks at this machine's files; it runs when the configuration is
+    loaded to be used for real (``run``, ``config check``), not for the commands that diagnose
+    a kiosk (``status``, ``queue``, ``diag``), which must still work when such a file went away.
     """
     meta = dict(
         doc=doc, choices=choices, minimum=minimum, maximum=maximum, env=env, secret=secret, check=check,
-        allowed=allowed, default_doc=default_doc,
+        allowed=allowed, default_doc=default_doc, on_disk=on_disk,
     )  # fmt: skip
     if callable(default):
         return field(default_factory=default, metadata=meta)
@@ -155,20 +160,6 @@ def _shown_url(url: str) -> str:
 
 #: A host name's label (after IDNA encoding): letters, digits, underscores (container names), hyphens inside.
 _HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
-
-
-def url_credentials_problem(url: str) -> str | None:
-    """Why ``url`` must not be used because it holds a user name or password, or None.
-
-    The message never quotes the URL: it would show the password.
-
-    >>> url_credentials_problem("https://user:s3cret@central.example.net")
-    'must not hold a user name or password (user:password@): the kiosk sends only the bearer token (api.token_file)'
-    """
-    netloc = url.partition("//")[2].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
-    if "@" in netloc:
-        return "must not hold a user name or password (user:password@): the kiosk sends only the bearer token (api.token_file)"
-    return None
 
 
 def url_problem(url: str) -> str | None:
@@ -432,10 +423,10 @@ class ApiSection:
     )  # fmt: skip
     token_file: str = opt(
         "", "File holding the bearer token (readable by root and the kiosk group only).", env=True,
-        check=_check_existing_file, allowed="an existing file (it may still be empty)",
+        check=_check_existing_file, allowed="an existing file (it may still be empty)", on_disk=True,
     )  # fmt: skip
     ca_bundle: str = opt(
-        "", "CA bundle to verify the central's TLS certificate with (empty: the system's).", check=_check_ca_bundle,
+        "", "CA bundle to verify the central's TLS certificate with (empty: the system's).", check=_check_ca_bundle, on_disk=True,
         allowed="an existing PEM file",
     )  # fmt: skip
     allow_insecure_http: bool = opt(False, "Allow plain http:// to hosts other than loopback (never in production).")
@@ -517,7 +508,7 @@ def _type_name(o: dataclasses.Field) -> str:
     return {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "list": "list of strings"}[t]
 
 
-def _coerce(key: str, o: dataclasses.Field, value: Any, source: str) -> Any:
+def _coerce(key: str, o: dataclasses.Field, value: Any, source: str, check_files: bool = True) -> Any:
     """Check one value against its option; return it in the option's type."""
     t = o.type if isinstance(o.type, str) else o.type.__name__
     if o.metadata["secret"]:
@@ -546,7 +537,7 @@ def _coerce(key: str, o: dataclasses.Field, value: Any, source: str) -> Any:
     low, high = meta["minimum"], meta["maximum"]
     if (low is not None and value < low) or (high is not None and value > high):
         raise ConfigError(key, f"expected {_range_text(low, high)}, got {shown}", source)
-    if meta["check"] is not None and (problem := meta["check"](value)):
+    if meta["check"] is not None and (check_files or not meta["on_disk"]) and (problem := meta["check"](value)):
         raise ConfigError(key, problem, source)
     return value
 
@@ -595,13 +586,14 @@ def env_name(key: str) -> str:
     return ENV_PREFIX + key.replace(".", "_").upper()
 
 
-def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None, *, check_files: bool = True) -> Config:
     """Read, check and complete the configuration.
 
     ``path=None`` reads :data:`DEFAULT_PATH` when it exists and uses the defaults when it does not
     (a development machine); a path given explicitly must exist. Environment overrides
     (``KIOSK_CAMERA_SOURCE`` and the other keys marked so in the schema) win over the file.
-    Raises :class:`ConfigError` naming the file and key.
+    Raises :class:`ConfigError` naming the file and key. ``check_files=False`` skips the checks
+    of files the options name (token file, CA bundle), for commands that diagnose.
     """
     environ = os.environ if environ is None else environ
     data: dict[str, Any] = {}
@@ -643,9 +635,9 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
         for name, o in opts.items():
             key = f"{s.name}.{name}"
             if o.metadata["env"] and env_name(key) in environ:
-                values[name] = _coerce(key, o, _from_env(key, o, environ[env_name(key)]), f"environment {env_name(key)}")
+                values[name] = _coerce(key, o, _from_env(key, o, environ[env_name(key)]), f"environment {env_name(key)}", check_files)
             elif name in given:
-                values[name] = _coerce(key, o, given[name], source)
+                values[name] = _coerce(key, o, given[name], source, check_files)
         sections[s.name] = stype(**values)
     cfg = Config(**sections, source=source)
     _check_together(cfg)

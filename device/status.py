@@ -173,6 +173,20 @@ def _bytes(n: int | None) -> str:
     return f"{n} B"
 
 
+def _integrity_lines(queue: dict) -> list[str]:
+    """What the outbox found wrong with itself (lost, salvaged, quarantined), until acknowledged."""
+    problems = queue.get("integrity") or []
+    lines = [f"outbox      INTEGRITY: {p['message']} (found {p['found_at']})" for p in problems]
+    more = queue.get("integrity_unacknowledged", len(problems)) - len(problems)
+    if more > 0:
+        lines.insert(0, f"outbox      INTEGRITY: {more} older problem(s) not listed")
+    if queue.get("mark_error"):
+        lines.append(f"outbox      INTEGRITY: {queue['mark_error']}")
+    if problems:
+        lines.append("outbox      once handled: kiosk queue ack (the fault clears; the records stay as they are)")
+    return lines
+
+
 def render(report: dict) -> str:
     """``kiosk status`` for a person: one line per subject, problems first-class."""
     lines = []
@@ -199,12 +213,17 @@ def render(report: dict) -> str:
         lines.append(f"queue       cannot read: {queue['error']}")
     elif queue:
         oldest = f" (oldest {_age(queue.get('oldest_pending_age_s'))})" if queue.get("pending") else ""
-        dead = queue.get("dead", 0)
-        lines.append(f"queue       {queue.get('pending', 0)} pending{oldest}, {dead} dead{' <- kiosk queue list --state dead' if dead else ''}, {queue.get('delivered', 0)} delivered")
+        dead, quarantined = queue.get("dead", 0), queue.get("quarantined", 0)
+        lines.append(
+            f"queue       {queue.get('pending', 0)} pending{oldest}, {dead} dead{' <- kiosk queue list --state dead' if dead else ''}, "
+            f"{queue.get('delivered', 0)} delivered"
+            + (f", {quarantined} QUARANTINED (never sent) <- kiosk queue list --state quarantined" if quarantined else "")
+        )
         if queue.get("corrupt_files"):
             lines.append(f"outbox      damaged file(s) moved aside, kept for inspection: {', '.join(queue['corrupt_files'])}")
         if queue.get("last_commit_error"):
             lines.append(f"outbox      CANNOT STORE: {queue['last_commit_error']}")
+        lines.extend(_integrity_lines(queue))
     delivery = daemon.get("delivery") if daemon else None
     if delivery:
         state = {"ok": "ok", "retrying": "RETRYING", "paused-auth": "PAUSED: token refused", "paused-no-token": "PAUSED: no usable token"}.get(delivery.get("state"), delivery.get("state"))

@@ -127,7 +127,7 @@ def test_environment_overrides_pass_the_same_checks(tmp_path, base):
     path, check, run = verdicts(tmp_path, base, env=env)
     for result in (check, run):
         assert result.returncode == EXIT_CONFIG
-        assert "environment KIOSK_API_URL: api.url: must not hold a user name or password" in result.stderr
+        assert "environment KIOSK_API_URL: api.url: the URL carries a user name or password (https://***@" in result.stderr
         assert PASSWORD not in result.stderr
     path, check, run = verdicts(tmp_path, base, env={"KIOSK_OUTBOX_PATH": ""})
     assert check.returncode == run.returncode == EXIT_CONFIG
@@ -140,6 +140,18 @@ def test_a_token_file_still_empty_is_not_a_config_error(tmp_path, base):
     (tmp_path / "token").write_text("")
     path, check, _ = verdicts(tmp_path, base)
     assert check.returncode == 0, check.stderr
+
+
+def test_a_missing_token_file_stops_run_but_not_the_commands_that_diagnose(tmp_path, base):
+    """A token file that went away is what `kiosk status` and `diag api` must be able to tell."""
+    (tmp_path / "token").unlink()
+    path, check, run = verdicts(tmp_path, base)
+    assert check.returncode == run.returncode == 78 and "api.token_file: no such file" in check.stderr
+    status = run_kiosk("status", "--config", str(path), timeout=60)
+    assert status.returncode == 1 and "NOT RUNNING" in status.stdout and "config error" not in status.stderr
+    diag = run_kiosk("diag", "api", "--config", str(path), timeout=60)
+    # No central listens in this config: diag gets as far as asking it, instead of a config error.
+    assert diag.returncode == 1 and diag.stdout.startswith("PROBLEM: cannot reach the central") and not diag.stderr
 
 
 def test_the_value_of_a_secret_is_not_shown_in_its_error(tmp_path):

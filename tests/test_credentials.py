@@ -71,9 +71,14 @@ def test_a_missing_token_file_is_its_own_fault_and_delivery_resumes_once_it_is_t
     shown = contracts(1)
     folder = with_empty_tail(card_folder(shown), seconds=120)
     token = tmp_path / "token"
+    token.write_text("")  # as install.sh leaves it: the config check lets an empty one pass, a missing one not
     cfg = daemon_config(tmp_path, folder, central.url, pace="realtime", token="", token_file=str(token), auth_retry_s=0.5)
     with Daemon(tmp_path, cfg) as daemon:
         report = wait_for(cfg, lambda r: "delivery-auth" in ((r["daemon"] or {}).get("faults") or {}))
+        fault = report["daemon"]["faults"]["delivery-auth"]
+        assert fault.startswith(f"token file empty: {token} (api.token_file)") and "refuse" not in fault
+        token.unlink()  # the file goes away while the daemon runs
+        report = wait_for(cfg, lambda r: ((r["daemon"] or {}).get("faults") or {}).get("delivery-auth", "").startswith("token file missing:"))
         fault = report["daemon"]["faults"]["delivery-auth"]
         assert fault.startswith(f"token file missing: {token} (api.token_file)") and "refuse" not in fault
         assert report["daemon"]["delivery"]["state"] == "paused-no-token"

@@ -43,9 +43,13 @@ def add_command(sub, name: str, func, help: str | None = None, *, config: bool =
     return p
 
 
-def load_config(args) -> config_mod.Config:
-    """The configuration named by ``--config`` (a :class:`~device.config.ConfigError` names the bad key)."""
-    cfg = config_mod.load(getattr(args, "config", None))
+def load_config(args, *, check_files: bool = True) -> config_mod.Config:
+    """The configuration named by ``--config`` (a :class:`~device.config.ConfigError` names the bad key).
+
+    ``check_files=False``: for a command that diagnoses, which must work when a file the
+    configuration names (the token file) went away; that is what it is there to tell.
+    """
+    cfg = config_mod.load(getattr(args, "config", None), check_files=check_files)
     logging.getLogger().setLevel(cfg.log.level)
     return cfg
 

@@ -26,7 +26,7 @@ def cmd_diag_camera(args) -> int:
     from device.daemon.snapshot import annotate
     from device.pipeline import Pipeline
 
-    cfg = load_config(args)
+    cfg = load_config(args, check_files=False)
     runtime = Path(cfg.kiosk.runtime_dir)
     out = Path(args.snapshot) if args.snapshot else None
     running = status.read_status(runtime)
@@ -98,7 +98,7 @@ def cmd_diag_api(args) -> int:
     from device.central_client import CentralClient
     from device.diag import check_central, check_seqs
 
-    cfg = load_config(args)
+    cfg = load_config(args, check_files=False)
     # The client the daemon delivers with: same session, TLS, token and timeouts.
     client = CentralClient.from_config(cfg)
     result = check_central(client, cfg.kiosk.id, cfg.kiosk.site)
@@ -138,7 +138,7 @@ def cmd_diag_gpio(args) -> int:
     """
     from device.outputs.feedback import diag_gpio
 
-    cfg = load_config(args)
+    cfg = load_config(args, check_files=False)
     return diag_gpio(cfg.feedback, sys.stdout)
 
 

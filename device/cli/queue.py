@@ -1,4 +1,4 @@
-"""`kiosk queue list|show|retry`: the technician's view into the outbox, also while the daemon writes."""
+"""`kiosk queue list|show|retry|ack`: the technician's view into the outbox, also while the daemon writes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from device.cli import add_command, load_config
 
-HELP = {"queue": "list, show and retry queued identifications"}
+HELP = {"queue": "list, show and retry queued identifications; acknowledge outbox integrity problems"}
 
 
 def _become_outbox_owner(path: Path) -> None:
@@ -37,7 +37,7 @@ def open_outbox_reader(cfg):
 @contextmanager
 def _queue(args) -> Iterator:
     """The daemon's outbox for one command, closed after it."""
-    cfg = load_config(args)
+    cfg = load_config(args, check_files=False)
     if not Path(cfg.outbox.path).exists():
         raise SystemExit(f"kiosk queue: no outbox at {cfg.outbox.path} (outbox.path); has the kiosk run yet?")
     outbox = open_outbox_reader(cfg)
@@ -52,6 +52,10 @@ def _record_json(record, unmask: bool) -> dict:
 
     data = record.as_dict()
     data["contract"] = mask_contract(record.contract, unmask)
+    if not unmask:
+        # The checksum covers the contract: with the other fields shown, trying every contract
+        # number against it would unmask the contract.
+        del data["checksum"]
     return data
 
 
@@ -63,7 +67,7 @@ def _issue(card_issue: int | None) -> str:
 def _record_line(record, unmask: bool) -> str:
     from device.redact import mask_contract
 
-    extra = record.dead_reason or record.last_error or ""
+    extra = record.quarantine_reason or record.dead_reason or record.last_error or ""
     return (
         f"{record.seq:>7}  {record.id}  {record.state:<9} {mask_contract(record.contract, unmask)} /{_issue(record.card_issue)}"
         f"  {record.scanned_at}  attempts {record.attempts}" + (f"  {extra}" if extra else "")
@@ -87,14 +91,15 @@ def cmd_queue_list(args) -> int:
 def cmd_queue_show(args) -> int:
     """Show one identification.
 
-    Show every field of one identification, by its id.
+    Show every field of one identification, by its id, and whether its checksum still matches.
     """
     with _queue(args) as outbox:
         record = outbox.get(args.id)
+        problem = outbox.checksum_problem(record) if record is not None else None
     if record is None:
         print(f"kiosk queue show: no identification {args.id!r}", file=sys.stderr)
         return 1
-    data = _record_json(record, args.unmask)
+    data = {**_record_json(record, args.unmask), "checksum_ok": problem is None, "checksum_problem": problem}
     if args.json:
         print(json.dumps(data))
     else:
@@ -124,16 +129,35 @@ def cmd_queue_retry(args) -> int:
         return 0
 
 
+def cmd_queue_ack(args) -> int:
+    """Acknowledge the outbox's integrity problems (the fault clears).
+
+    Acknowledge what the outbox found wrong with itself (identifications lost, a damaged file
+    salvaged, records quarantined): they leave `kiosk status` and the outbox-integrity fault
+    clears. Records are not changed: a quarantined one is still never sent.
+    """
+    with _queue(args) as outbox:
+        problems = outbox.stats()["integrity"]
+        n = outbox.acknowledge_integrity()
+    for problem in problems:
+        print(f"acknowledged: {problem['message']} (found {problem['found_at']})")
+    print(f"{n} integrity problem(s) acknowledged" + ("; quarantined identifications stay quarantined, never sent" if n else ""))
+    return 0
+
+
 def register(sub) -> None:
+    from device.outbox import STATES  # built only for a queue command, which opens the store anyway
+
     p = sub.add_parser("queue", help=HELP["queue"], description="Look into the outbox (works while the daemon runs).")
     qsub = p.add_subparsers(dest="queue_command", required=True, metavar="COMMAND")
     lst = add_command(qsub, "list", cmd_queue_list)
-    lst.add_argument("--state", choices=("pending", "delivered", "dead"), help="only this state")
+    lst.add_argument("--state", choices=STATES, help="only this state")
     show = add_command(qsub, "show", cmd_queue_show)
     show.add_argument("id", metavar="ID")
     retry = add_command(qsub, "retry", cmd_queue_retry)
     retry.add_argument("id", nargs="?", metavar="ID")
     retry.add_argument("--dead", action="store_true", help="retry every dead identification")
+    add_command(qsub, "ack", cmd_queue_ack)
     for q in (lst, show):
         q.add_argument("--json", action="store_true", help="JSON output (one object per record)")
         q.add_argument("--unmask", action="store_true", help="show whole contract numbers")

@@ -20,7 +20,7 @@ def cmd_status(args) -> int:
     from device import status
     from device.clock import ntp_synchronized
 
-    cfg = load_config(args)
+    cfg = load_config(args, check_files=False)
     snapshot = status.read_status(Path(cfg.kiosk.runtime_dir))
     queue = None
     if snapshot.running:

@@ -29,6 +29,7 @@ CAMERA = "camera"  # no frames: unplugged, stalled
 OUTBOX = "outbox"  # identifications cannot be stored: disk full, file unusable
 DELIVERY_AUTH = "delivery-auth"  # the central refuses the token, or there is no usable one: delivery paused
 BACKLOG = "backlog"  # the oldest undelivered identification is older than feedback.backlog_alert_s
+OUTBOX_INTEGRITY = "outbox-integrity"  # identifications lost, salvaged or quarantined: on until `kiosk queue ack`
 
 #: A fault still being raised is logged again at most this often.
 REMIND_EVERY_S = 60.0

@@ -12,7 +12,8 @@ housekeeping turn
   camera or a thread that cannot be restarted starves it (and the daemon also exits with 75),
   and systemd restarts the daemon;
 * stops the daemon for a restart when a device class appeared that it was not allowed at start;
-* raises and clears the delivery faults (token refused, backlog too old);
+* raises and clears the delivery faults (token refused, backlog too old) and the outbox's
+  integrity fault (identifications lost, salvaged or quarantined, until acknowledged);
 * answers ``kiosk diag camera``, writes the status file (``kiosk status``) and tells systemd
   ``STATUS=``.
 
@@ -36,7 +37,7 @@ from pathlib import Path
 
 from device import __version__, status
 from device.daemon.devclass import DeviceClassWatch
-from device.daemon.faults import BACKLOG, DELIVERY_AUTH, FaultRegistry
+from device.daemon.faults import BACKLOG, DELIVERY_AUTH, OUTBOX_INTEGRITY, FaultRegistry
 from device.daemon.notify import Notifier
 from device.daemon.scan_loop import ScanLoop
 from device.daemon.snapshot import SnapshotService
@@ -245,6 +246,8 @@ class Supervisor:
         age = queue.get("oldest_pending_age_s")
         old = age is not None and age > self.settings.backlog_alert_s
         self.faults.set(BACKLOG, old, f"the oldest undelivered identification is {(age or 0) / 60:.0f} min old", "the backlog is delivered")
+        integrity = queue.get("integrity_fault")
+        self.faults.set(OUTBOX_INTEGRITY, bool(integrity), integrity or "", "acknowledged by a technician (kiosk queue ack)")
         if self.settings.runtime_dir is not None:
             self.snapshots.answer(self.loop.latest)
             self.write_status(self.status(queue, forwarder))

@@ -1,7 +1,10 @@
 """The outbox: the kiosk's durable local queue of identifications.
 
 :mod:`device.outbox.store` is the SQLite store (commit before "OK", delivery states, retention,
-corrupt files moved aside). The names a caller needs are here::
+corrupt files moved aside); beside it :mod:`~device.outbox.schema` (tables and migrations),
+:mod:`~device.outbox.checksum` (per record), :mod:`~device.outbox.highwater` (the last committed
+seq outside the database), :mod:`~device.outbox.salvage` (what still reads from a damaged file) and
+:mod:`~device.outbox.fsync`. The names a caller needs are here::
 
     from device.outbox import Outbox, OutboxError
 """
@@ -10,6 +13,7 @@ from device.outbox.store import (
     DEAD,
     DELIVERED,
     PENDING,
+    QUARANTINED,
     SCHEMA_VERSION,
     STATES,
     Identification,
@@ -23,6 +27,7 @@ __all__ = [
     "DEAD",
     "DELIVERED",
     "PENDING",
+    "QUARANTINED",
     "SCHEMA_VERSION",
     "STATES",
     "Identification",

@@ -18,9 +18,24 @@ readers never block the writer, and writers wait up to ``busy_timeout_s`` for ea
     batch = outbox.due(100)                  # pending records whose next attempt is due, by seq
     outbox.mark_delivered([r.id for r in batch])
 
-A file that fails ``PRAGMA integrity_check`` (or is not a database) is moved aside as
-``outbox.db.corrupt-<UTC time>`` (with its -wal), kept for the technician and listed in
-:meth:`Outbox.stats`; a new outbox is started in its place.
+Beyond SQLite's own checks (``integrity_check`` sees a broken b-tree, not a changed value or a
+lost commit), three guards, each reported in :meth:`Outbox.stats` (``integrity``: a fault in
+``kiosk status`` until ``kiosk queue ack``):
+
+- each record carries a checksum over every field sent (:mod:`device.outbox.checksum`), verified
+  when it is read for delivery; a record that fails is ``quarantined`` with the reason, never sent;
+- the high-water mark (:mod:`device.outbox.highwater`), the last committed seq kept outside the
+  database file: a start that finds fewer records than were committed says how many are missing
+  and from which seq ("outbox lost 75 committed identifications, seq 76-150"), and new records
+  continue after the mark, so a seq never goes backwards or repeats;
+- a file that fails ``PRAGMA integrity_check`` (or is not a database) is moved aside as
+  ``outbox.db.corrupt-<UTC time>`` (with its -wal), kept for the technician and listed in
+  :meth:`Outbox.stats`; a new outbox is started in its place and what still reads from the old
+  one is copied into it with its ids, seqs and states (:mod:`device.outbox.salvage`).
+
+Durability of names: every file the outbox creates or renames (the database and its WAL, the
+moved-aside file, the mark) has its directory fsynced (:mod:`device.outbox.fsync`), or a power
+cut may undo the name however well the contents were synced.
 """
 
 from __future__ import annotations
@@ -35,16 +50,21 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 from device.card import Card
 from device.clock import Clock, SystemClock, parse_utc, utc_iso
 from device.config import Config, OutboxSection
+from device.outbox.checksum import FIELDS, checksum_problem, record_checksum
+from device.outbox.fsync import fsync_dir
+from device.outbox.highwater import HighWaterMark, MarkUnreadable
+from device.outbox.salvage import salvage_into
+from device.outbox.schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
-PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
-STATES = (PENDING, DELIVERED, DEAD)
+PENDING, DELIVERED, DEAD, QUARANTINED = "pending", "delivered", "dead", "quarantined"
+STATES = (PENDING, DELIVERED, DEAD, QUARANTINED)
 
 #: File mode of the outbox and its -wal/-shm (contract numbers are personal data).
 FILE_MODE = 0o600
@@ -79,6 +99,8 @@ class Identification:
 
     ``scanned_at``, ``next_attempt_at``, ``delivered_at`` and ``updated_at`` are UTC ISO 8601
     strings (``2024-05-02T09:15:00.000Z``); ``next_attempt_at`` is None when due at once.
+    ``checksum`` covers the fields sent (:mod:`device.outbox.checksum`); ``quarantine_reason``
+    says why a ``quarantined`` record is never sent.
     """
 
     id: str
@@ -99,90 +121,23 @@ class Identification:
     dead_reason: str | None
     delivered_at: str | None
     updated_at: str
+    checksum: str = ""
+    quarantine_reason: str | None = None
 
     def as_dict(self) -> dict:
         """All fields, for JSON output (the caller masks ``contract`` for display)."""
         return asdict(self)
 
 
-# --- schema ------------------------------------------------------------------------------------
-#
-# A migration is a function that moves the schema up by one version (PRAGMA user_version); each
-# runs in its own write transaction together with the version bump. Add new ones at the end only.
-#
-# The store talks to SQLite through a raw sqlite3 connection: its transactions are explicit
-# (BEGIN IMMEDIATE ... COMMIT, see Outbox._write) and must not run under a wrapper that may
-# commit behind them; and `kiosk queue` must not pay for sqlite-utils' numpy import. sqlite-utils
-# serves where a schema is looked at, not written: tests inspect the migrated tables with it.
-
-
-def _v1_create(db: sqlite3.Connection) -> None:
-    db.execute(
-        """
-        CREATE TABLE identifications (
-            id              TEXT PRIMARY KEY,          -- UUID, made once at commit: the key at the central
-            seq             INTEGER NOT NULL,          -- per kiosk, gap-free, from the sequences table
-            kiosk_id        TEXT NOT NULL,
-            site            TEXT NOT NULL,
-            format          TEXT NOT NULL,             -- card payload format (spec v1 is "v1")
-            contract        TEXT NOT NULL,
-            card_issue      INTEGER NOT NULL,
-            scanned_at      TEXT NOT NULL,             -- UTC wall time; trusted only if clock_synced
-            clock_synced    INTEGER NOT NULL,
-            symbology       TEXT NOT NULL,
-            decoder         TEXT NOT NULL,
-            state           TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'dead')),
-            attempts        INTEGER NOT NULL DEFAULT 0,
-            next_attempt_at TEXT,                      -- UTC wall time; NULL: due now
-            last_error      TEXT,
-            dead_reason     TEXT,
-            delivered_at    TEXT,
-            updated_at      TEXT NOT NULL,
-            UNIQUE (kiosk_id, seq)
-        )
-        """
-    )
-    db.execute("CREATE INDEX identifications_state_seq ON identifications (state, seq)")
-    # The last sequence number per kiosk: purging delivered records must never let a number come back.
-    db.execute("CREATE TABLE sequences (kiosk_id TEXT PRIMARY KEY, last_seq INTEGER NOT NULL)")
-
-
-def _v2_card_issue_nullable(db: sqlite3.Connection) -> None:
-    """card_issue may be NULL: a card format may have no issue number.
-
-    SQLite cannot drop a NOT NULL in place: the table is rebuilt (the documented 12-step way,
-    https://sqlite.org/lang_altertable.html#otheralter) inside the migration's transaction, with
-    every row, id and seq kept. Nothing references the table, so foreign keys need no care.
-    Done in SQL rather than with sqlite-utils' ``Table.transform``, which would be the only reason
-    to load sqlite-utils (and numpy) into the daemon.
-    """
-    (create,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'identifications'").fetchone()
-    new = create.replace("card_issue      INTEGER NOT NULL,", "card_issue      INTEGER,                   -- NULL: the format has no issue number")
-    if new == create:
-        raise sqlite3.DatabaseError("identifications table not as schema v1 wrote it: cannot migrate card_issue")
-    db.execute(new.replace("CREATE TABLE identifications", "CREATE TABLE identifications_v2", 1))
-    db.execute(f"INSERT INTO identifications_v2 ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} FROM identifications")
-    db.execute("DROP TABLE identifications")
-    db.execute("ALTER TABLE identifications_v2 RENAME TO identifications")
-    db.execute("CREATE INDEX identifications_state_seq ON identifications (state, seq)")
-
-
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_create, _v2_card_issue_nullable]
-#: The schema version this code writes (PRAGMA user_version).
-SCHEMA_VERSION = len(MIGRATIONS)
-
-_COLUMNS = [
-    "id", "seq", "kiosk_id", "site", "format", "contract", "card_issue", "scanned_at", "clock_synced",
-    "symbology", "decoder", "state", "attempts", "next_attempt_at", "last_error", "dead_reason",
-    "delivered_at", "updated_at",
-]  # fmt: skip
-_SELECT = "SELECT " + ", ".join(_COLUMNS) + " FROM identifications"
+_SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM identifications"
 # SQLite allows 999 "?" per statement on old builds; id lists are chunked below that.
 _CHUNK = 500
+#: Integrity problems listed in stats (the newest; the count says how many more).
+MAX_INTEGRITY_LISTED = 10
 
 
 def _row(values: tuple) -> Identification:
-    fields = dict(zip(_COLUMNS, values))
+    fields = dict(zip(COLUMNS, values))
     fields["clock_synced"] = bool(fields["clock_synced"])
     return Identification(**fields)
 
@@ -201,6 +156,9 @@ class Outbox:
     which must not move the daemon's file). ``create=False`` refuses to start a missing outbox
     (a reader with a wrong path). ``max_page_count`` limits the file's size in pages,
     for emulating a full disk in tests (also :meth:`set_max_page_count`).
+
+    The owner (``on_corrupt="move-aside"``) also salvages a file it moved aside and checks the
+    database against its high-water mark at open; a reader does neither, and never writes the mark.
     """
 
     def __init__(
@@ -233,8 +191,11 @@ class Outbox:
         self.moved_aside: Path | None = None
         #: Why the last commit failed (disk full, ...), until a commit succeeds again: for status.
         self.last_commit_error: str | None = None
+        #: The high-water mark beside the database (``<outbox>.hwm``), see :mod:`device.outbox.highwater`.
+        self.mark = HighWaterMark(Path(f"{self.path}.hwm"))
+        #: Why the mark could not be written, until it can again: the loss check is blind meanwhile.
+        self.mark_error: str | None = None
         self._lock = threading.RLock()
-        self._dir_synced = False
         self.db = self._open(on_corrupt, check_integrity)
         if max_page_count is not None:
             self.set_max_page_count(max_page_count)
@@ -264,10 +225,10 @@ class Outbox:
             if check_integrity:
                 self._check_integrity(db)
             self._migrate(db)
-            return db
         except sqlite3.DatabaseError as e:
             if db is not None:
                 db.close()
+            db = None
             if not _is_corruption(e) and not isinstance(e, _IntegrityFailed):
                 raise self._error("open", e) from e
             if on_corrupt == "raise":
@@ -276,12 +237,125 @@ class Outbox:
             if db is not None:
                 db.close()
             raise
+        try:
+            if db is None:
+                db = self._replace_damaged()
+            if on_corrupt == "move-aside":
+                self._salvage_moved_aside(db)
+                self._check_mark(db)
+            # The database file, its -wal and -shm (SQLite makes them when the connection goes to
+            # WAL mode, and they stay while it is open) may be new: their names are durable only
+            # once the directory is. Cheap, once per open.
+            fsync_dir(self.path.parent)
+        except BaseException as e:
+            if db is not None:
+                db.close()
+            if isinstance(e, OSError):
+                raise OutboxError(f"cannot make the outbox {self.path} durable: {e.strerror or e}") from e
+            raise
+        return db
+
+    def _replace_damaged(self) -> sqlite3.Connection:
+        """Move the damaged file aside and start a new outbox (the owner then salvages the old one)."""
         self.moved_aside = self._move_aside()
         log.error("outbox %s failed its integrity check; moved aside to %s and started a new one", self.path, self.moved_aside)
         self._ensure_private_files()
         db = self._connect()
-        self._migrate(db)
+        try:
+            # The new file's name must be durable before the salvage commits into it: otherwise a
+            # power cut could leave the damaged file moved aside (its rename was synced) and no
+            # new outbox holding what was salvaged from it.
+            fsync_dir(self.path.parent)
+            self._migrate(db)
+        except BaseException:
+            db.close()
+            raise
         return db
+
+    def _salvage_moved_aside(self, db: sqlite3.Connection) -> None:
+        """Copy into this outbox what still reads from each damaged file moved aside and not yet
+        salvaged: the one just moved, or one whose salvage a crash cut short (each salvage is
+        one transaction, with the note that the file is done)."""
+        done = {row[0] for row in db.execute("SELECT name FROM salvaged_files")}
+        for damaged in self.corrupt_files():
+            if damaged.name in done:
+                continue
+            marks, _ = self._read_mark()
+            with self._write(db, f"salvage the damaged outbox {damaged.name}"):
+                report = salvage_into(db, damaged, expected_rows=sum((marks or {}).values()))
+                for kiosk_id, seq in report.last_seqs.items():
+                    self._raise_sequence(db, kiosk_id, seq)
+                self._log_integrity(db, "salvaged", report.message())
+                db.execute("INSERT INTO salvaged_files (name, salvaged_at) VALUES (?, ?)", [damaged.name, utc_iso(self.clock.now())])
+            log.error("%s", report.message())
+
+    def _read_mark(self) -> tuple[dict[str, int] | None, str | None]:
+        """The high-water mark (None: no mark file) and, if it could not be read, why."""
+        try:
+            return self.mark.read(), None
+        except (OSError, MarkUnreadable) as e:
+            return None, (
+                f"the high-water mark {self.mark.path} could not be read ({e}): identifications lost before this "
+                "start cannot be ruled out; a new mark was written"
+            )
+
+    def _check_mark(self, db: sqlite3.Connection) -> None:
+        """Compare the database with the high-water mark; a shortfall is a loss, reported with its seqs.
+
+        Runs under the write lock, so no other process commits meanwhile: each commit raises the
+        mark only after its database commit is durable, so the mark never exceeds what a sound
+        database holds. New seqs continue after the mark: a seq never goes back or repeats.
+        """
+        marks, problem = self._read_mark()
+        with self._write(db, "check the outbox against its high-water mark"):
+            if problem is not None:
+                log.error("%s", problem)
+                self._log_integrity(db, "mark-unreadable", problem)
+            held: dict[str, int] = {}
+            for kiosk_id, seq in db.execute(
+                "SELECT kiosk_id, max(seq) FROM (SELECT kiosk_id, last_seq AS seq FROM sequences "
+                "UNION ALL SELECT kiosk_id, max(seq) FROM identifications WHERE typeof(seq) = 'integer' GROUP BY kiosk_id) GROUP BY kiosk_id"
+            ):
+                held[kiosk_id] = seq
+            for kiosk_id, mark in sorted((marks or {}).items()):
+                have = held.get(kiosk_id, 0)
+                if have >= mark:
+                    continue
+                lost = mark - have
+                message = f"outbox lost {lost} committed identification{'s' if lost > 1 else ''}, seq {have + 1}{f'-{mark}' if lost > 1 else ''}"
+                if kiosk_id != self.kiosk_id:
+                    message += f" of kiosk id {kiosk_id}"
+                log.error("%s (the database holds fewer than its high-water mark %s says were committed)", message, self.mark.path)
+                self._log_integrity(db, "lost", message)
+                held[kiosk_id] = mark
+            for kiosk_id, seq in held.items():
+                self._raise_sequence(db, kiosk_id, seq)
+        self._store_mark(held)
+
+    def _store_mark(self, seqs: dict[str, int]) -> None:
+        """Raise the high-water mark to ``seqs``. A failure is kept in :attr:`mark_error` (status
+        and a fault say so): the identification is durable in the database all the same."""
+        try:
+            self.mark.store(seqs)
+        except (OSError, MarkUnreadable) as e:
+            if self.mark_error is None:
+                log.error("the high-water mark %s cannot be written (%s): lost identifications would go unnoticed", self.mark.path, e)
+            self.mark_error = f"the high-water mark {self.mark.path} cannot be written: {e}"
+            return
+        self.mark_error = None
+
+    def _log_integrity(self, db: sqlite3.Connection, kind: str, message: str) -> None:
+        """Note a problem the outbox found with itself: a fault in status until acknowledged."""
+        db.execute("INSERT INTO integrity_log (found_at, kind, message) VALUES (?, ?, ?)", [utc_iso(self.clock.now()), kind, message])
+
+    @staticmethod
+    def _raise_sequence(db: sqlite3.Connection, kiosk_id: str, seq: int) -> None:
+        """The next seq for ``kiosk_id`` comes after ``seq`` (never lowered)."""
+        db.execute(
+            "INSERT INTO sequences (kiosk_id, last_seq) VALUES (?, ?) "
+            "ON CONFLICT (kiosk_id) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
+            [kiosk_id, seq],
+        )
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: no implicit transactions; every write below runs in an explicit
@@ -303,7 +377,7 @@ class Outbox:
             folder = folder.parent
         for new in reversed(missing):
             new.mkdir(mode=0o700, exist_ok=True)  # exist_ok: another process may make it meanwhile
-            self._fsync_dir(new.parent)
+            fsync_dir(new.parent)
 
     def _ensure_private_files(self) -> None:
         if not self.path.exists():
@@ -353,7 +427,7 @@ class Outbox:
                 if side.exists():
                     side.rename(f"{target}{suffix}")
             self.path.rename(target)
-            self._fsync_dir()
+            fsync_dir(self.path.parent)  # the renames are durable only with the directory
         except OSError as e:
             raise OutboxError(f"the outbox {self.path} is damaged and could not be moved aside: {e}") from e
         return target
@@ -403,18 +477,15 @@ class Outbox:
             return OutboxError(f"the outbox {self.path} is read-only: could not {what}; check the file's owner and mode")
         return OutboxError(f"the outbox {self.path} failed to {what}: {e}")
 
-    def _fsync_dir(self, folder: Path | None = None) -> None:
-        # A new file (the database, its WAL) is durable only once its directory entry is.
-        fd = os.open(folder or self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
     # --- writing ----------------------------------------------------------------------------
 
     def commit(self, card: Card, *, symbology: str, decoder: str) -> Identification:
         """Record one identification durably and return it. Signal "OK" only after this returns.
+
+        It returns once the database commit is fsynced and then the high-water mark raised to its
+        seq and fsynced (in that order: the mark never claims a record the database may not
+        hold). A mark that cannot be written does not undo the commit: the record is durable and
+        the caller may say "OK"; :attr:`mark_error` and a fault say the loss check is blind.
 
         Raises :class:`OutboxFull` when the disk is full and :class:`OutboxError` on other
         failures; then nothing was recorded and no sequence number was used.
@@ -443,10 +514,7 @@ class Outbox:
                 # raises the outbox fault, which logs once (and a reminder a minute).
                 raise
             self.last_commit_error = None
-            if not self._dir_synced:
-                # The first commit on this connection may have created the -wal file.
-                self._fsync_dir()
-                self._dir_synced = True
+            self._store_mark({self.kiosk_id: record["seq"]})
         return Identification(**{**record, "clock_synced": bool(record["clock_synced"])},
                               state=PENDING, attempts=0, next_attempt_at=None, last_error=None,
                               dead_reason=None, delivered_at=None)  # fmt: skip
@@ -456,11 +524,8 @@ class Outbox:
         with self._write(db, "record the identification"):
             row = db.execute("SELECT last_seq FROM sequences WHERE kiosk_id = ?", [self.kiosk_id]).fetchone()
             record["seq"] = (row[0] if row else 0) + 1
-            db.execute(
-                "INSERT INTO sequences (kiosk_id, last_seq) VALUES (?, ?) "
-                "ON CONFLICT (kiosk_id) DO UPDATE SET last_seq = excluded.last_seq",
-                [self.kiosk_id, record["seq"]],
-            )
+            record["checksum"] = record_checksum(record)
+            self._raise_sequence(db, self.kiosk_id, record["seq"])
             names = list(record)
             db.execute(
                 f"INSERT INTO identifications ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
@@ -563,6 +628,10 @@ class Outbox:
         records do not overtake it, and an outage is not hammered by each new identification).
         A next attempt more than ``max_wait_s`` ahead is due anyway (the wall clock jumped back).
         ``force`` ignores the waits (a technician fixed the token).
+
+        Each record's checksum is verified here, before anything can send it: one that fails is
+        quarantined (state ``quarantined``, with the reason, an integrity problem in status) and
+        left out, so the batch may be shorter than ``limit``.
         """
         now = now or self.clock.now()
         now_text = utc_iso(now)
@@ -575,7 +644,32 @@ class Outbox:
             rows = self._read(f"{_SELECT} WHERE state = 'pending' AND NOT {waiting} ORDER BY seq LIMIT ?", [now_text, horizon, limit])
         else:
             rows = self._read(f"{_SELECT} WHERE state = 'pending' ORDER BY seq LIMIT ?", [limit])
-        return [_row(r) for r in rows]
+        records = [_row(r) for r in rows]
+        damaged = [(r, problem) for r in records if (problem := self.checksum_problem(r)) is not None]
+        if damaged:
+            self._quarantine(damaged)
+            left_out = {r.id for r, _ in damaged}
+            records = [r for r in records if r.id not in left_out]
+        return records
+
+    def checksum_problem(self, record: Identification) -> str | None:
+        """None when ``record``'s fields still match its checksum; otherwise what is wrong."""
+        return checksum_problem({name: getattr(record, name) for name in FIELDS}, record.checksum)
+
+    def _quarantine(self, damaged: builtins.list[tuple[Identification, str]]) -> None:
+        """pending -> quarantined, with the reason: never sent, kept for inspection, reported."""
+        now = utc_iso(self.clock.now())
+        seqs = ", ".join(str(r.seq) for r, _ in damaged[:20]) + (", ..." if len(damaged) > 20 else "")
+        message = f"{len(damaged)} identification{'s' if len(damaged) > 1 else ''} quarantined, never sent (seq {seqs}): {damaged[0][1]}"
+        with self._lock, self._write(self.db, "quarantine damaged identifications"):
+            for record, problem in damaged:
+                self.db.execute(
+                    "UPDATE identifications SET state = 'quarantined', quarantine_reason = ?, next_attempt_at = NULL, updated_at = ? "
+                    "WHERE id = ? AND state = 'pending'",
+                    [_clip(problem), now, record.id],
+                )
+            self._log_integrity(self.db, QUARANTINED, message)
+        log.error("outbox: %s", message)
 
     def seconds_until_due(self, *, now: datetime | None = None, max_wait_s: float | None = None) -> float | None:
         """How long until :meth:`due` has something: 0 if now, None if nothing is pending."""
@@ -594,7 +688,7 @@ class Outbox:
         return _row(rows[0]) if rows else None
 
     def list(self, state: str | None = None, *, limit: int | None = None) -> builtins.list[Identification]:
-        """Records by ``seq``, optionally only one state (pending, delivered, dead)."""
+        """Records by ``seq``, optionally only one state (pending, delivered, dead, quarantined)."""
         if state is not None and state not in STATES:
             raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
         where, params = (" WHERE state = ?", [state]) if state else ("", [])
@@ -603,7 +697,10 @@ class Outbox:
         return [_row(r) for r in rows]
 
     def stats(self) -> dict:
-        """Counts and health for status: pending, delivered, dead, oldest pending age, last error, corrupt files."""
+        """Counts and health for status: the count per state, oldest pending age, last error, corrupt
+        files, and ``integrity``: the problems found with the outbox itself not yet acknowledged
+        (losses, salvages, quarantines; the newest :data:`MAX_INTEGRITY_LISTED`), summed up in
+        ``integrity_fault`` (None when there are none)."""
         counts = dict.fromkeys(STATES, 0)
         for state, n in self._read("SELECT state, count(*) FROM identifications GROUP BY state"):
             counts[state] = n
@@ -613,6 +710,17 @@ class Outbox:
             "ORDER BY updated_at DESC LIMIT 1"
         )
         seq = self._read("SELECT last_seq FROM sequences WHERE kiosk_id = ?", [self.kiosk_id])
+        (open_problems,) = self._read("SELECT count(*) FROM integrity_log WHERE acknowledged_at IS NULL")[0]
+        problems = [
+            {"found_at": found_at, "kind": kind, "message": message}
+            for found_at, kind, message in reversed(self._read(
+                "SELECT found_at, kind, message FROM integrity_log WHERE acknowledged_at IS NULL ORDER BY id DESC LIMIT ?",
+                [MAX_INTEGRITY_LISTED],
+            ))
+        ]  # fmt: skip
+        summary = [p["message"] for p in problems[-3:]] + ([self.mark_error] if self.mark_error else [])
+        if open_problems > 3:
+            summary.insert(0, f"{open_problems} problems, the newest:")
         age = None
         if oldest:
             age = max(0.0, (self.clock.now() - parse_utc(oldest[0][0])).total_seconds())
@@ -621,6 +729,7 @@ class Outbox:
             "pending": counts[PENDING],
             "delivered": counts[DELIVERED],
             "dead": counts[DEAD],
+            "quarantined": counts[QUARANTINED],
             "oldest_pending_scanned_at": oldest[0][0] if oldest else None,
             "oldest_pending_age_s": age,
             "last_error": last[0][0] if last else None,
@@ -629,11 +738,23 @@ class Outbox:
             "last_commit_error": self.last_commit_error,
             "moved_aside": str(self.moved_aside) if self.moved_aside else None,
             "corrupt_files": [str(p) for p in self.corrupt_files()],
+            "integrity": problems,
+            "integrity_unacknowledged": open_problems,
+            "mark_error": self.mark_error,
+            "integrity_fault": "; ".join(summary) or None,
         }
+
+    def acknowledge_integrity(self) -> int:
+        """A technician has seen the integrity problems: they leave status and the fault clears.
+        The records stay as they are (a quarantined one is still never sent). Returns how many."""
+        now = utc_iso(self.clock.now())
+        with self._lock, self._write(self.db, "acknowledge integrity problems"):
+            return self.db.execute("UPDATE integrity_log SET acknowledged_at = ? WHERE acknowledged_at IS NULL", [now]).rowcount
 
     def close(self) -> None:
         with self._lock:
             self.db.close()
+            self.mark.close()
 
     def __enter__(self) -> Outbox:
         return self

@@ -1,8 +1,9 @@
 """Outbox and forwarder costs: commit latency with synchronous=FULL, and how fast a backlog drains.
 
 Side by side in one run: commit latency with ``synchronous=FULL`` (what the kiosk uses: an fsync
-per identification) and, as the baseline, ``NORMAL`` (no fsync per commit; may lose the last
-commits on a power cut). Then a backlog of identifications drains into a central (the reference
+per identification) and, as the baseline, ``NORMAL`` (no fsync of the database per commit; may
+lose the last commits on a power cut). Both include raising the high-water mark beside the
+database (one ``fdatasync`` per commit, :mod:`device.outbox.highwater`). Then a backlog of identifications drains into a central (the reference
 central started here, or ``--url``/``--token`` of a running one) in batches, with the process's
 resident memory before, at its highest during, and after the drain::
 
