@@ -456,6 +456,16 @@ class FeedbackSection:
 
 
 @dataclass(frozen=True)
+class PreviewSection:
+    enabled: bool = opt(
+        False,
+        "The daemon serves `kiosk preview`'s live view of the camera (for aiming it) on 127.0.0.1:preview.port "
+        "only, reached from a laptop with ssh -L; nothing is drawn or encoded while nobody watches.",
+    )
+    port: int = opt(8088, "TCP port of the live view, on 127.0.0.1 (`kiosk preview --port` chooses another when the daemon is stopped).", minimum=1, maximum=65535)
+
+
+@dataclass(frozen=True)
 class LogSection:
     level: str = opt("INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"), env=True)
     unmask: bool = opt(False, "Show whole contract numbers in logs (default: only the last 4 digits).")
@@ -471,6 +481,7 @@ class Config:
     outbox: OutboxSection = field(default_factory=OutboxSection)
     api: ApiSection = field(default_factory=ApiSection)
     feedback: FeedbackSection = field(default_factory=FeedbackSection)
+    preview: PreviewSection = field(default_factory=PreviewSection)
     log: LogSection = field(default_factory=LogSection)
     #: Where it was read from ("" for defaults only); not a key.
     source: str = field(default="", compare=False)

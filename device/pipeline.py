@@ -11,7 +11,7 @@ daemon runs on each frame::
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -47,10 +47,14 @@ class Reading:
 
 @dataclass(frozen=True)
 class FrameResult:
-    """What the pipeline made of one frame. ``decoded`` is False when the gate skipped it."""
+    """What the pipeline made of one frame. ``decoded`` is False when the gate skipped it.
+
+    ``image`` is the frame it looked at (not a copy), for outputs that show it (the preview).
+    """
 
     decoded: bool
     readings: list[Reading]
+    image: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 class Pipeline:
@@ -69,7 +73,7 @@ class Pipeline:
     def frame(self, image: np.ndarray, monotonic: float) -> FrameResult:
         """A live frame: the gate may skip it."""
         result = self.scanner.scan(image, monotonic)
-        return FrameResult(result.decoded, self._check(result.symbols))
+        return FrameResult(result.decoded, self._check(result.symbols), image)
 
     def still(self, image: np.ndarray) -> list[Reading]:
         """A still image: always decoded."""

@@ -20,20 +20,22 @@ from device import status
 from device.pipeline import Reading
 from device.redact import describe_text, mask_contract
 from device.vision.decoders import as_grey
-from device.vision.locate import Locator
+from device.vision.locate import Locator, Region
 
 REGION_BGR = (0, 200, 255)  # amber: "a barcode-like region was found here"
 CARD_BGR = (0, 200, 0)  # green: a client card was read
 OTHER_BGR = (0, 0, 255)  # red: read, but not a card
 
 
-def annotate(image: np.ndarray, readings: list[Reading], unmask: bool = False) -> np.ndarray:
+def annotate(image: np.ndarray, readings: list[Reading], unmask: bool = False, regions: list[Region] | None = None) -> np.ndarray:
     """A copy of ``image`` (BGR) with located regions and decoded symbols drawn, to aim and focus by.
+
+    ``regions``: the located regions when the caller has found them already (else found here).
 
         cv2.imwrite("aim.jpg", annotate(frame.image, result.readings))
     """
     out = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    for region in Locator().find(as_grey(image)):
+    for region in Locator().find(as_grey(image)) if regions is None else regions:
         pts = np.asarray(region.corners, np.int32).reshape(-1, 1, 2)
         cv2.polylines(out, [pts], True, REGION_BGR, 2)
     for reading in readings:
