@@ -24,3 +24,14 @@ def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text().splitlines()
     assert tests in [line.strip() for line in ci]
     assert "./install.sh --dev" in ci
+
+
+def test_every_test_docs_reliability_names_exists():
+    """docs/RELIABILITY.md says which test keeps each result so: each named test must be there."""
+    text = (REPO / "docs" / "RELIABILITY.md").read_text()
+    named = set(re.findall(r"::(test_\w+)", text))
+    defined = set()
+    for path in (REPO / "tests").glob("test_*.py"):
+        defined.update(re.findall(r"^def (test_\w+)\(", path.read_text(), re.M))
+    assert len(named) > 40
+    assert sorted(named - defined) == []
