@@ -1,4 +1,4 @@
-"""`kiosk diag camera|api|gpio`: diagnostics for field technicians."""
+"""`kiosk diag camera|api|gpio|bundle`: diagnostics for field technicians."""
 
 from __future__ import annotations
 
@@ -142,6 +142,37 @@ def cmd_diag_gpio(args) -> int:
     return diag_gpio(cfg.feedback, sys.stdout)
 
 
+def cmd_diag_bundle(args) -> int:
+    """Write one archive for operations: status, config, versions, journal, queue, devices.
+
+    Write one tar.gz (mode 0600) with the status, the effective configuration (secrets masked),
+    the versions of the kiosk and its libraries, OS and kernel, the last 500 lines of the kiosk's
+    journal, the queue summary, the camera and GPIO devices, disk and clock, and the latest
+    snapshot; contracts masked, no token anywhere. A part that cannot be collected is a line in
+    its problems.txt. Prints the archive's path and size. Example: sudo kiosk diag bundle --out /tmp/kiosk.tar.gz
+    """
+    from device import bundle
+    from device import config as config_mod
+
+    problems = []
+    try:
+        cfg = load_config(args, check_files=False)
+    except config_mod.ConfigError as e:  # the case operations most need a bundle for
+        problems.append(f"config: {e}; the rest is collected with the built-in defaults")
+        cfg = config_mod.Config()
+    collected = bundle.collect(cfg, problems=problems)
+    path = Path(args.out) if args.out else bundle.default_path(collected)
+    try:
+        size = bundle.write(collected, path)
+    except OSError as e:
+        print(f"kiosk diag bundle: cannot write {path}: {e.strerror or e} (choose another place with --out)", file=sys.stderr)
+        return 1
+    for line in collected.problems:
+        print(f"note: {line}", file=sys.stderr)
+    print(f"bundle written to {path} ({size} bytes, {len(collected.members)} files, {len(collected.problems)} problem(s) in problems.txt)")
+    return 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("diag", help=HELP["diag"], description="Diagnostics for field technicians.")
     dsub = p.add_subparsers(dest="diag_command", required=True, metavar="COMMAND")
@@ -151,3 +182,5 @@ def register(sub) -> None:
     api = add_command(dsub, "api", cmd_diag_api)
     api.add_argument("--json", action="store_true", help="machine-readable output")
     add_command(dsub, "gpio", cmd_diag_gpio)
+    bundle = add_command(dsub, "bundle", cmd_diag_bundle)
+    bundle.add_argument("--out", metavar="FILE", help="where to write the archive (default /tmp/kiosk-bundle-<kiosk id>-<UTC time>.tar.gz)")

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from device.cli import add_command, load_config
 from device.cli.queue import open_outbox_reader
+
+if TYPE_CHECKING:
+    from device.status import Snapshot
 
 HELP = {"status": "is the kiosk working? daemon, camera, last card, queue, delivery, disk, clock"}
 
@@ -18,9 +22,23 @@ def cmd_status(args) -> int:
     temperature. Exit 0 when the daemon runs without faults, else 1.
     """
     from device import status
-    from device.clock import ntp_synchronized
 
     cfg = load_config(args, check_files=False)
+    report, snapshot = build_report(cfg)
+    if args.json:
+        print(json.dumps(report, default=str))
+    else:
+        sys.stdout.write(f"kiosk {cfg.kiosk.id}{' at ' + cfg.kiosk.site if cfg.kiosk.site else ''}\n")
+        sys.stdout.write(status.render(report))
+    healthy = snapshot.running and not (snapshot.data or {}).get("faults")
+    return 0 if healthy else 1
+
+
+def build_report(cfg) -> tuple[dict, Snapshot]:
+    """What ``kiosk status --json`` prints (also in ``kiosk diag bundle``), and the daemon's snapshot."""
+    from device import status
+    from device.clock import ntp_synchronized
+
     snapshot = status.read_status(Path(cfg.kiosk.runtime_dir))
     queue = None
     if snapshot.running:
@@ -49,13 +67,7 @@ def cmd_status(args) -> int:
         "cpu_temperature_c": status.cpu_temperature_c(),
         "warnings": [w for w in (status.token_file_warning(cfg.api.token_file),) if w],
     }
-    if args.json:
-        print(json.dumps(report, default=str))
-    else:
-        sys.stdout.write(f"kiosk {cfg.kiosk.id}{' at ' + cfg.kiosk.site if cfg.kiosk.site else ''}\n")
-        sys.stdout.write(status.render(report))
-    healthy = snapshot.running and not (snapshot.data or {}).get("faults")
-    return 0 if healthy else 1
+    return report, snapshot
 
 
 def register(sub) -> None:
