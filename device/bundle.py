@@ -113,7 +113,8 @@ def _requirements() -> list[str]:
     except metadata.PackageNotFoundError:
         path = Path(__file__).resolve().parent.parent / "requirements.txt"
         lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    return [re.match(r"[A-Za-z0-9._-]+", line).group() for line in lines if re.match(r"[A-Za-z0-9._-]+", line)]
+    names = (re.match(r"[A-Za-z0-9._-]+", line.strip()) for line in lines)
+    return [name.group() for name in names if name]
 
 
 def _versions(cfg: Config) -> dict[str, Content]:
@@ -365,6 +366,11 @@ def bundle_name(kiosk_id: str, created: datetime) -> str:
 
 
 def default_path(bundle: Bundle, folder: Path = Path("/tmp")) -> Path:
+    """Where an archive goes without ``--out``: ``/tmp/kiosk-bundle-<kiosk id>-<UTC time>.tar.gz``.
+
+    >>> default_path(Bundle("kiosk 7", datetime(2026, 12, 2, 8, 15, tzinfo=timezone.utc)))
+    PosixPath('/tmp/kiosk-bundle-kiosk_7-20261202T081500Z.tar.gz')
+    """
     return folder / f"{bundle_name(bundle.kiosk_id, bundle.created)}.tar.gz"
 
 

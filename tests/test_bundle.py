@@ -16,6 +16,7 @@ import tarfile
 import textwrap
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from conftest import contracts, run_kiosk, write_config
@@ -180,3 +181,40 @@ def test_a_config_that_does_not_load_is_a_problem_line_and_the_rest_is_collected
     found = members(path)
     assert "camera.fps" in found["problems.txt"].decode()
     assert "config.toml" in found and "versions.txt" in found
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the outbox belongs to another user, as the daemon's does")
+def test_as_root_the_bundle_reads_the_outbox_as_its_owner_and_is_still_roots(tmp_path, card_folder, central_factory):
+    """Reading the outbox as root becomes its owner (device.cli.queue); the parts after it (the
+    snapshot in a root-only folder) and the archive are root's again."""
+    import pwd
+    import shutil
+    import tempfile
+
+    cards = contracts(2, start=5_100_000)
+    cfg, token, log = kiosk_with_identifications(tmp_path, card_folder, central_factory, cards, token_inline=True)
+    owner = pwd.getpwnam("nobody")
+    shared = Path(tempfile.mkdtemp(prefix="kiosk-bundle-outbox-"))  # reachable by nobody, unlike tmp_path
+    try:
+        shared.chmod(0o755)
+        for name in os.listdir(tmp_path):
+            if name.startswith("outbox.db"):
+                shutil.move(tmp_path / name, shared / name)
+                os.chown(shared / name, owner.pw_uid, owner.pw_gid)
+        os.chown(shared, owner.pw_uid, owner.pw_gid)
+        cfg.write_text(cfg.read_text().replace(str(tmp_path / "outbox.db"), str(shared / "outbox.db")))
+        runtime = tmp_path / "run"
+        runtime.mkdir(exist_ok=True)
+        (runtime / SNAPSHOT_FILE).write_bytes(b"snapshot")
+        out = tmp_path / "root-only" / "bundle.tar.gz"
+        out.parent.mkdir(mode=0o700)
+
+        path, _ = bundle(tmp_path, cfg, out, [fake_journalctl(tmp_path / "bin", log), "/usr/bin", "/bin"])
+
+        assert os.stat(path).st_uid == 0
+        found = members(path)
+        assert '"dead": 1' in found["queue.json"].decode()  # read as nobody
+        assert found[SNAPSHOT_FILE] == b"snapshot"  # read as root again
+        assert_nothing_secret(found, cards, token)
+    finally:
+        shutil.rmtree(shared)
