@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import contracts, run_kiosk, write_config
+from test_camera import UVC_BY_ID, fake_video4linux
 
 from device import status
 from device.status import SNAPSHOT_FILE
@@ -73,8 +74,8 @@ def kiosk_with_identifications(tmp_path, card_folder, central_factory, cards, *,
     return cfg, token, log
 
 
-def bundle(tmp_path, cfg, out, path_dirs):
-    env = {**os.environ, "PATH": os.pathsep.join(str(d) for d in path_dirs)}
+def bundle(tmp_path, cfg, out, path_dirs, **env_vars):
+    env = {**os.environ, "PATH": os.pathsep.join(str(d) for d in path_dirs), **env_vars}
     run = run_kiosk("diag", "bundle", "--config", str(cfg), *(["--out", str(out)] if out else []), env=env)
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr
@@ -153,9 +154,12 @@ def test_without_outbox_runtime_dir_and_journalctl_the_bundle_is_still_written(t
     )
     empty_path = tmp_path / "empty-bin"
     empty_path.mkdir()
+    # A webcam and a Pi's GPIO chip, in a fake /dev and /sys (KIOSK_DEV_PREFIX, KIOSK_SYSFS_PREFIX).
+    devices = fake_video4linux(tmp_path / "root", {"video0": ("uvcvideo", "HD Pro Webcam C920")}, {UVC_BY_ID: "video0"})
+    (tmp_path / "root" / "dev" / "gpiochip0").touch()
     before = time.time()
 
-    path, run = bundle(tmp_path, cfg, None, [empty_path])
+    path, run = bundle(tmp_path, cfg, None, [empty_path], **devices)
 
     try:
         # The default path: /tmp, the kiosk id and the UTC time in its name.
@@ -171,6 +175,10 @@ def test_without_outbox_runtime_dir_and_journalctl_the_bundle_is_still_written(t
     assert "journalctl is not on PATH" in found["journal-note.txt"].decode()
     assert {"status.json", "config.toml", "versions.txt", "os.txt", "devices.txt", "disk-clock.json"} <= set(found)
     assert "queue.json" not in found and SNAPSHOT_FILE not in found
+    listing = found["devices.txt"].decode()
+    assert f"{tmp_path}/root/dev/video0  [driver uvcvideo, name HD Pro Webcam C920]" in listing
+    assert f"{tmp_path}/root/dev/v4l/by-id/{UVC_BY_ID} -> ../../video0  [driver uvcvideo" in listing
+    assert f"{tmp_path}/root/dev/gpiochip0" in listing and "/dev/media*: none" in listing
     assert f"note: queue: no outbox at {tmp_path / 'not-yet' / 'outbox.db'}" in run.stderr
 
 
