@@ -170,8 +170,9 @@ def test_without_outbox_runtime_dir_and_journalctl_the_bundle_is_still_written(t
     finally:
         os.unlink(path)
     problems = found["problems.txt"].decode()
-    assert str(tmp_path / "not-yet" / "outbox.db") in problems
-    assert str(tmp_path / "no-run") in problems
+    # Only the paths' ends: runs of 5+ digits are masked as contracts would be (pytest-10000/...).
+    assert "/not-yet/outbox.db" in problems
+    assert "/no-run" in problems
     assert "journalctl is not on PATH" in found["journal-note.txt"].decode()
     assert {"status.json", "config.toml", "versions.txt", "os.txt", "devices.txt", "disk-clock.json"} <= set(found)
     assert "queue.json" not in found and SNAPSHOT_FILE not in found
