@@ -121,9 +121,9 @@ def test_show_and_retry_by_seq_as_list_shows_it(queue):
 
 
 def test_show_by_an_id_prefix_in_any_case(queue):
-    prefix = queue["delivered"].id[:6].upper()
-    shown = lines_of(run_kiosk("queue", "show", prefix, "--json", "--config", queue["cfg"]))
-    assert shown[0]["id"] == queue["delivered"].id
+    for ref in (queue["delivered"].id[:6].upper(), queue["delivered"].id.upper()):
+        shown = lines_of(run_kiosk("queue", "show", ref, "--json", "--config", queue["cfg"]))
+        assert shown[0]["id"] == queue["delivered"].id
 
 
 def test_retry_of_a_delivered_one_by_seq_says_its_state(queue):
@@ -136,6 +136,7 @@ def test_retry_of_a_delivered_one_by_seq_says_its_state(queue):
     [
         ("99", "no identification with seq 99 for kiosk id 'kiosk-q'"),
         ("9" * 40, "no identification with seq 9999"),  # more than SQLite's integers hold
+        ("7" * 5000, "no identification with seq 7777"),  # more than int() converts
         ("ab", "at least 4 hex characters"),
         ("no-such-id", "no identification"),
         ("\x1b[2Jx", "no identification"),
@@ -150,8 +151,9 @@ def test_a_ref_that_matches_nothing_says_so(queue, ref, words):
 
 @pytest.fixture
 def twins(tmp_path, monkeypatch):
-    """An outbox whose first two ids share their first 5 hex characters (uuid4 made predictable)."""
-    made = iter(uuid.UUID(u) for u in ("abcde111-0000-4000-8000-000000000001", "abcde222-0000-4000-8000-000000000002", "f0f0f0f0-0000-4000-8000-000000000003"))
+    """An outbox whose first two ids share their first 5 hex characters and whose third starts
+    with digits only (uuid4 made predictable)."""
+    made = iter(uuid.UUID(u) for u in ("abcde111-0000-4000-8000-000000000001", "abcde222-0000-4000-8000-000000000002", "12345678-0000-4000-8000-000000000003"))
     monkeypatch.setattr(uuid, "uuid4", lambda: next(made))
     path = tmp_path / "outbox.db"
     with Outbox(path, kiosk_id="kiosk-q") as box:
@@ -171,6 +173,14 @@ def test_an_ambiguous_prefix_lists_the_matches_masked(twins):
     assert lines_of(run_kiosk("queue", "show", "abcde2", "--json", "--config", cfg))[0]["id"] == records[1].id
     missing = no_traceback(run_kiosk("queue", "show", "ffff", "--config", cfg))
     assert missing.returncode == 1 and "no identification with an id starting" in missing.stderr
+
+
+def test_digits_alone_are_a_seq_and_say_which_ids_start_with_them(twins):
+    cfg, records = twins
+    run = no_traceback(run_kiosk("queue", "show", "1234", "--config", cfg))
+    assert run.returncode == 1
+    assert "no identification with seq 1234" in run.stderr and "1 id(s) start with 1234" in run.stderr
+    assert lines_of(run_kiosk("queue", "show", "12345678-", "--json", "--config", cfg))[0]["id"] == records[2].id
 
 
 def test_a_seq_means_this_kiosk_ids_record(tmp_path):

@@ -721,7 +721,7 @@ class Outbox:
         ref = ref.strip()
         shown = f'"{escape(ref, 40)}"'  # typed by someone: shown harmless and short
         if re.fullmatch(r"[0-9]+", ref):
-            return self._find_seq(int(ref))
+            return self._find_seq(ref)
         if (record := self.get(ref)) is not None:
             return record
         prefix = ref.lower()
@@ -729,23 +729,34 @@ class Outbox:
             raise NotFound(
                 f"no identification {shown}: give its seq (digits), its id, or at least {MIN_ID_PREFIX} hex characters of the id"
             )
-        starts = "WHERE substr(lower(id), 1, ?) = ?"
-        (count,) = self._read(f"SELECT count(*) FROM identifications {starts}", [len(prefix), prefix])[0]
-        rows = self._read(f"{_SELECT} {starts} ORDER BY seq LIMIT ?", [len(prefix), prefix, MAX_MATCHES_LISTED])
+        count, records = self._starting(prefix)
         if count == 1:
-            return _row(rows[0])
+            return records[0]
         if count == 0:
             raise NotFound(f"no identification with an id starting {shown}")
-        raise NotFound(f"{count} identifications have an id starting {shown}: give more of the id", tuple(_row(r) for r in rows), count)
+        raise NotFound(f"{count} identifications have an id starting {shown}: give more of the id", records, count)
 
-    def _find_seq(self, seq: int) -> Identification:
-        """Seq ``seq`` of this kiosk id; :class:`NotFound` names other kiosk ids' records with it."""
+    def _starting(self, prefix: str) -> tuple[int, tuple[Identification, ...]]:
+        """How many ids start with ``prefix`` (lower case), and the first few of them by seq."""
+        starts = "WHERE substr(lower(id), 1, ?) = ?"
+        (count,) = self._read(f"SELECT count(*) FROM identifications {starts}", [len(prefix), prefix])[0]
+        rows = self._read(f"{_SELECT} {starts} ORDER BY seq LIMIT ?", [len(prefix), prefix, MAX_MATCHES_LISTED]) if count else []
+        return count, tuple(_row(r) for r in rows)
+
+    def _find_seq(self, digits: str) -> Identification:
+        """Seq ``digits`` of this kiosk id; :class:`NotFound` names other kiosk ids' records with
+        that seq, and ids that start with those digits (digits alone are always a seq)."""
+        # int() of thousands of digits raises; more than 19 is beyond any seq anyway.
+        seq = int(digits) if len(digits.lstrip("0")) <= 19 else _MAX_SEQ + 1
         rows = self._read(f"{_SELECT} WHERE seq = ? ORDER BY kiosk_id = ? DESC, kiosk_id", [seq, self.kiosk_id]) if seq <= _MAX_SEQ else []
         records = [_row(r) for r in rows]
         if records and records[0].kiosk_id == self.kiosk_id:
             return records[0]
-        others = ", ".join(f"{r.id} of kiosk id {r.kiosk_id!r}" for r in records)
-        raise NotFound(f"no identification with seq {seq} for kiosk id {self.kiosk_id!r}" + (f" (other kiosk ids' seq {seq}: {others}; give the id)" if others else ""))
+        shown = escape(digits.lstrip("0") or "0", 40)
+        hints = [f"other kiosk ids' seq {shown}: " + ", ".join(f"{r.id} of kiosk id {r.kiosk_id!r}" for r in records) + "; give the id"] if records else []
+        if len(digits) >= MIN_ID_PREFIX and (count := self._starting(digits)[0]):
+            hints.append(f"{count} id(s) start with {escape(digits, 40)}: digits alone are a seq, give the id up to its first letter or dash")
+        raise NotFound(f"no identification with seq {shown} for kiosk id {self.kiosk_id!r}" + (f" ({'; '.join(hints)})" if hints else ""))
 
     def list(self, state: str | None = None, *, limit: int | None = None) -> builtins.list[Identification]:
         """Records by ``seq``, optionally only one state (pending, delivered, dead, quarantined)."""
