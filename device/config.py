@@ -485,9 +485,16 @@ class Config:
     log: LogSection = field(default_factory=LogSection)
     #: Where it was read from ("" for defaults only); not a key.
     source: str = field(default="", compare=False)
+    #: Where each key's value came from when not the default: "section.key" -> "file" or
+    #: "environment KIOSK_...", see :meth:`origin`; not a key.
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def origin(self, key: str) -> str:
+        """Where ``key``'s value came from: ``file``, ``default`` or ``environment KIOSK_...``."""
+        return self.origins.get(key, "default")
 
 
-SECTION_FIELDS = [f for f in dataclasses.fields(Config) if f.name != "source"]
+SECTION_FIELDS = [f for f in dataclasses.fields(Config) if f.name not in ("source", "origins")]
 
 #: The built-in defaults, for parameters whose default is a config key's: a constructor writes
 #: ``settle_s: float = DEFAULTS.scan.settle_s`` instead of copying the number (copies drift).
@@ -624,6 +631,7 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
             raise ConfigError(name, "expected a [section] table", source)
 
     sections = {}
+    origins = {}
     for s in SECTION_FIELDS:
         stype = _section_type(s)
         given = data.get(s.name, {})
@@ -635,11 +643,13 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
         for name, o in opts.items():
             key = f"{s.name}.{name}"
             if o.metadata["env"] and env_name(key) in environ:
-                values[name] = _coerce(key, o, _from_env(key, o, environ[env_name(key)]), f"environment {env_name(key)}", check_files)
+                origins[key] = f"environment {env_name(key)}"
+                values[name] = _coerce(key, o, _from_env(key, o, environ[env_name(key)]), origins[key], check_files)
             elif name in given:
+                origins[key] = "file"
                 values[name] = _coerce(key, o, given[name], source, check_files)
         sections[s.name] = stype(**values)
-    cfg = Config(**sections, source=source)
+    cfg = Config(**sections, source=source, origins=origins)
     _check_together(cfg)
     return cfg
 
@@ -690,19 +700,34 @@ def toml_value(value: Any) -> str:
 
 
 def dump(cfg: Config, show_secrets: bool = False) -> str:
-    """The effective configuration as TOML, secrets masked unless ``show_secrets``."""
-    import tomli_w
+    """The effective configuration as TOML, secrets masked unless ``show_secrets``.
 
-    sections = {}
+    Each value ends in a comment saying where it came from (the file named once at the top, the
+    default, or an environment variable), and the whole still loads as TOML::
+
+        # file: /etc/kiosk/kiosk.toml
+        [camera]
+        source = "v4l2:/dev/video1"  # environment KIOSK_CAMERA_SOURCE
+        fps = 30.0  # default
+    """
+    # Escaped: a comment must not hold a newline or other control character.
+    out = [
+        "# effective configuration: the file, defaults and environment overrides together",
+        f"# file: {escape(str(Path(cfg.source).absolute()), 4096)}" if cfg.source else "# file: none (built-in defaults only)",
+        "# after each value, where it came from: file, default, or environment VARIABLE",
+    ]
     for s in SECTION_FIELDS:
         section = getattr(cfg, s.name)
-        values = sections[s.name] = {}
+        out.append(f"\n[{s.name}]")
         for o in dataclasses.fields(section):
-            value = getattr(section, o.name)
+            key = f"{s.name}.{o.name}"
+            value, origin = getattr(section, o.name), cfg.origin(key)
+            if origin == "default" and o.metadata["default_doc"]:
+                origin += f" ({o.metadata['default_doc']})"
             if o.metadata["secret"] and value and not show_secrets:
-                value = "********"
-            values[o.name] = list(value) if isinstance(value, tuple) else value
-    return f"# effective configuration (from {cfg.source or 'defaults'} and environment)\n\n" + tomli_w.dumps(sections)
+                value, origin = "********", origin + ", masked"
+            out.append(f"{o.name} = {toml_value(value)}  # {origin}")
+    return "\n".join(out) + "\n"
 
 
 def reference_markdown() -> str:

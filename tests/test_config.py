@@ -1,5 +1,6 @@
 """One schema: defaults, validation naming the key, environment overrides, dump, example file."""
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -154,3 +155,60 @@ def test_scan_defaults_are_the_scanners_own():
     scan = config.ScanSection()
     for name in ("decoder", "full_look_interval_s", "settle_s", "change_threshold", "max_regions", "work_size"):
         assert getattr(scan, name) == scanner[name].default, name
+
+
+def sections_of(cfg, masked=False):
+    """The configuration as the dict TOML loads into (secrets as ``config show`` masks them)."""
+    import dataclasses
+
+    data = {s.name: dataclasses.asdict(getattr(cfg, s.name)) for s in config.SECTION_FIELDS}
+    if masked:
+        for key, o in config.options():
+            section, name = key.split(".")
+            if o.metadata["secret"] and data[section][name]:
+                data[section][name] = "********"
+    return data
+
+
+def test_config_show_marks_where_each_value_came_from_and_loads_as_toml(tmp_path):
+    import os
+
+    from conftest import run_kiosk
+
+    p = write(tmp_path, '[kiosk]\nid = "k-1"\n[camera]\nfps = 15\n[api]\ntoken = "s3cret"\nurl = "https://c.example"\n')
+    overrides = {"KIOSK_CAMERA_SOURCE": "file:/srv/a.avi", "KIOSK_LOG_LEVEL": "DEBUG"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(config.ENV_PREFIX)} | overrides
+    run = run_kiosk("config", "show", "--config", str(p), env=env)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert f"# file: {p}" in lines and run.stdout.count(str(p)) == 1
+    for line in ('id = "k-1"  # file', "fps = 15.0  # file", 'source = "file:/srv/a.avi"  # environment KIOSK_CAMERA_SOURCE',
+                 'level = "DEBUG"  # environment KIOSK_LOG_LEVEL', 'token = "********"  # file, masked',
+                 "width = 1280  # default", 'url = "https://c.example"  # file'):  # fmt: skip
+        assert line in lines
+    assert "s3cret" not in run.stdout
+    values = [line for line in lines if line and not line.startswith(("#", "["))]
+    assert len(values) == len(config.options())
+    assert all(re.fullmatch(r"\w+ = .+  # (file|default( \(.+\))?|environment KIOSK_\w+)(, masked)?", line) for line in values)
+    cfg = load(p, environ=overrides)
+    assert tomllib.loads(run.stdout) == sections_of(cfg, masked=True)
+    clear = run_kiosk("config", "show", "--show-secrets", "--config", str(p), env=env)
+    assert 'token = "s3cret"  # file' in clear.stdout.splitlines()
+    assert tomllib.loads(clear.stdout) == sections_of(cfg)
+
+
+def test_config_show_without_a_file_says_so_and_marks_computed_defaults(monkeypatch, tmp_path):
+    monkeypatch.setattr(config, "DEFAULT_PATH", tmp_path / "absent.toml")
+    shown = config.dump(load(None, environ={}))
+    assert "# file: none (built-in defaults only)" in shown
+    assert "  # default (the host name)\n" in shown and "# file\n" not in shown
+    assert tomllib.loads(shown) == sections_of(load(None, environ={}))
+
+
+def test_config_show_header_stays_a_comment_whatever_the_path_holds(tmp_path):
+    odd = tmp_path / "odd\nname"
+    odd.mkdir()
+    cfg = load(write(odd, '[kiosk]\nid = "k-1"\n'), environ={})
+    shown = config.dump(cfg)
+    assert tomllib.loads(shown)["kiosk"]["id"] == "k-1"
+    assert "odd\\nname" in shown

@@ -375,11 +375,18 @@ def test_kiosk_run_reports_lost_and_quarantined_identifications_in_kiosk_status(
         assert sorted(at_central) == [*range(1, 5), *range(6, 76), 151]  # seq 5 quarantined; 76-150 lost; never reused
         assert at_central[151]["contract"] == new
 
-        def faults():
-            report = json.loads(run_kiosk("status", "--json", "--config", cfg).stdout)
-            return (report.get("daemon") or {}).get("faults") or {}
+        def report():
+            return json.loads(run_kiosk("status", "--json", "--config", cfg).stdout)
 
-        wait_until(lambda: "quarantined" in faults().get("outbox-integrity", ""), what="the integrity fault")
+        def faults():
+            return (report().get("daemon") or {}).get("faults") or {}
+
+        def told(r):
+            # The fault and the queue's counts come from different turns: wait for both.
+            fault = ((r.get("daemon") or {}).get("faults") or {}).get("outbox-integrity", "")
+            return "quarantined" in fault and (r.get("queue") or {}).get("quarantined") == 1
+
+        wait_until(lambda: told(report()), what="the integrity fault and the quarantined count")
         human = run_kiosk("status", "--config", cfg)
         assert human.returncode == 1  # a fault: not healthy
         assert "FAULT       outbox-integrity: outbox lost 75 committed identifications, seq 76-150; 1 identification quarantined" in human.stdout

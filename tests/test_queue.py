@@ -2,6 +2,7 @@
 
 import json
 import threading
+import uuid
 
 import pytest
 from conftest import run_kiosk, write_config
@@ -99,3 +100,110 @@ def test_no_outbox_yet_says_so(tmp_path):
     cfg = write_config(tmp_path / "kiosk.toml", outbox={"path": str(tmp_path / "none.db")})
     run = run_kiosk("queue", "list", "--config", str(cfg))
     assert run.returncode != 0 and "no outbox" in run.stderr
+
+
+# --- REF: a seq, a whole id or a unique id prefix --------------------------------------------
+
+
+def no_traceback(run):
+    assert "Traceback" not in run.stderr, run.stderr
+    return run
+
+
+def test_show_and_retry_by_seq_as_list_shows_it(queue):
+    shown = lines_of(run_kiosk("queue", "show", "3", "--json", "--config", queue["cfg"]))
+    assert shown[0]["id"] == queue["dead"].id and shown[0]["state"] == "dead"
+    run = run_kiosk("queue", "retry", "3", "--config", queue["cfg"])
+    assert run.returncode == 0, run.stderr
+    assert f"seq 3 ({queue['dead'].id}): pending" in run.stdout
+    with Outbox(queue["path"], kiosk_id="kiosk-q") as box:
+        assert box.get(queue["dead"].id).state == "pending"
+
+
+def test_show_by_an_id_prefix_in_any_case(queue):
+    for ref in (queue["delivered"].id[:6].upper(), queue["delivered"].id.upper()):
+        shown = lines_of(run_kiosk("queue", "show", ref, "--json", "--config", queue["cfg"]))
+        assert shown[0]["id"] == queue["delivered"].id
+
+
+def test_retry_of_a_delivered_one_by_seq_says_its_state(queue):
+    run = no_traceback(run_kiosk("queue", "retry", "2", "--config", queue["cfg"]))
+    assert run.returncode == 1 and f"seq 2 ({queue['delivered'].id}) is delivered" in run.stderr
+
+
+@pytest.mark.parametrize(
+    "ref, words",
+    [
+        ("99", "no identification with seq 99 for kiosk id 'kiosk-q'"),
+        ("9" * 40, "no identification with seq 9999"),  # more than SQLite's integers hold
+        ("7" * 5000, "no identification with seq 7777"),  # more than int() converts
+        ("ab", "at least 4 hex characters"),
+        ("no-such-id", "no identification"),
+        ("\x1b[2Jx", "no identification"),
+    ],
+)
+def test_a_ref_that_matches_nothing_says_so(queue, ref, words):
+    for command in ("show", "retry"):
+        run = no_traceback(run_kiosk("queue", command, ref, "--config", queue["cfg"]))
+        assert run.returncode == 1 and words in run.stderr
+        assert "\x1b" not in run.stderr  # what was typed is shown harmless
+
+
+@pytest.fixture
+def twins(tmp_path, monkeypatch):
+    """An outbox whose first two ids share their first 5 hex characters and whose third starts
+    with digits only (uuid4 made predictable)."""
+    made = iter(uuid.UUID(u) for u in ("abcde111-0000-4000-8000-000000000001", "abcde222-0000-4000-8000-000000000002", "12345678-0000-4000-8000-000000000003"))
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(made))
+    path = tmp_path / "outbox.db"
+    with Outbox(path, kiosk_id="kiosk-q") as box:
+        records = [box.commit(c, symbology="Code128", decoder="zxing-cpp") for c in CARDS]
+    cfg = write_config(tmp_path / "kiosk.toml", kiosk={"id": "kiosk-q"}, outbox={"path": str(path)})
+    return str(cfg), records
+
+
+def test_an_ambiguous_prefix_lists_the_matches_masked(twins):
+    cfg, records = twins
+    for command in ("show", "retry"):
+        run = no_traceback(run_kiosk("queue", command, "ABCDE", "--config", cfg))
+        assert run.returncode == 1
+        assert "2 identifications have an id starting" in run.stderr
+        assert records[0].id in run.stderr and records[1].id in run.stderr and records[2].id not in run.stderr
+        assert "******1111" in run.stderr and "0011111111" not in run.stderr
+    assert lines_of(run_kiosk("queue", "show", "abcde2", "--json", "--config", cfg))[0]["id"] == records[1].id
+    missing = no_traceback(run_kiosk("queue", "show", "ffff", "--config", cfg))
+    assert missing.returncode == 1 and "no identification with an id starting" in missing.stderr
+
+
+def test_digits_alone_are_a_seq_and_say_which_ids_start_with_them(twins):
+    cfg, records = twins
+    run = no_traceback(run_kiosk("queue", "show", "1234", "--config", cfg))
+    assert run.returncode == 1
+    assert "no identification with seq 1234" in run.stderr and "1 id(s) start with 1234" in run.stderr
+    assert lines_of(run_kiosk("queue", "show", "12345678-", "--json", "--config", cfg))[0]["id"] == records[2].id
+
+
+def test_a_seq_means_this_kiosk_ids_record(tmp_path):
+    """Seqs are numbered per kiosk id: after kiosk.id changed, seq 1 is the new id's."""
+    path = tmp_path / "outbox.db"
+    with Outbox(path, kiosk_id="old-k") as box:
+        old = [box.commit(c, symbology="Code128", decoder="zxing-cpp") for c in CARDS[:2]]
+    with Outbox(path, kiosk_id="new-k") as box:
+        new = box.commit(CARDS[2], symbology="Code128", decoder="zxing-cpp")
+    cfg = str(write_config(tmp_path / "kiosk.toml", kiosk={"id": "new-k"}, outbox={"path": str(path)}))
+    assert (old[0].seq, new.seq) == (1, 1)
+    assert lines_of(run_kiosk("queue", "show", "1", "--json", "--config", cfg))[0]["id"] == new.id
+    run = no_traceback(run_kiosk("queue", "show", "2", "--config", cfg))
+    assert run.returncode == 1
+    assert "no identification with seq 2 for kiosk id 'new-k'" in run.stderr and f"{old[1].id} of kiosk id 'old-k'" in run.stderr
+    listing = run_kiosk("queue", "list", "--config", cfg).stdout.splitlines()
+    marked = {line.split()[1]: "(kiosk id old-k)" in line for line in listing}  # id -> marked
+    assert marked == {old[0].id: True, old[1].id: True, new.id: False}
+
+
+def test_help_says_what_a_ref_is_with_an_example():
+    for command in ("show", "retry"):
+        run = run_kiosk("queue", command, "--help")
+        text = " ".join(run.stdout.split())
+        assert f"Example: kiosk queue {command} 42" in text
+        assert "at least 4 hex characters" in text and "earlier kiosk id" in text

@@ -13,8 +13,12 @@ HELP = {"config": "show or check the configuration"}
 def cmd_config_show(args) -> int:
     """Print the effective configuration (secrets masked).
 
-    Print the effective configuration as TOML: file, defaults and environment overrides together.
-    Secrets are masked.
+    Print the effective configuration as TOML: file, defaults and environment overrides together,
+    each value followed by where it came from (# file, # default, # environment KIOSK_...), the
+    file's path once at the top. Secrets are masked unless --show-secrets. The output loads as
+    TOML: it can be saved as a config file.
+
+    Example: kiosk config show --config /etc/kiosk/kiosk.toml
     """
     cfg = load_config(args)
     sys.stdout.write(config_mod.dump(cfg, show_secrets=args.show_secrets))
@@ -25,6 +29,8 @@ def cmd_config_check(args) -> int:
     """Check a configuration file; exit 78 naming the bad key.
 
     Check the configuration and exit 0, or 78 with a message naming the file and key.
+
+    Example: kiosk config check --config /etc/kiosk/kiosk.toml
     """
     cfg = load_config(args)
     print(f"{cfg.source or 'built-in defaults'}: ok")
@@ -35,6 +41,8 @@ def cmd_config_reference(args) -> int:
     """Print the configuration reference (Markdown) generated from the schema.
 
     Print the table of every configuration key, its type, default and purpose, as in the README.
+
+    Example: kiosk config reference --example > kiosk.toml
     """
     sys.stdout.write(config_mod.example_toml() if args.example else config_mod.reference_markdown())
     return 0

@@ -64,40 +64,73 @@ def _issue(card_issue: int | None) -> str:
     return "--" if card_issue is None else f"{card_issue:02d}"
 
 
-def _record_line(record, unmask: bool) -> str:
+def _record_line(record, unmask: bool, kiosk_id: str | None = None) -> str:
+    """One record on one line; one made under another kiosk id than ``kiosk_id`` says which
+    (its seq is that kiosk id's, so `queue show SEQ` does not reach it)."""
     from device.redact import mask_contract
 
     extra = record.quarantine_reason or record.dead_reason or record.last_error or ""
+    other = f"  (kiosk id {record.kiosk_id})" if kiosk_id is not None and record.kiosk_id != kiosk_id else ""
     return (
         f"{record.seq:>7}  {record.id}  {record.state:<9} {mask_contract(record.contract, unmask)} /{_issue(record.card_issue)}"
-        f"  {record.scanned_at}  attempts {record.attempts}" + (f"  {extra}" if extra else "")
+        f"  {record.scanned_at}  attempts {record.attempts}{other}" + (f"  {extra}" if extra else "")
     )
 
 
 def cmd_queue_list(args) -> int:
     """List identifications in the outbox.
 
-    List identifications in the outbox, oldest first; contracts masked unless --unmask.
+    List identifications in the outbox, oldest first: seq, id, state, contract (masked unless
+    --unmask), card issue, scan time, attempts, and the last error or why it is dead.
+
+    Example: kiosk queue list --state dead
     """
     with _queue(args) as outbox:
         records = outbox.list(args.state)
+        kiosk_id = outbox.kiosk_id
     for record in records:
-        print(json.dumps(_record_json(record, args.unmask)) if args.json else _record_line(record, args.unmask))
+        print(json.dumps(_record_json(record, args.unmask)) if args.json else _record_line(record, args.unmask, kiosk_id))
     if not args.json:
         print(f"{len(records)} identification(s)" + (f" {args.state}" if args.state else ""), file=sys.stderr)
     return 0
 
 
+#: What REF may be, for the help of the commands that take one.
+REF_HELP = (
+    "a seq number as `kiosk queue list` shows it (digits only; numbered per kiosk.id, so records made "
+    "under an earlier kiosk id are reached by their id), the whole id, or a unique start of the id "
+    "(at least 4 hex characters, any case)"
+)
+
+
+def _find(outbox, ref: str, command: str):
+    """The identification ``ref`` names, or None after saying on stderr why not (an ambiguous
+    prefix lists what it matches, masked)."""
+    from device.outbox.store import NotFound
+
+    try:
+        return outbox.find(ref)
+    except NotFound as e:
+        print(f"kiosk queue {command}: {e}", file=sys.stderr)
+        for record in e.matches:
+            print("  " + _record_line(record, unmask=False), file=sys.stderr)
+        if e.count > len(e.matches):
+            print(f"  ... and {e.count - len(e.matches)} more", file=sys.stderr)
+        return None
+
+
 def cmd_queue_show(args) -> int:
     """Show one identification.
 
-    Show every field of one identification, by its id, and whether its checksum still matches.
+    Show every field of one identification, by seq or id (REF below), and whether its checksum
+    still matches.
+
+    Example: kiosk queue show 42
     """
     with _queue(args) as outbox:
-        record = outbox.get(args.id)
+        record = _find(outbox, args.ref, "show")
         problem = outbox.checksum_problem(record) if record is not None else None
     if record is None:
-        print(f"kiosk queue show: no identification {args.id!r}", file=sys.stderr)
         return 1
     data = {**_record_json(record, args.unmask), "checksum_ok": problem is None, "checksum_problem": problem}
     if args.json:
@@ -112,20 +145,25 @@ def cmd_queue_retry(args) -> int:
     """Send a dead identification again.
 
     Set a dead (or waiting) identification back to pending, to be sent at once; --dead for all dead
-    ones.
+    ones. REF: a seq or an id, as below.
+
+    Example: kiosk queue retry 42
     """
     with _queue(args) as outbox:
         if args.dead:
             n = outbox.retry_dead()
             print(f"{n} dead identification(s) set to pending")
             return 0
-        if not args.id:
-            print("kiosk queue retry: give an ID or --dead", file=sys.stderr)
+        if not args.ref:
+            print("kiosk queue retry: give a REF (seq or id) or --dead", file=sys.stderr)
             return 2
-        if not outbox.retry(args.id):
-            print(f"kiosk queue retry: no dead or pending identification {args.id!r}", file=sys.stderr)
+        record = _find(outbox, args.ref, "retry")
+        if record is None:
             return 1
-        print(f"{args.id}: pending, will be sent at the next attempt")
+        if not outbox.retry(record.id):
+            print(f"kiosk queue retry: seq {record.seq} ({record.id}) is {record.state}: only dead or pending identifications are retried", file=sys.stderr)
+            return 1
+        print(f"seq {record.seq} ({record.id}): pending, will be sent at the next attempt")
         return 0
 
 
@@ -135,6 +173,8 @@ def cmd_queue_ack(args) -> int:
     Acknowledge what the outbox found wrong with itself (identifications lost, a damaged file
     salvaged, records quarantined): they leave `kiosk status` and the outbox-integrity fault
     clears. Records are not changed: a quarantined one is still never sent.
+
+    Example: kiosk queue ack
     """
     with _queue(args) as outbox:
         problems = outbox.stats()["integrity"]
@@ -153,9 +193,9 @@ def register(sub) -> None:
     lst = add_command(qsub, "list", cmd_queue_list)
     lst.add_argument("--state", choices=STATES, help="only this state")
     show = add_command(qsub, "show", cmd_queue_show)
-    show.add_argument("id", metavar="ID")
+    show.add_argument("ref", metavar="REF", help=REF_HELP)
     retry = add_command(qsub, "retry", cmd_queue_retry)
-    retry.add_argument("id", nargs="?", metavar="ID")
+    retry.add_argument("ref", nargs="?", metavar="REF", help=REF_HELP)
     retry.add_argument("--dead", action="store_true", help="retry every dead identification")
     add_command(qsub, "ack", cmd_queue_ack)
     for q in (lst, show):

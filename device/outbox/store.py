@@ -43,6 +43,7 @@ from __future__ import annotations
 import builtins
 import logging
 import os
+import re
 import sqlite3
 import threading
 import uuid
@@ -60,6 +61,7 @@ from device.outbox.fsync import fsync_dir
 from device.outbox.highwater import HighWaterMark, MarkUnreadable
 from device.outbox.salvage import salvage_into
 from device.outbox.schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION
+from device.redact import escape
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,12 @@ DEFAULT_BUSY_TIMEOUT_S = 10.0
 #: A stored next attempt further ahead than this is treated as due: the wall clock must have
 #: jumped back (NTP correcting a wrong clock), and waiting days for it would stall delivery.
 DEFAULT_MAX_WAIT_S = 3600.0
+#: Fewest hex characters of an id :meth:`Outbox.find` takes as a prefix (fewer match too much).
+MIN_ID_PREFIX = 4
+#: Matches of an ambiguous id prefix listed in the error (the count says how many more).
+MAX_MATCHES_LISTED = 10
+#: Largest integer SQLite stores; a longer run of digits is no seq.
+_MAX_SEQ = 2**63 - 1
 
 
 class OutboxError(Exception):
@@ -91,6 +99,18 @@ class OutboxFull(OutboxError):
 
 class OutboxCorrupt(OutboxError):
     """The file fails its integrity check and was not moved aside (``on_corrupt="raise"``)."""
+
+
+class NotFound(OutboxError, LookupError):
+    """No single identification answers a reference (:meth:`Outbox.find`).
+
+    ``count`` is 0 for no match, or how many an ambiguous id prefix matches; ``matches`` holds the
+    first :data:`MAX_MATCHES_LISTED` of them (by seq), for the caller to show, masked.
+    """
+
+    def __init__(self, message: str, matches: tuple = (), count: int = 0):
+        super().__init__(message)
+        self.matches, self.count = matches, count
 
 
 @dataclass(frozen=True)
@@ -686,6 +706,57 @@ class Outbox:
         """One record by its id (the UUID), or None."""
         rows = self._read(f"{_SELECT} WHERE id = ?", [id])
         return _row(rows[0]) if rows else None
+
+    def find(self, ref: str) -> Identification:
+        """One identification by what a technician types: its seq, its id, or a unique id prefix.
+
+        Digits only are a seq as ``kiosk queue list`` shows it, numbered for this outbox's
+        ``kiosk_id`` (records made under an earlier kiosk id have their own numbers: give their
+        id). Otherwise the whole id, or at least :data:`MIN_ID_PREFIX` hex characters of its
+        start, in any case. Raises :class:`NotFound` saying why (no match, or how many)::
+
+            outbox.find("42")          # seq 42 of this kiosk id
+            outbox.find("9f1c")        # the one id starting 9f1c
+        """
+        ref = ref.strip()
+        shown = f'"{escape(ref, 40)}"'  # typed by someone: shown harmless and short
+        if re.fullmatch(r"[0-9]+", ref):
+            return self._find_seq(ref)
+        if (record := self.get(ref)) is not None:
+            return record
+        prefix = ref.lower()
+        if not re.fullmatch(r"[0-9a-f-]*", prefix) or len(prefix.replace("-", "")) < MIN_ID_PREFIX:
+            raise NotFound(
+                f"no identification {shown}: give its seq (digits), its id, or at least {MIN_ID_PREFIX} hex characters of the id"
+            )
+        count, records = self._starting(prefix)
+        if count == 1:
+            return records[0]
+        if count == 0:
+            raise NotFound(f"no identification with an id starting {shown}")
+        raise NotFound(f"{count} identifications have an id starting {shown}: give more of the id", records, count)
+
+    def _starting(self, prefix: str) -> tuple[int, tuple[Identification, ...]]:
+        """How many ids start with ``prefix`` (lower case), and the first few of them by seq."""
+        starts = "WHERE substr(lower(id), 1, ?) = ?"
+        (count,) = self._read(f"SELECT count(*) FROM identifications {starts}", [len(prefix), prefix])[0]
+        rows = self._read(f"{_SELECT} {starts} ORDER BY seq LIMIT ?", [len(prefix), prefix, MAX_MATCHES_LISTED]) if count else []
+        return count, tuple(_row(r) for r in rows)
+
+    def _find_seq(self, digits: str) -> Identification:
+        """Seq ``digits`` of this kiosk id; :class:`NotFound` names other kiosk ids' records with
+        that seq, and ids that start with those digits (digits alone are always a seq)."""
+        # int() of thousands of digits raises; more than 19 is beyond any seq anyway.
+        seq = int(digits) if len(digits.lstrip("0")) <= 19 else _MAX_SEQ + 1
+        rows = self._read(f"{_SELECT} WHERE seq = ? ORDER BY kiosk_id = ? DESC, kiosk_id", [seq, self.kiosk_id]) if seq <= _MAX_SEQ else []
+        records = [_row(r) for r in rows]
+        if records and records[0].kiosk_id == self.kiosk_id:
+            return records[0]
+        shown = escape(digits.lstrip("0") or "0", 40)
+        hints = [f"other kiosk ids' seq {shown}: " + ", ".join(f"{r.id} of kiosk id {r.kiosk_id!r}" for r in records) + "; give the id"] if records else []
+        if len(digits) >= MIN_ID_PREFIX and (count := self._starting(digits)[0]):
+            hints.append(f"{count} id(s) start with {escape(digits, 40)}: digits alone are a seq, give the id up to its first letter or dash")
+        raise NotFound(f"no identification with seq {shown} for kiosk id {self.kiosk_id!r}" + (f" ({'; '.join(hints)})" if hints else ""))
 
     def list(self, state: str | None = None, *, limit: int | None = None) -> builtins.list[Identification]:
         """Records by ``seq``, optionally only one state (pending, delivered, dead, quarantined)."""
