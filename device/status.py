@@ -24,8 +24,10 @@ from device.redact import escape
 STATUS_FILE = "status.json"
 #: ``kiosk diag camera`` asks the running daemon for a frame by creating this file...
 SNAPSHOT_REQUEST = "snapshot.request"
-#: ...and the daemon answers with this image (the located barcodes drawn on it).
-SNAPSHOT_FILE = "snapshot.jpg"
+#: ...and the daemon answers with this image (masked, the located barcodes drawn on it)...
+SNAPSHOT_FILE = "snapshot.png"
+#: ...and then this JSON: the request's id, the frame size and what was decoded.
+SNAPSHOT_ANSWER = "snapshot.json"
 #: The daemon writes every WRITE_INTERVAL_S; older than this means it is not running.
 WRITE_INTERVAL_S = 2.0
 STALE_AFTER_S = 15.0
@@ -110,6 +112,21 @@ def cpu_temperature_c(sys_root: Path = Path("/sys")) -> float | None:
 
 #: Who may read the token file: root, and the kiosk (the service's user and group).
 TOKEN_READERS = ("root", "kiosk")
+#: The technicians' group: may read status, the queue and snapshots (never the token).
+TECHNICIANS_GROUP = "kiosk-tech"
+
+
+def permission_advice(error: PermissionError, command: str) -> str:
+    """What to do about ``error`` met by ``command`` (e.g. ``"kiosk diag camera"``), in one line.
+
+    >>> permission_advice(PermissionError(13, "Permission denied", "/run/kiosk/snapshot.request"), "kiosk diag camera")
+    "no permission for /run/kiosk/snapshot.request: run it as root (sudo kiosk diag camera ...) or from an account in the technicians' group kiosk-tech (sudo usermod -aG kiosk-tech $USER, then log in again)"
+    """
+    path = escape(str(error.filename), 300) if error.filename else "a file it needs"
+    return (
+        f"no permission for {path}: run it as root (sudo {command} ...) or from an account in the technicians' group "
+        f"{TECHNICIANS_GROUP} (sudo usermod -aG {TECHNICIANS_GROUP} $USER, then log in again)"
+    )
 
 
 def token_file_warning(path: str) -> str | None:

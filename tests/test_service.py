@@ -240,9 +240,10 @@ def test_service_notifies_systemd_publishes_status_and_stops_cleanly_on_sigterm(
         assert "daemon      running" in human and shown[0] not in human
 
         # The daemon owns the camera: diag asks it for its latest frame instead of opening the camera.
-        snap = run_kiosk("diag", "camera", "--snapshot", str(tmp_path / "live.jpg"), "--config", str(cfg))
+        snap = run_kiosk("diag", "camera", "--snapshot", str(tmp_path / "live.jpg"), "--timeout", "60", "--config", str(cfg))
         assert snap.returncode == 0, snap.stderr
-        assert "from the running daemon" in snap.stdout and (tmp_path / "live.jpg").stat().st_size > 0
+        assert "from the running daemon; decoded" in snap.stdout and (tmp_path / "live.jpg").stat().st_size > 0
+        assert (tmp_path / "live.jpg").stat().st_mode & 0o777 == 0o600
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0

@@ -12,78 +12,60 @@ HELP = {"diag": "check the camera, the central and the LEDs"}
 
 
 def cmd_diag_camera(args) -> int:
-    """Grab a frame, show what is decoded, draw located barcodes on it.
+    """Grab a frame, show what is decoded, and with --snapshot save it to aim and focus by.
 
-    Grab one frame (from the running daemon, or from the camera itself when the daemon is stopped),
-    decode it, and with --snapshot write it with the located barcodes drawn, to aim and focus.
+    From the running daemon (it holds the camera), or from the camera itself when the daemon is
+    not running. The snapshot is written 0600 with the card's printed name and address blurred
+    outside the barcodes (--unmask: the whole picture) and the located barcodes drawn (--raw: no
+    drawings, so `kiosk scan FILE` reads it again).
     """
-    import time
-
-    import cv2
-
     from device import status
-    from device.camera import CameraError, open_camera
-    from device.daemon.snapshot import annotate
-    from device.pipeline import Pipeline
+    from device.daemon.snapshot import SnapshotError, SnapshotOptions, from_camera, from_daemon, reading_lines, write_image
 
     cfg = load_config(args, check_files=False)
     runtime = Path(cfg.kiosk.runtime_dir)
     out = Path(args.snapshot) if args.snapshot else None
-    running = status.read_status(runtime)
-    if running.running:
-        # The daemon owns the camera: ask it for its latest frame. Its status says what the
-        # camera is doing (focus mode, lens position, up or down).
-        print(f"camera {running.data.get('camera', {}).get('source', '?')}")
-        answer = runtime / status.SNAPSHOT_FILE
-        answer.unlink(missing_ok=True)
-        (runtime / status.SNAPSHOT_REQUEST).touch()
-        deadline = time.monotonic() + 3 * status.WRITE_INTERVAL_S + 2
-        while not answer.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not answer.exists():
-            print("kiosk diag camera: the daemon did not answer with a frame (is the camera down? see kiosk status)", file=sys.stderr)
-            return 1
-        image = cv2.imread(str(answer))
-        h, w = image.shape[:2]
-        print(f"frame {w}x{h} from the running daemon (located regions amber, cards green, other barcodes red)")
-        if out:
-            out.write_bytes(answer.read_bytes())
-            print(f"snapshot written to {out}")
-        return 0
+    if args.raw and out is None:
+        print("kiosk diag camera: --raw shapes the snapshot: give --snapshot FILE too", file=sys.stderr)
+        return 2
+    options = SnapshotOptions(raw=args.raw, unmask=args.unmask)
     try:
-        source = open_camera(cfg.camera, pace="fast")
-    except (CameraError, ValueError) as e:
+        # Opening the status file first: a permission problem is said as one, not taken for
+        # "the daemon is not running" (which would open a camera the daemon holds).
+        try:
+            (runtime / status.STATUS_FILE).open("rb").close()
+        except FileNotFoundError:
+            pass
+        daemon = status.read_status(runtime)
+        if daemon.running:
+            # The daemon owns the camera: ask it for its latest decoded frame. Its status says
+            # what the camera is doing (focus mode, lens position, up or down).
+            print(f"camera {daemon.data.get('camera', {}).get('source', '?')}")
+            shot = from_daemon(runtime, options, args.timeout, running=lambda: status.read_status(runtime).running)
+            origin = " from the running daemon"
+        else:
+            described, shot = from_camera(cfg, options, args.timeout)
+            print(f"camera {described}")
+            origin = ""
+    except SnapshotError as e:
         print(f"kiosk diag camera: {e}", file=sys.stderr)
         return 1
-    try:
-        frame, last_error = None, None
-        deadline = time.monotonic() + args.timeout
-        while frame is None and time.monotonic() < deadline:
-            try:
-                frame = source.read(timeout=max(0.1, deadline - time.monotonic()))
-            except CameraError as e:
-                last_error = e
-                continue
-            if frame is None:  # a file that ended
-                break
-        if frame is None:
-            why = f": {last_error}" if last_error else ""
-            print(f"kiosk diag camera: no frame from {cfg.camera.source} within {args.timeout:g} s{why}", file=sys.stderr)
-            return 1
-        print(f"camera {source.describe()}")  # with the focus mode and lens position
-    finally:
-        source.close()
-    readings = Pipeline.from_config(cfg).still(frame.image)
-    h, w = frame.image.shape[:2]
-    print(f"frame {w}x{h}; decoded {len(readings)} symbol(s)")
-    from device.redact import describe_text, mask_contract
-
-    for r in readings:
-        what = f"card, contract {mask_contract(r.card.contract)}" if r.card else f"not a card ({r.rejection.reason})"
-        print(f"  {r.symbol.symbology} {describe_text(r.symbol.text)} -> {what}")
+    except PermissionError as e:
+        print(f"kiosk diag camera: {status.permission_advice(e, 'kiosk diag camera')}", file=sys.stderr)
+        return 1
+    w, h = shot.size
+    print(f"frame {w}x{h}{origin}; decoded {len(shot.readings)} symbol(s)")
+    for line in reading_lines(shot.readings, args.unmask or cfg.log.unmask):
+        print(line)
     if out:
-        cv2.imwrite(str(out), annotate(frame.image, readings, cfg.log.unmask))
-        print(f"snapshot written to {out} (located regions amber, cards green, other barcodes red)")
+        try:
+            write_image(out, shot.image)
+        except (OSError, ValueError) as e:
+            print(f"kiosk diag camera: cannot write the snapshot: {e}", file=sys.stderr)
+            return 1
+        picture = "the whole picture" if args.unmask else "blurred outside the barcodes read"
+        drawn = "" if args.raw else "; located regions amber, cards green, other barcodes red"
+        print(f"snapshot written to {out} (mode 0600, {picture}{drawn})")
     return 0
 
 
@@ -177,8 +159,12 @@ def register(sub) -> None:
     p = sub.add_parser("diag", help=HELP["diag"], description="Diagnostics for field technicians.")
     dsub = p.add_subparsers(dest="diag_command", required=True, metavar="COMMAND")
     cam = add_command(dsub, "camera", cmd_diag_camera)
-    cam.add_argument("--snapshot", metavar="FILE", help="write the annotated frame (JPEG/PNG)")
-    cam.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a frame (default 10)")
+    cam.add_argument("--snapshot", metavar="FILE", help="write the frame, located barcodes drawn (.png or .jpg; mode 0600)")
+    cam.add_argument("--raw", action="store_true", help="no drawings on the snapshot: `kiosk scan FILE` reads it again")
+    cam.add_argument(
+        "--unmask", action="store_true", help="the whole picture (by default blurred outside the barcodes) and whole contract numbers"
+    )
+    cam.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a frame or the daemon's answer (default 10)")
     api = add_command(dsub, "api", cmd_diag_api)
     api.add_argument("--json", action="store_true", help="machine-readable output")
     add_command(dsub, "gpio", cmd_diag_gpio)

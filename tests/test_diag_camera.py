@@ -1,0 +1,238 @@
+"""`kiosk diag camera` as a technician runs it: with the daemon stopped or running, what it
+prints, and what its snapshots show and who may read them."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import site
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import REPO, card_photo, contracts, run_kiosk, write_config
+
+from device import status
+from device.daemon.snapshot import SnapshotOptions, SnapshotService, from_daemon
+from device.pipeline import Pipeline
+from device.tools.synth.card import card_size_px, mm_to_px
+from device.vision.scanner import Scanner
+
+CONTRACT = contracts(1, start=4321987)[0]
+PHOTO_SIZE = (960, 600)
+PHOTO_DPI = 150
+
+
+def camera_config(folder: Path, image: Path) -> Path:
+    return write_config(folder / "kiosk.toml", kiosk={"runtime_dir": str(folder / "run")}, camera={"source": f"file:{image}"})
+
+
+def card_on_the_counter(folder: Path) -> tuple[np.ndarray, Path]:
+    photo = card_photo(CONTRACT, dpi=PHOTO_DPI, size=PHOTO_SIZE)
+    path = folder / "card.png"
+    cv2.imwrite(str(path), photo)
+    return photo, path
+
+
+def name_and_address(image: np.ndarray) -> np.ndarray:
+    """The part of a :func:`card_photo` where the client's name, contract and address are printed."""
+    w, h = card_size_px(PHOTO_DPI)
+    left, top = (PHOTO_SIZE[0] - w) // 2, (PHOTO_SIZE[1] - h) // 2
+
+    def px(mm: float) -> int:
+        return mm_to_px(mm, PHOTO_DPI)
+
+    # The layout of render_card: the band (9.5 mm), 3.5 mm, name, contract and address lines.
+    return image[top + px(12.0) : top + px(28.5), left + px(4.0) : left + w * 2 // 3]
+
+
+def sharpness(image: np.ndarray) -> float:
+    return float(cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var())
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_without_the_daemon_it_opens_the_camera_itself_and_says_what_it_decoded(tmp_path):
+    _, image = card_on_the_counter(tmp_path)
+    cfg = camera_config(tmp_path, image)
+    # A status file left by a daemon that was killed: not a daemon to ask.
+    status.write_status(tmp_path / "run", {"pid": dead_pid(), "camera": {"source": "v4l2:/dev/video0"}})
+    run = run_kiosk("diag", "camera", "--config", str(cfg))
+    assert run.returncode == 0, run.stderr
+    assert f"camera file:{image}" in run.stdout
+    assert "frame 960x600; decoded 1 symbol(s)" in run.stdout
+    assert "Code128 LE**********" in run.stdout  # the payload's digit run, masked but its last four
+    assert f"card, contract ******{CONTRACT[-4:]} issue 1" in run.stdout
+    assert CONTRACT not in run.stdout and "the running daemon" not in run.stdout and run.stderr == ""
+    unmasked = run_kiosk("diag", "camera", "--unmask", "--config", str(cfg))
+    assert f"card, contract {CONTRACT} issue 1" in unmasked.stdout
+
+
+def test_the_snapshot_blurs_name_and_address_keeps_the_barcode_readable_and_is_private(tmp_path):
+    photo, image = card_on_the_counter(tmp_path)
+    cfg = camera_config(tmp_path, image)
+    shots = {name: tmp_path / f"{name}.png" for name in ("masked", "drawn", "whole")}
+    shots["drawn"].write_bytes(b"an older snapshot")
+    shots["drawn"].chmod(0o644)  # written over: the new one is private all the same
+    for name, flags in (("masked", ["--raw"]), ("drawn", []), ("whole", ["--raw", "--unmask"])):
+        run = run_kiosk("diag", "camera", *flags, "--snapshot", str(shots[name]), "--config", str(cfg))
+        assert run.returncode == 0, run.stderr
+        assert f"snapshot written to {shots[name]} (mode 0600" in run.stdout
+        assert mode(shots[name]) == 0o600
+    masked, drawn, whole = (cv2.imread(str(shots[name])) for name in ("masked", "drawn", "whole"))
+
+    # --unmask --raw: the camera's frame exactly.
+    assert np.array_equal(whole, photo)
+    # By default the printed text is blurred beyond reading, drawn or not.
+    text = sharpness(name_and_address(photo))
+    assert text > 1000  # the region does hold sharp print
+    assert sharpness(name_and_address(masked)) < text / 100
+    assert sharpness(name_and_address(drawn)) < text / 100
+    # Drawn on: located regions and reads.
+    assert (cv2.absdiff(drawn, masked) > 60).sum() > 500
+    # The raw masked snapshot reads again.
+    scan = run_kiosk("scan", str(shots["masked"]), "--config", str(cfg))
+    assert scan.returncode == 0 and f"card v1, contract ******{CONTRACT[-4:]}, issue 1" in scan.stdout, scan.stdout
+
+
+class AnsweringDaemon:
+    """The daemon's side of a snapshot, in a thread: its status file (the daemon runs) and its
+    :class:`SnapshotService` answering each housekeeping turn with the last decoded frame."""
+
+    def __init__(self, runtime: Path, latest):
+        self.runtime, self.latest = runtime, latest
+        self.stop = threading.Event()
+        self.service = SnapshotService(runtime, unmask=False)
+        status.write_status(runtime, {"pid": os.getpid(), "camera": {"source": "v4l2:/dev/video0 (fake daemon)"}})
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop.wait(0.05):
+            self.service.answer(self.latest)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+def test_through_the_running_daemon_it_prints_the_readings_and_saves_a_private_raw_snapshot(tmp_path):
+    photo, image = card_on_the_counter(tmp_path)
+    cfg = camera_config(tmp_path, tmp_path / "no-camera-here.png")  # the daemon holds the camera
+    latest = (photo, Pipeline(Scanner()).still(photo))
+    with AnsweringDaemon(tmp_path / "run", latest):
+        run = run_kiosk("diag", "camera", "--raw", "--snapshot", str(tmp_path / "live.png"), "--timeout", "60", "--config", str(cfg))
+    assert run.returncode == 0, run.stderr
+    assert "camera v4l2:/dev/video0 (fake daemon)" in run.stdout
+    assert "frame 960x600 from the running daemon; decoded 1 symbol(s)" in run.stdout
+    assert f"card, contract ******{CONTRACT[-4:]} issue 1" in run.stdout and CONTRACT not in run.stdout
+    assert mode(tmp_path / "live.png") == 0o600
+    live = cv2.imread(str(tmp_path / "live.png"))
+    assert sharpness(name_and_address(live)) < sharpness(name_and_address(photo)) / 100
+    scan = run_kiosk("scan", str(tmp_path / "live.png"), "--config", str(cfg))
+    assert f"card v1, contract ******{CONTRACT[-4:]}, issue 1" in scan.stdout, scan.stdout
+    # Nothing of the snapshot is left behind in the runtime directory.
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [status.STATUS_FILE]
+
+
+def test_the_daemon_answers_each_request_once_with_files_only_its_group_may_read(tmp_path):
+    photo, _ = card_on_the_counter(tmp_path)
+    runtime = tmp_path / "run"
+    runtime.mkdir()
+    service = SnapshotService(runtime, unmask=False)
+    service.answer((photo, []))  # no request: nothing written
+    assert list(runtime.iterdir()) == []
+    readings = Pipeline(Scanner()).still(photo)
+    with AnsweringDaemon(runtime, (photo, readings)) as daemon:
+        shot = from_daemon(runtime, SnapshotOptions(unmask=True), timeout=60, running=lambda: True)
+        assert shot.size == (960, 600) and shot.readings[0]["card"]["contract"] == CONTRACT
+        daemon.stop.set()
+        daemon.thread.join(timeout=10)
+    # The files as the daemon leaves them (the command removes them once read).
+    (runtime / status.SNAPSHOT_REQUEST).write_text("not json")  # an odd request gets the defaults
+    service.answer((photo, readings))
+    assert not (runtime / status.SNAPSHOT_REQUEST).exists()
+    for name in (status.SNAPSHOT_FILE, status.SNAPSHOT_ANSWER):
+        assert mode(runtime / name) == 0o640
+    answer = (runtime / status.SNAPSHOT_ANSWER).read_text()
+    assert CONTRACT not in answer and f"******{CONTRACT[-4:]}" in answer
+    # A daemon with no decoded frame yet says so at once.
+    cfg = camera_config(tmp_path, tmp_path / "no-camera-here.png")
+    with AnsweringDaemon(runtime, None):
+        run = run_kiosk("diag", "camera", "--timeout", "60", "--config", str(cfg))
+    assert run.returncode == 1 and "the daemon has no frame: no frame decoded since the daemon started" in run.stderr
+
+
+@pytest.fixture
+def unprivileged(tmp_path):
+    """A folder any user may enter, and ``as_nobody(*kiosk_args)`` to run the kiosk as ``nobody``
+    (with this test's packages, through an interpreter of the same version that user may run)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a command as another user")
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user nobody on this machine")
+    folder = Path(tempfile.mkdtemp(prefix="diag-camera-"))
+    folder.chmod(0o755)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(folder),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": os.pathsep.join([*site.getsitepackages(), str(REPO)]),
+    }
+
+    def run(command):
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=folder, env=env, user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[])
+
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    python = None
+    for candidate in dict.fromkeys([os.path.realpath(sys.executable), shutil.which("python3") or "", "/usr/bin/python3"]):
+        try:
+            probe = run([candidate, "-c", "import sys, cv2, device; print('%d.%d' % sys.version_info[:2])"])
+        except OSError:  # not that user's to run (a pyenv under /root)
+            continue
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            python = candidate
+            break
+    if python is None:
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"no Python {version} that the user nobody may run")
+    yield folder, lambda *args: run([python, "-m", "device", *args])
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_permission_problem_says_to_use_sudo_or_join_the_technicians_group(unprivileged):
+    folder, as_nobody = unprivileged
+    _, image = card_on_the_counter(folder)
+    image.chmod(0o644)
+    cfg = camera_config(folder, image)
+    cfg.chmod(0o644)
+    runtime = folder / "run"
+    status.write_status(runtime, {"pid": os.getpid(), "camera": {"source": "v4l2:/dev/video0"}})  # the daemon runs
+    (runtime / status.STATUS_FILE).chmod(0o644)
+    for runtime_mode, named in ((0o755, status.SNAPSHOT_REQUEST), (0o700, status.STATUS_FILE)):
+        runtime.chmod(runtime_mode)  # root's: others may read (but not write), then not even enter
+        run = as_nobody("diag", "camera", "--config", str(cfg))
+        assert run.returncode == 1, (run.stdout, run.stderr)
+        assert "Traceback" not in run.stderr
+        assert f"no permission for {runtime / named}" in run.stderr
+        assert "sudo kiosk diag camera" in run.stderr and f"technicians' group {status.TECHNICIANS_GROUP}" in run.stderr
