@@ -11,14 +11,39 @@ from __future__ import annotations
 
 import signal
 
+import pytest
 from central.process import start_subprocess
 from central_fixtures import CENTRAL_TOKEN, central_factory  # noqa: F401
 from conftest import contracts, run_kiosk
-from http_fixtures import StubCentral, central, free_port, unavailable
+from http_fixtures import StubCentral, answer, central, free_port, hang, html_error, unavailable
 from kiosk_processes import Daemon, daemon_config, wait_for, with_empty_tail
+
+from device.central_client import CentralClient
+from device.config import ApiSection, Config
+from device.diag import check_central
 
 #: Delivery retried within a second, and failing for a second is a fault: the tests wait on status, not on the clock.
 QUICK = {"delivery_alert_s": 1, "backoff_base_s": 0.2, "backoff_cap_s": 1, "retry_after_cap_s": 1}
+
+
+@pytest.mark.parametrize(
+    "behaviour, cause, next_step",
+    [
+        (html_error(502), "the central answered HTTP 502 (no JSON error message)", "the central has a problem: tell operations"),
+        (answer(500, {"error": "database down"}), "the central answered HTTP 500: database down", "the central has a problem: tell operations"),
+        (hang(), "cannot reach the central: no answer within 0.5 s (read timeout)", "check the network path; the central may be overloaded"),
+        (unavailable(), "the central is busy: it answered HTTP 503: overloaded",
+         "the central is overloaded or down for maintenance: tell operations if it lasts"),
+        (answer(404, ""), "the central answered HTTP 404 for", "check api.url (the central's base URL)"),
+    ],
+    ids=["502-html", "500", "timeout", "503", "404"],
+)
+def test_diag_api_gives_the_next_step_for_each_cause(behaviour, cause, next_step):
+    with StubCentral() as stub:
+        stub.then(behaviour)
+        client = CentralClient.from_config(Config(api=ApiSection(url=stub.url, token="test-token", read_timeout_s=0.5)))
+        check = check_central(client, "riga-5-1", "Riga 5")
+    assert not check.ok and check.detail.startswith(cause) and check.next_step == next_step
 
 
 def faults_of(report: dict) -> dict:
