@@ -79,7 +79,7 @@ def test_a_central_that_refuses_connections_is_a_delivery_fault_until_it_is_up(t
         assert f"FAULT       delivery: {cause} (failing since " in status.stdout, status.stdout
         diag = run_kiosk("diag", "api", "--config", str(cfg))
         assert diag.returncode == 1
-        assert diag.stdout.splitlines() == [f"PROBLEM: {cause}", f"next step: {next_step}"], diag.stdout
+        assert diag.stdout.splitlines() == [f"daemon: FAULT delivery: {fault}", f"PROBLEM: {cause}", f"next step: {next_step}"], diag.stdout
 
         (tmp_path / "central").mkdir()
         with start_subprocess(tmp_path / "central", CENTRAL_TOKEN, port=port) as reference:  # the central is back
@@ -104,10 +104,11 @@ def test_a_central_answering_503_for_long_is_a_delivery_fault_with_its_status(tm
             assert report["daemon"]["delivery"]["state"] == "retrying" and report["queue"]["pending"] >= 1
             diag = run_kiosk("diag", "api", "--config", str(cfg))
             assert diag.returncode == 1
-            assert diag.stdout.splitlines() == [
+            assert diag.stdout.splitlines()[1:] == [
                 "PROBLEM: the central is busy: it answered HTTP 503: overloaded",
                 "next step: the central is overloaded or down for maintenance: tell operations if it lasts",
             ], diag.stdout
+            assert diag.stdout.startswith("daemon: FAULT delivery: the central is busy: it answered HTTP 503: overloaded (failing since ")
             stub.default = central  # the central recovers
             wait_for(cfg, lambda r: r["queue"]["delivered"] == 2 and not faults_of(r))
             log = stop(daemon)
