@@ -72,21 +72,33 @@ AUTH_STATUSES = frozenset({401, 403})
 
 # --- errors -------------------------------------------------------------------------------------
 
+#: The next steps shared by several causes.
+SLOW_NEXT_STEP = "check the network path; the central may be overloaded"
+CENTRAL_FAULT_NEXT_STEP = "the central has a problem: tell operations"
+API_URL_NEXT_STEP = "check api.url (the central's base URL)"
+
 
 class CentralProblem(Exception):
     """A call to the central gave no usable answer; ``str()`` says why in one line.
 
     ``status`` is the HTTP status when the central answered (None when it did not), ``detail``
     the central's own error message (``": ..."``, or ``" (no JSON error message)"``), and
-    ``retry_after_s`` the wait its ``Retry-After`` asked for, if any.
+    ``retry_after_s`` the wait its ``Retry-After`` asked for, if any. ``next_step`` is what a
+    technician does about it ("is the central up? check api.url and the firewall"); each kind has
+    a default, the mapping that knows more gives its own. ``kiosk diag api`` and the delivery fault
+    show it after the cause.
     """
 
-    def __init__(self, cause: str, *, status: int | None = None, detail: str = "", retry_after_s: float | None = None):
+    #: What a technician does about this kind of problem, unless the mapping knows better.
+    NEXT_STEP = "check api.url and the network path to the central"
+
+    def __init__(self, cause: str, *, status: int | None = None, detail: str = "", retry_after_s: float | None = None, next_step: str = ""):
         super().__init__(cause)
         self.cause = cause
         self.status = status
         self.detail = detail
         self.retry_after_s = retry_after_s
+        self.next_step = next_step or self.NEXT_STEP
 
 
 class CentralUnreachable(CentralProblem):
@@ -96,6 +108,8 @@ class CentralUnreachable(CentralProblem):
 class CentralTooSlow(CentralUnreachable):
     """The request's total deadline passed: the central trickled its answer, or never finished it."""
 
+    NEXT_STEP = SLOW_NEXT_STEP
+
 
 class CentralAborted(CentralProblem):
     """The caller abandoned the request (``cancel`` was set: the kiosk is stopping); nothing to retry now."""
@@ -104,17 +118,25 @@ class CentralAborted(CentralProblem):
 class CentralRefusedToken(CentralProblem):
     """The central refused the token (401/403), or there is no usable token to send (``status`` None)."""
 
+    NEXT_STEP = "check api.token / api.token_file (the token operations issued for this kiosk)"
+
 
 class CentralBusy(CentralProblem):
     """The central said "not now" (408, 429, 503); ``retry_after_s`` from its Retry-After, if given."""
+
+    NEXT_STEP = "the central is overloaded or down for maintenance: tell operations if it lasts"
 
 
 class CentralError(CentralProblem):
     """Any other HTTP status that is not 2xx (a 400 for a bad request, 404 for a wrong api.url, 5xx)."""
 
+    NEXT_STEP = CENTRAL_FAULT_NEXT_STEP
+
 
 class CentralMalformed(CentralProblem):
     """The central answered, but the answer is unusable: not JSON, or too big."""
+
+    NEXT_STEP = "check that api.url is the central's API (not a proxy's or a portal's page); else tell operations"
 
 
 @dataclass(frozen=True)
@@ -300,7 +322,8 @@ class CentralClient:
                 timeout=self.timeout, allow_redirects=False, stream=True,
             )  # fmt: skip
         except requests.exceptions.RequestException as e:
-            raise CentralUnreachable(f"cannot reach the central: {self._transport_cause(e)}") from e
+            cause, next_step = self._transport_cause(e)
+            raise CentralUnreachable(f"cannot reach the central: {cause}", next_step=next_step) from e
         try:
             if flight.cut is None:  # else the headers "ended" only because the socket was shut
                 progress.answered(response.headers.get("Content-Length"))
@@ -322,9 +345,14 @@ class CentralClient:
         except requests.exceptions.RequestException as e:
             # requests wraps a read timeout in the body as a ConnectionError
             if isinstance(e, requests.exceptions.Timeout) or any(isinstance(x, ReadTimeoutError) for x in _exception_chain(e)):
-                raise CentralUnreachable(f"the central's answer stopped arriving (read timeout {self.timeout[1]:g} s)") from e
+                raise CentralUnreachable(f"the central's answer stopped arriving (read timeout {self.timeout[1]:g} s)", next_step=SLOW_NEXT_STEP) from e
             progress.note_partial(e)
-            raise CentralUnreachable(f"the central's answer was cut off: {_short(e)}") from e
+            # urllib3's text ("('Connection broken: IncompleteRead(...)', ...)") says less than the counts.
+            of = f" of {progress.length}" if progress.length is not None else ""
+            raise CentralUnreachable(
+                f"the central's answer was cut off after {progress.received}{of} bytes",
+                next_step="the central or something on the way dropped the connection: check the network path; tell operations if it lasts",
+            ) from e
         return b"".join(parts)
 
     def _cut_problem(self, flight: InFlight, progress: _Progress) -> CentralProblem | None:
@@ -343,8 +371,8 @@ class CentralClient:
 
     # --- error mapping -----------------------------------------------------------------------------
 
-    def _transport_cause(self, e: Exception) -> str:
-        """One line on why no answer came, from the exception chain requests and urllib3 build."""
+    def _transport_cause(self, e: Exception) -> tuple[str, str]:
+        """Why no answer came, in one line, and the next step: from the exception chain requests and urllib3 build."""
         import requests
 
         chain = _exception_chain(e)
@@ -352,27 +380,30 @@ class CentralClient:
         untrusted = next((x for x in chain if isinstance(x, ssl.SSLCertVerificationError)), None)
         if untrusted is not None:
             why = escape(untrusted.verify_message or "", 100)
-            return f"TLS certificate of {self.host} not trusted ({why}): check api.ca_bundle"
+            return f"TLS certificate of {self.host} not trusted ({why})", "set api.ca_bundle to the CA that signed the central's certificate"
         if isinstance(e, requests.exceptions.SSLError):
-            return f"TLS with {self.host} failed: {_short(chain[-1])}"
+            ssl_error = next((x for x in chain if isinstance(x, ssl.SSLError)), chain[-1])
+            why = getattr(ssl_error, "reason", None) or _short(ssl_error)
+            return f"TLS with {self.host} failed ({why})", "check that api.url names the central's https port, and the kiosk's clock"
         if isinstance(e, requests.exceptions.ConnectTimeout):
-            return f"no connection to {self.host} within {self.timeout[0]:g} s (connect timeout)"
+            return f"no connection to {self.host} within {self.timeout[0]:g} s (connect timeout)", "check the network path and the firewall"
         if isinstance(e, requests.exceptions.ReadTimeout):
-            return f"no answer within {self.timeout[1]:g} s (read timeout)"
+            return f"no answer within {self.timeout[1]:g} s (read timeout)", SLOW_NEXT_STEP
         if any(isinstance(x, TimeoutError) for x in chain):  # a send that made no progress
-            return f"{self.host} stopped taking the request (sending timed out after {self.timeout[0]:g} s)"
+            return f"{self.host} stopped taking the request (sending timed out after {self.timeout[0]:g} s)", SLOW_NEXT_STEP
         if any(isinstance(x, socket.gaierror) for x in chain):
-            return f"DNS name {host} not found: check api.url and the kiosk's DNS"
+            return f"DNS name not found: {host}", "check the name in api.url and /etc/resolv.conf"
         if any(isinstance(x, ConnectionRefusedError) for x in chain):
-            return f"connection refused by {self.host}: is the central up there? check api.url"
+            return f"connection refused by {self.host}", "is the central up? check api.url and the firewall"
         if any(isinstance(x, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)) for x in chain) or any(
             type(x).__name__ == "RemoteDisconnected" for x in chain
         ):
-            return f"{self.host} closed the connection without an answer"
+            return f"{self.host} closed the connection without an answer", "check api.url (https or http?) and any proxy on the way; tell operations if it lasts"
         os_error = next((x for x in reversed(chain) if isinstance(x, OSError) and x.strerror), None)
         if os_error is not None:
-            return f"{os_error.strerror.lower()} ({self.host})"  # "no route to host", "network is unreachable"
-        return _short(e)
+            # "no route to host", "network is unreachable"
+            return f"{os_error.strerror.lower()} ({self.host})", "check the kiosk's network (cable, address, route) and the firewall"
+        return _short(e), CentralProblem.NEXT_STEP
 
     def _status_problem(self, status: int, headers, body: bytes, path: str) -> CentralProblem:
         detail = _error_text(body)
@@ -384,9 +415,9 @@ class CentralClient:
             return CentralBusy(f"the central is busy: it answered HTTP {status}{detail}", **kw)
         if 300 <= status < 400:
             where = escape(headers.get("Location", "?"), 100)
-            return CentralError(f"the central answered HTTP {status} (a redirect, to {where}): check api.url", **kw)
+            return CentralError(f"the central answered HTTP {status} (a redirect, to {where}): check api.url", next_step=API_URL_NEXT_STEP, **kw)
         if status == 404:
-            return CentralError(f"the central answered HTTP 404 for {self.base_url}{path}: check api.url", **kw)
+            return CentralError(f"the central answered HTTP 404 for {self.base_url}{path}: check api.url", next_step=API_URL_NEXT_STEP, **kw)
         return CentralError(f"the central answered HTTP {status}{detail}", **kw)
 
 

@@ -437,6 +437,9 @@ class ApiSection:
     backoff_cap_s: float = opt(300.0, "Longest wait between delivery attempts.", minimum=0.01, maximum=DAY_S)
     retry_after_cap_s: float = opt(3600.0, "Longest wait the central may ask for with Retry-After.", minimum=0.01, maximum=DAY_S)
     auth_retry_s: float = opt(60.0, "While the central refuses the token, try again this often (at once when the token file changes).", minimum=0.1, maximum=DAY_S)
+    delivery_alert_s: float = opt(
+        300.0, "Fault 'delivery' (amber, with the cause) once delivery has failed this long with identifications pending.", minimum=1, maximum=DAY_S,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

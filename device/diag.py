@@ -17,11 +17,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class CentralCheck:
-    """What ``kiosk diag api`` found; ``ok`` only when the central answered and took the token."""
+    """What ``kiosk diag api`` found; ``ok`` only when the central answered and took the token.
+
+    ``next_step``: what a technician does about the problem (the client's, for its cause), "" when ok.
+    """
 
     reachable: bool
     token_accepted: bool | None
     detail: str
+    next_step: str = ""
 
     @property
     def ok(self) -> bool:
@@ -42,15 +46,15 @@ def check_central(client: CentralClient, kiosk_id: str, site: str) -> CentralChe
     try:
         client.get_json(HEALTH_PATH, auth=False)
     except CentralProblem as e:
-        return CentralCheck(False, None, str(e))
+        return CentralCheck(False, None, str(e), e.next_step)
     try:
         client.post_json(IDENTIFICATIONS_PATH, {"kiosk": {"id": kiosk_id, "site": site}, "identifications": []})
     except CentralRefusedToken as e:
         if e.status is None:
-            return CentralCheck(True, False, f"central reachable, but no token: {e}")
-        return CentralCheck(True, False, f"central reachable, token REFUSED: {e}")
+            return CentralCheck(True, False, f"central reachable, but no token: {e}", e.next_step)
+        return CentralCheck(True, False, f"central reachable, token REFUSED: {e}", e.next_step)
     except CentralProblem as e:
-        return CentralCheck(True, None, f"health ok, but an empty batch failed: {e}")
+        return CentralCheck(True, None, f"health ok, but an empty batch failed: {e}", e.next_step)
     return CentralCheck(True, True, f"central reachable at {client.base_url}, token accepted")
 
 

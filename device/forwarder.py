@@ -47,12 +47,14 @@ from device.central_client import (
     IDENTIFICATIONS_PATH,
     CentralAborted,
     CentralClient,
+    CENTRAL_FAULT_NEXT_STEP,
     CentralError,
+    CentralMalformed,
     CentralProblem,
     CentralRefusedToken,
 )
 from device.clock import Clock, utc_iso
-from device.config import Config
+from device.config import DEFAULTS, Config
 from device.outbox import Identification, Outbox, OutboxError
 from device.request_deadline import Cancel
 from device.redact import describe_text, escape
@@ -116,7 +118,7 @@ class Forwarder:
     Waits: ``backoff`` for attempt ``n`` (full jitter below ``base * 2**(n-1)``, capped); at
     least ``Retry-After`` (itself capped at ``retry_after_cap_s``); ``auth_retry_s`` while the
     token is refused. ``clock`` (default: the outbox's) dates the next attempts stored in the
-    outbox. Build it with :meth:`from_config`; the constructor is for tests and tools.
+    outbox. ``delivery_alert_s``: how long delivery may fail before :meth:`delivery_fault` says so. Build it with :meth:`from_config`; the constructor is for tests and tools.
     """
 
     def __init__(
@@ -128,6 +130,7 @@ class Forwarder:
         backoff: Backoff,
         retry_after_cap_s: float,
         auth_retry_s: float,
+        delivery_alert_s: float = DEFAULTS.api.delivery_alert_s,
         idle_poll_s: float = IDLE_POLL_S,
         purge_interval_s: float = PURGE_INTERVAL_S,
         clock: Clock | None = None,
@@ -138,6 +141,7 @@ class Forwarder:
         self.backoff = backoff
         self.retry_after_cap_s = retry_after_cap_s
         self.auth_retry_s = auth_retry_s
+        self.delivery_alert_s = delivery_alert_s
         self.idle_poll_s = idle_poll_s
         self.purge_interval_s = purge_interval_s
         self.clock = clock or outbox.clock
@@ -150,7 +154,12 @@ class Forwarder:
         #: Why delivery is paused, for the fault: the central refuses the token, or there is no usable token.
         self.auth_fault: str | None = None
         self.last_error: str | None = None
+        #: What a technician does about :attr:`last_error` (the client's next step for its cause; "" when it has none).
+        self.last_next_step = ""
         self.last_error_at: str | None = None
+        # The first failure since the last success (monotonic, and the wall clock for people): the delivery fault's age.
+        self._failing_since: float | None = None
+        self.failing_since_at: str | None = None
         self.last_success_at: str | None = None
         self.consecutive_failures = 0
         self.delivered_total = 0
@@ -172,6 +181,7 @@ class Forwarder:
             backoff=Backoff(api.backoff_base_s, api.backoff_cap_s, rng=rng),
             retry_after_cap_s=api.retry_after_cap_s,
             auth_retry_s=api.auth_retry_s,
+            delivery_alert_s=api.delivery_alert_s,
             clock=clock,
         )
 
@@ -193,10 +203,28 @@ class Forwarder:
                 "auth_fault": self.auth_fault,
                 "consecutive_failures": self.consecutive_failures,
                 "last_error": self.last_error,
+                "next_step": self.last_next_step,
                 "last_error_at": self.last_error_at,
+                "failing_since": self.failing_since_at,
+                "failing_for_s": None if self._failing_since is None else self.clock.monotonic() - self._failing_since,
                 "last_success_at": self.last_success_at,
                 "delivered_total": self.delivered_total,
             }
+
+    def delivery_fault(self, pending: int) -> str | None:
+        """The delivery fault's text while delivery has failed for ``delivery_alert_s`` with
+        ``pending`` identifications waiting, else None: the cause in one line, since when, and the
+        next step. The token's trouble is the delivery-auth fault's, not this one's::
+
+            cannot reach the central: connection refused by central.example.net:443 (failing since
+            2024-05-02T09:15:00Z): is the central up? check api.url and the firewall
+        """
+        now = self.status()
+        failing_for = now["failing_for_s"]
+        if now["paused_by_auth"] or not pending or failing_for is None or failing_for < self.delivery_alert_s:
+            return None
+        step = f": {now['next_step']}" if now["next_step"] else ""
+        return f"{now['last_error']} (failing since {now['failing_since']}){step}"
 
     def wake(self) -> None:
         """Something was committed (or stop was set): look at the outbox now, not at the next poll."""
@@ -297,7 +325,8 @@ class Forwarder:
         work = [batch]  # chunks still to send, in order
         sent = delivered = dead = kept = 0
         problems: list[tuple[str, float]] = []
-        pending_error: tuple[list[Identification], str, float | None] | None = None
+        # (records left, error, Retry-After, next step) of the failure that ends this step
+        pending_error: tuple[list[Identification], str, float | None, str] | None = None
         while work:
             chunk = work.pop(0)
             sent += len(chunk)
@@ -325,21 +354,21 @@ class Forwarder:
                         try:
                             self.outbox.mark_dead(chunk[0].id, reason)
                         except OutboxError as oe:
-                            pending_error = (_left(chunk, work), str(oe), None)
+                            pending_error = (_left(chunk, work), str(oe), None, "")
                             break
                         log.warning("central refused identification seq %d (%s): moved to dead", chunk[0].seq, describe_text(reason))
                         dead += 1
                         continue
                     error = f"the central answered HTTP 413 (too large) for a single identification{e.detail}"
-                    pending_error = (_left(chunk, work), error, e.retry_after_s)
+                    pending_error = (_left(chunk, work), error, e.retry_after_s, CENTRAL_FAULT_NEXT_STEP)
                     break
-                pending_error = (_left(chunk, work), str(e), e.retry_after_s)
+                pending_error = (_left(chunk, work), str(e), e.retry_after_s, e.next_step)
                 break
             except CentralProblem as e:  # unreachable, busy, malformed: all worth another try
-                pending_error = (_left(chunk, work), str(e), e.retry_after_s)
+                pending_error = (_left(chunk, work), str(e), e.retry_after_s, e.next_step)
                 break
             except _Untrusted as e:
-                pending_error = (_left(chunk, work), str(e), None)
+                pending_error = (_left(chunk, work), str(e), None, CentralMalformed.NEXT_STEP)
                 break
             try:
                 if ok_ids:
@@ -350,16 +379,16 @@ class Forwarder:
                         log.warning("central rejected identification %s (%s): moved to dead", record_id, describe_text(reason))
             except OutboxError as e:
                 # Not marked: they stay pending and the retry is answered "duplicate".
-                pending_error = (_left(chunk, work), str(e), None)
+                pending_error = (_left(chunk, work), str(e), None, "")
                 break
             self._note_success(len(ok_ids))
             if missing:
                 kept += len(missing)
-                problems.append((problem, self._store_failure(missing, problem, None)))
+                problems.append((problem, self._store_failure(missing, problem, None, CentralMalformed.NEXT_STEP)))
         if pending_error is not None:
-            records, error, retry_after = pending_error
+            records, error, retry_after, next_step = pending_error
             kept += len(records)
-            wait = self._store_failure(records, error, retry_after)
+            wait = self._store_failure(records, error, retry_after, next_step)
             return Outcome(FAILED, sent=sent, delivered=delivered, dead=dead, kept=kept, error=error, wait_s=wait)
         if problems:
             error, wait = problems[-1]
@@ -374,9 +403,9 @@ class Forwarder:
 
     # --- bookkeeping ------------------------------------------------------------------------
 
-    def _store_failure(self, records: list[Identification], error: str, retry_after_s: float | None) -> float:
+    def _store_failure(self, records: list[Identification], error: str, retry_after_s: float | None, next_step: str = "") -> float:
         """Count a failed attempt for ``records`` and store when to try them again. Returns the wait."""
-        self._note_failure(error)
+        self._note_failure(error, next_step)
         attempt = max(self.consecutive_failures, max((r.attempts for r in records), default=0) + 1)
         wait = self.backoff.delay(attempt)
         if retry_after_s is not None:
@@ -389,11 +418,15 @@ class Forwarder:
             log.warning("could not record the failed attempt in the outbox: %s", e)
         return wait
 
-    def _note_failure(self, error: str) -> None:
+    def _note_failure(self, error: str, next_step: str = "") -> None:
         with self._lock:
             first = self.consecutive_failures == 0 or error != self.last_error
+            if self._failing_since is None:
+                self._failing_since = self.clock.monotonic()
+                self.failing_since_at = utc_iso(self.clock.now())
             self.consecutive_failures += 1
             self.last_error = error
+            self.last_next_step = next_step
             self.last_error_at = utc_iso(self.clock.now())
         if first:
             log.warning("delivery to the central failed (identifications stay queued): %s", error)
@@ -403,6 +436,7 @@ class Forwarder:
             if self.consecutive_failures or self.paused_by_auth:
                 log.info("delivery to the central works again after %d failed attempts", self.consecutive_failures)
             self.consecutive_failures = 0
+            self._failing_since = self.failing_since_at = None
             self.paused_by_auth = False
             self.auth_fault = None
             self._refused_token = None

@@ -204,6 +204,20 @@ def _integrity_lines(queue: dict) -> list[str]:
     return lines
 
 
+def dead_problem(queue: dict | None) -> str | None:
+    """The line on dead identifications (the central refused them: never delivered), or None.
+
+    They need a technician, so ``kiosk status`` exits 1 while there are any::
+
+        >>> dead_problem({"dead": 2})
+        '2 identification(s) refused by the central, never delivered: kiosk queue list --state dead'
+    """
+    dead = (queue or {}).get("dead") or 0
+    if not dead:
+        return None
+    return f"{dead} identification(s) refused by the central, never delivered: kiosk queue list --state dead"
+
+
 def render(report: dict) -> str:
     """``kiosk status`` for a person: one line per subject, problems first-class."""
     lines = []
@@ -261,6 +275,9 @@ def render(report: dict) -> str:
         lines.append(f"cpu temp    {temp:.1f} C")
     for warning in report.get("warnings") or ():
         lines.append(f"WARNING     {warning}")
+    dead = dead_problem(queue)
+    if dead:
+        lines.append(f"DEAD        {dead}")
     faults = (daemon or {}).get("faults") or {}
     if faults:
         for name, message in sorted(faults.items()):

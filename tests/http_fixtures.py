@@ -253,6 +253,13 @@ class _Server(ThreadingHTTPServer):
         pass
 
 
+def free_port() -> int:
+    """A port nobody listens on (bound, then released): a central that is down, until one starts there."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def make_self_signed(folder: Path) -> tuple[Path, Path]:
     """A certificate and key for 127.0.0.1 (``openssl`` command), valid for a day."""
     cert, key = folder / "central-cert.pem", folder / "central-key.pem"

@@ -8,12 +8,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
 
 import pytest
-from conftest import REPO, empty_counter, kiosk_cmd, write_config
+from conftest import REPO, empty_counter, kiosk_cmd, run_kiosk, write_config
 
 #: How long a test waits for the daemon to do something: generous, and below a request's deadline (35 s by default).
 GENEROUS_S = 20
@@ -76,3 +77,20 @@ def with_empty_tail(folder, seconds):
     for i in range(int(seconds * 5)):
         (folder / f"9{i:05d}.png").symlink_to(blank)
     return folder
+
+
+def status_report(cfg) -> dict:
+    """``kiosk status --json`` as a technician's fleet tool reads it."""
+    return json.loads(run_kiosk("status", "--json", "--config", str(cfg)).stdout)
+
+
+def wait_for(cfg, condition, timeout=GENEROUS_S) -> dict:
+    """The first `kiosk status --json` report from the running daemon for which ``condition`` holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        report = status_report(cfg)
+        if report["running"] and condition(report):
+            return report
+        if time.monotonic() > deadline:
+            pytest.fail(f"status never got there: {report}")
+        time.sleep(0.2)

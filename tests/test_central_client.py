@@ -1,7 +1,6 @@
 """The one client for the central, against real HTTP(S) servers on 127.0.0.1: each failure its type and cause."""
 
 import re
-import socket
 import threading
 
 import pytest
@@ -32,7 +31,7 @@ from hostile_central import (
     trickle_body,
     trickle_headers,
 )
-from http_fixtures import StubCentral, answer, central, hang, html_error, reset, unavailable
+from http_fixtures import StubCentral, answer, central, free_port, hang, html_error, reset, unavailable
 
 TOKEN = "test-token"
 EMPTY_BATCH = {"kiosk": {"id": "riga-5-1", "site": "Riga 5"}, "identifications": []}
@@ -57,13 +56,6 @@ def stub():
     with StubCentral(token=TOKEN) as server:
         server.default = with_health
         yield server
-
-
-def free_port() -> int:
-    """A port nobody listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- answers ------------------------------------------------------------------------------------
@@ -149,14 +141,15 @@ def test_connection_refused_names_the_host_and_port():
     port = free_port()
     with pytest.raises(CentralUnreachable) as down:
         client_for(f"http://127.0.0.1:{port}").get_json(HEALTH_PATH)
-    assert str(down.value).startswith("cannot reach the central: connection refused by 127.0.0.1:")
-    assert f":{port}" in str(down.value) and down.value.status is None
+    assert str(down.value) == f"cannot reach the central: connection refused by 127.0.0.1:{port}" and down.value.status is None
+    assert down.value.next_step == "is the central up? check api.url and the firewall"
 
 
 def test_a_dns_name_that_does_not_exist():
     # .invalid never resolves (RFC 6761); without any DNS the resolver fails the same way.
-    with pytest.raises(CentralUnreachable, match="DNS name central.kiosk-test.invalid not found"):
+    with pytest.raises(CentralUnreachable, match="DNS name not found: central.kiosk-test.invalid$") as missing:
         client_for("https://central.kiosk-test.invalid").get_json(HEALTH_PATH)
+    assert missing.value.next_step == "check the name in api.url and /etc/resolv.conf"
 
 
 def test_no_answer_within_the_read_timeout(stub):
@@ -177,8 +170,9 @@ def test_tls_is_verified_against_the_configured_ca_bundle():
     except FileNotFoundError:
         pytest.skip("the openssl command is needed to make a test certificate")
     with server:
-        with pytest.raises(CentralUnreachable, match=r"TLS certificate of 127.0.0.1:\d+ not trusted .*check api.ca_bundle"):
+        with pytest.raises(CentralUnreachable, match=r"TLS certificate of 127.0.0.1:\d+ not trusted \(") as untrusted:
             client_for(server.url).post_json(IDENTIFICATIONS_PATH, EMPTY_BATCH)
+        assert untrusted.value.next_step == "set api.ca_bundle to the CA that signed the central's certificate"
         assert server.requests == []
         trusted = client_for(server.url, ca_bundle=str(server.ca_file))
         assert trusted.post_json(IDENTIFICATIONS_PATH, EMPTY_BATCH).status == 200

@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 
 import pytest
 from conftest import CENTRAL_TOKEN, contracts, run_kiosk, write_config
 from hostile_central import HostileCentral, accept_each
-from kiosk_processes import GENEROUS_S, Daemon, daemon_config, with_empty_tail
+from kiosk_processes import Daemon, daemon_config, status_report, wait_for, with_empty_tail
 
 from device.status import token_file_warning
 
@@ -26,10 +25,6 @@ def test_kiosk_run_refuses_a_url_with_a_password_and_never_prints_it(tmp_path, c
     assert run.returncode == 78, run.stderr
     assert "api.url: the URL carries a user name or password (http://***@127.0.0.1:" in run.stderr
     assert "s3cret" not in run.stderr + run.stdout
-
-
-def status_report(cfg) -> dict:
-    return json.loads(run_kiosk("status", "--json", "--config", str(cfg)).stdout)
 
 
 @pytest.mark.parametrize(
@@ -90,15 +85,3 @@ def test_a_missing_token_file_is_its_own_fault_and_delivery_resumes_once_it_is_t
         daemon.proc.send_signal(signal.SIGTERM)
         assert daemon.exit_code() == 0
     assert "delivery-auth fault cleared" in daemon.log
-
-
-def wait_for(cfg, condition, timeout=GENEROUS_S) -> dict:
-    """The first `kiosk status --json` report from the running daemon for which ``condition`` holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        report = status_report(cfg)
-        if report["running"] and condition(report):
-            return report
-        if time.monotonic() > deadline:
-            pytest.fail(f"status never got there: {report}")
-        time.sleep(0.2)

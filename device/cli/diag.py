@@ -74,25 +74,37 @@ def cmd_diag_api(args) -> int:
 
     Ask the central's health endpoint, then post an empty batch to check the token, then ask which
     of this kiosk's seqs the central holds and look there for every identification the outbox
-    marks delivered. Exit 0 only when the central is reached, takes the token and lacks nothing
-    (a central that does not report seqs is said, not a failure).
+    marks delivered. A problem is said in one line with the next step for its cause, after the
+    running daemon's delivery fault if it has one. Exit 0 only
+    when the central is reached, takes the token and lacks nothing (a central that does not
+    report seqs is said, not a failure).
     """
+    from device import status
     from device.central_client import CentralClient
+    from device.daemon.faults import DELIVERY
     from device.diag import check_central, check_seqs
 
     cfg = load_config(args, check_files=False)
+    # What the running daemon meets when it delivers (its fault line), beside what this check meets now.
+    running = status.read_status(Path(cfg.kiosk.runtime_dir))
+    daemon_fault = ((running.data or {}).get("faults") or {}).get(DELIVERY) if running.running else None
     # The client the daemon delivers with: same session, TLS, token and timeouts.
     client = CentralClient.from_config(cfg)
     result = check_central(client, cfg.kiosk.id, cfg.kiosk.site)
     seqs = check_seqs(client, cfg.kiosk.id, _delivered_seqs(cfg)) if result.ok else None
     ok = result.ok and (seqs is None or seqs.ok is not False)
     if args.json:
-        report = {"reachable": result.reachable, "token_accepted": result.token_accepted, "detail": result.detail, "ok": ok}
+        report = {"reachable": result.reachable, "token_accepted": result.token_accepted, "detail": result.detail, "next_step": result.next_step, "ok": ok}
         if seqs is not None:
             report["seqs"] = {"ok": seqs.ok, "detail": seqs.detail, "missing": list(seqs.missing)}
+        report["daemon_delivery_fault"] = daemon_fault
         print(json.dumps(report))
     else:
+        if daemon_fault:
+            print(f"daemon: FAULT delivery: {daemon_fault}")
         print(("ok: " if result.ok else "PROBLEM: ") + result.detail)
+        if result.next_step:
+            print(f"next step: {result.next_step}")
         if seqs is not None:
             print({True: "ok: ", False: "PROBLEM: ", None: "note: "}[seqs.ok] + seqs.detail)
     return 0 if ok else 1

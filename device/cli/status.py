@@ -19,7 +19,7 @@ HELP = {"status": "is the kiosk working? daemon, camera, last card, queue, deliv
 def cmd_status(args) -> int:
     """Show what the kiosk is doing: whether the daemon runs, the camera and frames, the last
     identification (contract masked), the queue, delivery to the central, disk, clock and CPU
-    temperature. Exit 0 when the daemon runs without faults, else 1.
+    temperature. Exit 0 when the daemon runs without faults and no identification is dead, else 1.
     """
     from device import status
 
@@ -30,7 +30,7 @@ def cmd_status(args) -> int:
     else:
         sys.stdout.write(f"kiosk {cfg.kiosk.id}{' at ' + cfg.kiosk.site if cfg.kiosk.site else ''}\n")
         sys.stdout.write(status.render(report))
-    healthy = snapshot.running and not (snapshot.data or {}).get("faults")
+    healthy = snapshot.running and not (snapshot.data or {}).get("faults") and status.dead_problem(report["queue"]) is None
     return 0 if healthy else 1
 
 

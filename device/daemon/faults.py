@@ -28,6 +28,7 @@ log = logging.getLogger("device.daemon")
 CAMERA = "camera"  # no frames: unplugged, stalled
 OUTBOX = "outbox"  # identifications cannot be stored: disk full, file unusable
 DELIVERY_AUTH = "delivery-auth"  # the central refuses the token, or there is no usable one: delivery paused
+DELIVERY = "delivery"  # delivery has failed for api.delivery_alert_s (not the token's fault): the cause and the next step
 BACKLOG = "backlog"  # the oldest undelivered identification is older than feedback.backlog_alert_s
 OUTBOX_INTEGRITY = "outbox-integrity"  # identifications lost, salvaged or quarantined: on until `kiosk queue ack`
 

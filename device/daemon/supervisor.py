@@ -37,7 +37,7 @@ from pathlib import Path
 
 from device import __version__, status
 from device.daemon.devclass import DeviceClassWatch
-from device.daemon.faults import BACKLOG, DELIVERY_AUTH, OUTBOX_INTEGRITY, FaultRegistry
+from device.daemon.faults import BACKLOG, DELIVERY, DELIVERY_AUTH, OUTBOX_INTEGRITY, FaultRegistry
 from device.daemon.notify import Notifier
 from device.daemon.scan_loop import ScanLoop
 from device.daemon.snapshot import SnapshotService
@@ -82,7 +82,7 @@ class Supervisor:
     """Runs the forwarder and housekeeping threads and publishes what the kiosk is doing.
 
     :param loop: the scan loop it watches (heartbeat, counters, source, latest frame).
-    :param forwarder: delivers in its own thread; its status feeds the delivery-auth fault.
+    :param forwarder: delivers in its own thread; its status feeds the delivery and delivery-auth faults.
     :param outbox: its stats feed the backlog fault and the status.
     :param faults: the registry the delivery and thread faults go to.
     :param outputs: the OutputRunner, for its queue counts in status and its threads.
@@ -243,6 +243,8 @@ class Supervisor:
             queue = self.outbox.stats()
         except OutboxError as e:
             queue = {"error": str(e)}
+        failing = self.forwarder.delivery_fault(queue.get("pending") or 0)
+        self.faults.set(DELIVERY, failing is not None, failing or "", "delivery works again")
         age = queue.get("oldest_pending_age_s")
         old = age is not None and age > self.settings.backlog_alert_s
         self.faults.set(BACKLOG, old, f"the oldest undelivered identification is {(age or 0) / 60:.0f} min old", "the backlog is delivered")
