@@ -1,0 +1,62 @@
+"""Commands tell the truth (issue 12): each promise in the README, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from conftest import run_kiosk, write_config
+
+from device.card import Card
+from device.outbox import Outbox
+from device.redact import mask_contract
+from device.status import STATUS_FILE, boot_id
+
+CONTRACT = "0012345678"
+
+
+def _running_daemon_status(runtime: "os.PathLike", seq: int) -> None:
+    """A fresh status file as the daemon writes it, its pid this (living) test process."""
+    runtime.mkdir()
+    data = {
+        "pid": os.getpid(), "boot_id": boot_id(), "written_monotonic": time.monotonic(), "version": "test",
+        "scan": {"last_identification": {"contract": mask_contract(CONTRACT), "issue": 1, "seq": seq, "scanned_at": "now"}},
+    }  # fmt: skip
+    (runtime / STATUS_FILE).write_text(json.dumps(data))
+
+
+def _kiosk_with_one_identification(tmp_path):
+    outbox = tmp_path / "outbox.db"
+    with Outbox(outbox, kiosk_id="truths-1", site="Riga") as box:
+        seq = box.commit(Card("v1", CONTRACT, 1), symbology="Code128", decoder="zxing-cpp").seq
+    _running_daemon_status(tmp_path / "run", seq)
+    return write_config(tmp_path / "kiosk.toml", kiosk={"id": "truths-1", "runtime_dir": str(tmp_path / "run")}, outbox={"path": str(outbox)})
+
+
+def test_status_unmask_shows_the_whole_contract_and_masks_by_default(tmp_path):
+    cfg = _kiosk_with_one_identification(tmp_path)
+    masked = run_kiosk("status", "--config", str(cfg))
+    assert "last card   contract " in masked.stdout, masked.stdout + masked.stderr
+    assert CONTRACT not in masked.stdout and CONTRACT[-4:] in masked.stdout
+    whole = run_kiosk("status", "--unmask", "--config", str(cfg))
+    assert "unrecognized arguments" not in whole.stderr and "Traceback" not in whole.stderr, whole.stderr
+    assert f"last card   contract {CONTRACT} issue 1" in whole.stdout, whole.stdout
+
+
+def _fake_sysfs(tmp_path, millidegrees: str | None):
+    root = tmp_path / "fake"
+    (root / "sys/class").mkdir(parents=True)
+    if millidegrees is not None:
+        zone = root / "sys/class/thermal/thermal_zone0"
+        zone.mkdir(parents=True)
+        (zone / "temp").write_text(millidegrees + "\n")
+    return {**os.environ, "KIOSK_SYSFS_PREFIX": str(root)}
+
+
+def test_status_says_no_sensor_where_there_is_no_thermal_zone(tmp_path):
+    cfg = write_config(tmp_path / "kiosk.toml", kiosk={"runtime_dir": str(tmp_path / "run")}, outbox={"path": str(tmp_path / "outbox.db")})
+    without = run_kiosk("status", "--config", str(cfg), env=_fake_sysfs(tmp_path / "a", None))
+    assert "cpu temp    no sensor" in without.stdout, without.stdout + without.stderr
+    with_zone = run_kiosk("status", "--config", str(cfg), env=_fake_sysfs(tmp_path / "b", "48312"))
+    assert "cpu temp    48.3 C" in with_zone.stdout, with_zone.stdout + with_zone.stderr
