@@ -60,3 +60,12 @@ def test_status_says_no_sensor_where_there_is_no_thermal_zone(tmp_path):
     assert "cpu temp    no sensor" in without.stdout, without.stdout + without.stderr
     with_zone = run_kiosk("status", "--config", str(cfg), env=_fake_sysfs(tmp_path / "b", "48312"))
     assert "cpu temp    48.3 C" in with_zone.stdout, with_zone.stdout + with_zone.stderr
+
+
+def test_a_missing_config_file_names_the_installed_one_and_the_example_command(tmp_path):
+    run = run_kiosk("config", "check", "--config", str(tmp_path / "nowhere.toml"))
+    assert run.returncode == 78, run.stderr
+    assert "no such config file" in run.stderr and "/etc/kiosk/kiosk.toml" in run.stderr, run.stderr
+    assert "kiosk config reference --example" in run.stderr and "config/kiosk.toml" not in run.stderr
+    example = run_kiosk("config", "reference", "--example")  # the command the message names works
+    assert example.returncode == 0 and "[kiosk]" in example.stdout
