@@ -6,7 +6,10 @@ import json
 import os
 import time
 
+import cv2
+import numpy as np
 from conftest import run_kiosk, write_config
+from test_diag_camera import unprivileged  # noqa: F401  (a fixture: the kiosk run as nobody)
 
 from device.card import Card
 from device.outbox import Outbox
@@ -69,3 +72,33 @@ def test_a_missing_config_file_names_the_installed_one_and_the_example_command(t
     assert "kiosk config reference --example" in run.stderr and "config/kiosk.toml" not in run.stderr
     example = run_kiosk("config", "reference", "--example")  # the command the message names works
     assert example.returncode == 0 and "[kiosk]" in example.stdout
+
+
+def test_run_names_the_outbox_folder_its_owner_mode_and_the_user_when_it_cannot_write(unprivileged):
+    """The daemon as an unprivileged user (``nobody``) and an outbox folder root keeps to itself."""
+    import pwd
+
+    folder, as_nobody = unprivileged
+    outbox = folder / "lib" / "outbox.db"
+    outbox.parent.mkdir(mode=0o755)  # root's: others may enter, not write
+    cfg = write_config(
+        folder / "kiosk.toml", kiosk={"runtime_dir": str(folder / "run")}, outbox={"path": str(outbox)}, camera={"source": f"file:{folder / 'none.png'}"},
+        api={"url": "http://127.0.0.1:9", "token": "never-sent"},  # the outbox stops it before any request
+    )  # fmt: skip
+    cfg.chmod(0o644)
+    (folder / "run").mkdir(mode=0o777)
+    cv2.imwrite(str(folder / "none.png"), np.full((240, 320, 3), 255, np.uint8))  # a frame without a card
+    (folder / "none.png").chmod(0o644)
+    nobody = pwd.getpwnam("nobody")
+    for existing in (False, True):  # a new outbox, and one the kiosk owns in a folder it cannot write
+        if existing:
+            Outbox(outbox, kiosk_id="truths-1").close()
+            for p in outbox.parent.iterdir():
+                os.chown(p, nobody.pw_uid, nobody.pw_gid)
+        run = as_nobody("run", "--config", str(cfg), "--drain-timeout", "5")
+        assert run.returncode == 1, (run.stdout, run.stderr)
+        assert "Traceback" not in run.stderr and "readonly database" not in run.stderr, run.stderr
+        assert (
+            f"outbox.path {outbox}: the folder {outbox.parent} is owned by root:root mode 0755 and the kiosk runs as nobody "
+            f"(uid {nobody.pw_uid}): it cannot write there; sudo chown nobody: {outbox.parent}"
+        ) in run.stderr, run.stderr
