@@ -102,3 +102,38 @@ def test_run_names_the_outbox_folder_its_owner_mode_and_the_user_when_it_cannot_
             f"outbox.path {outbox}: the folder {outbox.parent} is owned by root:root mode 0755 and the kiosk runs as nobody "
             f"(uid {nobody.pw_uid}): it cannot write there; sudo chown nobody: {outbox.parent}"
         ) in run.stderr, run.stderr
+
+
+def _every_parser(parser=None, words=("kiosk",)):
+    """(words, parser) of the whole command line: ``kiosk``, each group and each command."""
+    import argparse
+
+    from device.cli import build_parser
+
+    parser = parser or build_parser()
+    yield words, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _every_parser(sub, words + (name,))
+
+
+def test_every_commands_help_has_an_example_line_and_no_markup():
+    import re
+
+    helps = {" ".join(words): parser.format_help() for words, parser in _every_parser()}
+    assert {"kiosk demo", "kiosk testcard", "kiosk bench loop", "kiosk queue", "kiosk status"} <= set(helps)
+    for words, text in helps.items():
+        assert "``" not in text and not re.search(r":(mod|class|func|meth|data):`", text), f"{words} --help shows markup:\n{text}"
+        if words == "kiosk":
+            continue
+        examples = [line for line in text.splitlines() if re.match(r"Example: (sudo )?kiosk ", line)]
+        assert examples, f"{words} --help has no line 'Example: kiosk ...':\n{text}"
+        assert f"kiosk {words.removeprefix('kiosk ')}" in examples[0], f"{words}: the example is of another command: {examples[0]}"
+
+
+def test_demo_and_testcard_help_as_a_user_sees_it_has_no_markup():
+    for command in ("demo", "testcard"):
+        run = run_kiosk(command, "--help")
+        assert run.returncode == 0 and "``" not in run.stdout, run.stdout
+        assert f"\nExample: kiosk {command} " in run.stdout, run.stdout
