@@ -616,7 +616,7 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
             with open(path, "rb") as f:
                 data = tomllib.load(f)
         except FileNotFoundError:
-            raise ConfigError("", "no such config file (see config/kiosk.toml for an example)", source) from None
+            raise ConfigError("", f"no such config file; the installed one is {DEFAULT_PATH}, and `kiosk config reference --example` prints a commented example", source) from None
         except PermissionError:
             raise ConfigError("", "cannot read the config file: permission denied", source) from None
         except IsADirectoryError:

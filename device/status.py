@@ -102,8 +102,17 @@ def disk_free_bytes(path: str | Path) -> int | None:
         return None
 
 
-def cpu_temperature_c(sys_root: Path = Path("/sys")) -> float | None:
-    """The SoC temperature where the kernel exposes it (a Pi does), else None."""
+#: sysfs is under this prefix when the variable is set: a fake tree in tests (also the camera's).
+SYSFS_PREFIX_ENV = "KIOSK_SYSFS_PREFIX"
+
+
+def cpu_temperature_c(sys_root: Path | None = None) -> float | None:
+    """The SoC temperature where the kernel exposes it (a Pi does), else None.
+
+    ``sys_root`` defaults to ``/sys`` under ``$KIOSK_SYSFS_PREFIX`` (a fake tree in tests).
+    """
+    if sys_root is None:
+        sys_root = Path(os.environ.get(SYSFS_PREFIX_ENV, "") + "/sys")
     try:
         return int((sys_root / "class/thermal/thermal_zone0/temp").read_text().strip()) / 1000
     except (OSError, ValueError):
@@ -271,8 +280,8 @@ def render(report: dict) -> str:
     lines.append(f"disk        {_bytes(report.get('disk_free_bytes'))} free where the outbox is")
     lines.append(f"clock       {'synchronised' if report.get('clock_synced') else 'NOT synchronised (identifications are marked so)'}")
     temp = report.get("cpu_temperature_c")
-    if temp is not None:
-        lines.append(f"cpu temp    {temp:.1f} C")
+    if "cpu_temperature_c" in report:  # a report without the key is from an older kiosk
+        lines.append(f"cpu temp    {temp:.1f} C" if temp is not None else "cpu temp    no sensor")
     for warning in report.get("warnings") or ():
         lines.append(f"WARNING     {warning}")
     dead = dead_problem(queue)

@@ -39,6 +39,7 @@ import numpy as np
 from device.camera import CameraError
 from device.camera.focus import FocusSettings, FocusState
 from device.camera.grabber import BACKOFF_INITIAL_S, BACKOFF_MAX_S, STALL_TIMEOUT_S, LiveSource
+from device.status import SYSFS_PREFIX_ENV
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ _SELECT_TIMEOUT_ENV = "OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT"
 BAD_READS = 5
 
 #: Where sysfs and /dev are: "/sys" and "/dev", unless these variables name a fake tree (tests).
-SYSFS_PREFIX_ENV = "KIOSK_SYSFS_PREFIX"
+#: (SYSFS_PREFIX_ENV lives in device.status: ``kiosk status`` reads the CPU temperature there.)
 DEV_PREFIX_ENV = "KIOSK_DEV_PREFIX"
 
 #: Video4linux drivers on a Raspberry Pi whose nodes are not a camera one can open with V4L2:

@@ -13,6 +13,7 @@ import argparse
 import inspect
 import logging
 import os
+import re
 import sys
 
 from device import __version__
@@ -24,22 +25,64 @@ def config_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="PATH", help=f"config file (default {config_mod.DEFAULT_PATH} if it exists, else built-in defaults)")
 
 
+def plain(text: str) -> str:
+    """Docstring text as ``--help`` shows it: the reST markup taken off, the line breaks kept.
+
+    >>> plain("Reads ``kiosk.toml`` (see :mod:`device.config`, :class:`~device.outbox.Outbox`)::")
+    'Reads kiosk.toml (see device.config, Outbox):'
+    """
+    text = re.sub(r":[a-z]+:`~[\w.]*?(\w+)`", r"\1", text)  # :class:`~a.b.C` -> C
+    text = re.sub(r":[a-z]+:`([^`]+)`", r"\1", text)  # :mod:`a.b` -> a.b
+    text = re.sub(r"``([^`]+)``", r"\1", text)
+    text = re.sub(r"\*\*([^*]+)\*\*", r"\1", text)
+    text = re.sub(r"\s*::$", ":", text, flags=re.M)  # a literal block follows
+    return text
+
+
+def described_parser(sub, name: str, help: str, description: str, example: str | None) -> argparse.ArgumentParser:
+    """One command's parser: ``description`` shown as written (already wrapped), the example on
+    its own last line."""
+    if example:
+        description = f"{description.rstrip()}\n\nExample: {example}"
+    return sub.add_parser(name, help=help, description=plain(description), formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def add_command(sub, name: str, func, help: str | None = None, *, config: bool = True) -> argparse.ArgumentParser:
     """A command's parser, described by its function's docstring, as sqlite-utils' commands are.
 
     The docstring's first line is the help line in the list of commands (unless ``help`` is
     given: a group's top-level command takes it from its ``HELP``, which is listed without
-    importing the command), the rest is the ``--help`` description. ``config``: the command
-    takes ``--config``.
+    importing the command), the rest is the ``--help`` description, shown as wrapped there; it
+    ends in a line ``Example: kiosk ...``. ``config``: the command takes ``--config``.
     """
     doc = inspect.cleandoc(func.__doc__ or "")
     summary, _, rest = doc.partition("\n\n")
     if help is None:
         help, doc = summary.rstrip("."), rest
-    p = sub.add_parser(name, help=help, description=doc)
+    p = described_parser(sub, name, help, doc, None)
     if config:
         config_option(p)
     p.set_defaults(func=func)
+    return p
+
+
+def add_group(sub, name: str, help: str, description: str, *, example: str, dest: str):
+    """A command group (``kiosk queue ...``): its parser, and the subparsers its commands go in."""
+    p = described_parser(sub, name, help, description, example)
+    return p.add_subparsers(dest=dest, required=True, metavar="COMMAND")
+
+
+def add_module_command(sub, words: str, module, help: str) -> argparse.ArgumentParser:
+    """A tool's command (``kiosk demo``, ``kiosk bench loop``) from its module: the module's
+    ``add_arguments(p)`` and ``main(args)``; described by its docstring's first paragraph, with
+    the docstring's first example of ``kiosk <words>`` (a literal block's line)."""
+    doc = inspect.cleandoc(module.__doc__ or help)
+    example = next((line.strip() for line in doc.splitlines() if line.strip().startswith(f"kiosk {words}")), None)
+    if example:
+        example = re.sub(r"\s{2,}#", "   #", example)
+    p = described_parser(sub, words.split()[-1], help, doc.split("\n\n")[0], example)
+    module.add_arguments(p)
+    p.set_defaults(func=module.main)
     return p
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from device.cli import add_group, add_module_command
+
 HELP = {"bench": "measure read rates and speed"}
 
 
 def register(sub) -> None:
     from device.tools.bench import command, decode, idle, loop, outbox, scenes
 
-    p = sub.add_parser("bench", help=HELP["bench"], description="Benchmarks: read rates and costs, side by side in one run.")
-    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
+    bsub = add_group(
+        sub, "bench", HELP["bench"], "Benchmarks: read rates and costs, side by side in one run.", example="kiosk bench decode", dest="bench_command"
+    )
     for name, module, help_text in (
         ("decode", decode, "read rate, misreads and ms per image: raw zxing-cpp, raw pyzbar and the pipeline, per rotation"),
         ("scenes", scenes, "read rate on synthetic counter scenes: the pipeline against the raw decoders"),
@@ -18,6 +21,4 @@ def register(sub) -> None:
         ("idle", idle, "the idle daemon (camera on, nobody at the counter): CPU share, and memory over 50,000 frames"),
         ("command", command, "CPU time of a technician's command (e.g. status) for one or more installs, side by side"),
     ):
-        bp = bsub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip().splitlines()[0])
-        module.add_arguments(bp)
-        bp.set_defaults(func=module.main)
+        add_module_command(bsub, f"bench {name}", module, help_text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from device import config as config_mod
-from device.cli import add_command, load_config
+from device.cli import add_command, add_group, load_config
 
 HELP = {"config": "show or check the configuration"}
 
@@ -49,8 +49,7 @@ def cmd_config_reference(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("config", help=HELP["config"], description="Show or check the configuration.")
-    csub = p.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
+    csub = add_group(sub, "config", HELP["config"], "Show or check the configuration.", example="kiosk config check", dest="config_command")
     show = add_command(csub, "show", cmd_config_show)
     show.add_argument("--show-secrets", action="store_true", help="print secrets in clear")
     add_command(csub, "check", cmd_config_check)

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from device.cli import add_command, load_config
+from device.cli import add_command, add_group, load_config
 
 HELP = {"diag": "check the camera, the central and the LEDs"}
 
@@ -18,6 +18,8 @@ def cmd_diag_camera(args) -> int:
     not running. The snapshot is written 0600 with the card's printed name and address blurred
     outside the barcodes (--unmask: the whole picture) and the located barcodes drawn (--raw: no
     drawings, so `kiosk scan FILE` reads it again).
+
+    Example: kiosk diag camera --snapshot /tmp/s.png
     """
     from device import status
     from device.daemon.snapshot import SnapshotError, SnapshotOptions, from_camera, from_daemon, reading_lines, write_image
@@ -75,9 +77,10 @@ def cmd_diag_api(args) -> int:
     Ask the central's health endpoint, then post an empty batch to check the token, then ask which
     of this kiosk's seqs the central holds and look there for every identification the outbox
     marks delivered. A problem is said in one line with the next step for its cause, after the
-    running daemon's delivery fault if it has one. Exit 0 only
-    when the central is reached, takes the token and lacks nothing (a central that does not
-    report seqs is said, not a failure).
+    running daemon's delivery fault if it has one. Exit 0 only when the central is reached, takes
+    the token and lacks nothing (a central that does not report seqs is said, not a failure).
+
+    Example: kiosk diag api
     """
     from device import status
     from device.central_client import CentralClient
@@ -129,6 +132,8 @@ def cmd_diag_gpio(args) -> int:
     Light each fitted LED for a second, beep the buzzer once and twice, and show the button's state,
     naming each pin, so a technician can check the wiring. Stop the daemon first (it holds the
     pins).
+
+    Example: sudo kiosk diag gpio   # the daemon stopped first: sudo systemctl stop kiosk
     """
     from device.outputs.feedback import diag_gpio
 
@@ -143,7 +148,9 @@ def cmd_diag_bundle(args) -> int:
     the versions of the kiosk and its libraries, OS and kernel, the last 500 lines of the kiosk's
     journal, the queue summary, the camera and GPIO devices, disk and clock, and the latest
     snapshot; contracts masked, no token anywhere. A part that cannot be collected is a line in
-    its problems.txt. Prints the archive's path and size. Example: sudo kiosk diag bundle --out /tmp/kiosk.tar.gz
+    its problems.txt. Prints the archive's path and size.
+
+    Example: sudo kiosk diag bundle --out /tmp/kiosk.tar.gz
     """
     from device import bundle
     from device import config as config_mod
@@ -168,8 +175,7 @@ def cmd_diag_bundle(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("diag", help=HELP["diag"], description="Diagnostics for field technicians.")
-    dsub = p.add_subparsers(dest="diag_command", required=True, metavar="COMMAND")
+    dsub = add_group(sub, "diag", HELP["diag"], "Diagnostics for field technicians.", example="kiosk diag camera --snapshot /tmp/s.png", dest="diag_command")
     cam = add_command(dsub, "camera", cmd_diag_camera)
     cam.add_argument("--snapshot", metavar="FILE", help="write the frame, located barcodes drawn (.png or .jpg; mode 0600)")
     cam.add_argument("--raw", action="store_true", help="no drawings on the snapshot: `kiosk scan FILE` reads it again")

@@ -28,7 +28,9 @@ def cmd_preview(args) -> int:
     runs it holds the camera: with preview.enabled it serves the page itself, and this command
     only says where (exit 0). With the daemon stopped, this command opens the camera and serves
     the page until Ctrl-C (a file camera plays again from the start); nothing is identified or
-    sent meanwhile. Example: sudo kiosk preview --port 8090
+    sent meanwhile.
+
+    Example: sudo kiosk preview --port 8090
     """
     from device import status
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from device.cli import add_command, load_config
+from device.cli import add_command, add_group, load_config
 
 HELP = {"queue": "list, show and retry queued identifications; acknowledge outbox integrity problems"}
 
@@ -188,8 +188,7 @@ def cmd_queue_ack(args) -> int:
 def register(sub) -> None:
     from device.outbox import STATES  # built only for a queue command, which opens the store anyway
 
-    p = sub.add_parser("queue", help=HELP["queue"], description="Look into the outbox (works while the daemon runs).")
-    qsub = p.add_subparsers(dest="queue_command", required=True, metavar="COMMAND")
+    qsub = add_group(sub, "queue", HELP["queue"], "Look into the outbox (works while the daemon runs).", example="kiosk queue list --state dead", dest="queue_command")
     lst = add_command(qsub, "list", cmd_queue_list)
     lst.add_argument("--state", choices=STATES, help="only this state")
     show = add_command(qsub, "show", cmd_queue_show)

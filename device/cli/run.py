@@ -16,6 +16,8 @@ def cmd_run(args) -> int:
     identification durably and deliver it to the central. SIGTERM or Ctrl-C stop it cleanly.
     With a file camera (camera.source = file:PATH) it exits 0 once the file is consumed and the
     outbox drained.
+
+    Example: kiosk run --config /etc/kiosk/kiosk.toml
     """
     from device.daemon import Kiosk, run_until_signalled
     from device.outputs.feedback import Feedback

@@ -14,6 +14,8 @@ def cmd_scan(args) -> int:
     """Run the daemon's pipeline (gate, locate, decode, card check) over image and video files. One
     line per image, and one per video frame in which a symbol was decoded. Unreadable files are
     reported and the rest still scanned; the exit code is then 1.
+
+    Example: kiosk scan --json card.png counter.avi
     """
     import numpy as np
 

@@ -20,11 +20,17 @@ def cmd_status(args) -> int:
     """Show what the kiosk is doing: whether the daemon runs, the camera and frames, the last
     identification (contract masked), the queue, delivery to the central, disk, clock and CPU
     temperature. Exit 0 when the daemon runs without faults and no identification is dead, else 1.
+    ``--unmask`` shows the last identification's whole contract number (read from the outbox; the
+    status file holds it masked).
+
+    Example: kiosk status --unmask
     """
     from device import status
 
     cfg = load_config(args, check_files=False)
     report, snapshot = build_report(cfg)
+    if args.unmask:
+        _unmask_last_identification(cfg, report)
     if args.json:
         print(json.dumps(report, default=str))
     else:
@@ -32,6 +38,23 @@ def cmd_status(args) -> int:
         sys.stdout.write(status.render(report))
     healthy = snapshot.running and not (snapshot.data or {}).get("faults") and status.dead_problem(report["queue"]) is None
     return 0 if healthy else 1
+
+
+def _unmask_last_identification(cfg, report: dict) -> None:
+    """The whole contract of the daemon's last identification, looked up by its seq in the outbox."""
+    from device.outbox import OutboxError
+
+    last = ((report.get("daemon") or {}).get("scan") or {}).get("last_identification")
+    if not last or not Path(cfg.outbox.path).exists():
+        return
+    try:
+        outbox = open_outbox_reader(cfg)
+        try:
+            last["contract"] = outbox.find(str(last["seq"])).contract
+        finally:
+            outbox.close()
+    except OutboxError as e:
+        last["contract"] += f" (whole number not readable: {e})"
 
 
 def build_report(cfg) -> tuple[dict, Snapshot]:
@@ -73,3 +96,4 @@ def build_report(cfg) -> tuple[dict, Snapshot]:
 def register(sub) -> None:
     p = add_command(sub, "status", cmd_status, HELP["status"])
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--unmask", action="store_true", help="the last identification's whole contract number (default: masked)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from device.cli import add_module_command
+
 HELP = {
     "demo": "run the whole kiosk on a rendered counter video (or a camera) with a local central",
     "testcard": "write a printable client card (PDF, or PNG at 300 dpi) at true size",
@@ -11,10 +13,5 @@ HELP = {
 def register(sub) -> None:
     from device.tools import demo, testcard
 
-    for name, module, help_text in (
-        ("demo", demo, "run the whole kiosk on a rendered counter video (or a camera) with a local central"),
-        ("testcard", testcard, "write a printable client card (PDF, or PNG at 300 dpi) at true size"),
-    ):
-        p = sub.add_parser(name, help=help_text, description=module.__doc__.strip().splitlines()[0])
-        module.add_arguments(p)
-        p.set_defaults(func=module.main)
+    add_module_command(sub, "demo", demo, HELP["demo"])
+    add_module_command(sub, "testcard", testcard, HELP["testcard"])

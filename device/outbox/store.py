@@ -56,6 +56,7 @@ from typing import Iterable, Iterator
 from device.card import Card
 from device.clock import Clock, SystemClock, parse_utc, utc_iso
 from device.config import Config, OutboxSection
+from device.outbox.access import cannot_write
 from device.outbox.checksum import FIELDS, checksum_problem, record_checksum
 from device.outbox.fsync import fsync_dir
 from device.outbox.highwater import HighWaterMark, MarkUnreadable
@@ -238,7 +239,7 @@ class Outbox:
             self._make_folders(self.path.parent)
             self._ensure_private_files()
         except OSError as e:
-            raise OutboxError(f"cannot create the outbox {self.path}: {e.strerror or e}; check the directory and its permissions") from e
+            raise OutboxError(cannot_write(self.path) or f"cannot create the outbox {self.path}: {e.strerror or e}; check the directory and its permissions") from e
         db = None
         try:
             db = self._connect()
@@ -250,7 +251,8 @@ class Outbox:
                 db.close()
             db = None
             if not _is_corruption(e) and not isinstance(e, _IntegrityFailed):
-                raise self._error("open", e) from e
+                why = cannot_write(self.path) if on_corrupt == "move-aside" else None  # the owner (the daemon) opening
+                raise (OutboxError(why) if why else self._error("open", e)) from e
             if on_corrupt == "raise":
                 raise OutboxCorrupt(f"the outbox {self.path} is damaged ({e}); the kiosk daemon moves it aside at its next start") from e
         except BaseException:
