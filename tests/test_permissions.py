@@ -6,62 +6,22 @@ leaves them: a config file mode 0600, an outbox folder mode 0700.
 
 from __future__ import annotations
 
-import os
-import pwd
-import shutil
-import site
 import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
+from unprivileged import kiosk_as_nobody
 
 from device import config as config_mod
 from device.status import TECHNICIANS_GROUP
 
-REPO = Path(__file__).resolve().parent.parent
 ADVICE = f"sudo usermod -aG {TECHNICIANS_GROUP} $USER"
 
 
 @pytest.fixture
 def as_nobody():
-    """``run(*kiosk_args)``: the kiosk as the user ``nobody``, through a Python that user may run
-    with this test's packages; and a folder any user may enter."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run a command as another user")
-    try:
-        nobody = pwd.getpwnam("nobody")
-    except KeyError:
-        pytest.skip("no user nobody on this machine")
-    folder = Path(tempfile.mkdtemp(prefix="kiosk-permissions-"))
-    folder.chmod(0o755)
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(folder),
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONPATH": os.pathsep.join([*site.getsitepackages(), str(REPO)]),
-    }
-
-    def run(command):
-        return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=folder, env=env,
-                              user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[])
-
-    version = "%d.%d" % sys.version_info[:2]
-    python = None
-    for candidate in dict.fromkeys([os.path.realpath(sys.executable), shutil.which("python3") or "", "/usr/bin/python3"]):
-        try:
-            probe = run([candidate, "-c", "import sys, device; print('%d.%d' % sys.version_info[:2])"])
-        except OSError:  # not that user's to run (a pyenv under /root)
-            continue
-        if probe.returncode == 0 and probe.stdout.strip() == version:
-            python = candidate
-            break
-    if python is None:
-        shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip(f"no Python {version} that the user nobody may run")
-    yield folder, lambda *args: run([python, "-m", "device", *args])
-    shutil.rmtree(folder, ignore_errors=True)
+    with kiosk_as_nobody() as found:
+        yield found
 
 
 def root_only_setup(folder: Path) -> tuple[Path, Path]:
