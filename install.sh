@@ -66,6 +66,10 @@ readonly STATE_DIR=/var/lib/kiosk
 readonly UNIT=/etc/systemd/system/kiosk.service
 readonly COMMAND_LINK=/usr/local/bin/kiosk
 readonly USER_NAME=kiosk
+# The technicians' group (device/status.py TECHNICIANS_GROUP): reads the config, status, the queue
+# and snapshots, never the token. The service runs with it as its main group, so that what the
+# daemon writes is theirs to read; the token is the kiosk group's alone.
+readonly TECH_GROUP=kiosk-tech
 
 need_python() {
     command -v python3 >/dev/null || die "python3 not found: sudo apt-get install python3 python3-venv"
@@ -155,13 +159,15 @@ ensure_user() {
     ensure_group video
     ensure_group gpio
     ensure_group "$USER_NAME"
+    ensure_group "$TECH_GROUP"
     if ! id -u "$USER_NAME" >/dev/null 2>&1; then
         say "creating system user $USER_NAME"
         useradd --system --gid "$USER_NAME" --home-dir "$STATE_DIR" --no-create-home \
             --shell /usr/sbin/nologin --comment "Counter kiosk daemon" "$USER_NAME"
     fi
-    # The service gets these groups from the unit; membership also lets `sudo -u kiosk kiosk diag ...` work.
-    usermod --append --groups video,gpio "$USER_NAME"
+    # The service gets these groups from the unit; membership also lets `sudo -u kiosk kiosk diag ...`
+    # (and the config check below) work.
+    usermod --append --groups "video,gpio,$TECH_GROUP" "$USER_NAME"
 }
 
 # The venv is kept across upgrades (pip only replaces what changed) unless it no longer fits:
@@ -231,15 +237,23 @@ install_config() {
         sed "s|^token_file = \"\"|token_file = \"$TOKEN\"|" "$here/config/kiosk.toml" >"$CONFIG.new"
         grep -q "^token_file = \"$TOKEN\"" "$CONFIG.new" \
             || say "warning: could not set api.token_file in $CONFIG: set it to \"$TOKEN\" yourself"
-        chown root:"$USER_NAME" "$CONFIG.new"
         chmod 0640 "$CONFIG.new"
         mv "$CONFIG.new" "$CONFIG"
+    fi
+    # Technicians read the config (their commands load it), unless it holds the token itself.
+    if grep -Eq '^[[:space:]]*token[[:space:]]*=[[:space:]]*"[^"]' "$CONFIG"; then
+        say "warning: $CONFIG holds api.token: kept from $TECH_GROUP; move the token to $TOKEN (api.token_file)"
+        chown root:"$USER_NAME" "$CONFIG"
+    else
+        chown root:"$TECH_GROUP" "$CONFIG"
     fi
     # The token is a secret: root writes it, the kiosk group (the service) reads it, nobody else.
     [ -e "$TOKEN" ] || { say "creating an empty $TOKEN"; : >"$TOKEN"; }
     chown root:"$USER_NAME" "$TOKEN"
     chmod 0640 "$TOKEN"
-    install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$STATE_DIR"
+    # The outbox: the daemon writes, technicians read (the unit's StateDirectory= keeps it so).
+    install -d -m 0750 -o "$USER_NAME" -g "$TECH_GROUP" "$STATE_DIR"
+    chgrp -R "$TECH_GROUP" "$STATE_DIR"
 }
 
 install_unit() {
@@ -352,6 +366,7 @@ uninstall_system() {
         rm -rf "$ETC_DIR" "$STATE_DIR" "$UNIT.d"
         if id -u "$USER_NAME" >/dev/null 2>&1; then userdel "$USER_NAME"; fi
         if getent group "$USER_NAME" >/dev/null; then groupdel "$USER_NAME"; fi
+        if getent group "$TECH_GROUP" >/dev/null; then groupdel "$TECH_GROUP"; fi
         say "kept the gpio group (other software may use it)"
     else
         say "kept $ETC_DIR (config, token), $STATE_DIR (the outbox) and the user $USER_NAME;" \

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, card_photo, contracts, run_kiosk, write_config
+from conftest import card_photo, contracts, run_kiosk, write_config
 from unprivileged import kiosk_as_nobody
 
 from device import status
