@@ -101,6 +101,10 @@ def test_the_technicians_group_reads_config_and_status_but_never_the_token(techn
         state = run("status", "--config", str(cfg))
         assert "Traceback" not in state.stderr, state.stderr
         assert "NOT RUNNING" not in state.stdout and "v4l2:/dev/video0" in state.stdout, state.stdout
+        # The queue: SQLite wants to write beside the outbox, which the group may not: sudo, said so.
+        queue = run("queue", "list", "--config", str(cfg))
+        assert "Traceback" not in queue.stderr and queue.returncode == 1, queue.stderr
+        assert "sudo kiosk queue list" in queue.stderr, queue.stderr
         # The token itself stays out of reach.
         python = shown.args[0]
         peek = subprocess.run([python, "-c", f"open({str(token)!r}).read()"], capture_output=True, text=True, timeout=60,

@@ -116,8 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(e, OutboxError):
             raise
         print(f"kiosk: {e}", file=sys.stderr)
-        if isinstance(e.__cause__, PermissionError):
-            print(f"kiosk: {_permission_advice(argv, e.__cause__.filename)}", file=sys.stderr)
+        cause = e.__cause__
+        if isinstance(cause, PermissionError):
+            print(f"kiosk: {_permission_advice(argv, cause.filename)}", file=sys.stderr)
+        elif "readonly database" in str(cause) or "unable to open database file" in str(cause):
+            # SQLite's words for a folder or file this user may read but not write (or not even open).
+            print(f"kiosk: {_permission_advice(argv, getattr(e, 'path', None) or 'the outbox')}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
