@@ -16,6 +16,46 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 say() { printf 'install.sh: %s\n' "$*"; }
 die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
 
+# Steps: each prints one numbered line, e.g. "install.sh: [3/7] python packages into
+# /opt/kiosk/venv (about 30 s)", and its output goes to a log that is shown only when it fails.
+STEP=0
+STEPS=0
+STEP_LOG=""
+
+# The line that says why a step failed: pip's or our own last error line, else the last line.
+# $1: the step's log.
+failure_reason() {
+    local line
+    line="$(grep -E '^(ERROR|error|Error|E):|^install\.sh: error:' "$1" | tail -n 1)"
+    [ -n "$line" ] || line="$(grep -v '^[[:space:]]*$' "$1" | tail -n 1)"
+    line="${line#install.sh: error: }"
+    printf '%s' "${line:-exit status $2, no output}"
+}
+
+# run_step NAME CMD...: run CMD (a command or one of the functions here) as step NAME. Its output
+# goes to $STEP_LOG; on success only its own "install.sh: ..." lines are shown, on failure the last
+# lines of the log and "install.sh: error: NAME failed: <reason>".
+run_step() {
+    local name="$1" rc=0
+    shift
+    STEP=$((STEP + 1))
+    say "[$STEP/$STEPS] $name"
+    [ -n "$STEP_LOG" ] || STEP_LOG="$(mktemp "${TMPDIR:-/tmp}/kiosk-install.XXXXXX")"
+    # A subshell with errexit of its own: in an `if` or `||`, bash would ignore set -e inside it.
+    set +e
+    (set -e; "$@") >"$STEP_LOG" 2>&1
+    rc=$?
+    set -e
+    if [ "$rc" -ne 0 ]; then
+        tail -n 15 "$STEP_LOG" | sed 's/^/  | /' >&2
+        die "$name failed: $(failure_reason "$STEP_LOG" "$rc")"
+    fi
+    grep '^install\.sh: ' "$STEP_LOG" || true
+}
+
+# Call when every step has run: the log is not needed any more.
+steps_done() { [ -z "$STEP_LOG" ] || rm -f "$STEP_LOG"; }
+
 # Where the system install puts things (the unit file names the same paths).
 readonly OPT_DIR=/opt/kiosk
 readonly VENV="$OPT_DIR/venv"
@@ -26,6 +66,10 @@ readonly STATE_DIR=/var/lib/kiosk
 readonly UNIT=/etc/systemd/system/kiosk.service
 readonly COMMAND_LINK=/usr/local/bin/kiosk
 readonly USER_NAME=kiosk
+# The technicians' group (device/status.py TECHNICIANS_GROUP): reads the config, status, the queue
+# and snapshots, never the token. The service runs with it as its main group, so that what the
+# daemon writes is theirs to read; the token is the kiosk group's alone.
+readonly TECH_GROUP=kiosk-tech
 
 need_python() {
     command -v python3 >/dev/null || die "python3 not found: sudo apt-get install python3 python3-venv"
@@ -48,17 +92,21 @@ need_zbar() {
     have_zbar || die "libzbar0 did not install"
 }
 
+dev_venv() { [ -x .venv/bin/python ] || python3 -m venv .venv; }
+
+dev_packages() {
+    .venv/bin/python -m pip install --disable-pip-version-check -r requirements-dev.txt
+    .venv/bin/python -m pip install --disable-pip-version-check --no-deps -e .
+}
+
 install_dev() {
-    need_python
-    need_zbar
     cd "$here"
-    if [ ! -x .venv/bin/python ]; then
-        say "creating .venv"
-        python3 -m venv .venv
-    fi
-    say "installing the kiosk and its test tools into .venv"
-    .venv/bin/python -m pip install -q -r requirements-dev.txt
-    .venv/bin/python -m pip install -q --no-deps -e .
+    STEPS=4
+    run_step "python 3.11 with venv" need_python
+    run_step "the zbar library" need_zbar
+    run_step "virtual environment .venv" dev_venv
+    run_step "python packages and test tools into .venv (about 30 s)" dev_packages
+    steps_done
     say "done: .venv/bin/kiosk --help   (tests: .venv/bin/python -m pytest)"
 }
 
@@ -111,13 +159,15 @@ ensure_user() {
     ensure_group video
     ensure_group gpio
     ensure_group "$USER_NAME"
+    ensure_group "$TECH_GROUP"
     if ! id -u "$USER_NAME" >/dev/null 2>&1; then
         say "creating system user $USER_NAME"
         useradd --system --gid "$USER_NAME" --home-dir "$STATE_DIR" --no-create-home \
             --shell /usr/sbin/nologin --comment "Counter kiosk daemon" "$USER_NAME"
     fi
-    # The service gets these groups from the unit; membership also lets `sudo -u kiosk kiosk diag ...` work.
-    usermod --append --groups video,gpio "$USER_NAME"
+    # The service gets these groups from the unit; membership also lets `sudo -u kiosk kiosk diag ...`
+    # (and the config check below) work.
+    usermod --append --groups "video,gpio,$TECH_GROUP" "$USER_NAME"
 }
 
 # The venv is kept across upgrades (pip only replaces what changed) unless it no longer fits:
@@ -168,11 +218,10 @@ install_package() {
     if is_pi; then
         numpy_constraint >>"$stage/constraints.txt"
     fi
-    say "installing the kiosk into $VENV (pip)"
     # Without --upgrade: dependencies already satisfied stay as they are.
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    "$VENV/bin/python" -m pip install --disable-pip-version-check \
         -c "$stage/constraints.txt" -r "$stage/requirements.txt"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --force-reinstall "$stage"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --no-deps --force-reinstall "$stage"
     rm -rf "$stage"
     trap - EXIT
     # Technicians type `kiosk status`; /usr/local/bin is on everyone's PATH, the venv is not.
@@ -188,15 +237,23 @@ install_config() {
         sed "s|^token_file = \"\"|token_file = \"$TOKEN\"|" "$here/config/kiosk.toml" >"$CONFIG.new"
         grep -q "^token_file = \"$TOKEN\"" "$CONFIG.new" \
             || say "warning: could not set api.token_file in $CONFIG: set it to \"$TOKEN\" yourself"
-        chown root:"$USER_NAME" "$CONFIG.new"
         chmod 0640 "$CONFIG.new"
         mv "$CONFIG.new" "$CONFIG"
+    fi
+    # Technicians read the config (their commands load it), unless it holds the token itself.
+    if grep -Eq '^[[:space:]]*token[[:space:]]*=[[:space:]]*"[^"]' "$CONFIG"; then
+        say "warning: $CONFIG holds api.token: kept from $TECH_GROUP; move the token to $TOKEN (api.token_file)"
+        chown root:"$USER_NAME" "$CONFIG"
+    else
+        chown root:"$TECH_GROUP" "$CONFIG"
     fi
     # The token is a secret: root writes it, the kiosk group (the service) reads it, nobody else.
     [ -e "$TOKEN" ] || { say "creating an empty $TOKEN"; : >"$TOKEN"; }
     chown root:"$USER_NAME" "$TOKEN"
     chmod 0640 "$TOKEN"
-    install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$STATE_DIR"
+    # The outbox: the daemon writes, technicians read (the unit's StateDirectory= keeps it so).
+    install -d -m 0750 -o "$USER_NAME" -g "$TECH_GROUP" "$STATE_DIR"
+    chgrp -R "$TECH_GROUP" "$STATE_DIR"
 }
 
 install_unit() {
@@ -273,14 +330,16 @@ install_system() {
     local packages=(python3 python3-venv libzbar0)
     # picamera2 for CSI cameras; lgpio for gpiozero on a Pi 5 (pip's gpiozero does not bring it).
     if is_pi; then packages+=(python3-picamera2 python3-lgpio); fi
-    apt_install "${packages[@]}"
-    need_python
-    ensure_user
-    ensure_venv
-    install_package
-    install_config
-    install_unit
-    say "installed $("$VENV/bin/kiosk" --version 2>&1)"
+    STEPS=8
+    run_step "system packages (apt: ${packages[*]})" apt_install "${packages[@]}"
+    run_step "python 3.11 with venv" need_python
+    run_step "the $USER_NAME user and groups" ensure_user
+    run_step "virtual environment $VENV" ensure_venv
+    run_step "python packages into $VENV (about 30 s)" install_package
+    run_step "config and token in $ETC_DIR, outbox folder $STATE_DIR" install_config
+    run_step "systemd unit $UNIT" install_unit
+    steps_done
+    say "[8/8] start: installed $("$VENV/bin/kiosk" --version 2>&1)"
     start_service
 }
 
@@ -307,6 +366,7 @@ uninstall_system() {
         rm -rf "$ETC_DIR" "$STATE_DIR" "$UNIT.d"
         if id -u "$USER_NAME" >/dev/null 2>&1; then userdel "$USER_NAME"; fi
         if getent group "$USER_NAME" >/dev/null; then groupdel "$USER_NAME"; fi
+        if getent group "$TECH_GROUP" >/dev/null; then groupdel "$TECH_GROUP"; fi
         say "kept the gpio group (other software may use it)"
     else
         say "kept $ETC_DIR (config, token), $STATE_DIR (the outbox) and the user $USER_NAME;" \

@@ -4,20 +4,17 @@ prints, and what its snapshots show and who may read them."""
 from __future__ import annotations
 
 import os
-import pwd
-import shutil
-import site
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, card_photo, contracts, run_kiosk, write_config
+from conftest import card_photo, contracts, run_kiosk, write_config
+from unprivileged import kiosk_as_nobody
 
 from device import status
 from device.daemon.snapshot import SnapshotOptions, SnapshotService, from_daemon
@@ -182,42 +179,10 @@ def test_the_daemon_answers_each_request_once_with_files_only_its_group_may_read
 
 
 @pytest.fixture
-def unprivileged(tmp_path):
-    """A folder any user may enter, and ``as_nobody(*kiosk_args)`` to run the kiosk as ``nobody``
-    (with this test's packages, through an interpreter of the same version that user may run)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run a command as another user")
-    try:
-        nobody = pwd.getpwnam("nobody")
-    except KeyError:
-        pytest.skip("no user nobody on this machine")
-    folder = Path(tempfile.mkdtemp(prefix="diag-camera-"))
-    folder.chmod(0o755)
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(folder),
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONPATH": os.pathsep.join([*site.getsitepackages(), str(REPO)]),
-    }
-
-    def run(command):
-        return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=folder, env=env, user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[])
-
-    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    python = None
-    for candidate in dict.fromkeys([os.path.realpath(sys.executable), shutil.which("python3") or "", "/usr/bin/python3"]):
-        try:
-            probe = run([candidate, "-c", "import sys, cv2, device; print('%d.%d' % sys.version_info[:2])"])
-        except OSError:  # not that user's to run (a pyenv under /root)
-            continue
-        if probe.returncode == 0 and probe.stdout.strip() == version:
-            python = candidate
-            break
-    if python is None:
-        shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip(f"no Python {version} that the user nobody may run")
-    yield folder, lambda *args: run([python, "-m", "device", *args])
-    shutil.rmtree(folder, ignore_errors=True)
+def unprivileged():
+    """A folder any user may enter, and ``as_nobody(*kiosk_args)`` to run the kiosk as ``nobody``."""
+    with kiosk_as_nobody(probe="cv2, device") as found:
+        yield found
 
 
 def test_a_permission_problem_says_to_use_sudo_or_join_the_technicians_group(unprivileged):

@@ -79,17 +79,19 @@ def test_first_install_creates_the_kiosk_system_user(debian_root, first_install)
     _, _, uid, _, _, home, shell = run_in(debian_root, "getent", "passwd", "kiosk").stdout.strip().split(":")
     assert int(uid) < 1000, "kiosk should be a system user"
     assert (home, shell) == ("/var/lib/kiosk", "/usr/sbin/nologin")
-    assert {"kiosk", "video", "gpio"} <= groups_of(debian_root, "kiosk")
+    assert {"kiosk", "video", "gpio", "kiosk-tech"} <= groups_of(debian_root, "kiosk")
+    # The technicians' group: made here, and not the token's group.
+    assert run_in(debian_root, "getent", "group", "kiosk-tech", check=False).returncode == 0
     # Debian has no gpio group: install.sh creates it, or the unit's SupplementaryGroups= fails.
     assert run_in(debian_root, "getent", "group", "gpio", check=False).returncode == 0
 
 
 def test_first_install_lays_out_files_with_safe_modes(debian_root, first_install):
     assert stat(debian_root, "/etc/kiosk") == ("755", "root", "root")
-    assert stat(debian_root, "/etc/kiosk/kiosk.toml") == ("640", "root", "kiosk")
+    assert stat(debian_root, "/etc/kiosk/kiosk.toml") == ("640", "root", "kiosk-tech")
     assert stat(debian_root, "/etc/kiosk/token") == ("640", "root", "kiosk")
     assert (debian_root / "etc/kiosk/token").stat().st_size == 0
-    assert stat(debian_root, "/var/lib/kiosk") == ("750", "kiosk", "kiosk")
+    assert stat(debian_root, "/var/lib/kiosk") == ("750", "kiosk", "kiosk-tech")
     assert stat(debian_root, "/etc/systemd/system/kiosk.service") == ("644", "root", "root")
     assert (debian_root / "etc/systemd/system/kiosk.service").read_text() == (ROOT / "systemd/kiosk.service").read_text()
     assert os.readlink(debian_root / "usr/local/bin/kiosk") == "/opt/kiosk/venv/bin/kiosk"

@@ -42,3 +42,78 @@ def test_a_system_numpy_that_cannot_be_imported_is_an_error_with_its_reason(tmp_
 def test_sourcing_install_sh_runs_nothing(tmp_path):
     result = subprocess.run(["bash", "-c", f'source "{REPO / "install.sh"}" && echo sourced'], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0 and result.stdout == "sourced\n", result.stderr
+
+
+def dev_checkout(tmp_path) -> Path:
+    """A copy of install.sh and the requirements it names, where ``./install.sh --dev`` can run."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for name in ("install.sh", "requirements.txt", "requirements-dev.txt"):
+        (checkout / name).write_bytes((REPO / name).read_bytes())
+    (checkout / "install.sh").chmod(0o755)
+    return checkout
+
+
+def run_dev_install(checkout: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(checkout / "install.sh"), "--dev"], capture_output=True, text=True, timeout=120, cwd=checkout)
+
+
+def test_a_failing_pip_step_ends_with_the_step_and_pips_error_line(tmp_path):
+    checkout = dev_checkout(tmp_path)
+    # A venv whose pip fails as pip does when an index lacks a package.
+    (checkout / ".venv" / "bin").mkdir(parents=True)
+    python = checkout / ".venv" / "bin" / "python"
+    python.write_text(
+        "#!/bin/sh\n"
+        'echo "Collecting opencv-python-headless" >&2\n'
+        'echo "ERROR: Could not find a version that satisfies the requirement opencv-python-headless" >&2\n'
+        'echo "ERROR: No matching distribution found for opencv-python-headless" >&2\n'
+        "exit 1\n"
+    )
+    python.chmod(0o755)
+    result = run_dev_install(checkout)
+    assert result.returncode == 1, result.stdout + result.stderr
+    steps = [line for line in result.stdout.splitlines() if line.startswith("install.sh: [")]
+    assert steps == [
+        "install.sh: [1/4] python 3.11 with venv",
+        "install.sh: [2/4] the zbar library",
+        "install.sh: [3/4] virtual environment .venv",
+        "install.sh: [4/4] python packages and test tools into .venv (about 30 s)",
+    ], result.stdout
+    last = result.stderr.splitlines()[-1]
+    assert last == ("install.sh: error: python packages and test tools into .venv (about 30 s) failed: "
+                    "ERROR: No matching distribution found for opencv-python-headless"), result.stderr
+    assert "  | Collecting opencv-python-headless" in result.stderr  # the tail of pip's output, to see where it stopped
+    assert "done" not in result.stdout
+
+
+def test_a_venv_that_cannot_be_made_names_the_step_and_venvs_reason(tmp_path):
+    checkout = dev_checkout(tmp_path)
+    (checkout / ".venv").write_text("a file where the venv should go\n")
+    result = run_dev_install(checkout)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1] == "install.sh: [3/4] virtual environment .venv", result.stdout
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("install.sh: error: virtual environment .venv failed: "), result.stderr
+    assert ".venv" in last.split("failed: ", 1)[1]  # venv's own reason, naming the path
+
+
+def test_a_step_that_fails_silently_still_gets_a_reason(tmp_path):
+    result = subprocess.run(["bash", "-c", f'source "{REPO / "install.sh"}" && STEPS=1 && run_step "the silent step" false'],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert result.stdout == "install.sh: [1/1] the silent step\n"
+    assert result.stderr.splitlines()[-1] == "install.sh: error: the silent step failed: exit status 1, no output"
+
+
+def test_a_step_stops_at_its_first_failing_command(tmp_path):
+    marker = tmp_path / "after"
+    body = f'one() {{ say "first"; false; touch "{marker}"; }}'
+    # Plain statements, as in install.sh: inside `a && b` bash would ignore set -e altogether.
+    script = f'source "{REPO / "install.sh"}"\n{body}\nSTEPS=2\nrun_step "one" one\nrun_step "two" true\n'
+    result = subprocess.run(["bash", "-c", script],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert not marker.exists()  # set -e holds inside the step although run_step tests its status
+    assert "[2/2]" not in result.stdout
+    assert "  | install.sh: first" in result.stderr

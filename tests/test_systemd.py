@@ -146,7 +146,11 @@ def test_unit_runs_the_daemon_as_notify_service_with_watchdog(unit):
 def test_unit_user_directories_and_devices(unit):
     service = unit["Service"]
     assert service["User"] == ["kiosk"]
-    assert set(service["SupplementaryGroups"][0].split()) == {"video", "gpio"}
+    # The technicians' group is the main one (they read what the daemon writes); kiosk, for the
+    # token, only a supplementary one: technicians are not in it.
+    assert service["Group"] == ["kiosk-tech"]
+    assert set(service["SupplementaryGroups"][0].split()) == {"kiosk", "video", "gpio"}
+    assert service["RuntimeDirectoryMode"] == ["0750"] and service["StateDirectoryMode"] == ["0750"]
     assert service["StateDirectory"] == ["kiosk"]
     assert service["RuntimeDirectory"] == ["kiosk"]
     assert service["ConfigurationDirectory"] == ["kiosk"]

@@ -147,16 +147,43 @@ def main(argv: list[str] | None = None) -> int:
         _die_of_sigpipe()
     except config_mod.ConfigError as e:
         print(f"kiosk: config error: {e}", file=sys.stderr)
+        if "permission denied" in e.problem.lower():
+            print(f"kiosk: {_permission_advice(argv, e.source or e.key)}", file=sys.stderr)
         return config_mod.EXIT_CONFIG
+    except PermissionError as e:  # a file of root's or the daemon's: say who may, not a traceback
+        print(f"kiosk: {_permission_advice(argv, e.filename)}", file=sys.stderr)
+        return 1
     except Exception as e:  # an outbox that cannot be opened, and the like: say what, no traceback
         from device.outbox import OutboxError
 
         if not isinstance(e, OutboxError):
             raise
         print(f"kiosk: {e}", file=sys.stderr)
+        cause = e.__cause__
+        if isinstance(cause, PermissionError):
+            print(f"kiosk: {_permission_advice(argv, cause.filename)}", file=sys.stderr)
+        elif "readonly database" in str(cause) or "unable to open database file" in str(cause):
+            # SQLite's words for a folder or file this user may read but not write (or not even open).
+            print(f"kiosk: {_permission_advice(argv, getattr(e, 'path', None) or 'the outbox')}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _permission_advice(argv: list[str], path: object) -> str:
+    """What to do when this command (``argv``) may not read ``path``: sudo, or the technicians' group.
+
+    >>> _permission_advice(["queue", "list", "--config", "k.toml"], "/var/lib/kiosk/outbox.db")  # doctest: +ELLIPSIS
+    "no permission for /var/lib/kiosk/outbox.db: run it as root (sudo kiosk queue list ...) or ..."
+    """
+    import errno
+    import itertools
+
+    from device.status import permission_advice
+
+    words = itertools.takewhile(lambda a: not a.startswith("-"), argv)  # the command, not its options
+    error = PermissionError(errno.EACCES, "Permission denied", str(path) if path else None)
+    return permission_advice(error, " ".join(["kiosk", *words]))
 
 
 def _die_of_sigpipe() -> None:

@@ -1,0 +1,61 @@
+"""Run the kiosk as a real unprivileged user (``nobody``), to test what a technician without root meets."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import site
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def kiosk_as_nobody(probe: str = "device", groups: tuple[int, ...] = ()) -> Iterator[tuple[Path, Callable[..., subprocess.CompletedProcess]]]:
+    """A folder any user may enter, and ``run(*kiosk_args)``: the kiosk as ``nobody``, in only the
+    supplementary ``groups`` (gids), through an interpreter of this Python version that user may run
+    and that imports ``probe`` (comma-separated modules) with this test's packages. Skips without root.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a command as another user")
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user nobody on this machine")
+    folder = Path(tempfile.mkdtemp(prefix="kiosk-unprivileged-"))
+    folder.chmod(0o755)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(folder),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": os.pathsep.join([*site.getsitepackages(), str(REPO)]),
+    }
+
+    def run(command):
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=folder, env=env,
+                              user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=list(groups))
+
+    version = "%d.%d" % sys.version_info[:2]
+    python = None
+    for candidate in dict.fromkeys([os.path.realpath(sys.executable), shutil.which("python3") or "", "/usr/bin/python3"]):
+        try:
+            found = run([candidate, "-c", f"import sys, {probe}; print('%d.%d' % sys.version_info[:2])"])
+        except OSError:  # not that user's to run (a pyenv under /root)
+            continue
+        if found.returncode == 0 and found.stdout.strip() == version:
+            python = candidate
+            break
+    try:
+        if python is None:
+            pytest.skip(f"no Python {version} that the user nobody may run")
+        yield folder, lambda *args: run([python, "-m", "device", *args])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
