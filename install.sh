@@ -199,6 +199,10 @@ numpy_constraint() {
     # Warnings on stderr may come first: the pin is the last line.
     out="${out##*$'\n'}"
     case "$out" in
+        numpy==1.*)
+            # OpenCV wheels from 4.12 on need numpy 2: without this pip downloads each of them
+            # (five, about 175 MB on aarch64) before it settles on 4.11.
+            printf '%s\nopencv-python-headless<4.12\n' "$out" ;;
         numpy==[0-9]*) printf '%s\n' "$out" ;;
         *) die "could not read the system numpy's version (got: $out)" ;;
     esac
@@ -213,7 +217,7 @@ install_package() {
     trap "rm -rf '$stage'" EXIT
     tar -C "$here" --exclude='./.*' --exclude=./build --exclude=./dist --exclude='*.egg-info' \
         --exclude=__pycache__ -cf - . | tar -C "$stage" -xf -
-    # On a Pi the venv sees apt's numpy: pin it, and let pip pick an OpenCV that fits.
+    # On a Pi the venv sees apt's numpy: pin it, and the OpenCV releases built for it.
     : >"$stage/constraints.txt"
     if is_pi; then
         numpy_constraint >>"$stage/constraints.txt"

@@ -23,7 +23,12 @@ def run_function(tmp_path, function: str, python3: str) -> subprocess.CompletedP
 def test_numpy_pin_is_the_system_numpys_version(tmp_path):
     result = run_function(tmp_path, "numpy_constraint", 'echo "some warning" >&2; echo numpy==1.24.2\n')
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "numpy==1.24.2\n"
+    assert result.stdout == "numpy==1.24.2\nopencv-python-headless<4.12\n"  # OpenCV 4.12 and later need numpy 2
+
+
+def test_with_numpy_2_opencv_is_left_free(tmp_path):
+    result = run_function(tmp_path, "numpy_constraint", "echo numpy==2.2.4\n")
+    assert result.returncode == 0 and result.stdout == "numpy==2.2.4\n", result.stderr
 
 
 def test_a_system_numpy_that_cannot_be_imported_is_an_error_with_its_reason(tmp_path):
