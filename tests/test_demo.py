@@ -22,9 +22,14 @@ from device.tools.synth.video import PresentationTruth, default_presentations
 #: The valid cards of the demo's video.
 CONTRACTS = [p.contract for p in default_presentations() if p.is_card]
 
+#: The demo ends by itself (the test waits for that); this only stops a hung one. It is generous
+#: for a slow machine: under arm64 emulation the demo took longer than 300 s.
+DEMO_DEADLINE_S = 1800
+
+
 def run_demo(*args, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        kiosk_cmd("demo", *args), capture_output=True, text=True, cwd=REPO, timeout=300, env=env
+        kiosk_cmd("demo", *args), capture_output=True, text=True, cwd=REPO, timeout=DEMO_DEADLINE_S, env=env
     )
 
 
