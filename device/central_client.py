@@ -48,10 +48,9 @@ from urllib.parse import urlsplit
 
 from device import __version__
 from device.clock import Clock, SystemClock
-from device.config import Config, ConfigError, insecure_url_problem
+from device.config import Config, ConfigError, insecure_url_problem, url_problem
 from device.redact import escape
 from device.request_deadline import CANCELLED, DEADLINE, Cancel, InFlight, deadline_adapter
-from device.urls import url_credentials_problem
 
 if TYPE_CHECKING:
     import requests
@@ -190,12 +189,11 @@ class CentralClient:
     ):
         import requests
 
-        credentials = url_credentials_problem(url)
-        if credentials:
-            raise ConfigError("api.url", credentials)
+        # The schema's own checks (also for a client built without loading a config).
+        problem = url_problem(url) if url else "no URL of the central (api.url), e.g. https://central.example.net"
+        if problem:
+            raise ConfigError("api.url", problem)
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError("api.url", f'expected an https:// URL of the central, got "{escape(url, 300)}"')
         insecure = insecure_url_problem(url, allow_insecure_http)
         if insecure:
             raise ConfigError("api.url", insecure)
