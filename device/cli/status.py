@@ -67,8 +67,8 @@ def build_report(cfg) -> tuple[dict, Snapshot]:
     if snapshot.running:
         queue = snapshot.data.get("queue")
     elif Path(cfg.outbox.path).exists():
-        # Only with the daemon stopped: the store (and sqlite-utils, which loads numpy) costs
-        # more than the rest of this command together.
+        # Only with the daemon stopped: a running daemon's status file already holds the
+        # counts, so the outbox is opened only when there is none.
         from device.outbox import OutboxError
 
         try:
