@@ -257,16 +257,32 @@ def _disk_and_clock(cfg: Config) -> dict[str, Content]:
     }
 
 
+#: The snapshot's file in the bundle, and how long the bundle waits for its frame.
+SNAPSHOT_FILE = "snapshot.png"
+SNAPSHOT_TIMEOUT_S = 10.0
+
+
 def _snapshot(cfg: Config) -> dict[str, Content]:
-    from device.status import SNAPSHOT_FILE
+    """A snapshot taken now, masked and drawn (the daemon's latest frame while it runs, else
+    the camera's), and what was decoded in it, masked."""
+    import cv2
+
+    from device import status
+    from device.daemon.snapshot import SnapshotError, SnapshotOptions, from_camera, from_daemon
 
     runtime = Path(cfg.kiosk.runtime_dir)
-    if not runtime.is_dir():
-        raise Missing(f"no runtime dir {runtime} (kiosk.runtime_dir): the daemon has not run since boot, so no snapshot")
-    path = runtime / SNAPSHOT_FILE
-    if not path.exists():
-        raise Missing(f"no snapshot in {runtime}: `kiosk diag camera` with the daemon running makes one")
-    return {SNAPSHOT_FILE: path.read_bytes()}
+    masked = SnapshotOptions(masked=True)
+    try:
+        if status.read_status(runtime).running:
+            shot = from_daemon(runtime, masked, SNAPSHOT_TIMEOUT_S, running=lambda: status.read_status(runtime).running)
+        else:
+            _, shot = from_camera(cfg, masked, SNAPSHOT_TIMEOUT_S)
+    except SnapshotError as e:
+        raise Missing(f"no snapshot: {e}") from None
+    ok, png = cv2.imencode(".png", shot.image)
+    if not ok:
+        raise Missing("no snapshot: the frame could not be encoded")
+    return {SNAPSHOT_FILE: png.tobytes(), "snapshot.json": {"size": list(shot.size), "readings": shot.readings}}
 
 
 #: Every part of a bundle, in the order the archive lists them.

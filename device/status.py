@@ -22,12 +22,13 @@ from pathlib import Path
 from device.redact import escape
 
 STATUS_FILE = "status.json"
-#: ``kiosk diag camera`` asks the running daemon for a frame by creating this file...
-SNAPSHOT_REQUEST = "snapshot.request"
-#: ...and the daemon answers with this image (masked, the located barcodes drawn on it)...
-SNAPSHOT_FILE = "snapshot.png"
-#: ...and then this JSON: the request's id, the frame size and what was decoded.
-SNAPSHOT_ANSWER = "snapshot.json"
+#: ``kiosk diag camera`` asks the running daemon for a frame by leaving a request in this folder
+#: (``snapshot-<id>.request``). The daemon makes it sticky and group-writable (01770), so the
+#: technicians' group may ask without root while the rest of the runtime directory stays the daemon's...
+SNAPSHOT_REQUESTS = "requests"
+#: ...and the daemon answers with ``snapshot-<id>.png`` (masked, the located barcodes drawn) and
+#: then ``snapshot-<id>.json`` (the frame size and what was decoded), 0640, beside the status.
+SNAPSHOT_PREFIX = "snapshot-"
 #: The daemon writes every WRITE_INTERVAL_S; older than this means it is not running.
 WRITE_INTERVAL_S = 2.0
 STALE_AFTER_S = 15.0
@@ -128,8 +129,8 @@ TECHNICIANS_GROUP = "kiosk-tech"
 def permission_advice(error: PermissionError, command: str) -> str:
     """What to do about ``error`` met by ``command`` (e.g. ``"kiosk diag camera"``), in one line.
 
-    >>> permission_advice(PermissionError(13, "Permission denied", "/run/kiosk/snapshot.request"), "kiosk diag camera")
-    "no permission for /run/kiosk/snapshot.request: run it as root (sudo kiosk diag camera ...) or from an account in the technicians' group kiosk-tech (sudo usermod -aG kiosk-tech $USER, then log in again)"
+    >>> permission_advice(PermissionError(13, "Permission denied", "/run/kiosk/requests"), "kiosk diag camera")
+    "no permission for /run/kiosk/requests: run it as root (sudo kiosk diag camera ...) or from an account in the technicians' group kiosk-tech (sudo usermod -aG kiosk-tech $USER, then log in again)"
     """
     path = escape(str(error.filename), 300) if error.filename else "a file it needs"
     return (

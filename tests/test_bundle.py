@@ -19,15 +19,20 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import contracts, run_kiosk, write_config
+import cv2
+import numpy as np
+from conftest import card_photo, contracts, run_kiosk, write_config
 from test_camera import UVC_BY_ID, fake_video4linux
+from test_diag_camera import AnsweringDaemon
 
 from device import status
-from device.status import SNAPSHOT_FILE
+from device.bundle import SNAPSHOT_FILE
+from device.pipeline import Pipeline
+from device.vision.scanner import Scanner
 
 EXPECTED = {
     "status.json", "status.txt", "config.toml", "versions.txt", "os.txt", "journal.txt", "queue.json",
-    "devices.txt", "disk-clock.json", SNAPSHOT_FILE, "problems.txt",
+    "devices.txt", "disk-clock.json", SNAPSHOT_FILE, "snapshot.json", "problems.txt",
 }  # fmt: skip
 
 
@@ -118,20 +123,23 @@ def test_the_bundle_holds_every_part_and_no_whole_contract_or_token(tmp_path, ca
     cfg, token, log = kiosk_with_identifications(tmp_path, card_folder, central_factory, cards, token_inline=token_inline)
     runtime = tmp_path / "run"
     runtime.mkdir(exist_ok=True)
-    snapshot = b"\xff\xd8\xff\xe0 a masked snapshot \xff\xd9"
-    (runtime / SNAPSHOT_FILE).write_bytes(snapshot)
-    write_running_status(runtime, cards[0], token)
+    photo = card_photo(cards[0], dpi=150, size=(960, 600))
     out = tmp_path / "out" / "bundle.tar.gz"
     out.parent.mkdir()
 
-    path, run = bundle(tmp_path, cfg, out, [fake_journalctl(tmp_path / "bin", log), "/usr/bin", "/bin"])
+    # The daemon runs (with log.unmask, as the config says) and answers the bundle's snapshot request.
+    with AnsweringDaemon(runtime, (photo, Pipeline(Scanner()).still(photo)), unmask=True):
+        write_running_status(runtime, cards[0], token)
+        path, run = bundle(tmp_path, cfg, out, [fake_journalctl(tmp_path / "bin", log), "/usr/bin", "/bin"])
 
     assert path == str(out)
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
     found = members(out)
     assert EXPECTED <= set(found), sorted(found)
     assert_nothing_secret(found, cards, token)
-    assert found[SNAPSHOT_FILE] == snapshot
+    shot = cv2.imdecode(np.frombuffer(found[SNAPSHOT_FILE], np.uint8), cv2.IMREAD_COLOR)
+    assert shot.shape == (600, 960, 3)  # the daemon's frame, masked (no whole contract in its readings)
+    assert '"contract": "******' + cards[0][-4:] + '"' in found["snapshot.json"].decode()
     journal = found["journal.txt"].decode()
     assert "******" + cards[0][-4:] in journal  # the daemon's lines are there, masked
     queue = found["queue.json"].decode()
@@ -172,7 +180,7 @@ def test_without_outbox_runtime_dir_and_journalctl_the_bundle_is_still_written(t
     problems = found["problems.txt"].decode()
     # Only the paths' ends: runs of 5+ digits are masked as contracts would be (pytest-10000/...).
     assert "/not-yet/outbox.db" in problems
-    assert "/no-run" in problems
+    assert "snapshot: no snapshot: no frame from v4l2:/dev/video0" in problems and "/dev/video0 does not exist" in problems
     assert "journalctl is not on PATH" in found["journal-note.txt"].decode()
     assert {"status.json", "config.toml", "versions.txt", "os.txt", "devices.txt", "disk-clock.json"} <= set(found)
     assert "queue.json" not in found and SNAPSHOT_FILE not in found
@@ -212,9 +220,6 @@ def test_as_root_the_bundle_reads_the_outbox_as_its_owner_and_is_still_roots(tmp
                 os.chown(shared / name, owner.pw_uid, owner.pw_gid)
         os.chown(shared, owner.pw_uid, owner.pw_gid)
         cfg.write_text(cfg.read_text().replace(str(tmp_path / "outbox.db"), str(shared / "outbox.db")))
-        runtime = tmp_path / "run"
-        runtime.mkdir(exist_ok=True)
-        (runtime / SNAPSHOT_FILE).write_bytes(b"snapshot")
         out = tmp_path / "root-only" / "bundle.tar.gz"
         out.parent.mkdir(mode=0o700)
 
@@ -223,7 +228,7 @@ def test_as_root_the_bundle_reads_the_outbox_as_its_owner_and_is_still_roots(tmp
         assert os.stat(path).st_uid == 0
         found = members(path)
         assert '"dead": 1' in found["queue.json"].decode()  # read as nobody
-        assert found[SNAPSHOT_FILE] == b"snapshot"  # read as root again
+        assert found[SNAPSHOT_FILE].startswith(b"\x89PNG")  # the daemon stopped: taken from its camera, as root again
         assert_nothing_secret(found, cards, token)
     finally:
         shutil.rmtree(shared)

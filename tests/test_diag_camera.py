@@ -4,17 +4,19 @@ prints, and what its snapshots show and who may read them."""
 from __future__ import annotations
 
 import os
+import pwd
 import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from conftest import card_photo, contracts, run_kiosk, write_config
-from unprivileged import kiosk_as_nobody
+from unprivileged import kiosk_as_nobody, technicians_group  # noqa: F401 (a fixture)
 
 from device import status
 from device.daemon.snapshot import SnapshotOptions, SnapshotService, from_daemon
@@ -111,10 +113,10 @@ class AnsweringDaemon:
     """The daemon's side of a snapshot, in a thread: its status file (the daemon runs) and its
     :class:`SnapshotService` answering each housekeeping turn with the last decoded frame."""
 
-    def __init__(self, runtime: Path, latest):
+    def __init__(self, runtime: Path, latest, *, unmask: bool = False):
         self.runtime, self.latest = runtime, latest
         self.stop = threading.Event()
-        self.service = SnapshotService(runtime, unmask=False)
+        self.service = SnapshotService(runtime, unmask=unmask)
         status.write_status(runtime, {"pid": os.getpid(), "camera": {"source": "v4l2:/dev/video0 (fake daemon)"}})
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -147,7 +149,8 @@ def test_through_the_running_daemon_it_prints_the_readings_and_saves_a_private_r
     scan = run_kiosk("scan", str(tmp_path / "live.png"), "--config", str(cfg))
     assert f"card v1, contract ******{CONTRACT[-4:]}, issue 1" in scan.stdout, scan.stdout
     # Nothing of the snapshot is left behind in the runtime directory.
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [status.STATUS_FILE]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [status.SNAPSHOT_REQUESTS, status.STATUS_FILE]
+    assert list((tmp_path / "run" / status.SNAPSHOT_REQUESTS).iterdir()) == []
 
 
 def test_the_daemon_answers_each_request_once_with_files_only_its_group_may_read(tmp_path):
@@ -155,22 +158,32 @@ def test_the_daemon_answers_each_request_once_with_files_only_its_group_may_read
     runtime = tmp_path / "run"
     runtime.mkdir()
     service = SnapshotService(runtime, unmask=False)
-    service.answer((photo, []))  # no request: nothing written
-    assert list(runtime.iterdir()) == []
+    service.answer((photo, []))  # no request: nothing written but the request folder
+    assert [p.name for p in runtime.rglob("*")] == [status.SNAPSHOT_REQUESTS]
     readings = Pipeline(Scanner()).still(photo)
     with AnsweringDaemon(runtime, (photo, readings)) as daemon:
         shot = from_daemon(runtime, SnapshotOptions(unmask=True), timeout=60, running=lambda: True)
         assert shot.size == (960, 600) and shot.readings[0]["card"]["contract"] == CONTRACT
         daemon.stop.set()
         daemon.thread.join(timeout=10)
-    # The files as the daemon leaves them (the command removes them once read).
-    (runtime / status.SNAPSHOT_REQUEST).write_text("not json")  # an odd request gets the defaults
+    # The files as the daemon leaves them (the command removes them once read): the request
+    # folder sticky and the group's to write, the answers the group's to read.
+    requests = runtime / status.SNAPSHOT_REQUESTS
+    assert stat.S_IMODE(requests.stat().st_mode) == 0o1770
+    ident = "0123456789abcdef" * 2
+    (requests / f"snapshot-{ident}.request").write_text("not json")  # an odd request gets the defaults
+    (requests / "snapshot-../../x.request".replace("/", "_")).write_text("{}")  # not an id it made: left alone
     service.answer((photo, readings))
-    assert not (runtime / status.SNAPSHOT_REQUEST).exists()
-    for name in (status.SNAPSHOT_FILE, status.SNAPSHOT_ANSWER):
-        assert mode(runtime / name) == 0o640
-    answer = (runtime / status.SNAPSHOT_ANSWER).read_text()
-    assert CONTRACT not in answer and f"******{CONTRACT[-4:]}" in answer
+    assert sorted(p.name for p in requests.iterdir()) == ["snapshot-.._.._x.request"]
+    picture, answer = runtime / f"snapshot-{ident}.png", runtime / f"snapshot-{ident}.json"
+    for path in (picture, answer):
+        assert mode(path) == 0o640
+    assert CONTRACT not in answer.read_text() and f"******{CONTRACT[-4:]}" in answer.read_text()
+    # Answers nobody took go after a minute.
+    old = time.time() - 120
+    os.utime(answer, (old, old))
+    service.answer((photo, readings))
+    assert not answer.exists() and picture.exists()
     # A daemon with no decoded frame yet says so at once.
     cfg = camera_config(tmp_path, tmp_path / "no-camera-here.png")
     with AnsweringDaemon(runtime, None):
@@ -194,10 +207,35 @@ def test_a_permission_problem_says_to_use_sudo_or_join_the_technicians_group(unp
     runtime = folder / "run"
     status.write_status(runtime, {"pid": os.getpid(), "camera": {"source": "v4l2:/dev/video0"}})  # the daemon runs
     (runtime / status.STATUS_FILE).chmod(0o644)
-    for runtime_mode, named in ((0o755, status.SNAPSHOT_REQUEST), (0o700, status.STATUS_FILE)):
-        runtime.chmod(runtime_mode)  # root's: others may read (but not write), then not even enter
+    (runtime / status.SNAPSHOT_REQUESTS).mkdir(mode=0o770)
+    for runtime_mode, named in ((0o755, status.SNAPSHOT_REQUESTS), (0o700, status.STATUS_FILE)):
+        runtime.chmod(runtime_mode)  # root's: others may enter (but not ask), then not even enter
         run = as_nobody("diag", "camera", "--config", str(cfg))
         assert run.returncode == 1, (run.stdout, run.stderr)
         assert "Traceback" not in run.stderr
         assert f"no permission for {runtime / named}" in run.stderr
         assert "sudo kiosk diag camera" in run.stderr and f"technicians' group {status.TECHNICIANS_GROUP}" in run.stderr
+
+
+def test_the_technicians_group_gets_the_running_daemons_snapshot_without_sudo(technicians_group):
+    with kiosk_as_nobody(probe="cv2, device", groups=(technicians_group,)) as (folder, as_nobody):
+        photo, image = card_on_the_counter(folder)
+        cfg = camera_config(folder, folder / "no-camera-here.png")  # the daemon holds the camera
+        cfg.chmod(0o644)
+        runtime = folder / "run"
+        runtime.mkdir()
+        # As the unit leaves /run/kiosk: the daemon's, its group the technicians' (here by setgid,
+        # as the daemon here runs as root), 0750; the daemon makes the request folder in it.
+        os.chown(runtime, 0, technicians_group)
+        runtime.chmod(0o2750)
+        with AnsweringDaemon(runtime, (photo, Pipeline(Scanner()).still(photo))):
+            for path in runtime.iterdir():
+                path.chmod(0o640)  # the status file, as the unit's UMask= leaves it
+            home = folder / "home"
+            home.mkdir()
+            os.chown(home, pwd.getpwnam("nobody").pw_uid, -1)
+            run = as_nobody("diag", "camera", "--snapshot", str(home / "aim.png"), "--timeout", "60", "--config", str(cfg))
+        assert run.returncode == 0 and "Traceback" not in run.stderr, (run.stdout, run.stderr)
+        assert "from the running daemon; decoded 1 symbol(s)" in run.stdout, run.stdout
+        assert f"card, contract ******{CONTRACT[-4:]} issue 1" in run.stdout
+        assert (home / "aim.png").stat().st_uid == pwd.getpwnam("nobody").pw_uid and mode(home / "aim.png") == 0o600

@@ -91,13 +91,13 @@ def test_every_connection_is_wal_with_synchronous_full(path, clock):
         box.close()
 
 
-def test_files_are_private_to_the_owner(path, clock):
+def test_files_are_the_owners_and_its_group_may_only_read(path, clock):
     path.touch(mode=0o644)
-    os.chmod(path, 0o644)  # an existing file with a too-open mode is fixed
+    os.chmod(path, 0o646)  # an existing file with a too-open mode is fixed
     box = Outbox(path, "k", clock=clock)
     commit(box)
     for name in (path, f"{path}-wal", f"{path}-shm"):
-        assert stat.S_IMODE(os.stat(name).st_mode) == 0o600, name
+        assert stat.S_IMODE(os.stat(name).st_mode) == 0o640, name
     box.close()
 
 

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from unprivileged import kiosk_as_nobody
+from unprivileged import kiosk_as_nobody, technicians_group  # noqa: F401 (a fixture)
 
 from device import config as config_mod
 from device import status
@@ -69,19 +69,6 @@ def test_an_outbox_folder_only_root_may_enter_says_sudo_or_the_group(as_nobody, 
     assert_advice(result, 1, str(state / "outbox.db"))
 
 
-@pytest.fixture
-def technicians_group():
-    """A group made for this test (as install.sh makes kiosk-tech): its gid, removed afterwards."""
-    if os.geteuid() != 0 or shutil.which("groupadd") is None:
-        pytest.skip("needs root and groupadd to make a group")
-    name = f"ktech-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["groupadd", "--system", name], check=True, capture_output=True, timeout=30)
-    try:
-        yield grp.getgrnam(name).gr_gid
-    finally:
-        subprocess.run(["groupdel", name], check=False, capture_output=True, timeout=30)
-
-
 def test_the_technicians_group_reads_config_and_status_but_never_the_token(technicians_group):
     with kiosk_as_nobody(groups=(technicians_group,)) as (folder, run):
         cfg, state_dir = root_only_setup(folder)
@@ -101,12 +88,58 @@ def test_the_technicians_group_reads_config_and_status_but_never_the_token(techn
         state = run("status", "--config", str(cfg))
         assert "Traceback" not in state.stderr, state.stderr
         assert "NOT RUNNING" not in state.stdout and "v4l2:/dev/video0" in state.stdout, state.stdout
-        # The queue: SQLite wants to write beside the outbox, which the group may not: sudo, said so.
-        queue = run("queue", "list", "--config", str(cfg))
-        assert "Traceback" not in queue.stderr and queue.returncode == 1, queue.stderr
-        assert "sudo kiosk queue list" in queue.stderr, queue.stderr
         # The token itself stays out of reach.
         python = shown.args[0]
         peek = subprocess.run([python, "-c", f"open({str(token)!r}).read()"], capture_output=True, text=True, timeout=60,
                               user="nobody", group=pwd.getpwnam("nobody").pw_gid, extra_groups=[technicians_group])
         assert peek.returncode != 0 and "Permission denied" in peek.stderr
+
+
+def _outbox_as_the_daemon_leaves_it(state_dir: Path, gid: int, *, keep_open: bool):
+    """A real outbox with two identifications, its files root:GROUP 0640 in a root:GROUP 0750
+    folder, as the unit leaves them; with ``keep_open`` still open (its -wal and -shm there, as
+    while the daemon runs): the open outbox, else None."""
+    from device.card import Card
+    from device.outbox import Outbox
+
+    box = Outbox(state_dir / "outbox.db", "kiosk-perm", "site")
+    for n in (1111, 2222):
+        box.commit(Card("v1", f"001234{n}", 1), symbology="Code128", decoder="test")
+    if not keep_open:
+        box.close()
+        box = None
+    os.chown(state_dir, 0, gid)
+    state_dir.chmod(0o750)
+    for p in state_dir.iterdir():
+        os.chown(p, 0, gid)
+        p.chmod(0o640)
+    return box
+
+
+@pytest.mark.parametrize("daemon_running", [False, True], ids=["outbox-closed", "outbox-open"])
+def test_the_technicians_group_reads_the_queue_and_is_told_sudo_to_change_it(technicians_group, daemon_running):
+    with kiosk_as_nobody(groups=(technicians_group,)) as (folder, run):
+        cfg, state_dir = root_only_setup(folder)
+        (state_dir / "outbox.db").unlink()
+        cfg.write_text(cfg.read_text().replace("[kiosk]\n", '[kiosk]\nid = "kiosk-perm"\n'))
+        box = _outbox_as_the_daemon_leaves_it(state_dir, technicians_group, keep_open=daemon_running)
+        try:
+            if daemon_running:
+                assert (state_dir / "outbox.db-wal").exists() and (state_dir / "outbox.db-shm").exists()
+            listed = run("queue", "list", "--config", str(cfg))
+            assert listed.returncode == 0 and "Traceback" not in listed.stderr, (listed.stdout, listed.stderr)
+            assert "******1111" in listed.stdout and "******2222" in listed.stdout, listed.stdout
+            shown = run("queue", "show", "2", "--config", str(cfg))
+            assert shown.returncode == 0 and "******2222" in shown.stdout, (shown.stdout, shown.stderr)
+            state = run("status", "--config", str(cfg))
+            assert "Traceback" not in state.stderr and "2 pending" in state.stdout.replace("  ", " "), (state.stdout, state.stderr)
+            # Changing it is root's or the daemon's: sudo, said before anything is tried.
+            for command in (("queue", "retry", "1"), ("queue", "ack")):
+                changed = run(*command, "--config", str(cfg))
+                assert changed.returncode == 1 and "Traceback" not in changed.stderr, changed.stderr
+                assert f"sudo kiosk {' '.join(command[:2])}" in changed.stderr, changed.stderr
+            # Reading left nothing of nobody's behind (no -shm made, no mode changed).
+            assert all(p.stat().st_uid == 0 and p.stat().st_mode & 0o777 == 0o640 for p in state_dir.iterdir())
+        finally:
+            if box is not None:
+                box.close()

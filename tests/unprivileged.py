@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import shutil
@@ -9,6 +10,7 @@ import site
 import subprocess
 import sys
 import tempfile
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -59,3 +61,16 @@ def kiosk_as_nobody(probe: str = "device", groups: tuple[int, ...] = ()) -> Iter
         yield folder, lambda *args: run([python, "-m", "device", *args])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def technicians_group():
+    """A group made for this test (as install.sh makes kiosk-tech): its gid, removed afterwards."""
+    if os.geteuid() != 0 or shutil.which("groupadd") is None:
+        pytest.skip("needs root and groupadd to make a group")
+    name = f"ktech-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["groupadd", "--system", name], check=True, capture_output=True, timeout=30)
+    try:
+        yield grp.getgrnam(name).gr_gid
+    finally:
+        subprocess.run(["groupdel", name], check=False, capture_output=True, timeout=30)

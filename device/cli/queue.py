@@ -26,21 +26,42 @@ def _become_outbox_owner(path: Path) -> None:
         os.seteuid(owner.st_uid)
 
 
-def open_outbox_reader(cfg):
-    """The daemon's outbox opened beside it, as its owner; never created, never moved aside."""
-    from device.outbox import Outbox
+def open_outbox_reader(cfg, *, write: str | None = None):
+    """The daemon's outbox opened beside it; never created, never moved aside.
 
-    _become_outbox_owner(Path(cfg.outbox.path))
-    return Outbox.from_config(cfg, on_corrupt="raise", check_integrity=False, create=False)
+    Root opens it as its owner. Anyone else who may not write its folder (a technician in the
+    group that may read the files) opens it read-only; a command that writes (``write`` is its
+    name, e.g. ``"kiosk queue ack"``) is then told to use sudo, before anything is tried.
+    """
+    from device.outbox import Outbox, OutboxError
+
+    path = Path(cfg.outbox.path)
+    _become_outbox_owner(path)
+    may_write = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)
+    if write and not may_write:
+        raise OutboxError(
+            f"the outbox {path} may be changed only by root and the daemon's user "
+            f"({_owner(path)}): sudo {write} ..."
+        )
+    return Outbox.from_config(cfg, on_corrupt="raise", check_integrity=False, create=False, read_only=not may_write)
+
+
+def _owner(path: Path) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(path.stat().st_uid).pw_name
+    except (KeyError, OSError):
+        return "its owner"
 
 
 @contextmanager
-def _queue(args) -> Iterator:
+def _queue(args, *, write: str | None = None) -> Iterator:
     """The daemon's outbox for one command, closed after it."""
     cfg = load_config(args, check_files=False)
     if not Path(cfg.outbox.path).exists():
         raise SystemExit(f"kiosk queue: no outbox at {cfg.outbox.path} (outbox.path); has the kiosk run yet?")
-    outbox = open_outbox_reader(cfg)
+    outbox = open_outbox_reader(cfg, write=write)
     try:
         yield outbox
     finally:
@@ -149,7 +170,7 @@ def cmd_queue_retry(args) -> int:
 
     Example: kiosk queue retry 42
     """
-    with _queue(args) as outbox:
+    with _queue(args, write="kiosk queue retry") as outbox:
         if args.dead:
             n = outbox.retry_dead()
             print(f"{n} dead identification(s) set to pending")
@@ -176,7 +197,7 @@ def cmd_queue_ack(args) -> int:
 
     Example: kiosk queue ack
     """
-    with _queue(args) as outbox:
+    with _queue(args, write="kiosk queue ack") as outbox:
         problems = outbox.stats()["integrity"]
         n = outbox.acknowledge_integrity()
     for problem in problems:

@@ -7,12 +7,12 @@ picture can be scanned again with ``kiosk scan``), ``unmask`` keeps the whole pi
 files are written 0600 (the one in the runtime directory 0640, see :data:`RUNTIME_MODE`).
 
 Without the daemon, :func:`from_camera` opens the camera itself. While the daemon runs it owns
-the camera, so :func:`from_daemon` leaves a request file in the runtime directory and
-:class:`SnapshotService` (called from the supervisor's housekeeping turn) answers it with the
-latest decoded frame and its readings::
+the camera, so :func:`from_daemon` leaves a request in the runtime directory's request folder
+and :class:`SnapshotService` (called from the supervisor's housekeeping turn) answers it with
+the latest decoded frame and its readings::
 
     snapshots = SnapshotService(Path("/run/kiosk"), unmask=False)
-    snapshots.answer(loop.latest)   # writes snapshot.png and snapshot.json if a request waits
+    snapshots.answer(loop.latest)   # writes snapshot-<id>.png and .json for each request waiting
 
     shot = from_daemon(Path("/run/kiosk"), SnapshotOptions(raw=True), timeout=10, running=lambda: True)
     write_image(Path("s.png"), shot.image)
@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 import uuid
@@ -87,10 +88,13 @@ JPEG_QUALITY = 95
 @dataclass(frozen=True)
 class SnapshotOptions:
     """How the picture is made. ``raw``: no drawings. ``unmask``: the whole picture, not blurred
-    outside the barcodes, and whole contract numbers in the labels."""
+    outside the barcodes, and whole contract numbers in the labels. ``masked``: contract numbers
+    masked in the labels and readings even where ``log.unmask`` shows them (the bundle, which
+    leaves the kiosk)."""
 
     raw: bool = False
     unmask: bool = False
+    masked: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ class SnapshotError(Exception):
 def make_snapshot(image: np.ndarray, readings: list[Reading], options: SnapshotOptions, unmask_labels: bool = False) -> Snapshot:
     """The snapshot of a decoded frame. ``unmask_labels``: ``log.unmask`` (whole contracts in
     labels and readings, the picture still blurred unless ``options.unmask``)."""
-    unmask = options.unmask or unmask_labels
+    unmask = options.unmask or (unmask_labels and not options.masked)
     picture = image if options.unmask else blur_outside(image, barcode_areas(readings))
     if not options.raw:
         # Regions from the frame itself: the blurred picture hides the ones that did not read.
@@ -194,94 +198,148 @@ def from_camera(cfg, options: SnapshotOptions, timeout: float) -> tuple[str, Sna
 
 def from_daemon(runtime_dir: Path, options: SnapshotOptions, timeout: float, running: Callable[[], bool]) -> Snapshot:
     """Ask the running daemon for its latest decoded frame, waiting up to ``timeout`` seconds
-    while ``running()`` says it still runs. ``PermissionError`` when the runtime directory is
-    not the caller's to write."""
+    while ``running()`` says it still runs. ``PermissionError`` when the request folder is not
+    the caller's to write (not root, not the daemon's user, not in its group)."""
     ident = uuid.uuid4().hex
-    request = runtime_dir / status.SNAPSHOT_REQUEST
+    folder = runtime_dir / status.SNAPSHOT_REQUESTS
+    if not folder.is_dir():
+        raise SnapshotError(f"the daemon takes no requests ({folder} is missing): is it older than this command? restart it (sudo systemctl restart kiosk)")
+    request = folder / f"{status.SNAPSHOT_PREFIX}{ident}.request"
     try:
         # Readable by all: the daemon's user must read it, and it holds nothing but options.
-        _write_atomically(request, json.dumps({"id": ident, **asdict(options)}).encode(), 0o644)
-    except PermissionError as e:  # named by the request, not by the temporary file
-        raise PermissionError(e.errno, e.strerror, str(request)) from None
-    answer = runtime_dir / status.SNAPSHOT_ANSWER
+        _write_atomically(request, json.dumps(asdict(options)).encode(), 0o644)
+    except PermissionError as e:  # named by the folder, not by the temporary file
+        raise PermissionError(e.errno, e.strerror, str(folder)) from None
+    picture, answer = answer_paths(runtime_dir, ident)
     deadline = time.monotonic() + timeout
     next_check = time.monotonic() + status.WRITE_INTERVAL_S
-    while True:
+    try:
+        while not answer.exists():
+            if time.monotonic() > deadline:
+                raise SnapshotError(f"the daemon did not answer within {timeout:g} s (is it busy or hung? see kiosk status; --timeout waits longer)")
+            if time.monotonic() > next_check:
+                if not running():
+                    raise SnapshotError("the daemon stopped before it answered: run kiosk diag camera again (it then opens the camera itself)")
+                next_check = time.monotonic() + status.WRITE_INTERVAL_S
+            time.sleep(0.1)
         found = _read_answer(answer)
-        if found.get("id") == ident:
-            break
-        if time.monotonic() > deadline:
-            raise SnapshotError(f"the daemon did not answer within {timeout:g} s (is it busy or hung? see kiosk status; --timeout waits longer)")
-        if time.monotonic() > next_check:
-            if not running():
-                raise SnapshotError("the daemon stopped before it answered: run kiosk diag camera again (it then opens the camera itself)")
-            next_check = time.monotonic() + status.WRITE_INTERVAL_S
-        time.sleep(0.1)
-    if found.get("error"):
-        raise SnapshotError(f"the daemon has no frame: {found['error']} (see kiosk status)")
-    image = cv2.imread(str(runtime_dir / status.SNAPSHOT_FILE), cv2.IMREAD_UNCHANGED)
-    for path in (answer, runtime_dir / status.SNAPSHOT_FILE):  # a snapshot does not linger there
-        path.unlink(missing_ok=True)
-    if image is None:
-        raise SnapshotError(f"the daemon's snapshot {runtime_dir / status.SNAPSHOT_FILE} is gone or unreadable: try again")
-    return Snapshot(image, tuple(found["size"]), found["readings"])
+        if found.get("error"):
+            raise SnapshotError(f"the daemon has no frame: {found['error']} (see kiosk status)")
+        image = cv2.imread(str(picture), cv2.IMREAD_UNCHANGED)
+        if image is None or "size" not in found:
+            raise SnapshotError(f"the daemon's snapshot {picture} is gone or unreadable: try again")
+        return Snapshot(image, tuple(found["size"]), found.get("readings", []))
+    finally:
+        request.unlink(missing_ok=True)  # not answered in time: the daemon need not answer it later
+        for path in (answer, picture):  # a snapshot does not linger there...
+            try:
+                path.unlink(missing_ok=True)
+            except PermissionError:
+                pass  # ...but a technician may not remove the daemon's files: it does, after ANSWER_KEEP_S
+
+
+def answer_paths(runtime_dir: Path, ident: str) -> tuple[Path, Path]:
+    """Where the daemon answers request ``ident``: the picture, then the JSON."""
+    stem = runtime_dir / f"{status.SNAPSHOT_PREFIX}{ident}"
+    return stem.with_suffix(".png"), stem.with_suffix(".json")
 
 
 def _read_answer(path: Path) -> dict:
     try:
         found = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except ValueError:  # replaced atomically, so only a foreign file: not ours
+    except (OSError, ValueError):  # replaced atomically, so only a foreign file
         return {}
     return found if isinstance(found, dict) else {}
 
 
+#: Request ids the daemon takes: what :func:`from_daemon` makes (a uuid4 in hex), nothing that
+#: could name another path.
+_REQUEST_NAME = re.compile(rf"{re.escape(status.SNAPSHOT_PREFIX)}([0-9a-f]{{32}})\.request")
+#: Answers nobody collected (the asker was a technician, who may not remove them, or gave up)
+#: are removed after this many seconds.
+ANSWER_KEEP_S = 60.0
+#: At most this many requests are answered per housekeeping turn (a flood waits its turn).
+MAX_ANSWERS_PER_TURN = 4
+
+
 class SnapshotService:
-    """Answers ``kiosk diag camera`` requests left in ``runtime_dir`` while the daemon runs.
+    """Answers ``kiosk diag camera`` requests left in the runtime directory's request folder.
 
-    The request (JSON: ``id``, ``raw``, ``unmask``) is claimed by renaming it, so a request
-    made meanwhile waits for the next turn. The answer is the picture (:data:`status.SNAPSHOT_FILE`)
-    and then, naming the request, the readings (:data:`status.SNAPSHOT_ANSWER`), or an error
-    when no frame has been decoded yet.
+    It makes the folder (:data:`status.SNAPSHOT_REQUESTS`, sticky, writable by the daemon's group:
+    technicians ask without root, and none removes another's request). Each request
+    (``snapshot-<id>.request``, JSON ``raw`` and ``unmask``) is answered with the latest decoded
+    frame: the picture, then the readings naming the size, or an error when no frame has been
+    decoded yet (:func:`answer_paths`). Answers nobody took are removed after :data:`ANSWER_KEEP_S`.
 
-    :param runtime_dir: ``kiosk.runtime_dir``, where the request and the snapshot live.
+    :param runtime_dir: ``kiosk.runtime_dir``, where the requests and the answers live.
     :param unmask: ``log.unmask``: whole contract numbers in the labels and readings.
     """
 
     def __init__(self, runtime_dir: Path, *, unmask: bool):
         self.runtime_dir = runtime_dir
+        self.folder = runtime_dir / status.SNAPSHOT_REQUESTS
         self.unmask = unmask
 
     def answer(self, latest: tuple[np.ndarray, list[Reading]] | None) -> None:
-        """If a request waits, answer it with ``latest`` (the last decoded frame and its readings)."""
-        claimed = self.runtime_dir / f".{status.SNAPSHOT_REQUEST}.claimed"
+        """Answer the requests that wait with ``latest`` (the last decoded frame and its readings)."""
         try:
-            os.replace(self.runtime_dir / status.SNAPSHOT_REQUEST, claimed)
+            self._make_folder()
+            names = sorted(os.listdir(self.folder))
+        except OSError as e:  # a full or read-only runtime directory: no snapshots, the daemon goes on
+            log.warning("cannot take snapshot requests in %s: %s", self.folder, e)
+            return
+        waiting = [m.group(1) for m in map(_REQUEST_NAME.fullmatch, names) if m]
+        for ident in waiting[:MAX_ANSWERS_PER_TURN]:
+            self._answer_one(ident, latest)
+        self._remove_old_answers()
+
+    def _make_folder(self) -> None:
+        if self.folder.is_dir():
+            return
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.folder.chmod(0o1770)  # not left to the umask: the group must write here
+
+    def _answer_one(self, ident: str, latest: tuple[np.ndarray, list[Reading]] | None) -> None:
+        request = self.folder / f"{status.SNAPSHOT_PREFIX}{ident}.request"
+        options = _parse_request(request)
+        picture, answer_file = answer_paths(self.runtime_dir, ident)
+        try:
+            request.unlink()  # the daemon owns the folder, so it may remove anyone's request
         except FileNotFoundError:
+            return  # the asker gave up meanwhile
+        except OSError as e:
+            log.warning("cannot take the snapshot request %s: %s", request, e)
             return
         try:
-            ident, options = _parse_request(claimed)
-            answer: dict = {"id": ident}
+            answer: dict = {}
             if latest is None:
                 answer["error"] = "no frame decoded since the daemon started (is the camera down?)"
             else:
                 shot = make_snapshot(*latest, options, self.unmask)
-                write_image(self.runtime_dir / status.SNAPSHOT_FILE, shot.image, RUNTIME_MODE)
+                write_image(picture, shot.image, RUNTIME_MODE)
                 answer.update(size=list(shot.size), readings=shot.readings)
-            _write_atomically(self.runtime_dir / status.SNAPSHOT_ANSWER, json.dumps(answer).encode(), RUNTIME_MODE)
-        except OSError as e:  # a full or read-only runtime directory: the request fails, the daemon goes on
+            _write_atomically(answer_file, json.dumps(answer).encode(), RUNTIME_MODE)
+        except OSError as e:  # a full runtime directory: the request fails, the daemon goes on
             log.warning("cannot answer the snapshot request: %s", e)
-        finally:
-            claimed.unlink(missing_ok=True)
+
+    def _remove_old_answers(self) -> None:
+        now = time.time()
+        for path in self.runtime_dir.glob(f"{status.SNAPSHOT_PREFIX}*"):
+            try:
+                if now - path.stat().st_mtime > ANSWER_KEEP_S:
+                    path.unlink()
+            except OSError:
+                pass  # taken meanwhile
 
 
-def _parse_request(path: Path) -> tuple[str, SnapshotOptions]:
-    """The request's id and options; anything unreadable gives the defaults (masked, drawn)."""
+def _parse_request(path: Path) -> SnapshotOptions:
+    """The request's options; anything unreadable (or too long to be one) gives the defaults
+    (masked, drawn)."""
     try:
-        request = json.loads(path.read_text())
+        with path.open("rb") as f:
+            request = json.loads(f.read(4096))
     except (OSError, ValueError):
         request = None
     if not isinstance(request, dict):
-        return "", SnapshotOptions()
-    return str(request.get("id", "")), SnapshotOptions(raw=request.get("raw") is True, unmask=request.get("unmask") is True)
+        return SnapshotOptions()
+    return SnapshotOptions(**{name: request.get(name) is True for name in ("raw", "unmask", "masked")})

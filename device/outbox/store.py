@@ -52,6 +52,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterable, Iterator
+from urllib.parse import quote
 
 from device.card import Card
 from device.clock import Clock, SystemClock, parse_utc, utc_iso
@@ -69,8 +70,10 @@ log = logging.getLogger(__name__)
 PENDING, DELIVERED, DEAD, QUARANTINED = "pending", "delivered", "dead", "quarantined"
 STATES = (PENDING, DELIVERED, DEAD, QUARANTINED)
 
-#: File mode of the outbox and its -wal/-shm (contract numbers are personal data).
-FILE_MODE = 0o600
+#: File mode of the outbox and its -wal/-shm: contract numbers are personal data, so never others';
+#: the group is the daemon's main group, the technicians' (``kiosk-tech``) under the unit, who
+#: read the queue without root (:class:`Outbox` with ``read_only=True``).
+FILE_MODE = 0o640
 #: Longest error text or reason stored with a record.
 MAX_REASON = 500
 #: How long a writer waits for another process's write transaction before giving up.
@@ -100,6 +103,10 @@ class OutboxFull(OutboxError):
 
 class OutboxCorrupt(OutboxError):
     """The file fails its integrity check and was not moved aside (``on_corrupt="raise"``)."""
+
+
+class ReadOnly(OutboxError):
+    """A write to an outbox opened with ``read_only=True``."""
 
 
 class NotFound(OutboxError, LookupError):
@@ -175,7 +182,9 @@ class Outbox:
     :data:`DEFAULT_MAX_WAIT_S`); the forwarder sets it to its longest wait.
     ``on_corrupt``: ``"move-aside"`` (the daemon) or ``"raise"`` (a reader such as ``kiosk queue``,
     which must not move the daemon's file). ``create=False`` refuses to start a missing outbox
-    (a reader with a wrong path). ``max_page_count`` limits the file's size in pages,
+    (a reader with a wrong path). ``read_only=True`` (implies both): open it only to read, as a
+    technician who may read the files but not write their folder does (no migration, no chmod;
+    any write raises :class:`OutboxError`). ``max_page_count`` limits the file's size in pages,
     for emulating a full disk in tests (also :meth:`set_max_page_count`).
 
     The owner (``on_corrupt="move-aside"``) also salvages a file it moved aside and checks the
@@ -195,8 +204,11 @@ class Outbox:
         on_corrupt: str = "move-aside",
         check_integrity: bool = True,
         create: bool = True,
+        read_only: bool = False,
         max_page_count: int | None = None,
     ):
+        if read_only:
+            on_corrupt, create = "raise", False
         if on_corrupt not in ("move-aside", "raise"):
             raise ValueError(f"on_corrupt must be 'move-aside' or 'raise', got {on_corrupt!r}")
         self.path = Path(path)
@@ -217,7 +229,8 @@ class Outbox:
         #: Why the mark could not be written, until it can again: the loss check is blind meanwhile.
         self.mark_error: str | None = None
         self._lock = threading.RLock()
-        self.db = self._open(on_corrupt, check_integrity)
+        self.read_only = read_only
+        self.db = self._open_read_only() if read_only else self._open(on_corrupt, check_integrity)
         if max_page_count is not None:
             self.set_max_page_count(max_page_count)
 
@@ -276,6 +289,38 @@ class Outbox:
                 raise OutboxError(f"cannot make the outbox {self.path} durable: {e.strerror or e}") from e
             raise
         return db
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """A connection that only reads, for a user who may read the files but not write their folder.
+
+        SQLite reads a WAL database read-only when its -wal and -shm exist (the daemon has it
+        open); when there is no -wal no connection is open, so nothing can change under this
+        reader and the file is read as immutable (SQLite would otherwise want to create the
+        -shm). See https://www.sqlite.org/wal.html#readonly.
+        """
+        uri = f"file:{quote(str(self.path))}?mode=ro"
+        if not Path(f"{self.path}-wal").exists() and not os.access(self.path.parent, os.W_OK):
+            uri += "&immutable=1"
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise self._error("open", e) from e
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as e:
+            conn.close()
+            if _is_corruption(e):
+                raise OutboxCorrupt(f"the outbox {self.path} is damaged ({e}); the kiosk daemon moves it aside at its next start") from e
+            raise self._error("open", e) from e
+        if version != SCHEMA_VERSION:
+            conn.close()
+            newer = "newer than this software knows" if version > SCHEMA_VERSION else "older than this software's"
+            raise OutboxError(
+                f"the outbox {self.path} has schema version {version}, {newer} ({SCHEMA_VERSION}): "
+                "it cannot be read without changing it; the daemon upgrades it when it starts (or run this as root)"
+            )
+        return conn
 
     def _replace_damaged(self) -> sqlite3.Connection:
         """Move the damaged file aside and start a new outbox (the owner then salvages the old one)."""
@@ -472,6 +517,8 @@ class Outbox:
     @contextmanager
     def _write(self, db: sqlite3.Connection, what: str) -> Iterator[None]:
         """One write transaction, taken with the write lock up front; rolled back on any error."""
+        if self.read_only:
+            raise ReadOnly(f"cannot {what}: the outbox {self.path} was opened to read only")
         try:
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
