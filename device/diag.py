@@ -112,3 +112,62 @@ def _ranges(seqs: Iterable[int]) -> str:
         values = [s for _, s in run]
         out.append(f"{values[0]}-{values[-1]}" if len(values) > 1 else str(values[0]))
     return ", ".join(out)
+
+
+#: The systemd unit install.sh installs, and the user it runs as when systemd does not say.
+UNIT = "kiosk"
+DAEMON_USER = "kiosk"
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """The kiosk unit as systemd has it (``systemctl show``), for a daemon that is not running."""
+
+    active: str
+    sub: str
+    result: str
+    exit_status: str
+    user: str
+    since: str
+
+    def line(self) -> str:
+        """One line for ``kiosk status``, e.g. ``kiosk.service failed (exit-code, status 1) since ...``."""
+        why = f" ({self.result}, status {self.exit_status})" if self.result not in ("", "success") else ""
+        since = f" since {self.since}" if self.since else ""
+        return f"{UNIT}.service {self.active}/{self.sub}{why}{since}: journalctl -u {UNIT} -n 20 says why"
+
+
+def service_state(timeout: float = 5.0) -> ServiceState | None:
+    """The unit's state from ``systemctl show``, or None where there is no systemd or no such unit."""
+    import shutil
+    import subprocess
+
+    if shutil.which("systemctl") is None:
+        return None
+    props = "LoadState,ActiveState,SubState,Result,ExecMainStatus,User,StateChangeTimestamp"
+    try:
+        out = subprocess.run(["systemctl", "show", "-p", props, f"{UNIT}.service"], capture_output=True, text=True, timeout=timeout).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    if found.get("LoadState") != "loaded":
+        return None
+    return ServiceState(
+        active=found.get("ActiveState", ""), sub=found.get("SubState", ""), result=found.get("Result", ""),
+        exit_status=found.get("ExecMainStatus", ""), user=found.get("User") or DAEMON_USER, since=found.get("StateChangeTimestamp", ""),
+    )  # fmt: skip
+
+
+def why_stopped(outbox_path: str) -> list[str]:
+    """What a technician's account can tell of why the daemon is not running: systemd's view of
+    the unit, and whether the daemon's user may write its outbox (the most common cause)."""
+    from pathlib import Path
+
+    from device.outbox.access import cannot_write
+
+    state = service_state()
+    lines = [state.line()] if state else []
+    blocked = cannot_write(Path(outbox_path), state.user if state else DAEMON_USER)
+    if blocked:
+        lines.append(blocked)
+    return lines

@@ -236,6 +236,7 @@ def render(report: dict) -> str:
         lines.append(f"daemon      running (pid {daemon.get('pid')}, up {_age(daemon.get('uptime_s'))}), version {daemon.get('version')}")
     else:
         lines.append(f"daemon      NOT RUNNING: {report['why']}")
+        lines += [f"            {escape(line, 400)}" for line in report.get("stopped_because") or ()]
     if daemon:
         cam = daemon.get("camera", {})
         state = cam.get("state", "")

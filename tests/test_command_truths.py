@@ -8,6 +8,7 @@ import time
 
 import cv2
 import numpy as np
+import pytest
 from conftest import run_kiosk, write_config
 from test_diag_camera import unprivileged  # noqa: F401  (a fixture: the kiosk run as nobody)
 
@@ -102,6 +103,31 @@ def test_run_names_the_outbox_folder_its_owner_mode_and_the_user_when_it_cannot_
             f"outbox.path {outbox}: the folder {outbox.parent} is owned by root:root mode 0755 and the kiosk runs as nobody "
             f"(uid {nobody.pw_uid}): it cannot write there; sudo chown nobody: {outbox.parent}"
         ) in run.stderr, run.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make files another user may not write")
+def test_why_the_daemons_user_cannot_write_is_told_to_whoever_asks(tmp_path):
+    """What `kiosk status` says of a stopped daemon's outbox, judged for the daemon's user (here
+    ``nobody``) by the files' owners and modes, not for whoever runs the command (root)."""
+    import pwd
+
+    from device.outbox.access import cannot_write
+
+    nobody = pwd.getpwnam("nobody")
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    os.chown(folder, nobody.pw_uid, nobody.pw_gid)
+    outbox = folder / "outbox.db"
+    Outbox(outbox, kiosk_id="truths-2").close()
+    os.chown(outbox, nobody.pw_uid, nobody.pw_gid)
+    assert cannot_write(outbox, "nobody") is None
+    os.chown(outbox, 0, 0)  # a root-owned outbox file (sudo sqlite3 ... left it so)
+    assert cannot_write(outbox, "nobody") == (
+        f"outbox.path {outbox}: the file {outbox} is owned by root:root mode 0640 and the kiosk runs as nobody "
+        f"(uid {nobody.pw_uid}): it cannot write there; sudo chown nobody: {outbox}"
+    )
+    assert cannot_write(outbox) is None  # root may
+    assert cannot_write(outbox, "no-such-user-here") is None
 
 
 def _every_parser(parser=None, words=("kiosk",)):

@@ -122,3 +122,40 @@ def test_a_step_stops_at_its_first_failing_command(tmp_path):
     assert not marker.exists()  # set -e holds inside the step although run_step tests its status
     assert "[2/2]" not in result.stdout
     assert "  | install.sh: first" in result.stderr
+
+
+#: A Raspberry Pi OS Bookworm venv as pip sees it: CPython 3.11 on 64-bit ARM (glibc 2.36).
+PI_PLATFORM = ["--implementation", "cp", "--python-version", "3.11", "--platform", "manylinux_2_36_aarch64",
+               "--platform", "manylinux_2_28_aarch64", "--platform", "manylinux_2_17_aarch64", "--platform", "manylinux2014_aarch64"]
+
+
+def test_on_a_pi_every_requirement_has_an_aarch64_wheel_and_one_opencv_is_downloaded(tmp_path):
+    """pip resolves requirements.txt for a Pi with the pin install.sh writes there (apt's numpy
+    1.24.2): wheels only, so each dependency has one for aarch64, and only the one OpenCV release
+    built for that numpy is fetched (without the OpenCV pin pip fetched six, about 200 MB)."""
+    import sys
+
+    pin = run_function(tmp_path, "numpy_constraint", "echo numpy==1.24.2\n")
+    assert pin.returncode == 0, pin.stderr
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text(pin.stdout)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--only-binary=:all:", *PI_PLATFORM,
+         "--target", str(tmp_path / "target"), "--report", str(tmp_path / "report.json"), "--no-cache-dir",
+         "-c", str(constraints), "-r", str(REPO / "requirements.txt")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if result.returncode != 0 and ("NewConnectionError" in result.stderr or "Temporary failure in name resolution" in result.stderr):
+        import pytest
+
+        pytest.skip(f"PyPI is not reachable from here: {result.stderr.strip().splitlines()[-1]}")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    import json
+
+    installed = {item["metadata"]["name"].lower(): item for item in json.loads((tmp_path / "report.json").read_text())["install"]}
+    assert {"numpy", "opencv-python-headless", "zxing-cpp", "pyzbar", "gpiozero", "requests"} <= set(installed)
+    assert installed["numpy"]["metadata"]["version"] == "1.24.2"
+    assert all("aarch64" in item["download_info"]["url"] or item["download_info"]["url"].endswith("-none-any.whl")
+               for item in installed.values()), [item["download_info"]["url"] for item in installed.values()]
+    fetched = [line for line in result.stdout.splitlines() if "Downloading opencv_python_headless" in line]
+    assert len(fetched) == 1 and "4.11." in fetched[0], fetched

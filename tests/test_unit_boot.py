@@ -305,3 +305,31 @@ def test_a_hung_daemon_is_killed_by_the_watchdog_and_restarted(booted):
     finally:
         drop_in.unlink(missing_ok=True)
         booted.run("systemctl", "daemon-reload")
+
+
+def test_kiosk_status_says_why_the_daemon_is_down_when_it_cannot_write_its_outbox(booted):
+    """A root-owned outbox file (a `sudo sqlite3` left it so): systemd's StateDirectory= fixes the
+    folder's owner, not the file's. The daemon stops at start; `kiosk status` names the unit's
+    state, where to read why, and the file, its owner and mode, and the chown that fixes it."""
+    outbox = "/var/lib/kiosk/outbox.db"
+    start_with(booted, GOOD_CONFIG)  # the outbox exists
+    booted.run("systemctl", "stop", "kiosk")
+    booted.run("chown", "root:root", outbox)
+    try:
+        booted.run("systemctl", "start", "kiosk", check=False)  # fails, then systemd tries again
+
+        def explained() -> list[str]:
+            report = json.loads(kiosk_status(booted).stdout)
+            return [] if report["running"] else report["stopped_because"]
+
+        wait_until(lambda: any("cannot write there" in line for line in explained()), what="kiosk status to explain the stop")
+        lines = explained()
+        assert any(line.startswith("kiosk.service ") and "journalctl -u kiosk -n 20" in line for line in lines), lines
+        assert any(
+            line.startswith(f"outbox.path {outbox}: the file {outbox} is owned by root:root mode 0640 and the kiosk runs as kiosk")
+            and line.endswith(f"sudo chown kiosk: {outbox}") for line in lines
+        ), lines
+    finally:
+        booted.run("systemctl", "stop", "kiosk")
+        booted.run("chown", "kiosk:kiosk-tech", outbox)
+        booted.run("systemctl", "reset-failed", "kiosk", check=False)

@@ -61,6 +61,7 @@ def build_report(cfg) -> tuple[dict, Snapshot]:
     """What ``kiosk status --json`` prints (also in ``kiosk diag bundle``), and the daemon's snapshot."""
     from device import status
     from device.clock import ntp_synchronized
+    from device.diag import why_stopped
 
     snapshot = status.read_status(Path(cfg.kiosk.runtime_dir))
     queue = None
@@ -89,6 +90,7 @@ def build_report(cfg) -> tuple[dict, Snapshot]:
         "clock_synced": ntp_synchronized(),
         "cpu_temperature_c": status.cpu_temperature_c(),
         "warnings": [w for w in (status.token_file_warning(cfg.api.token_file),) if w],
+        "stopped_because": None if snapshot.running else why_stopped(cfg.outbox.path),
     }
     return report, snapshot
 
