@@ -38,6 +38,10 @@ CHECKOUT = "/root/kiosk"  # where the checkout lies inside the Debian root
 CA_BUNDLE = "/root/host-ca.pem"  # the machine's CA bundle, for pip inside the root
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: The root's Debian architecture when not this machine's: ``KIOSK_TEST_ARCH=arm64`` makes a Pi's
+#: (64-bit Raspberry Pi OS is Debian arm64) and runs it under qemu-user emulation, which needs
+#: ``qemu-user-static`` and ``binfmt-support`` from apt and binfmt_misc mounted. Not in CI (slow).
+ARCH = os.environ.get("KIOSK_TEST_ARCH", "")
 
 
 def debian_mirror(sources_dir: Path = Path("/etc/apt/sources.list.d"), sources_list: Path = Path("/etc/apt/sources.list")) -> str:
@@ -121,7 +125,7 @@ def ensure_tool(command: str, package: str) -> None:
 def debootstrap(root: Path, include: list[str] = ()) -> None:
     """A minimal bookworm in ``root`` (which must not exist yet), with ``include`` packages added."""
     ensure_tool("debootstrap", "debootstrap")
-    command = ["debootstrap", "--variant=minbase"]
+    command = ["debootstrap", "--variant=minbase", *([f"--arch={ARCH}"] if ARCH else [])]
     if include:
         command.append("--include=" + ",".join(include))
     result = subprocess.run([*command, SUITE, str(root), debian_mirror()], check=False, capture_output=True, text=True, timeout=1200)

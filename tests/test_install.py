@@ -23,7 +23,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from debian_root import CHECKOUT, ROOT, copy_checkout, debootstrap, remove_root, run_in
+from debian_root import ARCH, CHECKOUT, ROOT, copy_checkout, debootstrap, remove_root, run_in
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="the system install test needs root (debootstrap, chroot, mount)"
@@ -106,6 +106,14 @@ def test_first_install_lays_out_files_with_safe_modes(debian_root, first_install
     checkout = debian_root / CHECKOUT.lstrip("/")
     leftovers = [p.name for p in checkout.iterdir() if p.name == "build" or p.name.endswith(".egg-info")]
     assert not leftovers
+
+
+def test_the_root_is_of_the_architecture_asked_for(debian_root):
+    """KIOSK_TEST_ARCH=arm64 installs into a Pi's architecture under emulation (debian_root.ARCH)."""
+    machine = {"arm64": "aarch64", "armhf": "armv7l"}.get(ARCH, os.uname().machine)
+    assert run_in(debian_root, "uname", "-m").stdout.strip() == machine
+    if ARCH:
+        assert run_in(debian_root, "dpkg", "--print-architecture").stdout.strip() == ARCH
 
 
 def test_first_install_kiosk_runs_from_the_venv(debian_root, first_install):
