@@ -1,0 +1,186 @@
+"""The kiosk's copy of the replaced-card list: its own SQLite file beside the outbox.
+
+One table, ``cards (contract TEXT PRIMARY KEY, current_issue INTEGER) WITHOUT ROWID`` (a million
+contracts are ~25 MB, docs/BENCHMARKS.md), and ``meta`` for the version and the last attempts. A
+list is applied in one transaction: a complete one replaces every row, a delta raises the rows it
+names; a reader (the scan loop) sees the old copy or the new one, never half of one (WAL: readers
+never wait for the writer). Each thread has its own read connection::
+
+    copy = ReplacedCards("/var/lib/kiosk/revocations.db")
+    copy.current_issue("0012345678")          # 2, or None when the contract was never re-issued
+    copy.apply(document, key_id="3f1c...")    # one transaction
+    copy.info()                               # version, synced_at, count, size, last attempt
+
+The file holds contract numbers (personal data): mode 0600, like the outbox. A lost last commit
+(power cut) costs only a sync: ``synchronous=NORMAL``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+from device.clock import Clock, SystemClock, parse_utc, utc_iso
+from device.revocations.document import ReplacedList
+
+FILE_MODE = 0o600
+BUSY_TIMEOUT_S = 10.0
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS cards (contract TEXT PRIMARY KEY, current_issue INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
+)
+#: The meta keys: the copy's version, its size, when and with which key it was last confirmed,
+#: and the last attempt (its time and, if it failed, why).
+META_KEYS = ("version", "count", "issued_at", "key_id", "synced_at", "attempt_at", "attempt_error")
+
+
+class RevocationsError(Exception):
+    """The copy cannot be read or written; ``str()`` says what and where."""
+
+
+class ReplacedCards:
+    """The copy in ``path``; ``create=False`` for a reader that must not make a missing file."""
+
+    def __init__(self, path: str | os.PathLike, *, clock: Clock | None = None, create: bool = True):
+        self.path = Path(path)
+        self.clock = clock or SystemClock()
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        if not create and not self.path.exists():
+            raise RevocationsError(f"there is no replaced-card list at {self.path} yet (the daemon or `kiosk revocations sync` makes it)")
+        if create:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                if not self.path.exists():
+                    os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
+                db = self._db()
+                with db:
+                    for statement in _SCHEMA:
+                        db.execute(statement)
+            except (OSError, sqlite3.Error) as e:
+                raise RevocationsError(f"cannot open the replaced-card list {self.path}: {e}") from e
+
+    @classmethod
+    def from_config(cls, cfg, **options) -> ReplacedCards:
+        return cls(list_path(cfg), **options)
+
+    def _db(self) -> sqlite3.Connection:
+        """This thread's connection (the scan loop reads on its own, the sync thread writes on its own)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            self._local.db = db
+        return db
+
+    # --- the scan loop's question -----------------------------------------------------------
+
+    def current_issue(self, contract: str) -> int | None:
+        """The contract's current card issue if its card was ever re-issued, else None."""
+        try:
+            row = self._db().execute("SELECT current_issue FROM cards WHERE contract = ?", (contract,)).fetchone()
+        except sqlite3.Error as e:
+            raise RevocationsError(f"cannot read the replaced-card list {self.path}: {e}") from e
+        return row[0] if row else None
+
+    def replaced_by(self, card) -> int | None:
+        """The current issue when ``card`` (a :class:`~device.card.Card`) is a replaced one, else None.
+
+        A card whose issue is the current one, or higher (re-issued after the last sync), is not."""
+        if card.issue is None:
+            return None
+        current = self.current_issue(card.contract)
+        return current if current is not None and card.issue < current else None
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def apply(self, document: ReplacedList, *, key_id: str) -> int:
+        """Apply a verified list in one transaction; the rows it changed. The caller checked its version."""
+        now = utc_iso(self.clock.now())
+        rows = sorted(document.cards.items())  # in key order: B-tree pages fill in sequence
+        with self._write_lock:
+            db = self._db()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    if document.complete:
+                        db.execute("DELETE FROM cards")
+                        db.executemany("INSERT INTO cards (contract, current_issue) VALUES (?, ?)", rows)
+                    else:
+                        db.executemany(
+                            "INSERT INTO cards (contract, current_issue) VALUES (?, ?) "
+                            "ON CONFLICT (contract) DO UPDATE SET current_issue = max(current_issue, excluded.current_issue)",
+                            rows,
+                        )
+                    (count,) = db.execute("SELECT count(*) FROM cards").fetchone()
+                    self._set(db, version=document.version, count=count, issued_at=document.issued_at, key_id=key_id,
+                              synced_at=now, attempt_at=now, attempt_error=None)  # fmt: skip
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                raise RevocationsError(f"cannot write the replaced-card list {self.path}: {e}") from e
+        return len(rows)
+
+    def confirm(self) -> None:
+        """The central answered with nothing new: the copy is current as of now."""
+        now = utc_iso(self.clock.now())
+        self._write(synced_at=now, attempt_at=now, attempt_error=None)
+
+    def note_failure(self, error: str) -> None:
+        """An attempt failed: the copy stays as it was; status and the fault say why."""
+        self._write(attempt_at=utc_iso(self.clock.now()), attempt_error=error)
+
+    def _write(self, **values) -> None:
+        with self._write_lock:
+            db = self._db()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                self._set(db, **values)
+                db.execute("COMMIT")
+            except sqlite3.Error as e:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise RevocationsError(f"cannot write the replaced-card list {self.path}: {e}") from e
+
+    @staticmethod
+    def _set(db: sqlite3.Connection, **values) -> None:
+        db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(values.items()))
+
+    # --- what status shows --------------------------------------------------------------------
+
+    def info(self) -> dict:
+        """The copy's version, size and age, and the last attempt: for status and the fault."""
+        try:
+            meta = dict(self._db().execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.Error as e:
+            raise RevocationsError(f"cannot read the replaced-card list {self.path}: {e}") from e
+        info = {key: meta.get(key) for key in META_KEYS}
+        info["path"] = str(self.path)
+        info["file_bytes"] = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+        info["age_s"] = None
+        if info["synced_at"]:
+            info["age_s"] = max(0.0, (self.clock.now() - parse_utc(info["synced_at"])).total_seconds())
+        return info
+
+    @property
+    def version(self) -> int | None:
+        """The copy's version; None before its first sync."""
+        row = self._db().execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        return row[0] if row else None
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+
+def list_path(cfg) -> Path:
+    """``revocations.path``, or ``revocations.db`` beside the outbox when it is empty."""
+    return Path(cfg.revocations.path) if cfg.revocations.path else Path(cfg.outbox.path).with_name("revocations.db")
