@@ -139,6 +139,10 @@ class Supervisor:
             # A sync's request ends at revocations.deadline_s; applying a big list takes seconds more.
             self._revocations_thread = SupervisedThread("revocations", self.revocations.run, stall_after_s=self.revocations.deadline_s + 120)
             self._revocations_thread.start()
+            from device.revocations.sync import START_WAIT_S
+
+            if not self.revocations.first_attempt.wait(min(START_WAIT_S, self.revocations.deadline_s)):
+                log.warning("the first sync of the replaced-card list is still under way: scanning against the copy on disk meanwhile")
         # Nobody watches the watcher: when housekeeping gives up it asks for the restart itself,
         # and while it is dead or hung no turn feeds systemd's watchdog, which is right: a daemon
         # whose faults, status and watchdog nobody looks after is restarted by systemd.

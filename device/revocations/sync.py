@@ -17,7 +17,9 @@ so the daemon and ``kiosk revocations status`` see the same. The fault ``revocat
 (:meth:`RevocationSync.fault`) is on while the last attempt failed, or the copy is older than
 ``revocations.max_age_s`` (the kiosk goes on checking against it), or there is no copy yet.
 
-In the daemon :meth:`RevocationSync.run` is a supervised thread: a sync at start, then every
+In the daemon :meth:`RevocationSync.run` is a supervised thread: a sync at start (the daemon
+scans once it is done, or after :data:`START_WAIT_S`, so a card replaced before the kiosk started
+is refused from the first frame), then every
 ``revocations.interval_s`` with jitter (a fleet restarted together does not sync in step), and at
 once when ``kiosk revocations sync`` leaves its request file in the runtime directory. The scan
 loop never waits for it: it reads the copy on its own connection.
@@ -45,6 +47,9 @@ JITTER = 0.2
 REQUEST_FILE = "revocations-sync.request"
 #: How often the thread looks for that file.
 REQUEST_POLL_S = 1.0
+#: How long the daemon waits at start for the first sync before it scans (against the copy on
+#: disk, or none): a kiosk whose central is down starts scanning after this at the latest.
+START_WAIT_S = 15.0
 #: After a failed sync, the next try comes after this (or the interval, if shorter).
 RETRY_S = 60.0
 
@@ -90,6 +95,8 @@ class RevocationSync:
         self.runtime_dir = runtime_dir
         self.rng = rng or random.Random()
         self._wake = threading.Event()
+        #: Set once the thread's first sync is done, whatever its outcome (the daemon waits for it at start).
+        self.first_attempt = threading.Event()
         self.syncs = 0
 
     @classmethod
@@ -175,7 +182,10 @@ class RevocationSync:
         while not stop.is_set():
             self._wake.clear()
             self._take_request()
-            result = self.sync_once(cancel=stop)
+            try:
+                result = self.sync_once(cancel=stop)
+            finally:
+                self.first_attempt.set()
             wait = self.interval_s * self.rng.uniform(1 - JITTER, 1 + JITTER)
             if result.kind in (FAILED, REFUSED):
                 wait = min(wait, RETRY_S * self.rng.uniform(1 - JITTER, 1 + JITTER))
