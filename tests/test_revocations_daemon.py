@@ -64,3 +64,41 @@ def test_a_card_reissued_after_the_last_sync_is_identified(tmp_path, signing_cen
     assert run.returncode == 0, run.stderr[-3000:]
     assert [(i["contract"], i["card_issue"]) for i in central.identifications()] == [(LOST, 3)]
     assert central.refusals() == []
+
+
+def test_a_tampered_list_at_start_keeps_the_last_copy_and_scanning_and_delivery_go_on(tmp_path, signing_central, list_keys):
+    """The copy synced yesterday stays in force when today's list is refused: the old card is still
+    refused, the other identified, both delivered, and the fault says why."""
+    import json
+
+    import requests
+    from hostile_central import HostileCentral, head
+
+    from device.revocations import document
+
+    central = signing_central
+    central.reissue(LOST, 2, ADMIN_TOKEN)
+    good = run_kiosk("revocations", "sync", "--config", str(revocations_config(tmp_path, central, list_keys[1], "file:/dev/null")))
+    assert good.returncode == 0, good.stderr
+    answer = requests.get(f"{central.url}/v1/cards/replaced?since=0", headers={"Authorization": f"Bearer {CENTRAL_TOKEN}"}, timeout=10)
+    tampered = answer.content.replace(b'",2]', b'",1]')
+    signature = f"{document.KEY_ID_HEADER}: {answer.headers[document.KEY_ID_HEADER]}\r\n{document.SIGNATURE_HEADER}: {answer.headers[document.SIGNATURE_HEADER]}\r\n"
+    delivered = []
+
+    def behave(conn):
+        while (request := conn.read_request()) is not None:
+            if request.method == "GET":
+                conn.send(head(200, len(tampered), signature) + tampered)
+                continue
+            sent = json.loads(request.body)["identifications"]
+            delivered.extend(sent)
+            body = json.dumps({"results": [{"id": r["id"], "status": "accepted", "reason": None} for r in sent]}).encode()
+            conn.send(head(200, len(body)) + body)
+
+    video = tmp_path / "counter.avi"
+    write_presentation_video(video, [Presentation.card(LOST, 1), Presentation.card(OTHER, 1)], seed=7)
+    with HostileCentral(behave) as hostile:
+        run = run_kiosk("run", "--config", str(revocations_config(tmp_path, hostile, list_keys[1], f"file:{video}")))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "fault revocations: replaced-card list refused: the signature does not match" in run.stderr
+    assert sorted((r["contract"], r["card_issue"], r.get("kind", "identification")) for r in delivered) == [(LOST, 1, "refusal"), (OTHER, 1, "identification")]

@@ -181,6 +181,15 @@ class ReplacedCards:
             self._local.db = None
 
 
+def summary(info: dict) -> str:
+    """One line: ``version 7, 1203 contracts, 25.1 MB, confirmed 4 min ago``."""
+    if info.get("version") is None:
+        return "none yet (never synced)"
+    age = info.get("age_s")
+    age_text = "never" if age is None else f"{age / 60:.0f} min ago" if age < 7200 else f"{age / 3600:.1f} h ago"
+    return f"version {info['version']}, {info.get('count') or 0} contracts, {(info.get('file_bytes') or 0) / 1e6:.1f} MB, confirmed by the central {age_text}"
+
+
 def list_path(cfg) -> Path:
     """``revocations.path``, or ``revocations.db`` beside the outbox when it is empty."""
     return Path(cfg.revocations.path) if cfg.revocations.path else Path(cfg.outbox.path).with_name("revocations.db")
