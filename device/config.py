@@ -451,7 +451,7 @@ class RevocationsSection:
     )  # fmt: skip
     path: str = opt("", "The kiosk's copy of the list (SQLite). Empty: revocations.db beside outbox.path.", check=lambda v: _check_path(v) if v else None, allowed="a path, no control characters; empty: beside the outbox")
     interval_s: float = opt(900.0, "Sync the list this often (each wait 20 % shorter or longer at random, so a fleet does not sync in step); also at start and on `kiosk revocations sync`.", minimum=10, maximum=DAY_S)
-    max_age_s: float = opt(3 * DAY_S, "Fault 'revocations' when the copy was last confirmed by the central longer ago than this (the kiosk goes on checking against it).", minimum=60, maximum=365 * DAY_S)
+    max_age_s: float = opt(3 * DAY_S, "Fault 'revocations' when the copy was last confirmed by the central longer ago than this (the kiosk goes on checking against it).", minimum=60, maximum=30 * DAY_S)
     max_bytes: int = opt(64 * 1024 * 1024, "The largest list answer read; a larger one is refused (a complete list of a million contracts is about 17 MB).", minimum=1024, maximum=1024 * 1024 * 1024)
     deadline_s: float = opt(120.0, "The longest one sync's request may take, however slowly the central sends (a trickled answer is refused).", minimum=1, maximum=DAY_S)
 
