@@ -40,7 +40,7 @@ class LogOutput(Output):
         )
 
     def card_replaced(self, refusal, frame_index: int) -> None:
-        log.warning(
+        log.info(
             "card replaced: contract %s issue %d refused, its current issue is %d (refusal seq %d, id %s)",
             mask_contract(refusal.contract, self.unmask),
             refusal.card_issue,
