@@ -187,3 +187,34 @@ def test_the_central_serves_complete_when_since_is_unknown_and_refuses_a_bad_sin
     assert bad.status_code == 400
     anonymous = requests.get(f"{signing_central.url}/v1/cards/replaced", timeout=10)
     assert anonymous.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        document.encode(3, False, 1, "2026-01-01T00:00:00Z", [("0012345678", 2), ("0000000001", 3)]),
+        b'{"version": 3, "complete": true, "since": null, "issued_at": "x", "cards": [ ["0012345678", 2] , ["1",9999] ] }',
+        b'{"cards":[],"version":1,"complete":true,"issued_at":"x"}',
+        b'{"version":1,"complete":true,"issued_at":"x","cards":[["12",2],["12",5],["12",3]]}',
+        b'{"version":1,"complete":true,"issued_at":"x","cards":[["12",2]],"cards":[]}',  # the last "cards" wins, as in JSON
+        b'{"version":1,"complete":true,"issued_at":"x","cards":[["\\u0031",2]]}',  # an escape: the slow path reads it
+    ],
+)
+def test_the_fast_reading_of_a_list_gives_what_json_gives(body):
+    assert document.parse(body) == document._parse_json(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"version":1,"complete":true,"issued_at":"x","cards":[["12",2],]}',
+        b'{"version":1,"complete":true,"issued_at":"x","cards":[["12",2]]',
+        b'{"version":1,"complete":true,"issued_at":"x","cards":[["0000",2]]}',
+        b'{"version":1,"complete":true,"issued_at":"x","cards":[["12",10000]]}',
+        b'{"version":1,"complete":false,"issued_at":"x","cards":[]}',
+        b'{"version":-1,"complete":true,"issued_at":"x","cards":[]}',
+    ],
+)
+def test_a_malformed_list_is_refused_by_either_reading(body):
+    with pytest.raises(document.ListRefused):
+        document.parse(body)

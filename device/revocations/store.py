@@ -101,7 +101,7 @@ class ReplacedCards:
     def apply(self, document: ReplacedList, *, key_id: str) -> int:
         """Apply a verified list in one transaction; the rows it changed. The caller checked its version."""
         now = utc_iso(self.clock.now())
-        rows = sorted(document.cards.items())  # in key order: B-tree pages fill in sequence
+        rows = list(document.cards.items())  # the central sends them in contract order
         with self._write_lock:
             db = self._db()
             try:
@@ -123,6 +123,10 @@ class ReplacedCards:
                 except BaseException:
                     db.execute("ROLLBACK")
                     raise
+                if document.complete:
+                    # A complete list wrote every page to the WAL (twice: the old rows' removal and
+                    # the new rows): copy it back and truncate it, or the pair of files stays double size.
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as e:
                 raise RevocationsError(f"cannot write the replaced-card list {self.path}: {e}") from e
         return len(rows)
