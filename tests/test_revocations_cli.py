@@ -78,3 +78,15 @@ def test_sync_asks_the_running_daemon_and_kiosk_status_shows_the_list(tmp_path, 
         assert sync.returncode == 0, sync.stdout + sync.stderr
         assert "synced by the daemon: version 2, 2 contracts" in sync.stdout
         assert not (tmp_path / "run" / "revocations-sync.request").exists()
+
+
+def test_revocations_without_a_key_or_with_a_file_that_is_no_key_is_a_config_error_naming_it(tmp_path, signing_central):
+    cfg = write_config(tmp_path / "kiosk.toml", api={"url": signing_central.url, "token": CENTRAL_TOKEN}, revocations={"enabled": True})
+    check = run_kiosk("config", "check", "--config", str(cfg))
+    assert check.returncode == 78 and "revocations.public_key_file: required when revocations.enabled" in check.stderr
+    not_a_key = tmp_path / "key.pem"
+    not_a_key.write_text("hello\n")
+    cfg = cli_config(tmp_path, signing_central.url, not_a_key)
+    run = run_kiosk("revocations", "sync", "--config", str(cfg))
+    assert run.returncode == 78, run.stderr
+    assert "revocations.public_key_file" in run.stderr and "is not a PEM public key" in run.stderr and "Traceback" not in run.stderr

@@ -30,6 +30,7 @@ import binascii
 import hashlib
 import json
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,6 +162,9 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+#: The parse gives up the GIL every this many pairs (a power of two, minus one: a mask).
+YIELD_EVERY_MASK = 63
+
 # The cards array as the central writes it (any JSON whitespace allowed): one pair at a time.
 _CARDS_START = re.compile(rb'"cards"\s*:\s*\[\s*')
 _PAIR = re.compile(rb'\[\s*"([0-9]{1,%d})"\s*,\s*([1-9][0-9]{0,3})\s*\]\s*(?:,\s*|(\]))' % MAX_CONTRACT_DIGITS)
@@ -189,7 +193,9 @@ def _parse_fast(body: bytes) -> ReplacedList | None:
     end = _EMPTY_END.match(body, pos)
     if end is None:
         closed = None
-        for m in _PAIR.finditer(body, pos):
+        for n, m in enumerate(_PAIR.finditer(body, pos)):
+            if not n & YIELD_EVERY_MASK:
+                time.sleep(0)  # hand the GIL to the scan loop now, not at the interpreter's next 5 ms switch
             if m.start() != pos:
                 return None  # not the plain form (or malformed): json.loads decides, and names the entry
             contract, issue, closed = m.groups()

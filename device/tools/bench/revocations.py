@@ -185,6 +185,9 @@ def _frame_times(args, folder: Path, out: TextIO, make_sync) -> dict:
     syncs = []
 
     def keep_syncing():
+        from device.revocations.sync import lower_priority
+
+        lower_priority()  # as the daemon's sync thread does
         while not stop.is_set():
             sync = make_sync()
             t = time.perf_counter()
