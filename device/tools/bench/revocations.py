@@ -35,12 +35,19 @@ BENCH_TOKEN = "bench-token"
 ADMIN_TOKEN = "bench-admin"
 
 
+#: The sizes a run takes: option, default, what it counts.
+SIZES = (
+    ("--contracts", 1_000_000, "contracts in the complete list"),
+    ("--delta", 1000, "re-issues in the delta"),
+    ("--checks", 100_000, "look-ups timed"),
+    ("--frames", 150, "video frames timed per side of the frame-time comparison, at most (0 skips it)"),
+)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", help="where the temporary files go (default: a new folder in the current directory)")
-    p.add_argument("--contracts", type=int, default=1_000_000, help="contracts in the complete list (default 1000000)")
-    p.add_argument("--delta", type=int, default=1000, help="re-issues in the delta (default 1000)")
-    p.add_argument("--checks", type=int, default=100_000, help="look-ups timed (default 100000)")
-    p.add_argument("--frames", type=int, default=150, help="video frames timed per side of the frame-time comparison (default 150; 0 skips it)")
+    for flag, default, what in SIZES:
+        p.add_argument(flag, type=int, default=default, help=f"{what} (default {default})")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
 
 
