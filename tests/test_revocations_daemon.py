@@ -102,3 +102,17 @@ def test_a_tampered_list_at_start_keeps_the_last_copy_and_scanning_and_delivery_
     assert run.returncode == 0, run.stderr[-3000:]
     assert "fault revocations: replaced-card list refused: the signature does not match" in run.stderr
     assert sorted((r["contract"], r["card_issue"], r.get("kind", "identification")) for r in delivered) == [(LOST, 1, "refusal"), (OTHER, 1, "identification")]
+
+
+def test_a_damaged_copy_is_moved_aside_and_fetched_whole_again(tmp_path, signing_central, list_keys):
+    central = signing_central
+    central.reissue(LOST, 2, ADMIN_TOKEN)
+    (tmp_path / "revocations.db").write_bytes(b"not a database, the SD card lost it" * 100)
+    video = tmp_path / "counter.avi"
+    write_presentation_video(video, [Presentation.card(LOST, 1)], seed=8)
+    run = run_kiosk("run", "--config", str(revocations_config(tmp_path, central, list_keys[1], f"file:{video}")))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "is damaged" in run.stderr and "moved aside" in run.stderr
+    assert list(tmp_path.glob("revocations.db.corrupt-*"))
+    assert [(r["contract"], r["card_issue"]) for r in central.refusals()] == [(LOST, 1)]
+    assert central.identifications() == []

@@ -102,7 +102,13 @@ def cmd_sync(args) -> int:
     runtime_dir = Path(cfg.kiosk.runtime_dir)
     if status.read_status(runtime_dir).running and cfg.revocations.enabled:
         return _ask_daemon(cfg, runtime_dir / REQUEST_FILE, args.timeout or cfg.revocations.deadline_s + 10)
-    copy = _copy_for_writing(cfg)
+    from device.revocations.store import RevocationsError
+
+    try:
+        copy = _copy_for_writing(cfg)
+    except RevocationsError as e:
+        print(f"kiosk: {e}")
+        return 1
     sync = RevocationSync.from_config(cfg, copy)
     result = sync.sync_once()
     if result.error:

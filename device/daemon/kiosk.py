@@ -69,9 +69,13 @@ def make_revocations(cfg: Config):
     """The replaced-card list's sync when ``revocations.enabled``, else None (config errors name the key)."""
     if not cfg.revocations.enabled:
         return None
+    from device.revocations.store import RevocationsError
     from device.revocations.sync import RevocationSync
 
-    return RevocationSync.from_config(cfg)
+    try:
+        return RevocationSync.from_config(cfg)
+    except RevocationsError as e:  # a folder it may not write, say: named, exit 78, no traceback
+        raise ConfigError("revocations.path", str(e), cfg.source) from None
 
 
 def open_outbox(cfg: Config) -> Outbox:

@@ -17,6 +17,7 @@ The file holds contract numbers (personal data): mode 0600, like the outbox. A l
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -25,6 +26,8 @@ from pathlib import Path
 
 from device.clock import Clock, SystemClock, parse_utc, utc_iso
 from device.revocations.document import ReplacedList
+
+log = logging.getLogger(__name__)
 
 FILE_MODE = 0o600
 BUSY_TIMEOUT_S = 10.0
@@ -61,17 +64,42 @@ class ReplacedCards:
         self._write_lock = threading.Lock()
         if not create and not self.path.exists():
             raise RevocationsError(f"there is no replaced-card list at {self.path} yet (the daemon or `kiosk revocations sync` makes it)")
+        #: Where a damaged copy found at this open was moved to (None if it was fine).
+        self.moved_aside: Path | None = None
         if create:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                if not self.path.exists():
-                    os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
-                db = self._db()
-                with db:
-                    for statement in _SCHEMA:
-                        db.execute(statement)
-            except (OSError, sqlite3.Error) as e:
-                raise RevocationsError(f"cannot open the replaced-card list {self.path}: {e}") from e
+                self._create()
+            except sqlite3.DatabaseError as e:
+                if getattr(e, "sqlite_errorcode", None) not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+                    raise RevocationsError(f"cannot open the replaced-card list {self.path}: {e}") from e
+                self._move_aside(e)
+            except OSError as e:
+                raise RevocationsError(f"cannot open the replaced-card list {self.path}: {e.strerror or e}") from e
+
+    def _create(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
+        db = self._db()
+        with db:
+            for statement in _SCHEMA:
+                db.execute(statement)
+
+    def _move_aside(self, error: sqlite3.Error) -> None:
+        """A damaged copy is only a cache of the central's list: kept aside for a look, a new one
+        started (the next sync fills it; until then the ``revocations`` fault says there is none)."""
+        self.close()
+        stamp = self.clock.now().strftime("%Y%m%dT%H%M%SZ")
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        try:
+            for suffix in ("-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            self.path.rename(target)
+            self._create()
+        except (OSError, sqlite3.Error) as e:
+            raise RevocationsError(f"the replaced-card list {self.path} is damaged ({error}) and cannot be replaced: {e}") from e
+        self.moved_aside = target
+        log.error("the replaced-card list %s is damaged (%s): moved aside to %s; the next sync fetches it whole", self.path, error, target)
 
     @classmethod
     def from_config(cls, cfg, **options) -> ReplacedCards:
