@@ -188,7 +188,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, "bad-request", "since must be a list version: a whole number, 0 or more")
             return
         if central.signing_key is None:
-            self._error(503, "not-configured", "this central has no signing key (--signing-key): it serves no replaced-card list")
+            self._error(501, "not-configured", "this central has no signing key (--signing-key): it serves no replaced-card list")
             return
         from datetime import UTC, datetime
 

@@ -218,3 +218,10 @@ def test_the_fast_reading_of_a_list_gives_what_json_gives(body):
 def test_a_malformed_list_is_refused_by_either_reading(body):
     with pytest.raises(document.ListRefused):
         document.parse(body)
+
+
+def test_a_central_without_a_signing_key_serves_no_list_and_the_kiosk_says_so(tmp_path, central, list_keys):
+    sync = make_sync(tmp_path, central.url, list_keys[1])
+    result = sync.sync_once()
+    assert result.kind == FAILED and "HTTP 501: not-configured" in result.error
+    assert sync.fault().endswith("(no list in force)")
