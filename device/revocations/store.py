@@ -11,7 +11,8 @@ never wait for the writer). Each thread has its own read connection::
     copy.apply(document, key_id="3f1c...")    # one transaction
     copy.info()                               # version, synced_at, count, size, last attempt
 
-The file holds contract numbers (personal data): mode 0600, like the outbox. A lost last commit
+The file holds contract numbers (personal data): mode 0640, like the outbox (the daemon's user
+writes it, the technicians' group reads it with ``kiosk revocations status|check``). A lost last commit
 (power cut) costs only a sync: ``synchronous=NORMAL``.
 """
 
@@ -23,13 +24,16 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from device.clock import Clock, SystemClock, parse_utc, utc_iso
 from device.revocations.document import ReplacedList
 
 log = logging.getLogger(__name__)
 
-FILE_MODE = 0o600
+#: The copy's mode: the daemon's user writes it, the technicians' group (the folder's) reads it,
+#: as the outbox (contract numbers are personal data: nobody else).
+FILE_MODE = 0o640
 BUSY_TIMEOUT_S = 10.0
 
 _SCHEMA = (
@@ -55,13 +59,14 @@ class RevocationsError(Exception):
 
 
 class ReplacedCards:
-    """The copy in ``path``; ``create=False`` for a reader that must not make a missing file."""
+    """The copy in ``path``; ``create=False`` for a reader (the CLI): never made, opened read-only."""
 
     def __init__(self, path: str | os.PathLike, *, clock: Clock | None = None, create: bool = True):
         self.path = Path(path)
         self.clock = clock or SystemClock()
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self.read_only = not create
         if not create and not self.path.exists():
             raise RevocationsError(f"there is no replaced-card list at {self.path} yet (the daemon or `kiosk revocations sync` makes it)")
         #: Where a damaged copy found at this open was moved to (None if it was fine).
@@ -108,7 +113,16 @@ class ReplacedCards:
     def _db(self) -> sqlite3.Connection:
         """This thread's connection (the scan loop reads on its own, the sync thread writes on its own)."""
         db = getattr(self._local, "db", None)
-        if db is None:
+        if db is None and self.read_only:
+            # As the outbox's readers: a WAL file is read read-only while its -wal and -shm exist
+            # (the daemon has it open); without them nothing changes under the reader, which then
+            # reads it as immutable (https://www.sqlite.org/wal.html#readonly).
+            uri = f"file:{quote(str(self.path))}?mode=ro"
+            if not Path(f"{self.path}-wal").exists() and not os.access(self.path.parent, os.W_OK):
+                uri += "&immutable=1"
+            db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            self._local.db = db
+        elif db is None:
             db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
@@ -209,7 +223,10 @@ class ReplacedCards:
     @property
     def version(self) -> int | None:
         """The copy's version; None before its first sync."""
-        row = self._db().execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        try:
+            row = self._db().execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        except sqlite3.Error as e:
+            raise RevocationsError(f"cannot read the replaced-card list {self.path}: {e}") from e
         return row[0] if row else None
 
     def close(self) -> None:

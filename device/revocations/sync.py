@@ -127,7 +127,10 @@ class RevocationSync:
 
     def sync_once(self, cancel=None) -> SyncResult:
         """Fetch, verify and apply the list once; never raises for the central's or the list's faults."""
-        version = self.copy.version
+        try:
+            version = self.copy.version
+        except RevocationsError as e:
+            return self._failed(FAILED, None, str(e))
         since = version if version is not None else 0
         try:
             answer = self.client.get_signed(f"{REPLACED_CARDS_PATH}?since={since}", max_bytes=self.max_bytes, deadline_s=self.deadline_s, cancel=cancel)
