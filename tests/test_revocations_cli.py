@@ -90,3 +90,31 @@ def test_revocations_without_a_key_or_with_a_file_that_is_no_key_is_a_config_err
     run = run_kiosk("revocations", "sync", "--config", str(cfg))
     assert run.returncode == 78, run.stderr
     assert "revocations.public_key_file" in run.stderr and "is not a PEM public key" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_technician_in_the_files_group_reads_the_list_without_sudo(tmp_path, signing_central, list_keys):
+    import os
+
+    from unprivileged import kiosk_as_nobody
+
+    technicians = 4242  # the group the copy's folder and files belong to (kiosk-tech on a kiosk)
+    signing_central.reissue(LOST, 2, ADMIN_TOKEN)
+    with kiosk_as_nobody(groups=(technicians,)) as (folder, as_nobody):
+        cfg = write_config(
+            folder / "kiosk.toml",
+            kiosk={"id": "kiosk-rev-cli", "runtime_dir": str(folder / "run")},
+            outbox={"path": str(folder / "lib" / "outbox.db")},
+            api={"url": signing_central.url, "token": CENTRAL_TOKEN},
+            revocations={"enabled": True, "public_key_file": str(list_keys[1])},
+        )
+        os.chmod(cfg, 0o644)
+        (folder / "lib").mkdir(mode=0o750)
+        assert run_kiosk("revocations", "sync", "--config", str(cfg)).returncode == 0
+        copy = folder / "lib" / "revocations.db"
+        assert os.stat(copy).st_mode & 0o777 == 0o640 and not (folder / "lib" / "revocations.db-wal").exists()
+        for path in (folder / "lib", copy):
+            os.chown(path, 0, technicians)
+        check = as_nobody("revocations", "check", LOST, "1", "--config", str(cfg))
+        assert check.returncode == 1 and "REFUSED: contract ******5678 issue 01" in check.stdout, check.stdout + check.stderr
+        status = as_nobody("revocations", "status", "--config", str(cfg))
+        assert status.returncode == 0 and "version 1, 1 contracts" in status.stdout, status.stdout + status.stderr
