@@ -225,3 +225,17 @@ def test_a_central_without_a_signing_key_serves_no_list_and_the_kiosk_says_so(tm
     result = sync.sync_once()
     assert result.kind == FAILED and "HTTP 501: not-configured" in result.error
     assert sync.fault().endswith("(no list in force)")
+
+
+def test_kiosks_sync_every_interval_with_jitter_and_sooner_after_a_failure(tmp_path, list_keys):
+    import random
+
+    fleet = [
+        RevocationSync(ReplacedCards(tmp_path / f"k{n}.db"), None, document.load_public_key(list_keys[1]),
+                       interval_s=900, max_age_s=3600, max_bytes=1024, deadline_s=5, rng=random.Random(n))
+        for n in range(20)
+    ]  # fmt: skip
+    waits = [kiosk.next_wait_s(APPLIED) for kiosk in fleet]
+    assert all(720 <= w <= 1080 for w in waits)
+    assert max(waits) - min(waits) > 60  # not in step
+    assert all(48 <= kiosk.next_wait_s(REFUSED) <= 72 for kiosk in fleet)

@@ -191,13 +191,18 @@ class RevocationSync:
                 result = self.sync_once(cancel=stop)
             finally:
                 self.first_attempt.set()
-            wait = self.interval_s * self.rng.uniform(1 - JITTER, 1 + JITTER)
-            if result.kind in (FAILED, REFUSED):
-                wait = min(wait, RETRY_S * self.rng.uniform(1 - JITTER, 1 + JITTER))
-            deadline = time.monotonic() + wait
+            deadline = time.monotonic() + self.next_wait_s(result.kind)
             while not stop.is_set() and time.monotonic() < deadline:
                 if self._wake.wait(min(REQUEST_POLL_S, max(deadline - time.monotonic(), 0.0))) or self._requested():
                     break
+
+    def next_wait_s(self, kind: str) -> float:
+        """Seconds until the next sync after one that ended in ``kind``: ``interval_s`` +-20 % at
+        random (kiosks restarted together drift apart), at most about :data:`RETRY_S` after a failure."""
+        wait = self.interval_s * self.rng.uniform(1 - JITTER, 1 + JITTER)
+        if kind in (FAILED, REFUSED):
+            wait = min(wait, RETRY_S * self.rng.uniform(1 - JITTER, 1 + JITTER))
+        return wait
 
     def _request_path(self) -> Path | None:
         return self.runtime_dir / REQUEST_FILE if self.runtime_dir is not None else None
