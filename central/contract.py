@@ -31,6 +31,14 @@ IDENTIFICATIONS_PATH = API_PREFIX + "/identifications"
 HEALTH_PATH = API_PREFIX + "/health"
 #: ``GET`` of one kiosk's seqs as the central holds them (``{kiosk}`` percent-encoded).
 KIOSK_SEQS_PATH = API_PREFIX + "/kiosks/{kiosk}/seqs"
+#: The replaced-card list (``GET``, ``?since=N``), one card's re-issue (``PUT``, admin token),
+#: and the refusals held (``GET``).
+REPLACED_CARDS_PATH = API_PREFIX + "/cards/replaced"
+CARD_PATH = API_PREFIX + "/cards/{contract}"
+REFUSALS_PATH = API_PREFIX + "/refusals"
+#: The kinds of record a kiosk sends (a record without ``kind`` is an identification).
+IDENTIFICATION, REFUSAL = "identification", "refusal"
+KINDS = (IDENTIFICATION, REFUSAL)
 #: At most this many gaps are listed (the count of missing seqs is always whole).
 MAX_GAPS_LISTED = 1000
 
@@ -109,6 +117,10 @@ class Identification:
     clock_synced: bool
     symbology: str
     format: str = DEFAULT_FORMAT
+    #: ``identification``, or ``refusal``: a replaced card was shown and refused (``current_issue``
+    #: is its contract's current card issue, higher than ``card_issue``).
+    kind: str = IDENTIFICATION
+    current_issue: int | None = None
 
 
 @dataclass(frozen=True)
@@ -168,6 +180,8 @@ def _parse_item(raw: dict, formats: dict[str, CardFormat]) -> Item:
         clock_synced=raw["clock_synced"],
         symbology=raw["symbology"],
         format=raw.get("format", DEFAULT_FORMAT),
+        kind=raw.get("kind", IDENTIFICATION),
+        current_issue=_as_int(raw.get("current_issue")) if raw.get("kind") == REFUSAL else None,
     )
     return Item(sent_id, record, None)
 
@@ -219,7 +233,19 @@ def record_problem(raw: dict, formats: dict[str, CardFormat] = FORMATS) -> str |
     value = raw.get("symbology")
     if not is_name(value) or not value:
         return f"invalid-symbology: must be a non-empty string of at most {MAX_NAME_LENGTH} characters, without control characters"
+    value = raw.get("kind", IDENTIFICATION)
+    if value not in KINDS:
+        return f"invalid-kind: must be one of {', '.join(KINDS)} (absent: identification)"
+    if value == REFUSAL:
+        issue, current = _as_int(raw.get("card_issue")), _as_int(raw.get("current_issue"))
+        if issue is None or current is None or not issue < current <= max(fmt.max_issue, 1):
+            return f"invalid-current_issue: a refusal's current_issue must be an integer above card_issue, at most {fmt.max_issue} (format {fmt.name})"
     return None
+
+
+def is_card_contract(value: Any) -> bool:
+    """A contract the replaced-card list may name: 1-32 ASCII digits, not all zeros (any card format's)."""
+    return isinstance(value, str) and 1 <= len(value) <= 32 and bool(_DIGITS.fullmatch(value)) and int(value) != 0
 
 
 def _parses_as_datetime(text: str) -> bool:

@@ -44,6 +44,9 @@ _FAULT_FLAGS = {
     "malformed_rate": "--malformed-rate",
     "malformed_kind": "--malformed-kind",
     "seed": "--seed",
+    # Not faults: the replaced-card list's signing key and the admin tokens' file (paths).
+    "signing_key": "--signing-key",
+    "admin_token_file": "--admin-token-file",
 }
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -160,6 +163,21 @@ class CentralProcess:
         """``GET /v1/identifications`` with the first token: everything the central holds."""
         return self._get(contract.IDENTIFICATIONS_PATH)["identifications"]
 
+    def refusals(self) -> list[dict]:
+        """``GET /v1/refusals``: every refusal of a replaced card the central holds."""
+        return self._get(contract.REFUSALS_PATH)["refusals"]
+
+    def reissue(self, contract_number: str, current_issue: int, admin_token: str) -> dict:
+        """``PUT /v1/cards/{contract}``: record that the contract's card was re-issued (an admin token)."""
+        request = urllib.request.Request(
+            self.url + contract.CARD_PATH.format(contract=contract_number),
+            data=json.dumps({"current_issue": current_issue}).encode(),
+            method="PUT",
+            headers={"Authorization": f"Bearer {admin_token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+
     def seqs_held(self, kiosk_id: str) -> dict:
         """``GET /v1/kiosks/{kiosk}/seqs``: which of that kiosk's seqs the central holds."""
         path = contract.KIOSK_SEQS_PATH.format(kiosk=quote(kiosk_id, safe=""))
@@ -217,7 +235,7 @@ def start_subprocess(
     ``db``: the SQLite file, or a directory in which ``central.db`` is used. ``token``: one token or
     several. ``faults``: ``fail_rate``, ``retry_after``, ``reset_rate``, ``latency_ms``,
     ``drop_after_commit_rate``, ``malformed_rate``, ``malformed_kind``, ``reject_contracts`` (a list), ``accept_formats`` (a list of card formats, "xu:8:9"),
-    ``seed`` -- the command-line options of the same names. The server's log goes to
+    ``seed``, ``signing_key`` and ``admin_token_file`` (paths) -- the command-line options of the same names. The server's log goes to
     ``<db>.log``. Raises RuntimeError (with the log) if it does not listen within ``startup_timeout``.
     """
     path = Path(db)

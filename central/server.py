@@ -29,7 +29,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from central import contract
 from central.contract import REJECTED, BadRequest, Item, TooLarge
@@ -48,22 +48,29 @@ REFUSED_REASON = "contract-refused: the central does not accept identifications 
 class Central:
     """What the server knows: its store, its tokens, its faults. Shared by all handler threads."""
 
-    def __init__(self, store: Store, tokens: list[str], faults: Faults, formats: dict[str, contract.CardFormat] = contract.FORMATS):
+    def __init__(
+        self, store: Store, tokens: list[str], faults: Faults, formats: dict[str, contract.CardFormat] = contract.FORMATS,
+        *, admin_tokens: list[str] = (), signing_key=None,
+    ):  # fmt: skip
         if not tokens:
             raise ValueError("at least one token is needed")
         self.store = store
         self._tokens = [t.encode() for t in tokens]
+        #: Tokens that may record re-issues (``PUT /v1/cards/{contract}``); kiosks' tokens may not.
+        self._admin_tokens = [t.encode() for t in admin_tokens]
+        #: The Ed25519 private key that signs the replaced-card list (None: the list is not served).
+        self.signing_key = signing_key
         self.faults = faults
         #: The card formats accepted, by name (v1 and those given with ``--accept-format``).
         self.formats = dict(formats)
 
-    def authorized(self, header: str | None) -> bool:
+    def authorized(self, header: str | None, admin: bool = False) -> bool:
         scheme, _, token = (header or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return False
         given = token.strip().encode("utf-8", "replace")
         # Compare against every token, always: the time taken says nothing about which one is near.
-        matches = [hmac.compare_digest(given, t) for t in self._tokens]
+        matches = [hmac.compare_digest(given, t) for t in (self._admin_tokens if admin else self._tokens)]
         return any(matches)
 
     def receive(self, batch: contract.Batch) -> list[dict]:
@@ -124,11 +131,17 @@ class _Handler(BaseHTTPRequestHandler):
             kiosk_id = _kiosk_in(path)
             if kiosk_id is not None:
                 path = contract.KIOSK_SEQS_PATH
+            card = _card_in(path)
+            if card is not None:
+                path = contract.CARD_PATH
             routes = {
                 (contract.HEALTH_PATH, "GET"): self._health,
                 (contract.IDENTIFICATIONS_PATH, "GET"): self._list,
                 (contract.IDENTIFICATIONS_PATH, "POST"): self._post,
                 (contract.KIOSK_SEQS_PATH, "GET"): lambda: self._seqs(kiosk_id),
+                (contract.REPLACED_CARDS_PATH, "GET"): self._replaced,
+                (contract.CARD_PATH, "PUT"): lambda: self._reissue(card),
+                (contract.REFUSALS_PATH, "GET"): self._refusals,
             }
             allowed = sorted(method for (p, method) in routes if p == path)
             if not allowed:
@@ -159,6 +172,63 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorize():
             return
         self._json(200, {"identifications": self.server.central.store.identifications()})
+
+    def _refusals(self) -> None:
+        if not self._authorize():
+            return
+        self._json(200, {"refusals": self.server.central.store.identifications(contract.REFUSAL)})
+
+    def _replaced(self) -> None:
+        """The replaced-card list since ``?since=N`` (complete for 0, absent, or a version newer than ours), signed."""
+        central = self.server.central
+        if not self._authorize():
+            return
+        since_text = parse_qs(urlsplit(self.path).query).get("since", ["0"])[-1]
+        if not since_text.isascii() or not since_text.isdigit() or len(since_text) > 18:
+            self._error(400, "bad-request", "since must be a list version: a whole number, 0 or more")
+            return
+        if central.signing_key is None:
+            self._error(501, "not-configured", "this central has no signing key (--signing-key): it serves no replaced-card list")
+            return
+        from datetime import UTC, datetime
+
+        from device.revocations import document
+
+        version, complete, rows = central.store.replaced_since(int(since_text))
+        issued_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = document.encode(version, complete, None if complete else int(since_text), issued_at, rows)
+        key_id, signature = document.sign(central.signing_key, body)
+        log.info("replaced-card list version %d (%s, %d contracts)", version, "complete" if complete else f"since {since_text}", len(rows))
+        self._send(200, body, "application/json", {document.KEY_ID_HEADER: key_id, document.SIGNATURE_HEADER: signature})
+
+    def _reissue(self, card: str) -> None:
+        """``PUT /v1/cards/{contract}`` ``{"current_issue": N}`` with an admin token: the card was re-issued."""
+        central = self.server.central
+        if not central.authorized(self.headers.get("Authorization"), admin=True):
+            self._error(401, "unauthorized", "recording a re-issue needs an admin token (--admin-token-file)", headers={"WWW-Authenticate": 'Bearer realm="central-admin"'})
+            return
+        raw = self._read_body()
+        if raw is None:
+            return
+        if not contract.is_card_contract(card):
+            self._error(400, "bad-request", "the contract must be 1-32 ASCII digits, not all zeros")
+            return
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            self._error(400, "bad-request", "the body is not JSON (UTF-8)")
+            return
+        issue = contract._as_int(body.get("current_issue")) if isinstance(body, dict) else None
+        if issue is None or not 1 <= issue <= 9999:
+            self._error(400, "bad-request", "the body must be {\"current_issue\": N}, N from 1 to 9999")
+            return
+        try:
+            version, changed = central.store.reissue(card, issue)
+        except ValueError as e:
+            self._error(409, "conflict", str(e))
+            return
+        log.info("card re-issued: contract ...%s now at issue %d (list version %d)", card[-4:], issue, version)
+        self._json(200, {"contract": card, "current_issue": issue, "version": version, "changed": changed})
 
     def _seqs(self, kiosk_id: str) -> None:
         if not self._authorize():
@@ -388,11 +458,14 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The server's options, for ``kiosk central`` and ``python -m central.server`` alike."""
+def add_arguments(parser: argparse.ArgumentParser, *, db_required: bool = True) -> None:
+    """The server's options, for ``kiosk central`` and ``python -m central.server`` alike.
+
+    ``db_required=False`` where a subcommand (``kiosk central keygen``) needs no database: then
+    :func:`main` asks for it."""
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     parser.add_argument("--port", type=_non_negative_int, default=8080, help="port (default 8080; 0 picks a free one)")
-    parser.add_argument("--db", metavar="PATH", required=True, help="SQLite file holding the identifications (created if missing)")
+    parser.add_argument("--db", metavar="PATH", required=db_required, help="SQLite file holding the identifications (created if missing)")
     parser.add_argument("--token", action="append", default=[], metavar="T", help="a bearer token kiosks may use (repeatable; for hand use: a command line shows in `ps`)")
     parser.add_argument("--token-file", metavar="PATH", help="file with one bearer token per line (keeps tokens out of `ps`)")
     parser.add_argument(
@@ -404,6 +477,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="accept identifications of this card format too (repeatable; v1 always): e.g. xu:8:9 "
         "for 8-digit contracts with issues 1-9; MAX_ISSUE 0 for a format without a card issue",
     )
+    parser.add_argument("--signing-key", metavar="PATH", help="Ed25519 private key (PEM) that signs the replaced-card list (kiosk central keygen); without it the list is not served")
+    parser.add_argument("--admin-token-file", metavar="PATH", help="file with one admin token per line: may record re-issues (PUT /v1/cards/{contract})")
     faults = parser.add_argument_group("fault injection (for tests; all off by default)")
     faults.add_argument("--fail-rate", type=_rate, default=0.0, metavar="F", help="answer this share of batches 503 with Retry-After, storing nothing")
     faults.add_argument("--retry-after", dest="retry_after_s", type=_non_negative_int, default=1, metavar="S", help="seconds sent in Retry-After with 503 and 500 (default 1)")
@@ -419,9 +494,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _read_tokens(args: argparse.Namespace) -> list[str]:
     tokens = [t for t in args.token if t]
     if args.token_file:
-        text = Path(args.token_file).read_text(encoding="utf-8")
-        tokens += [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        tokens += _read_token_file(args.token_file)
     return tokens
+
+
+def _read_token_file(path: str) -> list[str]:
+    """One token per line; blank lines and ``#`` comments skipped."""
+    text = Path(path).read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
 def _kiosk_in(path: str) -> str | None:
@@ -437,10 +517,26 @@ def _kiosk_in(path: str) -> str | None:
     return None if "/" in encoded else unquote(encoded)
 
 
+def _card_in(path: str) -> str | None:
+    """The contract in a ``/v1/cards/{contract}`` path (not ``/v1/cards/replaced``), else None.
+
+    >>> _card_in("/v1/cards/0012345678"), _card_in("/v1/cards/replaced")
+    ('0012345678', None)
+    """
+    head = contract.CARD_PATH.partition("{contract}")[0]
+    if not path.startswith(head) or path == contract.REPLACED_CARDS_PATH:
+        return None
+    rest = unquote(path[len(head) :])
+    return rest if rest and "/" not in rest else None
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the server until SIGTERM or SIGINT; 0 on a clean stop, 1 if it cannot start, 2 usage."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not args.db:
+        print("central: give --db PATH (the SQLite file holding the identifications)", file=sys.stderr)
+        return 2
     try:
         tokens = _read_tokens(args)
     except OSError as e:
@@ -451,12 +547,27 @@ def main(args: argparse.Namespace) -> int:
         return 2
     faults = Faults.from_args(args)
     try:
+        admin_tokens = _read_token_file(args.admin_token_file) if args.admin_token_file else []
+    except OSError as e:
+        print(f"central: cannot read --admin-token-file: {e.strerror or e}", file=sys.stderr)
+        return 1
+    signing_key = None
+    if args.signing_key:
+        from device.revocations.document import load_private_key
+
+        try:
+            signing_key = load_private_key(args.signing_key)
+        except (OSError, ValueError) as e:
+            print(f"central: cannot use --signing-key: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
+            return 1
+    try:
         store = Store(args.db)
     except (OSError, sqlite3.Error, RuntimeError) as e:
         print(f"central: cannot open the database {args.db}: {e}", file=sys.stderr)
         return 1
     try:
-        server = serve(args.host, args.port, Central(store, tokens, faults, {**contract.FORMATS, **{f.name: f for f in args.accept_format}}))
+        formats = {**contract.FORMATS, **{f.name: f for f in args.accept_format}}
+        server = serve(args.host, args.port, Central(store, tokens, faults, formats, admin_tokens=admin_tokens, signing_key=signing_key))
     except OSError as e:
         store.close()
         print(f"central: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from central.contract import ACCEPTED, DUPLICATE, Identification
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS identifications (
@@ -43,8 +43,24 @@ CREATE TABLE IF NOT EXISTS identifications (
 """
 # For the per-kiosk accounting (GET /v1/kiosks/{kiosk}/seqs).
 _INDEX = "CREATE INDEX IF NOT EXISTS identifications_kiosk_seq ON identifications (kiosk, seq)"
+# The replaced-card list: each contract's current card issue, and the list version that set it
+# (versions only grow, one per re-issue), so a delta since any version is one indexed query.
+_CARDS = (
+    "CREATE TABLE IF NOT EXISTS card_issues (contract TEXT PRIMARY KEY, current_issue INTEGER NOT NULL, version INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS card_issues_version ON card_issues (version)",
+)
 
 _COLUMNS = ("id", "seq", "format", "contract", "card_issue", "kiosk", "site", "scanned_at", "clock_synced", "symbology", "received_at", "receipts")
+#: A refusal (a replaced card shown at a kiosk) is stored beside the identifications, in the same
+#: seq accounting, with its kind and the contract's current issue.
+_REFUSAL_COLUMNS = ("kind", "current_issue")
+IDENTIFICATION, REFUSAL = "identification", "refusal"
+
+
+def _migrate_v2(db: sqlite3.Connection) -> None:
+    """Version 2 held identifications only: every record stored is one."""
+    db.execute(f"ALTER TABLE identifications ADD COLUMN kind TEXT NOT NULL DEFAULT '{IDENTIFICATION}'")
+    db.execute("ALTER TABLE identifications ADD COLUMN current_issue INTEGER")
 
 
 def _migrate_v1(db: sqlite3.Connection) -> None:
@@ -87,8 +103,14 @@ class Store:
         try:
             if version == 1:
                 _migrate_v1(self._db)
-            self._db.execute(_SCHEMA)
+            if version in (1, 2):
+                _migrate_v2(self._db)
+            if version == 0:
+                self._db.execute(_SCHEMA)
+                _migrate_v2(self._db)
             self._db.execute(_INDEX)
+            for statement in _CARDS:
+                self._db.execute(statement)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._db.execute("COMMIT")
         except BaseException:
@@ -116,12 +138,11 @@ class Store:
                     known.add(r.id)
                     statuses.append(ACCEPTED)
                     new_rows.append(
-                        (r.id, r.seq, r.format, r.contract, r.card_issue, kiosk_id, site, r.scanned_at, int(r.clock_synced), r.symbology, received_at)
-                    )
-                self._db.executemany(
-                    f"INSERT INTO identifications ({', '.join(_COLUMNS[:-1])}) VALUES ({', '.join('?' * (len(_COLUMNS) - 1))})",
-                    new_rows,
-                )
+                        (r.id, r.seq, r.format, r.contract, r.card_issue, kiosk_id, site, r.scanned_at, int(r.clock_synced), r.symbology, received_at,
+                         r.kind, r.current_issue)
+                    )  # fmt: skip
+                names = [*_COLUMNS[:-1], *_REFUSAL_COLUMNS]
+                self._db.executemany(f"INSERT INTO identifications ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", new_rows)
                 self._db.executemany("UPDATE identifications SET receipts = receipts + 1 WHERE id = ?", repeats)
                 self._db.execute("COMMIT")
             except BaseException:
@@ -138,14 +159,76 @@ class Store:
             known.update(row[0] for row in self._db.execute(f"SELECT id FROM identifications WHERE id IN ({marks})", chunk))
         return known
 
-    def identifications(self) -> list[dict]:
-        """Everything held, in order of first arrival, as ``GET /v1/identifications`` lists it."""
+    def identifications(self, kind: str = IDENTIFICATION) -> list[dict]:
+        """Every identification held (``kind="refusal"``: every refusal), in order of first arrival,
+        as ``GET /v1/identifications`` (``GET /v1/refusals``) lists them."""
+        columns = _COLUMNS if kind == IDENTIFICATION else (*_COLUMNS, "current_issue")
         with self._lock:
-            rows = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM identifications ORDER BY rowid").fetchall()
-        out = [dict(zip(_COLUMNS, row)) for row in rows]
+            rows = self._db.execute(f"SELECT {', '.join(columns)} FROM identifications WHERE kind = ? ORDER BY rowid", (kind,)).fetchall()
+        out = [dict(zip(columns, row)) for row in rows]
         for d in out:
             d["clock_synced"] = bool(d["clock_synced"])
         return out
+
+    # --- the replaced-card list -------------------------------------------------------------------
+
+    def reissue(self, contract: str, current_issue: int) -> tuple[int, bool]:
+        """Record that ``contract``'s card is now at ``current_issue``: (the list version, whether it changed).
+
+        The same issue again changes nothing (a PUT repeated); a lower one raises ValueError
+        (issues only grow: a kiosk holding the higher one would never take it back)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT current_issue FROM card_issues WHERE contract = ?", (contract,)).fetchone()
+                version = self._list_version()
+                if row is not None and row[0] >= current_issue:
+                    self._db.execute("ROLLBACK")
+                    if row[0] > current_issue:
+                        raise ValueError(f"the contract's current issue is {row[0]}; an issue only grows")
+                    return version, False
+                version += 1
+                self._db.execute(
+                    "INSERT INTO card_issues (contract, current_issue, version) VALUES (?, ?, ?) "
+                    "ON CONFLICT (contract) DO UPDATE SET current_issue = excluded.current_issue, version = excluded.version",
+                    (contract, current_issue, version),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        return version, True
+
+    def reissue_many(self, rows: list[tuple[str, int]]) -> int:
+        """Record many re-issues in one transaction, all under one new version (benchmarks, bulk loads); the version."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                version = self._list_version() + 1
+                self._db.executemany(
+                    "INSERT INTO card_issues (contract, current_issue, version) VALUES (?, ?, ?) "
+                    "ON CONFLICT (contract) DO UPDATE SET current_issue = max(current_issue, excluded.current_issue), version = excluded.version",
+                    [(c, i, version) for c, i in rows],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return version
+
+    def _list_version(self) -> int:
+        return self._db.execute("SELECT COALESCE(MAX(version), 0) FROM card_issues").fetchone()[0]
+
+    def replaced_since(self, since: int) -> tuple[int, bool, list[tuple[str, int]]]:
+        """(version, complete, [(contract, current issue)]): a delta of what changed after ``since``,
+        or the complete list when ``since`` is 0 or newer than any version here."""
+        with self._lock:
+            version = self._list_version()
+            complete = since <= 0 or since > version
+            where, params = ("", ()) if complete else (" WHERE version > ?", (since,))
+            rows = self._db.execute(f"SELECT contract, current_issue FROM card_issues{where} ORDER BY contract", params).fetchall()
+        return version, complete, rows
 
     def seqs_held(self, kiosk_id: str, max_gaps: int) -> dict:
         """Which of a kiosk's seqs the central holds, for end-to-end accounting.

@@ -58,6 +58,8 @@ if TYPE_CHECKING:
 #: The central API's paths (see central/contract.py for the reference implementation).
 HEALTH_PATH = "/v1/health"
 IDENTIFICATIONS_PATH = "/v1/identifications"
+#: The replaced-card list, complete or a delta since a version (``?since=N``), signed.
+REPLACED_CARDS_PATH = "/v1/cards/replaced"
 #: One kiosk's seqs as the central holds them (``{kiosk}`` percent-encoded).
 KIOSK_SEQS_PATH = "/v1/kiosks/{kiosk}/seqs"
 
@@ -145,6 +147,15 @@ class CentralAnswer:
     status: int
     headers: Any  # requests' case-insensitive dict
     data: Any  # the parsed JSON
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    """A 2xx answer, read in full and kept as bytes (:meth:`CentralClient.get_signed`)."""
+
+    status: int
+    headers: Any
+    body: bytes
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -278,6 +289,15 @@ class CentralClient:
         data = json.dumps(body, separators=(",", ":")).encode("utf-8")
         return self._call("POST", path, data, self._usable_token(token), {"Content-Type": "application/json"}, cancel)
 
+    def get_signed(self, path: str, *, max_bytes: int, deadline_s: float | None = None, cancel: Cancel | None = None) -> RawAnswer:
+        """GET ``path`` and keep the answer's exact bytes (a signed document: the replaced-card list).
+
+        ``max_bytes`` caps the answer (a larger one is :class:`CentralMalformed`); ``deadline_s``
+        replaces the request's total deadline (a big list over a slow line needs longer than a
+        batch). Errors as for :meth:`get_json`.
+        """
+        return self._call("GET", path, None, self._usable_token(None), {}, cancel, max_bytes=max_bytes, deadline_s=deadline_s, raw=True)
+
     def _usable_token(self, token: str | None) -> str:
         if token is None:
             token, problem = self.read_token()
@@ -285,25 +305,31 @@ class CentralClient:
                 raise CentralRefusedToken(problem)
         return token
 
-    def _call(self, method: str, path: str, data: bytes | None, token: str | None, headers: dict, cancel: Cancel | None) -> CentralAnswer:
+    def _call(
+        self, method: str, path: str, data: bytes | None, token: str | None, headers: dict, cancel: Cancel | None,
+        *, max_bytes: int = 0, deadline_s: float | None = None, raw: bool = False,
+    ) -> CentralAnswer | RawAnswer:  # fmt: skip
         if cancel is not None and cancel.is_set():
             raise CentralAborted(ABORTED)
-        progress = _Progress()
-        with InFlight(self.deadline_s, cancel) as flight:
+        progress = _Progress(max_bytes or MAX_ANSWER_BYTES)
+        deadline_s = deadline_s or self.deadline_s
+        with InFlight(deadline_s, cancel) as flight:
             try:
                 status, answer_headers, body = self._exchange(method, path, data, token, headers, flight, progress)
             except Exception as e:  # whatever the library made of a socket shut under it
-                cut = self._cut_problem(flight, progress)
+                cut = self._cut_problem(flight, progress, deadline_s)
                 if cut is None:
                     raise
                 raise cut from e
             # An answer that "ended" because its socket was shut (headers cut short read as
             # complete) is no answer; one that came just in time costs only a duplicate.
-            cut = self._cut_problem(flight, progress)
+            cut = self._cut_problem(flight, progress, deadline_s)
             if cut is not None:
                 raise cut
         if not 200 <= status < 300:
             raise self._status_problem(status, answer_headers, body, path)
+        if raw:
+            return RawAnswer(status, answer_headers, body)
         parsed = _json(body)
         if parsed is _NOT_JSON:
             kind = "an HTML page" if body.lstrip()[:1] == b"<" else "not JSON"
@@ -338,8 +364,8 @@ class CentralClient:
             for part in response.iter_content(8192):
                 parts.append(part)
                 progress.received += len(part)
-                if progress.received > MAX_ANSWER_BYTES:
-                    raise CentralMalformed(f"the central's answer is larger than {MAX_ANSWER_BYTES} bytes", status=response.status_code)
+                if progress.received > progress.limit:
+                    raise CentralMalformed(f"the central's answer is larger than {progress.limit} bytes", status=response.status_code)
         except requests.exceptions.RequestException as e:
             # requests wraps a read timeout in the body as a ConnectionError
             if isinstance(e, requests.exceptions.Timeout) or any(isinstance(x, ReadTimeoutError) for x in _exception_chain(e)):
@@ -353,7 +379,7 @@ class CentralClient:
             ) from e
         return b"".join(parts)
 
-    def _cut_problem(self, flight: InFlight, progress: _Progress) -> CentralProblem | None:
+    def _cut_problem(self, flight: InFlight, progress: _Progress, deadline_s: float) -> CentralProblem | None:
         """What a failure means when the request was cut: its deadline passed, or the caller cancelled it."""
         if flight.cut == CANCELLED:
             return CentralAborted(ABORTED)
@@ -361,7 +387,7 @@ class CentralClient:
             return None
         if not progress.headers:
             return CentralTooSlow(
-                f"the central did not answer within {self.deadline_s:g} s "
+                f"the central did not answer within {deadline_s:g} s "
                 "(a request's deadline: api.connect_timeout_s + 2 x api.read_timeout_s)"
             )
         of = f" of {progress.length}" if progress.length is not None else ""
@@ -445,7 +471,8 @@ class _BearerAuth:
 class _Progress:
     """How much of the answer arrived: the headers (with the Content-Length they claim) and the bytes read."""
 
-    def __init__(self):
+    def __init__(self, limit: int = MAX_ANSWER_BYTES):
+        self.limit = limit  # the most bytes read
         self.headers = False
         self.length: int | None = None
         self.received = 0

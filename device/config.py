@@ -443,6 +443,20 @@ class ApiSection:
 
 
 @dataclass(frozen=True)
+class RevocationsSection:
+    enabled: bool = opt(False, "Refuse replaced cards (a card whose issue is lower than its contract's current issue) against a signed list synced from the central (needs revocations.public_key_file).")
+    public_key_file: str = opt(
+        "", "The central's Ed25519 public key (PEM) that signs the replaced-card list (`kiosk central keygen` writes a pair).",
+        check=_check_existing_file, allowed="an existing PEM file", on_disk=True,
+    )  # fmt: skip
+    path: str = opt("", "The kiosk's copy of the list (SQLite). Empty: revocations.db beside outbox.path.", check=lambda v: _check_path(v) if v else None, allowed="a path, no control characters; empty: beside the outbox")
+    interval_s: float = opt(900.0, "Sync the list this often (each wait 20 % shorter or longer at random, so a fleet does not sync in step); also at start and on `kiosk revocations sync`.", minimum=10, maximum=DAY_S)
+    max_age_s: float = opt(3 * DAY_S, "Fault 'revocations' when the copy was last confirmed by the central longer ago than this (the kiosk goes on checking against it).", minimum=60, maximum=30 * DAY_S)
+    max_bytes: int = opt(64 * 1024 * 1024, "The largest list answer read; a larger one is refused (a complete list of a million contracts is about 17 MB).", minimum=1024, maximum=1024 * 1024 * 1024)
+    deadline_s: float = opt(120.0, "The longest one sync's request may take, however slowly the central sends (a trickled answer is refused).", minimum=1, maximum=DAY_S)
+
+
+@dataclass(frozen=True)
 class FeedbackSection:
     pin_factory: str = opt(
         "",
@@ -483,6 +497,7 @@ class Config:
     scan: ScanSection = field(default_factory=ScanSection)
     outbox: OutboxSection = field(default_factory=OutboxSection)
     api: ApiSection = field(default_factory=ApiSection)
+    revocations: RevocationsSection = field(default_factory=RevocationsSection)
     feedback: FeedbackSection = field(default_factory=FeedbackSection)
     preview: PreviewSection = field(default_factory=PreviewSection)
     log: LogSection = field(default_factory=LogSection)
@@ -666,6 +681,8 @@ def _check_together(cfg: Config) -> None:
     insecure = insecure_url_problem(cfg.api.url, cfg.api.allow_insecure_http)
     if insecure:
         raise ConfigError("api.url", insecure, cfg.source)
+    if cfg.revocations.enabled and not cfg.revocations.public_key_file:
+        raise ConfigError("revocations.public_key_file", "required when revocations.enabled: the central's public key that signs the replaced-card list", cfg.source)
     pins = {}
     for name in ("green_pin", "red_pin", "amber_pin", "buzzer_pin", "button_pin"):
         pin = getattr(cfg.feedback, name)

@@ -99,7 +99,16 @@ class _Untrusted(Exception):
 
 
 def wire_record(record: Identification) -> dict:
-    """One identification as the central API receives it, with its card format (docs/openapi.yaml)."""
+    """One identification as the central API receives it, with its card format (docs/openapi.yaml).
+
+    A refusal (a replaced card) is the same record with ``kind`` and the contract's ``current_issue``.
+    """
+    if record.kind != "identification":
+        return {**_identification_fields(record), "kind": record.kind, "current_issue": record.current_issue}
+    return _identification_fields(record)
+
+
+def _identification_fields(record: Identification) -> dict:
     return {
         "id": record.id,
         "seq": record.seq,

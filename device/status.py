@@ -249,7 +249,8 @@ def render(report: dict) -> str:
             lines.append(f"last card   contract {last['contract']} issue {last['issue']}, {_age(scan.get('last_identification_age_s'))} ago (seq {last['seq']})")
         else:
             lines.append("last card   none since start")
-        lines.append(f"today       {scan.get('identifications', 0)} identified, {scan.get('not_a_card', 0)} not a card (since start)")
+        refused = f", {scan['refusals']} replaced cards refused" if scan.get("refusals") else ""
+        lines.append(f"today       {scan.get('identifications', 0)} identified{refused}, {scan.get('not_a_card', 0)} not a card (since start)")
     queue = report.get("queue") or {}
     if "error" in queue:
         lines.append(f"queue       cannot read: {queue['error']}")
@@ -272,6 +273,11 @@ def render(report: dict) -> str:
         last_ok = delivery.get("last_success_at") or "never"
         err = f"; last error: {delivery['last_error']}" if delivery.get("last_error") and delivery.get("state") != "ok" else ""
         lines.append(f"delivery    {state} to {delivery.get('url')}; last success {last_ok}{err}")
+    revocations = (daemon or {}).get("revocations")
+    if revocations:
+        from device.revocations.store import summary
+
+        lines.append(f"replaced    {revocations['error'] if 'error' in revocations else summary(revocations)}")
     for name, out in sorted(((daemon or {}).get("outputs") or {}).items()):
         # Frames an output skips while behind are normal; lost events and errors are not.
         lost = {event: n for event, n in out.get("dropped", {}).items() if event != "frame"}

@@ -31,3 +31,15 @@ def test_bench_idle_reports_cpu_share_and_memory_samples(tmp_path):
     samples = re.findall(r"^\s+(\d+)\s+([\d.]+)$", run.stdout, re.M)
     assert [int(n) for n, _ in samples][-1] == 300
     assert "growth after warm-up" in run.stdout
+
+
+def test_bench_revocations_syncs_a_complete_list_and_a_delta_and_counts_right(tmp_path):
+    import json
+
+    run = run_kiosk("bench", "revocations", "--dir", str(tmp_path), "--contracts", "3000", "--delta", "20", "--checks", "400", "--frames", "5", "--json", timeout=600)
+    assert run.returncode == 0, run.stderr
+    data = json.loads(run.stdout.strip().splitlines()[-1])
+    assert (data["complete"]["contracts"], data["steps"]["verified"]) == (3000, True)
+    assert (data["delta_sync"]["kind"], data["delta_sync"]["contracts"]) == ("applied", 20)
+    assert (data["check"]["checks"], data["check"]["refused"]) == (400, 200)
+    assert data["frames"]["frames"] == 5 and data["frames"]["syncs_meanwhile"] >= 1

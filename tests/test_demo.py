@@ -60,6 +60,11 @@ def test_demo_identifies_each_card_once_delivers_it_and_exits_0(kept_run):
     assert f"delivered    {len(CONTRACTS)} of {len(CONTRACTS)}" in summary
     assert re.search(r"frames from the card entering view to its identification: median \d", summary)
     assert "PASS" in summary
+    # The lost card of a re-issued contract is refused once, with its own signal, and its refusal delivered.
+    assert len(re.findall(r"REFUSED +contract \*{6}0017 issue 1: card replaced, its current issue is 2", out)) == 1, out
+    assert "red LED 2 s + one long beep" in out
+    assert len(re.findall(r"delivered +refusal", out)) == 1
+    assert "refused      1 of 1 replaced cards shown (1 refusals delivered)" in summary
     assert (folder / "counter.avi").is_file() and (folder / "counter.truth.json").is_file()
     assert_central_stopped(out)
 
@@ -114,3 +119,17 @@ def test_judge_wants_each_card_once_delivered_once_and_nothing_else():
 
     pending = judge(truths, good, [], {"a": Record("delivered"), "b": Record("pending", "connection refused")}, Counter(a=1))
     assert any("not delivered (pending: connection refused)" in p for p in pending.problems)
+
+
+def test_judge_wants_a_replaced_card_refused_once_and_never_identified():
+    truths = [_truth("4000000017", 10, 40)]
+    refusal = Seen(12, "4000000017", 1, "r", 1)
+    good = judge(truths, [], [], {"r": Record("delivered")}, Counter(), replaced={"4000000017": 2}, refused=[refusal], central_refusal_ids=Counter(r=1))
+    assert good.ok and (good.replaced_shown, good.replaced_refused, good.refusals_delivered) == (1, 1, 1)
+
+    identified = judge(truths, [Seen(12, "4000000017", 1, "a", 1)], [], {"a": Record("delivered")}, Counter(a=1), replaced={"4000000017": 2})
+    assert any("refused 0 times" in p for p in identified.problems)
+    assert any("no such valid card was in view" in p for p in identified.problems)
+
+    undelivered = judge(truths, [], [], {"r": Record("pending")}, Counter(), replaced={"4000000017": 2}, refused=[refusal], central_refusal_ids=Counter())
+    assert any("refusal 1" in p and "not delivered" in p for p in undelivered.problems)

@@ -8,7 +8,7 @@ HELP = {"bench": "measure read rates and speed"}
 
 
 def register(sub) -> None:
-    from device.tools.bench import command, decode, idle, loop, outbox, scenes
+    from device.tools.bench import command, decode, idle, loop, outbox, revocations, scenes
 
     bsub = add_group(
         sub, "bench", HELP["bench"], "Benchmarks: read rates and costs, side by side in one run.", example="kiosk bench decode", dest="bench_command"
@@ -19,6 +19,7 @@ def register(sub) -> None:
         ("loop", loop, "frames per second, CPU per frame and gate skips of the scan loop on a video"),
         ("outbox", outbox, "commit latency with synchronous=FULL and the drain rate of a backlog into the central"),
         ("idle", idle, "the idle daemon (camera on, nobody at the counter): CPU share, and memory over 50,000 frames"),
+        ("revocations", revocations, "the replaced-card list: a complete sync of a million contracts, a delta, the check per card, frame times during a sync"),
         ("command", command, "CPU time of a technician's command (e.g. status) for one or more installs, side by side"),
     ):
         add_module_command(bsub, f"bench {name}", module, help_text)

@@ -31,6 +31,7 @@ DELIVERY_AUTH = "delivery-auth"  # the central refuses the token, or there is no
 DELIVERY = "delivery"  # delivery has failed for api.delivery_alert_s (not the token's fault): the cause and the next step
 BACKLOG = "backlog"  # the oldest undelivered identification is older than feedback.backlog_alert_s
 OUTBOX_INTEGRITY = "outbox-integrity"  # identifications lost, salvaged or quarantined: on until `kiosk queue ack`
+REVOCATIONS = "revocations"  # the replaced-card list: refused (signature, version, format), unreachable, too old, or none yet
 
 #: A fault still being raised is logged again at most this often.
 REMIND_EVERY_S = 60.0

@@ -65,6 +65,19 @@ def make_forwarder(cfg: Config, outbox: Outbox) -> Forwarder:
     return Forwarder.from_config(cfg, outbox)
 
 
+def make_revocations(cfg: Config):
+    """The replaced-card list's sync when ``revocations.enabled``, else None (config errors name the key)."""
+    if not cfg.revocations.enabled:
+        return None
+    from device.revocations.store import RevocationsError
+    from device.revocations.sync import RevocationSync
+
+    try:
+        return RevocationSync.from_config(cfg)
+    except RevocationsError as e:  # a folder it may not write, say: named, exit 78, no traceback
+        raise ConfigError("revocations.path", str(e), cfg.source) from None
+
+
 def open_outbox(cfg: Config) -> Outbox:
     return Outbox.from_config(cfg)
 
@@ -92,17 +105,24 @@ class Kiosk:
         notifier: Notifier | None = None,
         camera_restart_after_s: float = 0.0,
         device_watch: DeviceClassWatch | None = None,
+        revocations=None,
     ):
         self.outbox = outbox
+        #: The replaced-card list's sync (:class:`~device.revocations.sync.RevocationSync`), None when off.
+        self.revocations = revocations
         self.forwarder = forwarder
         self.runtime_dir = runtime_dir
         self.outputs = OutputRunner([LogOutput(unmask=unmask), *outputs])
         self.faults = FaultRegistry(self.outputs)
         self.loop = ScanLoop(source, pipeline, outbox, self.faults, self.outputs, repeat_window_s=repeat_window_s, unmask=unmask, on_commit=forwarder.wake)
+        if revocations is not None:
+            self.loop.replaced_by = revocations.copy.replaced_by
         settings = SupervisorSettings(
             backlog_alert_s, kiosk_id=kiosk_id, runtime_dir=runtime_dir, camera_restart_after_s=camera_restart_after_s, unmask=unmask
         )
-        self.supervisor = Supervisor(self.loop, forwarder, outbox, self.faults, self.outputs, settings, notifier=notifier, device_watch=device_watch)
+        self.supervisor = Supervisor(
+            self.loop, forwarder, outbox, self.faults, self.outputs, settings, notifier=notifier, device_watch=device_watch, revocations=revocations
+        )
 
     @classmethod
     def from_config(cls, cfg: Config, *, outputs: Iterable[Output] = ()) -> "Kiosk":
@@ -122,6 +142,7 @@ class Kiosk:
             raise
         try:
             forwarder = make_forwarder(cfg, outbox)
+            revocations = make_revocations(cfg)
         except BaseException:
             outbox.close()
             source.close()
@@ -139,6 +160,7 @@ class Kiosk:
             backlog_alert_s=cfg.feedback.backlog_alert_s,
             camera_restart_after_s=cfg.camera.restart_after_s,
             device_watch=device_watch,
+            revocations=revocations,
         )
 
     # --- what callers look at -------------------------------------------------------------

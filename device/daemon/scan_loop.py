@@ -19,7 +19,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from device.camera import CameraError, FrameSource
-from device.daemon.faults import CAMERA, OUTBOX, FaultRegistry
+from device.daemon.faults import CAMERA, OUTBOX, REVOCATIONS, FaultRegistry
 from device.outbox import Outbox, OutboxError
 from device.pipeline import Pipeline, Reading
 from device.presentation import Presentations
@@ -38,10 +38,12 @@ class ScanCounters:
     frames: int = 0
     decoded_frames: int = 0
     identifications: int = 0
+    refusals: int = 0  # replaced cards shown (device.revocations)
     not_a_card: int = 0
     odd_frames: int = 0
     last_identification_at: float | None = None  # monotonic
     last_identification: dict | None = None  # masked, for status
+    last_refusal: dict | None = None  # masked, for status
 
 
 @dataclass(eq=False)
@@ -56,6 +58,8 @@ class ScanLoop:
     :param repeat_window_s: ``scan.repeat_window_s``: a card shown again within it is the same presentation.
     :param unmask: ``log.unmask``: whole contract numbers in status.
     :param on_commit: called after each commit (the forwarder's ``wake``).
+    :param replaced_by: the contract's current issue when a card is a replaced one, else None
+        (:meth:`device.revocations.store.ReplacedCards.replaced_by`); it reads a local copy, never the network.
     """
 
     source: FrameSource
@@ -67,6 +71,7 @@ class ScanLoop:
     repeat_window_s: float
     unmask: bool
     on_commit: Callable[[], object] = lambda: None
+    replaced_by: Callable[[Any], int | None] = lambda card: None
     #: The cards seen and the other barcodes seen, each by presentation.
     cards: Presentations = field(init=False)
     foreign: Presentations = field(init=False)
@@ -128,8 +133,11 @@ class ScanLoop:
         card = reading.card
         if not self.cards.is_new(card, now):
             return
+        current_issue = self._replaced_by(card)
         try:
-            identification = self.outbox.commit(card, symbology=reading.symbol.symbology, decoder=reading.symbol.decoder)
+            identification = self.outbox.commit(
+                card, symbology=reading.symbol.symbology, decoder=reading.symbol.decoder, refused_for_issue=current_issue
+            )
         except OutboxError as e:
             # No "OK" to the client: nothing is durable. No presentation is opened either, so
             # the next frame of the same card tries again (and succeeds once space returns).
@@ -137,6 +145,9 @@ class ScanLoop:
             return
         self.faults.clear(OUTBOX, "identifications are stored again")
         self.cards.identified(card, now)
+        if current_issue is not None:
+            self._refused(identification, index)
+            return
         self.counters.identifications += 1
         self.counters.last_identification_at = now
         self.counters.last_identification = {
@@ -146,4 +157,26 @@ class ScanLoop:
             "scanned_at": identification.scanned_at,
         }
         self.outputs.identified(identification, index)
+        self.on_commit()
+
+    def _replaced_by(self, card) -> int | None:
+        """The current issue of a replaced card, else None. A copy that cannot be read identifies
+        the card (the ``revocations`` fault says why): the list must never stop the counter."""
+        try:
+            return self.replaced_by(card)
+        except Exception as e:  # RevocationsError, or a bug: the card is identified, the fault says why
+            self.faults.raise_(REVOCATIONS, f"cannot check the replaced-card list: {e}")
+            return None
+
+    def _refused(self, refusal, index: int) -> None:
+        """A replaced card: its refusal is durable; no identification, its own signal."""
+        self.counters.refusals += 1
+        self.counters.last_refusal = {
+            "contract": mask_contract(refusal.contract, self.unmask),
+            "issue": refusal.card_issue,
+            "current_issue": refusal.current_issue,
+            "seq": refusal.seq,
+            "scanned_at": refusal.scanned_at,
+        }
+        self.outputs.card_replaced(refusal, index)
         self.on_commit()

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from device import __version__, status
 from device.daemon.devclass import DeviceClassWatch
-from device.daemon.faults import BACKLOG, DELIVERY, DELIVERY_AUTH, OUTBOX_INTEGRITY, FaultRegistry
+from device.daemon.faults import BACKLOG, DELIVERY, DELIVERY_AUTH, OUTBOX_INTEGRITY, REVOCATIONS, FaultRegistry
 from device.daemon.notify import Notifier
 from device.daemon.scan_loop import ScanLoop
 from device.daemon.snapshot import SnapshotService
@@ -89,6 +89,7 @@ class Supervisor:
     :param settings: what the configuration says (status, backlog, camera, snapshots).
     :param notifier: systemd's notify socket (a no-op outside systemd).
     :param device_watch: device classes that appear after start; None: not watched.
+    :param revocations: syncs the replaced-card list in its own thread; its state is the ``revocations`` fault.
     """
 
     def __init__(
@@ -102,8 +103,12 @@ class Supervisor:
         *,
         notifier: Notifier | None = None,
         device_watch: DeviceClassWatch | None = None,
+        revocations=None,
     ):
         self.settings = settings
+        #: The replaced-card list's sync (a :class:`~device.revocations.sync.RevocationSync`), None when off.
+        self.revocations = revocations
+        self._revocations_thread: SupervisedThread | None = None
         self.device_watch = device_watch
         self.notifier = notifier or Notifier()
         # The stages it watches.
@@ -130,6 +135,14 @@ class Supervisor:
         ``run_stop`` is set when the daemon must stop for a restart (see :meth:`request_restart`)."""
         self._run_stop = run_stop
         self.start_forwarder()
+        if self.revocations is not None:
+            # A sync's request ends at revocations.deadline_s; applying a big list takes seconds more.
+            self._revocations_thread = SupervisedThread("revocations", self.revocations.run, stall_after_s=self.revocations.deadline_s + 120)
+            self._revocations_thread.start()
+            from device.revocations.sync import START_WAIT_S
+
+            if not self.revocations.first_attempt.wait(min(START_WAIT_S, self.revocations.deadline_s)):
+                log.warning("the first sync of the replaced-card list is still under way: scanning against the copy on disk meanwhile")
         # Nobody watches the watcher: when housekeeping gives up it asks for the restart itself,
         # and while it is dead or hung no turn feeds systemd's watchdog, which is right: a daemon
         # whose faults, status and watchdog nobody looks after is restarted by systemd.
@@ -154,6 +167,10 @@ class Supervisor:
     def stop(self) -> None:
         """Stop every thread, publish a last status (faults that cleared while draining say so), remove the file."""
         self.stop_forwarder()
+        if self._revocations_thread is not None:
+            self._revocations_thread.stop()
+            self.revocations.request()
+            self._revocations_thread.join(timeout=5)
         if self._housekeeping is not None:
             self._housekeeping.stop()
             self._housekeeping.join(timeout=5)
@@ -163,7 +180,7 @@ class Supervisor:
 
     def supervised_threads(self) -> list[SupervisedThread]:
         """Every thread of the daemon but the caller's: forwarder, housekeeping, outputs, camera."""
-        threads = [self._forwarder, self._housekeeping, *self.outputs.threads(), *self.loop.source.threads()]
+        threads = [self._forwarder, self._revocations_thread, self._housekeeping, *self.outputs.threads(), *self.loop.source.threads()]
         return [t for t in threads if t is not None and t.started]
 
     def check_threads(self) -> bool:
@@ -250,10 +267,26 @@ class Supervisor:
         self.faults.set(BACKLOG, old, f"the oldest undelivered identification is {(age or 0) / 60:.0f} min old", "the backlog is delivered")
         integrity = queue.get("integrity_fault")
         self.faults.set(OUTBOX_INTEGRITY, bool(integrity), integrity or "", "acknowledged by a technician (kiosk queue ack)")
+        revocations = self.check_revocations()
         if self.settings.runtime_dir is not None:
             self.snapshots.answer(self.loop.latest)
-            self.write_status(self.status(queue, forwarder))
+            self.write_status({**self.status(queue, forwarder), **({"revocations": revocations} if revocations else {})})
         self.notifier.status(self.summary())
+
+    def check_revocations(self) -> dict | None:
+        """The replaced-card list's state for status, its fault raised or cleared; None when off."""
+        if self.revocations is None:
+            return None
+        from device.revocations.store import RevocationsError
+
+        try:
+            info = self.revocations.copy.info()
+        except RevocationsError as e:
+            self.faults.raise_(REVOCATIONS, str(e), counted=False)
+            return {"error": str(e)}
+        fault = self.revocations.fault(info)
+        self.faults.set(REVOCATIONS, fault is not None, fault or "", "the replaced-card list is current again")
+        return {**info, "max_age_s": self.revocations.max_age_s, "interval_s": self.revocations.interval_s, "fault": fault}
 
     def may_feed_watchdog(self, period: float, threads_ok: bool) -> bool:
         """Whether this turn may tell systemd all is well: the loop turns, the camera delivers,
@@ -342,6 +375,8 @@ class Supervisor:
                 "decoded_frames": c.decoded_frames,
                 "odd_frames": c.odd_frames,
                 "identifications": c.identifications,
+                "refusals": c.refusals,
+                "last_refusal": c.last_refusal,
                 "not_a_card": c.not_a_card,
                 "last_identification": c.last_identification,
                 "last_identification_age_s": time.monotonic() - c.last_identification_at if c.last_identification_at else None,

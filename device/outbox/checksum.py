@@ -30,6 +30,11 @@ from collections.abc import Mapping
 #: ``wire_record``) and the kiosk id and site its request carries. Order matters: it is the encoding.
 FIELDS = ("id", "seq", "kiosk_id", "site", "format", "contract", "card_issue", "scanned_at", "clock_synced", "symbology")
 
+#: What a refusal (a replaced card, device.revocations) sends besides: covered only for refusals,
+#: so an identification's checksum is the same as before refusals existed.
+REFUSAL_FIELDS = ("kind", "current_issue")
+IDENTIFICATION = "identification"
+
 #: Names the encoding, so that a later change of fields or hash can be told from damage.
 _VERSION = "kiosk-outbox-record-v1"
 
@@ -46,6 +51,8 @@ def record_checksum(fields: Mapping) -> str:
     'd1c0923b402d45ec6142afad246ef620'
     """
     values = [_VERSION, *(bool(fields[name]) if name == "clock_synced" else fields[name] for name in FIELDS)]
+    if fields.get("kind", IDENTIFICATION) != IDENTIFICATION:
+        values += [fields.get(name) for name in REFUSAL_FIELDS]
     encoded = json.dumps(values, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return hashlib.blake2b(encoded.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 

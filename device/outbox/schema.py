@@ -24,7 +24,7 @@ V1_COLUMNS = [
     "delivered_at", "updated_at",
 ]  # fmt: skip
 #: The identification columns now, in :class:`~device.outbox.Identification` field order.
-COLUMNS = [*V1_COLUMNS, "checksum", "quarantine_reason"]
+COLUMNS = [*V1_COLUMNS, "checksum", "quarantine_reason", "kind", "current_issue"]
 
 
 def _v1_create(db: sqlite3.Connection) -> None:
@@ -121,6 +121,14 @@ def _v3_checksums_and_quarantine(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE salvaged_files (name TEXT PRIMARY KEY, salvaged_at TEXT NOT NULL)")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_create, _v2_card_issue_nullable, _v3_checksums_and_quarantine]
+def _v4_refusals(db: sqlite3.Connection) -> None:
+    """A record is an identification or a refusal (a replaced card shown: device.revocations), the
+    latter with the contract's current issue. Added columns, no rebuild: every stored record is an
+    identification, and its checksum stays as it was (device.outbox.checksum)."""
+    db.execute("ALTER TABLE identifications ADD COLUMN kind TEXT NOT NULL DEFAULT 'identification' CHECK (kind IN ('identification', 'refusal'))")
+    db.execute("ALTER TABLE identifications ADD COLUMN current_issue INTEGER")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_create, _v2_card_issue_nullable, _v3_checksums_and_quarantine, _v4_refusals]
 #: The schema version this code writes (PRAGMA user_version).
 SCHEMA_VERSION = len(MIGRATIONS)

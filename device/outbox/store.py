@@ -58,7 +58,7 @@ from device.card import Card
 from device.clock import Clock, SystemClock, parse_utc, utc_iso
 from device.config import Config, OutboxSection
 from device.outbox.access import cannot_write
-from device.outbox.checksum import FIELDS, checksum_problem, record_checksum
+from device.outbox.checksum import FIELDS, REFUSAL_FIELDS, checksum_problem, record_checksum
 from device.outbox.fsync import fsync_dir
 from device.outbox.highwater import HighWaterMark, MarkUnreadable
 from device.outbox.salvage import salvage_into
@@ -151,6 +151,10 @@ class Identification:
     updated_at: str
     checksum: str = ""
     quarantine_reason: str | None = None
+    #: ``identification``, or ``refusal``: a replaced card was shown (``current_issue`` is its
+    #: contract's current card issue, higher than ``card_issue``).
+    kind: str = "identification"
+    current_issue: int | None = None
 
     def as_dict(self) -> dict:
         """All fields, for JSON output (the caller masks ``contract`` for display)."""
@@ -548,7 +552,7 @@ class Outbox:
 
     # --- writing ----------------------------------------------------------------------------
 
-    def commit(self, card: Card, *, symbology: str, decoder: str) -> Identification:
+    def commit(self, card: Card, *, symbology: str, decoder: str, refused_for_issue: int | None = None) -> Identification:
         """Record one identification durably and return it. Signal "OK" only after this returns.
 
         It returns once the database commit is fsynced and then the high-water mark raised to its
@@ -558,6 +562,9 @@ class Outbox:
 
         Raises :class:`OutboxFull` when the disk is full and :class:`OutboxError` on other
         failures; then nothing was recorded and no sequence number was used.
+
+        ``refused_for_issue``: the card is a replaced one, whose contract's current issue is
+        this: the record is a **refusal** (same queue, same seqs, delivered the same way).
         """
         now = self.clock.now()
         record = {
@@ -573,6 +580,8 @@ class Outbox:
             "decoder": decoder,
             "updated_at": utc_iso(now),
         }
+        if refused_for_issue is not None:
+            record.update(kind="refusal", current_issue=int(refused_for_issue))
         with self._lock:
             db = self.db
             try:
@@ -723,7 +732,7 @@ class Outbox:
 
     def checksum_problem(self, record: Identification) -> str | None:
         """None when ``record``'s fields still match its checksum; otherwise what is wrong."""
-        return checksum_problem({name: getattr(record, name) for name in FIELDS}, record.checksum)
+        return checksum_problem({name: getattr(record, name) for name in (*FIELDS, *REFUSAL_FIELDS)}, record.checksum)
 
     def _quarantine(self, damaged: builtins.list[tuple[Identification, str]]) -> None:
         """pending -> quarantined, with the reason: never sent, kept for inspection, reported."""

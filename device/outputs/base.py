@@ -35,7 +35,7 @@ from device.threads import HEARTBEAT_S, StopFlag, SupervisedThread
 log = logging.getLogger(__name__)
 
 #: Events an output may be told, in the order of a presentation's life.
-EVENTS = ("identified", "not_a_card", "fault", "fault_cleared", "frame")
+EVENTS = ("identified", "card_replaced", "not_a_card", "fault", "fault_cleared", "frame")
 
 #: Events that may be dropped when an output falls behind: the next frame says the same.
 DROPPABLE = frozenset({"frame"})
@@ -56,6 +56,10 @@ class Output:
 
     def identified(self, identification, frame_index: int) -> None:
         """A client was identified and the identification is durable in the outbox (the "OK")."""
+
+    def card_replaced(self, refusal, frame_index: int) -> None:
+        """A replaced card (lost, re-issued) was shown: not identified; ``refusal`` (an outbox
+        record of kind ``refusal``, with the contract's ``current_issue``) is durable in the outbox."""
 
     def not_a_card(self, reading, frame_index: int) -> None:
         """A barcode that is not a client card was shown (once per presentation)."""
@@ -198,6 +202,9 @@ class OutputRunner:
 
     def identified(self, identification, frame_index: int) -> None:
         self._tell("identified", identification, frame_index)
+
+    def card_replaced(self, refusal, frame_index: int) -> None:
+        self._tell("card_replaced", refusal, frame_index)
 
     def not_a_card(self, reading, frame_index: int) -> None:
         self._tell("not_a_card", reading, frame_index)

@@ -2,7 +2,8 @@
 
 :class:`Feedback` is an output (see :mod:`device.outputs`): green LED and one short beep
 when a client is identified (after the commit), red LED and a double beep for a barcode that is
-not a card, the amber LED blinking while any fault is active. The optional button calls
+not a card, a longer red LED and one long beep for a replaced card (refused, after the commit of
+its refusal), the amber LED blinking while any fault is active. The optional button calls
 ``on_button`` (the daemon's ``Kiosk.new_presentation``) so the same card identifies again at once::
 
     feedback = Feedback.from_config(cfg, on_button=kiosk.new_presentation)
@@ -47,6 +48,7 @@ class Timings:
     lit_s: float = 1.0  # green or red LED after an event
     beep_s: float = 0.08  # one beep
     beep_gap_s: float = 0.12  # silence between the two beeps of a double beep
+    long_beep_s: float = 0.8  # the "card replaced" beep: long, unlike the short ones
     fault_on_s: float = 0.2  # amber: short flash, long pause, unlike the 1 s steady green/red
     fault_off_s: float = 0.8
     bounce_s: float = 0.05  # button debounce
@@ -59,6 +61,7 @@ def _signals(t: Timings) -> dict[str, str]:
     ms = round(t.beep_s * 1000)
     return {
         "identified": f"green LED {t.lit_s:g} s + one short beep ({ms} ms)",
+        "card_replaced": f"red LED {2 * t.lit_s:g} s + one long beep ({round(t.long_beep_s * 1000)} ms): a lost card, replaced by a newer one",
         "not_a_card": f"red LED {t.lit_s:g} s + a double beep (2 x {ms} ms)",
         "fault": f"amber LED blinks ({t.fault_on_s:g} s on / {t.fault_off_s:g} s off) while any fault is active; no sound",
         "fault_cleared": "amber LED off once every fault has cleared",
@@ -277,6 +280,13 @@ class Feedback(Output):
         with self._lock:
             self._do("green", lambda led: led.blink(on_time=t.lit_s, off_time=0, n=1, background=True))
             self._do("buzzer", lambda bz: bz.beep(on_time=t.beep_s, off_time=t.beep_gap_s, n=1, background=True))
+
+    def card_replaced(self, refusal, frame_index: int) -> None:
+        """Red LED (twice as long) and one long beep: the card was replaced, the client has a newer one."""
+        t = self.timings
+        with self._lock:
+            self._do("red", lambda led: led.blink(on_time=2 * t.lit_s, off_time=0, n=1, background=True))
+            self._do("buzzer", lambda bz: bz.beep(on_time=t.long_beep_s, off_time=t.beep_gap_s, n=1, background=True))
 
     def not_a_card(self, reading, frame_index: int) -> None:
         """Red LED and a double beep."""

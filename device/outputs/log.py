@@ -1,4 +1,4 @@
-"""The log output: one line per identification and per barcode that is not a card.
+"""The log output: one line per identification, per replaced card refused and per barcode that is not a card.
 
 The lines a technician greps for (``journalctl -u kiosk | grep identified``); contracts are
 masked unless ``log.unmask`` is set, and foreign barcodes are described, never echoed::
@@ -37,6 +37,16 @@ class LogOutput(Output):
             identification.card_issue,
             identification.seq,
             identification.id,
+        )
+
+    def card_replaced(self, refusal, frame_index: int) -> None:
+        log.info(
+            "card replaced: contract %s issue %d refused, its current issue is %d (refusal seq %d, id %s)",
+            mask_contract(refusal.contract, self.unmask),
+            refusal.card_issue,
+            refusal.current_issue,
+            refusal.seq,
+            refusal.id,
         )
 
     def not_a_card(self, reading, frame_index: int) -> None:

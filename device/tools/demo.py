@@ -3,9 +3,12 @@
 It starts the reference central as a real process on a free loopback port, renders a counter
 video (clients showing cards one after another at various angles, among them a card with bad
 check digits, another company's card and a product), and runs the real daemon on it with mock
-GPIO. It prints what happens as it happens -- each presentation entering the view, each
-identification when committed, what the LEDs and buzzer do, each delivery, faults -- then a
-summary, and checks the run against the video's truth::
+GPIO. Before the video, a re-issue is recorded at the central (contract ``4000000017``'s card
+is at issue 2: its issue 1 was lost) and the kiosk syncs the signed replaced-card list; the video
+shows the lost card too, which must be refused. It prints what happens as it happens -- each
+presentation entering the view, each identification or refusal when committed, what the LEDs
+and buzzer do, each delivery, faults -- then a summary, and checks the run against the video's
+truth::
 
     kiosk demo                               # rendered video, exit 0 only if the run was right
     kiosk demo --camera v4l2:/dev/video0     # a real camera and a printed card, until Ctrl-C
@@ -13,7 +16,8 @@ summary, and checks the run against the video's truth::
     kiosk demo --video demo-run/counter.avi  # play a kept (or recorded) video again
 
 The exit code tells the truth: 0 only when every valid card shown was identified once and
-delivered once and nothing else was identified; 1 (with the reasons) otherwise; 130 on Ctrl-C
+delivered once, the replaced card refused once and its refusal delivered, and nothing else was
+identified; 1 (with the reasons) otherwise; 130 on Ctrl-C
 before the end of a video. Everything lives in a temporary folder that is removed at the end
 (unless ``--keep``), and the central is stopped whatever happens.
 """
@@ -77,11 +81,18 @@ _KIND_TEXT = {
 }
 
 
-def demo_presentations():
-    """The presentations of the rendered video: three clients, a product, a bad card, a loyalty card."""
-    from device.tools.synth.video import default_presentations
+#: The re-issue recorded at the central before the video: contract -> current issue. The video
+#: shows this contract's issue 2 (the client's new card) and its lost issue 1 (refused).
+REISSUED = {"4000000017": 2}
 
-    return default_presentations()
+
+def demo_presentations():
+    """The presentations of the rendered video: three clients, a product, a bad card, a loyalty
+    card, and a lost card whose contract was re-issued (:data:`REISSUED`)."""
+    from device.tools.synth.video import Presentation, default_presentations
+
+    (contract, current), = REISSUED.items()
+    return [*default_presentations(), Presentation.card(contract, current - 1, hold_s=1.2)]
 
 
 # --- arguments --------------------------------------------------------------------------------
@@ -175,6 +186,9 @@ class Verdict:
     shown: Counter = field(default_factory=Counter)
     cards_shown: int = 0
     cards_identified: int = 0
+    replaced_shown: int = 0
+    replaced_refused: int = 0
+    refusals_delivered: int = 0
     identified: int = 0
     rejected: int = 0
     delivered: int = 0
@@ -197,8 +211,11 @@ def _in(frame: int, truth) -> bool:
 
 def judge(truths, identified: list[Seen], not_cards: list[Seen], records: dict[str, Record],
           central_ids: Counter, *, run_code: int = 0, faults: dict | None = None, live: bool = False,
-          unmask: bool = False) -> Verdict:
-    """Check a run: every valid card shown identified once and delivered once, nothing else identified.
+          unmask: bool = False, replaced: dict | None = None, refused: list[Seen] = (),
+          central_refusal_ids: Counter | None = None) -> Verdict:
+    """Check a run: every valid card shown identified once and delivered once, nothing else identified;
+    every replaced card shown (``replaced``: contract -> current issue) refused once (``refused``)
+    and its refusal delivered (``central_refusal_ids``), never identified.
 
     ``truths``: the video's :class:`~device.tools.synth.video.PresentationTruth` list, or None (a camera:
     only delivery is checked). ``records``: the outbox's final state by identification id.
@@ -215,10 +232,18 @@ def judge(truths, identified: list[Seen], not_cards: list[Seen], records: dict[s
             card = identify(t.payload, t.symbology)
             if not (t.is_card and isinstance(card, Card)):
                 continue
+            label = f"card {mask_contract(card.contract, unmask)} (frames {t.enter_frame}-{t.left_frame})"
+            if card.issue is not None and card.issue < (replaced or {}).get(card.contract, 0):
+                v.replaced_shown += 1
+                refusals = [s for s in refused if _in(s.frame, t) and (s.contract, s.issue) == (card.contract, card.issue)]
+                if len(refusals) != 1:
+                    v.problems.append(f"replaced {label} issue {card.issue} was refused {len(refusals)} times, not once")
+                else:
+                    v.replaced_refused += 1
+                continue  # never to be identified: an identification of it stays unmatched below
             v.cards_shown += 1
             hits = [i for i, s in enumerate(identified) if _in(s.frame, t) and (s.contract, s.issue) == (card.contract, card.issue)]
             matched.update(hits)
-            label = f"card {mask_contract(card.contract, unmask)} (frames {t.enter_frame}-{t.left_frame})"
             if not hits:
                 v.problems.append(f"{label} was shown but not identified")
                 continue
@@ -245,6 +270,12 @@ def judge(truths, identified: list[Seen], not_cards: list[Seen], records: dict[s
             v.problems.append(f"{who} was not delivered ({state}{': ' + record.reason if record and record.reason else ''})")
         else:
             v.problems.append(f"{who} is marked delivered but the central holds it {at_central} times, not once")
+    for s in refused:
+        record = records.get(s.id)
+        if record is not None and record.state == "delivered" and (central_refusal_ids or Counter()).get(s.id, 0) == 1:
+            v.refusals_delivered += 1
+        else:
+            v.problems.append(f"refusal {s.seq} ({mask_contract(s.contract, unmask)}) was not delivered once ({record.state if record else 'missing from the outbox'})")
     if live and not identified:
         v.problems.append("no card was identified (show the camera a card printed with `kiosk testcard`)")
     for name, message in (faults or {}).items():
@@ -271,6 +302,7 @@ class EventPrinter(Output):
         self.truths = list(truths or [])
         self.unmask = unmask
         self.identified_seen: list[Seen] = []
+        self.refused_seen: list[Seen] = []
         self.not_cards: list[Seen] = []
         self.identified_in: dict[int, int] = {}  # presentation -> identifications seen in its window
         self._entered = 0
@@ -294,6 +326,19 @@ class EventPrinter(Output):
             f"(identification {identification.seq}, committed to the outbox; {where})",
         )
         self._feedback("identified")
+
+    def card_replaced(self, refusal, frame_index: int) -> None:
+        self._announce(frame_index)
+        self.refused_seen.append(Seen(frame_index, refusal.contract, refusal.card_issue, refusal.id, refusal.seq))
+        k = self.presentation_at(frame_index)
+        if k is not None:
+            self.identified_in[k] = self.identified_in.get(k, 0) + 1  # answered: not "NOT identified"
+        self.terminal.event(
+            "REFUSED",
+            f"contract {mask_contract(refusal.contract, self.unmask)} issue {refusal.card_issue}: card replaced, its current "
+            f"issue is {refusal.current_issue}; not identified (refusal {refusal.seq} committed, for the central; frame {frame_index})",
+        )
+        self._feedback("card_replaced")
 
     def not_a_card(self, reading, frame_index: int) -> None:
         self._announce(frame_index)
@@ -333,6 +378,8 @@ class EventPrinter(Output):
         card = identify(truth.payload, truth.symbology)
         if isinstance(card, Card):
             text += f", contract {mask_contract(card.contract, self.unmask)} issue {card.issue}"
+            if card.issue is not None and card.issue < REISSUED.get(card.contract, 0):
+                text += " (lost and replaced: must be refused)"
         return text
 
     def presentation_at(self, frame: int) -> int | None:
@@ -398,7 +445,7 @@ class DeliveryWatcher:
     def _report(self, rows) -> None:
         for r in rows:
             self.records[r.id] = Record(r.state, r.dead_reason or r.last_error or "")
-            who = f"identification {r.seq} ({mask_contract(r.contract, self.unmask)})"
+            who = f"{'refusal' if r.kind == 'refusal' else 'identification'} {r.seq} ({mask_contract(r.contract, self.unmask)})"
             if r.state == "delivered" and self._reported.get(r.id) != "delivered":
                 self.terminal.event("delivered", f"{who} to the central")
             elif r.state == "dead" and self._reported.get(r.id) != "dead":
@@ -412,20 +459,37 @@ class DeliveryWatcher:
 # --- the run ----------------------------------------------------------------------------------
 
 
-def _write_config(folder: Path, source: str, pace: str, central_url: str, token_file: Path, unmask: bool) -> Path:
+def _write_config(folder: Path, source: str, pace: str, central_url: str, token_file: Path, unmask: bool, public_key: Path) -> Path:
     import tomli_w
 
     sections = {
-        "kiosk": {"id": "demo-kiosk", "site": "demo counter"},
+        "revocations": {"enabled": True, "public_key_file": str(public_key)},
         "camera": {"source": source, "pace": pace},
         "outbox": {"path": str(folder / "outbox.db")},
         "api": {"url": central_url, "token_file": str(token_file), "backoff_base_s": 0.2, "backoff_cap_s": 2.0},
         "feedback": {"pin_factory": "mock"},
         "log": {"unmask": unmask},
+        "kiosk": {"id": "demo-kiosk", "site": "demo counter"},
     }
     path = folder / "kiosk.toml"
     path.write_text(tomli_w.dumps(sections), encoding="utf-8")
     return path
+
+
+def _list_keys(folder: Path) -> tuple[Path, Path, Path, str]:
+    """The replaced-card list's key pair and an admin token for the demo's central, in ``folder``."""
+    import os
+
+    from device.revocations.document import generate_key_pair
+
+    private, public = generate_key_pair()
+    paths = folder / "list.key", folder / "list.pub", folder / "admin-tokens"
+    admin = secrets.token_urlsafe(16)
+    for path, data in zip(paths, (private, public, f"{admin}\n".encode())):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    return (*paths, admin)
 
 
 def _make_feedback(cfg, terminal: Terminal):
@@ -554,6 +618,8 @@ def _summary(terminal: Terminal, v: Verdict, truths, live: bool, elapsed: float,
         terminal.line(f"  identified   {v.cards_identified} of {v.cards_shown} valid cards ({v.identified} identifications in all)")
     else:
         terminal.line(f"  identified   {v.identified}")
+    if v.replaced_shown or v.refusals_delivered:
+        terminal.line(f"  refused      {v.replaced_refused} of {v.replaced_shown} replaced cards shown ({v.refusals_delivered} refusals delivered)")
     terminal.line(f"  rejected     {v.rejected} not a card")
     terminal.line(f"  delivered    {v.delivered} of {v.identified} identifications (the central holds each once)")
     if truths is not None:
@@ -563,7 +629,7 @@ def _summary(terminal: Terminal, v: Verdict, truths, live: bool, elapsed: float,
         terminal.line("INTERRUPTED before the end of the video: " + ("; ".join(v.problems) if v.problems else "what happened so far is above"))
     elif v.ok:
         what = "every identification was delivered once" if live or truths is None else (
-            "every valid card shown was identified once and delivered once; nothing else was identified"
+            "every valid card shown was identified once and delivered once, the replaced card refused once; nothing else was identified"
         )
         terminal.line(f"PASS: {what}")
     else:
@@ -601,11 +667,17 @@ def main(args, out: TextIO = sys.stdout) -> int:
                 terminal.event("demo", f"keeping everything in {folder}")
 
             token = secrets.token_urlsafe(16)
+            signing_key, public_key, admin_file, admin = _list_keys(folder)
             with _sigint_blocked():
-                central = start_subprocess(folder / "central.db", token, reject_contracts=list(args.central_reject_contract))
+                central = start_subprocess(folder / "central.db", token, reject_contracts=list(args.central_reject_contract),
+                                           signing_key=str(signing_key), admin_token_file=str(admin_file))  # fmt: skip
                 stack.callback(central.stop)
             refuses = f", refusing contract(s) {', '.join(mask_contract(c, args.unmask) for c in args.central_reject_contract)}" if args.central_reject_contract else ""
             terminal.event("central", f"reference central listening on {central.url} (pid {central.process.pid}{refuses})")
+            for contract, issue in REISSUED.items():
+                version = central.reissue(contract, issue, admin)["version"]
+                terminal.event("central", f"re-issue recorded: contract {mask_contract(contract, args.unmask)} now at issue {issue} "
+                               f"(issue {issue - 1} was lost); replaced-card list version {version}, signed")  # fmt: skip
 
             live = bool(args.camera)
             if live:
@@ -618,7 +690,7 @@ def main(args, out: TextIO = sys.stdout) -> int:
                 video, truths = _render(folder, args.seed, terminal)
                 source = f"file:{video}"
 
-            cfg = config_mod.load(_write_config(folder, source, args.pace, central.url, central.token_file, args.unmask), environ={})
+            cfg = config_mod.load(_write_config(folder, source, args.pace, central.url, central.token_file, args.unmask, public_key), environ={})
             feedback = _make_feedback(cfg, terminal)
             if feedback is not None:
                 stack.callback(feedback.close)  # idempotent: the kiosk closes it after its last event
@@ -645,12 +717,14 @@ def main(args, out: TextIO = sys.stdout) -> int:
 
             try:
                 central_ids = Counter(item["id"] for item in central.identifications())
+                central_refusal_ids = Counter(item["id"] for item in central.refusals())
             except OSError as e:
-                central_ids = Counter()
+                central_ids, central_refusal_ids = Counter(), Counter()
                 terminal.event("central", f"cannot list what the central holds: {e}")
             verdict = judge(None if interrupted else truths, printer.identified_seen, printer.not_cards,
                             watcher.records, central_ids, run_code=run_code, faults=kiosk.faults.active(),
-                            live=live, unmask=args.unmask)
+                            live=live, unmask=args.unmask, replaced=REISSUED, refused=printer.refused_seen,
+                            central_refusal_ids=central_refusal_ids)  # fmt: skip
             _summary(terminal, verdict, None if interrupted else truths, live, terminal.elapsed(), interrupted)
             if interrupted:
                 return 130

@@ -1,0 +1,253 @@
+"""Keeping the copy current: fetch the central's list, verify it, apply it, say what went wrong.
+
+One sync (:meth:`RevocationSync.sync_once`) asks ``GET /v1/cards/replaced?since=<our version>``
+through the central client (its TLS, token, deadline; the answer capped at
+``revocations.max_bytes``), then refuses, keeping the last good copy in force:
+
+- an answer without a valid signature of the key in ``revocations.public_key_file`` (tampered,
+  cut short, signed by another key);
+- a version lower than the copy's (a replayed older list), or a delta that does not start at or
+  before the copy's version (it would leave a gap);
+- a document that is not exactly the format (:func:`device.revocations.document.parse`:
+  malformed contracts, missing fields);
+- anything the client refuses: a too large answer, one trickled past its deadline.
+
+Each outcome is noted in the copy's file (:meth:`~device.revocations.store.ReplacedCards.note_failure`),
+so the daemon and ``kiosk revocations status`` see the same. The fault ``revocations``
+(:meth:`RevocationSync.fault`) is on while the last attempt failed, or the copy is older than
+``revocations.max_age_s`` (the kiosk goes on checking against it), or there is no copy yet.
+
+In the daemon :meth:`RevocationSync.run` is a supervised thread: a sync at start (the daemon
+scans once it is done, or after :data:`START_WAIT_S`, so a card replaced before the kiosk started
+is refused from the first frame), then every
+``revocations.interval_s`` with jitter (a fleet restarted together does not sync in step), and at
+once when ``kiosk revocations sync`` leaves its request file in the runtime directory. The scan
+loop never waits for it: it reads the copy on its own connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from device.central_client import REPLACED_CARDS_PATH, CentralAborted, CentralClient, CentralProblem
+from device.revocations import document
+from device.revocations.document import KEY_ID_HEADER, SIGNATURE_HEADER, ListRefused
+from device.revocations.store import ReplacedCards, RevocationsError
+
+log = logging.getLogger(__name__)
+
+#: Share of ``interval_s`` a wait may be shorter or longer, at random.
+JITTER = 0.2
+#: The file ``kiosk revocations sync`` leaves in the runtime directory for the daemon.
+REQUEST_FILE = "revocations-sync.request"
+#: How often the thread looks for that file.
+REQUEST_POLL_S = 1.0
+#: How long the daemon waits at start for the first sync before it scans (against the copy on
+#: disk, or none): a kiosk whose central is down starts scanning after this at the latest.
+START_WAIT_S = 15.0
+#: After a failed sync, the next try comes after this (or the interval, if shorter).
+RETRY_S = 60.0
+
+APPLIED, UNCHANGED, REFUSED, FAILED, ABORTED = "applied", "unchanged", "refused", "failed", "aborted"
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What one sync did: ``kind`` (applied, unchanged, refused, failed, aborted), the version in
+    force after it, how many contracts the list named, and why it failed."""
+
+    kind: str
+    version: int | None
+    changed: int = 0
+    error: str | None = None
+    complete: bool = False
+
+
+class RevocationSync:
+    """Syncs ``copy`` from the central through ``client``, trusting ``public_key`` only."""
+
+    def __init__(
+        self,
+        copy: ReplacedCards,
+        client: CentralClient,
+        public_key,
+        *,
+        interval_s: float,
+        max_age_s: float,
+        max_bytes: int,
+        deadline_s: float,
+        runtime_dir: Path | None = None,
+        rng: random.Random | None = None,
+    ):
+        self.copy = copy
+        self.client = client
+        self.public_key = public_key
+        self.key_id = document.key_id(public_key)
+        self.interval_s = interval_s
+        self.max_age_s = max_age_s
+        self.max_bytes = max_bytes
+        self.deadline_s = deadline_s
+        self.runtime_dir = runtime_dir
+        self.rng = rng or random.Random()
+        self._wake = threading.Event()
+        #: Set once the thread's first sync is done, whatever its outcome (the daemon waits for it at start).
+        self.first_attempt = threading.Event()
+        self.syncs = 0
+
+    @classmethod
+    def from_config(cls, cfg, copy: ReplacedCards | None = None, *, client: CentralClient | None = None) -> RevocationSync:
+        """As ``[revocations]`` configures it; a key file that is not an Ed25519 key is a config error."""
+        from device.config import ConfigError
+
+        r = cfg.revocations
+        try:
+            key = document.load_public_key(r.public_key_file)
+        except OSError as e:
+            raise ConfigError("revocations.public_key_file", f"cannot read {r.public_key_file}: {e.strerror or e}", cfg.source) from None
+        except ValueError as e:
+            raise ConfigError("revocations.public_key_file", str(e), cfg.source) from None
+        return cls(
+            copy or ReplacedCards.from_config(cfg),
+            client or CentralClient.from_config(cfg),
+            key,
+            interval_s=r.interval_s,
+            max_age_s=r.max_age_s,
+            max_bytes=r.max_bytes,
+            deadline_s=r.deadline_s,
+            runtime_dir=Path(cfg.kiosk.runtime_dir),
+        )
+
+    # --- one sync -------------------------------------------------------------------------------
+
+    def sync_once(self, cancel=None) -> SyncResult:
+        """Fetch, verify and apply the list once; never raises for the central's or the list's faults."""
+        try:
+            version = self.copy.version
+        except RevocationsError as e:
+            return self._failed(FAILED, None, str(e))
+        since = version if version is not None else 0
+        try:
+            answer = self.client.get_signed(f"{REPLACED_CARDS_PATH}?since={since}", max_bytes=self.max_bytes, deadline_s=self.deadline_s, cancel=cancel)
+        except CentralAborted:
+            return SyncResult(ABORTED, version)
+        except CentralProblem as e:
+            return self._failed(FAILED, version, f"cannot fetch the replaced-card list: {e}")
+        problem = document.verify(self.public_key, answer.body, answer.headers.get(KEY_ID_HEADER), answer.headers.get(SIGNATURE_HEADER))
+        if problem is not None:
+            return self._failed(REFUSED, version, f"replaced-card list refused: {problem}")
+        try:
+            listed = document.parse(answer.body)
+        except ListRefused as e:
+            return self._failed(REFUSED, version, f"replaced-card list refused: {e}")
+        if version is not None and listed.version < version:
+            return self._failed(REFUSED, version, f"replaced-card list refused: version {listed.version} is older than the copy's {version} (a replayed list)")
+        if not listed.complete and listed.since > since:
+            return self._failed(REFUSED, version, f"replaced-card list refused: a delta since version {listed.since} does not follow the copy's {since}")
+        try:
+            if listed.version == version and not listed.cards:
+                self.copy.confirm()
+                return SyncResult(UNCHANGED, version)
+            changed = self.copy.apply(listed, key_id=self.key_id)
+        except RevocationsError as e:
+            return self._failed(FAILED, version, str(e))
+        self.syncs += 1
+        kind = "complete list" if listed.complete else f"delta since version {listed.since}"
+        log.info("replaced-card list now at version %d (%s, %d contracts)", listed.version, kind, changed)
+        return SyncResult(APPLIED, listed.version, changed, complete=listed.complete)
+
+    def _failed(self, kind: str, version: int | None, error: str) -> SyncResult:
+        log.warning("%s (version %s stays in force)", error, version if version is not None else "none")
+        try:
+            self.copy.note_failure(error)
+        except RevocationsError as e:
+            log.warning("%s", e)
+        return SyncResult(kind, version, error=error)
+
+    # --- the fault ------------------------------------------------------------------------------
+
+    def fault(self, info: dict | None = None) -> str | None:
+        """The ``revocations`` fault's one line, or None when the copy is good and current."""
+        return fault_of(info if info is not None else self.copy.info(), self.max_age_s)
+
+    # --- the thread -----------------------------------------------------------------------------
+
+    def request(self) -> None:
+        """Sync now (the thread wakes at once)."""
+        self._wake.set()
+
+    def run(self, stop) -> None:
+        """Sync at start, then every ``interval_s`` (+-20 % jitter), sooner after a failure and at once on request."""
+        lower_priority()
+        while not stop.is_set():
+            self._wake.clear()
+            self._take_request()
+            try:
+                result = self.sync_once(cancel=stop)
+            finally:
+                self.first_attempt.set()
+            deadline = time.monotonic() + self.next_wait_s(result.kind)
+            while not stop.is_set() and time.monotonic() < deadline:
+                if self._wake.wait(min(REQUEST_POLL_S, max(deadline - time.monotonic(), 0.0))) or self._requested():
+                    break
+
+    def next_wait_s(self, kind: str) -> float:
+        """Seconds until the next sync after one that ended in ``kind``: ``interval_s`` +-20 % at
+        random (kiosks restarted together drift apart), at most about :data:`RETRY_S` after a failure."""
+        wait = self.interval_s * self.rng.uniform(1 - JITTER, 1 + JITTER)
+        if kind in (FAILED, REFUSED):
+            wait = min(wait, RETRY_S * self.rng.uniform(1 - JITTER, 1 + JITTER))
+        return wait
+
+    def _request_path(self) -> Path | None:
+        return self.runtime_dir / REQUEST_FILE if self.runtime_dir is not None else None
+
+    def _requested(self) -> bool:
+        path = self._request_path()
+        return path is not None and path.exists()
+
+    def _take_request(self) -> None:
+        path = self._request_path()
+        if path is not None:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                log.warning("cannot remove the sync request %s: %s", path, e)
+
+
+#: The sync thread's nice value: parsing and applying a complete list of a million contracts
+#: takes seconds of CPU, which the scan loop on the same cores must not lose to it.
+SYNC_NICE = 10
+
+
+def lower_priority() -> None:
+    """Give the calling thread (only it: Linux's setpriority takes a thread id) a lower CPU priority."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(SYNC_NICE, os.getpriority(os.PRIO_PROCESS, 0)))
+    except (AttributeError, OSError) as e:  # not Linux, or not allowed: the sync runs at the daemon's priority
+        log.debug("cannot lower the sync thread's priority: %s", e)
+
+
+def fault_of(info: dict, max_age_s: float) -> str | None:
+    """The fault for a copy's :meth:`~device.revocations.store.ReplacedCards.info`, or None.
+
+    >>> fault_of({"version": None, "attempt_error": None, "age_s": None}, 60)
+    'no replaced-card list yet: replaced cards are not refused until the first sync (check api.url and the network)'
+    """
+    error = info.get("attempt_error")
+    if error:
+        held = f"version {info['version']} stays in force" if info.get("version") is not None else "no list in force"
+        return f"{error} ({held})"
+    if info.get("version") is None:
+        return "no replaced-card list yet: replaced cards are not refused until the first sync (check api.url and the network)"
+    age = info.get("age_s")
+    if age is not None and age > max_age_s:
+        return f"the replaced-card list (version {info['version']}) is {age / 3600:.1f} h old, older than revocations.max_age_s: check the central and the network"
+    return None

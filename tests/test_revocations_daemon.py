@@ -1,0 +1,118 @@
+"""Replaced cards at the counter, end to end: a re-issue recorded at the reference central, the
+kiosk syncs, a video shows the old card, the new card and another client's card; the central then
+holds the two identifications and one refusal, nothing else."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from conftest import CENTRAL_TOKEN, run_kiosk, write_config
+from revocation_fixtures import ADMIN_TOKEN, list_keys, signing_central  # noqa: F401  (fixtures)
+
+from device.tools.synth.video import Presentation, write_presentation_video
+
+LOST, OTHER = "0012345678", "0099999999"
+
+
+def revocations_config(tmp_path, central, public_key, source, **revocations):
+    return write_config(
+        tmp_path / "kiosk.toml",
+        kiosk={"id": "kiosk-rev-1", "site": "Riga Centre 3", "runtime_dir": str(tmp_path / "run")},
+        camera={"source": source, "pace": "fast"},
+        outbox={"path": str(tmp_path / "outbox.db")},
+        api={"url": central.url, "token": CENTRAL_TOKEN, "backoff_base_s": 0.05, "backoff_cap_s": 0.5},
+        revocations={"enabled": True, "public_key_file": str(public_key), **revocations},
+    )
+
+
+def test_a_replaced_card_is_refused_once_and_its_replacement_and_another_card_are_identified(tmp_path, signing_central, list_keys):
+    central = signing_central
+    assert central.reissue(LOST, 2, ADMIN_TOKEN)["version"] == 1
+    video = tmp_path / "counter.avi"
+    truths = write_presentation_video(video, [Presentation.card(LOST, 1), Presentation.card(LOST, 2), Presentation.card(OTHER, 1)], seed=5)
+    assert all(t.is_card for t in truths)
+    cfg = revocations_config(tmp_path, central, list_keys[1], f"file:{video}")
+
+    run = run_kiosk("run", "--config", str(cfg))
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    held = sorted((i["contract"], i["card_issue"]) for i in central.identifications())
+    assert held == [(LOST, 2), (OTHER, 1)]
+    refusals = central.refusals()
+    assert [(r["contract"], r["card_issue"], r["current_issue"], r["kiosk"], r["site"]) for r in refusals] == [(LOST, 1, 2, "kiosk-rev-1", "Riga Centre 3")]
+    # One seq series for both kinds, none missing at the central.
+    accounting = central.seqs_held("kiosk-rev-1")
+    assert (accounting["held"], accounting["missing"]) == (3, 0)
+    db = sqlite3.connect(tmp_path / "outbox.db")
+    kinds = db.execute("SELECT kind, contract, card_issue, current_issue, state FROM identifications ORDER BY seq").fetchall()
+    db.close()
+    assert sorted(kinds) == sorted([("identification", LOST, 2, None, "delivered"), ("identification", OTHER, 1, None, "delivered"), ("refusal", LOST, 1, 2, "delivered")])
+    # The log says so, masked.
+    assert "card replaced: contract ******5678 issue 1 refused, its current issue is 2" in run.stderr
+    assert LOST not in run.stderr
+    # The copy stays beside the outbox for the next start (offline).
+    assert (tmp_path / "revocations.db").exists()
+
+
+def test_a_card_reissued_after_the_last_sync_is_identified(tmp_path, signing_central, list_keys):
+    """The list knows issue 2; the client already holds issue 3 (re-issued since): identified, never refused."""
+    central = signing_central
+    central.reissue(LOST, 2, ADMIN_TOKEN)
+    video = tmp_path / "counter.avi"
+    write_presentation_video(video, [Presentation.card(LOST, 3)], seed=6)
+    run = run_kiosk("run", "--config", str(revocations_config(tmp_path, central, list_keys[1], f"file:{video}")))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert [(i["contract"], i["card_issue"]) for i in central.identifications()] == [(LOST, 3)]
+    assert central.refusals() == []
+
+
+def test_a_tampered_list_at_start_keeps_the_last_copy_and_scanning_and_delivery_go_on(tmp_path, signing_central, list_keys):
+    """The copy synced yesterday stays in force when today's list is refused: the old card is still
+    refused, the other identified, both delivered, and the fault says why."""
+    import json
+
+    import requests
+    from hostile_central import HostileCentral, head
+
+    from device.revocations import document
+
+    central = signing_central
+    central.reissue(LOST, 2, ADMIN_TOKEN)
+    good = run_kiosk("revocations", "sync", "--config", str(revocations_config(tmp_path, central, list_keys[1], "file:/dev/null")))
+    assert good.returncode == 0, good.stderr
+    answer = requests.get(f"{central.url}/v1/cards/replaced?since=0", headers={"Authorization": f"Bearer {CENTRAL_TOKEN}"}, timeout=10)
+    tampered = answer.content.replace(b'",2]', b'",1]')
+    signature = f"{document.KEY_ID_HEADER}: {answer.headers[document.KEY_ID_HEADER]}\r\n{document.SIGNATURE_HEADER}: {answer.headers[document.SIGNATURE_HEADER]}\r\n"
+    delivered = []
+
+    def behave(conn):
+        while (request := conn.read_request()) is not None:
+            if request.method == "GET":
+                conn.send(head(200, len(tampered), signature) + tampered)
+                continue
+            sent = json.loads(request.body)["identifications"]
+            delivered.extend(sent)
+            body = json.dumps({"results": [{"id": r["id"], "status": "accepted", "reason": None} for r in sent]}).encode()
+            conn.send(head(200, len(body)) + body)
+
+    video = tmp_path / "counter.avi"
+    write_presentation_video(video, [Presentation.card(LOST, 1), Presentation.card(OTHER, 1)], seed=7)
+    with HostileCentral(behave) as hostile:
+        run = run_kiosk("run", "--config", str(revocations_config(tmp_path, hostile, list_keys[1], f"file:{video}")))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "fault revocations: replaced-card list refused: the signature does not match" in run.stderr
+    assert sorted((r["contract"], r["card_issue"], r.get("kind", "identification")) for r in delivered) == [(LOST, 1, "refusal"), (OTHER, 1, "identification")]
+
+
+def test_a_damaged_copy_is_moved_aside_and_fetched_whole_again(tmp_path, signing_central, list_keys):
+    central = signing_central
+    central.reissue(LOST, 2, ADMIN_TOKEN)
+    (tmp_path / "revocations.db").write_bytes(b"not a database, the SD card lost it" * 100)
+    video = tmp_path / "counter.avi"
+    write_presentation_video(video, [Presentation.card(LOST, 1)], seed=8)
+    run = run_kiosk("run", "--config", str(revocations_config(tmp_path, central, list_keys[1], f"file:{video}")))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "is damaged" in run.stderr and "moved aside" in run.stderr
+    assert list(tmp_path.glob("revocations.db.corrupt-*"))
+    assert [(r["contract"], r["card_issue"]) for r in central.refusals()] == [(LOST, 1)]
+    assert central.identifications() == []
