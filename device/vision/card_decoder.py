@@ -34,6 +34,7 @@ digits and a validity test, made from the enabled card formats by the scanner.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -236,7 +237,9 @@ class CardDecoder:
         span = _bar_extent(raw, within)
         if span is None:
             return None
-        fits = []
+        # The left anchor (quiet zone, start, prefix, CODE C) tells the orientation and the
+        # start code: the right one (stop) is fitted only for the plausible ones.
+        lefts = []
         for layout, plan in self._plans:
             p0 = (span[1] - span[0]) / plan.modules
             if p0 < 0.6:  # below ~0.7 px per module the bars alias: nothing to read
@@ -244,21 +247,30 @@ class CardDecoder:
             step = max(1.0, p0 / self.samples_per_module)
             prof = _resample(raw, step)
             lo, hi = span[0] / step, span[1] / step
+            var = float(prof[int(lo) : int(hi) + 1].var()) + 1e-6
             for rev in (False, True):
                 y = prof[::-1].copy() if rev else prof
                 a, b = (len(prof) - hi, len(prof) - lo) if rev else (lo, hi)
-                geometry = _geometry(y, a, b, plan)
-                if geometry is not None:
-                    fits.append((geometry, y, step, rev, layout, plan))
-        if not fits:
+                left = _left_fit(y, a, (b - a) / plan.modules, plan)
+                if left is not None:
+                    lefts.append((left[3] / left[4] / var, left, y, a, b, step, rev, layout, plan))
+        if not lefts:
             return None
-        # The anchors tell the orientation and the start code: decode only the plausible ones.
-        least = min(f[0].fit for f in fits)
+        least = min(f[0] for f in lefts)
+        fits = []
+        rights: dict = {}
+        for quality, left, y, a, b, step, rev, layout, plan in lefts:
+            if quality > 1.5 * least + 0.02 or quality > 0.5:
+                continue
+            key = (plan.modules, rev, step)
+            if key not in rights:
+                rights[key] = _right_fit(y, b, (b - a) / plan.modules, plan.modules)
+            geometry = _geometry(y, plan, left, rights[key])
+            if geometry is not None:
+                fits.append((geometry, y, step, rev, layout, plan))
         reads = []
         for geometry, y, step, rev, layout, plan in fits:
-            if geometry.fit > 1.5 * least + 0.02 or geometry.fit > 0.5:
-                continue
-            read = self._symbols(y, geometry, plan, layout)
+            read = self._symbols(y, geometry, plan, functools.partial(_best_valid, plan, layout))
             if read is not None:
                 x0, x1 = geometry.pos(0) * step, geometry.pos(plan.modules) * step
                 if rev:
@@ -269,8 +281,12 @@ class CardDecoder:
             return None  # nothing, or two readings disagree: no read
         return max(reads, key=lambda r: r.margin)
 
-    def _symbols(self, y: np.ndarray, g: "_Geometry", plan: _Plan, layout: CardLayout) -> CardRead | None:
-        """The best valid reading of one plan at geometry ``g``, if it passes the tests."""
+    def _symbols(self, y: np.ndarray, g: "_Geometry", plan: _Plan, solve, values: int = 100,
+                 min_margin: float | None = None) -> CardRead | None:
+        """The best valid reading of one plan at geometry ``g``, if it passes the tests.
+
+        ``solve(costs, free, check_at, known)`` finds the best and second-best valid readings
+        from the per-position costs; ``values``: the data symbols' candidates (0..values-1)."""
         xs = np.arange(len(y), dtype=np.float32) + 0.5
         pos, sigma = g.pos, g.sigma
         free = list(range(1 + len(plan.fixed), 1 + len(plan.fixed) + plan.pairs))
@@ -290,8 +306,8 @@ class CardDecoder:
         for shifts in ((0.0,), _SHIFTS):
             for k in [*free, check_at]:
                 costs[k] = _symbol_costs(y, xs, pos, 11 * k, *neighbours(k), sigma, shifts)
-                guess[k] = _SYMBOLS[int(np.argmin(costs[k][:100] if k != check_at else costs[k][:103]))]
-        best = _best_valid(plan, layout, costs, free, check_at, known)
+                guess[k] = _SYMBOLS[int(np.argmin(costs[k][:values] if k != check_at else costs[k][:103]))]
+        best = solve(costs, free, check_at, known)
         if best is None:
             return None
         text, total, second, chosen = best
@@ -312,7 +328,7 @@ class CardDecoder:
         # as one symbol fitting far worse than the others.
         worst = max(each.values()) / unit
         residual = float(np.median(list(each.values()))) / (float(np.var(y[int(max(0, pos(0))) : int(min(len(y), pos(plan.modules)))])) + 1e-6)
-        if margin < self.min_margin or penalty > self.max_penalty or worst > self.max_worst or residual > self.max_residual:
+        if margin < (self.min_margin if min_margin is None else min_margin) or penalty > self.max_penalty or worst > self.max_worst or residual > self.max_residual:
             return None
         return CardRead(text, margin, penalty, residual, False, (0.0, 0.0))
 
@@ -336,23 +352,41 @@ class _Geometry:
         return self.o + self.p * m + self.q * m * m
 
 
-def _geometry(y: np.ndarray, lo: float, hi: float, plan: _Plan) -> _Geometry | None:
-    """Fit the plan's fixed ends (start run, stop) to the profile between bar edges ``lo``-``hi``."""
+def _left_run(plan: _Plan) -> np.ndarray:
+    return np.concatenate([np.zeros(_QUIET, np.float32), _MODULES[plan.start], *(_MODULES[v] for v in plan.fixed), [1.0]])
+
+
+def _left_fit(y: np.ndarray, lo: float, p0: float, plan: _Plan):
+    """The quiet zone, start and fixed symbols fitted near the first bar edge ``lo``."""
+    run = _left_run(plan)
     xs = np.arange(len(y), dtype=np.float32) + 0.5
-    modules = plan.modules
-    p0 = (hi - lo) / modules
-    left = np.concatenate([np.zeros(_QUIET, np.float32), _MODULES[plan.start], *(_MODULES[v] for v in plan.fixed), [1.0]])
-    left_first = -float(_QUIET)
+    return _fit_anchor(y, xs, run, -float(_QUIET), 0.0, (-float(_QUIET), len(run) - _QUIET - 0.5), lo, p0)
+
+
+def _right_fit(y: np.ndarray, hi: float, p0: float, modules: int, pitch_range: float = 0.08):
+    """The check's last module, the stop and the quiet zone fitted near the last bar edge ``hi``
+    (anchored there: a pitch off does not move it). Returns it as :func:`_fit_anchor` does, but
+    for the stop's first module."""
     stop_at = modules - 13
-    right = np.concatenate([[0.0], _MODULES[STOP], np.zeros(_QUIET, np.float32)]).astype(np.float32)
-    fit_l = _fit_anchor(y, xs, left, left_first, 0.0, (left_first, left_first + len(left) - 0.5), lo, p0)
-    fit_r = _fit_anchor(y, xs, right, stop_at - 1.0, float(stop_at), (stop_at - 0.5, modules + _QUIET), hi - 13 * p0, p0)
+    run = np.concatenate([[0.0], _MODULES[STOP], np.zeros(_QUIET, np.float32)]).astype(np.float32)
+    xs = np.arange(len(y), dtype=np.float32) + 0.5
+    fit = _fit_anchor(y, xs, run, stop_at - 1.0, float(modules), (stop_at - 0.5, modules + _QUIET), hi, p0, pitch_range)
+    if fit is None:
+        return None
+    end, pitch, sigma, ssd, count = fit
+    return end - 13 * pitch, pitch, sigma, ssd, count
+
+
+def _geometry(y: np.ndarray, plan: _Plan, fit_l, fit_r) -> _Geometry | None:
+    """Module positions from the two anchors' fits (see :func:`_fit_anchor`)."""
     if fit_l is None or fit_r is None:
         return None
+    modules = plan.modules
+    stop_at = modules - 13
     o_l, pitch_l, sigma_l, ssd_l, cnt_l = fit_l
     stop_x, _pitch_r, sigma_r, ssd_r, cnt_r = fit_r
     # x(0) = o_l, x'(middle of the left run) = pitch_l, x(stop_at) = stop_x.
-    ml = (len(left) + left_first) / 2.0
+    ml = (len(_left_run(plan)) - _QUIET) / 2.0
     q = (stop_x - o_l - pitch_l * stop_at) / (stop_at * stop_at - 2.0 * ml * stop_at)
     p = pitch_l - 2.0 * q * ml
     if p <= 0 or not 0.85 < (p + 2 * q * modules) / p < 1.18:  # more drift than perspective gives
@@ -392,10 +426,12 @@ def _symbol_costs(y, xs, pos, m0: int, prev: np.ndarray, nxt: np.ndarray, sigma:
     return best
 
 
-def _fit_anchor(y, xs, modules, first: float, anchor: float, span: tuple[float, float], guess_x: float, p0: float):
+def _fit_anchor(y, xs, modules, first: float, anchor: float, span: tuple[float, float], guess_x: float, p0: float,
+                pitch_range: float = 0.08):
     """Fit a known run of ``modules`` (the first one is module number ``first`` of the code)
     to the samples between modules ``span``; positions are x(m) = xa + p (m - ``anchor``), xa
-    searched near ``guess_x``, p near ``p0``. Returns (xa, p, sigma, ssd, samples) or None."""
+    searched near ``guess_x``, p within ``pitch_range`` of ``p0``. Returns (xa, p, sigma, ssd,
+    samples) or None."""
     edges_m, signs = _edges_of(modules, first)
     rel = edges_m - anchor
     n = len(y)
@@ -403,14 +439,14 @@ def _fit_anchor(y, xs, modules, first: float, anchor: float, span: tuple[float, 
     # Coarse to fine: position, then pitch (perspective changes it locally), blur, both finely.
     stages = (
         (np.arange(-1.5, 1.51, 0.25), np.zeros(1), None),
-        (np.arange(-0.25, 0.26, 0.25), np.arange(-0.08, 0.081, 0.02), None),
+        (np.arange(-0.25, 0.26, 0.25), np.arange(-pitch_range, pitch_range + 1e-3, max(0.02, pitch_range / 10)), None),
         (np.zeros(1), np.zeros(1), np.array([0.3, 0.45, 0.6, 0.8, 1.0, 1.25])),
         (np.arange(-0.12, 0.121, 0.06), np.arange(-0.01, 0.0101, 0.005), None),
     )
     for dos, dps, sigmas in stages:
         o_c, p_c, s_c = best[0], best[1], best[2]
-        ss = sigmas * p0 if sigmas is not None else np.array([s_c])
-        oo, pp, ss = np.meshgrid(o_c + dos * p0, p_c * (1 + dps), ss, indexing="ij")
+        ss = sigmas * p_c if sigmas is not None else np.array([s_c])
+        oo, pp, ss = np.meshgrid(o_c + dos * p_c, p_c * (1 + dps), ss, indexing="ij")
         oo, pp, ss = oo.ravel(), pp.ravel(), ss.ravel()
         i0 = max(0, int(o_c + p_c * (span[0] - anchor)))
         i1 = min(n, int(math.ceil(o_c + p_c * (span[1] - anchor))))
