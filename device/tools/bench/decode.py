@@ -351,10 +351,11 @@ def parse_scale(text: str) -> float:
     """``"0.5"`` -> 0.5; ``argparse.ArgumentTypeError`` outside 0.1-1."""
     try:
         value = float(text)
+        usable = 0.1 <= value <= 1.0
     except ValueError:
-        raise argparse.ArgumentTypeError(f"scale: expected a number like 0.5, got {text!r}") from None
-    if not 0.1 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"scale: expected 0.1 to 1, got {text!r}")
+        value, usable = 0.0, False
+    if not usable:
+        raise argparse.ArgumentTypeError(f"scale: expected a number from 0.1 to 1 like 0.5, got {text!r}")
     return value
 
 
