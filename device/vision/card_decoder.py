@@ -269,6 +269,7 @@ class CardDecoder:
         # The left anchor (quiet zone, start, prefix, CODE C) tells the orientation and the
         # start code: the right one (stop) is fitted only for the plausible ones.
         lefts = []
+        searched: dict = {}  # (modules, rev) -> the first plan's left fit there
         for layout, plan in self._plans:
             p0 = (span[1] - span[0]) / plan.modules
             if p0 < 0.6:  # below ~0.7 px per module the bars alias: nothing to read
@@ -280,8 +281,17 @@ class CardDecoder:
             for rev in (False, True):
                 y = prof[::-1].copy() if rev else prof
                 a, b = (len(prof) - hi, len(prof) - lo) if rev else (lo, hi)
+                near = searched.get((plan.modules, rev))
+                if near is not None:
+                    # Another start code at the same place: only worth a search if it fits about
+                    # as well at the geometry found for the first (start A and B differ in 4
+                    # modules).
+                    here = _left_fit(y, a, near[1], plan, at=near)
+                    if here is None or here[3] > 1.3 * near[3]:
+                        continue
                 left = _left_fit(y, a, (b - a) / plan.modules, plan)
                 if left is not None:
+                    searched.setdefault((plan.modules, rev), left)
                     lefts.append((left[3] / left[4] / var, left, y, a, b, step, rev, layout, plan))
         if not lefts:
             return []
@@ -378,15 +388,27 @@ class _Geometry:
         return self.o + self.p * m + self.q * m * m
 
 
+_STAGES = (
+    (np.arange(-1.5, 1.51, 0.25), np.zeros(1), None),
+    (np.arange(-0.25, 0.26, 0.25), np.arange(-0.08, 0.081, 0.02), None),
+    (np.zeros(1), np.zeros(1), np.array([0.3, 0.45, 0.6, 0.8, 1.0, 1.25])),
+    (np.arange(-0.1, 0.11, 0.1), np.arange(-0.008, 0.0081, 0.004), None),
+)
+
+
 def _left_run(plan: _Plan) -> np.ndarray:
     return np.concatenate([np.zeros(_QUIET, np.float32), _MODULES[plan.start], *(_MODULES[v] for v in plan.fixed), [1.0]])
 
 
-def _left_fit(y: np.ndarray, lo: float, p0: float, plan: _Plan):
-    """The quiet zone, start and fixed symbols fitted near the first bar edge ``lo``."""
+def _left_fit(y: np.ndarray, lo: float, p0: float, plan: _Plan, at=None):
+    """The quiet zone, start and fixed symbols fitted near the first bar edge ``lo``; ``at``: no
+    search, only the cost at that (position, pitch, blur)."""
     run = _left_run(plan)
     xs = np.arange(len(y), dtype=np.float32) + 0.5
-    return _fit_anchor(y, xs, run, -float(_QUIET), 0.0, (-float(_QUIET), len(run) - _QUIET - 0.5), lo, p0)
+    stages = None if at is None else ((np.zeros(1), np.zeros(1), None),)
+    guess = lo if at is None else at[0]
+    return _fit_anchor(y, xs, run, -float(_QUIET), 0.0, (-float(_QUIET), len(run) - _QUIET - 0.5), guess, p0,
+                       stages, None if at is None else at[2])
 
 
 def _right_fit(y: np.ndarray, hi: float, p0: float, modules: int):
@@ -452,22 +474,19 @@ def _symbol_costs(y, xs, pos, m0: int, prev: np.ndarray, nxt: np.ndarray, sigma:
     return best
 
 
-def _fit_anchor(y, xs, modules, first: float, anchor: float, span: tuple[float, float], guess_x: float, p0: float):
+def _fit_anchor(y, xs, modules, first: float, anchor: float, span: tuple[float, float], guess_x: float, p0: float,
+                stages=None, sigma: float | None = None):
     """Fit a known run of ``modules`` (the first one is module number ``first`` of the code)
     to the samples between modules ``span``; positions are x(m) = xa + p (m - ``anchor``), xa
     searched near ``guess_x``, p within 8% of ``p0`` (perspective changes the pitch locally).
-    Returns (xa, p, sigma, ssd, samples) or None."""
+    Returns (xa, p, sigma, ssd, samples) or None. ``stages``, ``sigma``: another search (or
+    none) from that blur."""
     edges_m, signs = _edges_of(modules, first)
     rel = edges_m - anchor
     n = len(y)
-    best = (guess_x, p0, 0.6 * p0)
+    best = (guess_x, p0, 0.6 * p0 if sigma is None else sigma)
     # Coarse to fine: position, then pitch (perspective changes it locally), blur, both finely.
-    stages = (
-        (np.arange(-1.5, 1.51, 0.25), np.zeros(1), None),
-        (np.arange(-0.25, 0.26, 0.25), np.arange(-0.08, 0.081, 0.02), None),
-        (np.zeros(1), np.zeros(1), np.array([0.3, 0.45, 0.6, 0.8, 1.0, 1.25])),
-        (np.arange(-0.12, 0.121, 0.06), np.arange(-0.01, 0.0101, 0.005), None),
-    )
+    stages = stages or _STAGES
     for dos, dps, sigmas in stages:
         o_c, p_c, s_c = best[0], best[1], best[2]
         ss = sigmas * p_c if sigmas is not None else np.array([s_c])
