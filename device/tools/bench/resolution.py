@@ -67,8 +67,15 @@ def frame_for(module_px: float) -> tuple[int, int]:
 
 def shoot(card, module_px: float, angle: float, rng: np.random.Generator) -> np.ndarray:
     """``card`` (true-size image) in a frame at ``module_px`` per module, turned by ``angle``."""
+    conditions, size = conditions_for(card.size[0], module_px, angle, rng)
+    return render_scene(card, conditions, size, rng)
+
+
+def conditions_for(card_width: int, module_px: float, angle: float, rng: np.random.Generator) -> tuple[Conditions, tuple[int, int]]:
+    """How a card ``card_width`` pixels wide at 300 dpi is shot so that its module is
+    ``module_px`` frame pixels, and in which frame size."""
     size = frame_for(module_px)
-    frac = module_px * card.size[0] / _CARD_MODULE_PX / size[0]
+    frac = module_px * card_width / _CARD_MODULE_PX / size[0]
     conditions = Conditions(
         rotation_deg=float(angle + rng.uniform(-2.0, 2.0)),
         card_width_frac=frac,
@@ -79,7 +86,7 @@ def shoot(card, module_px: float, angle: float, rng: np.random.Generator) -> np.
         jpeg_quality=int(rng.integers(60, 96)),
         clutter=int(rng.integers(0, 3)),
     )
-    return render_scene(card, conditions, size, rng)
+    return conditions, size
 
 
 def _random_card(rng: np.random.Generator) -> tuple[str, str, int]:
