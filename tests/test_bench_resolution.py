@@ -46,3 +46,21 @@ def test_small_run_reports_the_curve_crossings_and_no_false_cards():
     assert re.search(r"machine: .*cores", run.stdout)
     bad = run_kiosk("bench", "resolution", "--modules", "0.1")
     assert bad.returncode == 2 and "0.5" in bad.stderr
+
+
+def test_photo_negatives_count_false_cards_on_photographs(tmp_path):
+    import cv2
+    import zxingcpp
+
+    from device.card import CARD_V1
+
+    # A foreign Code 128 and a card photographed: the card counts as a false card (the table
+    # is for sets without cards), the foreign code does not.
+    root = tmp_path / "sets" / "code128-1"
+    root.mkdir(parents=True)
+    for name, text in (("foreign", "ABC-12345"), ("card", CARD_V1.encode("0012345678", 1))):
+        image = np.asarray(zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.Code128).to_image(scale=3))
+        cv2.imwrite(str(root / f"{name}.png"), cv2.copyMakeBorder(image, 40, 40, 40, 40, cv2.BORDER_CONSTANT, value=255))
+        (root / f"{name}.txt").write_text(text)
+    table = resolution.photo_negatives(tmp_path / "sets", rotations=(0, 90), scales=(1.0,))
+    assert table == {(1.0, 0): (2, 0, 1), (1.0, 90): (2, 0, 1)}

@@ -24,6 +24,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TextIO
 
 import numpy as np
@@ -149,6 +150,34 @@ def measure(modules=MODULES, angles=ANGLES, per_cell: int = 6, negatives: int = 
     return names, rates, misread, false_cards, negative_frames, ms
 
 
+def photo_negatives(images, rotations=(0, 30, 90, 180), scales=(1.0, 0.5, 0.35)):
+    """Every photograph under ``images`` (ZXing blackbox layout) that is not a client card, at
+    each rotation and scale, through the kiosk's pipeline (Code 128, card decoder on): per
+    (scale, rotation), (frames, card decoder reads, false cards). None of them is a card, so
+    every identified card is false."""
+    from device.tools.bench.decode import shrink
+    from device.tools.bench.images import load_sets, read_grey, rotate
+    from device.vision.scanner import Scanner
+
+    scanner = Scanner(symbologies=("Code128",))
+    table = {}
+    for scale in scales:
+        for rotation in rotations:
+            frames = reads = false = 0
+            for image_set in load_sets(images):
+                for labelled in image_set.images:
+                    try:
+                        grey = rotate(shrink(read_grey(labelled.path), scale), rotation)
+                    except ValueError:
+                        continue
+                    symbols = scanner.decode(grey)
+                    frames += 1
+                    reads += any(s.decoder == "card-decoder" for s in symbols)
+                    false += any(isinstance(identify(s.text, s.symbology), Card) for s in symbols)
+            table[(scale, rotation)] = (frames, reads, false)
+    return table
+
+
 def crossing(rates: dict[float, float], level: float = 0.9) -> float | None:
     """The smallest module size from which on every size reads at least ``level``, linearly
     interpolated with the size below it; None if the largest size does not reach it."""
@@ -185,6 +214,14 @@ def report(out: TextIO, modules=MODULES, angles=ANGLES, per_cell: int = 6, negat
     out.write(f"\nnegatives at every size and angle: {', '.join(NEGATIVES)}\n")
 
 
+def report_photos(out: TextIO, images) -> None:
+    """The :func:`photo_negatives` table."""
+    out.write(f"\nphotographs under {images} (none is a client card), through the pipeline with the card decoder:\n\n")
+    out.write("| scale | rotation | photos | card decoder reads | false cards |\n|---:|---:|---:|---:|---:|\n")
+    for (scale, rotation), (frames, reads, false) in photo_negatives(images).items():
+        out.write(f"| {scale:g} | {rotation} | {frames} | {reads} | {false} |\n")
+
+
 def _floats(text: str, minimum: float = 0.0) -> tuple[float, ...]:
     try:
         values = tuple(float(v) for v in text.split(",") if v.strip())
@@ -208,6 +245,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--negatives", type=int, default=1,
                    help="of each negative kind per module size and angle (default 1; 0 = none)")
     p.add_argument("--seed", type=int, default=1, help="seed (default 1); same seed, same frames")
+    p.add_argument("--photos", type=Path, metavar="DIR",
+                   help="also: false cards on every photograph under DIR (ZXing blackbox layout) at 0/30/90/180 degrees, "
+                        "full, half and 0.35 size")
 
 
 def main(args, out: TextIO = sys.stdout) -> int:
@@ -216,4 +256,9 @@ def main(args, out: TextIO = sys.stdout) -> int:
         out.write("kiosk bench resolution: --per-cell must be >= 1 and --negatives >= 0\n")
         return 2
     report(out, tuple(sorted(args.modules)), args.angles, args.per_cell, args.negatives, args.seed)
+    if args.photos is not None:
+        if not args.photos.is_dir():
+            out.write(f"kiosk bench resolution: {args.photos}: no such folder\n")
+            return 2
+        report_photos(out, args.photos)
     return 0
