@@ -521,10 +521,13 @@ def _best_valid(plan: _Plan, layout: CardLayout, costs, free, check_at, known, t
     check = (base + combos @ weights) % 103
     total = pair_cost + costs[check_at][check]
     order = np.argsort(total)
+    # The digits as one number per combination (up to 18 digits fit an int64): cheap to format.
+    kind = np.int64 if len(free) <= 9 else object
+    numbers = combos[order].astype(kind) @ (100 ** np.arange(len(free) - 1, -1, -1)).astype(kind)
     found = []
-    for i in order:
-        digits = "".join(f"{v:02d}" for v in combos[i])
-        text = layout.prefix + digits
+    width = 2 * len(free)
+    for i, number in zip(order.tolist(), numbers.tolist()):
+        text = f"{layout.prefix}{number:0{width}d}"
         if layout.accept(text):
             found.append((text, float(total[i]), i))
             if len(found) == 2:
