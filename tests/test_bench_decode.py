@@ -137,3 +137,19 @@ def test_rotate_grows_the_canvas_and_keeps_right_angles_exact():
     turned = rotate(image, 45)
     assert turned.shape[0] > 90 and turned.shape[1] > 90
     assert turned[0, 0] == 255  # white border
+
+
+def test_scale_shrinks_every_photograph_first(image_sets):
+    # At a tenth of their size the labels' 2 px modules are gone: nothing reads; at full size all do.
+    full = bench.measure(image_sets, [0])
+    tiny = bench.measure(image_sets, [0], scale=0.1)
+    labelled = [(f, t) for f, t in zip(full, tiny) if f.has_barcodes]
+    assert all(f.cells["pipeline"].read == f.cells["pipeline"].images for f, _ in labelled)
+    assert all(t.cells["pipeline"].read == 0 for _, t in labelled)
+    assert bench.shrink(np.zeros((100, 60), np.uint8), 0.5).shape == (50, 30)
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    assert parser.parse_args(["--images", "x", "--scale", "0.5"]).scale == 0.5
+    for bad in ("0", "1.5", "half"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--images", "x", "--scale", bad])

@@ -236,3 +236,20 @@ def test_scene_benchmark_command_runs(capsys):
     text = out.getvalue()
     assert "raw zxing-cpp" in text and "raw pyzbar" in text and "kiosk pipeline" in text
     assert bench_scenes.main(parser.parse_args(["--count", "-1"]), io.StringIO()) == 2
+
+
+def test_scene_benchmark_at_another_size_and_card_width():
+    scenes = list(bench_scenes.make_scenes(4, seed=3, size=(640, 480), card_width=(0.6, 0.8)))
+    assert all(s.image.shape == (480, 640, 3) for s in scenes)
+    # fit_in_view may shrink a card that does not fit at its angle, never enlarge it.
+    assert all(0.4 <= s.conditions.card_width_frac <= 0.8 for s in scenes)
+    assert max(s.conditions.card_width_frac for s in scenes) >= 0.6
+    parser = argparse.ArgumentParser()
+    bench_scenes.add_arguments(parser)
+    out = io.StringIO()
+    args = parser.parse_args(["--count", "1", "--size", "640x480", "--card-width", "0.5,0.6", "--no-reference"])
+    assert bench_scenes.main(args, out) == 0
+    assert "640x480, card width 50%-60%" in out.getvalue() and "pipeline without card decoder" in out.getvalue()
+    for bad in (["--size", "640"], ["--card-width", "0.9,0.2"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)

@@ -8,7 +8,7 @@ HELP = {"bench": "measure read rates and speed"}
 
 
 def register(sub) -> None:
-    from device.tools.bench import command, decode, idle, loop, outbox, revocations, scenes
+    from device.tools.bench import command, decode, idle, loop, outbox, resolution, revocations, scenes
 
     bsub = add_group(
         sub, "bench", HELP["bench"], "Benchmarks: read rates and costs, side by side in one run.", example="kiosk bench decode", dest="bench_command"
@@ -16,6 +16,7 @@ def register(sub) -> None:
     for name, module, help_text in (
         ("decode", decode, "read rate, misreads and ms per image: raw zxing-cpp, raw pyzbar and the pipeline, per rotation"),
         ("scenes", scenes, "read rate on synthetic counter scenes: the pipeline against the raw decoders"),
+        ("resolution", resolution, "read rate against module size (0.8-3 px): raw decoders, the pipeline before and with the card decoder"),
         ("loop", loop, "frames per second, CPU per frame and gate skips of the scan loop on a video"),
         ("outbox", outbox, "commit latency with synchronous=FULL and the drain rate of a backlog into the central"),
         ("idle", idle, "the idle daemon (camera on, nobody at the counter): CPU share, and memory over 50,000 frames"),

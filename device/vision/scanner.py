@@ -12,7 +12,10 @@ How a frame is decoded: first the whole frame (cheap; reads level codes and code
 degrees), then each region :class:`~device.vision.locate.Locator` finds, cut out upright, unless
 a symbol already read lies inside it. Symbols are deduplicated by (format, text). The decoders'
 own checks (Code 128's check character, EAN's check digit) are the only ones applied here:
-nothing is guessed, so a region that does not decode adds nothing.
+nothing is guessed, so a region that does not decode adds nothing. Last, a region no decoder
+read goes to :class:`~device.vision.card_decoder.CardDecoder`, which reads only the enabled
+card formats' Code 128 (down to about 1 px per module, where the decoders need 1.5-2) and only
+when both the code's and the card's checks pass with a clear margin.
 
 Bad input: ``None``, non-arrays, non-uint8 arrays, zero-size arrays and shapes other than
 H x W, H x W x 1, H x W x 3 (BGR) or H x W x 4 (BGRA) raise ``ValueError`` with a message for
@@ -37,6 +40,7 @@ from device.vision.decoders import (
     check_image,
     make_decoder,
 )
+from device.vision.card_decoder import CardDecoder, layouts_for
 from device.vision.gate import Gate
 from device.vision.locate import Locator, Region
 
@@ -69,6 +73,9 @@ class Scanner:
     ``max_regions``: located regions decoded per frame, at most.
     ``work_size``: the locator's gradient resolution (long side, pixels); lower it to save CPU
     above 1280x720 when cards are small in the view.
+    ``card_formats``: the card formats (:mod:`device.card`) the card decoder reads in regions the
+    decoder could not (default: the default formats; empty: no card decoder). Only with Code 128
+    among the symbologies.
 
     >>> scanner = Scanner(symbologies=("Code128",))
     >>> scanner.decode(np.full((480, 640), 255, np.uint8))
@@ -86,14 +93,21 @@ class Scanner:
         locate: bool = True,
         max_regions: int = DEFAULTS.scan.max_regions,
         work_size: int = DEFAULTS.scan.work_size,
+        card_formats: Sequence | None = None,
     ) -> None:
         self.decoder: Decoder = make_decoder(decoder, symbologies)
+        if card_formats is None:
+            from device.card import FORMATS as card_formats
+        layouts = layouts_for(card_formats) if "Code128" in self.decoder.symbologies else []
+        self.card_decoder = CardDecoder(layouts) if layouts and locate else None
         self.gate = Gate(full_look_interval_s=full_look_interval_s, settle_s=settle_s, changed_fraction=change_threshold)
         self.locator = Locator(max_regions=max_regions, work_size=work_size) if locate else None
 
     @classmethod
     def from_config(cls, section: ScanSection) -> "Scanner":
         """The scanner as the ``[scan]`` section configures it (the daemon's, ``kiosk scan``'s)."""
+        from device.card import formats_named
+
         return cls(
             decoder=section.decoder,
             symbologies=tuple(section.symbologies),
@@ -102,6 +116,7 @@ class Scanner:
             change_threshold=section.change_threshold,
             max_regions=section.max_regions,
             work_size=section.work_size,
+            card_formats=formats_named(section.card_formats),
         )
 
     def scan(self, image: np.ndarray, monotonic: float) -> ScanResult:
@@ -158,6 +173,11 @@ class Scanner:
                     symbols.append(symbol)
             if symbols:
                 return symbols
+        if self.card_decoder is not None:
+            read = self.card_decoder.decode(region.image, region.bars)
+            if read is not None:
+                (x0, x1), h = read.x_range, float(region.image.shape[0])
+                return [Symbol("Code128", read.text, "card-decoder", ((x0, 0.0), (x1, 0.0), (x1, h), (x0, h)))]
         return []
 
 

@@ -15,6 +15,10 @@ read, counted in the same "wrong" column. Rotation is on a canvas grown to hold 
 with a white border. Then the cost of a 1280x720 frame holding a code is timed the same way.
 
     kiosk bench decode --images ../shared/zxing-blackbox --rotations 0,15,30,45,60,90,180
+    kiosk bench decode --images ../shared/zxing-blackbox --rotations 0,30 --scale 0.5
+
+``--scale`` shrinks every photograph first (area averaging, as a camera further away sees it):
+the same codes with fewer pixels per module.
 
 API: :func:`run` (the whole report), :func:`measure` (the numbers, for tests and other tools).
 """
@@ -102,8 +106,10 @@ def measure(
     rotations: Sequence[int] = DEFAULT_ROTATIONS,
     *,
     progress: Callable[[Row], None] | None = None,
+    scale: float = 1.0,
 ) -> list[Row]:
-    """Decode every image of every set under ``images`` at every rotation with every method."""
+    """Decode every image of every set under ``images`` at every rotation with every method,
+    each image first shrunk to ``scale`` of its size."""
     sets = load_sets(images)
     rows = []
     for image_set in sets:
@@ -115,7 +121,7 @@ def measure(
             row = Row(image_set.name, rotation, image_set.has_barcodes, symbologies, {m: Cell() for m in METHODS})
             for labelled in image_set.images:
                 try:
-                    grey = rotate(read_grey(labelled.path), rotation)
+                    grey = rotate(shrink(read_grey(labelled.path), scale), rotation)
                 except ValueError:
                     continue
                 for name, decode in methods.items():
@@ -127,6 +133,14 @@ def measure(
             if progress is not None:
                 progress(row)
     return rows
+
+
+def shrink(grey: np.ndarray, scale: float) -> np.ndarray:
+    """``grey`` resized to ``scale`` of its size by area averaging (1.0: unchanged)."""
+    if scale == 1.0:
+        return grey
+    h, w = grey.shape[:2]
+    return cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
 def _methods(symbologies: tuple[str, ...]) -> dict[str, Callable[[np.ndarray], list[Symbol]]]:
@@ -283,7 +297,8 @@ def totals(rows: Sequence[Row]) -> list[Row]:
     return list(groups.values())
 
 
-def run(images: Path, rotations: Sequence[int], out: TextIO, *, frames: bool = True, as_json: bool = False) -> int:
+def run(images: Path, rotations: Sequence[int], out: TextIO, *, frames: bool = True, as_json: bool = False,
+        scale: float = 1.0) -> int:
     """Print the benchmark for the sets under ``images``; 0 when done, 2 when ``images`` is unusable."""
     try:
         sets = load_sets(images)
@@ -294,15 +309,17 @@ def run(images: Path, rotations: Sequence[int], out: TextIO, *, frames: bool = T
         print(f"bench decode: {images}: no image sets (folders of images with NAME.txt beside each)", file=sys.stderr)
         return 2
     if as_json:
-        for row in measure(images, rotations):
+        for row in measure(images, rotations, scale=scale):
             cells = {k: {**asdict(v), "ms": round(v.median_ms, 2)} for k, v in row.cells.items()}
             print(json.dumps({"set": row.set, "rotation": row.rotation, "symbologies": list(row.symbologies), "cells": cells}), file=out)
         return 0
     print(f"machine: {machine()}", file=out)
+    if scale != 1.0:
+        print(f"every photograph shrunk to {scale:g} of its size first", file=out)
     print("read: expected text decoded; wrong: misread images (labelled sets) or false reads (no-barcode sets);", file=out)
     print("ms: median per image; cards: images the pipeline + card check turned into a client card", file=out)
     print(HEADER, file=out)
-    rows = measure(images, rotations, progress=lambda row: print(format_row(row), file=out, flush=True))
+    rows = measure(images, rotations, progress=lambda row: print(format_row(row), file=out, flush=True), scale=scale)
     print("\ntotals by kind of set", file=out)
     print(HEADER, file=out)
     for row in totals(rows):
@@ -330,6 +347,18 @@ def parse_rotations(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"rotations: expected comma-separated whole degrees like 0,15,30, got {text!r}") from None
 
 
+def parse_scale(text: str) -> float:
+    """``"0.5"`` -> 0.5; ``argparse.ArgumentTypeError`` outside 0.1-1."""
+    try:
+        value = float(text)
+        usable = 0.1 <= value <= 1.0
+    except ValueError:
+        value, usable = 0.0, False
+    if not usable:
+        raise argparse.ArgumentTypeError(f"scale: expected a number from 0.1 to 1 like 0.5, got {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``kiosk bench decode`` options."""
     parser.add_argument("--images", type=Path, required=True, metavar="DIR", help="folder of image sets laid out like the ZXing blackbox (NAME.png + NAME.txt)")
@@ -340,10 +369,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DEG,...",
         help="in-plane rotations in degrees (default: 0,15,30,45,60,90,180)",
     )
+    parser.add_argument("--scale", type=parse_scale, default=1.0, metavar="S",
+                        help="shrink every photograph to this share of its size first, 0.1-1 (default 1)")
     parser.add_argument("--no-frames", action="store_true", help="skip the 1280x720 frame-cost table")
     parser.add_argument("--json", action="store_true", help="one JSON object per set and rotation instead of tables")
 
 
 def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run ``kiosk bench decode`` with parsed ``args``."""
-    return run(args.images, args.rotations, out or sys.stdout, frames=not args.no_frames, as_json=args.json)
+    return run(args.images, args.rotations, out or sys.stdout, frames=not args.no_frames, as_json=args.json, scale=args.scale)

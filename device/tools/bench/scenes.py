@@ -16,6 +16,7 @@ not, and how many frames after the card entered the view".
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -31,7 +32,7 @@ import numpy as np
 
 from device.card import CARD_V1, Card, identify
 from device.tools.synth.card import render_card
-from device.tools.synth.scene import Conditions, render_scene
+from device.tools.synth.scene import Conditions, fit_in_view, render_scene
 
 #: Symbologies every reader is restricted to: the kiosk's default (client cards are Code 128).
 SYMBOLOGIES = ("Code128",)
@@ -53,8 +54,13 @@ class SyntheticScene:
 
 
 def make_scenes(count: int, seed: int = 1, difficulty: float = 0.5,
-                size: tuple[int, int] = (1280, 720)) -> Iterator[SyntheticScene]:
-    """``count`` scenes, each a different client card; scene ``i`` depends only on (seed, i)."""
+                size: tuple[int, int] = (1280, 720),
+                card_width: tuple[float, float] | None = None) -> Iterator[SyntheticScene]:
+    """``count`` scenes, each a different client card; scene ``i`` depends only on (seed, i).
+
+    ``card_width``: the card's width as a share of the frame's, drawn uniformly from this range
+    (the camera's distance; default: as :meth:`Conditions.random` draws it, 20-50%).
+    """
     for i in range(count):
         rng = np.random.default_rng([seed, i])
         contract = "".join(str(d) for d in rng.integers(0, 10, 10))
@@ -64,6 +70,9 @@ def make_scenes(count: int, seed: int = 1, difficulty: float = 0.5,
         card = render_card(contract, issue, name=str(rng.choice(_NAMES)),
                            address=f"{rng.choice(_STREETS)} {int(rng.integers(1, 99))}, Riga")
         conditions = Conditions.random(rng, difficulty, size)
+        if card_width is not None:
+            frac = float(rng.uniform(*card_width))
+            conditions = fit_in_view(dataclasses.replace(conditions, card_width_frac=frac), rng, size)
         yield SyntheticScene(i, render_scene(card, conditions, size, rng), CARD_V1.encode(contract, issue), conditions)
 
 
@@ -106,10 +115,12 @@ def default_readers(decoder: str = "zxing-cpp") -> dict[str, Reader]:
     from device.vision.scanner import Scanner
 
     scanner = Scanner(decoder=decoder, symbologies=SYMBOLOGIES)
+    before = Scanner(decoder=decoder, symbologies=SYMBOLOGIES, card_formats=())
     raw_zxing = make_decoder("zxing-cpp", SYMBOLOGIES)
     raw_zbar = make_decoder("pyzbar", SYMBOLOGIES)
     return {
         f"kiosk pipeline ({decoder})": scanner.decode,
+        "pipeline without card decoder": before.decode,
         "raw zxing-cpp": lambda image: raw_zxing.decode(as_grey(image)),
         "raw pyzbar": lambda image: raw_zbar.decode(as_grey(image)),
     }
@@ -124,9 +135,11 @@ class ReaderTally:
     false_card: int = 0
     scenes: int = 0
     ms: list | None = None
+    cpu_ms: list | None = None
 
     def __post_init__(self) -> None:
         self.ms = [] if self.ms is None else self.ms
+        self.cpu_ms = [] if self.cpu_ms is None else self.cpu_ms
 
 
 @dataclass
@@ -154,9 +167,10 @@ def run_scenes(scenes: Iterable[SyntheticScene], readers: dict[str, Reader],
     for scene in scenes:
         buckets = scene.conditions.buckets().items()
         for name in names:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             symbols = rectified_reference(scene) if name == REFERENCE else readers[name](scene.image)
             ms = (time.perf_counter() - t0) * 1000
+            cpu_ms = (time.process_time() - c0) * 1000
             texts = {s.text for s in symbols if s.symbology == "Code128"}
             hit = scene.payload in texts
             wrong = texts - {scene.payload}
@@ -167,18 +181,20 @@ def run_scenes(scenes: Iterable[SyntheticScene], readers: dict[str, Reader],
                 tally.misread += bool(wrong)
                 tally.false_card += false_card
             overall[name].ms.append(ms)
+            overall[name].cpu_ms.append(cpu_ms)
     return SceneResults(names, overall, dict(by_bucket))
 
 
 def report(results: SceneResults, out: TextIO) -> None:
     """Print the overall table and the by-condition table (markdown, ready for the docs)."""
     names = results.readers
-    out.write("| reader | cards read | read rate | misreads | false cards | median ms/image |\n")
-    out.write("|---|---:|---:|---:|---:|---:|\n")
+    out.write("| reader | cards read | read rate | misreads | false cards | median ms/image | median CPU ms/image |\n")
+    out.write("|---|---:|---:|---:|---:|---:|---:|\n")
     for n in names:
         t = results.overall[n]
         med = f"{statistics.median(t.ms):.1f}" if t.ms and n != REFERENCE else "-"
-        out.write(f"| {n} | {t.read}/{t.scenes} | {results.rate(n):.1%} | {t.misread} | {t.false_card} | {med} |\n")
+        cpu = f"{statistics.median(t.cpu_ms):.1f}" if t.cpu_ms and n != REFERENCE else "-"
+        out.write(f"| {n} | {t.read}/{t.scenes} | {results.rate(n):.1%} | {t.misread} | {t.false_card} | {med} | {cpu} |\n")
     raw = [n for n in names if n.startswith("raw")]
     pipe = [n for n in names if not n.startswith("raw") and n != REFERENCE]
     if raw and pipe:
@@ -306,12 +322,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--difficulty", type=float, default=0.5,
                    help="0 = easy, 0.5 = a typical counter (default), 1 = a bad day")
     p.add_argument("--decoder", default="zxing-cpp", help="the pipeline's decoder (default zxing-cpp)")
+    p.add_argument("--size", type=_size, default=(1280, 720), metavar="WxH", help="frame size (default 1280x720)")
+    p.add_argument("--card-width", type=_range, default=None, metavar="MIN,MAX",
+                   help="card width as a share of the frame's, drawn uniformly (e.g. 0.35,0.8; default: 0.2-0.5 by distance)")
     p.add_argument("--videos", type=int, default=0,
                    help="also render this many presentation videos and score frames-to-first-read (default 0)")
     p.add_argument("--no-reference", action="store_true",
                    help="leave out the reference column (zxing-cpp on the card cut out with the true geometry)")
     p.add_argument("--save", metavar="DIR",
                    help="also write the scenes as DIR/NNNN.png + .txt (the layout `kiosk bench decode` reads)")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT like 640x480, got {text!r}") from None
+    if not (64 <= w <= 8192 and 64 <= h <= 8192):
+        raise argparse.ArgumentTypeError(f"frame size must be 64-8192 pixels each way, got {text!r}")
+    return w, h
+
+
+def _range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX like 0.35,0.8, got {text!r}") from None
+    if not 0.05 <= lo <= hi <= 0.95:
+        raise argparse.ArgumentTypeError(f"card width shares must be 0.05 <= MIN <= MAX <= 0.95, got {text!r}")
+    return lo, hi
+
+
+def _width_text(card_width: tuple[float, float] | None) -> str:
+    return "by distance (20-50%)" if card_width is None else f"{card_width[0]:.0%}-{card_width[1]:.0%}"
 
 
 def main(args, out: TextIO = sys.stdout) -> int:
@@ -325,7 +368,7 @@ def main(args, out: TextIO = sys.stdout) -> int:
         save.mkdir(parents=True, exist_ok=True)
 
     def scenes() -> Iterator[SyntheticScene]:
-        for scene in make_scenes(args.count, args.seed, args.difficulty):
+        for scene in make_scenes(args.count, args.seed, args.difficulty, args.size, args.card_width):
             if save:
                 cv2.imwrite(str(save / f"{scene.index:04d}.png"), scene.image)  # lossless: the scene is as rendered
                 (save / f"{scene.index:04d}.txt").write_text(scene.payload, encoding="utf-8")
@@ -333,7 +376,7 @@ def main(args, out: TextIO = sys.stdout) -> int:
 
     if args.count:
         out.write(f"synthetic counter scenes: {args.count}, seed {args.seed}, difficulty {args.difficulty:g}, "
-                  f"1280x720, symbologies {', '.join(SYMBOLOGIES)}\n\n")
+                  f"{args.size[0]}x{args.size[1]}, card width {_width_text(args.card_width)}, symbologies {', '.join(SYMBOLOGIES)}\n\n")
         report(run_scenes(scenes(), readers, reference=not args.no_reference), out)
     if args.videos:
         run_videos(args.videos, args.seed, out, args.decoder)
