@@ -872,6 +872,62 @@ def test_v4l2_bad_reads_in_a_row_reopen_the_camera(world):
         assert serial_of(source.read(timeout=5)) == 1
 
 
+class FakeMjpegCapture(FakeVideoCapture):
+    """A webcam in MJPG whose driver hands over the JPEG buffers once CAP_PROP_CONVERT_RGB is off
+    (as OpenCV's cap_v4l.cpp does: a 1 x N uint8 array); frame ``n`` is a 64x48 picture of grey
+    level 20 * n. ``corrupt``: the serials whose buffer is broken (a truncated USB transfer)."""
+
+    def __init__(self, world: CameraWorld, corrupt: frozenset[int] = frozenset()) -> None:
+        super().__init__(world, controls={cv2.CAP_PROP_CONVERT_RGB: 1})
+        self.corrupt = corrupt
+
+    def read(self):
+        ok, image = super().read()
+        if not ok:
+            return ok, image
+        serial = int.from_bytes(image[0, :4].tobytes(), "little")
+        if self.controls[cv2.CAP_PROP_CONVERT_RGB]:
+            return True, np.full((48, 64, 3), 20 * serial, np.uint8)
+        data = cv2.imencode(".jpg", np.full((48, 64, 3), 20 * serial, np.uint8))[1].reshape(1, -1)
+        if serial in self.corrupt:
+            data = data[:, :40].copy()  # the headers and nothing of the picture
+        return True, data
+
+
+def shade_of(frame) -> int:
+    return int(round(float(frame.image.mean()) / 20))
+
+
+def test_v4l2_mjpg_frames_come_undecoded_and_corrupt_buffers_are_bad_reads(world):
+    captures = []
+
+    def factory(path):
+        captures.append(FakeMjpegCapture(world, corrupt=frozenset({2, 5})))
+        return captures[-1]
+
+    with v4l2_source(world, capture_factory=factory) as source:
+        got = []
+        for _ in range(7):
+            world.emit()
+            if world.serial in (2, 5):
+                continue  # a corrupt buffer: skipped, never handed out
+            got.append(source.read(timeout=5))
+        assert captures[0].controls[cv2.CAP_PROP_CONVERT_RGB] == 0  # asked for the raw buffers
+        assert all(not f.decoded and f.encoded is not None for f in got)
+        assert [f.index for f in got] == sorted({f.index for f in got})
+        assert [shade_of(f) for f in got] == [1, 3, 4, 6, 7]
+        assert len(captures) == 1 and source.stats().open_attempts == 1  # bad frames, not a reopen
+
+
+def test_v4l2_in_yuyv_keeps_opencvs_conversion(world):
+    capture = FakeMjpegCapture(world)
+    capture.gives = {cv2.CAP_PROP_FOURCC: cv2.VideoWriter_fourcc(*"YUYV")}
+    with v4l2_source(world, capture_factory=lambda path: capture) as source:
+        world.emit()
+        frame = source.read(timeout=5)
+        assert frame.decoded and capture.controls[cv2.CAP_PROP_CONVERT_RGB] == 1
+
+
 def fake_video4linux(root, nodes: dict[str, tuple[str, str]], by_id: dict[str, str]):
     """A fake /sys/class/video4linux and /dev (with /dev/v4l/by-id links) under ``root``.
 
