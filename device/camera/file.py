@@ -290,7 +290,7 @@ class _VideoClip(_Clip):
 
     kind = "video"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, raw: bool = True) -> None:
         self.path = path
         capture = cv2.VideoCapture(str(path))
         if not capture.isOpened():
@@ -312,7 +312,7 @@ class _VideoClip(_Clip):
         self._capture: cv2.VideoCapture | None = capture
         # An MJPEG video's packets are JPEG files: take them as they are (FFmpeg's raw mode,
         # CAP_PROP_FORMAT = -1), so that only the frames someone looks at are decoded in full.
-        self.raw = int(capture.get(cv2.CAP_PROP_FOURCC)) in MJPEG_FOURCCS and bool(capture.set(cv2.CAP_PROP_FORMAT, -1))
+        self.raw = raw and int(capture.get(cv2.CAP_PROP_FOURCC)) in MJPEG_FOURCCS and bool(capture.set(cv2.CAP_PROP_FORMAT, -1))
         # Decode the first frame now: a video with no decodable frame is an error at open.
         first = self._read_capture()
         if first is not None and self.raw and first.encoded is not None and not is_jpeg(first.encoded):
@@ -405,7 +405,7 @@ class _VideoClip(_Clip):
 MJPEG_FOURCCS = frozenset(cv2.VideoWriter_fourcc(*code) for code in ("MJPG", "mjpg", "jpeg", "mjpa", "AVRn", "LJPG"))
 
 
-def _open_clip(path: str | Path, folder_fps: float) -> _Clip:
+def _open_clip(path: str | Path, folder_fps: float, raw: bool = True) -> _Clip:
     p = Path(path)
     if not p.exists():
         raise CameraError(f"{p}: no such file or folder")
@@ -428,7 +428,7 @@ def _open_clip(path: str | Path, folder_fps: float) -> _Clip:
     header = header_pixels(p)
     if header is not None and (problem := too_many_pixels(*header)):
         raise CameraError(f"{p}: {problem}")
-    return _VideoClip(p)
+    return _VideoClip(p, raw)
 
 
 def iter_frames(path: str | Path) -> Iterator[Frame]:
@@ -460,7 +460,9 @@ class FileSource(FrameSource):
     ``pace`` is ``"realtime"`` (the video's frame rate, ``folder_fps`` for images; frames the
     reader was too slow for are dropped, as with a live camera) or ``"fast"`` (every frame, no
     waiting). ``clock`` and ``sleep`` are injectable so tests can check the pacing without
-    waiting. Raises :class:`CameraError` when the path cannot be played at all.
+    waiting. ``raw=False`` has OpenCV decode every frame of an MJPEG video as it is read (the
+    kiosk before it gated on thumbnails; ``kiosk bench idle`` compares). Raises
+    :class:`CameraError` when the path cannot be played at all.
     """
 
     finite = True
@@ -473,6 +475,7 @@ class FileSource(FrameSource):
         folder_fps: float = FOLDER_FPS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        raw: bool = True,
     ) -> None:
         if pace not in PACES:
             raise ValueError(f"camera pace {pace!r}: expected one of {', '.join(PACES)}")
@@ -482,7 +485,7 @@ class FileSource(FrameSource):
         self.pace = pace
         self._clock = clock
         self._sleep = sleep
-        self._clip: _Clip | None = _open_clip(self.path, folder_fps)
+        self._clip: _Clip | None = _open_clip(self.path, folder_fps, raw)
         self.kind = self._clip.kind
         self.fps = self._clip.fps
         self._start: float | None = None
