@@ -134,14 +134,14 @@ class Frame:
         """The cheapest picture of this frame at least ``min_width`` pixels wide (or the whole
         frame, if it is narrower), grey or BGR, for a thumbnail to be made from.
 
-        A frame that came decoded (or was decoded since) gives its image; one that came with a
-        lores plane wide enough gives that; an encoded one gives a libjpeg-reduced grey decode
+        A frame that came with a lores plane wide enough gives that; one that came decoded (or
+        was decoded since) gives its image; an encoded one gives a libjpeg-reduced grey decode
         (1/8, 1/4 or 1/2 scale, the smallest wide enough). ``CorruptFrame`` if it does not decode.
         """
-        if self._image is not None:
-            return self._image
         if self._lores is not None and self._lores.shape[1] >= min_width:
             return self._lores
+        if self._image is not None:
+            return self._image
         for scale, _flag in _REDUCTIONS:
             reduced = self._reduced_grey(scale)
             if reduced.shape[1] >= min_width or scale == 1:
