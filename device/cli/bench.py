@@ -18,7 +18,7 @@ def register(sub) -> None:
         ("scenes", scenes, "read rate on synthetic counter scenes: the pipeline against the raw decoders"),
         ("loop", loop, "frames per second, CPU per frame and gate skips of the scan loop on a video"),
         ("outbox", outbox, "commit latency with synchronous=FULL and the drain rate of a backlog into the central"),
-        ("idle", idle, "the idle daemon (camera on, nobody at the counter), before and after the thumbnail gate: CPU share, memory over 50,000 frames, frames to a read"),
+        ("idle", idle, "the idle daemon (camera on, nobody at the counter): CPU share, and memory over 50,000 frames"),
         ("command", command, "CPU time of a technician's command (e.g. status) for one or more installs, side by side"),
     ):
         add_module_command(bsub, f"bench {name}", module, help_text)
