@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from device.camera import Frame
 from device.card import FORMATS, Card, CardFormat, Rejection, formats_named, identify
 from device.redact import describe_text, mask_contract, mask_digit_runs
 from device.vision import Symbol
+from device.vision.decoders import check_image
 from device.vision.scanner import Scanner
 
 log = logging.getLogger(__name__)
@@ -49,12 +51,19 @@ class Reading:
 class FrameResult:
     """What the pipeline made of one frame. ``decoded`` is False when the gate skipped it.
 
-    ``image`` is the frame it looked at (not a copy), for outputs that show it (the preview).
+    ``frame`` is the frame it looked at, for outputs that show it (the preview). Its ``image``
+    (also :attr:`image` here) is decoded in full on first access if the frame came encoded and
+    the gate skipped it: ask only when someone is watching.
     """
 
     decoded: bool
     readings: list[Reading]
-    image: np.ndarray | None = field(default=None, compare=False, repr=False)
+    frame: Frame | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def image(self) -> np.ndarray | None:
+        """The frame's full image (decoded now if it was not yet), None without a frame."""
+        return None if self.frame is None else self.frame.image
 
 
 class Pipeline:
@@ -70,10 +79,22 @@ class Pipeline:
         """The pipeline of the ``[scan]`` section, logging as ``[log]`` says."""
         return cls(Scanner.from_config(cfg.scan), formats_named(cfg.scan.card_formats), unmask=cfg.log.unmask)
 
-    def frame(self, image: np.ndarray, monotonic: float) -> FrameResult:
-        """A live frame: the gate may skip it."""
-        result = self.scanner.scan(image, monotonic)
-        return FrameResult(result.decoded, self._check(result.symbols), image)
+    def frame(self, frame: Frame | np.ndarray, monotonic: float) -> FrameResult:
+        """A live frame (a :class:`~device.camera.Frame`, or an image): the gate may skip it.
+
+        The gate looks at the frame's thumbnail only; the full image is decoded for the frames
+        it lets through. ``ValueError`` for an odd image or a frame that does not decode.
+        """
+        if not isinstance(frame, Frame):
+            check_image(frame)
+            frame = Frame(frame, monotonic=monotonic)
+        elif frame.decoded:
+            check_image(frame.image)
+        # Scanner.scan's two steps, split so the full image is asked for only past the gate.
+        decision = self.scanner.gate.check(frame, monotonic)
+        if not decision.decode:
+            return FrameResult(False, [], frame)
+        return FrameResult(True, self._check(self.scanner.decode(frame.image)), frame)
 
     def still(self, image: np.ndarray) -> list[Reading]:
         """A still image: always decoded."""

@@ -25,9 +25,13 @@ def test_bench_loop_compares_the_pipeline_with_raw_zxing_on_the_same_frames(tmp_
 
 
 def test_bench_idle_reports_cpu_share_and_memory_samples(tmp_path):
-    run = run_kiosk("bench", "idle", "--seconds", "1", "--frames", "300", "--size", "320x240", timeout=300)
+    run = run_kiosk("bench", "idle", "--seconds", "1", "--frames", "300", "--size", "320x240", "--videos", "0", timeout=300)
     assert run.returncode == 0, run.stderr
-    assert re.search(r"real time: 1 s, \d+ frames .*% of one core", run.stdout)
+    rows = re.findall(r"^(before|after) .*: real time: 1 s, (\d+) frames .* (\d+) decoded in full; .*% of one core$", run.stdout, re.M)
+    assert [label for label, _, _ in rows] == ["before", "after"]
+    (_, frames_before, full_before), (_, frames_after, full_after) = rows
+    assert int(full_before) == int(frames_before) > 0  # before: every frame decoded in full
+    assert int(full_after) < int(frames_after)  # after: the frames the gate skipped were not
     samples = re.findall(r"^\s+(\d+)\s+([\d.]+)$", run.stdout, re.M)
     assert [int(n) for n, _ in samples][-1] == 300
     assert "growth after warm-up" in run.stdout

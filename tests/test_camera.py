@@ -495,8 +495,9 @@ def test_grabber_survives_a_device_that_raises_or_returns_garbage(world):
 class FakeJob:
     """A picamera2 job: a Future the event loop completes (picamera2.job.Job wraps one too)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, names: tuple[str, ...] = ()) -> None:
         self.kind = kind
+        self.names = names
         self.future: concurrent.futures.Future = concurrent.futures.Future()
 
 
@@ -556,8 +557,17 @@ class FakePicamera2:
             if name not in self.controls:
                 raise RuntimeError(f"Control {name} is not advertised by libcamera")
 
-    def create_video_configuration(self, main=None, controls=None):
-        return {"main": main, "controls": controls}
+    def create_video_configuration(self, main=None, lores=None, controls=None):
+        return {"main": main, "lores": lores, "controls": controls}
+
+    def _lores_array(self, image):
+        """The lores stream of ``image`` as picamera2 gives a YUV420 one: (h * 3/2) rows of a
+        stride wider than the picture, the Y plane first (here the picture's first grey level)."""
+        width, height = self.config["lores"]["size"]
+        array = np.full((height * 3 // 2, width + 32), 128, np.uint8)
+        array[:height, :width] = image.flat[0]
+        array[:height, width:] = 0  # the padding, which must not be part of the plane
+        return array
 
     def configure(self, config):
         self._check_controls(config.get("controls") or {})
@@ -589,14 +599,16 @@ class FakePicamera2:
                 if image is not None:
                     completed.append(image)
                 if completed and self._jobs and self._jobs[0].kind == "capture":
-                    self._jobs.pop(0).future.set_result(([completed.popleft()], self._lens()))
+                    job, image = self._jobs.pop(0), completed.popleft()
+                    arrays = [image if name == "main" else self._lores_array(image) for name in job.names]
+                    job.future.set_result((arrays, self._lens()))
                 while self._jobs and self._jobs[0].kind == "stop":
                     self.started = False
                     self._jobs.pop(0).future.set_result(None)
 
     def capture_arrays(self, names=("main",), wait=None):
-        assert list(names) == ["main"] and wait is False
-        job = FakeJob("capture")
+        assert set(names) <= {"main", "lores"} and wait is False
+        job = FakeJob("capture", tuple(names))
         with self._lock:
             self._jobs.append(job)
         return job
@@ -661,10 +673,15 @@ def test_picamera2_configures_bgr_main_stream_at_the_rate_and_recovers(world, pi
                              stall_timeout_s=0.5, backoff_initial_s=0.01, backoff_max_s=0.05)
     try:
         world.emit()
-        assert serial_of(source.read(timeout=5)) == 1
+        frame = source.read(timeout=5)
+        assert serial_of(frame) == 1
         camera = picamera2_class.instances[0]
         assert camera.config == {"main": {"size": (1280, 720), "format": "RGB888"},
+                                 "lores": {"size": (160, 90), "format": "YUV420"},
                                  "controls": {"FrameDurationLimits": (40000, 40000), "AfMode": 2}}
+        # The gate's picture is the lores stream's Y plane, without its stride's padding.
+        thumb = frame.thumbnail_source(80)
+        assert thumb.shape == (90, 160) and (thumb == 1).all()
         assert source.describe() == "picamera2:0 imx708 1280x720 RGB888 25fps, focus auto, lens 4.8 dioptres (21 cm), up"
 
         world.unplug()
@@ -870,6 +887,62 @@ def test_v4l2_bad_reads_in_a_row_reopen_the_camera(world):
         assert "3 failed read(s) in a row" in source.stats().last_error
         world.emit()
         assert serial_of(source.read(timeout=5)) == 1
+
+
+class FakeMjpegCapture(FakeVideoCapture):
+    """A webcam in MJPG whose driver hands over the JPEG buffers once CAP_PROP_CONVERT_RGB is off
+    (as OpenCV's cap_v4l.cpp does: a 1 x N uint8 array); frame ``n`` is a 64x48 picture of grey
+    level 20 * n. ``corrupt``: the serials whose buffer is broken (a truncated USB transfer)."""
+
+    def __init__(self, world: CameraWorld, corrupt: frozenset[int] = frozenset()) -> None:
+        super().__init__(world, controls={cv2.CAP_PROP_CONVERT_RGB: 1})
+        self.corrupt = corrupt
+
+    def read(self):
+        ok, image = super().read()
+        if not ok:
+            return ok, image
+        serial = int.from_bytes(image[0, :4].tobytes(), "little")
+        if self.controls[cv2.CAP_PROP_CONVERT_RGB]:
+            return True, np.full((48, 64, 3), 20 * serial, np.uint8)
+        data = cv2.imencode(".jpg", np.full((48, 64, 3), 20 * serial, np.uint8))[1].reshape(1, -1)
+        if serial in self.corrupt:
+            data = data[:, :40].copy()  # the headers and nothing of the picture
+        return True, data
+
+
+def shade_of(frame) -> int:
+    return int(round(float(frame.image.mean()) / 20))
+
+
+def test_v4l2_mjpg_frames_come_undecoded_and_corrupt_buffers_are_bad_reads(world):
+    captures = []
+
+    def factory(path):
+        captures.append(FakeMjpegCapture(world, corrupt=frozenset({2, 5})))
+        return captures[-1]
+
+    with v4l2_source(world, capture_factory=factory) as source:
+        got = []
+        for _ in range(7):
+            world.emit()
+            if world.serial in (2, 5):
+                continue  # a corrupt buffer: skipped, never handed out
+            got.append(source.read(timeout=5))
+        assert captures[0].controls[cv2.CAP_PROP_CONVERT_RGB] == 0  # asked for the raw buffers
+        assert all(not f.decoded and f.encoded is not None for f in got)
+        assert [f.index for f in got] == sorted({f.index for f in got})
+        assert [shade_of(f) for f in got] == [1, 3, 4, 6, 7]
+        assert len(captures) == 1 and source.stats().open_attempts == 1  # bad frames, not a reopen
+
+
+def test_v4l2_in_yuyv_keeps_opencvs_conversion(world):
+    capture = FakeMjpegCapture(world)
+    capture.gives = {cv2.CAP_PROP_FOURCC: cv2.VideoWriter_fourcc(*"YUYV")}
+    with v4l2_source(world, capture_factory=lambda path: capture) as source:
+        world.emit()
+        frame = source.read(timeout=5)
+        assert frame.decoded and capture.controls[cv2.CAP_PROP_CONVERT_RGB] == 1
 
 
 def fake_video4linux(root, nodes: dict[str, tuple[str, str]], by_id: dict[str, str]):

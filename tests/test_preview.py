@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from conftest import CENTRAL_TOKEN, REPO, card_photo, empty_counter, kiosk_cmd, run_kiosk, write_config
 
+from device.camera import Frame
 from device.config import Config
 from device.outputs.preview import PreviewOutput
 from device.pipeline import Pipeline
@@ -130,6 +131,24 @@ def test_nothing_is_drawn_or_encoded_while_nobody_watches(preview):
     drawn = preview.encodes
     feed(preview, 40, start=100)
     assert preview.encodes == drawn
+
+
+def test_frames_the_gate_skipped_are_decoded_only_for_a_watcher(preview):
+    """Camera frames come as JPEG buffers: while nobody watches, the preview keeps the newest
+    one undecoded; a watcher gets it decoded (and drawn) on the stream's thread."""
+    pipeline = Pipeline.from_config(Config())
+    _, data = cv2.imencode(".jpg", empty_counter())
+    frames = [Frame(encoded=data.tobytes(), index=i, monotonic=i / 30) for i in range(20)]
+    for frame in frames:
+        preview.frame(pipeline.frame(frame, frame.monotonic), frame.index)
+    assert preview.frames == 20
+    skipped = [f for f in frames[1:] if f.full_decodes == 0]
+    assert len(skipped) == 19  # only the first frame was let through by the gate, and decoded
+    stream = get(preview.port, "/stream.mjpg")
+    assert read_jpegs(stream, 1)[0].shape == (600, 960, 3)
+    assert frames[-1].full_decodes == 1  # the newest frame, decoded for the watcher
+    assert all(f.full_decodes == 0 for f in frames[1:-1])  # the others never
+    stream.close()
 
 
 def test_it_listens_on_127_0_0_1_only(preview):

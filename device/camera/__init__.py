@@ -11,7 +11,7 @@ The daemon never knows which one it has::
 
     source = open_source("file:tests/media/counter.mp4", pace="fast")
     while (frame := source.read(timeout=1.0)) is not None:
-        handle(frame.image)
+        handle(frame)          # frame.image decodes in full; frame.thumbnail_source(80) does not
     source.close()
 
 The daemon and ``kiosk diag camera`` open the source as configured with :func:`open_camera`.
@@ -20,14 +20,17 @@ The daemon and ``kiosk diag camera`` open the source as configured with :func:`o
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the config's validators import this package: keep numpy out of `kiosk status`
-    import numpy as np
+# The frame type lives beside, and imports cv2 and numpy only when a frame is decoded: the
+# config's validators import this package, and `kiosk status` stays light.
+from device.camera.frame import CorruptFrame, Frame
 
+if TYPE_CHECKING:
     from device.camera.focus import FocusSettings
     from device.config import CameraSection
+
+__all__ = ["BACKENDS", "CameraError", "CorruptFrame", "Frame", "FrameSource", "open_camera", "open_source"]
 
 
 class CameraError(Exception):
@@ -37,25 +40,6 @@ class CameraError(Exception):
     A live source keeps trying to reopen in the background; calling :meth:`FrameSource.read`
     again is the way to find out whether it is back.
     """
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One captured frame.
-
-    ``image`` is uint8, either BGR (H x W x 3) or grey (H x W). ``index`` counts frames from 0 in
-    the order the source produced them (for files: the frame number in the video, or the image's
-    position in the folder). ``monotonic`` is ``time.monotonic()`` at capture; never wall-clock.
-    ``origin`` says where it came from, for logs and ``kiosk scan`` (a path for files).
-    ``still`` is True for a frame that is a still image (an image file, an image in a folder) rather
-    than a frame of a video or a live camera: ``kiosk scan`` reports every still, read or not.
-    """
-
-    image: np.ndarray
-    index: int
-    monotonic: float
-    origin: str = ""
-    still: bool = False
 
 
 class FrameSource(abc.ABC):

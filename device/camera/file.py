@@ -42,7 +42,8 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from device.camera import CameraError, Frame, FrameSource
+from device.camera import CameraError, CorruptFrame, Frame, FrameSource
+from device.camera.frame import is_jpeg
 
 log = logging.getLogger(__name__)
 # Pillow reads every image's header (header_pixels) and logs each PNG chunk at DEBUG: with
@@ -131,7 +132,28 @@ def load_image(path: str | Path) -> np.ndarray:
     message rather than OpenCV's warning on stderr). EXIF orientation is applied; grey images
     stay grey (cheaper downstream); 16-bit images become 8-bit.
     """
-    p = Path(path)
+    data, _size = _image_bytes(Path(path))
+    return _decoded(Path(path), data)
+
+
+def load_frame(path: Path, index: int) -> tuple[Frame, str]:
+    """One image file as a still :class:`Frame`, and its size ("WxH"): a JPEG stays encoded (the
+    gate needs only its 1/8-scale decode, checked here), anything else is decoded as
+    :func:`load_image` does. CameraError as there."""
+    data, size = _image_bytes(path)
+    if not is_jpeg(data):
+        return Frame(_decoded(path, data), index, origin=str(path), still=True), size
+    frame = Frame(encoded=data, index=index, origin=str(path), still=True, colour=cv2.IMREAD_ANYCOLOR)
+    try:
+        frame.check()
+    except CorruptFrame:
+        raise CameraError(f"{path}: not a readable image ({data.size} bytes; corrupt or unsupported format)") from None
+    return frame, size
+
+
+def _image_bytes(p: Path) -> tuple[np.ndarray, str]:
+    """The file's bytes and size ("WxH"), after the checks of :func:`load_image` (file size,
+    header, pixel count)."""
     try:
         size = p.stat().st_size
     except FileNotFoundError:
@@ -148,9 +170,12 @@ def load_image(path: str | Path) -> np.ndarray:
     if problem := too_many_pixels(*header):
         raise CameraError(f"{p}: {problem}")
     try:
-        data = np.fromfile(p, dtype=np.uint8)
+        return np.fromfile(p, dtype=np.uint8), header[1]
     except OSError as exc:
         raise CameraError(f"{p}: cannot read: {exc.strerror or exc}") from None
+
+
+def _decoded(p: Path, data: np.ndarray) -> np.ndarray:
     try:
         image = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR)
     except cv2.error:
@@ -185,8 +210,11 @@ class _Clip(abc.ABC):
     next_index: int = 0
 
     @abc.abstractmethod
-    def decode(self) -> tuple[int, np.ndarray, str] | None:
-        """(index, image, origin) of the next frame, or None at the end."""
+    def decode(self) -> Frame | None:
+        """The next frame (``monotonic`` still to be set by the caller), or None at the end.
+
+        It may come encoded (a JPEG file, an MJPEG video's packet): its buffer has been checked
+        to decode, its full image is decoded when someone asks."""
 
     @abc.abstractmethod
     def skip(self) -> bool:
@@ -214,50 +242,47 @@ class _ImagesClip(_Clip):
         self.kind = kind
         self.fps = fps
         self._files = files
-        self._first_image: np.ndarray | None = None
-        self._last_shape: tuple[int, ...] | None = None
+        self._first: Frame | None = None
+        self._last_size = ""
 
     @classmethod
     def single(cls, path: Path, fps: float) -> "_ImagesClip":
         clip = cls(path, [path], "image", fps)
-        # Decode now: an unreadable single image is an error at open, not an empty stream.
-        clip._first_image = load_image(path)
+        # Read and check now: an unreadable single image is an error at open, not an empty stream.
+        clip._first, clip._last_size = load_frame(path, 0)
         return clip
 
     @property
     def exhausted(self) -> bool:
         return self.next_index >= len(self._files)
 
-    def decode(self) -> tuple[int, np.ndarray, str] | None:
+    def decode(self) -> Frame | None:
         while self.next_index < len(self._files):
             index = self.next_index
             file = self._files[index]
             self.next_index += 1
-            if self._first_image is not None:
-                image, self._first_image = self._first_image, None
-            else:
-                try:
-                    image = load_image(file)
-                except CameraError as exc:
-                    log.warning("skipping image %d of %s: %s", index, self.path, exc)
-                    continue
-            self._last_shape = image.shape
-            return index, image, str(file)
+            if self._first is not None:
+                frame, self._first = self._first, None
+                return frame
+            try:
+                frame, self._last_size = load_frame(file, index)
+            except CameraError as exc:
+                log.warning("skipping image %d of %s: %s", index, self.path, exc)
+                continue
+            return frame
         return None
 
     def skip(self) -> bool:
         if self.exhausted:
             return False
         self.next_index += 1
-        self._first_image = None
+        self._first = None
         return True
 
     def size_text(self) -> str:
         if self.kind == "folder":
             return f"{len(self._files)} images"
-        if self._last_shape is None and self._first_image is not None:
-            return f"{self._first_image.shape[1]}x{self._first_image.shape[0]}"
-        return f"{self._last_shape[1]}x{self._last_shape[0]}" if self._last_shape else ""
+        return self._last_size
 
 
 class _VideoClip(_Clip):
@@ -265,7 +290,7 @@ class _VideoClip(_Clip):
 
     kind = "video"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, raw: bool = True) -> None:
         self.path = path
         capture = cv2.VideoCapture(str(path))
         if not capture.isOpened():
@@ -285,22 +310,45 @@ class _VideoClip(_Clip):
             capture.release()  # before the first frame is decoded
             raise CameraError(f"{path}: {problem}")
         self._capture: cv2.VideoCapture | None = capture
+        # An MJPEG video's packets are JPEG files: take them as they are (FFmpeg's raw mode,
+        # CAP_PROP_FORMAT = -1), so that only the frames someone looks at are decoded in full.
+        self.raw = raw and int(capture.get(cv2.CAP_PROP_FOURCC)) in MJPEG_FOURCCS and bool(capture.set(cv2.CAP_PROP_FORMAT, -1))
         # Decode the first frame now: a video with no decodable frame is an error at open.
         first = self._read_capture()
+        if first is not None and self.raw and first.encoded is not None and not is_jpeg(first.encoded):
+            # Not JPEG packets after all (the backend ignored raw mode or the codec lied): decode.
+            capture.release()
+            self._capture, self.raw = cv2.VideoCapture(str(path)), False
+            first = self._read_capture()
         if first is None:
             self.close()
             raise CameraError(f"{path}: no frame could be decoded (corrupt or truncated video)")
-        self._pending: np.ndarray | None = first
+        self._pending: Frame | None = first
 
-    def _read_capture(self) -> np.ndarray | None:
-        if self._capture is None:
-            return None
-        try:
-            ok, image = self._capture.read()
-        except cv2.error as exc:
-            log.warning("%s: decoding frame %d failed: %s", self.path, self.next_index, exc)
-            return None
-        return image if ok and image is not None and image.size else None
+    def _read_capture(self) -> Frame | None:
+        """The next frame, or None at the end (or when decoding fails: the video ends there).
+        In raw mode a packet that is not a decodable JPEG is passed over with a warning."""
+        while self._capture is not None:
+            try:
+                ok, image = self._capture.read()
+            except cv2.error as exc:
+                log.warning("%s: decoding frame %d failed: %s", self.path, self.next_index, exc)
+                return None
+            if not ok or image is None or not image.size:
+                return None
+            if not self.raw:
+                return Frame(image, origin=str(self.path))
+            frame = Frame(encoded=image.copy(), origin=str(self.path))  # the backend reuses its buffer
+            if not is_jpeg(image):
+                return frame  # the caller, at open, falls back to decoded frames
+            try:
+                frame.check()
+            except CorruptFrame:
+                log.warning("%s: frame %d is a corrupt JPEG, passed over", self.path, self.next_index)
+                self.next_index += 1
+                continue
+            return frame
+        return None
 
     def _ended(self) -> None:
         if self._capture is None:
@@ -312,17 +360,17 @@ class _VideoClip(_Clip):
             )
         self.close()
 
-    def decode(self) -> tuple[int, np.ndarray, str] | None:
+    def decode(self) -> Frame | None:
         if self._pending is not None:
-            image, self._pending = self._pending, None
+            frame, self._pending = self._pending, None
         else:
-            image = self._read_capture()
-            if image is None:
+            frame = self._read_capture()
+            if frame is None:
                 self._ended()
                 return None
-        index = self.next_index
+        frame.index = self.next_index
         self.next_index += 1
-        return index, image, str(self.path)
+        return frame
 
     def skip(self) -> bool:
         if self._pending is not None:
@@ -353,7 +401,11 @@ class _VideoClip(_Clip):
             self._capture = None
 
 
-def _open_clip(path: str | Path, folder_fps: float) -> _Clip:
+#: CAP_PROP_FOURCC codes of Motion-JPEG video (AVI: "MJPG"; QuickTime: "jpeg", "mjpa").
+MJPEG_FOURCCS = frozenset(cv2.VideoWriter_fourcc(*code) for code in ("MJPG", "mjpg", "jpeg", "mjpa", "AVRn", "LJPG"))
+
+
+def _open_clip(path: str | Path, folder_fps: float, raw: bool = True) -> _Clip:
     p = Path(path)
     if not p.exists():
         raise CameraError(f"{p}: no such file or folder")
@@ -376,7 +428,7 @@ def _open_clip(path: str | Path, folder_fps: float) -> _Clip:
     header = header_pixels(p)
     if header is not None and (problem := too_many_pixels(*header)):
         raise CameraError(f"{p}: {problem}")
-    return _VideoClip(p)
+    return _VideoClip(p, raw)
 
 
 def iter_frames(path: str | Path) -> Iterator[Frame]:
@@ -395,9 +447,9 @@ def iter_frames(path: str | Path) -> Iterator[Frame]:
 def _iterate(clip: _Clip) -> Iterator[Frame]:
     start = time.monotonic()
     try:
-        while (item := clip.decode()) is not None:
-            index, image, origin = item
-            yield Frame(image=image, index=index, monotonic=start + index / clip.fps, origin=origin, still=clip.still)
+        while (frame := clip.decode()) is not None:
+            frame.monotonic = start + frame.index / clip.fps
+            yield frame
     finally:
         clip.close()
 
@@ -408,7 +460,9 @@ class FileSource(FrameSource):
     ``pace`` is ``"realtime"`` (the video's frame rate, ``folder_fps`` for images; frames the
     reader was too slow for are dropped, as with a live camera) or ``"fast"`` (every frame, no
     waiting). ``clock`` and ``sleep`` are injectable so tests can check the pacing without
-    waiting. Raises :class:`CameraError` when the path cannot be played at all.
+    waiting. ``raw=False`` has OpenCV decode every frame of an MJPEG video as it is read (the
+    kiosk before it gated on thumbnails; ``kiosk bench idle`` compares). Raises
+    :class:`CameraError` when the path cannot be played at all.
     """
 
     finite = True
@@ -421,6 +475,7 @@ class FileSource(FrameSource):
         folder_fps: float = FOLDER_FPS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        raw: bool = True,
     ) -> None:
         if pace not in PACES:
             raise ValueError(f"camera pace {pace!r}: expected one of {', '.join(PACES)}")
@@ -430,7 +485,7 @@ class FileSource(FrameSource):
         self.pace = pace
         self._clock = clock
         self._sleep = sleep
-        self._clip: _Clip | None = _open_clip(self.path, folder_fps)
+        self._clip: _Clip | None = _open_clip(self.path, folder_fps, raw)
         self.kind = self._clip.kind
         self.fps = self._clip.fps
         self._start: float | None = None
@@ -457,13 +512,12 @@ class FileSource(FrameSource):
             self._start = now  # the file starts playing when the reader first asks
         if self.pace == "realtime" and not self._wait_for_next(clip, now, timeout):
             return self._finish()
-        item = clip.decode()
-        if item is None:
+        frame = clip.decode()
+        if frame is None:
             return self._finish()
-        index, image, origin = item
         self._returned += 1
-        stamp = self._clock() if self.pace == "realtime" else self._start + index / clip.fps
-        return Frame(image=image, index=index, monotonic=stamp, origin=origin, still=clip.still)
+        frame.monotonic = self._clock() if self.pace == "realtime" else self._start + frame.index / clip.fps
+        return frame
 
     def _wait_for_next(self, clip: _Clip, now: float, timeout: float | None) -> bool:
         """Realtime pacing: drop the frames already superseded, wait until the next one is due.

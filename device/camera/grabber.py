@@ -43,7 +43,8 @@ BACKOFF_MAX_S = 30.0
 class LiveDevice(Protocol):
     """One opened camera, as the grab thread sees it.
 
-    ``read`` blocks until the next frame and returns it (uint8, BGR or grey). It raises any
+    ``read`` blocks until the next frame and returns it (uint8, BGR or grey; or an encoded
+    :class:`~device.camera.Frame` it has checked, whose index and time the grabber sets). It raises any
     exception when the device failed or gave no frame within its own timeout. That timeout must
     be bounded (about the stall timeout): a thread blocked in a driver call cannot be interrupted,
     so a read that never returns would leave the camera "stalled" for good. ``close`` should
@@ -51,7 +52,7 @@ class LiveDevice(Protocol):
     goes on without it (see :meth:`FrameGrabber._close_device`).
     """
 
-    def read(self) -> np.ndarray: ...
+    def read(self) -> np.ndarray | Frame: ...
 
     def close(self) -> None: ...
 
@@ -122,7 +123,7 @@ class FrameGrabber:
         self._closing = self._thread.stop_flag  # checked per frame and per reopen wait: the heartbeat
         # All below are guarded by self._cond.
         self._state = "starting"
-        self._image: np.ndarray | None = None
+        self._image: np.ndarray | Frame | None = None
         self._image_at: float | None = None
         self._seq = -1  # index of the newest captured frame
         self._returned_seq = -1  # index of the newest frame handed out
@@ -166,6 +167,10 @@ class FrameGrabber:
             self._frames_dropped += self._seq - self._returned_seq - 1
             self._returned_seq = self._seq
             assert self._image is not None and self._image_at is not None
+            if isinstance(self._image, Frame):  # an encoded frame: handed out once, so stamped here
+                frame = self._image
+                frame.index, frame.monotonic, frame.origin = self._seq, self._image_at, self.name
+                return frame
             return Frame(image=self._image, index=self._seq, monotonic=self._image_at, origin=self.name)
 
     def state_text(self) -> str:
@@ -261,8 +266,10 @@ class FrameGrabber:
                 except Exception as exc:
                     reason = f"read failed: {_reason(exc)}"
                     break
-                if not _valid_image(image):
-                    reason = f"read failed: device returned no usable image ({_describe_image(image)})"
+                # An encoded frame was checked by the device (its 1/8-scale decode); a decoded one is checked here.
+                pixels = image.image if isinstance(image, Frame) and image.decoded else image
+                if not isinstance(pixels, Frame) and not _valid_image(pixels):
+                    reason = f"read failed: device returned no usable image ({_describe_image(pixels)})"
                     break
                 got_frame = True
                 self._publish(image, attempt)
@@ -298,7 +305,7 @@ class FrameGrabber:
                 self.name, _seconds(self.stall_timeout_s),
             )
 
-    def _publish(self, image: np.ndarray, attempt: int) -> None:
+    def _publish(self, image: np.ndarray | Frame, attempt: int) -> None:
         now = time.monotonic()
         with self._cond:
             if self._state == "closed":

@@ -3,7 +3,10 @@
 On Raspberry Pi OS Bookworm, CSI cameras do not work through ``cv2.VideoCapture``; picamera2 comes
 from apt (``python3-picamera2``), so the venv needs ``--system-site-packages``. Frames come from the
 "main" stream of a video configuration in ``RGB888``, which picamera2 (following libcamera's
-naming) lays out as B, G, R per pixel: OpenCV's order, no conversion needed. The frame rate is
+naming) lays out as B, G, R per pixel: OpenCV's order, no conversion needed. Beside it, the
+ISP scales the same picture down to a small "lores" stream (YUV420, about 1/8 of the size; see
+:func:`lores_size`): its grey (Y) plane is what the gate looks at, so the idle kiosk never
+thumbnails the full frame on the CPU. The frame rate is
 fixed through the ``FrameDurationLimits`` control, the lens through ``AfMode`` / ``LensPosition``
 (:mod:`device.camera.focus`). The same grab thread and reopen-with-backoff as the USB cameras
 (:mod:`device.camera.grabber`)::
@@ -35,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from device.camera import CameraError
+from device.camera import CameraError, Frame
 from device.camera.focus import FocusSettings, FocusState, manual_text
 from device.camera.grabber import BACKOFF_INITIAL_S, BACKOFF_MAX_S, STALL_TIMEOUT_S, LiveSource
 
@@ -48,6 +51,19 @@ MISSING_MESSAGE = (
 
 #: "RGB888" is B, G, R in memory (libcamera/DRM naming): what OpenCV calls BGR.
 PIXEL_FORMAT = "RGB888"
+
+#: The lores stream's format: YUV420 is the one a Pi 4's ISP gives for it (a Pi 5 has more).
+LORES_FORMAT = "YUV420"
+
+
+def lores_size(width: int, height: int) -> tuple[int, int]:
+    """The lores stream's size for a main stream of ``width`` x ``height``: 1/8, even numbers.
+
+    >>> lores_size(1280, 720), lores_size(640, 480)
+    ((160, 90), (80, 60))
+    """
+    return max(2, width // 8 // 2 * 2), max(2, height // 8 // 2 * 2)
+
 
 #: libcamera's AfModeEnum values (control_ids_core.yaml): Manual 0, Auto 1, Continuous 2.
 AF_MODE_MANUAL = 0
@@ -79,26 +95,30 @@ def camera_index(target: str) -> int:
 class _PicameraDevice:
     """A started Picamera2 as a :class:`~device.camera.grabber.LiveDevice`."""
 
-    def __init__(self, camera: Any, timeout_s: float, name: str, focus: FocusState) -> None:
+    def __init__(self, camera: Any, timeout_s: float, name: str, focus: FocusState, lores: tuple[int, int]) -> None:
         self._camera = camera
+        self._lores = lores
         self._timeout_s = timeout_s
         self._name = name
         self._focus = focus
 
-    def read(self) -> np.ndarray:
+    def read(self) -> Frame:
         # Asynchronous capture + bounded wait: a plain capture_array() would block forever on a
         # camera that stopped delivering, and the grab thread could never reopen it. The
         # metadata comes along for the lens position.
-        job = self._camera.capture_arrays(["main"], wait=False)
+        job = self._camera.capture_arrays(["main", "lores"], wait=False)
         try:
-            (image,), metadata = self._camera.wait(job, timeout=self._timeout_s)
+            (image, lores), metadata = self._camera.wait(job, timeout=self._timeout_s)
         except TimeoutError as exc:
             raise CameraError(
                 f"no frame within {self._timeout_s:g} s: the camera stalled (cable loose?); reopening it. "
                 f"If it stays down, the daemon restarts by itself; if that does not help either: {REBOOT_HINT}"
             ) from exc
         self._focus.lens(metadata.get("LensPosition"), "dioptres")
-        return image
+        # picamera2 gives a YUV420 stream as (height * 3/2) rows of ``stride`` bytes: the first
+        # ``height`` rows, cut to the width, are the Y plane.
+        width, height = self._lores
+        return Frame(image, lores=lores[:height, :width])
 
     def close(self) -> None:
         # Never stop(): after a timeout the unfinished capture job is still first in picamera2's
@@ -157,6 +177,7 @@ class Picamera2Source(LiveSource):
             controls.update(self._focus_controls(camera.camera_controls))
             config = camera.create_video_configuration(
                 main={"size": (width, height), "format": PIXEL_FORMAT},
+                lores={"size": lores_size(width, height), "format": LORES_FORMAT},
                 controls=controls,
             )
             camera.configure(config)
@@ -164,7 +185,7 @@ class Picamera2Source(LiveSource):
         except Exception:
             camera.close()  # libcamera allows one owner per camera: free it for the next attempt
             raise
-        return _PicameraDevice(camera, self._stall_timeout_s, self.name, self.focus)
+        return _PicameraDevice(camera, self._stall_timeout_s, self.name, self.focus, lores_size(width, height))
 
     def _focus_controls(self, advertised: dict[str, tuple[Any, Any, Any]]) -> dict[str, Any]:
         """The focus controls for ``camera.focus``, limited to what the camera advertises.

@@ -36,7 +36,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from device.camera import CameraError
+from device.camera import CameraError, CorruptFrame, Frame
 from device.camera.focus import FocusSettings, FocusState
 from device.camera.grabber import BACKOFF_INITIAL_S, BACKOFF_MAX_S, STALL_TIMEOUT_S, LiveSource
 from device.status import SYSFS_PREFIX_ENV
@@ -173,10 +173,15 @@ class _OpenCVDevice:
     A failed read is tolerated ``bad_reads - 1`` times in a row, as long as the last good frame is
     less than ``stall_timeout_s`` old: a corrupt MJPG frame costs one frame, not a reopen. An
     unplugged camera still fails within milliseconds: reads of a vanished device fail at once.
+
+    ``raw``: OpenCV hands over the camera's MJPEG buffer undecoded (``CAP_PROP_CONVERT_RGB`` off);
+    each read is then an encoded :class:`~device.camera.Frame`, checked by its 1/8-scale decode
+    (the gate's thumbnail), and a buffer that does not decode is a failed read like any other.
     """
 
-    def __init__(self, capture: Any, path: str, bad_reads: int, stall_timeout_s: float, focus: FocusState) -> None:
+    def __init__(self, capture: Any, path: str, bad_reads: int, stall_timeout_s: float, focus: FocusState, raw: bool = False) -> None:
         self._capture = capture
+        self._raw = raw
         self._path = path
         self._bad_reads = bad_reads
         self._stall_timeout_s = stall_timeout_s
@@ -184,10 +189,13 @@ class _OpenCVDevice:
         self._last_good = time.monotonic()
         self._reads = 0
 
-    def read(self) -> np.ndarray:
+    def read(self) -> np.ndarray | Frame:
         failures = 0
         while True:
             ok, image = self._capture.read()
+            if ok and image is not None and self._raw:
+                image = _checked_jpeg(image)  # None when the buffer does not decode
+                ok = image is not None
             if ok and image is not None:
                 self._reads += 1
                 if self._reads % 30 == 1:  # autofocus moves the lens; a V4L2 control read is an ioctl
@@ -204,6 +212,16 @@ class _OpenCVDevice:
 
     def close(self) -> None:
         self._capture.release()
+
+
+def _checked_jpeg(buffer: np.ndarray) -> Frame | None:
+    """The camera's MJPEG buffer as an encoded Frame, or None when it does not decode."""
+    frame = Frame(encoded=buffer.copy())  # a copy: OpenCV's V4L2 backend reuses one buffer
+    try:
+        frame.check()
+    except CorruptFrame:
+        return None
+    return frame
 
 
 def _control(capture: Any, prop: int) -> float | None:
@@ -287,7 +305,11 @@ class V4L2Source(LiveSource):
             )
         self._negotiated = negotiated
         self._set_focus(capture)
-        return _OpenCVDevice(capture, self.path, self._bad_reads, self._stall_timeout_s, self.focus)
+        # MJPG: let OpenCV hand over each frame's JPEG buffer as it came (a 1 x N uint8 array,
+        # cap_v4l.cpp with convert_rgb off), so frames the gate skips are never decoded in full.
+        # Any other pixel format would come as raw YUYV: leave the conversion on.
+        raw = negotiated[3] in ("MJPG", "JPEG") and bool(capture.set(cv2.CAP_PROP_CONVERT_RGB, 0))
+        return _OpenCVDevice(capture, self.path, self._bad_reads, self._stall_timeout_s, self.focus, raw=raw)
 
     def _set_focus(self, capture: Any) -> None:
         """Autofocus on or off, and the lens position, where the device has those controls."""

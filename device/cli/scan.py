@@ -59,7 +59,7 @@ def cmd_scan(args) -> int:
                 if frame.still:
                     emit(frame.origin or path, None, pipeline.still(frame.image))
                     continue
-                result = pipeline.frame(frame.image, frame.monotonic)
+                result = pipeline.frame(frame, frame.monotonic)  # decoded in full only past the gate
                 if result.readings:
                     emit(path, frame.index, result.readings)
         except CameraError as e:

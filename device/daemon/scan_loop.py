@@ -109,8 +109,10 @@ class ScanLoop:
             self.faults.clear(CAMERA, "frames arriving")
             self.counters.frames += 1
             try:
-                result = self.pipeline.frame(frame.image, frame.monotonic)
-            except ValueError as e:  # an odd frame (zero-size, wrong type): skip it, keep going
+                # The frame itself, not frame.image: the gate looks at its thumbnail, and only
+                # frames it lets through are decoded in full.
+                result = self.pipeline.frame(frame, frame.monotonic)
+            except ValueError as e:  # an odd frame (zero-size, wrong type, corrupt JPEG): skip it, keep going
                 self.counters.odd_frames += 1
                 log.warning("frame %d skipped: %s", frame.index, e)
                 continue

@@ -7,7 +7,7 @@ region, and the zone where cards have read (a dashed rectangle: "hold the card h
 
     preview = PreviewOutput(port=8088, unmask=False, title="kiosk-riga-07")
     kiosk.add_output(preview)          # the daemon (preview.enabled); or feed it frames yourself:
-    preview.frame(pipeline.frame(frame.image, frame.monotonic), frame.index)
+    preview.frame(pipeline.frame(frame, frame.monotonic), frame.index)
     print(preview.url)                 # http://127.0.0.1:8088/
     preview.close()
 
@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
+from device.camera import CorruptFrame, Frame
 from device.daemon.snapshot import annotate
 from device.outputs.base import Output
 from device.pipeline import FrameResult, Reading
@@ -173,7 +174,7 @@ class PreviewOutput(Output):
         self.encodes = 0  # frames drawn and encoded, for "no cost while nobody watches"
         self.frames = 0
         self._changed = threading.Condition()
-        self._image: np.ndarray | None = None
+        self._frame: Frame | None = None  # the newest frame, decoded in full only when drawn
         self._readings: list[Reading] = []  # of the last decoded frame: what the view shows now
         self._seq = 0
         self._times: deque[float] = deque(maxlen=512)
@@ -215,13 +216,13 @@ class PreviewOutput(Output):
 
     def frame(self, result: FrameResult, frame_index: int) -> None:
         """Keep the frame for whoever watches; nothing is drawn or encoded here."""
-        if result.image is None:
+        if result.frame is None:
             return
         with self._changed:
-            self._image = result.image
+            self._frame = result.frame  # not result.image: a frame the gate skipped stays undecoded
             if result.decoded:
                 self._readings = result.readings
-                size = (result.image.shape[1], result.image.shape[0])
+                size = (result.image.shape[1], result.image.shape[0])  # decoded already
                 for reading in result.readings:
                     if reading.card and reading.symbol.quad:
                         self._zone.add(reading.symbol.quad, size)
@@ -286,7 +287,7 @@ class PreviewOutput(Output):
         """The newest frame after frame number ``after``, drawn and encoded, with its number;
         None when none came within ``timeout`` or the preview is closing."""
         with self._changed:
-            if not self._changed.wait_for(lambda: self._closing or (self._image is not None and self._seq > after), timeout):
+            if not self._changed.wait_for(lambda: self._closing or (self._frame is not None and self._seq > after), timeout):
                 return None
             if self._closing:
                 return None
@@ -295,8 +296,13 @@ class PreviewOutput(Output):
     def _render(self) -> tuple[int, bytes]:
         with self._render_lock:  # one encode per frame, however many watch
             with self._changed:
-                seq, image, readings, zone = self._seq, self._image, self._readings, self._zone.box()
+                seq, frame, readings, zone = self._seq, self._frame, self._readings, self._zone.box()
             if self._rendered[0] == seq:
+                return seq, self._rendered[1]
+            try:
+                image = frame.image  # decoded here, on the watcher's thread, at most STREAM_FPS a second
+            except CorruptFrame:  # a broken camera buffer: this frame shows the last good picture
+                self._rendered = (seq, *self._rendered[1:])
                 return seq, self._rendered[1]
             grey = as_grey(image)
             regions = Locator().find(grey)
@@ -373,7 +379,7 @@ def watch_camera(source, reopen, cfg, preview: PreviewOutput, stop: threading.Ev
                 continue
             preview.fault_cleared(CAMERA)
             try:
-                preview.frame(pipeline.frame(frame.image, frame.monotonic), frame.index)
+                preview.frame(pipeline.frame(frame, frame.monotonic), frame.index)
             except ValueError as e:  # an odd frame: the next one will do
                 log.debug("frame %d skipped: %s", frame.index, e)
     finally:

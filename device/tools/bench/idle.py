@@ -1,14 +1,18 @@
 """The idle kiosk: camera on, nobody at the counter. CPU share at real time, and memory over a long run.
 
 Runs the real daemon (:class:`device.daemon.Kiosk`: pipeline, presentations, outbox, forwarder
-to a reference central, status snapshots) on a file source that replays a rendered video of an
-empty counter (sensor noise on every frame) in a loop:
+to a reference central, status snapshots) on a file source that replays a rendered MJPEG video
+of an empty counter (sensor noise on every frame) in a loop, twice side by side: **before**,
+every frame decoded in full as it is read (what the kiosk did until it gated on thumbnails), and
+**after**, the camera's JPEG buffers kept and the gate looking at their 1/8-scale decode:
 
 1. **real time** for ``--seconds`` at the video's frame rate: the process's CPU share;
 2. **fast** for ``--frames`` frames (default 50,000): resident memory sampled along the way, to
-   show that it stays flat.
+   show that it stays flat;
+3. **presentation videos** (``--videos``, rendered at 1280x720, 15 fps): frames from a card
+   entering the view to its first read, before and after: the thumbnail gate must not delay it.
 
-    kiosk bench idle --seconds 60 --frames 50000
+    kiosk bench idle --seconds 60 --frames 50000 --videos 2
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=50_000, help="frames in the fast phase (default 50,000)")
     p.add_argument("--fps", type=float, default=30.0, help="the empty-counter video's frame rate (default 30)")
     p.add_argument("--size", default="1280x720", help="frame size (default 1280x720)")
+    p.add_argument("--videos", type=int, default=1, help="presentation videos for the time to a read (default 1; 0: none)")
 
 
 class LoopingSource(FrameSource):
@@ -41,12 +46,15 @@ class LoopingSource(FrameSource):
 
     finite = True
 
-    def __init__(self, path: Path, pace: str, limit: int | None = None):
-        self.path, self.pace, self.limit = path, pace, limit
-        self._source = FileSource(path, pace=pace)
+    def __init__(self, path: Path, pace: str, limit: int | None = None, raw: bool = True):
+        self.path, self.pace, self.limit, self.raw = path, pace, limit, raw
+        self._source = FileSource(path, pace=pace, raw=raw)
         self._count = 0
         self._offset = 0  # frames of the loops already played
         self._t0: float | None = None
+        self._previous: Frame | None = None
+        #: Frames that had their full image (decoded by the source, or by the pipeline past the gate).
+        self.full_images = 0
 
     def read(self, timeout: float | None = None) -> Frame | None:
         if self.limit is not None and self._count >= self.limit:
@@ -54,7 +62,7 @@ class LoopingSource(FrameSource):
         frame = self._source.read(timeout)
         if frame is None:  # the end of the video: play it again
             self._offset = self._count
-            self._source = FileSource(self.path, pace=self.pace)
+            self._source = FileSource(self.path, pace=self.pace, raw=self.raw)
             frame = self._source.read(timeout)
             if frame is None:
                 return None
@@ -63,10 +71,21 @@ class LoopingSource(FrameSource):
         self._count += 1
         index = self._offset + frame.index
         # Real time: the moment of capture, continuous anyway; fast: the stream's own timeline.
-        stamp = frame.monotonic if self.pace == "realtime" else self._t0 + index / self._source.fps
-        return Frame(frame.image, index, stamp, frame.origin)
+        if self.pace != "realtime":
+            frame.monotonic = self._t0 + index / self._source.fps
+        frame.index = index
+        self._count_full_image()
+        self._previous = frame
+        return frame
+
+    def _count_full_image(self) -> None:
+        # Whether a frame was decoded in full is known once the loop is done with it: at the next read.
+        if self._previous is not None:
+            self.full_images += self._previous.decoded
+            self._previous = None
 
     def close(self) -> None:
+        self._count_full_image()
         self._source.close()
 
     def describe(self) -> str:
@@ -115,58 +134,132 @@ def _kiosk(tmp: Path, source: FrameSource, central_url: str, token: str):
     return Kiosk(source, Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox), runtime_dir=tmp / "run")
 
 
+#: The two ways a frame is handled, side by side: (label, FileSource raw mode).
+PATHS = (("before", False), ("after", True))
+LABELS = {
+    "before": "before (every frame decoded in full)",
+    "after": "after (gate on the 1/8-scale JPEG decode)",
+}
+
+
+def _real_time(tmp: Path, video: Path, raw: bool, seconds: float, central, token: str) -> dict:
+    """The daemon on the looping video at its frame rate for ``seconds``: CPU share of the process."""
+    tmp.mkdir()
+    source = LoopingSource(video, "realtime", raw=raw)
+    kiosk = _kiosk(tmp, source, central.url, token)
+    stop = threading.Event()
+    timer = threading.Timer(seconds, stop.set)
+    wall0, cpu0 = time.monotonic(), time.process_time()
+    timer.start()
+    kiosk.run(stop)
+    wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
+    return {"wall": wall, "cpu": cpu, "frames": kiosk.counters.frames, "decoded": kiosk.counters.decoded_frames,
+            "full": source.full_images}
+
+
+def _fast(tmp: Path, video: Path, raw: bool, frames: int, central, token: str) -> tuple[list[tuple[int, float]], float]:
+    """The daemon on ``frames`` frames as fast as they come: resident memory sampled along the way."""
+    from device.outputs import Output
+
+    tmp.mkdir()
+    samples: list[tuple[int, float]] = []
+    kiosk = _kiosk(tmp, LoopingSource(video, "fast", limit=frames, raw=raw), central.url, token)
+    step = max(frames // 10, 1)
+
+    class Sampler(Output):
+        next_at = 1
+
+        def frame(self, result, frame_index):
+            # Runs off the scan thread, so the count may have moved on (and frame events
+            # may be dropped): sample at the first event at or past each step.
+            n = kiosk.counters.frames
+            if n >= self.next_at:
+                samples.append((n, rss_mib()))
+                self.next_at = (n // step + 1) * step
+
+    kiosk.add_output(Sampler())
+    t0 = time.monotonic()
+    kiosk.run(threading.Event())
+    return samples, time.monotonic() - t0
+
+
+def frames_to_read(path: Path, truths, raw: bool) -> tuple[list, float, int]:
+    """The pipeline (gate included, as in the daemon) on every frame of a presentation video:
+    the presentations' scores, CPU seconds per frame, and the frames decoded in full."""
+    from device.config import Config
+    from device.pipeline import Pipeline
+    from device.tools.bench.scenes import score_presentations
+
+    pipeline = Pipeline.from_config(Config())
+    reads, frames, full = [], 0, 0
+    cpu0 = time.process_time()
+    with FileSource(path, pace="fast", raw=raw) as source:
+        while (frame := source.read()) is not None:
+            result = pipeline.frame(frame, frame.monotonic)
+            reads += [(frame.index, r.symbol.symbology, r.symbol.text) for r in result.readings]
+            frames += 1
+            full += frame.decoded
+    cpu = time.process_time() - cpu0
+    return score_presentations(truths, reads), cpu / max(frames, 1), full
+
+
+def _presentations(tmp: Path, videos: int, out: TextIO) -> None:
+    import statistics
+
+    from device.tools.synth.video import default_presentations, write_presentation_video
+
+    fps = 15.0
+    rows = {label: ([], 0.0, 0) for label, _ in PATHS}
+    for v in range(videos):
+        path = tmp / f"presentations-{v}.avi"
+        truths = write_presentation_video(path, default_presentations(), fps=fps, seed=1000 + v)
+        for label, raw in PATHS:
+            scores, cpu_per_frame, full = frames_to_read(path, truths, raw)
+            before = rows[label]
+            rows[label] = (before[0] + scores, before[1] + cpu_per_frame / videos, before[2] + full)
+    out.write(f"\npresentation videos: {videos}, 1280x720 at {fps:g} fps; frames from a card entering the view to its first read:\n")
+    for label, _ in PATHS:
+        scores, cpu_per_frame, full = rows[label]
+        cards = [s for s in scores if s.is_card]
+        delays = [s.frames_to_read for s in cards if s.identified]
+        median = statistics.median(delays) if delays else float("nan")
+        out.write(
+            f"  {LABELS[label]:<44} identified {len(delays)}/{len(cards)}, median {median:g} frames "
+            f"({1000 * median / fps:.0f} ms), all {sorted(delays)}; wrong cards {sum(s.false_card for s in scores)}; "
+            f"{1000 * cpu_per_frame:.2f} ms CPU a frame, {full} frames decoded in full\n"
+        )
+
+
 def main(args, out: TextIO = sys.stdout) -> int:
     from central.process import start_subprocess
-    from device.outputs import Output
+    from device.tools.bench.decode import machine
 
     width, height = (int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory(prefix="kiosk-bench-idle-") as tmp_name:
         tmp = Path(tmp_name)
         video = render_empty_counter(tmp / "empty.avi", args.fps, (width, height))
         with start_subprocess(tmp / "central", "bench") as central:
-            # 1. Real time: CPU share of the whole process (all its threads).
-            (tmp / "rt").mkdir()
-            kiosk = _kiosk(tmp / "rt", LoopingSource(video, "realtime"), central.url, "bench")
-            stop = threading.Event()
-            timer = threading.Timer(args.seconds, stop.set)
-            wall0, cpu0 = time.monotonic(), time.process_time()
-            timer.start()
-            kiosk.run(stop)
-            wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
-            frames_rt = kiosk.counters.frames
-            decoded_rt = kiosk.counters.decoded_frames
-
+            # 1. Real time: CPU share of the whole process (all its threads), each path in turn.
+            real = {label: _real_time(tmp / f"rt-{label}", video, raw, args.seconds, central, "bench") for label, raw in PATHS}
             # 2. Fast: memory over many frames.
-            (tmp / "fast").mkdir()
-            samples: list[tuple[int, float]] = []
-            kiosk = _kiosk(tmp / "fast", LoopingSource(video, "fast", limit=args.frames), central.url, "bench")
-            step = max(args.frames // 10, 1)
+            fast = {label: _fast(tmp / f"fast-{label}", video, raw, args.frames, central, "bench") for label, raw in PATHS}
 
-            class Sampler(Output):
-                next_at = 1
-
-                def frame(self, result, frame_index):
-                    # Runs off the scan thread, so the count may have moved on (and frame events
-                    # may be dropped): sample at the first event at or past each step.
-                    n = kiosk.counters.frames
-                    if n >= self.next_at:
-                        samples.append((n, rss_mib()))
-                        self.next_at = (n // step + 1) * step
-
-            kiosk.add_output(Sampler())
-            t0 = time.monotonic()
-            kiosk.run(threading.Event())
-            fast_wall = time.monotonic() - t0
-
-    out.write(f"idle kiosk, empty counter video {width}x{height} at {args.fps:g} fps, looped\n")
-    out.write(
-        f"real time: {args.seconds:g} s, {frames_rt} frames ({frames_rt / wall:.1f} fps), {decoded_rt} decoded by the gate's choice; "
-        f"CPU {cpu:.2f} s = {100 * cpu / wall:.1f}% of one core\n"
-    )
-    out.write(f"fast: {args.frames} frames in {fast_wall:.0f} s; resident memory (MiB) by frame:\n")
-    for n, rss in samples:
-        out.write(f"  {n:>8} {rss:8.1f}\n")
-    if len(samples) >= 2:
-        first_after_warmup = samples[1][1] if len(samples) > 2 else samples[0][1]
-        out.write(f"growth after warm-up: {samples[-1][1] - first_after_warmup:+.1f} MiB\n")
+        out.write(f"idle kiosk, empty counter video {width}x{height} at {args.fps:g} fps, looped; {machine()}\n")
+        for label, _ in PATHS:
+            r = real[label]
+            out.write(
+                f"{LABELS[label]}: real time: {args.seconds:g} s, {r['frames']} frames ({r['frames'] / r['wall']:.1f} fps), "
+                f"{r['decoded']} decoded by the gate's choice, {r['full']} decoded in full; "
+                f"CPU {r['cpu']:.2f} s = {100 * r['cpu'] / r['wall']:.1f}% of one core\n"
+            )
+        for label, _ in PATHS:
+            samples, wall = fast[label]
+            out.write(f"{LABELS[label]}: fast: {args.frames} frames in {wall:.0f} s; resident memory (MiB) by frame:\n")
+            for n, rss in samples:
+                out.write(f"  {n:>8} {rss:8.1f}\n")
+            if len(samples) >= 2:
+                first_after_warmup = samples[1][1] if len(samples) > 2 else samples[0][1]
+                out.write(f"growth after warm-up: {samples[-1][1] - first_after_warmup:+.1f} MiB\n")
+        if args.videos > 0:
+            _presentations(tmp, args.videos, out)
     return 0
