@@ -43,3 +43,4 @@ def test_bench_revocations_syncs_a_complete_list_and_a_delta_and_counts_right(tm
     assert (data["delta_sync"]["kind"], data["delta_sync"]["contracts"]) == ("applied", 20)
     assert (data["check"]["checks"], data["check"]["refused"]) == (400, 200)
     assert data["frames"]["frames"] == 5 and data["frames"]["syncs_meanwhile"] >= 1
+    assert {"alone", "during_sync_in_daemon", "during_sync"} <= data["frames"].keys()

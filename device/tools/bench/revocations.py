@@ -12,8 +12,9 @@ parse, apply in one transaction) runs against it, exactly as in the daemon::
 Steps, each timed: the complete list (answer bytes, copy size on disk); the same bytes again,
 split into fetch, verify, parse and apply; a delta of ``--delta`` re-issues (recorded with PUTs);
 ``--checks`` look-ups against the copy (half of them replaced contracts); and the pipeline's time
-per frame on a rendered counter video, alone and then while complete syncs run in another
-thread (the scan loop's thread shares the GIL with the sync). The temporary files go in
+per frame on a rendered counter video, alone, then while complete syncs run in another thread
+with the list parsed and applied in the daemon's own interpreter (sharing the GIL with the scan
+loop, as before issue 13's child process), then in a child process (as the daemon does now). The temporary files go in
 ``--dir`` (default: a new folder in the current directory, so the disk is this machine's).
 """
 
@@ -187,34 +188,46 @@ def _frame_times(args, folder: Path, out: TextIO, make_sync) -> dict:
             times.append(time.perf_counter() - t)
         return times
 
+    def during(in_process_max_bytes: int | None) -> tuple[list[float], list[float]]:
+        stop = threading.Event()
+        syncs: list[float] = []
+
+        def keep_syncing():
+            from device.revocations.sync import lower_priority
+
+            lower_priority()  # as the daemon's sync thread does
+            while not stop.is_set():
+                sync = make_sync()
+                sync.in_process_max_bytes = in_process_max_bytes
+                t = time.perf_counter()
+                sync.sync_once()
+                syncs.append(time.perf_counter() - t)
+                sync.copy.close()
+                os.unlink(sync.copy.path)
+                for suffix in ("-wal", "-shm"):
+                    Path(f"{sync.copy.path}{suffix}").unlink(missing_ok=True)
+
+        worker = threading.Thread(target=keep_syncing, daemon=True)
+        worker.start()
+        time.sleep(0.5)  # a benchmark, not a test: let the first sync get under way
+        busy = timed()
+        stop.set()
+        worker.join()
+        return busy, syncs
+
+    from device.revocations.apply import IN_PROCESS_MAX_BYTES
+
     alone = timed()
-    stop = threading.Event()
-    syncs = []
-
-    def keep_syncing():
-        from device.revocations.sync import lower_priority
-
-        lower_priority()  # as the daemon's sync thread does
-        while not stop.is_set():
-            sync = make_sync()
-            t = time.perf_counter()
-            sync.sync_once()
-            syncs.append(time.perf_counter() - t)
-            sync.copy.close()
-            os.unlink(sync.copy.path)
-            for suffix in ("-wal", "-shm"):
-                Path(f"{sync.copy.path}{suffix}").unlink(missing_ok=True)
-
-    worker = threading.Thread(target=keep_syncing, daemon=True)
-    worker.start()
-    time.sleep(0.5)  # a benchmark, not a test: let the first sync get under way
-    busy = timed()
-    stop.set()
-    worker.join()
-    result = {"frames": len(frames), "alone": _percentiles(alone), "during_sync": _percentiles(busy), "syncs_meanwhile": len(syncs)}
-    a, b = result["alone"], result["during_sync"]
-    _say(args, out, f"frame times ({len(frames)} frames): alone p50 {a['p50_ms']:.1f} / p95 {a['p95_ms']:.1f} / max {a['max_ms']:.1f} ms; "
-                    f"during complete syncs p50 {b['p50_ms']:.1f} / p95 {b['p95_ms']:.1f} / max {b['max_ms']:.1f} ms")  # fmt: skip
+    # Side by side: the whole sync in the daemon's interpreter (before), then parse and apply in a child (now).
+    in_daemon, daemon_syncs = during(None)
+    in_child, child_syncs = during(IN_PROCESS_MAX_BYTES)
+    result = {"frames": len(frames), "alone": _percentiles(alone), "during_sync_in_daemon": _percentiles(in_daemon), "during_sync": _percentiles(in_child),
+              "syncs_meanwhile": len(child_syncs), "sync_s_in_daemon": statistics.median(daemon_syncs), "sync_s_in_child": statistics.median(child_syncs)}  # fmt: skip
+    a, d, c = result["alone"], result["during_sync_in_daemon"], result["during_sync"]
+    _say(args, out, f"frame times ({len(frames)} frames), p50 / p95 / max ms: alone {a['p50_ms']:.1f} / {a['p95_ms']:.1f} / {a['max_ms']:.1f}; "
+                    f"during complete syncs parsed and applied in the daemon {d['p50_ms']:.1f} / {d['p95_ms']:.1f} / {d['max_ms']:.1f}, "
+                    f"in a child {c['p50_ms']:.1f} / {c['p95_ms']:.1f} / {c['max_ms']:.1f} "
+                    f"(a complete sync meanwhile took {result['sync_s_in_daemon']:.1f} s / {result['sync_s_in_child']:.1f} s)")  # fmt: skip
     return result
 
 
