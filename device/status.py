@@ -25,7 +25,7 @@ STATUS_FILE = "status.json"
 #: ``kiosk diag camera`` asks the running daemon for a frame by leaving a request in this folder
 #: (``snapshot-<id>.request``). The daemon makes it sticky and group-writable (01770), so the
 #: technicians' group may ask without root while the rest of the runtime directory stays the daemon's...
-SNAPSHOT_REQUESTS = "requests"
+REQUESTS_DIR = "requests"
 #: ...and the daemon answers with ``snapshot-<id>.png`` (masked, the located barcodes drawn) and
 #: then ``snapshot-<id>.json`` (the frame size and what was decoded), 0640, beside the status.
 SNAPSHOT_PREFIX = "snapshot-"
