@@ -261,6 +261,7 @@ def render(report: dict) -> str:
             f"queue       {queue.get('pending', 0)} pending{oldest}, {dead} dead{' <- kiosk queue list --state dead' if dead else ''}, "
             f"{queue.get('delivered', 0)} delivered"
             + (f", {quarantined} QUARANTINED (never sent) <- kiosk queue list --state quarantined" if quarantined else "")
+            + (f"; {queue['refusals']} of these are refusals of replaced cards" if queue.get("refusals") else "")
         )
         if queue.get("corrupt_files"):
             lines.append(f"outbox      damaged file(s) moved aside, kept for inspection: {', '.join(queue['corrupt_files'])}")
