@@ -274,7 +274,8 @@ def render(report: dict) -> str:
         last_ok = delivery.get("last_success_at") or "never"
         err = f"; last error: {delivery['last_error']}" if delivery.get("last_error") and delivery.get("state") != "ok" else ""
         lines.append(f"delivery    {state} to {delivery.get('url')}; last success {last_ok}{err}")
-    revocations = (daemon or {}).get("revocations")
+    # The daemon's view while it runs; else the copy on disk, read by the command.
+    revocations = (daemon or {}).get("revocations") or report.get("revocations")
     if revocations:
         from device.revocations.store import summary
 

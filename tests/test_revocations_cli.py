@@ -27,6 +27,8 @@ def test_sync_then_status_and_check_without_the_daemon(tmp_path, signing_central
     cfg = str(cli_config(tmp_path, signing_central.url, list_keys[1]))
     none = run_kiosk("revocations", "status", "--config", cfg)
     assert none.returncode == 1 and "there is no replaced-card list" in none.stdout and "Traceback" not in none.stderr
+    stopped = run_kiosk("status", "--config", cfg)
+    assert "replaced    there is no replaced-card list" in stopped.stdout and "Traceback" not in stopped.stderr, stopped.stdout
 
     signing_central.reissue(LOST, 2, ADMIN_TOKEN)
     sync = run_kiosk("revocations", "sync", "--config", cfg)
@@ -37,6 +39,11 @@ def test_sync_then_status_and_check_without_the_daemon(tmp_path, signing_central
     assert shown.returncode == 0 and "list        version 1, 1 contracts" in shown.stdout
     data = json.loads(run_kiosk("revocations", "status", "--json", "--config", cfg).stdout)
     assert (data["version"], data["count"], data["fault"]) == (1, 1, None)
+    # kiosk status with the daemon stopped: the copy's version, size and age, read from its file.
+    stopped = run_kiosk("status", "--config", cfg)
+    assert "not running" in stopped.stdout and "replaced    version 1, 1 contracts" in stopped.stdout and "confirmed by the central 0 min ago" in stopped.stdout, stopped.stdout
+    report = json.loads(run_kiosk("status", "--json", "--config", cfg).stdout)
+    assert (report["revocations"]["version"], report["revocations"]["count"]) == (1, 1) and report["revocations"]["file_bytes"] > 0
 
     refused = run_kiosk("revocations", "check", LOST, "1", "--config", cfg)
     assert refused.returncode == 1
@@ -121,6 +128,8 @@ def test_a_technician_in_the_files_group_reads_the_list_without_sudo(tmp_path, s
         assert check.returncode == 1 and "REFUSED: contract ******5678 issue 01" in check.stdout, check.stdout + check.stderr
         status = as_nobody("revocations", "status", "--config", str(cfg))
         assert status.returncode == 0 and "version 1, 1 contracts" in status.stdout, status.stdout + status.stderr
+        status = as_nobody("status", "--config", str(cfg))
+        assert "replaced    version 1, 1 contracts" in status.stdout and "Traceback" not in status.stderr, status.stdout + status.stderr
 
 
 def test_a_technician_in_the_group_asks_the_running_daemon_to_sync_without_sudo(tmp_path, signing_central, list_keys, card_folder, technicians_group):  # noqa: F811
