@@ -36,7 +36,7 @@ def test_bench_idle_reports_cpu_share_and_memory_samples(tmp_path):
 def test_bench_revocations_syncs_a_complete_list_and_a_delta_and_counts_right(tmp_path):
     import json
 
-    run = run_kiosk("bench", "revocations", "--dir", str(tmp_path), "--contracts", "3000", "--delta", "20", "--checks", "400", "--frames", "5", "--json", timeout=600)
+    run = run_kiosk("bench", "revocations", "--dir", str(tmp_path), "--contracts", "3000", "--delta", "20", "--checks", "400", "--frames", "5", "--rounds", "1", "--json", timeout=600)
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout.strip().splitlines()[-1])
     assert (data["complete"]["contracts"], data["steps"]["verified"]) == (3000, True)

@@ -5,7 +5,8 @@ million contracts is seconds of Python holding the GIL, which doubled the scan l
 while it ran (docs/BENCHMARKS.md). A verified answer larger than :data:`IN_PROCESS_MAX_BYTES` is
 therefore written to a temporary file beside the copy and handed to ``python -m
 device.revocations.apply``, which parses it, checks its version and applies it in the copy's one
-transaction; the daemon's threads only wait for its one line of JSON. The guarantees stay those
+transaction, at the idle scheduling class (it runs when the cores would otherwise idle); the
+daemon's threads only wait for its one line of JSON. The guarantees stay those
 of :func:`apply_verified`, whichever process runs it:
 
 - nothing is applied that is not the format, goes back in version or leaves a gap (the signature
@@ -50,6 +51,15 @@ CHILD_POLL_S = 0.5
 #: The sync's nice value (thread and child): parsing and applying a complete list takes seconds of
 #: CPU, which the scan loop on the same cores must not lose to it.
 SYNC_NICE = 10
+
+
+def idle_priority() -> None:
+    """This process (the child) runs only when the CPU would otherwise idle (SCHED_IDLE): the scan
+    loop, on the same two cores, keeps its frame times; an idle kiosk leaves it most of a core."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError) as e:  # not Linux: nice 10 as the thread
+        log.debug("cannot give the list's child the idle priority: %s", e)
 
 
 def lower_priority() -> None:
@@ -153,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
     lower_priority()
+    idle_priority()
     body = Path(args.body).read_bytes()
     try:
         copy = ReplacedCards(args.copy)

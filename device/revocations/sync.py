@@ -151,6 +151,10 @@ class RevocationSync:
             return SyncResult(ABORTED, version)
         except CentralProblem as e:
             return self._failed(FAILED, version, f"cannot fetch the replaced-card list: {e}")
+        return self.accept(answer, version, since, cancel)
+
+    def accept(self, answer, version: int | None, since: int, cancel=None) -> SyncResult:
+        """Verify the central's ``answer`` and apply it over the copy at ``version`` (asked ``since``)."""
         problem = document.verify(self.public_key, answer.body, answer.headers.get(KEY_ID_HEADER), answer.headers.get(SIGNATURE_HEADER))
         if problem is not None:
             return self._failed(REFUSED, version, f"replaced-card list refused: {problem}")
