@@ -48,9 +48,12 @@ def in_child(tmp_path, signing_central, list_keys, monkeypatch):
 
 def test_a_large_list_is_applied_by_a_child_that_then_exits_and_leaves_no_file(in_child, signing_central):
     signing_central.reissue(OTHER, 3, ADMIN_TOKEN)
+    stale = in_child.copy.path.with_name(f".{in_child.copy.path.name}.incoming-killed")  # a daemon killed meanwhile
+    stale.write_bytes(b"x" * 1000)
     before = children()
     result = in_child.sync_once()
     assert result.kind == APPLIED and result.version == 2, result
+    assert not stale.exists()
     assert in_child.copy.replaced_by(Card("v1", OTHER, 2)) == 3
     assert children() == before
     assert sorted(p.name for p in in_child.copy.path.parent.iterdir() if ".incoming-" in p.name) == []

@@ -93,7 +93,7 @@ def cmd_sync(args) -> int:
     Exit 0 when the list was applied or is current, 1 when it was refused or not reachable (the
     copy in force stays as it was).
 
-    Example: sudo kiosk revocations sync
+    Example: kiosk revocations sync
     """
     from device import status
     from device.revocations.sync import RevocationSync

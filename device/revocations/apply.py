@@ -105,6 +105,9 @@ def apply_in_child(path: Path, body: bytes, *, key_id: str, version: int | None,
     """:func:`apply_verified` in a child process on the copy at ``path``; never raises for the child's faults."""
     import device
 
+    # An answer left by a daemon killed while its child ran (one sync at a time per copy): gone now.
+    for stale in path.parent.glob(f".{path.name}.incoming-*"):
+        stale.unlink(missing_ok=True)
     try:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.incoming-", dir=path.parent)
         with os.fdopen(fd, "wb") as f:

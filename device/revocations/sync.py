@@ -23,7 +23,9 @@ is refused from the first frame), then every
 ``revocations.interval_s`` with jitter (a fleet restarted together does not sync in step), and at
 once when ``kiosk revocations sync`` leaves a request in the runtime directory's request folder
 (:data:`device.status.REQUESTS_DIR`, which the technicians' group may write). The scan
-loop never waits for it: it reads the copy on its own connection.
+loop never waits for it: it reads the copy on its own connection. A verified answer larger than
+a delta is parsed and applied in a child process (:mod:`device.revocations.apply`), so the scan
+loop keeps the interpreter while a complete list of a million contracts is written.
 """
 
 from __future__ import annotations
