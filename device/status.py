@@ -22,9 +22,10 @@ from pathlib import Path
 from device.redact import escape
 
 STATUS_FILE = "status.json"
-#: ``kiosk diag camera`` asks the running daemon for a frame (``snapshot-<id>.request``), and
-#: ``kiosk revocations sync`` for a sync (``revocations-<id>.request``), by leaving a request in this folder. The daemon makes it sticky and group-writable (01770), so the
-#: technicians' group may ask without root while the rest of the runtime directory stays the daemon's...
+#: ``kiosk diag camera`` asks the running daemon for a frame (``snapshot-<id>.request``) and
+#: ``kiosk revocations sync`` for a sync (``revocations-<id>.request``) by leaving a request in
+#: this folder. The daemon makes it sticky and group-writable (01770), so the technicians' group
+#: may ask without root while the rest of the runtime directory stays the daemon's...
 REQUESTS_DIR = "requests"
 #: ...and the daemon answers with ``snapshot-<id>.png`` (masked, the located barcodes drawn) and
 #: then ``snapshot-<id>.json`` (the frame size and what was decoded), 0640, beside the status.
