@@ -22,10 +22,11 @@ from pathlib import Path
 from device.redact import escape
 
 STATUS_FILE = "status.json"
-#: ``kiosk diag camera`` asks the running daemon for a frame by leaving a request in this folder
-#: (``snapshot-<id>.request``). The daemon makes it sticky and group-writable (01770), so the
-#: technicians' group may ask without root while the rest of the runtime directory stays the daemon's...
-SNAPSHOT_REQUESTS = "requests"
+#: ``kiosk diag camera`` asks the running daemon for a frame (``snapshot-<id>.request``) and
+#: ``kiosk revocations sync`` for a sync (``revocations-<id>.request``) by leaving a request in
+#: this folder. The daemon makes it sticky and group-writable (01770), so the technicians' group
+#: may ask without root while the rest of the runtime directory stays the daemon's...
+REQUESTS_DIR = "requests"
 #: ...and the daemon answers with ``snapshot-<id>.png`` (masked, the located barcodes drawn) and
 #: then ``snapshot-<id>.json`` (the frame size and what was decoded), 0640, beside the status.
 SNAPSHOT_PREFIX = "snapshot-"
@@ -261,6 +262,7 @@ def render(report: dict) -> str:
             f"queue       {queue.get('pending', 0)} pending{oldest}, {dead} dead{' <- kiosk queue list --state dead' if dead else ''}, "
             f"{queue.get('delivered', 0)} delivered"
             + (f", {quarantined} QUARANTINED (never sent) <- kiosk queue list --state quarantined" if quarantined else "")
+            + (f"; {queue['refusals']} of these are refusals of replaced cards" if queue.get("refusals") else "")
         )
         if queue.get("corrupt_files"):
             lines.append(f"outbox      damaged file(s) moved aside, kept for inspection: {', '.join(queue['corrupt_files'])}")
@@ -273,7 +275,8 @@ def render(report: dict) -> str:
         last_ok = delivery.get("last_success_at") or "never"
         err = f"; last error: {delivery['last_error']}" if delivery.get("last_error") and delivery.get("state") != "ok" else ""
         lines.append(f"delivery    {state} to {delivery.get('url')}; last success {last_ok}{err}")
-    revocations = (daemon or {}).get("revocations")
+    # The daemon's view while it runs; else the copy on disk, read by the command.
+    revocations = (daemon or {}).get("revocations") or report.get("revocations")
     if revocations:
         from device.revocations.store import summary
 

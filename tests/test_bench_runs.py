@@ -40,10 +40,11 @@ def test_bench_idle_reports_cpu_share_and_memory_samples(tmp_path):
 def test_bench_revocations_syncs_a_complete_list_and_a_delta_and_counts_right(tmp_path):
     import json
 
-    run = run_kiosk("bench", "revocations", "--dir", str(tmp_path), "--contracts", "3000", "--delta", "20", "--checks", "400", "--frames", "5", "--json", timeout=600)
+    run = run_kiosk("bench", "revocations", "--dir", str(tmp_path), "--contracts", "3000", "--delta", "20", "--checks", "400", "--frames", "5", "--rounds", "1", "--json", timeout=600)
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout.strip().splitlines()[-1])
     assert (data["complete"]["contracts"], data["steps"]["verified"]) == (3000, True)
     assert (data["delta_sync"]["kind"], data["delta_sync"]["contracts"]) == ("applied", 20)
     assert (data["check"]["checks"], data["check"]["refused"]) == (400, 200)
     assert data["frames"]["frames"] == 5 and data["frames"]["syncs_meanwhile"] >= 1
+    assert {"alone", "during_sync_in_daemon", "during_sync"} <= data["frames"].keys()

@@ -149,8 +149,8 @@ def test_through_the_running_daemon_it_prints_the_readings_and_saves_a_private_r
     scan = run_kiosk("scan", str(tmp_path / "live.png"), "--config", str(cfg))
     assert f"card v1, contract ******{CONTRACT[-4:]}, issue 1" in scan.stdout, scan.stdout
     # Nothing of the snapshot is left behind in the runtime directory.
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [status.SNAPSHOT_REQUESTS, status.STATUS_FILE]
-    assert list((tmp_path / "run" / status.SNAPSHOT_REQUESTS).iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [status.REQUESTS_DIR, status.STATUS_FILE]
+    assert list((tmp_path / "run" / status.REQUESTS_DIR).iterdir()) == []
 
 
 def test_the_daemon_answers_each_request_once_with_files_only_its_group_may_read(tmp_path):
@@ -159,7 +159,7 @@ def test_the_daemon_answers_each_request_once_with_files_only_its_group_may_read
     runtime.mkdir()
     service = SnapshotService(runtime, unmask=False)
     service.answer((photo, []))  # no request: nothing written but the request folder
-    assert [p.name for p in runtime.rglob("*")] == [status.SNAPSHOT_REQUESTS]
+    assert [p.name for p in runtime.rglob("*")] == [status.REQUESTS_DIR]
     readings = Pipeline(Scanner()).still(photo)
     with AnsweringDaemon(runtime, (photo, readings)) as daemon:
         shot = from_daemon(runtime, SnapshotOptions(unmask=True), timeout=60, running=lambda: True)
@@ -168,7 +168,7 @@ def test_the_daemon_answers_each_request_once_with_files_only_its_group_may_read
         daemon.thread.join(timeout=10)
     # The files as the daemon leaves them (the command removes them once read): the request
     # folder sticky and the group's to write, the answers the group's to read.
-    requests = runtime / status.SNAPSHOT_REQUESTS
+    requests = runtime / status.REQUESTS_DIR
     assert stat.S_IMODE(requests.stat().st_mode) == 0o1770
     ident = "0123456789abcdef" * 2
     (requests / f"snapshot-{ident}.request").write_text("not json")  # an odd request gets the defaults
@@ -207,8 +207,8 @@ def test_a_permission_problem_says_to_use_sudo_or_join_the_technicians_group(unp
     runtime = folder / "run"
     status.write_status(runtime, {"pid": os.getpid(), "camera": {"source": "v4l2:/dev/video0"}})  # the daemon runs
     (runtime / status.STATUS_FILE).chmod(0o644)
-    (runtime / status.SNAPSHOT_REQUESTS).mkdir(mode=0o770)
-    for runtime_mode, named in ((0o755, status.SNAPSHOT_REQUESTS), (0o700, status.STATUS_FILE)):
+    (runtime / status.REQUESTS_DIR).mkdir(mode=0o770)
+    for runtime_mode, named in ((0o755, status.REQUESTS_DIR), (0o700, status.STATUS_FILE)):
         runtime.chmod(runtime_mode)  # root's: others may enter (but not ask), then not even enter
         run = as_nobody("diag", "camera", "--config", str(cfg))
         assert run.returncode == 1, (run.stdout, run.stderr)

@@ -21,7 +21,7 @@ from device.outputs import EVENTS, Output
 from device.outputs.feedback import SIGNALS, Feedback, Timings, diag_gpio, make_pin_factory, pin_factory_names
 
 FAST = Timings(lit_s=0.01, beep_s=0.005, beep_gap_s=0.005, fault_on_s=0.005, fault_off_s=0.005, bounce_s=0)
-NO_WAIT = Timings(lit_s=0, beep_s=0, beep_gap_s=0, fault_on_s=0, fault_off_s=0, bounce_s=0)
+NO_WAIT = Timings(lit_s=0, beep_s=0, beep_gap_s=0, long_beep_s=0, fault_on_s=0, fault_off_s=0, bounce_s=0)
 PINS = {"green": "GPIO17", "red": "GPIO27", "amber": "GPIO22", "buzzer": "GPIO23", "button": "GPIO5"}
 
 
@@ -253,10 +253,10 @@ def test_diag_gpio_cycles_every_fitted_pin(factory):
     assert diag_gpio(section(), out, factory, timings=NO_WAIT, sleep=lambda s: None) == 0
     for pin in ("GPIO17", "GPIO27", "GPIO22"):
         assert states(factory, pin) == [False, True, False]
-    assert states(factory, "GPIO23") == [False, True, False, True, False, True, False]  # short, then double
+    assert states(factory, "GPIO23") == [False, True, False, True, False, True, False, True, False]  # short, double, long
     text = out.getvalue()
     assert "green LED GPIO17: on ... off" in text.replace("  ", " ")
-    assert "buzzer    GPIO23: short beep ... double beep ... done" in text
+    assert "buzzer    GPIO23: short beep (identified) ... double beep (not a card) ... long beep (card replaced) ... done" in text
     assert "button    GPIO5: released" in text
     for pin in PINS.values():  # all released: each opens again
         LED(pin, pin_factory=factory).close()

@@ -207,3 +207,26 @@ def test_help_says_what_a_ref_is_with_an_example():
         text = " ".join(run.stdout.split())
         assert f"Example: kiosk queue {command} 42" in text
         assert "at least 4 hex characters" in text and "earlier kiosk id" in text
+
+
+def test_a_refusal_is_marked_in_list_show_and_counted_by_status_masked(tmp_path):
+    path = tmp_path / "outbox.db"
+    box = Outbox(path, kiosk_id="kiosk-q", site="Riga")
+    box.commit(Card("v1", "0044445555", 2), symbology="Code128", decoder="zxing-cpp")
+    refusal = box.commit(Card("v1", "0012345678", 1), symbology="Code128", decoder="zxing-cpp", refused_for_issue=2)
+    box.close()
+    cfg = str(write_config(tmp_path / "kiosk.toml", kiosk={"id": "kiosk-q", "runtime_dir": str(tmp_path / "run")}, outbox={"path": str(path)}))
+    run = run_kiosk("queue", "list", "--config", cfg)
+    assert run.returncode == 0, run.stderr
+    first, second = run.stdout.splitlines()
+    assert "REFUSED" not in first
+    assert "******5678 /01  REFUSED (replaced: current issue 02)" in second and "0012345678" not in run.stdout
+    assert "1 identification(s) and 1 refusal(s)" in run.stderr
+    shown = run_kiosk("queue", "show", str(refusal.seq), "--config", cfg)
+    assert shown.returncode == 0 and "0012345678" not in shown.stdout
+    assert shown.stdout.startswith("REFUSAL: a replaced card: issue 01 shown, the contract's current issue is 02")
+    as_json = lines_of(run_kiosk("queue", "show", refusal.id, "--json", "--config", cfg))[0]
+    assert (as_json["kind"], as_json["card_issue"], as_json["current_issue"], as_json["contract"]) == ("refusal", 1, 2, "******5678")
+    status = run_kiosk("status", "--config", cfg)
+    assert "2 pending" in status.stdout and "; 1 of these are refusals of replaced cards" in status.stdout, status.stdout
+    assert "0012345678" not in status.stdout

@@ -7,6 +7,7 @@ import json
 from conftest import CENTRAL_TOKEN, card_folder, empty_counter, run_kiosk, write_config  # noqa: F401
 from kiosk_processes import Daemon, wait_for, with_empty_tail
 from revocation_fixtures import ADMIN_TOKEN, list_keys, signing_central  # noqa: F401  (fixtures)
+from unprivileged import technicians_group  # noqa: F401  (fixture)
 
 LOST, OTHER = "0012345678", "0099999999"
 
@@ -26,6 +27,8 @@ def test_sync_then_status_and_check_without_the_daemon(tmp_path, signing_central
     cfg = str(cli_config(tmp_path, signing_central.url, list_keys[1]))
     none = run_kiosk("revocations", "status", "--config", cfg)
     assert none.returncode == 1 and "there is no replaced-card list" in none.stdout and "Traceback" not in none.stderr
+    stopped = run_kiosk("status", "--config", cfg)
+    assert "replaced    there is no replaced-card list" in stopped.stdout and "Traceback" not in stopped.stderr, stopped.stdout
 
     signing_central.reissue(LOST, 2, ADMIN_TOKEN)
     sync = run_kiosk("revocations", "sync", "--config", cfg)
@@ -36,6 +39,11 @@ def test_sync_then_status_and_check_without_the_daemon(tmp_path, signing_central
     assert shown.returncode == 0 and "list        version 1, 1 contracts" in shown.stdout
     data = json.loads(run_kiosk("revocations", "status", "--json", "--config", cfg).stdout)
     assert (data["version"], data["count"], data["fault"]) == (1, 1, None)
+    # kiosk status with the daemon stopped: the copy's version, size and age, read from its file.
+    stopped = run_kiosk("status", "--config", cfg)
+    assert "not running" in stopped.stdout and "replaced    version 1, 1 contracts" in stopped.stdout and "confirmed by the central 0 min ago" in stopped.stdout, stopped.stdout
+    report = json.loads(run_kiosk("status", "--json", "--config", cfg).stdout)
+    assert (report["revocations"]["version"], report["revocations"]["count"]) == (1, 1) and report["revocations"]["file_bytes"] > 0
 
     refused = run_kiosk("revocations", "check", LOST, "1", "--config", cfg)
     assert refused.returncode == 1
@@ -65,6 +73,8 @@ def test_a_refused_sync_says_why_and_keeps_the_copy(tmp_path, signing_central, l
 
 
 def test_sync_asks_the_running_daemon_and_kiosk_status_shows_the_list(tmp_path, signing_central, list_keys, card_folder):  # noqa: F811
+    from device import status
+
     signing_central.reissue(LOST, 2, ADMIN_TOKEN)
     folder = with_empty_tail(card_folder([OTHER]), 120)
     cfg = cli_config(tmp_path, signing_central.url, list_keys[1], source=f"file:{folder}", pace="realtime")
@@ -77,7 +87,7 @@ def test_sync_asks_the_running_daemon_and_kiosk_status_shows_the_list(tmp_path, 
         sync = run_kiosk("revocations", "sync", "--config", str(cfg))
         assert sync.returncode == 0, sync.stdout + sync.stderr
         assert "synced by the daemon: version 2, 2 contracts" in sync.stdout
-        assert not (tmp_path / "run" / "revocations-sync.request").exists()
+        assert list((tmp_path / "run" / status.REQUESTS_DIR).iterdir()) == []  # the request was taken
 
 
 def test_revocations_without_a_key_or_with_a_file_that_is_no_key_is_a_config_error_naming_it(tmp_path, signing_central):
@@ -118,3 +128,44 @@ def test_a_technician_in_the_files_group_reads_the_list_without_sudo(tmp_path, s
         assert check.returncode == 1 and "REFUSED: contract ******5678 issue 01" in check.stdout, check.stdout + check.stderr
         status = as_nobody("revocations", "status", "--config", str(cfg))
         assert status.returncode == 0 and "version 1, 1 contracts" in status.stdout, status.stdout + status.stderr
+        status = as_nobody("status", "--config", str(cfg))
+        assert "replaced    version 1, 1 contracts" in status.stdout and "Traceback" not in status.stderr, status.stdout + status.stderr
+
+
+def test_a_technician_in_the_group_asks_the_running_daemon_to_sync_without_sudo(tmp_path, signing_central, list_keys, card_folder, technicians_group):  # noqa: F811
+    import os
+    import shutil
+
+    from device import status
+    from unprivileged import kiosk_as_nobody
+
+    signing_central.reissue(LOST, 2, ADMIN_TOKEN)
+    images = with_empty_tail(card_folder([OTHER]), 120)
+    with kiosk_as_nobody(groups=(technicians_group,)) as (folder, as_nobody):
+        key = folder / "list.pub"
+        shutil.copy(list_keys[1], key)
+        key.chmod(0o644)
+        # As install.sh and the unit leave them: the daemon's folders, their group the technicians'
+        # (setgid here, as this daemon runs as root), 0750.
+        for name in ("lib", "run"):
+            (folder / name).mkdir()
+            os.chown(folder / name, 0, technicians_group)
+            (folder / name).chmod(0o2750)
+        cfg = write_config(
+            folder / "kiosk.toml",
+            kiosk={"id": "kiosk-rev-cli", "runtime_dir": str(folder / "run")},
+            camera={"source": f"file:{images}", "pace": "realtime"},
+            outbox={"path": str(folder / "lib" / "outbox.db")},
+            api={"url": signing_central.url, "token": CENTRAL_TOKEN},
+            revocations={"enabled": True, "public_key_file": str(key), "interval_s": 3600},
+        )
+        cfg.chmod(0o644)
+        with Daemon(tmp_path, cfg):
+            wait_for(cfg, lambda r: (r["daemon"].get("revocations") or {}).get("version") == 1)
+            requests = folder / "run" / status.REQUESTS_DIR
+            assert requests.is_dir() and requests.stat().st_mode & 0o7777 == 0o1770
+            signing_central.reissue(OTHER, 3, ADMIN_TOKEN)
+            sync = as_nobody("revocations", "sync", "--config", str(cfg))
+            assert sync.returncode == 0 and "Traceback" not in sync.stderr, sync.stdout + sync.stderr
+            assert "synced by the daemon: version 2, 2 contracts" in sync.stdout
+            assert list(requests.iterdir()) == []  # taken by the daemon

@@ -129,8 +129,8 @@ def _delivered_seqs(cfg) -> list[int]:
 def cmd_diag_gpio(args) -> int:
     """Cycle the LEDs and the buzzer and show the button, naming each pin.
 
-    Light each fitted LED for a second, beep the buzzer once and twice, and show the button's state,
-    naming each pin, so a technician can check the wiring. Stop the daemon first (it holds the
+    Light each fitted LED for a second, sound the buzzer's three patterns (a short beep: identified;
+    a double beep: not a card; a long beep: card replaced), and show the button's state, naming each pin, so a technician can check the wiring. Stop the daemon first (it holds the
     pins).
 
     Example: sudo kiosk diag gpio   # the daemon stopped first: sudo systemctl stop kiosk

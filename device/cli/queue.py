@@ -85,6 +85,11 @@ def _issue(card_issue: int | None) -> str:
     return "--" if card_issue is None else f"{card_issue:02d}"
 
 
+def _refused(record) -> str:
+    """`` REFUSED (replaced: current issue 02)`` for a refusal, else nothing."""
+    return f"  REFUSED (replaced: current issue {_issue(record.current_issue)})" if record.kind == "refusal" else ""
+
+
 def _record_line(record, unmask: bool, kiosk_id: str | None = None) -> str:
     """One record on one line; one made under another kiosk id than ``kiosk_id`` says which
     (its seq is that kiosk id's, so `queue show SEQ` does not reach it)."""
@@ -94,15 +99,16 @@ def _record_line(record, unmask: bool, kiosk_id: str | None = None) -> str:
     other = f"  (kiosk id {record.kiosk_id})" if kiosk_id is not None and record.kiosk_id != kiosk_id else ""
     return (
         f"{record.seq:>7}  {record.id}  {record.state:<9} {mask_contract(record.contract, unmask)} /{_issue(record.card_issue)}"
-        f"  {record.scanned_at}  attempts {record.attempts}{other}" + (f"  {extra}" if extra else "")
+        f"{_refused(record)}  {record.scanned_at}  attempts {record.attempts}{other}" + (f"  {extra}" if extra else "")
     )
 
 
 def cmd_queue_list(args) -> int:
     """List identifications in the outbox.
 
-    List identifications in the outbox, oldest first: seq, id, state, contract (masked unless
-    --unmask), card issue, scan time, attempts, and the last error or why it is dead.
+    List identifications (and refusals of replaced cards) in the outbox, oldest first: seq, id,
+    state, contract (masked unless --unmask), card issue (a refusal: REFUSED and the contract's
+    current issue), scan time, attempts, and the last error or why it is dead.
 
     Example: kiosk queue list --state dead
     """
@@ -112,7 +118,9 @@ def cmd_queue_list(args) -> int:
     for record in records:
         print(json.dumps(_record_json(record, args.unmask)) if args.json else _record_line(record, args.unmask, kiosk_id))
     if not args.json:
-        print(f"{len(records)} identification(s)" + (f" {args.state}" if args.state else ""), file=sys.stderr)
+        refusals = sum(r.kind == "refusal" for r in records)
+        counted = f"{len(records) - refusals} identification(s)" + (f" and {refusals} refusal(s)" if refusals else "")
+        print(counted + (f" {args.state}" if args.state else ""), file=sys.stderr)
     return 0
 
 
@@ -144,7 +152,8 @@ def cmd_queue_show(args) -> int:
     """Show one identification.
 
     Show every field of one identification, by seq or id (REF below), and whether its checksum
-    still matches.
+    still matches. A refusal (a replaced card shown) says so first, with the issue shown and the
+    contract's current issue.
 
     Example: kiosk queue show 42
     """
@@ -157,6 +166,8 @@ def cmd_queue_show(args) -> int:
     if args.json:
         print(json.dumps(data))
     else:
+        if record.kind == "refusal":
+            print(f"REFUSAL: a replaced card: issue {_issue(record.card_issue)} shown, the contract's current issue is {_issue(record.current_issue)}")
         for key, value in data.items():
             print(f"{key:>16}: {value}")
     return 0

@@ -88,20 +88,20 @@ def cmd_sync(args) -> int:
     """Sync the replaced-card list now.
 
     Says what came of it. While the daemon runs, it is asked
-    to sync (a request file in kiosk.runtime_dir, answered within a second) and the command waits
-    for its result; without the daemon, the command syncs the copy itself (as the copy's owner).
+    to sync (a request in kiosk.runtime_dir's request folder, which the technicians' group may
+    write: no sudo needed; answered within a second) and the command waits for its result; without the daemon, the command syncs the copy itself (as the copy's owner).
     Exit 0 when the list was applied or is current, 1 when it was refused or not reachable (the
     copy in force stays as it was).
 
-    Example: sudo kiosk revocations sync
+    Example: kiosk revocations sync
     """
     from device import status
-    from device.revocations.sync import REQUEST_FILE, RevocationSync
+    from device.revocations.sync import RevocationSync
 
     cfg = load_config(args)
     runtime_dir = Path(cfg.kiosk.runtime_dir)
     if status.read_status(runtime_dir).running and cfg.revocations.enabled:
-        return _ask_daemon(cfg, runtime_dir / REQUEST_FILE, args.timeout or cfg.revocations.deadline_s + 10)
+        return _ask_daemon(cfg, runtime_dir / status.REQUESTS_DIR, args.timeout or cfg.revocations.deadline_s + 10)
     from device.revocations.store import RevocationsError
 
     try:
@@ -130,15 +130,27 @@ def _copy_for_writing(cfg):
     return ReplacedCards(path)
 
 
-def _ask_daemon(cfg, request: Path, timeout_s: float) -> int:
+def _ask_daemon(cfg, folder: Path, timeout_s: float) -> int:
+    import os
+    import uuid
+
     from device.revocations.store import RevocationsError
+    from device.revocations.sync import REQUEST_PREFIX
 
     try:
         copy = _copy(cfg)
         before = copy.info().get("attempt_at")
     except RevocationsError:
         copy, before = None, None
-    request.touch()
+    request = folder / f"{REQUEST_PREFIX}{uuid.uuid4().hex}.request"
+    try:
+        os.close(os.open(request, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileNotFoundError:
+        print(f"kiosk: the daemon takes no requests ({folder} is missing): is it older than this command? restart it (sudo systemctl restart kiosk)")
+        return 1
+    except PermissionError:
+        print(f"kiosk: you may not write {folder}: join the daemon's group (kiosk-tech) or use sudo")
+        return 1
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         time.sleep(0.2)  # polling a file another process writes: no event to wait on
@@ -153,6 +165,7 @@ def _ask_daemon(cfg, request: Path, timeout_s: float) -> int:
                 return 1
             print(f"synced by the daemon: {summary(info)}")
             return 0
+    request.unlink(missing_ok=True)  # not taken in time: the daemon need not sync for it later
     print(f"kiosk: the daemon did not sync within {timeout_s:g} s (journalctl -u kiosk says why)")
     return 1
 

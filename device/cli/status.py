@@ -91,8 +91,25 @@ def build_report(cfg) -> tuple[dict, Snapshot]:
         "cpu_temperature_c": status.cpu_temperature_c(),
         "warnings": [w for w in (status.token_file_warning(cfg.api.token_file),) if w],
         "stopped_because": None if snapshot.running else why_stopped(cfg.outbox.path),
+        # With the daemon stopped its status says nothing of the list: read the copy (read-only).
+        "revocations": None if snapshot.running or not cfg.revocations.enabled else _list_on_disk(cfg),
     }
     return report, snapshot
+
+
+def _list_on_disk(cfg) -> dict:
+    """The replaced-card copy's version, age and size, or ``error``: why it cannot be read."""
+    from device.cli.revocations import _copy
+    from device.revocations.store import RevocationsError
+
+    try:
+        copy = _copy(cfg)
+        try:
+            return copy.info()
+        finally:
+            copy.close()
+    except RevocationsError as e:
+        return {"error": str(e)}
 
 
 def register(sub) -> None:

@@ -201,7 +201,7 @@ def from_daemon(runtime_dir: Path, options: SnapshotOptions, timeout: float, run
     while ``running()`` says it still runs. ``PermissionError`` when the request folder is not
     the caller's to write (not root, not the daemon's user, not in its group)."""
     ident = uuid.uuid4().hex
-    folder = runtime_dir / status.SNAPSHOT_REQUESTS
+    folder = runtime_dir / status.REQUESTS_DIR
     if not folder.is_dir():
         raise SnapshotError(f"the daemon takes no requests ({folder} is missing): is it older than this command? restart it (sudo systemctl restart kiosk)")
     request = folder / f"{status.SNAPSHOT_PREFIX}{ident}.request"
@@ -265,7 +265,7 @@ MAX_ANSWERS_PER_TURN = 4
 class SnapshotService:
     """Answers ``kiosk diag camera`` requests left in the runtime directory's request folder.
 
-    It makes the folder (:data:`status.SNAPSHOT_REQUESTS`, sticky, writable by the daemon's group:
+    It makes the folder (:data:`status.REQUESTS_DIR`, sticky, writable by the daemon's group:
     technicians ask without root, and none removes another's request). Each request
     (``snapshot-<id>.request``, JSON ``raw`` and ``unmask``) is answered with the latest decoded
     frame: the picture, then the readings naming the size, or an error when no frame has been
@@ -277,7 +277,7 @@ class SnapshotService:
 
     def __init__(self, runtime_dir: Path, *, unmask: bool):
         self.runtime_dir = runtime_dir
-        self.folder = runtime_dir / status.SNAPSHOT_REQUESTS
+        self.folder = runtime_dir / status.REQUESTS_DIR
         self.unmask = unmask
 
     def answer(self, latest: tuple[np.ndarray, list[Reading]] | None) -> None:

@@ -831,8 +831,10 @@ class Outbox:
         (losses, salvages, quarantines; the newest :data:`MAX_INTEGRITY_LISTED`), summed up in
         ``integrity_fault`` (None when there are none)."""
         counts = dict.fromkeys(STATES, 0)
-        for state, n in self._read("SELECT state, count(*) FROM identifications GROUP BY state"):
+        refusals = 0
+        for state, n, refused in self._read("SELECT state, count(*), sum(kind = 'refusal') FROM identifications GROUP BY state"):
             counts[state] = n
+            refusals += refused or 0
         oldest = self._read("SELECT scanned_at FROM identifications WHERE state = 'pending' ORDER BY seq LIMIT 1")
         last = self._read(
             "SELECT last_error, updated_at FROM identifications WHERE state = 'pending' AND last_error IS NOT NULL "
@@ -859,6 +861,7 @@ class Outbox:
             "delivered": counts[DELIVERED],
             "dead": counts[DEAD],
             "quarantined": counts[QUARANTINED],
+            "refusals": refusals,  # of the records above: replaced cards refused (device.revocations)
             "oldest_pending_scanned_at": oldest[0][0] if oldest else None,
             "oldest_pending_age_s": age,
             "last_error": last[0][0] if last else None,

@@ -372,7 +372,7 @@ class Feedback(Output):
 
 
 def diag_gpio(section: FeedbackSection, out: TextIO, pin_factory: Factory | None = None, *, timings: Timings = DEFAULT_TIMINGS, sleep: Callable[[float], None] = time.sleep) -> int:
-    """``kiosk diag gpio``: light each fitted LED in turn, sound the buzzer, report the button.
+    """``kiosk diag gpio``: light each fitted LED in turn, sound the buzzer's three patterns, report the button.
 
     Prints each step as it happens so a technician can watch ("green LED GPIO17: on ... off").
     Returns 0, or 1 when there is no GPIO or a fitted pin could not be opened (it says which
@@ -403,11 +403,15 @@ def diag_gpio(section: FeedbackSection, out: TextIO, pin_factory: Factory | None
             elif device is None:
                 say(f"{head}{pins.pins[role]}: CANNOT OPEN: {pins.problems[role]} (feedback.{key})")
             elif role == "buzzer":
-                say(f"{head}{pins.name(role)}: short beep ...", end=" ")
-                device.beep(on_time=timings.beep_s, off_time=timings.beep_gap_s, n=1, background=False)
-                sleep(timings.lit_s / 2)  # a pause, so the two patterns are heard apart
-                say("double beep ...", end=" ")
-                device.beep(on_time=timings.beep_s, off_time=timings.beep_gap_s, n=2, background=False)
+                # Each pattern the counter uses, named, with a pause between them so they are heard apart.
+                patterns = (("short beep (identified)", timings.beep_s, 1), ("double beep (not a card)", timings.beep_s, 2),
+                            ("long beep (card replaced)", timings.long_beep_s, 1))  # fmt: skip
+                say(f"{head}{pins.name(role)}:", end=" ")
+                for n, (name, on_s, count) in enumerate(patterns):
+                    if n:
+                        sleep(timings.lit_s / 2)
+                    say(f"{name} ...", end=" ")
+                    device.beep(on_time=on_s, off_time=timings.beep_gap_s, n=count, background=False)
                 say("done")
             elif role == "button":
                 state = "PRESSED (held down, or shorted to ground?)" if device.is_pressed else "released"

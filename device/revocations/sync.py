@@ -21,8 +21,11 @@ In the daemon :meth:`RevocationSync.run` is a supervised thread: a sync at start
 scans once it is done, or after :data:`START_WAIT_S`, so a card replaced before the kiosk started
 is refused from the first frame), then every
 ``revocations.interval_s`` with jitter (a fleet restarted together does not sync in step), and at
-once when ``kiosk revocations sync`` leaves its request file in the runtime directory. The scan
-loop never waits for it: it reads the copy on its own connection.
+once when ``kiosk revocations sync`` leaves a request in the runtime directory's request folder
+(:data:`device.status.REQUESTS_DIR`, which the technicians' group may write). The scan
+loop never waits for it: it reads the copy on its own connection. A verified answer larger than
+a delta is parsed and applied in a child process (:mod:`device.revocations.apply`), so the scan
+loop keeps the interpreter while a complete list of a million contracts is written.
 """
 
 from __future__ import annotations
@@ -30,22 +33,30 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from device import status
 from device.central_client import REPLACED_CARDS_PATH, CentralAborted, CentralClient, CentralProblem
 from device.revocations import document
-from device.revocations.document import KEY_ID_HEADER, SIGNATURE_HEADER, ListRefused
+from device.revocations.apply import (  # the outcomes' names and lower_priority: also imported from here
+    ABORTED, APPLIED, CHILD_DEADLINE_S, FAILED, IN_PROCESS_MAX_BYTES, REFUSED, UNCHANGED,  # noqa: F401
+    apply_in_child, apply_verified, lower_priority,
+)  # fmt: skip
+from device.revocations.document import KEY_ID_HEADER, SIGNATURE_HEADER
 from device.revocations.store import ReplacedCards, RevocationsError
 
 log = logging.getLogger(__name__)
 
 #: Share of ``interval_s`` a wait may be shorter or longer, at random.
 JITTER = 0.2
-#: The file ``kiosk revocations sync`` leaves in the runtime directory for the daemon.
-REQUEST_FILE = "revocations-sync.request"
+#: ``kiosk revocations sync`` asks the daemon with a file named so in the runtime directory's
+#: request folder (:data:`device.status.REQUESTS_DIR`): ``revocations-<32 hex>.request``.
+REQUEST_PREFIX = "revocations-"
+_REQUEST_NAME = re.compile(rf"{re.escape(REQUEST_PREFIX)}[0-9a-f]{{32}}\.request")
 #: How often the thread looks for that file.
 REQUEST_POLL_S = 1.0
 #: How long the daemon waits at start for the first sync before it scans (against the copy on
@@ -54,7 +65,6 @@ START_WAIT_S = 15.0
 #: After a failed sync, the next try comes after this (or the interval, if shorter).
 RETRY_S = 60.0
 
-APPLIED, UNCHANGED, REFUSED, FAILED, ABORTED = "applied", "unchanged", "refused", "failed", "aborted"
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,11 @@ class RevocationSync:
         #: Set once the thread's first sync is done, whatever its outcome (the daemon waits for it at start).
         self.first_attempt = threading.Event()
         self.syncs = 0
+        #: A verified answer larger than this is parsed and applied in a child process (None: never).
+        self.in_process_max_bytes: int | None = IN_PROCESS_MAX_BYTES
+        self.child_deadline_s = CHILD_DEADLINE_S
+        #: The child's command line before its arguments (None: ``python -m device.revocations.apply``).
+        self.child_command: list[str] | None = None
 
     @classmethod
     def from_config(cls, cfg, copy: ReplacedCards | None = None, *, client: CentralClient | None = None) -> RevocationSync:
@@ -138,28 +153,27 @@ class RevocationSync:
             return SyncResult(ABORTED, version)
         except CentralProblem as e:
             return self._failed(FAILED, version, f"cannot fetch the replaced-card list: {e}")
+        return self.accept(answer, version, since, cancel)
+
+    def accept(self, answer, version: int | None, since: int, cancel=None) -> SyncResult:
+        """Verify the central's ``answer`` and apply it over the copy at ``version`` (asked ``since``)."""
         problem = document.verify(self.public_key, answer.body, answer.headers.get(KEY_ID_HEADER), answer.headers.get(SIGNATURE_HEADER))
         if problem is not None:
             return self._failed(REFUSED, version, f"replaced-card list refused: {problem}")
-        try:
-            listed = document.parse(answer.body)
-        except ListRefused as e:
-            return self._failed(REFUSED, version, f"replaced-card list refused: {e}")
-        if version is not None and listed.version < version:
-            return self._failed(REFUSED, version, f"replaced-card list refused: version {listed.version} is older than the copy's {version} (a replayed list)")
-        if not listed.complete and listed.since > since:
-            return self._failed(REFUSED, version, f"replaced-card list refused: a delta since version {listed.since} does not follow the copy's {since}")
-        try:
-            if listed.version == version and not listed.cards:
-                self.copy.confirm()
-                return SyncResult(UNCHANGED, version)
-            changed = self.copy.apply(listed, key_id=self.key_id)
-        except RevocationsError as e:
-            return self._failed(FAILED, version, str(e))
-        self.syncs += 1
-        kind = "complete list" if listed.complete else f"delta since version {listed.since}"
-        log.info("replaced-card list now at version %d (%s, %d contracts)", listed.version, kind, changed)
-        return SyncResult(APPLIED, listed.version, changed, complete=listed.complete)
+        if self.in_process_max_bytes is not None and len(answer.body) > self.in_process_max_bytes:
+            done = apply_in_child(self.copy.path, answer.body, key_id=self.key_id, version=version, since=since, deadline_s=self.child_deadline_s, cancel=cancel, command=self.child_command)
+        else:
+            done = apply_verified(self.copy, answer.body, key_id=self.key_id, version=version, since=since)
+        result = SyncResult(**done)
+        if result.kind == ABORTED:
+            return result
+        if result.error:
+            return self._failed(result.kind, version, result.error)
+        if result.kind == APPLIED:
+            self.syncs += 1
+            kind = "complete list" if result.complete else "delta"
+            log.info("replaced-card list now at version %d (%s, %d contracts)", result.version, kind, result.changed)
+        return result
 
     def _failed(self, kind: str, version: int | None, error: str) -> SyncResult:
         log.warning("%s (version %s stays in force)", error, version if version is not None else "none")
@@ -204,35 +218,27 @@ class RevocationSync:
             wait = min(wait, RETRY_S * self.rng.uniform(1 - JITTER, 1 + JITTER))
         return wait
 
-    def _request_path(self) -> Path | None:
-        return self.runtime_dir / REQUEST_FILE if self.runtime_dir is not None else None
+    def _requests(self) -> list[Path]:
+        """The sync requests waiting in the request folder (names as ``kiosk revocations sync`` makes them)."""
+        if self.runtime_dir is None:
+            return []
+        folder = self.runtime_dir / status.REQUESTS_DIR
+        try:
+            return [folder / name for name in os.listdir(folder) if _REQUEST_NAME.fullmatch(name)]
+        except OSError:  # no folder yet (the housekeeping turn makes it): nobody asked
+            return []
 
     def _requested(self) -> bool:
-        path = self._request_path()
-        return path is not None and path.exists()
+        return bool(self._requests())
 
     def _take_request(self) -> None:
-        path = self._request_path()
-        if path is not None:
+        for path in self._requests():
             try:
-                path.unlink()
+                path.unlink()  # the daemon owns the sticky folder, so it may remove anyone's request
             except FileNotFoundError:
                 pass
             except OSError as e:
                 log.warning("cannot remove the sync request %s: %s", path, e)
-
-
-#: The sync thread's nice value: parsing and applying a complete list of a million contracts
-#: takes seconds of CPU, which the scan loop on the same cores must not lose to it.
-SYNC_NICE = 10
-
-
-def lower_priority() -> None:
-    """Give the calling thread (only it: Linux's setpriority takes a thread id) a lower CPU priority."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(SYNC_NICE, os.getpriority(os.PRIO_PROCESS, 0)))
-    except (AttributeError, OSError) as e:  # not Linux, or not allowed: the sync runs at the daemon's priority
-        log.debug("cannot lower the sync thread's priority: %s", e)
 
 
 def fault_of(info: dict, max_age_s: float) -> str | None:
