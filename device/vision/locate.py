@@ -261,17 +261,26 @@ class Locator:
         # The grid's angle is good to a few degrees; a long code needs better (a row must stay
         # within the bars from end to end), so measure it again at full resolution, on the
         # middle of the region (bars; its fringe may be text or a label's edge).
-        probe_w, probe_h = max(16.0, blob.width * inv * 0.6), max(8.0, blob.height * inv * 0.5)
-        for _ in range(2):
-            delta = _residual_angle(self._warp(grey, cx, cy, theta, probe_w, probe_h))
-            theta += delta
-            if abs(delta) < math.radians(2.0):
-                break
         # Generous: the grid's region may miss the weaker ends of a code, and the trimming
         # below cuts the crop down to the bars anyway.
         width = blob.width * inv * 1.25 + 24.0
         height = blob.height * inv * 1.2 + 8.0
+        # Most candidates in a cluttered scene are no barcode: a look at the grid's angle
+        # already shows no bars there (a few degrees off smear little over the few middle rows
+        # it averages), which rejects them before the costlier angle refinement.
         crop = self._warp(grey, cx, cy, theta, width, height)
+        if _bar_box(crop) is None:
+            return None
+        probe_w, probe_h = max(16.0, blob.width * inv * 0.6), max(8.0, blob.height * inv * 0.5)
+        turned = 0.0
+        for _ in range(2):
+            delta = _residual_angle(self._warp(grey, cx, cy, theta, probe_w, probe_h))
+            theta += delta
+            turned += delta
+            if abs(delta) < math.radians(2.0):
+                break
+        if abs(turned) >= math.radians(0.25):
+            crop = self._warp(grey, cx, cy, theta, width, height)
         # Trim to the rows that look like bars (not the text or edges merged into the region)
         # and to the span of the bars plus a quiet zone.
         box = _bar_box(crop)
