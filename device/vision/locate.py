@@ -272,15 +272,13 @@ class Locator:
         if _bar_box(crop) is None:
             return None
         probe_w, probe_h = max(16.0, blob.width * inv * 0.6), max(8.0, blob.height * inv * 0.5)
-        turned = 0.0
         for _ in range(2):
             delta = _residual_angle(self._warp(grey, cx, cy, theta, probe_w, probe_h))
             theta += delta
-            turned += delta
             if abs(delta) < math.radians(2.0):
                 break
-        if abs(turned) >= math.radians(0.25):
-            crop = self._warp(grey, cx, cy, theta, width, height)
+        # Cut again even after a small turn: a fraction of a degree decides some reads.
+        crop = self._warp(grey, cx, cy, theta, width, height)
         # Trim to the rows that look like bars (not the text or edges merged into the region)
         # and to the span of the bars plus a quiet zone.
         box = _bar_box(crop)
