@@ -94,3 +94,18 @@ def test_bad_settings_are_refused():
     for kwargs in ({"work_size": 10}, {"window": 1}, {"min_coherence": 1.5}):
         with pytest.raises(ValueError):
             Locator(**kwargs)
+
+
+def test_candidates_cut_out_are_the_regions_found():
+    frame = card_scene(30)
+    locator = Locator()
+    candidates = locator.candidates(frame)
+    regions = locator.find(frame)
+    cut = [region for region in (c.cut() for c in candidates) if region is not None]
+    assert len(cut) == len(regions) >= 1
+    for a, b in zip(cut, regions):
+        assert np.array_equal(a.image, b.image) and np.allclose(a.affine, b.affine)
+    best = candidates[0]
+    assert np.hypot(best.centre[0] - 320, best.centre[1] - 240) < 40
+    error = (np.degrees(best.theta) + 30) % 180
+    assert min(error, 180 - error) < 8.0

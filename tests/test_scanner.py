@@ -10,7 +10,7 @@ from barcode import Code128
 from barcode.writer import ImageWriter
 
 from device.vision.decoders import make_decoder
-from device.vision.scanner import Scanner
+from device.vision.scanner import Scanner, _covers
 
 PAYLOAD = "LE00123456780168"
 EAN = "5901234123457"
@@ -137,3 +137,39 @@ def test_bad_configuration_is_a_value_error():
         Scanner(symbologies=("Code129",))
     with pytest.raises(ValueError):
         Scanner(full_look_interval_s=0)
+
+
+def test_a_region_a_whole_frame_read_covers_is_not_cut_but_a_second_card_is(card):
+    # Two cards: a level one (the whole-frame pass reads it) and one at 40 degrees beside it
+    # (only its located region reads). The scanner skips cutting out the first one's region,
+    # and must not skip the second's.
+    other = python_barcode_card("LE00987654320143")
+    level = np.full((600, 1200), 140, np.uint8)
+    ch, cw = card.shape
+    level[150 : 150 + ch, 40 : 40 + cw] = card
+    side = cv2.cvtColor(counter(other, 40, size=(560, 600)), cv2.COLOR_BGR2GRAY)
+    level[:, 640:] = side
+    frame = level
+    scanner = Scanner(symbologies=("Code128",))
+    whole = [s.text for s in scanner.decoder.decode(frame)]
+    assert whole == [PAYLOAD]
+    candidates = scanner.locator.candidates(frame)
+    covered = [c for c in candidates if any(_covers(s.quad, c) for s in scanner.decoder.decode(frame))]
+    assert covered, "the level card's candidate is not recognised as read"
+    assert all(c.centre[0] < 640 for c in covered)
+    assert sorted(s.text for s in scanner.decode(frame)) == sorted([PAYLOAD, "LE00987654320143"])
+
+
+def test_a_fragment_read_does_not_cover_a_candidate(card):
+    frame = cv2.cvtColor(counter(card, 0), cv2.COLOR_BGR2GRAY)
+    scanner = Scanner(symbologies=("Code128",))
+    (symbol,) = scanner.decoder.decode(frame)
+    candidate = max(scanner.locator.candidates(frame), key=lambda c: c.width)
+    assert _covers(symbol.quad, candidate)
+    xs = [x for x, _ in symbol.quad]
+    lo, hi = min(xs), max(xs)
+    y = sum(y for _, y in symbol.quad) / len(symbol.quad)
+    short = ((lo, y - 2), (lo + 0.3 * (hi - lo), y - 2), (lo + 0.3 * (hi - lo), y + 2), (lo, y + 2))
+    assert not _covers(short, candidate)
+    far = tuple((x, y + 250) for x, y in symbol.quad)
+    assert not _covers(far, candidate)
