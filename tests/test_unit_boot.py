@@ -333,3 +333,26 @@ def test_kiosk_status_says_why_the_daemon_is_down_when_it_cannot_write_its_outbo
         booted.run("systemctl", "stop", "kiosk")
         booted.run("chown", "kiosk:kiosk-tech", outbox)
         booted.run("systemctl", "reset-failed", "kiosk", check=False)
+
+
+def test_the_units_system_call_filter_lets_the_list_sync_lower_its_priority(booted):
+    """The replaced-card sync lowers its thread to nice 10 (and a complete list's child to
+    SCHED_IDLE); the unit's SystemCallFilter= must allow it, or the sync would take CPU from the
+    scan loop. A central with a signing key serves the list; a thread of the daemon ends at nice 10."""
+    booted.run("/opt/kiosk/venv/bin/kiosk", "central", "keygen", "--private-key", "/var/tmp/list.key", "--public-key", "/etc/kiosk/list.pub")
+    booted.run("systemd-run", "--unit=signing-central", "/opt/kiosk/venv/bin/kiosk", "central",
+               "--port", "8081", "--db", "/var/tmp/central2.db", "--token", TOKEN, "--signing-key", "/var/tmp/list.key")
+    try:
+        config = GOOD_CONFIG.replace("127.0.0.1:8080", "127.0.0.1:8081") + '[revocations]\nenabled = true\npublic_key_file = "/etc/kiosk/list.pub"\n'
+        started, cursor = start_with(booted, config)
+        assert started.returncode == 0, started.stdout + started.stderr
+        pid = booted.show("kiosk")["MainPID"]
+        probe = f"import os; print(sorted(os.getpriority(os.PRIO_PROCESS, int(t)) for t in os.listdir('/proc/{pid}/task')))"
+
+        def niceness() -> list[int]:
+            return json.loads(booted.run("/opt/kiosk/venv/bin/python", "-c", probe).stdout)
+
+        wait_until(lambda: 10 in niceness(), what="the sync thread at nice 10")
+        assert "cannot lower" not in booted.journal("kiosk", after=cursor)
+    finally:
+        booted.run("systemctl", "stop", "kiosk", "signing-central", check=False)
