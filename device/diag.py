@@ -1,4 +1,5 @@
-"""Technician diagnostics: a check of the central (reachable? token accepted? everything arrived?).
+"""Technician diagnostics: a check of the central (reachable? token accepted? everything arrived?),
+and why a daemon that is not running stopped (:func:`why_stopped`, for ``kiosk status``).
 
 ``kiosk diag api`` uses :func:`check_central` and :func:`check_seqs`; ``kiosk diag camera``
 draws with :func:`device.daemon.snapshot.annotate`.
@@ -131,7 +132,7 @@ class ServiceState:
     since: str
 
     def line(self) -> str:
-        """One line for ``kiosk status``, e.g. ``kiosk.service failed (exit-code, status 1) since ...``."""
+        """One line for ``kiosk status``, e.g. ``kiosk.service failed/failed (exit-code, status 1) since ...``."""
         why = f" ({self.result}, status {self.exit_status})" if self.result not in ("", "success") else ""
         since = f" since {self.since}" if self.since else ""
         return f"{UNIT}.service {self.active}/{self.sub}{why}{since}: journalctl -u {UNIT} -n 20 says why"
