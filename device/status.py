@@ -127,6 +127,11 @@ TOKEN_READERS = ("root", "kiosk")
 TECHNICIANS_GROUP = "kiosk-tech"
 
 
+def no_request_folder(folder: Path) -> str:
+    """What to say when the running daemon has no request folder (it predates this command)."""
+    return f"the daemon takes no requests ({folder} is missing): is it older than this command? restart it (sudo systemctl restart kiosk)"
+
+
 def permission_advice(error: PermissionError, command: str) -> str:
     """What to do about ``error`` met by ``command`` (e.g. ``"kiosk diag camera"``), in one line.
 

@@ -134,6 +134,7 @@ def _ask_daemon(cfg, folder: Path, timeout_s: float) -> int:
     import os
     import uuid
 
+    from device import status
     from device.revocations.store import RevocationsError
     from device.revocations.sync import REQUEST_PREFIX
 
@@ -146,10 +147,10 @@ def _ask_daemon(cfg, folder: Path, timeout_s: float) -> int:
     try:
         os.close(os.open(request, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
     except FileNotFoundError:
-        print(f"kiosk: the daemon takes no requests ({folder} is missing): is it older than this command? restart it (sudo systemctl restart kiosk)")
+        print(f"kiosk: {status.no_request_folder(folder)}")
         return 1
-    except PermissionError:
-        print(f"kiosk: you may not write {folder}: join the daemon's group (kiosk-tech) or use sudo")
+    except PermissionError as e:
+        print(f"kiosk: {status.permission_advice(PermissionError(e.errno, e.strerror, str(folder)), 'kiosk revocations sync')}")
         return 1
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

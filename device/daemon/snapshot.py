@@ -203,7 +203,7 @@ def from_daemon(runtime_dir: Path, options: SnapshotOptions, timeout: float, run
     ident = uuid.uuid4().hex
     folder = runtime_dir / status.REQUESTS_DIR
     if not folder.is_dir():
-        raise SnapshotError(f"the daemon takes no requests ({folder} is missing): is it older than this command? restart it (sudo systemctl restart kiosk)")
+        raise SnapshotError(status.no_request_folder(folder))
     request = folder / f"{status.SNAPSHOT_PREFIX}{ident}.request"
     try:
         # Readable by all: the daemon's user must read it, and it holds nothing but options.
