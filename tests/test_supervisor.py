@@ -25,6 +25,7 @@ import time
 
 import pytest
 from conftest import CENTRAL_TOKEN, REPO, Recorder, card_photo, contracts, empty_counter, run_kiosk, write_config
+from revocation_fixtures import list_keys, signing_central  # noqa: F401  (fixtures)
 from test_outputs import Stuck
 from test_service import Counter, FakeCapture, HangingSource, listen, messages, service_config, wait_until
 
@@ -530,6 +531,16 @@ def test_kiosk_run_output_failing_is_a_fault_and_it_logs_the_next_card(tmp_path,
         meanwhile=lambda: wait_until(lambda: len(central.identifications()) == 2, timeout=60, what="both delivered"),
     )
     assert f"identified contract ******{b[-4:]}" in err and f"identified contract ******{a[-4:]}" not in err
+
+
+def test_kiosk_run_list_sync_dying_is_a_fault_then_it_syncs_and_clears(tmp_path, card_folder, signing_central, list_keys):
+    """The replaced-card list's sync thread (issue 13) is supervised as the others are: a sync that
+    raises is a fault in status, the thread is restarted, syncs, and the fault clears."""
+    cfg = counter_config(tmp_path, card_folder, signing_central, contracts(1))
+    cfg.write_text(cfg.read_text() + f'\n[revocations]\nenabled = true\npublic_key_file = "{list_keys[1]}"\n')
+    inject = 'from device.revocations.sync import RevocationSync\nfail(RevocationSync, "sync_once", RuntimeError, "list parser bug", on_calls={1})'
+    err = fault_shown_then_cleared(tmp_path, cfg, inject, "FAULT       thread revocations: RuntimeError: list parser bug")
+    assert "thread revocations fault cleared" in err
 
 
 def test_kiosk_run_housekeeping_dying_is_a_fault_in_its_own_status_then_clears(tmp_path, card_folder, central):
