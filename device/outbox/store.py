@@ -52,7 +52,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterable, Iterator
-from urllib.parse import quote
 
 from device.card import Card
 from device.clock import Clock, SystemClock, parse_utc, utc_iso
@@ -64,6 +63,7 @@ from device.outbox.highwater import HighWaterMark, MarkUnreadable
 from device.outbox.salvage import salvage_into
 from device.outbox.schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION
 from device.redact import escape
+from device.sqlite_readers import read_only_uri
 
 log = logging.getLogger(__name__)
 
@@ -295,18 +295,10 @@ class Outbox:
         return db
 
     def _open_read_only(self) -> sqlite3.Connection:
-        """A connection that only reads, for a user who may read the files but not write their folder.
-
-        SQLite reads a WAL database read-only when its -wal and -shm exist (the daemon has it
-        open); when there is no -wal no connection is open, so nothing can change under this
-        reader and the file is read as immutable (SQLite would otherwise want to create the
-        -shm). See https://www.sqlite.org/wal.html#readonly.
-        """
-        uri = f"file:{quote(str(self.path))}?mode=ro"
-        if not Path(f"{self.path}-wal").exists() and not os.access(self.path.parent, os.W_OK):
-            uri += "&immutable=1"
+        """A connection that only reads, for a user who may read the files but not write their
+        folder (:mod:`device.sqlite_readers`)."""
         try:
-            conn = sqlite3.connect(uri, uri=True, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as e:
             raise self._error("open", e) from e
         try:

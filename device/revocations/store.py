@@ -24,10 +24,10 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 from device.clock import Clock, SystemClock, parse_utc, utc_iso
 from device.revocations.document import ReplacedList
+from device.sqlite_readers import read_only_uri
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +114,8 @@ class ReplacedCards:
         """This thread's connection (the scan loop reads on its own, the sync thread writes on its own)."""
         db = getattr(self._local, "db", None)
         if db is None and self.read_only:
-            # As the outbox's readers: a WAL file is read read-only while its -wal and -shm exist
-            # (the daemon has it open); without them nothing changes under the reader, which then
-            # reads it as immutable (https://www.sqlite.org/wal.html#readonly).
-            uri = f"file:{quote(str(self.path))}?mode=ro"
-            if not Path(f"{self.path}-wal").exists() and not os.access(self.path.parent, os.W_OK):
-                uri += "&immutable=1"
-            db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            # As the outbox's readers do (device.sqlite_readers).
+            db = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             self._local.db = db
         elif db is None:
             db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
