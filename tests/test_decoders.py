@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import zxingcpp
@@ -82,3 +83,15 @@ def test_as_grey_converts_colour_and_refuses_non_images():
     for bad in (np.zeros((4, 4), np.float32), np.zeros((0, 5), np.uint8), np.zeros((4, 4, 2), np.uint8), [[1, 2]]):
         with pytest.raises(ValueError):
             as_grey(bad)
+
+
+def test_an_upright_decoder_reads_rows_only():
+    # For located regions' crops, whose bars stand vertical: the turned passes are skipped.
+    code = np.asarray(zxingcpp.create_barcode("LE00123456780168", zxingcpp.BarcodeFormat.Code128).to_image(scale=3))
+    code = cv2.copyMakeBorder(code, 30, 30, 30, 30, cv2.BORDER_CONSTANT, value=255)
+    turned = cv2.rotate(code, cv2.ROTATE_90_CLOCKWISE)
+    upright = make_decoder("zxing-cpp", ["Code128"], upright=True)
+    anyway = make_decoder("zxing-cpp", ["Code128"])
+    assert [s.text for s in upright.decode(code)] == ["LE00123456780168"]
+    assert upright.decode(turned) == []
+    assert [s.text for s in anyway.decode(turned)] == ["LE00123456780168"]

