@@ -401,6 +401,15 @@ class ScanSection:
     full_look_interval_s: float = opt(1.0, "Decode at least this often even when the view has not changed (a card held perfectly still).", minimum=0.05, maximum=DAY_S)
     settle_s: float = opt(0.3, "Keep decoding this long after the view changed: a card that just stopped moving is at its sharpest.", minimum=0, maximum=DAY_S)
     change_threshold: float = opt(0.005, "Share of the view that must change for the gate to decode a frame (raise it for flickering light).", minimum=0.0001, maximum=1)
+    quiet_look_every: int = opt(
+        2,
+        "When the view has not changed for longer than scan.settle_s, the gate looks at one frame in this many "
+        "and skips the others undecoded (idle CPU); a card entering is then noticed at most this many frames "
+        "minus one later, and every frame is looked at again from that change on. 1: look at every frame. "
+        "The full look (scan.full_look_interval_s) is never skipped.",
+        minimum=1,
+        maximum=4,
+    )
     max_regions: int = opt(4, "Barcode-like regions decoded per frame, at most (more reads cluttered counters, costs more CPU).", minimum=1, maximum=64)
     work_size: int = opt(640, "Resolution (long side, pixels) the locator works at; raise it for cameras well above 720p showing small cards.", minimum=160, maximum=8192)
 

@@ -68,6 +68,44 @@ def test_a_buffer_that_does_not_decode_is_a_corrupt_frame(data):
     assert issubclass(CorruptFrame, ValueError)  # what the scan loop skips as an odd frame
 
 
+def broken_in_the_middle(data: bytes) -> bytes:
+    """A JPEG with both ends intact and garbage where the picture's data was."""
+    return data[:200] + b"\xff\x01" * 100 + data[-2:]
+
+
+def test_framing_refuses_a_buffer_cut_short_without_decoding_a_whole_one():
+    data = jpeg(card_photo(CONTRACT, size=(320, 240)))
+    for cut_short in (data[:40], data[: len(data) // 2], data[:-2]):
+        with pytest.raises(CorruptFrame):
+            Frame(encoded=cut_short).check_framing()
+    Frame(encoded=data).check_framing()
+    Frame(encoded=np.frombuffer(data + bytes(16), np.uint8).reshape(1, -1)).check_framing()  # padded, as a camera may
+    Frame(encoded=data + b"trailing junk").check_framing()  # ends that do not say: decoded, and it decodes
+    # Framing looks at the ends only: a buffer broken in the middle passes it, and fails when looked at.
+    broken = Frame(encoded=broken_in_the_middle(data))
+    broken.check_framing()
+    with pytest.raises(CorruptFrame):
+        broken.check()
+
+
+def test_frames_a_quiet_view_skips_unlooked_are_not_decoded_at_all():
+    """A buffer broken in the middle on a frame the quiet gate does not look at raises nothing
+    (nothing decodes it); the same buffer on a frame it looks at is an odd frame."""
+    pipeline = Pipeline.from_config(Config())  # scan.quiet_look_every = 2
+    rng = np.random.default_rng(6)
+    empty = empty_counter()
+    broken = broken_in_the_middle(jpeg(noisy(empty, rng)))
+    reasons = []
+    for i in range(12):  # 30 fps, nothing changing: looked at are frames 0, 2, 4, ...
+        data = broken if i in (5, 7) else jpeg(noisy(empty, rng))
+        frame = Frame(encoded=data, index=i, monotonic=i / 30)
+        reasons.append(pipeline.scanner.gate.check(frame, frame.monotonic).reason)
+        assert frame.full_decodes == 0
+    assert reasons[5] == reasons[7] == "quiet"
+    with pytest.raises(CorruptFrame):
+        pipeline.frame(Frame(encoded=broken, index=12, monotonic=12 / 30), 12 / 30)
+
+
 def test_a_corrupt_frame_is_refused_by_the_pipeline_as_an_odd_frame():
     with pytest.raises(ValueError, match="does not decode"):
         Pipeline.from_config(Config()).frame(Frame(encoded=b"\xff\xd8\xff\xe0" + bytes(200)), 0.0)

@@ -342,7 +342,7 @@ class _VideoClip(_Clip):
             if not is_jpeg(image):
                 return frame  # the caller, at open, falls back to decoded frames
             try:
-                frame.check()
+                frame.check_framing()  # not decoded here: the gate of a quiet view skips most frames unlooked
             except CorruptFrame:
                 log.warning("%s: frame %d is a corrupt JPEG, passed over", self.path, self.next_index)
                 self.next_index += 1

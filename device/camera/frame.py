@@ -10,6 +10,7 @@ and decodes the full :attr:`Frame.image` only when asked (once; the result is ke
 
     frame = Frame(encoded=jpeg_bytes, index=7, monotonic=time.monotonic())
     frame.check()                       # CorruptFrame if the buffer does not decode
+    frame.check_framing()               # the same for a buffer cut short, without decoding it
     small = frame.thumbnail_source(80)  # 160x90 grey for a 1280x720 frame; no full decode
     if gate_says_decode:
         image = frame.image             # the full BGR image, decoded now
@@ -130,6 +131,22 @@ class Frame:
         if self._image is None:
             self._reduced_grey(8)
 
+    def check_framing(self) -> None:
+        """Raise :class:`CorruptFrame` unless the encoded buffer looks whole, as cheaply as that
+        can be told: for the sources, which hand out every frame, while the gate of a quiet view
+        looks at only some of them (see :mod:`device.vision.gate`).
+
+        A buffer that starts with the JPEG start marker and ends with the end marker (FF D9,
+        followed by at most a few zero bytes of padding) is taken as whole without decoding: a
+        truncated USB transfer, the usual broken frame, has no end marker. Any other buffer is
+        checked as :meth:`check` does (a camera that pads otherwise costs time, never a frame).
+        What this lets through (a buffer broken in the middle, both ends intact) raises
+        ``CorruptFrame`` when the gate or the scanner looks at it, and the scan loop passes such a
+        frame over as an odd one; a frame nobody looks at is never decoded at all.
+        """
+        if self._image is None and not _looks_whole(self._encoded):
+            self.check()
+
     def thumbnail_source(self, min_width: int) -> "np.ndarray":
         """The cheapest picture of this frame at least ``min_width`` pixels wide (or the whole
         frame, if it is narrower), grey or BGR, for a thumbnail to be made from.
@@ -159,6 +176,18 @@ class Frame:
                 raise CorruptFrame(f"frame {self.index}: the camera's JPEG buffer does not decode (corrupt or truncated)")
             self._reduced[scale] = found
         return found
+
+
+#: How many bytes at a buffer's end may be zero padding after its end marker.
+_PADDING_BYTES = 32
+
+
+def _looks_whole(buffer: Any) -> bool:
+    """True when ``buffer`` starts with SOI (FF D8) and ends with EOI (FF D9), padding aside."""
+    data = memoryview(buffer).cast("B") if not isinstance(buffer, bytes) else memoryview(buffer)
+    if len(data) < 4 or data[0] != 0xFF or data[1] != 0xD8:
+        return False
+    return bytes(data[-(_PADDING_BYTES + 2):]).rstrip(b"\x00").endswith(b"\xff\xd9")
 
 
 def _imdecode(buffer: Any, flag: int) -> "np.ndarray | None":

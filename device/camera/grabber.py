@@ -266,7 +266,7 @@ class FrameGrabber:
                 except Exception as exc:
                     reason = f"read failed: {_reason(exc)}"
                     break
-                # An encoded frame was checked by the device (its 1/8-scale decode); a decoded one is checked here.
+                # An encoded frame was checked by the device (its JPEG framing); a decoded one is checked here.
                 pixels = image.image if isinstance(image, Frame) and image.decoded else image
                 if not isinstance(pixels, Frame) and not _valid_image(pixels):
                     reason = f"read failed: device returned no usable image ({_describe_image(pixels)})"

@@ -175,8 +175,9 @@ class _OpenCVDevice:
     unplugged camera still fails within milliseconds: reads of a vanished device fail at once.
 
     ``raw``: OpenCV hands over the camera's MJPEG buffer undecoded (``CAP_PROP_CONVERT_RGB`` off);
-    each read is then an encoded :class:`~device.camera.Frame`, checked by its 1/8-scale decode
-    (the gate's thumbnail), and a buffer that does not decode is a failed read like any other.
+    each read is then an encoded :class:`~device.camera.Frame`, checked by its framing (JPEG start
+    and end markers, :meth:`~device.camera.Frame.check_framing`), and a buffer cut short is a
+    failed read like any other; one broken in the middle is an odd frame when the gate looks at it.
     """
 
     def __init__(self, capture: Any, path: str, bad_reads: int, stall_timeout_s: float, focus: FocusState, raw: bool = False) -> None:
@@ -194,7 +195,7 @@ class _OpenCVDevice:
         while True:
             ok, image = self._capture.read()
             if ok and image is not None and self._raw:
-                image = _checked_jpeg(image)  # None when the buffer does not decode
+                image = _checked_jpeg(image)  # None when the buffer is cut short
                 ok = image is not None
             if ok and image is not None:
                 self._reads += 1
@@ -215,10 +216,12 @@ class _OpenCVDevice:
 
 
 def _checked_jpeg(buffer: np.ndarray) -> Frame | None:
-    """The camera's MJPEG buffer as an encoded Frame, or None when it does not decode."""
+    """The camera's MJPEG buffer as an encoded Frame, or None when it is cut short (or, when its
+    ends do not say, does not decode): see :meth:`Frame.check_framing`. Not decoded here, on every
+    frame the camera sends: the gate of a quiet view skips most frames without decoding them."""
     frame = Frame(encoded=buffer.copy())  # a copy: OpenCV's V4L2 backend reuses one buffer
     try:
-        frame.check()
+        frame.check_framing()
     except CorruptFrame:
         return None
     return frame

@@ -168,7 +168,7 @@ def _write_atomically(path: Path, data: bytes, mode: int) -> None:
 def from_camera(cfg, options: SnapshotOptions, timeout: float) -> tuple[str, Snapshot]:
     """Open the camera as ``cfg.camera`` says, take one frame and decode it with the daemon's
     pipeline: the camera's description (focus mode, lens position) and the snapshot."""
-    from device.camera import CameraError, open_camera
+    from device.camera import CameraError, CorruptFrame, open_camera
     from device.pipeline import Pipeline
 
     try:
@@ -186,6 +186,10 @@ def from_camera(cfg, options: SnapshotOptions, timeout: float) -> tuple[str, Sna
                 continue
             if frame is None:  # a file that ended
                 break
+            try:
+                frame.check()  # sources check only a JPEG buffer's ends: this one is decoded, so check it all
+            except CorruptFrame as e:
+                frame, last_error = None, e
         if frame is None:
             why = f": {last_error}" if last_error else ""
             raise SnapshotError(f"no frame from {cfg.camera.source} within {timeout:g} s{why}")

@@ -12,6 +12,14 @@ frame (80 pixels wide; ~0.1 ms for 1280x720) with the thumbnail of the last fram
   perfectly still, or slid in more slowly than the change threshold notices, is still read),
 * ``first``: the first frame, a new frame size, or a clock that went backwards.
 
+In a **quiet** view (no change for longer than ``settle_s``) the gate looks at only one frame in
+``quiet_look_every`` (the daemon's default: every second frame) and skips the others without
+looking (reason ``quiet``): no thumbnail, no decode of any kind, since for a camera's JPEG buffer
+even the 1/8-scale decode is most of an idle kiosk's CPU. So a card entering a quiet view is
+noticed at most ``quiet_look_every - 1`` frames later; from the first change on, every frame is
+looked at again until the view has been still for ``settle_s``. A full look that is due is never
+skipped, so a card held perfectly still is still read within ``full_look_interval_s``.
+
 Time is the frame's own ``monotonic`` timestamp, never the wall clock (which jumps at NTP sync)::
 
     gate = Gate(full_look_interval_s=1.0)
@@ -37,13 +45,15 @@ from device.config import DEFAULTS
 #: The 3-tap Gaussian (sigma about 0.85) that takes sensor noise out of the thumbnail.
 _SMOOTH = np.array([0.25, 0.5, 0.25], np.float32)
 
-#: Reasons a frame is let through, or "skip".
-REASONS = ("first", "change", "settle", "full-look", "skip")
+#: Reasons a frame is let through, or why not.
+#: ``skip``: looked at, nothing changed; ``quiet``: not looked at (a quiet view, see above).
+REASONS = ("first", "change", "settle", "full-look", "skip", "quiet")
 
 
 @dataclass(frozen=True)
 class GateDecision:
-    """Whether to decode this frame, why, and how much of the view changed (0..1)."""
+    """Whether to decode this frame, why, and how much of the view changed (0..1; 0 for a frame
+    skipped without looking, reason ``quiet``)."""
 
     decode: bool
     reason: str
@@ -57,11 +67,12 @@ class Gate:
     (thumbnail pixels average many camera pixels, so sensor noise stays well below this).
     ``changed_fraction``: share of thumbnail pixels that must change for a ``change``
     (0.005 = 0.5 %: a card a tenth of the view wide, entering, is far above it).
+    ``quiet_look_every``: in a quiet view, look at one frame in this many (1: every frame).
 
-    >>> gate = Gate(full_look_interval_s=1.0)
+    >>> gate = Gate(full_look_interval_s=1.0, quiet_look_every=2)
     >>> still = np.full((480, 640), 128, np.uint8)
-    >>> [gate.check(still, t).reason for t in (0.0, 0.1, 0.2, 1.1)]
-    ['first', 'skip', 'skip', 'full-look']
+    >>> [gate.check(still, t).reason for t in (0.0, 0.1, 0.2, 0.3, 1.1)]
+    ['first', 'quiet', 'skip', 'quiet', 'full-look']
     """
 
     def __init__(
@@ -72,6 +83,7 @@ class Gate:
         pixel_threshold: float = 10.0,
         changed_fraction: float = DEFAULTS.scan.change_threshold,
         thumb_width: int = 80,
+        quiet_look_every: int = DEFAULTS.scan.quiet_look_every,
     ) -> None:
         if not full_look_interval_s > 0:
             raise ValueError(f"full_look_interval_s must be > 0 seconds, got {full_look_interval_s}")
@@ -81,11 +93,16 @@ class Gate:
             raise ValueError(f"changed_fraction must be in (0, 1], got {changed_fraction}")
         if thumb_width < 8:
             raise ValueError(f"thumb_width must be at least 8 pixels, got {thumb_width}")
+        if quiet_look_every < 1:
+            raise ValueError(f"quiet_look_every must be at least 1 (every frame), got {quiet_look_every}")
         self.full_look_interval_s = float(full_look_interval_s)
         self.settle_s = float(settle_s)
         self.pixel_threshold = float(pixel_threshold)
         self.changed_fraction = float(changed_fraction)
         self.thumb_width = int(thumb_width)
+        self.quiet_look_every = int(quiet_look_every)
+        #: Frames looked at (their thumbnail made) since the gate was made, for benchmarks.
+        self.looked = 0
         self.reset()
 
     def reset(self) -> None:
@@ -95,10 +112,17 @@ class Gate:
         self._last_look = 0.0
         self._last_change = float("-inf")
         self._last_seen = float("-inf")
+        self._unlooked = 0  # frames skipped without looking since the last one looked at
 
     def check(self, image: np.ndarray | Frame, monotonic: float) -> GateDecision:
         """Decide for one frame (grey or BGR uint8, or a :class:`~device.camera.Frame`) taken at
-        ``monotonic`` seconds. A Frame that does not decode raises its ``CorruptFrame``."""
+        ``monotonic`` seconds. A Frame that does not decode raises its ``CorruptFrame`` (when
+        looked at: a frame skipped as ``quiet`` is not decoded at all)."""
+        if self._quiet(monotonic):
+            self._unlooked += 1
+            return GateDecision(False, "quiet", 0.0)
+        self._unlooked = 0
+        self.looked += 1
         if isinstance(image, Frame):
             # Its cheapest picture at least the thumbnail's width: the size key is that
             # picture's, so a new camera size (or a switch to decoded frames) counts as "first".
@@ -118,6 +142,18 @@ class Gate:
         if monotonic - self._last_look >= self.full_look_interval_s:
             return self._let_through(thumb, monotonic, "full-look", changed)
         return GateDecision(False, "skip", changed)
+
+    def _quiet(self, monotonic: float) -> bool:
+        """True to skip this frame without looking: a quiet view, this frame not one of the
+        one-in-``quiet_look_every`` looked at, and no full look due. A clock that went
+        backwards is looked at (it restarts the gate); a new frame size is noticed at the next look."""
+        return (
+            self._unlooked < self.quiet_look_every - 1
+            and self._reference is not None
+            and monotonic >= self._last_seen
+            and monotonic - self._last_change > self.settle_s
+            and monotonic - self._last_look < self.full_look_interval_s
+        )
 
     def _let_through(self, thumb: np.ndarray, monotonic: float, reason: str, changed: float) -> GateDecision:
         # The reference is the last frame decoded: slow drifts add up until they count.

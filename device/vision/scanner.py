@@ -68,7 +68,7 @@ class Scanner:
 
     ``decoder``: "zxing-cpp" or "pyzbar" (:data:`device.vision.decoders.DECODERS`).
     ``symbologies``: zxing-cpp names (:data:`device.vision.decoders.SYMBOLOGIES`).
-    ``full_look_interval_s``, ``settle_s``, ``change_threshold``: see
+    ``full_look_interval_s``, ``settle_s``, ``change_threshold``, ``quiet_look_every``: see
     :class:`~device.vision.gate.Gate` (``change_threshold`` is its ``changed_fraction``).
     ``locate``: False decodes whole frames only (level cards only; for comparison).
     ``max_regions``: located regions decoded per frame, at most.
@@ -91,6 +91,7 @@ class Scanner:
         full_look_interval_s: float = DEFAULTS.scan.full_look_interval_s,
         settle_s: float = DEFAULTS.scan.settle_s,
         change_threshold: float = DEFAULTS.scan.change_threshold,
+        quiet_look_every: int = DEFAULTS.scan.quiet_look_every,
         locate: bool = True,
         max_regions: int = DEFAULTS.scan.max_regions,
         work_size: int = DEFAULTS.scan.work_size,
@@ -102,7 +103,9 @@ class Scanner:
             from device.card import FORMATS as card_formats
         layouts = layouts_for(card_formats) if "Code128" in self.decoder.symbologies else []
         self.card_decoder = CardDecoder(layouts) if layouts and locate else None
-        self.gate = Gate(full_look_interval_s=full_look_interval_s, settle_s=settle_s, changed_fraction=change_threshold)
+        self.gate = Gate(
+            full_look_interval_s=full_look_interval_s, settle_s=settle_s, changed_fraction=change_threshold, quiet_look_every=quiet_look_every
+        )
         self.locator = Locator(max_regions=max_regions, work_size=work_size) if locate else None
 
     @classmethod
@@ -116,6 +119,7 @@ class Scanner:
             full_look_interval_s=section.full_look_interval_s,
             settle_s=section.settle_s,
             change_threshold=section.change_threshold,
+            quiet_look_every=section.quiet_look_every,
             max_regions=section.max_regions,
             work_size=section.work_size,
             card_formats=formats_named(section.card_formats),

@@ -2,9 +2,11 @@
 
 Runs the real daemon (:class:`device.daemon.Kiosk`: pipeline, presentations, outbox, forwarder
 to a reference central, status snapshots) on a file source that replays a rendered MJPEG video
-of an empty counter (sensor noise on every frame) in a loop, twice side by side: **before**,
-every frame decoded in full as it is read (what the kiosk did until it gated on thumbnails), and
-**after**, the camera's JPEG buffers kept and the gate looking at their 1/8-scale decode:
+of an empty counter (sensor noise on every frame) in a loop, three ways side by side: **before**,
+every frame decoded in full as it is read (what the kiosk did until it gated on thumbnails);
+**every frame looked at**, the camera's JPEG buffers kept and the gate looking at the 1/8-scale
+decode of each (``scan.quiet_look_every = 1``); and **after**, the same with the configured
+``scan.quiet_look_every`` (default 2: a quiet view looked at every second frame):
 
 1. **real time** for ``--seconds`` at the video's frame rate: the process's CPU share;
 2. **fast** for ``--frames`` frames (default 50,000): resident memory sampled along the way, to
@@ -27,6 +29,7 @@ from typing import TextIO
 
 from device.camera import Frame, FrameSource
 from device.camera.file import FileSource
+from device.config import DEFAULTS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -120,33 +123,35 @@ def rss_mib() -> float:
     return float("nan")
 
 
-def _kiosk(tmp: Path, source: FrameSource, central_url: str, token: str):
+def _kiosk(tmp: Path, source: FrameSource, central_url: str, token: str, look_every: int | None):
     from device.config import load
     from device.daemon import Kiosk, make_forwarder, open_outbox
     from device.pipeline import Pipeline
 
     (tmp / "kiosk.toml").write_text(
         f'[kiosk]\nid = "bench-idle"\nruntime_dir = "{tmp / "run"}"\n[outbox]\npath = "{tmp / "outbox.db"}"\n'
-        f'[api]\nurl = "{central_url}"\ntoken = "{token}"\n'
+        f'[api]\nurl = "{central_url}"\ntoken = "{token}"\n' + (f"[scan]\nquiet_look_every = {look_every}\n" if look_every else "")
     )
     cfg = load(tmp / "kiosk.toml", environ={})
     outbox = open_outbox(cfg)
     return Kiosk(source, Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox), runtime_dir=tmp / "run")
 
 
-#: The two ways a frame is handled, side by side: (label, FileSource raw mode).
-PATHS = (("before", False), ("after", True))
+#: The ways a frame is handled, side by side: (label, FileSource raw mode, scan.quiet_look_every;
+#: None: the configuration's default).
+PATHS = (("before", False, 1), ("every", True, 1), ("after", True, None))
 LABELS = {
     "before": "before (every frame decoded in full)",
-    "after": "after (gate on the 1/8-scale JPEG decode)",
+    "every": "gate on every frame's 1/8-scale JPEG decode",
+    "after": f"after (a quiet view: 1 frame in {DEFAULTS.scan.quiet_look_every} looked at)",
 }
 
 
-def _real_time(tmp: Path, video: Path, raw: bool, seconds: float, central, token: str) -> dict:
+def _real_time(tmp: Path, video: Path, raw: bool, look_every: int | None, seconds: float, central, token: str) -> dict:
     """The daemon on the looping video at its frame rate for ``seconds``: CPU share of the process."""
     tmp.mkdir()
     source = LoopingSource(video, "realtime", raw=raw)
-    kiosk = _kiosk(tmp, source, central.url, token)
+    kiosk = _kiosk(tmp, source, central.url, token, look_every)
     stop = threading.Event()
     timer = threading.Timer(seconds, stop.set)
     wall0, cpu0 = time.monotonic(), time.process_time()
@@ -154,16 +159,16 @@ def _real_time(tmp: Path, video: Path, raw: bool, seconds: float, central, token
     kiosk.run(stop)
     wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
     return {"wall": wall, "cpu": cpu, "frames": kiosk.counters.frames, "decoded": kiosk.counters.decoded_frames,
-            "full": source.full_images}
+            "full": source.full_images, "looked": kiosk.loop.pipeline.scanner.gate.looked}
 
 
-def _fast(tmp: Path, video: Path, raw: bool, frames: int, central, token: str) -> tuple[list[tuple[int, float]], float]:
+def _fast(tmp: Path, video: Path, raw: bool, look_every: int | None, frames: int, central, token: str) -> tuple[list[tuple[int, float]], float]:
     """The daemon on ``frames`` frames as fast as they come: resident memory sampled along the way."""
     from device.outputs import Output
 
     tmp.mkdir()
     samples: list[tuple[int, float]] = []
-    kiosk = _kiosk(tmp, LoopingSource(video, "fast", limit=frames, raw=raw), central.url, token)
+    kiosk = _kiosk(tmp, LoopingSource(video, "fast", limit=frames, raw=raw), central.url, token, look_every)
     step = max(frames // 10, 1)
 
     class Sampler(Output):
@@ -183,14 +188,19 @@ def _fast(tmp: Path, video: Path, raw: bool, frames: int, central, token: str) -
     return samples, time.monotonic() - t0
 
 
-def frames_to_read(path: Path, truths, raw: bool) -> tuple[list, float, int]:
+def frames_to_read(path: Path, truths, raw: bool, look_every: int | None = None) -> tuple[list, float, int]:
     """The pipeline (gate included, as in the daemon) on every frame of a presentation video:
     the presentations' scores, CPU seconds per frame, and the frames decoded in full."""
+    import dataclasses
+
     from device.config import Config
     from device.pipeline import Pipeline
     from device.tools.bench.scenes import score_presentations
 
-    pipeline = Pipeline.from_config(Config())
+    cfg = Config()
+    if look_every:
+        cfg = dataclasses.replace(cfg, scan=dataclasses.replace(cfg.scan, quiet_look_every=look_every))
+    pipeline = Pipeline.from_config(cfg)
     reads, frames, full = [], 0, 0
     cpu0 = time.process_time()
     with FileSource(path, pace="fast", raw=raw) as source:
@@ -209,23 +219,23 @@ def _presentations(tmp: Path, videos: int, out: TextIO) -> None:
     from device.tools.synth.video import default_presentations, write_presentation_video
 
     fps = 15.0
-    rows = {label: ([], 0.0, 0) for label, _ in PATHS}
+    rows = {label: ([], 0.0, 0) for label, _, _ in PATHS}
     for v in range(videos):
         path = tmp / f"presentations-{v}.avi"
         truths = write_presentation_video(path, default_presentations(), fps=fps, seed=1000 + v)
-        for label, raw in PATHS:
-            scores, cpu_per_frame, full = frames_to_read(path, truths, raw)
+        for label, raw, look_every in PATHS:
+            scores, cpu_per_frame, full = frames_to_read(path, truths, raw, look_every)
             before = rows[label]
             rows[label] = (before[0] + scores, before[1] + cpu_per_frame / videos, before[2] + full)
     out.write(f"\npresentation videos: {videos}, 1280x720 at {fps:g} fps; frames from a card entering the view to its first read:\n")
-    for label, _ in PATHS:
+    for label, _, _ in PATHS:
         scores, cpu_per_frame, full = rows[label]
         cards = [s for s in scores if s.is_card]
         delays = [s.frames_to_read for s in cards if s.identified]
         median = statistics.median(delays) if delays else float("nan")
         out.write(
-            f"  {LABELS[label]:<44} identified {len(delays)}/{len(cards)}, median {median:g} frames "
-            f"({1000 * median / fps:.0f} ms), all {sorted(delays)}; wrong cards {sum(s.false_card for s in scores)}; "
+            f"  {LABELS[label]:<46} identified {len(delays)}/{len(cards)}, median {median:g} frames "
+            f"({1000 * median / fps:.0f} ms), all {sorted(delays)}, by presentation {[s.frames_to_read for s in cards]}; wrong cards {sum(s.false_card for s in scores)}; "
             f"{1000 * cpu_per_frame:.2f} ms CPU a frame, {full} frames decoded in full\n"
         )
 
@@ -240,19 +250,19 @@ def main(args, out: TextIO = sys.stdout) -> int:
         video = render_empty_counter(tmp / "empty.avi", args.fps, (width, height))
         with start_subprocess(tmp / "central", "bench") as central:
             # 1. Real time: CPU share of the whole process (all its threads), each path in turn.
-            real = {label: _real_time(tmp / f"rt-{label}", video, raw, args.seconds, central, "bench") for label, raw in PATHS}
+            real = {label: _real_time(tmp / f"rt-{label}", video, raw, n, args.seconds, central, "bench") for label, raw, n in PATHS}
             # 2. Fast: memory over many frames.
-            fast = {label: _fast(tmp / f"fast-{label}", video, raw, args.frames, central, "bench") for label, raw in PATHS}
+            fast = {label: _fast(tmp / f"fast-{label}", video, raw, n, args.frames, central, "bench") for label, raw, n in PATHS}
 
         out.write(f"idle kiosk, empty counter video {width}x{height} at {args.fps:g} fps, looped; {machine()}\n")
-        for label, _ in PATHS:
+        for label, _, _ in PATHS:
             r = real[label]
             out.write(
                 f"{LABELS[label]}: real time: {args.seconds:g} s, {r['frames']} frames ({r['frames'] / r['wall']:.1f} fps), "
-                f"{r['decoded']} decoded by the gate's choice, {r['full']} decoded in full; "
+                f"{r['looked']} looked at by the gate, {r['decoded']} decoded by its choice, {r['full']} decoded in full; "
                 f"CPU {r['cpu']:.2f} s = {100 * r['cpu'] / r['wall']:.1f}% of one core\n"
             )
-        for label, _ in PATHS:
+        for label, _, _ in PATHS:
             samples, wall = fast[label]
             out.write(f"{LABELS[label]}: fast: {args.frames} frames in {wall:.0f} s; resident memory (MiB) by frame:\n")
             for n, rss in samples:
