@@ -15,7 +15,9 @@ own checks (Code 128's check character, EAN's check digit) are the only ones app
 nothing is guessed, so a region that does not decode adds nothing. Last, a region no decoder
 read goes to :class:`~device.vision.card_decoder.CardDecoder`, which reads only the enabled
 card formats' Code 128 (down to about 1 px per module, where the decoders need 1.5-2) and only
-when both the code's and the card's checks pass with a clear margin.
+when both the code's and the card's checks pass with a clear margin; then to
+:class:`~device.vision.code128_fit.Code128Fit`, which reads Code 128 of any text the same way
+(following a perspective or a bend along the code), when its check passes with a clearer one.
 
 Bad input: ``None``, non-arrays, non-uint8 arrays, zero-size arrays and shapes other than
 H x W, H x W x 1, H x W x 3 (BGR) or H x W x 4 (BGRA) raise ``ValueError`` with a message for
@@ -42,6 +44,7 @@ from device.vision.decoders import (
     make_decoder,
 )
 from device.vision.card_decoder import CardDecoder, layouts_for
+from device.vision.code128_fit import Code128Fit
 from device.vision.gate import Gate
 from device.vision.locate import Candidate, Locator, Region
 
@@ -76,7 +79,9 @@ class Scanner:
     above 1280x720 when cards are small in the view.
     ``card_formats``: the card formats (:mod:`device.card`) the card decoder reads in regions the
     decoder could not (default: the default formats; empty: no card decoder). Only with Code 128
-    among the symbologies.
+    among the symbologies. ``code128_fit``: after both, whether
+    :class:`~device.vision.code128_fit.Code128Fit` reads any Code 128 text in the regions still
+    unread (only with Code 128 among the symbologies; False: for comparison).
 
     >>> scanner = Scanner(symbologies=("Code128",))
     >>> scanner.decode(np.full((480, 640), 255, np.uint8))
@@ -95,12 +100,14 @@ class Scanner:
         max_regions: int = DEFAULTS.scan.max_regions,
         work_size: int = DEFAULTS.scan.work_size,
         card_formats: Sequence | None = None,
+        code128_fit: bool = True,
     ) -> None:
         self.decoder: Decoder = make_decoder(decoder, symbologies)
         if card_formats is None:
             from device.card import FORMATS as card_formats
         layouts = layouts_for(card_formats) if "Code128" in self.decoder.symbologies else []
         self.card_decoder = CardDecoder(layouts) if layouts and locate else None
+        self.code128_fit = Code128Fit() if code128_fit and "Code128" in self.decoder.symbologies and locate else None
         self.gate = Gate(full_look_interval_s=full_look_interval_s, settle_s=settle_s, changed_fraction=change_threshold)
         self.locator = Locator(max_regions=max_regions, work_size=work_size) if locate else None
 
@@ -186,6 +193,11 @@ class Scanner:
             if read is not None:
                 (x0, x1), h = read.x_range, float(region.image.shape[0])
                 return [Symbol("Code128", read.text, "card-decoder", ((x0, 0.0), (x1, 0.0), (x1, h), (x0, h)))]
+        if self.code128_fit is not None:
+            read = self.code128_fit.decode(region.image, region.bars)
+            if read is not None:
+                (x0, x1), h = read.x_range, float(region.image.shape[0])
+                return [Symbol("Code128", read.text, "code128-fit", ((x0, 0.0), (x1, 0.0), (x1, h), (x0, h)))]
         return []
 
 
