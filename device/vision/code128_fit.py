@@ -355,14 +355,14 @@ def decode_values(start: int, values: list[int]) -> str | None:
     for i, v in enumerate(values):
         active = ("B" if current == "A" else "A") if shift else current
         shift = False
+        if v == _FNC1:  # the same value in every code set
+            if i == 0:
+                return None
+            out.append("\x1d")
+            continue
         if active == "C":
             if v < 100:
                 out.append(f"{v:02d}")
-                continue
-            if v == _FNC1:
-                if i == 0:
-                    return None
-                out.append("\x1d")
                 continue
             if i == last:
                 return None
@@ -377,11 +377,6 @@ def decode_values(start: int, values: list[int]) -> str | None:
             continue
         if v in (_FNC2, _FNC3):
             return None
-        if v == _FNC1:
-            if i == 0:
-                return None
-            out.append("\x1d")
-            continue
         if i == last:
             return None  # a shift, code change or FNC4 with nothing after it
         if v == _SHIFT:
