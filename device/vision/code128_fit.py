@@ -11,17 +11,19 @@ label's Code 128 holds any text in any code set, so here only the code's own str
    too, and must not read).
 3. **Geometry that follows the bars**: a code seen at a slant to the camera, or on a bent
    parcel, has a pitch that changes along it in a way a quadratic through the two ends misses
-   by a module in the middle. Each symbol's place is found on its own (the offset at which
-   some symbol fits best, searched over +-0.6 modules), and a smooth curve through those
-   places replaces the quadratic; twice.
+   by a module in the middle. Each symbol's place is tracked from the previous one's: expected
+   11 modules on along the perspective course the start's and stop's pitches give, scaled by
+   how the last steps went, and found where some pattern fits best (within +-0.6 modules); the
+   track must arrive at the stop.
 4. **Symbols**: every one of the 106 patterns fitted at every position (the card decoder's
    fit, with the neighbours' best guesses), then a dynamic programme over the mod-103 check
    sum gives the best and the second-best complete readings whose check passes.
 5. **Decision**, as strict as the card decoder's: the second-best valid reading fits clearly
    worse, every symbol is about as good as the best of all patterns there, none fits far worse
-   than the others, the model explains the profile; and the reading is one an encoder writes
+   than the others, the model explains the profile, at least ``min_symbols`` data symbols (a
+   short code's check passes by chance too often); and the reading is one an encoder writes
    (no FNC2/FNC3, no GS1 FNC1 first, no code change or shift at the end). A misread is worse
-   than a miss: the thresholds are the card decoder's and its false-read tests hold here too.
+   than a miss: margins stricter than the card decoder's, which also has the card's own check.
 
 Text follows zxing-cpp's conventions for what it reads (FNC4 extended Latin-1 characters,
 a later FNC1 as GS), so the two agree on the same code.
