@@ -18,7 +18,7 @@ label's Code 128 holds any text in any code set, so here only the code's own str
 4. **Symbols**: every one of the 106 patterns fitted at every position (the card decoder's
    fit, with the neighbours' best guesses), then a dynamic programme over the mod-103 check
    sum gives the best and the second-best complete readings whose check passes.
-5. **Decision**, as strict as the card decoder's: the second-best valid reading fits clearly
+5. **Decision**, stricter than the card decoder's: the second-best valid reading fits clearly
    worse, every symbol is about as good as the best of all patterns there, none fits far worse
    than the others, the model explains the profile, at least ``min_symbols`` data symbols (a
    short code's check passes by chance too often); and the reading is one an encoder writes
