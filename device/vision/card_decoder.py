@@ -407,25 +407,27 @@ def _left_run(plan: _Plan) -> np.ndarray:
     return np.concatenate([np.zeros(_QUIET, np.float32), _MODULES[plan.start], *(_MODULES[v] for v in plan.fixed), [1.0]])
 
 
-def _left_fit(y: np.ndarray, lo: float, p0: float, plan: _Plan, at=None):
+def _left_fit(y: np.ndarray, lo: float, p0: float, plan: _Plan, at=None, coarse: bool = False):
     """The quiet zone, start and fixed symbols fitted near the first bar edge ``lo``; ``at``: no
-    search, only the cost at that (position, pitch, blur)."""
+    search, only the cost at that (position, pitch, blur); ``coarse``: the position search only
+    (to compare pitch guesses cheaply)."""
     run = _left_run(plan)
     xs = np.arange(len(y), dtype=np.float32) + 0.5
-    stages = None if at is None else ((np.zeros(1), np.zeros(1), None),)
+    stages = (_STAGES[0],) if coarse else None if at is None else ((np.zeros(1), np.zeros(1), None),)
     guess = lo if at is None else at[0]
     return _fit_anchor(y, xs, run, -float(_QUIET), 0.0, (-float(_QUIET), len(run) - _QUIET - 0.5), guess, p0,
                        stages, None if at is None else at[2])
 
 
-def _right_fit(y: np.ndarray, hi: float, p0: float, modules: int):
+def _right_fit(y: np.ndarray, hi: float, p0: float, modules: int, coarse: bool = False):
     """The check's last module, the stop and the quiet zone fitted near the last bar edge ``hi``
     (anchored there: a pitch off does not move it). Returns it as :func:`_fit_anchor` does, but
-    for the stop's first module."""
+    for the stop's first module; ``coarse`` as for :func:`_left_fit`."""
     stop_at = modules - 13
     run = np.concatenate([[0.0], _MODULES[STOP], np.zeros(_QUIET, np.float32)]).astype(np.float32)
     xs = np.arange(len(y), dtype=np.float32) + 0.5
-    fit = _fit_anchor(y, xs, run, stop_at - 1.0, float(modules), (stop_at - 0.5, modules + _QUIET), hi, p0)
+    fit = _fit_anchor(y, xs, run, stop_at - 1.0, float(modules), (stop_at - 0.5, modules + _QUIET), hi, p0,
+                      (_STAGES[0],) if coarse else None)
     if fit is None:
         return None
     end, pitch, *rest = fit
@@ -457,14 +459,15 @@ def _window_samples(pos, m0: int) -> float:
 
 
 def _symbol_costs(y, xs, pos, m0: int, prev: np.ndarray, nxt: np.ndarray, sigma: float, shifts=_SHIFTS,
-                  only: int | None = None) -> np.ndarray:
+                  only: int | None = None, per_shift: bool = False) -> np.ndarray:
     """Fit residual of every symbol (106) at modules m0..m0+11, neighbours ``prev``/``nxt``,
-    the least over a few sub-module shifts; ``only``: of that symbol value alone."""
+    the least over a few sub-module shifts; ``only``: of that symbol value alone; ``per_shift``:
+    not the least but one row per shift (for :mod:`device.vision.code128_fit`)."""
     n = len(y)
     a, b = pos(m0 - 0.5), pos(m0 + 11.5)
     i0, i1 = max(0, int(math.floor(a))), min(n, int(math.ceil(b)))
     if i1 - i0 < 4:
-        return np.zeros(106, np.float32)
+        return np.zeros((len(shifts), 106) if per_shift else 106, np.float32)
     win = xs[i0:i1]
     yw = y[i0:i1]
     ms = np.arange(m0 - len(prev), m0 + 11 + len(nxt) + 1, dtype=np.float64)
@@ -478,7 +481,8 @@ def _symbol_costs(y, xs, pos, m0: int, prev: np.ndarray, nxt: np.ndarray, sigma:
     # (shifts x samples x modules) @ (modules x symbols), then symbols before samples; matmul
     # costs a sixteenth of the equivalent einsum here.
     pred = np.matmul(basis[:, :, len(prev) : len(prev) + 11], symbols.T).transpose(0, 2, 1) + ctx[:, None, :]
-    return _fit_ssd(yw, pred).min(axis=0)
+    ssd = _fit_ssd(yw, pred)
+    return ssd if per_shift else ssd.min(axis=0)
 
 
 def _fit_anchor(y, xs, modules, first: float, anchor: float, span: tuple[float, float], guess_x: float, p0: float,

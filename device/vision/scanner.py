@@ -9,13 +9,17 @@
         card = identify(symbol.text, symbol.symbology)
 
 How a frame is decoded: each region :class:`~device.vision.locate.Locator` finds, cut out
-upright, unless a symbol already read lies inside it; then, only when no region read anything,
-the whole frame (codes the locator does not take for bars). Symbols are deduplicated by
-(format, text). The decoders' own checks (Code 128's check character, EAN's check digit) are
-the only ones applied here: nothing is guessed, so a region that does not decode adds nothing.
-A region no decoder read goes to :class:`~device.vision.card_decoder.CardDecoder`, which reads only the enabled
-card formats' Code 128 (down to about 1 px per module, where the decoders need 1.5-2) and only
-when both the code's and the card's checks pass with a clear margin.
+upright, unless a symbol already read lies inside it. The decoders' own checks (Code 128's check
+character, EAN's check digit) are the only ones applied there: nothing is guessed, so a region
+that does not decode adds nothing. A region no decoder read goes to
+:class:`~device.vision.card_decoder.CardDecoder`, which reads only the enabled card formats'
+Code 128 (down to about 1 px per module, where the decoders need 1.5-2) and only when both the
+code's and the card's checks pass with a clear margin. Only when no region read anything: the
+whole frame (codes the locator does not take for bars), and then
+:class:`~device.vision.code128_fit.Code128Fit` on the regions, which reads Code 128 of any text
+as the card decoder does (following a perspective or a bend along the code) when its check
+passes with a clearer margin. Cheapest first: a frame with a card pays for neither. Symbols are
+deduplicated by (format, text).
 
 Bad input: ``None``, non-arrays, non-uint8 arrays, zero-size arrays and shapes other than
 H x W, H x W x 1, H x W x 3 (BGR) or H x W x 4 (BGRA) raise ``ValueError`` with a message for
@@ -42,6 +46,7 @@ from device.vision.decoders import (
     make_decoder,
 )
 from device.vision.card_decoder import CardDecoder, layouts_for
+from device.vision.code128_fit import Code128Fit
 from device.vision.gate import Gate
 from device.vision.locate import Candidate, Locator, Region
 
@@ -76,7 +81,9 @@ class Scanner:
     above 1280x720 when cards are small in the view.
     ``card_formats``: the card formats (:mod:`device.card`) the card decoder reads in regions the
     decoder could not (default: the default formats; empty: no card decoder). Only with Code 128
-    among the symbologies.
+    among the symbologies. ``code128_fit``: after both, whether
+    :class:`~device.vision.code128_fit.Code128Fit` reads any Code 128 text in the regions still
+    unread (only with Code 128 among the symbologies; False: for comparison).
 
     >>> scanner = Scanner(symbologies=("Code128",))
     >>> scanner.decode(np.full((480, 640), 255, np.uint8))
@@ -96,6 +103,7 @@ class Scanner:
         max_regions: int = DEFAULTS.scan.max_regions,
         work_size: int = DEFAULTS.scan.work_size,
         card_formats: Sequence | None = None,
+        code128_fit: bool = True,
     ) -> None:
         self.decoder: Decoder = make_decoder(decoder, symbologies)
         self.region_decoder: Decoder = make_decoder(decoder, symbologies, upright=True)
@@ -103,6 +111,7 @@ class Scanner:
             from device.card import FORMATS as card_formats
         layouts = layouts_for(card_formats) if "Code128" in self.decoder.symbologies else []
         self.card_decoder = CardDecoder(layouts) if layouts and locate else None
+        self.code128_fit = Code128Fit() if code128_fit and "Code128" in self.decoder.symbologies and locate else None
         self.gate = Gate(
             full_look_interval_s=full_look_interval_s, settle_s=settle_s, changed_fraction=change_threshold, quiet_look_every=quiet_look_every
         )
@@ -172,6 +181,9 @@ class Scanner:
                 inside = [r for r in cut if symbol.quad and r.contains(_centre(symbol.quad))]
                 if not any(not _explains(_to_crop(symbol, r), r, 0.0) for r in inside):
                     found.setdefault((symbol.symbology, symbol.text), symbol)
+        if not found and self.code128_fit is not None:
+            for symbol in self._fit_regions(cut):
+                found[(symbol.symbology, symbol.text)] = symbol
         return _one_code_per_place(list(found.values())), len(cut)
 
     def _decode_region(self, region: Region) -> list[Symbol]:
@@ -191,6 +203,18 @@ class Scanner:
             if read is not None:
                 (x0, x1), h = read.x_range, float(region.image.shape[0])
                 return [Symbol("Code128", read.text, "card-decoder", ((x0, 0.0), (x1, 0.0), (x1, h), (x0, h)))]
+        return []
+
+    def _fit_regions(self, cut: list[Region]) -> list[Symbol]:
+        """Any Code 128 text in the regions nothing else read, by the general fit: the costliest
+        reader (several ms a region that is no code), so it runs only on frames where every
+        other reader found nothing, and a frame with a card pays nothing for it."""
+        for region in cut:
+            read = self.code128_fit.decode(region.image, region.bars)
+            if read is not None:
+                (x0, x1), h = read.x_range, float(region.image.shape[0])
+                quad = region.to_frame(((x0, 0.0), (x1, 0.0), (x1, h), (x0, h)))
+                return [Symbol("Code128", read.text, "code128-fit", quad)]
         return []
 
 

@@ -3,8 +3,8 @@
 Synthetic client cards (:mod:`device.tools.synth.scene`'s camera model) placed so that the
 barcode's narrow bar is a given number of frame pixels (0.8 to 3), at several in-plane angles,
 each with a random focus blur (0-1.5 px), sensor noise and JPEG compression. Readers, side by
-side on the same frames: raw zxing-cpp, raw pyzbar, the pipeline without the card decoder
-("before") and the pipeline with it. For each reader the table gives the read rate per module
+side on the same frames: raw zxing-cpp, raw pyzbar, the pipeline without the card decoder and
+the general Code 128 fit ("before") and the pipeline with them. For each reader the table gives the read rate per module
 size and where the curve crosses 90% (the smallest size from which on every size reads at least
 90%, interpolated between sizes). The physical floor is about 1 px per module: below that the
 bars alias.
@@ -47,7 +47,7 @@ def readers() -> dict[str, Callable[[np.ndarray], list]]:
 
     zxing = make_decoder("zxing-cpp", ("Code128",))
     zbar = make_decoder("pyzbar", ("Code128",))
-    before = Scanner(symbologies=("Code128",), card_formats=())
+    before = Scanner(symbologies=("Code128",), card_formats=(), code128_fit=False)
     after = Scanner(symbologies=("Code128",))
     return {
         "raw zxing-cpp": lambda img: zxing.decode(as_grey(img)),

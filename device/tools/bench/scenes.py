@@ -115,7 +115,7 @@ def default_readers(decoder: str = "zxing-cpp") -> dict[str, Reader]:
     from device.vision.scanner import Scanner
 
     scanner = Scanner(decoder=decoder, symbologies=SYMBOLOGIES)
-    before = Scanner(decoder=decoder, symbologies=SYMBOLOGIES, card_formats=())
+    before = Scanner(decoder=decoder, symbologies=SYMBOLOGIES, card_formats=(), code128_fit=False)
     raw_zxing = make_decoder("zxing-cpp", SYMBOLOGIES)
     raw_zbar = make_decoder("pyzbar", SYMBOLOGIES)
     return {
