@@ -203,6 +203,20 @@ def profile_of(crop: np.ndarray) -> np.ndarray:
     return img.mean(axis=0)
 
 
+def bars_profile(crop: np.ndarray, bars: tuple[float, float] | None) -> tuple[np.ndarray, tuple[float, float]] | None:
+    """The profile across an upright crop's bars (:func:`profile_of`) and the x range of its
+    outer bars in it, or None when the crop is too small or shows no bars. ``bars``: the
+    locator's range of the outermost bar edges, if known (:attr:`device.vision.locate.Region.bars`)."""
+    if crop.ndim != 2 or crop.shape[1] < 40 or crop.shape[0] < 2:
+        return None
+    raw = profile_of(crop)
+    # The locator's bar range may include a label's or a panel's edge beside the code:
+    # the outer bars are where the profile first and last turns darker than mid-grey.
+    within = None if bars is None or bars[1] - bars[0] < 20 else (int(bars[0]) - 2, int(bars[1]) + 4)
+    span = _bar_extent(raw, within)
+    return None if span is None else (raw, span)
+
+
 def _shift(a: np.ndarray, b: np.ndarray, reach: int = 6) -> tuple[float, float]:
     """How far (pixels, sub-pixel) ``b`` lies right of ``a``, by correlating their derivatives,
     and the correlation's peak (how much edge there was to go by; 0: none)."""
@@ -249,16 +263,12 @@ class CardDecoder:
     def decode(self, crop: np.ndarray, bars: tuple[float, float] | None = None) -> CardRead | None:
         """The card read in ``crop`` (grey, bars vertical), or None. ``bars``: the x range of the
         outermost bar edges if known (:attr:`device.vision.locate.Region.bars`)."""
-        if not self._plans or crop.ndim != 2 or crop.shape[1] < 40 or crop.shape[0] < 2:
+        if not self._plans:
             return None
-        raw = profile_of(crop)
-        # The locator's bar range may include a label's or a panel's edge beside the code:
-        # the outer bars are where the profile first and last turns darker than mid-grey.
-        within = None if bars is None or bars[1] - bars[0] < 20 else (int(bars[0]) - 2, int(bars[1]) + 4)
-        span = _bar_extent(raw, within)
-        if span is None:
+        found = bars_profile(crop, bars)
+        if found is None:
             return None
-        reads = self._cards(raw, span)
+        reads = self._cards(*found)
         texts = {r.text for r in reads}
         if len(texts) != 1:
             return None  # nothing, or two readings disagree: no read

@@ -45,14 +45,13 @@ from device.vision.card_decoder import (
     STOP,
     CardDecoder,
     CardRead,
-    _bar_extent,
     _fit_ssd,
     _left_fit,
     _Plan,
     _resample,
     _right_fit,
     _symbol_costs,
-    profile_of,
+    bars_profile,
 )
 
 _STARTS = (START_A, START_B, START_C)
@@ -107,13 +106,10 @@ class Code128Fit:
     def decode(self, crop: np.ndarray, bars: tuple[float, float] | None = None) -> CardRead | None:
         """The Code 128 read in ``crop`` (grey, bars vertical), or None; ``bars`` as for the
         card decoder. The read's ``text`` is zxing-cpp's text of the same code."""
-        if crop.ndim != 2 or crop.shape[1] < 40 or crop.shape[0] < 2:
+        found = bars_profile(crop, bars)
+        if found is None:
             return None
-        raw = profile_of(crop)
-        within = None if bars is None or bars[1] - bars[0] < 20 else (int(bars[0]) - 2, int(bars[1]) + 4)
-        span = _bar_extent(raw, within)
-        if span is None:
-            return None
+        raw, span = found
         reads = []
         for rev in (False, True):
             read = self._oriented(raw, span, rev)
