@@ -29,8 +29,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
-from device.camera.focus import FOCUS_MODES
+# The schema's checks import nothing of the camera, vision or daemon (kvmd's rule): the names a
+# value is checked against live below them all, so that `kiosk status` loads neither OpenCV nor numpy.
+from device.camera_spec import FOCUS_MODES, device_path, source_problem
+from device.card import REGISTRY, formats_named
 from device.redact import escape
+from device.symbologies import DECODERS, SYMBOLOGIES
+from device.sysfs import refuse_non_camera
 from device.wire import MAX_BATCH, MAX_NAME_LENGTH, is_name
 from device.urls import url_credentials_problem
 
@@ -69,9 +74,9 @@ def opt(
     env: bool = False,
     secret: bool = False,
     check: Callable[[Any], str | None] | None = None,
+    check_on_disk: Callable[[Any], str | None] | None = None,
     allowed: str | None = None,
     default_doc: str | None = None,
-    on_disk: bool = False,
 ) -> Any:
     """Declare one option: its default, what it is for, and how it is checked.
 
@@ -79,13 +84,14 @@ def opt(
     that every number has one). ``check`` returns a problem (str) or None, and ``allowed`` says
     in a few words what it lets through, for the reference. ``default_doc`` describes a
     computed default. Values from the environment pass the same checks as values from the file.
-    ``on_disk``: ``check`` looks at this machine's files; it runs when the configuration is
-    loaded to be used for real (``run``, ``config check``), not for the commands that diagnose
-    a kiosk (``status``, ``queue``, ``diag``), which must still work when such a file went away.
+    ``check_on_disk`` looks at this machine's files or devices (after ``check``, same contract); it
+    runs when the configuration is loaded to be used for real (``run``, ``config check``), not for
+    the commands that diagnose a kiosk (``status``, ``queue``, ``diag``), which must still work
+    when such a file went away or a device is not what it should be: that is what they show.
     """
     meta = dict(
         doc=doc, choices=choices, minimum=minimum, maximum=maximum, env=env, secret=secret, check=check,
-        allowed=allowed, default_doc=default_doc, on_disk=on_disk,
+        check_on_disk=check_on_disk, allowed=allowed, default_doc=default_doc,
     )  # fmt: skip
     if callable(default):
         return field(default_factory=default, metadata=meta)
@@ -94,22 +100,15 @@ def opt(
     return field(default=default, metadata=meta)
 
 
-def _check_camera_source(value: str) -> str | None:
-    from device.camera import BACKENDS
+def _check_camera_device(value: str) -> str | None:
+    """A ``v4l2:`` node that sysfs says is no camera (a Pi's CSI receiver at /dev/video0).
 
-    backend, sep, target = value.partition(":")
-    if not sep or not target or backend not in BACKENDS:
-        return f'expected BACKEND:TARGET with BACKEND one of {", ".join(BACKENDS)} (e.g. "v4l2:/dev/video0"), got "{value}"'
-    if backend == "v4l2":
-        # Here rather than when the camera opens, so that `kiosk config check` and `kiosk run`
-        # refuse /dev/video0-is-the-CSI-receiver the same way (exit 78, naming camera.source).
-        from device.camera.v4l2 import device_path, refuse_non_camera
-
-        try:
-            return refuse_non_camera(device_path(target))
-        except ValueError as e:
-            return str(e)
-    return None
+    Checked here as well as when the camera opens, so that `kiosk config check` and `kiosk run`
+    refuse it the same way (exit 78, naming camera.source); on disk, so that `kiosk status` and
+    `kiosk queue` still run on the kiosk whose camera they are there to diagnose.
+    """
+    backend, _, target = value.partition(":")
+    return refuse_non_camera(device_path(target)) if backend == "v4l2" else None
 
 
 def _check_names(value: list, known, what: str) -> str | None:
@@ -123,20 +122,14 @@ def _check_names(value: list, known, what: str) -> str | None:
 
 
 def _check_symbologies(value: list) -> str | None:
-    from device.vision.decoders import SYMBOLOGIES
-
     return _check_names(value, SYMBOLOGIES, "symbology")
 
 
 def _check_card_formats(value: list) -> str | None:
-    from device.card import REGISTRY
-
     return _check_names(value, REGISTRY, "card format")
 
 
 def _check_decoder(value: str) -> str | None:
-    from device.vision.decoders import DECODERS
-
     return None if value in DECODERS else f'expected one of {", ".join(DECODERS)}, got "{value}"'
 
 
@@ -342,7 +335,8 @@ class CameraSection:
         "`ls /dev/v4l/by-id/`; v4l2:/dev/videoN works, but with a CSI module fitted /dev/video0 is the "
         "CSI receiver and is refused), picamera2:N (CSI module), file:PATH (video, image or folder).",
         env=True,
-        check=_check_camera_source,
+        check=source_problem,
+        check_on_disk=_check_camera_device,
         allowed="v4l2:PATH, picamera2:N or file:PATH",
     )
     pace: str = opt("realtime", "For file sources: realtime plays at the file's frame rate, fast as fast as possible.", choices=("realtime", "fast"))
@@ -432,10 +426,10 @@ class ApiSection:
     )  # fmt: skip
     token_file: str = opt(
         "", "File holding the bearer token (readable by root and the kiosk group only).", env=True,
-        check=_check_existing_file, allowed="an existing file (it may still be empty)", on_disk=True,
+        check_on_disk=_check_existing_file, allowed="an existing file (it may still be empty)",
     )  # fmt: skip
     ca_bundle: str = opt(
-        "", "CA bundle to verify the central's TLS certificate with (empty: the system's).", check=_check_ca_bundle, on_disk=True,
+        "", "CA bundle to verify the central's TLS certificate with (empty: the system's).", check_on_disk=_check_ca_bundle,
         allowed="an existing PEM file",
     )  # fmt: skip
     allow_insecure_http: bool = opt(False, "Allow plain http:// to hosts other than loopback (never in production).")
@@ -456,7 +450,7 @@ class RevocationsSection:
     enabled: bool = opt(False, "Refuse replaced cards (a card whose issue is lower than its contract's current issue) against a signed list synced from the central (needs revocations.public_key_file).")
     public_key_file: str = opt(
         "", "The central's Ed25519 public key (PEM) that signs the replaced-card list (`kiosk central keygen` writes a pair).",
-        check=_check_existing_file, allowed="an existing PEM file", on_disk=True,
+        check_on_disk=_check_existing_file, allowed="an existing PEM file",
     )  # fmt: skip
     path: str = opt("", "The kiosk's copy of the list (SQLite). Empty: revocations.db beside outbox.path.", check=lambda v: _check_path(v) if v else None, allowed="a path, no control characters; empty: beside the outbox")
     interval_s: float = opt(900.0, "Sync the list this often (each wait 20 % shorter or longer at random, so a fleet does not sync in step); also at start and on `kiosk revocations sync`.", minimum=10, maximum=DAY_S)
@@ -571,7 +565,9 @@ def _coerce(key: str, o: dataclasses.Field, value: Any, source: str, check_files
     low, high = meta["minimum"], meta["maximum"]
     if (low is not None and value < low) or (high is not None and value > high):
         raise ConfigError(key, f"expected {_range_text(low, high)}, got {shown}", source)
-    if meta["check"] is not None and (check_files or not meta["on_disk"]) and (problem := meta["check"](value)):
+    if meta["check"] is not None and (problem := meta["check"](value)):
+        raise ConfigError(key, problem, source)
+    if check_files and meta["check_on_disk"] is not None and (problem := meta["check_on_disk"](value)):
         raise ConfigError(key, problem, source)
     return value
 
@@ -626,8 +622,8 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
     ``path=None`` reads :data:`DEFAULT_PATH` when it exists and uses the defaults when it does not
     (a development machine); a path given explicitly must exist. Environment overrides
     (``KIOSK_CAMERA_SOURCE`` and the other keys marked so in the schema) win over the file.
-    Raises :class:`ConfigError` naming the file and key. ``check_files=False`` skips the checks
-    of files the options name (token file, CA bundle), for commands that diagnose.
+    Raises :class:`ConfigError` naming the file and key. ``check_files=False`` skips the checks of
+    files and devices the options name (token file, CA bundle, camera node), for commands that diagnose.
     """
     environ = os.environ if environ is None else environ
     data: dict[str, Any] = {}
@@ -704,8 +700,6 @@ def _check_together(cfg: Config) -> None:
             f"must be longer than camera.stall_timeout_s ({cfg.camera.stall_timeout_s:g}), or 0 for never",
             cfg.source,
         )
-    from device.card import formats_named
-
     for fmt in formats_named(cfg.scan.card_formats):
         missing = sorted(fmt.symbologies - set(cfg.scan.symbologies))
         if missing:

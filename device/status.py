@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from device.redact import escape
+from device.sysfs import SYSFS_PREFIX_ENV  # where sysfs is: a fake tree in tests (the camera's too)
 
 STATUS_FILE = "status.json"
 #: ``kiosk diag camera`` asks the running daemon for a frame (``snapshot-<id>.request``) and
@@ -102,10 +103,6 @@ def disk_free_bytes(path: str | Path) -> int | None:
         return shutil.disk_usage(p).free
     except OSError:
         return None
-
-
-#: sysfs is under this prefix when the variable is set: a fake tree in tests (also the camera's).
-SYSFS_PREFIX_ENV = "KIOSK_SYSFS_PREFIX"
 
 
 def cpu_temperature_c(sys_root: Path | None = None) -> float | None:

@@ -1005,17 +1005,50 @@ def test_pi5_csi_receiver_is_refused_too(tmp_path, monkeypatch):
         V4L2Source("0")
 
 
-def test_config_check_and_run_refuse_the_csi_receiver_alike(tmp_path, pi4_with_csi_and_webcam):
-    from conftest import run_kiosk, write_config
+@pytest.fixture
+def csi_receiver_config(tmp_path, pi4_with_csi_and_webcam):
+    """(kiosk.toml, environment): that Pi 4 configured with camera.source = v4l2:/dev/video0 (the CSI
+    receiver, a kiosk whose webcam was plugged in after a camera module), its outbox holding one
+    identification."""
+    from conftest import write_config
+
+    from device.card import Card
+    from device.outbox import Outbox
+
+    with Outbox(tmp_path / "outbox.db", kiosk_id="k-1") as box:
+        box.commit(Card("v1", "0012345678", 1), symbology="Code128", decoder="zxing-cpp")
+    path = write_config(tmp_path / "kiosk.toml", camera={"source": "v4l2:/dev/video0"}, kiosk={"id": "k-1", "runtime_dir": str(tmp_path / "run")},
+                        outbox={"path": str(tmp_path / "outbox.db")}, api={"url": "http://127.0.0.1:9", "token": "t"})
+    return path, {**os.environ, **pi4_with_csi_and_webcam}
+
+
+def test_config_check_and_run_refuse_the_csi_receiver_alike(csi_receiver_config):
+    from conftest import run_kiosk
 
     from device.config import EXIT_CONFIG
 
-    path = write_config(tmp_path / "kiosk.toml", camera={"source": "v4l2:/dev/video0"}, kiosk={"runtime_dir": str(tmp_path / "run")},
-                        outbox={"path": str(tmp_path / "outbox.db")}, api={"url": "http://127.0.0.1:9", "token": "t"})
-    env = {**os.environ, **pi4_with_csi_and_webcam}
+    path, env = csi_receiver_config
     check = run_kiosk("config", "check", "--config", str(path), env=env)
     run = run_kiosk("run", "--config", str(path), env=env)
     for result in (check, run):
         assert result.returncode == EXIT_CONFIG, result.stderr
         assert "camera.source: /dev/video0 is unicam-image" in result.stderr
         assert UVC_BY_ID in result.stderr
+
+
+def test_status_and_queue_still_run_where_the_source_is_the_csi_receiver_and_diag_camera_says_why(csi_receiver_config):
+    # The commands that diagnose a kiosk must run on the one whose camera is wrong: the check of
+    # the device is the camera's (when it opens) and the config's for `run` and `config check`.
+    from conftest import run_kiosk
+
+    path, env = csi_receiver_config
+    status = run_kiosk("status", "--config", str(path), env=env)
+    assert status.returncode == 1, status.stderr  # not healthy: the daemon is not running; not 78
+    assert "kiosk k-1" in status.stdout and "camera.source" not in status.stderr
+    queue = run_kiosk("queue", "list", "--config", str(path), env=env)
+    assert queue.returncode == 0, queue.stderr
+    assert "pending" in queue.stdout and "******5678" in queue.stdout
+    diag = run_kiosk("diag", "camera", "--config", str(path), "--timeout", "1", env=env)
+    assert diag.returncode == 1
+    assert "/dev/video0 is unicam-image (driver unicam), the CSI camera receiver of a Pi 4" in diag.stderr
+    assert f'"v4l2:/dev/v4l/by-id/{UVC_BY_ID}"' in diag.stderr

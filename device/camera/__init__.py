@@ -20,17 +20,37 @@ The daemon and ``kiosk diag camera`` open the source as configured with :func:`o
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-# The frame type lives beside, and imports cv2 and numpy only when a frame is decoded: the
-# config's validators import this package, and `kiosk status` stays light.
+# The backends' names live below this package and the config (which checks camera.source
+# against them without importing the camera).
+from device.camera_spec import BACKENDS
+
+# The frame type lives beside, and imports cv2 and numpy only when a frame is decoded: a
+# command that only names a frame (the status of a live source) stays light.
 from device.camera.frame import CorruptFrame, Frame
 
 if TYPE_CHECKING:
     from device.camera.focus import FocusSettings
-    from device.config import CameraSection
 
-__all__ = ["BACKENDS", "CameraError", "CorruptFrame", "Frame", "FrameSource", "open_camera", "open_source"]
+__all__ = ["BACKENDS", "CameraError", "CameraSettings", "CorruptFrame", "Frame", "FrameSource", "open_camera", "open_source"]
+
+
+class CameraSettings(Protocol):
+    """What :func:`open_camera` reads of a camera's settings: the ``[camera]`` section of the
+    configuration (:class:`device.config.CameraSection`) is one, and so is any object with these
+    attributes, so that the camera needs nothing of the configuration module."""
+
+    source: str
+    pace: str
+    fps: float
+    width: int
+    height: int
+    stall_timeout_s: float
+    bad_reads: int
+    focus: str
+    focus_dioptres: float
+    v4l2_focus: int
 
 
 class CameraError(Exception):
@@ -116,7 +136,7 @@ def open_source(
     raise ValueError(f"camera source {spec!r}: unknown backend {backend!r} (known: v4l2, picamera2, file)")
 
 
-def open_camera(camera: "CameraSection", *, pace: str | None = None) -> FrameSource:
+def open_camera(camera: CameraSettings, *, pace: str | None = None) -> FrameSource:
     """The source as the ``[camera]`` section configures it (``pace`` overrides ``camera.pace``)::
 
         source = open_camera(cfg.camera)
@@ -133,7 +153,3 @@ def open_camera(camera: "CameraSection", *, pace: str | None = None) -> FrameSou
         focus=FocusSettings(camera.focus, camera.focus_dioptres, camera.v4l2_focus),
         bad_reads=camera.bad_reads,
     )
-
-
-#: Backends ``open_source`` knows, for config validation.
-BACKENDS = ("v4l2", "picamera2", "file")

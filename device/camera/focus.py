@@ -26,8 +26,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-#: The values of ``camera.focus``.
-FOCUS_MODES = ("auto", "manual", "fixed")
+# The values of camera.focus, below the config and the camera (the config checks them without
+# importing this package).
+from device.camera_spec import FOCUS_MODES
 
 
 def distance_text(dioptres: float) -> str:

@@ -28,13 +28,14 @@ import numpy as np
 from device.backoff import Backoff
 from device.camera import CameraError, Frame, FrameSource
 from device.camera.focus import FocusState
-from device.config import CameraSection
+from device.config import DEFAULTS
 from device.threads import StopFlag, SupervisedThread
 
 log = logging.getLogger(__name__)
 
-#: The schema's default (camera.stall_timeout_s): one number, not a second one that drifts.
-STALL_TIMEOUT_S: float = CameraSection.stall_timeout_s
+#: The schema's default (camera.stall_timeout_s): one number, not a second one that drifts. The
+#: camera reads the configuration's defaults; the configuration imports nothing of the camera.
+STALL_TIMEOUT_S: float = DEFAULTS.camera.stall_timeout_s
 #: Reopen waits (no config key: a camera that is back is found within half a minute).
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 30.0

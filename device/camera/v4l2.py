@@ -13,9 +13,10 @@ backoff, so a replugged camera comes back by itself::
 Prefer a stable name such as ``/dev/v4l/by-id/usb-...-video-index0``: after a replug the kernel
 may give the camera another ``/dev/videoN``, and on a Pi with a CSI camera module fitted
 ``/dev/video0`` is the CSI receiver (unicam on a Pi 4, rp1-cfe on a Pi 5), not the webcam. A
-``v4l2:`` source whose node belongs to such a receiver is refused (:func:`refuse_non_camera`,
-a config error on ``camera.source``) with the by-id path to use instead. The device's driver is
-read from sysfs, under a prefix that tests swap for a fake tree (:data:`SYSFS_PREFIX_ENV`).
+``v4l2:`` source whose node belongs to such a receiver is refused with the by-id path to use
+instead (:func:`device.sysfs.refuse_non_camera`): when the source opens, and by ``kiosk run``
+and ``kiosk config check`` as a config error on ``camera.source``. The device's driver is read
+from sysfs, under a prefix that tests swap for a fake tree (:mod:`device.sysfs`).
 
 A USB bus that is busy delivers a corrupt MJPG frame now and then: a few failed reads in a row
 (``bad_reads``) are tolerated before the camera is closed and reopened. Focus goes through
@@ -30,7 +31,6 @@ import logging
 import math
 import os
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import cv2
@@ -39,7 +39,14 @@ import numpy as np
 from device.camera import CameraError, CorruptFrame, Frame
 from device.camera.focus import FocusSettings, FocusState
 from device.camera.grabber import BACKOFF_INITIAL_S, BACKOFF_MAX_S, STALL_TIMEOUT_S, LiveSource
-from device.status import SYSFS_PREFIX_ENV
+from device.camera_spec import device_path
+
+# Which driver a node belongs to is read from sysfs below the camera (no OpenCV), where the
+# config's check of camera.source reads it too; DEV_PREFIX_ENV and v4l2_driver stay importable
+# from here for the diagnostics bundle.
+from device.sysfs import DEV_PREFIX_ENV, refuse_non_camera, v4l2_driver
+
+__all__ = ["BAD_READS", "DEV_PREFIX_ENV", "V4L2Source", "device_path", "open_v4l2_capture", "refuse_non_camera", "v4l2_driver"]
 
 log = logging.getLogger(__name__)
 
@@ -49,106 +56,6 @@ _SELECT_TIMEOUT_ENV = "OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT"
 
 #: Failed reads in a row tolerated before a reopen (``camera.bad_reads``).
 BAD_READS = 5
-
-#: Where sysfs and /dev are: "/sys" and "/dev", unless these variables name a fake tree (tests).
-#: (SYSFS_PREFIX_ENV lives in device.status: ``kiosk status`` reads the CPU temperature there.)
-DEV_PREFIX_ENV = "KIOSK_DEV_PREFIX"
-
-#: Video4linux drivers on a Raspberry Pi whose nodes are not a camera one can open with V4L2:
-#: the CSI receivers (their frames are raw Bayer that only libcamera turns into pictures) and
-#: the ISP and codec blocks. Keyed by driver name, with what to tell the technician.
-NOT_A_CAMERA = {
-    "unicam": "the CSI camera receiver of a Pi 4 or earlier",
-    "bcm2835-unicam": "the CSI camera receiver of a Pi 4 or earlier",
-    "rp1-cfe": "the CSI camera receiver of a Pi 5",
-    "bcm2835-isp": "the Pi's image signal processor",
-    "pispbe": "the Pi 5's image signal processor",
-    "bcm2835-codec": "the Pi's video codec",
-    "rpivid": "the Pi's video decoder",
-    "rpi-hevc-dec": "the Pi's video decoder",
-}
-
-
-def device_path(device: str) -> str:
-    """``"0"`` -> ``"/dev/video0"``; a path stays as it is.
-
-    >>> device_path("0"), device_path("/dev/v4l/by-id/usb-cam-video-index0")
-    ('/dev/video0', '/dev/v4l/by-id/usb-cam-video-index0')
-    """
-    device = device.strip()
-    if device.isdigit():
-        return f"/dev/video{int(device)}"
-    if not device.startswith("/"):
-        raise ValueError(f"v4l2 device {device!r}: expected a number (0) or a device path (/dev/video0)")
-    return device
-
-
-def _prefixed(path: str, env: str) -> Path:
-    """``path`` under the fake tree named by the variable ``env``, if it is set."""
-    prefix = os.environ.get(env, "")
-    return Path(prefix + path) if prefix else Path(path)
-
-
-def v4l2_driver(path: str) -> tuple[str, str] | None:
-    """The (driver, name) of the video4linux node ``path`` from sysfs, or None if it is not known.
-
-    ``/dev/v4l/by-id/...`` links are followed. The driver is the last part of
-    ``/sys/class/video4linux/videoN/device/driver`` (a symlink), the name is the node's ``name``.
-    """
-    node = _prefixed(path, DEV_PREFIX_ENV)
-    try:
-        real = node.resolve(strict=True)
-    except (OSError, RuntimeError):
-        return None
-    entry = _prefixed(f"/sys/class/video4linux/{real.name}", SYSFS_PREFIX_ENV)
-    if not entry.exists():
-        return None
-    try:
-        driver = os.path.basename(os.readlink(entry / "device" / "driver"))
-    except OSError:
-        driver = ""
-    try:
-        name = (entry / "name").read_text().strip()
-    except OSError:
-        name = ""
-    return driver, name
-
-
-def usb_camera_paths() -> list[str]:
-    """The stable ``/dev/v4l/by-id/usb-...-video-index0`` paths of the USB cameras plugged in.
-
-    ``index0`` is a camera's capture node; a UVC camera's other nodes (index1, ...) carry metadata.
-    """
-    by_id = _prefixed("/dev/v4l/by-id", DEV_PREFIX_ENV)
-    try:
-        names = sorted(os.listdir(by_id))
-    except OSError:
-        return []
-    return [f"/dev/v4l/by-id/{n}" for n in names if n.startswith("usb-") and n.endswith("-video-index0")]
-
-
-def refuse_non_camera(path: str) -> str | None:
-    """Why ``path`` cannot be a USB camera (its driver is a CSI receiver, an ISP or a codec), or None.
-
-    The answer names the node, what it is, and the ``/dev/v4l/by-id/...`` path to use instead.
-    A path sysfs does not know (nothing plugged in, not a Pi) is not refused: the camera may come.
-    """
-    found = v4l2_driver(path)
-    if found is None:
-        return None
-    driver, name = found
-    what = NOT_A_CAMERA.get(driver) or next((w for d, w in NOT_A_CAMERA.items() if name.startswith(d)), None)
-    if what is None:
-        return None
-    usb = usb_camera_paths()
-    if usb:
-        instead = "for the USB webcam use " + " or ".join(f'"v4l2:{p}"' for p in usb)
-    else:
-        instead = "no USB camera is plugged in (`ls /dev/v4l/by-id/`, `v4l2-ctl --list-devices`)"
-    return (
-        f"{path} is {name or '?'} (driver {driver or '?'}), {what}, not a USB camera: "
-        f'{instead}; for a CSI camera module use "picamera2:0"'
-    )
 
 
 def open_v4l2_capture(path: str) -> Any:

@@ -20,32 +20,14 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+# The names live below the config and this module (device.symbologies): the config checks
+# scan.decoder and scan.symbologies against them without importing numpy or a decoder library.
+from device.symbologies import DECODERS, SYMBOLOGIES, ZBAR_NAMES
 from device.vision import Symbol
 
-#: Decoder names accepted by :func:`make_decoder` (the ``scan.decoder`` config values).
-DECODERS = ("zxing-cpp", "pyzbar")
-
-#: zxing-cpp name -> zbar symbol type name, for the symbologies both libraries read.
-_ZBAR_NAMES = {
-    "Codabar": "CODABAR",
-    "Code39": "CODE39",
-    "Code93": "CODE93",
-    "Code128": "CODE128",
-    "DataBar": "DATABAR",
-    "DataBarExpanded": "DATABAR_EXP",
-    "EAN8": "EAN8",
-    "EAN13": "EAN13",
-    "ITF": "I25",
-    "UPCA": "UPCA",
-    "UPCE": "UPCE",
-    "QRCode": "QRCODE",
-}
-_FROM_ZBAR = {v: k for k, v in _ZBAR_NAMES.items()}
+_FROM_ZBAR = {v: k for k, v in ZBAR_NAMES.items()}
 # zxing-cpp 3 reports DataBar Expanded as "DataBarExp"; we keep the long name everywhere.
 _FROM_ZXING = {"DataBarExp": "DataBarExpanded"}
-
-#: Symbologies both decoders support, by zxing-cpp's name (the ``scan.symbologies`` values).
-SYMBOLOGIES = tuple(sorted(_ZBAR_NAMES))
 
 #: What the kiosk reads unless configured otherwise: client cards are Code 128 (spec v1).
 DEFAULT_SYMBOLOGIES = ("Code128",)
@@ -57,7 +39,7 @@ def check_symbologies(symbologies: Iterable[str]) -> tuple[str, ...]:
     if not names:
         raise ValueError(f"no symbologies given; choose from {', '.join(SYMBOLOGIES)}")
     for name in names:
-        if name not in _ZBAR_NAMES:
+        if name not in ZBAR_NAMES:
             raise ValueError(f"unknown symbology {name!r}; known: {', '.join(SYMBOLOGIES)}")
     return names
 
@@ -179,7 +161,7 @@ class PyzbarDecoder(Decoder):
         from pyzbar import pyzbar
 
         self._pyzbar = pyzbar
-        self._types = [getattr(pyzbar.ZBarSymbol, _ZBAR_NAMES[n]) for n in self.symbologies]
+        self._types = [getattr(pyzbar.ZBarSymbol, ZBAR_NAMES[n]) for n in self.symbologies]
 
     def decode(self, grey: np.ndarray) -> list[Symbol]:
         h, w = grey.shape[:2]
