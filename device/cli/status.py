@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from device.cli import add_command, load_config
-from device.cli.queue import open_outbox_reader
 
 if TYPE_CHECKING:
     from device.status import Snapshot
@@ -43,6 +42,7 @@ def cmd_status(args) -> int:
 def _unmask_last_identification(cfg, report: dict) -> None:
     """The whole contract of the daemon's last identification, looked up by its seq in the outbox."""
     from device.outbox import OutboxError
+    from device.outbox.reader import open_outbox_reader
 
     last = ((report.get("daemon") or {}).get("scan") or {}).get("last_identification")
     if not last or not Path(cfg.outbox.path).exists():
@@ -71,6 +71,7 @@ def build_report(cfg) -> tuple[dict, Snapshot]:
         # Only with the daemon stopped: a running daemon's status file already holds the
         # counts, so the outbox is opened only when there is none.
         from device.outbox import OutboxError
+        from device.outbox.reader import open_outbox_reader
 
         try:
             outbox = open_outbox_reader(cfg)
