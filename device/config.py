@@ -201,7 +201,9 @@ def _valid_host(host: str) -> bool:
     except ValueError:
         pass
     try:
-        ascii_host = host.encode("idna").decode("ascii")
+        # An ASCII name is its own IDNA form (the codec only checks label lengths, as the pattern
+        # below does): the codec, with unicodedata, is loaded only for a name that needs it.
+        ascii_host = host if host.isascii() else host.encode("idna").decode("ascii")
     except UnicodeError:
         return False
     labels = ascii_host.removesuffix(".").split(".")
