@@ -156,7 +156,15 @@ def test_no_import_cycle_between_packages():
     assert not cycles, f"{len(cycles)} import cycle(s) between packages:\n\n" + "\n\n".join(describe(c, lines) for c in cycles)
 
 
-def test_the_walk_sees_lazy_imports_and_skips_type_checking_ones(tmp_path):
+def test_the_config_imports_nothing_of_the_camera_vision_or_daemon():
+    # kvmd's rule: the validators import nothing of the daemon. Checking a camera source or a
+    # symbology must not load OpenCV or numpy into `kiosk status` (issue 21).
+    below = ("device.camera", "device.vision", "device.daemon", "device.outputs", "device.cli")
+    lines = [line for line in import_lines(project_modules()) if line.module == "device.config" and node_of(line.target) in below]
+    assert lines == [], "\n".join(f"{line.path}:{line.line}  {line.text}" for line in lines)
+
+
+def test_the_walk_sees_lazy_imports_and_skips_type_checking_ones():
     # The walk itself must be able to see a cycle: one held by a lazy import inside a function.
     lazy = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from device.b import B\ndef f():\n    from device.b import g\n"
     tree = ast.parse(lazy)
