@@ -24,7 +24,8 @@ def test_a_baseline_is_timed_in_the_same_rounds_and_each_median_compared_to_it()
     kiosk = str(Path(sys.executable).with_name("kiosk"))
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
-    args = parser.parse_args(["--kiosk", kiosk, "--runs", "2", "--baseline", "import json, sqlite3", "--", "config", "show", "--config", "/nonexistent"])
+    baseline = ["--baseline", "import json, sqlite3"]
+    args = parser.parse_args(["--kiosk", kiosk, "--runs", "2", *baseline, "--", "config", "show", "--config", "/nonexistent"])
     assert args.words == ["config", "show", "--config", "/nonexistent"]  # the command's own options pass through
     out = io.StringIO()
     assert command.main(args, out) == 0

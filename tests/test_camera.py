@@ -1017,8 +1017,10 @@ def csi_receiver_config(tmp_path, pi4_with_csi_and_webcam):
 
     with Outbox(tmp_path / "outbox.db", kiosk_id="k-1") as box:
         box.commit(Card("v1", "0012345678", 1), symbology="Code128", decoder="zxing-cpp")
-    path = write_config(tmp_path / "kiosk.toml", camera={"source": "v4l2:/dev/video0"}, kiosk={"id": "k-1", "runtime_dir": str(tmp_path / "run")},
-                        outbox={"path": str(tmp_path / "outbox.db")}, api={"url": "http://127.0.0.1:9", "token": "t"})
+    path = write_config(
+        tmp_path / "kiosk.toml", camera={"source": "v4l2:/dev/video0"}, kiosk={"id": "k-1", "runtime_dir": str(tmp_path / "run")},
+        outbox={"path": str(tmp_path / "outbox.db")}, api={"url": "http://127.0.0.1:9", "token": "t"},
+    )  # fmt: skip
     return path, {**os.environ, **pi4_with_csi_and_webcam}
 
 
