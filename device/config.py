@@ -36,8 +36,8 @@ from device.card import REGISTRY, formats_named
 from device.redact import escape
 from device.symbologies import DECODERS, SYMBOLOGIES
 from device.sysfs import refuse_non_camera
-from device.wire import MAX_BATCH, MAX_NAME_LENGTH, is_name
 from device.urls import url_credentials_problem
+from device.wire import MAX_BATCH, MAX_NAME_LENGTH, is_name
 
 #: Exit code for configuration errors (sysexits.h EX_CONFIG); systemd's unit does not restart on it.
 EXIT_CONFIG = 78

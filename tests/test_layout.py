@@ -23,7 +23,7 @@ def run_probe(code: str) -> tuple[set[str], object]:
         f"import json, sys\nresult = None\ntry:\n    {code}\nexcept SystemExit as e:\n    result = e.code\n"
         "print(json.dumps([sorted(sys.modules), result], default=str), file=sys.__stderr__)"
     )
-    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=60)
+    run = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True, cwd=REPO, timeout=60)
     modules, result = json.loads(run.stderr.strip().splitlines()[-1])
     return set(modules), result
 

@@ -22,13 +22,13 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING, Protocol
 
-# The backends' names live below this package and the config (which checks camera.source
-# against them without importing the camera).
-from device.camera_spec import BACKENDS
-
 # The frame type lives beside, and imports cv2 and numpy only when a frame is decoded: a
 # command that only names a frame (the status of a live source) stays light.
 from device.camera.frame import CorruptFrame, Frame
+
+# The backends' names live below this package and the config (which checks camera.source
+# against them without importing the camera).
+from device.camera_spec import BACKENDS
 
 if TYPE_CHECKING:
     from device.camera.focus import FocusSettings
@@ -39,18 +39,29 @@ __all__ = ["BACKENDS", "CameraError", "CameraSettings", "CorruptFrame", "Frame",
 class CameraSettings(Protocol):
     """What :func:`open_camera` reads of a camera's settings: the ``[camera]`` section of the
     configuration (:class:`device.config.CameraSection`) is one, and so is any object with these
-    attributes, so that the camera needs nothing of the configuration module."""
+    attributes, so that the camera needs nothing of the configuration module. Read-only, as the
+    configuration's sections are frozen."""
 
-    source: str
-    pace: str
-    fps: float
-    width: int
-    height: int
-    stall_timeout_s: float
-    bad_reads: int
-    focus: str
-    focus_dioptres: float
-    v4l2_focus: int
+    @property
+    def source(self) -> str: ...
+    @property
+    def pace(self) -> str: ...
+    @property
+    def fps(self) -> float: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def stall_timeout_s(self) -> float: ...
+    @property
+    def bad_reads(self) -> int: ...
+    @property
+    def focus(self) -> str: ...
+    @property
+    def focus_dioptres(self) -> float: ...
+    @property
+    def v4l2_focus(self) -> int: ...
 
 
 class CameraError(Exception):

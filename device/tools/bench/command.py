@@ -78,7 +78,7 @@ def table(rows: list[Timed], baseline: Timed | None) -> str:
     return "\n".join(out)
 
 
-def main(args, out: TextIO = sys.stdout) -> int:
+def main(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     kiosks = args.kiosk or [shutil.which("kiosk") or sys.argv[0]]
     rows = [Timed(kiosk, [kiosk, *args.words]) for kiosk in kiosks]
     baseline = None
