@@ -20,10 +20,10 @@ The daemon and ``kiosk diag camera`` open the source as configured with :func:`o
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-# The frame type lives beside, and imports cv2 and numpy only when a frame is decoded: a
-# command that only names a frame (the status of a live source) stays light.
+# The frame type lives beside, and imports cv2 and numpy only when a frame is decoded: importing
+# this package (for its names and errors) stays light.
 from device.camera.frame import CorruptFrame, Frame
 
 # The backends' names live below this package and the config (which checks camera.source
@@ -31,37 +31,11 @@ from device.camera.frame import CorruptFrame, Frame
 from device.camera_spec import BACKENDS
 
 if TYPE_CHECKING:
+    # The camera reads the configuration (one way: the configuration imports nothing of the camera).
     from device.camera.focus import FocusSettings
+    from device.config import CameraSection
 
-__all__ = ["BACKENDS", "CameraError", "CameraSettings", "CorruptFrame", "Frame", "FrameSource", "open_camera", "open_source"]
-
-
-class CameraSettings(Protocol):
-    """What :func:`open_camera` reads of a camera's settings: the ``[camera]`` section of the
-    configuration (:class:`device.config.CameraSection`) is one, and so is any object with these
-    attributes, so that the camera needs nothing of the configuration module. Read-only, as the
-    configuration's sections are frozen."""
-
-    @property
-    def source(self) -> str: ...
-    @property
-    def pace(self) -> str: ...
-    @property
-    def fps(self) -> float: ...
-    @property
-    def width(self) -> int: ...
-    @property
-    def height(self) -> int: ...
-    @property
-    def stall_timeout_s(self) -> float: ...
-    @property
-    def bad_reads(self) -> int: ...
-    @property
-    def focus(self) -> str: ...
-    @property
-    def focus_dioptres(self) -> float: ...
-    @property
-    def v4l2_focus(self) -> int: ...
+__all__ = ["BACKENDS", "CameraError", "CorruptFrame", "Frame", "FrameSource", "open_camera", "open_source"]
 
 
 class CameraError(Exception):
@@ -147,7 +121,7 @@ def open_source(
     raise ValueError(f"camera source {spec!r}: unknown backend {backend!r} (known: v4l2, picamera2, file)")
 
 
-def open_camera(camera: CameraSettings, *, pace: str | None = None) -> FrameSource:
+def open_camera(camera: CameraSection, *, pace: str | None = None) -> FrameSource:
     """The source as the ``[camera]`` section configures it (``pace`` overrides ``camera.pace``)::
 
         source = open_camera(cfg.camera)
