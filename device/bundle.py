@@ -173,7 +173,7 @@ def _journal(cfg: Config) -> dict[str, Content]:
 
 
 def _queue(cfg: Config) -> dict[str, Content]:
-    from device.cli.queue import open_outbox_reader
+    from device.outbox.reader import open_outbox_reader
 
     if not Path(cfg.outbox.path).exists():
         raise Missing(f"no outbox at {cfg.outbox.path} (outbox.path): has the kiosk run yet?")

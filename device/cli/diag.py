@@ -115,7 +115,7 @@ def cmd_diag_api(args) -> int:
 
 def _delivered_seqs(cfg) -> list[int]:
     """The seqs the outbox marks delivered; none when there is no outbox yet."""
-    from device.cli.queue import open_outbox_reader
+    from device.outbox.reader import open_outbox_reader
 
     if not Path(cfg.outbox.path).exists():
         return []

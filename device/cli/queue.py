@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,50 +13,11 @@ from device.cli import add_command, add_group, load_config
 HELP = {"queue": "list, show and retry queued identifications; acknowledge outbox integrity problems"}
 
 
-def _become_outbox_owner(path: Path) -> None:
-    """Run as the outbox's owner when started as root (``sudo kiosk queue ...``).
-
-    SQLite creates the -wal and -shm files as whoever opens the database first; root-owned ones
-    would lock the daemon (user kiosk) out of its own outbox.
-    """
-    owner = path.stat()
-    if os.geteuid() == 0 and owner.st_uid != 0:
-        os.setegid(owner.st_gid)
-        os.seteuid(owner.st_uid)
-
-
-def open_outbox_reader(cfg, *, write: str | None = None):
-    """The daemon's outbox opened beside it; never created, never moved aside.
-
-    Root opens it as its owner. Anyone else who may not write its folder (a technician in the
-    group that may read the files) opens it read-only; a command that writes (``write`` is its
-    name, e.g. ``"kiosk queue ack"``) is then told to use sudo, before anything is tried.
-    """
-    from device.outbox import Outbox, OutboxError
-
-    path = Path(cfg.outbox.path)
-    _become_outbox_owner(path)
-    may_write = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)
-    if write and not may_write:
-        raise OutboxError(
-            f"the outbox {path} may be changed only by root and the daemon's user "
-            f"({_owner(path)}): sudo {write} ..."
-        )
-    return Outbox.from_config(cfg, on_corrupt="raise", check_integrity=False, create=False, read_only=not may_write)
-
-
-def _owner(path: Path) -> str:
-    import pwd
-
-    try:
-        return pwd.getpwuid(path.stat().st_uid).pw_name
-    except (KeyError, OSError):
-        return "its owner"
-
-
 @contextmanager
 def _queue(args, *, write: str | None = None) -> Iterator:
     """The daemon's outbox for one command, closed after it."""
+    from device.outbox.reader import open_outbox_reader  # here: `kiosk --help` imports this module, not SQLite
+
     cfg = load_config(args, check_files=False)
     if not Path(cfg.outbox.path).exists():
         raise SystemExit(f"kiosk queue: no outbox at {cfg.outbox.path} (outbox.path); has the kiosk run yet?")

@@ -34,12 +34,12 @@ def register(sub) -> None:
 
 def _copy(cfg):
     """The copy, opened as its owner (``sudo``: root must not create the -wal the daemon then cannot open)."""
-    from device.cli.queue import _become_outbox_owner
+    from device.outbox.reader import become_owner
     from device.revocations.store import ReplacedCards, list_path
 
     path = list_path(cfg)
     if path.exists():
-        _become_outbox_owner(path)
+        become_owner(path)
     return ReplacedCards(path, create=False)
 
 
@@ -119,14 +119,14 @@ def cmd_sync(args) -> int:
 
 
 def _copy_for_writing(cfg):
-    from device.cli.queue import _become_outbox_owner
+    from device.outbox.reader import become_owner
     from device.revocations.store import ReplacedCards, list_path
 
     path = list_path(cfg)
     # A new copy belongs to whoever owns the outbox's folder (the daemon's user), not to root.
     owner = path if path.exists() else path.parent if path.parent.exists() else None
     if owner is not None:
-        _become_outbox_owner(owner)
+        become_owner(owner)
     return ReplacedCards(path)
 
 

@@ -42,8 +42,8 @@ def cmd_status(args) -> int:
 
 def _unmask_last_identification(cfg, report: StatusReport) -> StatusReport:
     """The report with the daemon's last identification's whole contract, looked up by its seq in the outbox."""
-    from device.cli.queue import open_outbox_reader
     from device.outbox import OutboxError
+    from device.outbox.reader import open_outbox_reader
 
     daemon = report.daemon
     last = daemon.scan.last_identification if daemon else None

@@ -51,8 +51,8 @@ def _outbox_on_disk(cfg) -> Queue | None:
     """The outbox's health read by the command (None: there is no outbox yet)."""
     if not Path(cfg.outbox.path).exists():
         return None
-    from device.cli.queue import open_outbox_reader  # library code in cli/ (issue 21: moves out)
     from device.outbox import OutboxError
+    from device.outbox.reader import open_outbox_reader
 
     try:
         outbox = open_outbox_reader(cfg)
@@ -66,12 +66,11 @@ def _outbox_on_disk(cfg) -> Queue | None:
 
 def _list_on_disk(cfg) -> ReplacedList:
     """The replaced-card copy's version, age and size, or why it cannot be read."""
-    from device.cli.revocations import _copy  # library code in cli/ (issue 21: moves out)
-    from device.revocations.store import RevocationsError
+    from device.revocations.store import RevocationsError, open_copy_reader
     from device.status.report import ReplacedListStatus
 
     try:
-        copy = _copy(cfg)
+        copy = open_copy_reader(cfg)
         try:
             return ReplacedListStatus(**copy.info())
         finally:
