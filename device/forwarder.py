@@ -55,7 +55,7 @@ from device.central_client import (
 )
 from device.clock import Clock, utc_iso
 from device.config import DEFAULTS, Config
-from device.delivery_health import DeliveryHealth, DeliveryState
+from device.health.delivery import DeliveryHealth, DeliveryState
 from device.outbox import Identification, Outbox, OutboxError
 from device.request_deadline import Cancel
 from device.redact import describe_text, escape

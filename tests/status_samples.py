@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from device.delivery_health import DeliveryHealth, DeliveryState
-from device.outbox.health import OutboxHealth
+from device.health.delivery import DeliveryHealth, DeliveryState
+from device.health.outbox import OutboxHealth
 from device.status.report import CameraStatus, DaemonStatus, ScanStatus
 
 

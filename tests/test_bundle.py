@@ -28,7 +28,7 @@ from test_diag_camera import AnsweringDaemon
 
 from device import status
 from device.bundle import SNAPSHOT_FILE
-from device.delivery_health import DeliveryState
+from device.health.delivery import DeliveryState
 from device.pipeline import Pipeline
 from device.status.report import LastIdentification, ScanStatus
 from device.vision.scanner import Scanner

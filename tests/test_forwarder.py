@@ -15,8 +15,8 @@ import pytest
 from device.card import Card
 from device.clock import FakeClock, SystemClock, parse_utc
 from device.config import ApiSection, Config
-from device.delivery_health import DeliveryState
 from device.forwarder import AUTH, FAILED, IDLE, OK, Forwarder
+from device.health.delivery import DeliveryState
 from device.outbox import DEAD, DELIVERED, PENDING, Outbox
 from hostile_central import HostileCentral, accept_each, trickle_body
 from http_fixtures import (

@@ -181,7 +181,8 @@ def test_kiosk_status_names_an_output_that_lost_events_or_failed():
     from status_samples import daemon_status
 
     from device.status.render import render
-    from device.status.report import OutputHealth, StatusReport
+    from device.health.outputs import OutputHealth
+    from device.status.report import StatusReport
 
     outputs = {
         "Feedback": OutputHealth(queued=0, dropped={"frame": 12}, failures=0),  # skipped frames: normal

@@ -12,8 +12,9 @@ import pytest
 from conftest import run_kiosk, write_config
 from status_samples import daemon_status, delivery_health, outbox_health
 
-from device.delivery_health import DeliveryState
-from device.outbox.health import IntegrityProblem
+from device.health.delivery import DeliveryState
+from device.health.outbox import IntegrityProblem
+from device.health.outputs import OutputHealth
 from device.runtime_dir import STATUS_FILE
 from device.status import write_status
 from device.status.report import (
@@ -23,7 +24,6 @@ from device.status.report import (
     DaemonStatus,
     LastIdentification,
     MissingKey,
-    OutputHealth,
     ReplacedListStatus,
     ScanStatus,
     StatusFormatError,

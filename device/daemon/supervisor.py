@@ -41,15 +41,15 @@ from device.daemon.faults import BACKLOG, DELIVERY, DELIVERY_AUTH, OUTBOX_INTEGR
 from device.daemon.notify import Notifier
 from device.daemon.scan_loop import ScanLoop
 from device.daemon.snapshot import SnapshotService
-from device.delivery_health import DeliveryHealth
 from device.forwarder import Forwarder
+from device.health.delivery import DeliveryHealth
+from device.health.outputs import OutputHealth
 from device.outbox import Outbox, OutboxError, OutboxHealth
 from device.status.report import (
     CameraStatus,
     DaemonStatus,
     LastIdentification,
     LastRefusal,
-    OutputHealth,
     Queue,
     ReplacedList,
     ReplacedListStatus,
@@ -409,7 +409,6 @@ class Supervisor:
             queue=queue if queue is not None else self.outbox_health(),
             delivery=delivery if delivery is not None else self.forwarder.status(),
             faults=self.faults.active(),
-            # OutputRunner.status(): each output's health (the report's OutputHealth has its fields).
             outputs={name: OutputHealth.of(health) for name, health in self.outputs.status().items()},
             disk_free_bytes=status.disk_free_bytes(self.outbox.path),
             clock_synced=ntp_synchronized(),

@@ -9,7 +9,7 @@ seq outside the database), :mod:`~device.outbox.salvage` (what still reads from 
     from device.outbox import Outbox, OutboxError
 """
 
-from device.outbox.health import IntegrityProblem, OutboxHealth, RecordState
+from device.health.outbox import IntegrityProblem, OutboxHealth, RecordState
 from device.outbox.store import (
     DEAD,
     DELIVERED,

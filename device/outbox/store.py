@@ -56,10 +56,10 @@ from typing import Iterable, Iterator
 from device.card import Card
 from device.clock import Clock, SystemClock, parse_utc, utc_iso
 from device.config import Config, OutboxSection
+from device.health.outbox import IntegrityProblem, OutboxHealth, RecordState
 from device.outbox.access import cannot_write
 from device.outbox.checksum import FIELDS, REFUSAL_FIELDS, checksum_problem, record_checksum
 from device.outbox.fsync import fsync_dir
-from device.outbox.health import IntegrityProblem, OutboxHealth, RecordState
 from device.outbox.highwater import HighWaterMark, MarkUnreadable
 from device.outbox.salvage import salvage_into
 from device.outbox.schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION

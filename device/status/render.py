@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from device.outbox.health import OutboxHealth
+from device.health.outbox import OutboxHealth
 from device.redact import escape
 from device.status.report import DaemonStatus, Queue, ReplacedList, StatusReport, Unreadable
 
@@ -39,7 +39,7 @@ def dead_problem(queue: Queue | None) -> str | None:
 
     They need a technician, so ``kiosk status`` exits 1 while there are any::
 
-        >>> from device.outbox.health import OutboxHealth
+        >>> from device.health.outbox import OutboxHealth
         >>> queue = OutboxHealth("outbox.db", 0, 5, 2, 0, 0, None, None, None, None, 7, None, None, [], [], 0, None, None)
         >>> dead_problem(queue)
         '2 identification(s) refused by the central, never delivered: kiosk queue list --state dead'

@@ -19,9 +19,8 @@ Every part is a dataclass read by attribute; the JSON is theirs (``to_json``) an
 
 (The first one misses ``version``, the daemon's software version, not the status's.)
 
-The stages' own health types are theirs: :class:`~device.delivery_health.DeliveryHealth` (the
-forwarder) and :class:`~device.outbox.health.OutboxHealth` (the outbox); the camera's counters
-are carried as the camera reports them (:class:`CameraStatus`).
+The stages' own health types are in :mod:`device.health` (the forwarder's, the outbox's, an
+output's); the camera's counters are carried as the camera reports them (:class:`CameraStatus`).
 """
 
 from __future__ import annotations
@@ -29,8 +28,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Union
 
-from device.delivery_health import DeliveryHealth
-from device.outbox.health import OutboxHealth
+from device.health.delivery import DeliveryHealth
+from device.health.outbox import OutboxHealth
+from device.health.outputs import OutputHealth
 
 #: The version of the status's JSON: raised when a key is renamed or removed, or changes meaning
 #: (adding a key does not need it). Written as :data:`VERSION_KEY` in the status file and the report.
@@ -134,25 +134,6 @@ class ScanStatus:
         values["last_identification"] = _optional(LastIdentification, values["last_identification"], "last_identification")
         values["last_refusal"] = _optional(LastRefusal, values["last_refusal"], "last_refusal")
         return cls(**values)
-
-
-@dataclass(frozen=True)
-class OutputHealth:
-    """One output's queue: events waiting, events dropped by kind (``frame`` ones are normal), calls that raised.
-
-    The same fields as the outputs' own health (``OutputRunner.status()``), which the supervisor copies here.
-    """
-
-    queued: int
-    dropped: dict[str, int]
-    failures: int
-
-    @classmethod
-    def of(cls, health) -> OutputHealth:
-        """From ``OutputRunner.status()``'s value for one output: its health object, or a dict of the same fields."""
-        if isinstance(health, dict):
-            return cls(**_all(cls, health))
-        return cls(health.queued, dict(health.dropped), health.failures)
 
 
 @dataclass(frozen=True)
