@@ -50,8 +50,8 @@ from device.status.report import (
     DaemonStatus,
     LastIdentification,
     LastRefusal,
-    Queue,
-    ReplacedList,
+    QueueStatus,
+    ReplacedListState,
     ReplacedListStatus,
     ScanStatus,
     Unreadable,
@@ -284,7 +284,7 @@ class Supervisor:
             self.write_status(self.status(queue, delivery, revocations))
         self.notifier.status(self.summary())
 
-    def check_revocations(self) -> ReplacedList | None:
+    def check_revocations(self) -> ReplacedListState | None:
         """The replaced-card list's state for status, its fault raised or cleared; None when off.
 
         This is the ``revocations`` fault's only owner: the copy's state (refused, too old, none
@@ -369,7 +369,7 @@ class Supervisor:
         faults = ", ".join(sorted(self.faults.active())) or "none"
         return f"{c.frames} frames, {c.identifications} identified, {c.not_a_card} not a card; faults: {faults}"
 
-    def outbox_health(self) -> Queue:
+    def outbox_health(self) -> QueueStatus:
         """The outbox's health, or why it cannot be read (the status says so; the turn goes on)."""
         try:
             return self.outbox.stats()
@@ -377,7 +377,7 @@ class Supervisor:
             return Unreadable(str(e))
 
     def status(
-        self, queue: Queue | None = None, delivery: DeliveryHealth | None = None, revocations: ReplacedList | None = None
+        self, queue: QueueStatus | None = None, delivery: DeliveryHealth | None = None, revocations: ReplacedListState | None = None
     ) -> DaemonStatus:
         """The status ``kiosk status`` shows (contracts masked); the parts a turn has read already are passed in."""
         from device.clock import ntp_synchronized

@@ -14,7 +14,7 @@ from device.runtime_dir import STATUS_FILE
 from device.status.access import token_file_warning
 from device.status.file import read_status
 from device.status.host import cpu_temperature_c, disk_free_bytes
-from device.status.report import DaemonStatus, Queue, ReplacedList, StatusFormatError, StatusReport, Unreadable
+from device.status.report import DaemonStatus, QueueStatus, ReplacedListState, StatusFormatError, StatusReport, Unreadable
 
 
 def build_report(cfg) -> StatusReport:
@@ -47,7 +47,7 @@ def build_report(cfg) -> StatusReport:
     )
 
 
-def _outbox_on_disk(cfg) -> Queue | None:
+def _outbox_on_disk(cfg) -> QueueStatus | None:
     """The outbox's health read by the command (None: there is no outbox yet)."""
     if not Path(cfg.outbox.path).exists():
         return None
@@ -64,7 +64,7 @@ def _outbox_on_disk(cfg) -> Queue | None:
         return Unreadable(str(e))
 
 
-def _list_on_disk(cfg) -> ReplacedList:
+def _list_on_disk(cfg) -> ReplacedListState:
     """The replaced-card copy's version, age and size, or why it cannot be read."""
     from device.revocations.store import RevocationsError, open_copy_reader
     from device.status.report import ReplacedListStatus

@@ -12,7 +12,7 @@ from dataclasses import asdict
 
 from device.health.outbox import OutboxHealth
 from device.redact import escape
-from device.status.report import DaemonStatus, Queue, ReplacedList, StatusReport, Unreadable
+from device.status.report import DaemonStatus, QueueStatus, ReplacedListState, StatusReport, Unreadable
 
 
 def _age(seconds: float | None) -> str:
@@ -34,7 +34,7 @@ def _bytes(n: int | None) -> str:
     return f"{n} B"
 
 
-def dead_problem(queue: Queue | None) -> str | None:
+def dead_problem(queue: QueueStatus | None) -> str | None:
     """The line on dead identifications (the central refused them: never delivered), or None.
 
     They need a technician, so ``kiosk status`` exits 1 while there are any::
@@ -66,7 +66,7 @@ def _daemon_lines(daemon: DaemonStatus) -> list[str]:
     return lines
 
 
-def _queue_lines(queue: Queue) -> list[str]:
+def _queue_lines(queue: QueueStatus) -> list[str]:
     if isinstance(queue, Unreadable):
         return [f"queue       cannot read: {queue.error}"]
     oldest = f" (oldest {_age(queue.oldest_pending_age_s)})" if queue.pending else ""
@@ -97,7 +97,7 @@ def _integrity_lines(queue: OutboxHealth) -> list[str]:
     return lines
 
 
-def _replaced_line(revocations: ReplacedList) -> str:
+def _replaced_line(revocations: ReplacedListState) -> str:
     from device.revocations.store import summary
 
     return f"replaced    {revocations.error if isinstance(revocations, Unreadable) else summary(asdict(revocations))}"

@@ -26,7 +26,7 @@ output's); the camera's counters are carried as the camera reports them (:class:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Union
+from typing import Any
 
 from device.health.delivery import DeliveryHealth
 from device.health.outbox import OutboxHealth
@@ -171,8 +171,10 @@ class ReplacedListStatus:
         return cls(**values)
 
 
-Queue = Union[OutboxHealth, Unreadable]
-ReplacedList = Union[ReplacedListStatus, Unreadable]
+#: The outbox's health, or why it could not be read.
+QueueStatus = OutboxHealth | Unreadable
+#: The replaced-card copy's state, or why it could not be read.
+ReplacedListState = ReplacedListStatus | Unreadable
 
 
 @dataclass(frozen=True)
@@ -189,14 +191,14 @@ class DaemonStatus:
     uptime_s: float
     camera: CameraStatus
     scan: ScanStatus
-    queue: Queue
+    queue: QueueStatus
     delivery: DeliveryHealth
     faults: dict[str, str]
     outputs: dict[str, OutputHealth]
     disk_free_bytes: int | None
     clock_synced: bool
     cpu_temperature_c: float | None
-    revocations: ReplacedList | None = None
+    revocations: ReplacedListState | None = None
     boot_id: str = ""
     written_monotonic: float | None = None
     written_at: float | None = None
@@ -254,13 +256,13 @@ class StatusReport:
     why: str
     kiosk_id: str
     daemon: DaemonStatus | None
-    queue: Queue | None
+    queue: QueueStatus | None
     disk_free_bytes: int | None
     clock_synced: bool
     cpu_temperature_c: float | None
     warnings: list[str]
     stopped_because: list[str] | None
-    revocations: ReplacedList | None
+    revocations: ReplacedListState | None
 
     @property
     def healthy(self) -> bool:
@@ -349,11 +351,11 @@ def _optional(cls, data, where: str):
     return None if data is None else _part(lambda d: cls(**_all(cls, d)), data, where)
 
 
-def _revocations(data) -> ReplacedList | None:
+def _revocations(data) -> ReplacedListState | None:
     return None if data is None else _part(ReplacedListStatus.from_json, data, "revocations")
 
 
-def _queue(data, where: str) -> Queue:
+def _queue(data, where: str) -> QueueStatus:
     if isinstance(data, dict) and "error" in data:
         return Unreadable(data["error"])
     return _part(OutboxHealth.from_json, data, where)
