@@ -90,12 +90,13 @@ def _masked(value):
 
 
 def _status(cfg: Config) -> dict[str, Content]:
-    from device import status
-    from device.cli.status import build_report
+    from device.status.build import build_report
+    from device.status.render import render
+    from device.status.report import StatusReport
 
-    report, _ = build_report(cfg)
-    report = _masked(json.loads(json.dumps(report, default=str)))
-    return {"status.json": report, "status.txt": f"kiosk {cfg.kiosk.id}\n" + status.render(report)}
+    # Masked as JSON, then read back: the text shows exactly what the JSON holds.
+    masked = _masked(json.loads(json.dumps(build_report(cfg).to_json(), default=str)))
+    return {"status.json": masked, "status.txt": f"kiosk {cfg.kiosk.id}\n" + render(StatusReport.from_json(masked))}
 
 
 def _config(cfg: Config) -> dict[str, Content]:
@@ -178,7 +179,7 @@ def _queue(cfg: Config) -> dict[str, Content]:
         raise Missing(f"no outbox at {cfg.outbox.path} (outbox.path): has the kiosk run yet?")
     outbox = open_outbox_reader(cfg)
     try:
-        stats = outbox.stats()
+        stats = outbox.stats().to_json()
         dead = [
             {"seq": r.seq, "id": r.id, "contract": mask_contract(r.contract), "scanned_at": r.scanned_at, "attempts": r.attempts, "dead_reason": r.dead_reason}
             for r in outbox.list("dead")

@@ -55,6 +55,7 @@ from device.central_client import (
 )
 from device.clock import Clock, utc_iso
 from device.config import DEFAULTS, Config
+from device.health.delivery import DeliveryHealth, DeliveryState
 from device.outbox import Identification, Outbox, OutboxError
 from device.request_deadline import Cancel
 from device.redact import describe_text, escape
@@ -196,29 +197,22 @@ class Forwarder:
 
     # --- status -----------------------------------------------------------------------------
 
-    def status(self) -> dict:
-        """The forwarder's state for ``kiosk status`` and alerts (JSON-ready)."""
+    def status(self) -> DeliveryHealth:
+        """The forwarder's health for ``kiosk status`` and the delivery faults."""
         with self._lock:
             if self.paused_by_auth:
-                state = "paused-auth" if self._refused_token is not None else "paused-no-token"
+                state = DeliveryState.PAUSED_AUTH if self._refused_token is not None else DeliveryState.PAUSED_NO_TOKEN
             elif self.consecutive_failures:
-                state = "retrying"
+                state = DeliveryState.RETRYING
             else:
-                state = "ok"
-            return {
-                "state": state,
-                "url": self.client.base_url,
-                "paused_by_auth": self.paused_by_auth,
-                "auth_fault": self.auth_fault,
-                "consecutive_failures": self.consecutive_failures,
-                "last_error": self.last_error,
-                "next_step": self.last_next_step,
-                "last_error_at": self.last_error_at,
-                "failing_since": self.failing_since_at,
-                "failing_for_s": None if self._failing_since is None else self.clock.monotonic() - self._failing_since,
-                "last_success_at": self.last_success_at,
-                "delivered_total": self.delivered_total,
-            }
+                state = DeliveryState.OK
+            failing_for_s = None if self._failing_since is None else self.clock.monotonic() - self._failing_since
+            return DeliveryHealth(
+                state=state, url=self.client.base_url, paused_by_auth=self.paused_by_auth, auth_fault=self.auth_fault,
+                consecutive_failures=self.consecutive_failures, last_error=self.last_error, next_step=self.last_next_step,
+                last_error_at=self.last_error_at, failing_since=self.failing_since_at, failing_for_s=failing_for_s,
+                last_success_at=self.last_success_at, delivered_total=self.delivered_total,
+            )  # fmt: skip
 
     def delivery_fault(self, pending: int) -> str | None:
         """The delivery fault's text while delivery has failed for ``delivery_alert_s`` with
@@ -229,11 +223,10 @@ class Forwarder:
             2024-05-02T09:15:00Z): is the central up? check api.url and the firewall
         """
         now = self.status()
-        failing_for = now["failing_for_s"]
-        if now["paused_by_auth"] or not pending or failing_for is None or failing_for < self.delivery_alert_s:
+        if now.paused_by_auth or not pending or now.failing_for_s is None or now.failing_for_s < self.delivery_alert_s:
             return None
-        step = f": {now['next_step']}" if now["next_step"] else ""
-        return f"{now['last_error']} (failing since {now['failing_since']}){step}"
+        step = f": {now.next_step}" if now.next_step else ""
+        return f"{now.last_error} (failing since {now.failing_since}){step}"
 
     def wake(self) -> None:
         """Something was committed (or stop was set): look at the outbox now, not at the next poll."""

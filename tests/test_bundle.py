@@ -22,12 +22,15 @@ import pytest
 import cv2
 import numpy as np
 from conftest import card_photo, contracts, run_kiosk, write_config
+from status_samples import daemon_status, delivery_health
 from test_camera import UVC_BY_ID, fake_video4linux
 from test_diag_camera import AnsweringDaemon
 
 from device import status
 from device.bundle import SNAPSHOT_FILE
+from device.health.delivery import DeliveryState
 from device.pipeline import Pipeline
+from device.status.report import LastIdentification, ScanStatus
 from device.vision.scanner import Scanner
 
 EXPECTED = {
@@ -110,11 +113,12 @@ def assert_nothing_secret(found: dict[str, bytes], cards, token):
 def write_running_status(runtime, contract, token):
     """The daemon's status file as a running daemon with ``log.unmask`` writes it (this test's pid
     stands for the daemon's), with a whole contract and, in an error text, the token."""
-    status.write_status(runtime, {
-        "pid": os.getpid(), "version": "0.1.0", "faults": [],
-        "last_identification": {"contract": contract, "issue": 1, "seq": 3},
-        "delivery": {"last_error": f"HTTP 401 for token {token}"},
-    })  # fmt: skip
+    last = LastIdentification(contract=contract, issue=1, seq=3, scanned_at="2026-12-02T08:15:00Z")
+    status.write_status(runtime, daemon_status(
+        version="0.1.0",
+        scan=ScanStatus(identifications=1, last_identification=last, last_identification_age_s=5.0),
+        delivery=delivery_health(state=DeliveryState.RETRYING, consecutive_failures=1, last_error=f"HTTP 401 for token {token}"),
+    ))  # fmt: skip
 
 
 @pytest.mark.parametrize("token_inline", [True, False], ids=["api.token", "api.token_file"])

@@ -2,32 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import os
-import time
 
 import cv2
 import numpy as np
 import pytest
 from conftest import run_kiosk, write_config
+from status_samples import daemon_status
 from test_diag_camera import unprivileged  # noqa: F401  (a fixture: the kiosk run as nobody)
 
 from device.card import Card
 from device.outbox import Outbox
 from device.redact import mask_contract
-from device.status import STATUS_FILE, boot_id
+from device.status import write_status
+from device.status.report import LastIdentification, ScanStatus
 
 CONTRACT = "0012345678"
 
 
 def _running_daemon_status(runtime: "os.PathLike", seq: int) -> None:
     """A fresh status file as the daemon writes it, its pid this (living) test process."""
-    runtime.mkdir()
-    data = {
-        "pid": os.getpid(), "boot_id": boot_id(), "written_monotonic": time.monotonic(), "version": "test",
-        "scan": {"last_identification": {"contract": mask_contract(CONTRACT), "issue": 1, "seq": seq, "scanned_at": "now"}},
-    }  # fmt: skip
-    (runtime / STATUS_FILE).write_text(json.dumps(data))
+    last = LastIdentification(contract=mask_contract(CONTRACT), issue=1, seq=seq, scanned_at="now")
+    write_status(runtime, daemon_status(scan=ScanStatus(identifications=1, last_identification=last)))
 
 
 def _kiosk_with_one_identification(tmp_path):

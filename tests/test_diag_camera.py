@@ -16,11 +16,13 @@ import cv2
 import numpy as np
 import pytest
 from conftest import card_photo, contracts, run_kiosk, write_config
+from status_samples import daemon_status
 from unprivileged import kiosk_as_nobody, technicians_group  # noqa: F401 (a fixture)
 
 from device import status
 from device.daemon.snapshot import SnapshotOptions, SnapshotService, from_daemon
 from device.pipeline import Pipeline
+from device.status.report import CameraStatus
 from device.tools.synth.card import card_size_px, mm_to_px
 from device.vision.scanner import Scanner
 
@@ -70,7 +72,7 @@ def test_without_the_daemon_it_opens_the_camera_itself_and_says_what_it_decoded(
     _, image = card_on_the_counter(tmp_path)
     cfg = camera_config(tmp_path, image)
     # A status file left by a daemon that was killed: not a daemon to ask.
-    status.write_status(tmp_path / "run", {"pid": dead_pid(), "camera": {"source": "v4l2:/dev/video0"}})
+    status.write_status(tmp_path / "run", daemon_status(pid=dead_pid()))
     run = run_kiosk("diag", "camera", "--config", str(cfg))
     assert run.returncode == 0, run.stderr
     assert f"camera file:{image}" in run.stdout
@@ -117,7 +119,7 @@ class AnsweringDaemon:
         self.runtime, self.latest = runtime, latest
         self.stop = threading.Event()
         self.service = SnapshotService(runtime, unmask=unmask)
-        status.write_status(runtime, {"pid": os.getpid(), "camera": {"source": "v4l2:/dev/video0 (fake daemon)"}})
+        status.write_status(runtime, daemon_status(camera=CameraStatus("v4l2:/dev/video0 (fake daemon)")))
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
@@ -205,7 +207,7 @@ def test_a_permission_problem_says_to_use_sudo_or_join_the_technicians_group(unp
     cfg = camera_config(folder, image)
     cfg.chmod(0o644)
     runtime = folder / "run"
-    status.write_status(runtime, {"pid": os.getpid(), "camera": {"source": "v4l2:/dev/video0"}})  # the daemon runs
+    status.write_status(runtime, daemon_status())  # the daemon runs
     (runtime / status.STATUS_FILE).chmod(0o644)
     (runtime / status.REQUESTS_DIR).mkdir(mode=0o770)
     for runtime_mode, named in ((0o755, status.REQUESTS_DIR), (0o700, status.STATUS_FILE)):

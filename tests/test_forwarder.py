@@ -16,6 +16,7 @@ from device.card import Card
 from device.clock import FakeClock, SystemClock, parse_utc
 from device.config import ApiSection, Config
 from device.forwarder import AUTH, FAILED, IDLE, OK, Forwarder
+from device.health.delivery import DeliveryState
 from device.outbox import DEAD, DELIVERED, PENDING, Outbox
 from hostile_central import HostileCentral, accept_each, trickle_body
 from http_fixtures import (
@@ -97,7 +98,7 @@ def test_delivers_in_batches_in_order_with_the_contract_body(outbox, stub):
         "scanned_at": "2024-05-02T09:15:00.000Z", "clock_synced": True, "symbology": "Code128",
     }  # fmt: skip
     assert states(outbox) == [DELIVERED] * 5 and stub.receipts == {r.id: 1 for r in records}
-    assert fwd.status()["state"] == "ok" and fwd.status()["last_success_at"] is not None
+    assert fwd.status().state is DeliveryState.OK and fwd.status().last_success_at is not None
 
 
 def test_records_of_an_earlier_kiosk_id_go_in_their_own_request(outbox, stub, tmp_path, clock):
@@ -126,7 +127,7 @@ def test_outage_then_recovery(outbox, clock):
         clock.advance(wait_s(outbox, records[0]))
         assert fwd.deliver_once().kind == OK
         assert states(outbox) == [DELIVERED] * 3 and back.receipts == {r.id: 1 for r in records}
-    assert fwd.status()["consecutive_failures"] == 0
+    assert fwd.status().consecutive_failures == 0
 
 
 def test_backoff_doubles_up_to_the_cap_and_survives_a_restart(outbox, stub, clock):
@@ -299,7 +300,7 @@ def test_401_pauses_delivery_until_the_token_file_is_fixed(outbox, stub, tmp_pat
     fwd = forwarder_for(outbox, stub.url, token="", token_file=str(token_file))
     outcome = fwd.deliver_once()
     assert outcome.kind == AUTH and "401" in outcome.error
-    assert fwd.paused_by_auth and fwd.status()["state"] == "paused-auth"
+    assert fwd.paused_by_auth and fwd.status().state is DeliveryState.PAUSED_AUTH
     assert states(outbox) == [PENDING] * 2
     assert fwd.deliver_once().kind == AUTH and len(stub.posts) == 1  # paused: no hammering
     token_file.write_text(TOKEN + "\n")  # the technician fixes the file: no restart, no wait
@@ -329,11 +330,11 @@ def test_no_usable_token_pauses_with_its_own_text_not_a_refusal(outbox, stub, tm
     outcome = fwd.deliver_once()
     assert outcome.kind == AUTH and stub.posts == [] and states(outbox) == [PENDING]
     status = fwd.status()
-    assert fwd.paused_by_auth and status["state"] == "paused-no-token"
-    assert status["auth_fault"].startswith(f"token file {problem}: {token_file} (api.token_file); delivery is paused")
+    assert fwd.paused_by_auth and status.state is DeliveryState.PAUSED_NO_TOKEN
+    assert status.auth_fault.startswith(f"token file {problem}: {token_file} (api.token_file); delivery is paused")
     token_file.write_text("wrong-token\n")  # a token now, but one the central refuses: the other text
     assert fwd.deliver_once().kind == AUTH and len(stub.posts) == 1
-    assert fwd.status()["state"] == "paused-auth" and fwd.status()["auth_fault"].startswith("the central refused the token (HTTP 401")
+    assert fwd.status().state is DeliveryState.PAUSED_AUTH and fwd.status().auth_fault.startswith("the central refused the token (HTTP 401")
 
 
 # --- a hostile central: the request's deadline, and stopping mid-request -----------------------------
@@ -350,7 +351,7 @@ def test_a_trickling_answer_costs_one_attempt_at_the_deadline_then_delivery_goes
         fwd = forwarder_for(outbox, server.url, connect_timeout_s=0.4, read_timeout_s=1.0)  # deadline 2.4 s
         outcome = fwd.deliver_once()
         assert outcome.kind == FAILED and "the central sent its answer too slowly" in outcome.error
-        assert fwd.status()["state"] == "retrying" and "too slowly" in fwd.status()["last_error"]
+        assert fwd.status().state is DeliveryState.RETRYING and "too slowly" in fwd.status().last_error
         assert states(outbox) == [PENDING] and outbox.get(record.id).attempts == 1
         clock.advance(wait_s(outbox, record))
         assert fwd.deliver_once().kind == OK and states(outbox) == [DELIVERED]
@@ -370,7 +371,7 @@ def test_stop_abandons_the_request_in_flight_and_counts_no_attempt(tmp_path):
         thread.join(GENEROUS_S)
         assert not thread.is_alive()
     assert states(box) == [PENDING] and box.get(record.id).attempts == 0
-    assert fwd.status()["state"] == "ok" and fwd.status()["last_error"] is None  # stopping is no failure
+    assert fwd.status().state is DeliveryState.OK and fwd.status().last_error is None  # stopping is no failure
     box.close()
 
 
@@ -408,7 +409,7 @@ def test_run_delivers_what_is_committed_while_it_runs(tmp_path, stub):
         for _ in range(3):
             commit(box)
             fwd.wake()  # without it the next look would be 30 s away
-        wait_until(lambda: box.stats()["delivered"] == 3)
+        wait_until(lambda: box.stats().delivered == 3)
     finally:
         stop.set()
         fwd.wake()
@@ -422,10 +423,10 @@ def test_drain_ends_when_nothing_is_pending_or_at_its_timeout(tmp_path, stub):
     commit(box, n=120)
     stub.then(unavailable(retry_after="0"), reset())
     fwd = forwarder_for(box, stub.url, rng=None, backoff_base_s=0.01, backoff_cap_s=300.0)
-    assert fwd.drain(timeout_s=30) is True and box.stats()["delivered"] == 120
+    assert fwd.drain(timeout_s=30) is True and box.stats().delivered == 120
     commit(box)
     stub.default = unavailable(retry_after="0")
-    assert fwd.drain(timeout_s=0.3) is False and box.stats()["pending"] == 1
+    assert fwd.drain(timeout_s=0.3) is False and box.stats().pending == 1
     box.close()
 
 
@@ -444,6 +445,6 @@ def test_every_identification_reaches_the_reference_central_exactly_once_through
         held = central.identifications()
     assert sorted(r["id"] for r in held) == sorted(r.id for r in records if r.contract != CLOSED.contract)
     assert {r["id"]: r["seq"] for r in held} == {r.id: r.seq for r in records if r.contract != CLOSED.contract}
-    assert box.stats()["pending"] == 0 and [r.contract for r in box.list(DEAD)] == [CLOSED.contract] * 3
+    assert box.stats().pending == 0 and [r.contract for r in box.list(DEAD)] == [CLOSED.contract] * 3
     assert any(r["receipts"] > 1 for r in held)  # faults did happen: answers were lost, records resent
     box.close()

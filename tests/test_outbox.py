@@ -137,13 +137,13 @@ def test_a_full_disk_refuses_the_commit_cleanly_and_recovers(outbox, path):
     with pytest.raises(OutboxFull):
         commit(outbox)
     after = outbox.stats()
-    assert after["pending"] == before["pending"] and after["last_seq"] == before["last_seq"]  # nothing half-written
-    assert "full" in after["last_commit_error"]  # status can show the fault
+    assert after.pending == before.pending and after.last_seq == before.last_seq  # nothing half-written
+    assert "full" in after.last_commit_error  # status can show the fault
 
     outbox.set_max_page_count(None)  # space returns
     again = commit(outbox)
-    assert again.seq == before["last_seq"] + 1  # no gap from the failed attempts
-    assert outbox.stats()["last_commit_error"] is None
+    assert again.seq == before.last_seq + 1  # no gap from the failed attempts
+    assert outbox.stats().last_commit_error is None
     seqs = [r.seq for r in outbox.list()]
     assert seqs == list(range(1, len(seqs) + 1)) and outbox.get(kept.id) is not None
     assert integrity(path) == "ok"
@@ -158,11 +158,11 @@ def test_a_file_that_is_not_a_database_is_moved_aside_and_a_new_outbox_started(p
     assert box.moved_aside is not None and box.moved_aside.name.startswith("outbox.db.corrupt-")
     assert box.moved_aside.read_bytes() == b"this is not SQLite " * 500  # kept as it was
     assert commit(box).seq == 1
-    assert box.stats()["corrupt_files"] == [str(box.moved_aside)]
+    assert box.stats().corrupt_files == [str(box.moved_aside)]
     box.close()
     # Still reported after the next start, for the technician.
     again = Outbox(path, "k", clock=clock)
-    assert again.moved_aside is None and len(again.stats()["corrupt_files"]) == 1
+    assert again.moved_aside is None and len(again.stats().corrupt_files) == 1
     again.close()
 
 
@@ -181,7 +181,7 @@ def test_a_database_failing_its_integrity_check_is_moved_aside(path, clock):
     assert integrity(path) == "ok"
     # What still reads is salvaged into the new file (tests/test_outbox_integrity.py has the details).
     stats = moved.stats()
-    assert 0 < stats["pending"] <= 120 and stats["integrity"][-1]["kind"] == "salvaged"
+    assert 0 < stats.pending <= 120 and stats.integrity[-1].kind == "salvaged"
     moved.close()
 
 
@@ -210,14 +210,14 @@ def test_delivered_dead_and_retry(outbox):
     assert outbox.get(b.id).state == DEAD and outbox.get(b.id).dead_reason.startswith("contract-closed")
     assert outbox.mark_delivered([b.id]) == 0  # a dead record is only revived by retry
     stats = outbox.stats()
-    assert (stats["pending"], stats["delivered"], stats["dead"]) == (1, 1, 1)
+    assert (stats.pending, stats.delivered, stats.dead) == (1, 1, 1)
 
     assert outbox.retry(b.id)
     assert outbox.get(b.id).state == PENDING and outbox.get(b.id).dead_reason is None
     assert not outbox.retry(a.id) and not outbox.retry("no-such-id")
     outbox.mark_dead(b.id, "again")
     outbox.mark_dead(c.id, "again")
-    assert outbox.retry_dead() == 2 and outbox.stats()["dead"] == 0
+    assert outbox.retry_dead() == 2 and outbox.stats().dead == 0
 
 
 def test_stats_report_backlog_age_and_last_error(outbox, clock):
@@ -226,8 +226,8 @@ def test_stats_report_backlog_age_and_last_error(outbox, clock):
     commit(outbox)
     outbox.mark_failed([first.id], "cannot reach the central", utc_iso(clock.now()))
     stats = outbox.stats()
-    assert stats["pending"] == 2 and stats["oldest_pending_age_s"] == 120
-    assert stats["last_error"] == "cannot reach the central"
+    assert stats.pending == 2 and stats.oldest_pending_age_s == 120
+    assert stats.last_error == "cannot reach the central"
 
 
 def test_purge_keeps_delivered_records_for_the_retention_period(outbox, clock):
@@ -297,7 +297,7 @@ def test_a_reader_and_two_writers_on_the_same_file(path, clock):
     def read_while_writing():
         while not done.is_set():
             try:
-                seen.append(cli.stats()["pending"])
+                seen.append(cli.stats().pending)
                 cli.list(PENDING)
             except Exception as e:  # pragma: no cover - the assertion below reports it
                 errors.append(e)

@@ -59,7 +59,7 @@ def deliver_all(box, central):
 
 
 def problems(box, kind=None):
-    return [p["message"] for p in box.stats()["integrity"] if kind is None or p["kind"] == kind]
+    return [p.message for p in box.stats().integrity if kind is None or p.kind == kind]
 
 
 # --- the checksum ------------------------------------------------------------------------------
@@ -122,7 +122,7 @@ def test_a_digit_changed_inside_a_record_passes_integrity_check_but_is_quarantin
         assert record.state == QUARANTINED and "checksum mismatch" in record.quarantine_reason
         assert box.checksum_problem(record) is not None
         assert problems(box, QUARANTINED) == [f"1 identification quarantined, never sent (seq 2): {record.quarantine_reason}"]
-        assert box.stats()["quarantined"] == 1 and box.stats()["integrity_fault"] == problems(box)[0]
+        assert box.stats().quarantined == 1 and box.stats().integrity_fault == problems(box)[0]
         assert not box.retry(record.id)  # retry does not revive it: its fields cannot be trusted
 
     # The technician sees it in kiosk queue list/show and acknowledges it.
@@ -137,7 +137,7 @@ def test_a_digit_changed_inside_a_record_passes_integrity_check_but_is_quarantin
     ack = run_kiosk("queue", "ack", "--config", cfg)
     assert ack.returncode == 0 and "1 integrity problem(s) acknowledged" in ack.stdout
     with open_box(path, clock) as box:
-        assert box.stats()["integrity_fault"] is None and box.stats()["quarantined"] == 1  # the record stays, never sent
+        assert box.stats().integrity_fault is None and box.stats().quarantined == 1  # the record stays, never sent
 
 
 # --- the high-water mark -----------------------------------------------------------------------
@@ -152,12 +152,12 @@ def test_a_wal_truncated_after_a_crash_is_reported_as_lost_identifications_and_s
     with open_box(path, clock) as box:
         assert [r.seq for r in box.list()] == list(range(1, 76))
         assert problems(box, "lost") == ["outbox lost 75 committed identifications, seq 76-150"]
-        assert box.stats()["integrity_fault"] == "outbox lost 75 committed identifications, seq 76-150"
+        assert box.stats().integrity_fault == "outbox lost 75 committed identifications, seq 76-150"
         assert commit_all(box, contracts(1, start=5))[0].seq == 151  # never 76 again
     with open_box(path, clock) as box:  # the next start finds nothing new to report
         assert problems(box) == ["outbox lost 75 committed identifications, seq 76-150"]
         assert commit_all(box, contracts(1, start=6))[0].seq == 152
-        assert box.acknowledge_integrity() == 1 and box.stats()["integrity_fault"] is None
+        assert box.acknowledge_integrity() == 1 and box.stats().integrity_fault is None
 
 
 def test_sigkill_between_commit_and_mark_never_reports_a_false_loss(path, clock):
@@ -180,7 +180,7 @@ def test_the_mark_is_on_disk_when_commit_returns_and_never_ahead_of_the_database
     box.set_max_page_count(box.db.execute("PRAGMA page_count").fetchone()[0])
     with pytest.raises(Exception, match="full"):
         commit_all(box, contracts(10_000))
-    last = box.stats()["last_seq"]
+    last = box.stats().last_seq
     assert HighWaterMark(box.mark.path).read() == {KIOSK: last}  # failed commits never raised it
     box.close()
     with open_box(path, clock) as again:
@@ -232,10 +232,10 @@ def test_a_mark_that_cannot_be_written_keeps_the_commit_and_is_a_fault(path, clo
     box.mark._fd = os.open(box.mark.path, os.O_RDONLY)  # an I/O error on every write from now on
     ident = commit_all(box, contracts(1, start=2))[0]
     assert box.get(ident.id) is not None  # durable in the database: the "OK" may be given
-    assert "cannot be written" in box.stats()["mark_error"] and "cannot be written" in box.stats()["integrity_fault"]
+    assert "cannot be written" in box.stats().mark_error and "cannot be written" in box.stats().integrity_fault
     box.close()
     with open_box(path, clock) as again:  # the next start writes it again; nothing was lost
-        assert problems(again) == [] and again.stats()["mark_error"] is None
+        assert problems(again) == [] and again.stats().mark_error is None
     assert HighWaterMark(box.mark.path).read() == {KIOSK: 2}
 
 
@@ -280,7 +280,7 @@ def test_a_damaged_file_is_salvaged_with_ids_seqs_states_and_delivered(path, clo
             f"outbox salvaged {len(kept)} of 150 records from {box.moved_aside.name}; "
             f"{150 - len(kept)} could not be read or failed their checksum (never sent)"
         )
-        assert box.stats()["integrity_fault"] == message
+        assert box.stats().integrity_fault == message
         assert commit_all(box, contracts(1, start=9))[0].seq == 151  # after the mark and the salvaged seqs
         at_central = deliver_all(box, central)
     pending = {id for id, r in kept.items() if r.state == PENDING}

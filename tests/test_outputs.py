@@ -178,12 +178,18 @@ def test_log_output_masks_contracts_and_names_the_identification(caplog):
 
 
 def test_kiosk_status_names_an_output_that_lost_events_or_failed():
-    from device.status import render
+    from status_samples import daemon_status
+
+    from device.status.render import render
+    from device.health.outputs import OutputHealth
+    from device.status.report import StatusReport
 
     outputs = {
-        "Feedback": {"queued": 0, "dropped": {"frame": 12}, "failures": 0},  # skipped frames: normal
-        "Pos": {"queued": 64, "dropped": {"identified": 2}, "failures": 3},
+        "Feedback": OutputHealth(queued=0, dropped={"frame": 12}, failures=0),  # skipped frames: normal
+        "Pos": OutputHealth(queued=64, dropped={"identified": 2}, failures=3),
     }
-    text = render({"running": True, "daemon": {"pid": 1, "outputs": outputs}, "queue": {}})
+    daemon = daemon_status(outputs=outputs)
+    report = StatusReport(True, "running", "kiosk-test", daemon, daemon.queue, None, True, None, [], None, None)
+    text = render(report)
     assert "output      Pos: 2 identified events dropped, 3 failed calls (see the log)" in text
     assert "Feedback" not in text

@@ -15,11 +15,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from status_samples import daemon_status
 from unprivileged import kiosk_as_nobody, technicians_group  # noqa: F401 (a fixture)
 
 from device import config as config_mod
 from device import status
 from device.status import TECHNICIANS_GROUP
+from device.status.report import CameraStatus
 
 ADVICE = f"sudo usermod -aG {TECHNICIANS_GROUP} $USER"
 
@@ -78,7 +80,7 @@ def test_the_technicians_group_reads_config_and_status_but_never_the_token(techn
         cfg.write_text(cfg.read_text() + f'[api]\nurl = "https://central.example.net"\ntoken_file = "{token}"\n')
         # As install.sh and the unit leave them: the config, /run/kiosk and the outbox folder the technicians' group's.
         runtime = folder / "run"
-        status.write_status(runtime, {"pid": os.getpid(), "camera": {"source": "v4l2:/dev/video0"}})
+        status.write_status(runtime, daemon_status(camera=CameraStatus("v4l2:/dev/video0")))
         for path, mode in ((cfg, 0o640), (runtime, 0o750), (runtime / status.STATUS_FILE, 0o640), (state_dir, 0o750), (state_dir / "outbox.db", 0o640)):
             os.chown(path, 0, technicians_group)
             path.chmod(mode)

@@ -116,3 +116,49 @@ def test_a_damaged_copy_is_moved_aside_and_fetched_whole_again(tmp_path, signing
     assert list(tmp_path.glob("revocations.db.corrupt-*"))
     assert [(r["contract"], r["card_issue"]) for r in central.refusals()] == [(LOST, 1)]
     assert central.identifications() == []
+
+
+def test_a_copy_the_scan_loop_cannot_read_is_one_fault_that_stays_until_a_lookup_works(tmp_path):
+    """Each fault has one owner (issue 21): a lookup that fails is the scan loop's, the copy's state
+    the supervisor's. The copy's cards cannot be read (as a damaged page would do) while its
+    version and age still can: the fault stays raised across housekeeping turns, told once, and
+    clears once a lookup works again; the copy's own fault is never raised (it is current)."""
+    from conftest import Recorder
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from device.card import Card
+    from device.daemon.faults import REVOCATIONS, FaultRegistry
+    from device.daemon.scan_loop import ScanLoop
+    from device.daemon.supervisor import Supervisor, SupervisorSettings
+    from device.revocations.document import ReplacedList
+    from device.revocations.store import ReplacedCards
+    from device.revocations.sync import RevocationSync
+
+    told = Recorder()
+    faults = FaultRegistry(told)
+    copy = ReplacedCards(tmp_path / "revocations.db")
+    copy.apply(ReplacedList(version=1, complete=True, since=None, issued_at="2026-12-02T08:00:00Z", cards={LOST: 2}), key_id="k1")
+    key = Ed25519PrivateKey.generate().public_key()
+    sync = RevocationSync(copy, None, key, interval_s=3600, max_age_s=86400, max_bytes=10**6, deadline_s=10)
+    # Only the parts these two calls read: the lookup (scan loop) and the copy's state (supervisor).
+    loop = ScanLoop(None, None, None, faults, None, repeat_window_s=1.0, unmask=False, replaced_by=copy.replaced_by)
+    supervisor = Supervisor(loop, None, None, faults, None, SupervisorSettings(backlog_alert_s=600), revocations=sync)
+    assert loop._replaced_by(Card("v1", LOST, 1)) == 2 and supervisor.check_revocations().fault is None
+
+    damage = sqlite3.connect(tmp_path / "revocations.db")
+    damage.execute("ALTER TABLE cards RENAME TO cards_unreadable")
+    damage.commit()
+    for _ in range(3):  # cards shown between housekeeping turns
+        assert loop._replaced_by(Card("v1", LOST, 1)) is None  # identified: the list never stops the counter
+        supervisor.check_revocations()
+        lookup = [message for message in faults.active().values() if "cannot check the replaced-card list" in message]
+        assert len(lookup) == 1, faults.active()
+    assert REVOCATIONS not in faults.active()
+    assert [entry for entry in told.log if entry[0] == "cleared"] == [] and len(told.log) == 1  # told once, never cleared
+
+    damage.execute("ALTER TABLE cards_unreadable RENAME TO cards")
+    damage.commit()
+    assert loop._replaced_by(Card("v1", LOST, 1)) == 2
+    assert faults.active() == {} and told.log == [("fault", told.log[0][1]), ("cleared", told.log[0][1])]
+    damage.close()
+    copy.close()

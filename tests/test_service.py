@@ -110,13 +110,13 @@ def test_camera_unplugged_and_back_needs_no_restart_and_loses_nothing(tmp_path, 
         wait_until(lambda: ("identified", a) in events.log, what="card A identified")
         counter.show(empty_counter())
         counter.unplug()
-        wait_until(lambda: CAMERA in kiosk.status()["faults"], what="the camera fault in status")
-        assert "down" in kiosk.status()["camera"]["source"]
+        wait_until(lambda: CAMERA in kiosk.status().faults, what="the camera fault in status")
+        assert "down" in kiosk.status().camera.source
         wait_until(lambda: source.stats().reopen_attempts >= 3, what="reopen attempts while unplugged")
         counter.plug()
         counter.show(card_photo(b))
         wait_until(lambda: ("identified", b) in events.log, what="card B identified after the camera came back")
-        assert CAMERA not in kiosk.status()["faults"]
+        assert CAMERA not in kiosk.status().faults
         wait_until(lambda: len(central.identifications()) == 2, what="both delivered")
     finally:
         stop.set()
@@ -335,7 +335,7 @@ def test_delivery_faults_token_refused_then_fixed_and_backlog(tmp_path, card_fol
         t.start()
     try:
         wait_until(lambda: ("fault", "backlog") in events2.log, what="the backlog fault")
-        assert "backlog" in kiosk.status()["faults"]
+        assert "backlog" in kiosk.status().faults
     finally:
         stop.set()
         kiosk.forwarder.wake()

@@ -215,7 +215,7 @@ def card_through_a_thread_fault(tmp_path, central, caplog, fault, message) -> No
     events = Recorder()
     kiosk, counter = live_kiosk(tmp_path, central, [events])
     with caplog.at_level(logging.INFO, logger="device.threads"), running(kiosk) as result:
-        wait_until(lambda: kiosk.status()["faults"].get(fault) == message, what=f"{fault} in status")
+        wait_until(lambda: kiosk.status().faults.get(fault) == message, what=f"{fault} in status")
         counter.show(card_photo(a))
         wait_until(lambda: ("identified", a) in events.log, what="the card identified")
         wait_until(lambda: len(central.identifications()) == 1, what="the card delivered")
@@ -261,11 +261,11 @@ def test_an_output_thread_that_dies_is_restarted_and_gets_the_next_events(tmp_pa
     fault = "thread output ExitingOutput"
     with caplog.at_level(logging.INFO, logger="device.threads"), running(kiosk) as result:
         counter.show(card_photo(a))
-        wait_until(lambda: fault in kiosk.status()["faults"], what="the output's fault in status")
-        assert "SystemExit: pos link: giving up" in kiosk.status()["faults"][fault]
+        wait_until(lambda: fault in kiosk.status().faults, what="the output's fault in status")
+        assert "SystemExit: pos link: giving up" in kiosk.status().faults[fault]
         counter.show(card_photo(b))
         wait_until(lambda: ("identified", b) in output.log, what="the restarted output told of the next card")
-        wait_until(lambda: fault not in kiosk.status()["faults"], what="the fault to clear")
+        wait_until(lambda: fault not in kiosk.status().faults, what="the fault to clear")
         wait_until(lambda: len(central.identifications()) == 2, what="both delivered")
     assert result["code"] == 0
     assert ("identified", a) not in output.log  # the event it died on is lost; the next ones are not

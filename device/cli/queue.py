@@ -169,10 +169,10 @@ def cmd_queue_ack(args) -> int:
     Example: kiosk queue ack
     """
     with _queue(args, write="kiosk queue ack") as outbox:
-        problems = outbox.stats()["integrity"]
+        problems = outbox.stats().integrity
         n = outbox.acknowledge_integrity()
     for problem in problems:
-        print(f"acknowledged: {problem['message']} (found {problem['found_at']})")
+        print(f"acknowledged: {problem.message} (found {problem.found_at})")
     print(f"{n} integrity problem(s) acknowledged" + ("; quarantined identifications stay quarantined, never sent" if n else ""))
     return 0
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from device.cli import add_command, add_group, load_config
-from device.revocations.store import summary
+from device.revocations.store import open_copy_reader, summary
 
 HELP = {"revocations": "the replaced-card list: its version and age, sync it now, check a card against it"}
 
@@ -32,17 +32,6 @@ def register(sub) -> None:
     p.add_argument("--unmask", action="store_true", help="show the whole contract number")
 
 
-def _copy(cfg):
-    """The copy, opened as its owner (``sudo``: root must not create the -wal the daemon then cannot open)."""
-    from device.outbox.reader import become_owner
-    from device.revocations.store import ReplacedCards, list_path
-
-    path = list_path(cfg)
-    if path.exists():
-        become_owner(path)
-    return ReplacedCards(path, create=False)
-
-
 def cmd_status(args) -> int:
     """Show the replaced-card list: version, age, size, last sync.
 
@@ -57,7 +46,7 @@ def cmd_status(args) -> int:
 
     cfg = load_config(args, check_files=False)
     try:
-        copy = _copy(cfg)
+        copy = open_copy_reader(cfg)
         info = copy.info()
         copy.close()
     except RevocationsError as e:
@@ -139,7 +128,7 @@ def _ask_daemon(cfg, folder: Path, timeout_s: float) -> int:
     from device.revocations.sync import REQUEST_PREFIX
 
     try:
-        copy = _copy(cfg)
+        copy = open_copy_reader(cfg)
         before = copy.info().get("attempt_at")
     except RevocationsError:
         copy, before = None, None
@@ -156,7 +145,7 @@ def _ask_daemon(cfg, folder: Path, timeout_s: float) -> int:
     while time.monotonic() < deadline:
         time.sleep(0.2)  # polling a file another process writes: no event to wait on
         try:
-            copy = copy or _copy(cfg)
+            copy = copy or open_copy_reader(cfg)
             info = copy.info()
         except RevocationsError:
             continue
@@ -189,7 +178,7 @@ def cmd_check(args) -> int:
         return 2
     shown = mask_contract(args.contract, args.unmask)
     try:
-        copy = _copy(cfg)
+        copy = open_copy_reader(cfg)
         current = copy.current_issue(args.contract)
         replaced = copy.replaced_by(Card("v1", args.contract, args.issue))
         version = copy.version

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from device.cli import add_command, load_config
 
 if TYPE_CHECKING:
-    from device.status import Snapshot
+    from device.status.report import StatusReport
 
 HELP = {"status": "is the kiosk working? daemon, camera, last card, queue, delivery, disk, clock"}
 
@@ -24,93 +25,40 @@ def cmd_status(args) -> int:
 
     Example: kiosk status --unmask
     """
-    from device import status
+    from device.status.build import build_report
+    from device.status.render import render
 
     cfg = load_config(args, check_files=False)
-    report, snapshot = build_report(cfg)
+    report = build_report(cfg)
     if args.unmask:
-        _unmask_last_identification(cfg, report)
+        report = _unmask_last_identification(cfg, report)
     if args.json:
-        print(json.dumps(report, default=str))
+        print(json.dumps(report.to_json(), default=str))
     else:
         sys.stdout.write(f"kiosk {cfg.kiosk.id}{' at ' + cfg.kiosk.site if cfg.kiosk.site else ''}\n")
-        sys.stdout.write(status.render(report))
-    healthy = snapshot.running and not (snapshot.data or {}).get("faults") and status.dead_problem(report["queue"]) is None
-    return 0 if healthy else 1
+        sys.stdout.write(render(report))
+    return 0 if report.healthy else 1
 
 
-def _unmask_last_identification(cfg, report: dict) -> None:
-    """The whole contract of the daemon's last identification, looked up by its seq in the outbox."""
+def _unmask_last_identification(cfg, report: StatusReport) -> StatusReport:
+    """The report with the daemon's last identification's whole contract, looked up by its seq in the outbox."""
     from device.outbox import OutboxError
     from device.outbox.reader import open_outbox_reader
 
-    last = ((report.get("daemon") or {}).get("scan") or {}).get("last_identification")
+    daemon = report.daemon
+    last = daemon.scan.last_identification if daemon else None
     if not last or not Path(cfg.outbox.path).exists():
-        return
+        return report
     try:
         outbox = open_outbox_reader(cfg)
         try:
-            last["contract"] = outbox.find(str(last["seq"])).contract
+            contract = outbox.find(str(last.seq)).contract
         finally:
             outbox.close()
     except OutboxError as e:
-        last["contract"] += f" (whole number not readable: {e})"
-
-
-def build_report(cfg) -> tuple[dict, Snapshot]:
-    """What ``kiosk status --json`` prints (also in ``kiosk diag bundle``), and the daemon's snapshot."""
-    from device import status
-    from device.clock import ntp_synchronized
-    from device.diag import why_stopped
-
-    snapshot = status.read_status(Path(cfg.kiosk.runtime_dir))
-    queue = None
-    if snapshot.running:
-        queue = snapshot.data.get("queue")
-    elif Path(cfg.outbox.path).exists():
-        # Only with the daemon stopped: a running daemon's status file already holds the
-        # counts, so the outbox is opened only when there is none.
-        from device.outbox import OutboxError
-        from device.outbox.reader import open_outbox_reader
-
-        try:
-            outbox = open_outbox_reader(cfg)
-            try:
-                queue = outbox.stats()
-            finally:
-                outbox.close()
-        except OutboxError as e:
-            queue = {"error": str(e)}
-    report = {
-        "running": snapshot.running,
-        "why": snapshot.why,
-        "kiosk_id": cfg.kiosk.id,
-        "daemon": snapshot.data if snapshot.running else None,
-        "queue": queue,
-        "disk_free_bytes": status.disk_free_bytes(cfg.outbox.path),
-        "clock_synced": ntp_synchronized(),
-        "cpu_temperature_c": status.cpu_temperature_c(),
-        "warnings": [w for w in (status.token_file_warning(cfg.api.token_file),) if w],
-        "stopped_because": None if snapshot.running else why_stopped(cfg.outbox.path),
-        # With the daemon stopped its status says nothing of the list: read the copy (read-only).
-        "revocations": None if snapshot.running or not cfg.revocations.enabled else _list_on_disk(cfg),
-    }
-    return report, snapshot
-
-
-def _list_on_disk(cfg) -> dict:
-    """The replaced-card copy's version, age and size, or ``error``: why it cannot be read."""
-    from device.cli.revocations import _copy
-    from device.revocations.store import RevocationsError
-
-    try:
-        copy = _copy(cfg)
-        try:
-            return copy.info()
-        finally:
-            copy.close()
-    except RevocationsError as e:
-        return {"error": str(e)}
+        contract = f"{last.contract} (whole number not readable: {e})"
+    scan = replace(daemon.scan, last_identification=replace(last, contract=contract))
+    return replace(report, daemon=replace(daemon, scan=scan))
 
 
 def register(sub) -> None:

@@ -32,6 +32,7 @@ DELIVERY = "delivery"  # delivery has failed for api.delivery_alert_s (not the t
 BACKLOG = "backlog"  # the oldest undelivered identification is older than feedback.backlog_alert_s
 OUTBOX_INTEGRITY = "outbox-integrity"  # identifications lost, salvaged or quarantined: on until `kiosk queue ack`
 REVOCATIONS = "revocations"  # the replaced-card list: refused (signature, version, format), unreachable, too old, or none yet
+REVOCATIONS_LOOKUP = "revocations-lookup"  # a card could not be checked against the copy (it is identified): the scan loop's
 
 #: A fault still being raised is logged again at most this often.
 REMIND_EVERY_S = 60.0

@@ -36,6 +36,7 @@ from device.outbox import Outbox
 from device.outputs import Output, OutputRunner
 from device.outputs.log import LogOutput
 from device.pipeline import Pipeline
+from device.status.report import DaemonStatus
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +187,8 @@ class Kiosk:
         """The operator's button: see :meth:`ScanLoop.new_presentation`."""
         self.loop.new_presentation()
 
-    def status(self) -> dict:
-        """The snapshot ``kiosk status`` shows (contracts masked)."""
+    def status(self) -> DaemonStatus:
+        """The status ``kiosk status`` shows (contracts masked)."""
         return self.supervisor.status()
 
     # --- the whole daemon -----------------------------------------------------------------
@@ -222,14 +223,13 @@ class Kiosk:
                 log.info("source ended after %d frames; draining the outbox (up to %g s)", self.counters.frames, drain_timeout_s)
                 drained = self.forwarder.drain(drain_timeout_s, stop)
                 if not drained and stop.is_set():
-                    log.warning("stopped while draining: %d identifications stay queued", self.outbox.stats().get("pending", 0))
+                    log.warning("stopped while draining: %d identifications stay queued", self.outbox.stats().pending)
                 elif not drained:
-                    stats = self.outbox.stats()
                     log.error(
                         "outbox not drained after %g s: %d pending; last error: %s",
                         drain_timeout_s,
-                        stats.get("pending", 0),
-                        self.forwarder.status().get("last_error"),
+                        self.outbox.stats().pending,
+                        self.forwarder.status().last_error,
                     )
                     code = 1
         finally:

@@ -19,7 +19,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from device.camera import CameraError, FrameSource
-from device.daemon.faults import CAMERA, OUTBOX, REVOCATIONS, FaultRegistry
+from device.daemon.faults import CAMERA, OUTBOX, REVOCATIONS_LOOKUP, FaultRegistry
 from device.outbox import Outbox, OutboxError
 from device.pipeline import Pipeline, Reading
 from device.presentation import Presentations
@@ -163,12 +163,17 @@ class ScanLoop:
 
     def _replaced_by(self, card) -> int | None:
         """The current issue of a replaced card, else None. A copy that cannot be read identifies
-        the card (the ``revocations`` fault says why): the list must never stop the counter."""
+        the card (the ``revocations-lookup`` fault says why): the list must never stop the counter.
+
+        That fault is the scan loop's alone, raised by a lookup that fails and cleared by one that
+        works; the copy's own state (too old, refused) is the supervisor's ``revocations`` fault."""
         try:
-            return self.replaced_by(card)
+            current = self.replaced_by(card)
         except Exception as e:  # RevocationsError, or a bug: the card is identified, the fault says why
-            self.faults.raise_(REVOCATIONS, f"cannot check the replaced-card list: {e}")
+            self.faults.raise_(REVOCATIONS_LOOKUP, f"cannot check the replaced-card list: {e}")
             return None
+        self.faults.clear(REVOCATIONS_LOOKUP, "cards are checked against the replaced-card list again")
+        return current
 
     def _refused(self, refusal, index: int) -> None:
         """A replaced card: its refusal is durable; no identification, its own signal."""

@@ -42,7 +42,20 @@ from device.daemon.notify import Notifier
 from device.daemon.scan_loop import ScanLoop
 from device.daemon.snapshot import SnapshotService
 from device.forwarder import Forwarder
-from device.outbox import Outbox, OutboxError
+from device.health.delivery import DeliveryHealth
+from device.health.outputs import OutputHealth
+from device.outbox import Outbox, OutboxError, OutboxHealth
+from device.status.report import (
+    CameraStatus,
+    DaemonStatus,
+    LastIdentification,
+    LastRefusal,
+    QueueStatus,
+    ReplacedListState,
+    ReplacedListStatus,
+    ScanStatus,
+    Unreadable,
+)
 from device.threads import StopFlag, SupervisedThread, ThreadHealth, cause
 
 log = logging.getLogger("device.daemon")
@@ -254,27 +267,29 @@ class Supervisor:
         if feed_watchdog and self.notifier.watchdog_interval_s and self.may_feed_watchdog(period, threads_ok):
             self.notifier.watchdog()
         self.check_device_classes()
-        forwarder = self.forwarder.status()
-        self.faults.set(DELIVERY_AUTH, forwarder["paused_by_auth"], forwarder["auth_fault"], "the central accepts the token")
-        try:
-            queue = self.outbox.stats()
-        except OutboxError as e:
-            queue = {"error": str(e)}
-        failing = self.forwarder.delivery_fault(queue.get("pending") or 0)
+        delivery = self.forwarder.status()
+        self.faults.set(DELIVERY_AUTH, delivery.paused_by_auth, delivery.auth_fault or "", "the central accepts the token")
+        queue = self.outbox_health()
+        pending = queue.pending if isinstance(queue, OutboxHealth) else 0
+        failing = self.forwarder.delivery_fault(pending)
         self.faults.set(DELIVERY, failing is not None, failing or "", "delivery works again")
-        age = queue.get("oldest_pending_age_s")
+        age = queue.oldest_pending_age_s if isinstance(queue, OutboxHealth) else None
         old = age is not None and age > self.settings.backlog_alert_s
         self.faults.set(BACKLOG, old, f"the oldest undelivered identification is {(age or 0) / 60:.0f} min old", "the backlog is delivered")
-        integrity = queue.get("integrity_fault")
+        integrity = queue.integrity_fault if isinstance(queue, OutboxHealth) else None
         self.faults.set(OUTBOX_INTEGRITY, bool(integrity), integrity or "", "acknowledged by a technician (kiosk queue ack)")
         revocations = self.check_revocations()
         if self.settings.runtime_dir is not None:
             self.snapshots.answer(self.loop.latest)
-            self.write_status({**self.status(queue, forwarder), **({"revocations": revocations} if revocations else {})})
+            self.write_status(self.status(queue, delivery, revocations))
         self.notifier.status(self.summary())
 
-    def check_revocations(self) -> dict | None:
-        """The replaced-card list's state for status, its fault raised or cleared; None when off."""
+    def check_revocations(self) -> ReplacedListState | None:
+        """The replaced-card list's state for status, its fault raised or cleared; None when off.
+
+        This is the ``revocations`` fault's only owner: the copy's state (refused, too old, none
+        yet, unreadable). A lookup the scan loop cannot make is the scan loop's own fault
+        (``revocations-lookup``), so neither clears what the other raised."""
         if self.revocations is None:
             return None
         from device.revocations.store import RevocationsError
@@ -283,21 +298,21 @@ class Supervisor:
             info = self.revocations.copy.info()
         except RevocationsError as e:
             self.faults.raise_(REVOCATIONS, str(e), counted=False)
-            return {"error": str(e)}
+            return Unreadable(str(e))
         fault = self.revocations.fault(info)
         self.faults.set(REVOCATIONS, fault is not None, fault or "", "the replaced-card list is current again")
-        return {**info, "max_age_s": self.revocations.max_age_s, "interval_s": self.revocations.interval_s, "fault": fault}
+        return ReplacedListStatus(**info, max_age_s=self.revocations.max_age_s, interval_s=self.revocations.interval_s, fault=fault)
 
     def may_feed_watchdog(self, period: float, threads_ok: bool) -> bool:
         """Whether this turn may tell systemd all is well: the loop turns, the camera delivers,
         every thread lives and makes progress, and no restart is under way."""
         return threads_ok and self.restart_reason is None and self.loop_alive(period) and self.camera_delivers()
 
-    def write_status(self, snapshot: dict) -> None:
+    def write_status(self, daemon: DaemonStatus) -> None:
         """Replace the status file. A runtime directory that cannot be written (full, gone) costs
         only ``kiosk status``, never scanning: said once when it starts and once when it ends."""
         try:
-            status.write_status(self.settings.runtime_dir, snapshot)
+            status.write_status(self.settings.runtime_dir, daemon)
         except OSError as e:
             if self._status_write_error is None:
                 log.error("cannot write the status file in %s (kiosk status will say the daemon is not running): %s", self.settings.runtime_dir, e)
@@ -354,38 +369,49 @@ class Supervisor:
         faults = ", ".join(sorted(self.faults.active())) or "none"
         return f"{c.frames} frames, {c.identifications} identified, {c.not_a_card} not a card; faults: {faults}"
 
-    def status(self, queue: dict | None = None, forwarder: dict | None = None) -> dict:
-        """The snapshot ``kiosk status`` shows (contracts masked)."""
+    def outbox_health(self) -> QueueStatus:
+        """The outbox's health, or why it cannot be read (the status says so; the turn goes on)."""
+        try:
+            return self.outbox.stats()
+        except OutboxError as e:
+            return Unreadable(str(e))
+
+    def status(
+        self, queue: QueueStatus | None = None, delivery: DeliveryHealth | None = None, revocations: ReplacedListState | None = None
+    ) -> DaemonStatus:
+        """The status ``kiosk status`` shows (contracts masked); the parts a turn has read already are passed in."""
         from device.clock import ntp_synchronized
 
         c = self.loop.counters
         source = self.loop.source
-        camera = {"source": source.describe()}
         stats = getattr(source, "stats", None)
+        camera = CameraStatus(source.describe())
         if callable(stats):
-            camera.update(asdict(stats()))
-        return {
-            "pid": os.getpid(),
-            "version": __version__,
-            "kiosk_id": self.settings.kiosk_id,
-            "uptime_s": time.monotonic() - self._started,
-            "camera": camera,
-            "scan": {
-                "frames": c.frames,
-                "decoded_frames": c.decoded_frames,
-                "odd_frames": c.odd_frames,
-                "identifications": c.identifications,
-                "refusals": c.refusals,
-                "last_refusal": c.last_refusal,
-                "not_a_card": c.not_a_card,
-                "last_identification": c.last_identification,
-                "last_identification_age_s": time.monotonic() - c.last_identification_at if c.last_identification_at else None,
-            },
-            "queue": queue if queue is not None else self.outbox.stats(),
-            "delivery": forwarder if forwarder is not None else self.forwarder.status(),
-            "faults": self.faults.active(),
-            "outputs": self.outputs.status(),
-            "disk_free_bytes": status.disk_free_bytes(self.outbox.path),
-            "clock_synced": ntp_synchronized(),
-            "cpu_temperature_c": status.cpu_temperature_c(),
-        }
+            counters = asdict(stats())
+            camera = CameraStatus(camera.source, counters.pop("state"), counters.pop("last_error"), counters)
+        return DaemonStatus(
+            pid=os.getpid(),
+            version=__version__,
+            kiosk_id=self.settings.kiosk_id,
+            uptime_s=time.monotonic() - self._started,
+            camera=camera,
+            scan=ScanStatus(
+                frames=c.frames,
+                decoded_frames=c.decoded_frames,
+                odd_frames=c.odd_frames,
+                identifications=c.identifications,
+                refusals=c.refusals,
+                last_refusal=LastRefusal(**c.last_refusal) if c.last_refusal else None,
+                not_a_card=c.not_a_card,
+                last_identification=LastIdentification(**c.last_identification) if c.last_identification else None,
+                last_identification_age_s=time.monotonic() - c.last_identification_at if c.last_identification_at else None,
+            ),
+            queue=queue if queue is not None else self.outbox_health(),
+            delivery=delivery if delivery is not None else self.forwarder.status(),
+            faults=self.faults.active(),
+            outputs={name: OutputHealth.of(health) for name, health in self.outputs.status().items()},
+            disk_free_bytes=status.disk_free_bytes(self.outbox.path),
+            clock_synced=ntp_synchronized(),
+            cpu_temperature_c=status.cpu_temperature_c(),
+            revocations=revocations,
+        )

@@ -9,6 +9,7 @@ seq outside the database), :mod:`~device.outbox.salvage` (what still reads from 
     from device.outbox import Outbox, OutboxError
 """
 
+from device.health.outbox import IntegrityProblem, OutboxHealth, RecordState
 from device.outbox.store import (
     DEAD,
     DELIVERED,
@@ -31,8 +32,11 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATES",
     "Identification",
+    "IntegrityProblem",
     "Outbox",
     "OutboxCorrupt",
     "OutboxError",
     "OutboxFull",
+    "OutboxHealth",
+    "RecordState",
 ]

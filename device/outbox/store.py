@@ -56,6 +56,7 @@ from typing import Iterable, Iterator
 from device.card import Card
 from device.clock import Clock, SystemClock, parse_utc, utc_iso
 from device.config import Config, OutboxSection
+from device.health.outbox import IntegrityProblem, OutboxHealth, RecordState
 from device.outbox.access import cannot_write
 from device.outbox.checksum import FIELDS, REFUSAL_FIELDS, checksum_problem, record_checksum
 from device.outbox.fsync import fsync_dir
@@ -67,8 +68,9 @@ from device.sqlite_readers import read_only_uri
 
 log = logging.getLogger(__name__)
 
-PENDING, DELIVERED, DEAD, QUARANTINED = "pending", "delivered", "dead", "quarantined"
-STATES = (PENDING, DELIVERED, DEAD, QUARANTINED)
+#: The record states by their short names (a :class:`RecordState` is its text in SQLite and JSON).
+PENDING, DELIVERED, DEAD, QUARANTINED = RecordState.PENDING, RecordState.DELIVERED, RecordState.DEAD, RecordState.QUARANTINED
+STATES = tuple(RecordState)
 
 #: File mode of the outbox and its -wal/-shm: contract numbers are personal data, so never others';
 #: the group is the daemon's main group, the technicians' (``kiosk-tech``) under the unit, who
@@ -142,7 +144,7 @@ class Identification:
     clock_synced: bool
     symbology: str
     decoder: str
-    state: str
+    state: RecordState
     attempts: int
     next_attempt_at: str | None
     last_error: str | None
@@ -171,6 +173,7 @@ MAX_INTEGRITY_LISTED = 10
 def _row(values: tuple) -> Identification:
     fields = dict(zip(COLUMNS, values))
     fields["clock_synced"] = bool(fields["clock_synced"])
+    fields["state"] = RecordState(fields["state"])
     return Identification(**fields)
 
 
@@ -817,7 +820,7 @@ class Outbox:
         rows = self._read(f"{_SELECT}{where} ORDER BY seq{tail}", params + ([limit] if limit is not None else []))
         return [_row(r) for r in rows]
 
-    def stats(self) -> dict:
+    def stats(self) -> OutboxHealth:
         """Counts and health for status: the count per state, oldest pending age, last error, corrupt
         files, and ``integrity``: the problems found with the outbox itself not yet acknowledged
         (losses, salvages, quarantines; the newest :data:`MAX_INTEGRITY_LISTED`), summed up in
@@ -835,38 +838,38 @@ class Outbox:
         seq = self._read("SELECT last_seq FROM sequences WHERE kiosk_id = ?", [self.kiosk_id])
         (open_problems,) = self._read("SELECT count(*) FROM integrity_log WHERE acknowledged_at IS NULL")[0]
         problems = [
-            {"found_at": found_at, "kind": kind, "message": message}
+            IntegrityProblem(found_at, kind, message)
             for found_at, kind, message in reversed(self._read(
                 "SELECT found_at, kind, message FROM integrity_log WHERE acknowledged_at IS NULL ORDER BY id DESC LIMIT ?",
                 [MAX_INTEGRITY_LISTED],
             ))
         ]  # fmt: skip
-        summary = [p["message"] for p in problems[-3:]] + ([self.mark_error] if self.mark_error else [])
+        summary = [p.message for p in problems[-3:]] + ([self.mark_error] if self.mark_error else [])
         if open_problems > 3:
             summary.insert(0, f"{open_problems} problems, the newest:")
         age = None
         if oldest:
             age = max(0.0, (self.clock.now() - parse_utc(oldest[0][0])).total_seconds())
-        return {
-            "path": str(self.path),
-            "pending": counts[PENDING],
-            "delivered": counts[DELIVERED],
-            "dead": counts[DEAD],
-            "quarantined": counts[QUARANTINED],
-            "refusals": refusals,  # of the records above: replaced cards refused (device.revocations)
-            "oldest_pending_scanned_at": oldest[0][0] if oldest else None,
-            "oldest_pending_age_s": age,
-            "last_error": last[0][0] if last else None,
-            "last_error_at": last[0][1] if last else None,
-            "last_seq": seq[0][0] if seq else 0,
-            "last_commit_error": self.last_commit_error,
-            "moved_aside": str(self.moved_aside) if self.moved_aside else None,
-            "corrupt_files": [str(p) for p in self.corrupt_files()],
-            "integrity": problems,
-            "integrity_unacknowledged": open_problems,
-            "mark_error": self.mark_error,
-            "integrity_fault": "; ".join(summary) or None,
-        }
+        return OutboxHealth(
+            path=str(self.path),
+            pending=counts[PENDING],
+            delivered=counts[DELIVERED],
+            dead=counts[DEAD],
+            quarantined=counts[QUARANTINED],
+            refusals=refusals,
+            oldest_pending_scanned_at=oldest[0][0] if oldest else None,
+            oldest_pending_age_s=age,
+            last_error=last[0][0] if last else None,
+            last_error_at=last[0][1] if last else None,
+            last_seq=seq[0][0] if seq else 0,
+            last_commit_error=self.last_commit_error,
+            moved_aside=str(self.moved_aside) if self.moved_aside else None,
+            corrupt_files=[str(p) for p in self.corrupt_files()],
+            integrity=problems,
+            integrity_unacknowledged=open_problems,
+            mark_error=self.mark_error,
+            integrity_fault="; ".join(summary) or None,
+        )
 
     def acknowledge_integrity(self) -> int:
         """A technician has seen the integrity problems: they leave status and the fault clears.

@@ -243,3 +243,15 @@ def summary(info: dict) -> str:
 def list_path(cfg) -> Path:
     """``revocations.path``, or ``revocations.db`` beside the outbox when it is empty."""
     return Path(cfg.revocations.path) if cfg.revocations.path else Path(cfg.outbox.path).with_name("revocations.db")
+
+
+def open_copy_reader(cfg) -> ReplacedCards:
+    """The daemon's copy opened by another process (``kiosk revocations``, ``kiosk status``); never created.
+
+    Root opens it as its owner (``sudo``: root must not create the -wal the daemon then cannot open)."""
+    from device.outbox.reader import become_owner
+
+    path = list_path(cfg)
+    if path.exists():
+        become_owner(path)
+    return ReplacedCards(path, create=False)

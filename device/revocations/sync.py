@@ -22,7 +22,7 @@ scans once it is done, or after :data:`START_WAIT_S`, so a card replaced before 
 is refused from the first frame), then every
 ``revocations.interval_s`` with jitter (a fleet restarted together does not sync in step), and at
 once when ``kiosk revocations sync`` leaves a request in the runtime directory's request folder
-(:data:`device.status.REQUESTS_DIR`, which the technicians' group may write). The scan
+(:data:`device.runtime_dir.REQUESTS_DIR`, which the technicians' group may write). The scan
 loop never waits for it: it reads the copy on its own connection. A verified answer larger than
 a delta is parsed and applied in a child process (:mod:`device.revocations.apply`), so the scan
 loop keeps the interpreter while a complete list of a million contracts is written.
@@ -39,7 +39,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from device import status
 from device.central_client import REPLACED_CARDS_PATH, CentralAborted, CentralClient, CentralProblem
 from device.revocations import document
 from device.revocations.apply import (  # the outcomes' names and lower_priority: also imported from here
@@ -48,13 +47,14 @@ from device.revocations.apply import (  # the outcomes' names and lower_priority
 )  # fmt: skip
 from device.revocations.document import KEY_ID_HEADER, SIGNATURE_HEADER
 from device.revocations.store import ReplacedCards, RevocationsError
+from device.runtime_dir import REQUESTS_DIR
 
 log = logging.getLogger(__name__)
 
 #: Share of ``interval_s`` a wait may be shorter or longer, at random.
 JITTER = 0.2
 #: ``kiosk revocations sync`` asks the daemon with a file named so in the runtime directory's
-#: request folder (:data:`device.status.REQUESTS_DIR`): ``revocations-<32 hex>.request``.
+#: request folder (:data:`device.runtime_dir.REQUESTS_DIR`): ``revocations-<32 hex>.request``.
 REQUEST_PREFIX = "revocations-"
 _REQUEST_NAME = re.compile(rf"{re.escape(REQUEST_PREFIX)}[0-9a-f]{{32}}\.request")
 #: How often the thread looks for that file.
@@ -222,7 +222,7 @@ class RevocationSync:
         """The sync requests waiting in the request folder (names as ``kiosk revocations sync`` makes them)."""
         if self.runtime_dir is None:
             return []
-        folder = self.runtime_dir / status.REQUESTS_DIR
+        folder = self.runtime_dir / REQUESTS_DIR
         try:
             return [folder / name for name in os.listdir(folder) if _REQUEST_NAME.fullmatch(name)]
         except OSError:  # no folder yet (the housekeeping turn makes it): nobody asked

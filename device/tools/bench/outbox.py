@@ -115,7 +115,7 @@ def measure_drain(path: Path, url: str, token: str, batch_size: int) -> dict:
     box = Outbox(path, kiosk_id="bench", site="bench", clock=SystemClock())
     api = ApiSection(url=url, token=token, batch_size=batch_size, backoff_base_s=0.05, backoff_cap_s=2.0)
     forwarder = Forwarder.from_config(Config(api=api), box)
-    backlog = box.stats()["pending"]
+    backlog = box.stats().pending
     rss_before = rss_kib()
     rss_peak = rss_before or 0
     requests_made = failures = 0
@@ -138,17 +138,17 @@ def measure_drain(path: Path, url: str, token: str, batch_size: int) -> dict:
     return {
         "backlog": backlog,
         "batch_size": batch_size,
-        "delivered": stats["delivered"],
-        "left_pending": stats["pending"],
-        "dead": stats["dead"],
+        "delivered": stats.delivered,
+        "left_pending": stats.pending,
+        "dead": stats.dead,
         "seconds": elapsed,
-        "per_second": stats["delivered"] / elapsed if elapsed > 0 else float("inf"),
+        "per_second": stats.delivered / elapsed if elapsed > 0 else float("inf"),
         "requests": requests_made,
         "failed_requests": failures,
         "rss_kib_before": rss_before,
         "rss_kib_peak": rss_peak,
         "rss_kib_after": rss_kib(),
-        "last_error": forwarder.status()["last_error"],
+        "last_error": forwarder.status().last_error,
     }
 
 
