@@ -96,21 +96,21 @@ class Recorder(Output):
         self.on_fault = on_fault
         self._frames = frames
 
-    def identified(self, identification, frame_index):
-        self.log.append(("identified", identification.contract))
+    def on_identified(self, event):
+        self.log.append(("identified", event.record.contract))
 
-    def not_a_card(self, reading, frame_index):
-        self.log.append(("not-a-card", reading.rejection.reason))
+    def on_not_a_card(self, event):
+        self.log.append(("not-a-card", event.reading.rejection.reason))
 
-    def fault(self, name, message):
-        self.log.append(("fault", name))
+    def on_fault_raised(self, event):
+        self.log.append(("fault", event.name))
         if self.on_fault:
-            self.on_fault(name)
+            self.on_fault(event.name)
 
-    def fault_cleared(self, name):
-        self.log.append(("cleared", name))
+    def on_fault_cleared(self, event):
+        self.log.append(("cleared", event.name))
 
-    def frame(self, result, frame_index):
+    def on_frame(self, event):
         if self._frames:
-            self.log.append(("frame", frame_index))
+            self.log.append(("frame", event.frame_index))
 

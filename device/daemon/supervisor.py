@@ -384,7 +384,7 @@ class Supervisor:
             "queue": queue if queue is not None else self.outbox.stats(),
             "delivery": forwarder if forwarder is not None else self.forwarder.status(),
             "faults": self.faults.active(),
-            "outputs": self.outputs.status(),
+            "outputs": {name: asdict(health) for name, health in self.outputs.status().items()},
             "disk_free_bytes": status.disk_free_bytes(self.outbox.path),
             "clock_synced": ntp_synchronized(),
             "cpu_temperature_c": status.cpu_temperature_c(),
