@@ -8,11 +8,10 @@ as another process would see it, at the moment each event is published or handle
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 
-from conftest import CENTRAL_TOKEN, Recorder, contracts, write_config
+from conftest import CENTRAL_TOKEN, Published, Recorder, committed_states, contracts, record_ids, write_config
 
 from device.assembly import build_kiosk
 from device.card import Card
@@ -23,31 +22,6 @@ from device.forwarder import Forwarder
 from device.outbox import Outbox
 
 
-def committed_states(outbox_path: Path, ids) -> dict[str, str]:
-    """The states of records ``ids`` as a separate connection sees them: only what is committed."""
-    db = sqlite3.connect(f"file:{outbox_path}?mode=ro", uri=True)
-    try:
-        marks = ",".join("?" * len(ids))
-        return dict(db.execute(f"SELECT id, state FROM identifications WHERE id IN ({marks})", list(ids)).fetchall())
-    finally:
-        db.close()
-
-
-def record_ids(event: Event) -> list[str]:
-    return [r.id for r in event.records] if isinstance(event, Delivered) else [event.record.id]
-
-
-class Seen:
-    """A publish sink that keeps each event with the outbox's committed states at the instant it was published."""
-
-    def __init__(self, outbox_path: Path):
-        self.outbox_path = outbox_path
-        self.events: list[tuple[Event, dict[str, str]]] = []
-
-    def __call__(self, event: Event) -> None:
-        self.events.append((event, committed_states(self.outbox_path, record_ids(event))))
-
-
 def test_the_forwarder_publishes_delivered_and_dead_after_the_outbox_commit(tmp_path, central_factory):
     refused = Card("v1", "0099999999", 1)
     central = central_factory(reject_contracts=[refused.contract])
@@ -55,7 +29,7 @@ def test_the_forwarder_publishes_delivered_and_dead_after_the_outbox_commit(tmp_
     box = Outbox(path, kiosk_id="kiosk-events", site="Riga 5", clock=SystemClock())
     accepted = [box.commit(Card("v1", c, 1), symbology="Code128", decoder="zxing-cpp") for c in contracts(5)]
     dead = box.commit(refused, symbology="Code128", decoder="zxing-cpp")
-    seen = Seen(path)
+    seen = Published(path)
     api = ApiSection(url=central.url, token=CENTRAL_TOKEN, batch_size=2, backoff_base_s=0.01, backoff_cap_s=0.05)
     forwarder = Forwarder.from_config(Config(api=api), box)
     forwarder.publish = seen  # called in this thread, at the moment of publishing: the commit must be done by then
@@ -67,10 +41,10 @@ def test_the_forwarder_publishes_delivered_and_dead_after_the_outbox_commit(tmp_
     refusals = [(e, states) for e, states in seen.events if isinstance(e, Dead)]
     # Each record the central accepted, once, in the order committed; each already delivered in the outbox.
     assert [r.id for e, _ in delivered for r in e.records] == [r.id for r in accepted]
-    assert all(set(states.values()) == {"delivered"} and len(states) == len(e.records) for e, states in delivered)
+    assert all(states == ["delivered"] * len(e.records) for e, states in delivered)
     assert {r["id"] for r in central.identifications()} == {r.id for r in accepted}
     # The refused one: Dead with the central's reason, already dead in the outbox; never Delivered.
-    assert [(e.record.id, e.record.contract, states) for e, states in refusals] == [(dead.id, refused.contract, {dead.id: "dead"})]
+    assert [(e.record.id, e.record.contract, states) for e, states in refusals] == [(dead.id, refused.contract, ["dead"])]
     assert refusals[0][0].reason  # the central's words, for the technician
 
 
@@ -115,4 +89,4 @@ def test_every_output_learns_what_reached_the_central_without_reading_the_outbox
     assert [e.record.contract for e in dead] == [refused]
     for event, states in output.deliveries:
         want = "delivered" if isinstance(event, Delivered) else "dead"
-        assert set(states.values()) == {want} and len(states) == len(record_ids(event)), (event, states)
+        assert states == [want] * len(record_ids(event)), (event, states)
