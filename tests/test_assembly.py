@@ -38,12 +38,29 @@ class Pos(Output):
         pass
 
 
+class PosFactory:
+    """The line a new output adds to OUTPUT_FACTORIES; keeps the kiosks it was given, raises ``error`` if set."""
+
+    def __init__(self, error: Exception | None = None):
+        self.error = error
+        self.kiosks = []
+
+    def __call__(self, cfg, kiosk) -> Pos:
+        self.kiosks.append(kiosk)
+        if self.error is not None:
+            raise self.error
+        return Pos()
+
+
+def output_names(kiosk) -> list[str]:
+    return [type(o).__name__ for o in kiosk.outputs.outputs]
+
+
 def test_the_kiosk_has_the_log_the_callers_outputs_then_the_configured_ones(cfg):
     own = Pos()
     kiosk = build_kiosk(cfg, outputs=[own])
     try:
-        names = [type(o).__name__ for o in kiosk.outputs.outputs]
-        assert names == ["LogOutput", "Pos", "Feedback"]  # preview.enabled is off
+        assert output_names(kiosk) == ["LogOutput", "Pos", "Feedback"]  # preview.enabled is off
         assert kiosk.outputs.outputs[1] is own
         assert kiosk.forwarder.publish == kiosk.outputs.publish  # deliveries reach the outputs too
     finally:
@@ -51,30 +68,19 @@ def test_the_kiosk_has_the_log_the_callers_outputs_then_the_configured_ones(cfg)
 
 
 def test_a_new_output_is_one_more_factory(cfg):
-    made = []
-
-    def pos_output(cfg, kiosk):
-        made.append(kiosk)
-        return Pos()
-
-    kiosk = build_kiosk(cfg, output_factories=(*OUTPUT_FACTORIES, pos_output))
+    pos = PosFactory()
+    kiosk = build_kiosk(cfg, output_factories=(*OUTPUT_FACTORIES, pos))
     try:
-        assert made == [kiosk]
-        assert [type(o).__name__ for o in kiosk.outputs.outputs] == ["LogOutput", "Feedback", "Pos"]
+        assert pos.kiosks == [kiosk] and output_names(kiosk) == ["LogOutput", "Feedback", "Pos"]
     finally:
         kiosk.close()
 
 
 def test_an_output_that_cannot_start_leaves_nothing_open(cfg):
-    built = []
-
-    def broken_output(cfg, kiosk):
-        built.append(kiosk)
-        raise RuntimeError("POS link refused")
-
+    broken = PosFactory(RuntimeError("POS link refused"))
     with pytest.raises(RuntimeError, match="POS link refused"):
-        build_kiosk(cfg, output_factories=(*OUTPUT_FACTORIES, broken_output))
-    (kiosk,) = built
+        build_kiosk(cfg, output_factories=(*OUTPUT_FACTORIES, broken))
+    (kiosk,) = broken.kiosks
     assert not any(thread.is_alive() for thread in kiosk.outputs.threads())  # the feedback made first is closed
     with pytest.raises(OutboxError, match="closed database"):  # the outbox is closed
         kiosk.outbox.stats()
@@ -83,8 +89,8 @@ def test_an_output_that_cannot_start_leaves_nothing_open(cfg):
 def test_config_problems_stop_the_assembly_before_any_output_is_made(cfg, tmp_path):
     from dataclasses import replace
 
-    made = []
+    pos = PosFactory()
     no_central = replace(cfg, api=replace(cfg.api, url=""))
     with pytest.raises(ConfigError, match="api.url"):
-        build_kiosk(no_central, output_factories=[lambda cfg, kiosk: made.append(kiosk)])
-    assert made == [] and not (tmp_path / "outbox.db").exists()
+        build_kiosk(no_central, output_factories=[pos])
+    assert pos.kiosks == [] and not (tmp_path / "outbox.db").exists()
