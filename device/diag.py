@@ -2,7 +2,7 @@
 and why a daemon that is not running stopped (:func:`why_stopped`, for ``kiosk status``).
 
 ``kiosk diag api`` uses :func:`check_central` and :func:`check_seqs`; ``kiosk diag camera``
-draws with :func:`device.daemon.snapshot.annotate`.
+draws with :func:`device.outputs.annotate.annotate`.
 """
 
 from __future__ import annotations

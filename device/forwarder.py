@@ -22,6 +22,10 @@ counts each id once, so at least once here is "counted once" there.
 - A 400/422 for a batch is split in halves until the bad record is alone; a single record
   answered 400/422 is dead with the central's message. (413 also splits; a single record
   answered 413 stays pending.)
+- What reached the central is published, after the outbox has recorded it: a
+  :class:`~device.events.Delivered` per batch the central holds, a :class:`~device.events.Dead`
+  per record it refused for good (``publish``; the kiosk connects it to its outputs), so an
+  output learns of deliveries without reading the outbox.
 
 In the daemon it runs in its own thread; tests and ``kiosk run``'s drain call
 :meth:`Forwarder.deliver_once` / :meth:`Forwarder.drain`::
@@ -39,6 +43,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -55,6 +60,7 @@ from device.central_client import (
 )
 from device.clock import Clock, utc_iso
 from device.config import DEFAULTS, Config
+from device.events import Dead, Delivered, Event
 from device.health.delivery import DeliveryHealth, DeliveryState
 from device.outbox import Identification, Outbox, OutboxError
 from device.request_deadline import Cancel
@@ -128,7 +134,10 @@ class Forwarder:
     Waits: ``backoff`` for attempt ``n`` (full jitter below ``base * 2**(n-1)``, capped); at
     least ``Retry-After`` (itself capped at ``retry_after_cap_s``); ``auth_retry_s`` while the
     token is refused. ``clock`` (default: the outbox's) dates the next attempts stored in the
-    outbox. ``delivery_alert_s``: how long delivery may fail before :meth:`delivery_fault` says so. Build it with :meth:`from_config`; the constructor is for tests and tools.
+    outbox. ``delivery_alert_s``: how long delivery may fail before :meth:`delivery_fault` says so.
+    ``publish`` receives :class:`~device.events.Delivered` and :class:`~device.events.Dead` once
+    the outbox has recorded them (from the forwarder's thread; a :class:`~device.daemon.Kiosk`
+    connects it to its outputs). Build it with :meth:`from_config`; the constructor is for tests and tools.
     """
 
     def __init__(
@@ -144,8 +153,11 @@ class Forwarder:
         idle_poll_s: float = IDLE_POLL_S,
         purge_interval_s: float = PURGE_INTERVAL_S,
         clock: Clock | None = None,
+        publish: Callable[[Event], object] = lambda event: None,
     ):
         self.outbox = outbox
+        #: Where Delivered and Dead go, after the commit.
+        self.publish = publish
         self.client = client
         self.batch_size = batch_size
         self.backoff = backoff
@@ -354,12 +366,14 @@ class Forwarder:
                     if e.status in BAD_REQUEST_STATUSES:
                         reason = f"HTTP {e.status}{e.detail}"
                         try:
-                            self.outbox.mark_dead(chunk[0].id, reason)
+                            marked = self.outbox.mark_dead(chunk[0].id, reason)
                         except OutboxError as oe:
                             pending_error = (_left(chunk, work), str(oe), None, "")
                             break
                         log.warning("central refused identification seq %d (%s): moved to dead", chunk[0].seq, describe_text(reason))
                         dead += 1
+                        if marked:
+                            self.publish(Dead(chunk[0], reason))
                         continue
                     error = f"the central answered HTTP 413 (too large) for a single identification{e.detail}"
                     pending_error = (_left(chunk, work), error, e.retry_after_s, CENTRAL_FAULT_NEXT_STEP)
@@ -375,10 +389,14 @@ class Forwarder:
             try:
                 if ok_ids:
                     delivered += self.outbox.mark_delivered(ok_ids)
+                    # Committed: now every output may say so (in the order sent).
+                    held = set(ok_ids)
+                    self.publish(Delivered(tuple(r for r in chunk if r.id in held)))
                 for record_id, reason in rejected:
                     if self.outbox.mark_dead(record_id, reason):
                         dead += 1
                         log.warning("central rejected identification %s (%s): moved to dead", record_id, describe_text(reason))
+                        self.publish(Dead(next(r for r in chunk if r.id == record_id), reason))
             except OutboxError as e:
                 # Not marked: they stay pending and the retry is answered "duplicate".
                 pending_error = (_left(chunk, work), str(e), None, "")

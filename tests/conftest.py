@@ -64,6 +64,37 @@ def card_folder(tmp_path):
     return make
 
 
+def committed_states(outbox_path: Path, ids) -> list[str]:
+    """The states of the outbox records ``ids`` (in that order) as a connection of their own sees
+    them: only what the outbox has committed, as another process would read it."""
+    import sqlite3
+
+    ids = list(ids)
+    db = sqlite3.connect(f"file:{outbox_path}?mode=ro", uri=True)
+    try:
+        states = dict(db.execute(f"SELECT id, state FROM identifications WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall())
+    finally:
+        db.close()
+    return [states.get(i, "missing") for i in ids]
+
+
+def record_ids(event) -> list[str]:
+    """The outbox records a delivery event (Delivered, Dead) is about, by id."""
+    return [r.id for r in event.records] if hasattr(event, "records") else [event.record.id]
+
+
+class Published:
+    """A publish sink (the forwarder's ``publish``): ``events`` holds each event with the
+    committed states of its records at the instant it was published (:func:`committed_states`)."""
+
+    def __init__(self, outbox_path: Path):
+        self.outbox_path = outbox_path
+        self.events = []
+
+    def __call__(self, event) -> None:
+        self.events.append((event, committed_states(self.outbox_path, record_ids(event))))
+
+
 def write_config(path: Path, **sections) -> Path:
     """A kiosk.toml from ``section={key: value}`` keyword arguments."""
     import tomli_w
@@ -96,21 +127,21 @@ class Recorder(Output):
         self.on_fault = on_fault
         self._frames = frames
 
-    def identified(self, identification, frame_index):
-        self.log.append(("identified", identification.contract))
+    def on_identified(self, event):
+        self.log.append(("identified", event.record.contract))
 
-    def not_a_card(self, reading, frame_index):
-        self.log.append(("not-a-card", reading.rejection.reason))
+    def on_not_a_card(self, event):
+        self.log.append(("not-a-card", event.reading.rejection.reason))
 
-    def fault(self, name, message):
-        self.log.append(("fault", name))
+    def on_fault_raised(self, event):
+        self.log.append(("fault", event.name))
         if self.on_fault:
-            self.on_fault(name)
+            self.on_fault(event.name)
 
-    def fault_cleared(self, name):
-        self.log.append(("cleared", name))
+    def on_fault_cleared(self, event):
+        self.log.append(("cleared", event.name))
 
-    def frame(self, result, frame_index):
+    def on_frame(self, event):
         if self._frames:
-            self.log.append(("frame", frame_index))
+            self.log.append(("frame", event.frame_index))
 

@@ -49,7 +49,7 @@ def test_kiosk_config_check_exits_78_naming_an_unknown_format(tmp_path):
 
 
 def test_a_v1_and_an_xu_card_go_from_video_through_the_daemon_to_the_central_with_their_formats(tmp_path, central_factory):  # noqa: F811
-    from device.daemon import Kiosk
+    from device.assembly import build_kiosk
     from device.tools.synth.video import Presentation, write_presentation_video
 
     central = central_factory(accept_formats=[CENTRAL_FORMAT])
@@ -69,7 +69,7 @@ def test_a_v1_and_an_xu_card_go_from_video_through_the_daemon_to_the_central_wit
         environ={},
     )
     # In this process: the XU format is registered here, as a plugin would be in a real kiosk.
-    kiosk = Kiosk.from_config(cfg)
+    kiosk = build_kiosk(cfg)
     assert kiosk.run(threading.Event(), drain_timeout_s=60) == 0
     held = sorted((i["format"], i["contract"], i["card_issue"]) for i in central.identifications())
     assert held == [("v1", "0012345678", 2), ("xu", "87654321", 4)]

@@ -12,8 +12,9 @@ import threading
 import pytest
 from conftest import CENTRAL_TOKEN, REPO, Recorder, contracts, kiosk_cmd, run_kiosk, write_config
 
+from device.assembly import make_forwarder, open_outbox
 from device.camera.file import FileSource
-from device.daemon import Kiosk, make_forwarder, open_outbox
+from device.daemon import Kiosk
 from device.config import load
 from device.pipeline import Pipeline
 

@@ -56,9 +56,10 @@ def test_the_watched_classes_are_the_units_device_allow_classes():
 def test_daemon_exits_for_a_restart_when_a_device_class_registers(tmp_path, central):
     from conftest import CENTRAL_TOKEN, empty_counter, write_config
 
+    from device.assembly import make_forwarder, open_outbox
     from device.camera import Frame, FrameSource
     from device.config import load
-    from device.daemon import Kiosk, make_forwarder, open_outbox
+    from device.daemon import Kiosk
     from device.pipeline import Pipeline
 
     devices = tmp_path / "devices"

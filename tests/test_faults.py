@@ -1,4 +1,5 @@
-"""The fault registry: however often a fault is raised or cleared, outputs hear of it once each way."""
+"""The fault registry: however often a fault is raised or cleared, outputs hear of it once each way
+(one :class:`FaultRaised`, one :class:`FaultCleared`)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,19 @@ import threading
 
 from test_daemon import small_disk  # noqa: F401  (fixture: a real 2 MiB tmpfs)
 
-from device.daemon.faults import BACKLOG, CAMERA, OUTBOX, FaultRegistry
+from device.daemon.faults import FaultRegistry
+from device.events import FaultCleared, FaultRaised
+from device.fault_names import BACKLOG, CAMERA, OUTBOX
 
 
 class Told:
+    """A publish callable that keeps what it was given: ``log``, the events in order."""
+
     def __init__(self):
         self.log = []
 
-    def fault(self, name, message):
-        self.log.append(("fault", name, message))
-
-    def fault_cleared(self, name):
-        self.log.append(("cleared", name))
+    def __call__(self, event):
+        self.log.append(event)
 
 
 def test_raised_once_cleared_once_with_the_latest_message_kept():
@@ -32,7 +34,12 @@ def test_raised_once_cleared_once_with_the_latest_message_kept():
     faults.clear(CAMERA, "frames arriving")
     faults.clear(CAMERA, "frames arriving")
     faults.set(OUTBOX, False, "disk full", "stored again")
-    assert told.log == [("fault", CAMERA, "no frame for 5 s"), ("fault", OUTBOX, "disk full"), ("cleared", CAMERA), ("cleared", OUTBOX)]
+    assert told.log == [
+        FaultRaised(CAMERA, "no frame for 5 s"),
+        FaultRaised(OUTBOX, "disk full"),
+        FaultCleared(CAMERA, "frames arriving"),
+        FaultCleared(OUTBOX, "stored again"),
+    ]
     assert faults.active() == {}
 
 
@@ -50,7 +57,7 @@ def test_raised_from_many_threads_at_once_is_told_once():
         t.start()
     for t in threads:
         t.join()
-    assert told.log == [("fault", CAMERA, "gone")]
+    assert told.log == [FaultRaised(CAMERA, "gone")]
 
 
 # --- a quiet log: once at the start, a reminder a minute with a count, once at the end ---------
@@ -82,7 +89,7 @@ def test_a_fault_raised_all_the_time_logs_a_reminder_a_minute_with_a_count(caplo
     assert fault_lines(caplog)[1:] == [("WARNING", "still: fault outbox: the outbox is full (on for 60 s; 240 times in the last 60 s)")]
     faults.clear(OUTBOX, "identifications are stored again")
     assert fault_lines(caplog)[2:] == [("INFO", "outbox fault cleared after 65 s, 260 times: identifications are stored again")]
-    assert told.log == [("fault", OUTBOX, "the outbox is full"), ("cleared", OUTBOX)]  # the LED: once each way
+    assert told.log == [FaultRaised(OUTBOX, "the outbox is full"), FaultCleared(OUTBOX, "identifications are stored again")]  # once each way
 
 
 def test_a_state_checked_every_turn_is_reminded_without_a_count(caplog):
@@ -116,9 +123,10 @@ def test_a_full_disk_logs_the_fault_once_not_every_refused_commit(tmp_path, card
     from conftest import Recorder, contracts
     from test_daemon import fill, kiosk_config
 
+    from device.assembly import make_forwarder, open_outbox
     from device.camera.file import FileSource
     from device.config import load
-    from device.daemon import Kiosk, make_forwarder, open_outbox
+    from device.daemon import Kiosk
     from device.pipeline import Pipeline
 
     caplog.set_level(logging.DEBUG)
@@ -132,7 +140,7 @@ def test_a_full_disk_logs_the_fault_once_not_every_refused_commit(tmp_path, card
     class FreeSpaceLater(Recorder):
         """The technician frees space once the kiosk has been refused many times."""
 
-        def frame(self, result, frame_index):
+        def on_frame(self, event):
             if filler.exists() and kiosk.faults.times(OUTBOX) >= 10:
                 refused.append(kiosk.faults.times(OUTBOX))
                 filler.unlink()

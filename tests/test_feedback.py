@@ -17,7 +17,8 @@ from gpiozero import LED, Device
 from gpiozero.pins.mock import MockFactory
 
 from device.config import Config, FeedbackSection
-from device.outputs import EVENTS, Output
+from device.events import EVENT_TYPES, FaultCleared, FaultRaised, Identified, NotACard, Refused
+from device.outputs import Output
 from device.outputs.feedback import SIGNALS, Feedback, Timings, diag_gpio, make_pin_factory, pin_factory_names
 
 FAST = Timings(lit_s=0.01, beep_s=0.005, beep_gap_s=0.005, fault_on_s=0.005, fault_off_s=0.005, bounce_s=0)
@@ -73,7 +74,7 @@ def rises(factory, pin) -> int:
 
 def test_identified_lights_green_and_beeps_once(factory):
     with Feedback(section(), pin_factory=factory, timings=FAST) as feedback:
-        feedback.identified(object(), 0)
+        feedback.on_identified(Identified(None, 0))
         wait_states(factory, "GPIO17", [False, True, False])
         wait_states(factory, "GPIO23", [False, True, False])
         assert states(factory, "GPIO27") == [False]
@@ -82,7 +83,7 @@ def test_identified_lights_green_and_beeps_once(factory):
 
 def test_not_a_card_lights_red_and_beeps_twice(factory):
     with Feedback(section(), pin_factory=factory, timings=FAST) as feedback:
-        feedback.not_a_card(object(), 0)
+        feedback.on_not_a_card(NotACard(None, 0))
         wait_states(factory, "GPIO27", [False, True, False])
         wait_states(factory, "GPIO23", [False, True, False, True, False])
         assert states(factory, "GPIO17") == [False]
@@ -91,27 +92,27 @@ def test_not_a_card_lights_red_and_beeps_twice(factory):
 def test_events_return_at_once_while_the_light_stays_on(factory):
     slow = dataclasses.replace(FAST, lit_s=30)
     with Feedback(section(), pin_factory=factory, timings=slow) as feedback:
-        feedback.identified(object(), 0)  # would take 30 s if it blocked
+        feedback.on_identified(Identified(None, 0))  # would take 30 s if it blocked
         wait_states(factory, "GPIO17", [False, True])
     assert not factory.pin("GPIO17").state  # close() turns it off
 
 
 def test_amber_blinks_while_any_fault_is_active_and_stops_when_all_clear(factory):
     with Feedback(section(), pin_factory=factory, timings=FAST) as feedback:
-        feedback.fault("camera", "no frames for 5 s")
-        feedback.fault("outbox", "disk full")
+        feedback.on_fault_raised(FaultRaised("camera", "no frames for 5 s"))
+        feedback.on_fault_raised(FaultRaised("outbox", "disk full"))
         wait_for(lambda: rises(factory, "GPIO22") >= 3, "amber to blink")
         assert feedback.faults == ("camera", "outbox")
 
-        feedback.fault_cleared("camera")
+        feedback.on_fault_cleared(FaultCleared("camera", "frames arriving"))
         blinks = rises(factory, "GPIO22")
         wait_for(lambda: rises(factory, "GPIO22") >= blinks + 2, "amber to keep blinking with one fault left")
 
-        feedback.fault_cleared("outbox")
+        feedback.on_fault_cleared(FaultCleared("outbox", "frames arriving"))
         assert not factory.pin("GPIO22").state
         after_clear = states(factory, "GPIO22")
         # Another event runs to completion; the amber pin has not moved meanwhile.
-        feedback.identified(object(), 0)
+        feedback.on_identified(Identified(None, 0))
         wait_states(factory, "GPIO17", [False, True, False])
         assert states(factory, "GPIO22") == after_clear
         assert feedback.faults == ()
@@ -141,7 +142,7 @@ def test_a_failing_button_handler_is_logged_not_raised(factory, caplog):
 
 def test_a_pin_set_to_empty_is_not_fitted(factory):
     with Feedback(section(red_pin="", button_pin=""), pin_factory=factory, timings=FAST) as feedback:
-        feedback.not_a_card(object(), 0)
+        feedback.on_not_a_card(NotACard(None, 0))
         wait_states(factory, "GPIO23", [False, True, False, True, False])
         opened = {info.name for info in factory.pins}
         assert "GPIO27" not in opened and "GPIO5" not in opened
@@ -157,9 +158,9 @@ def test_a_pin_that_cannot_be_opened_disables_only_that_device(factory, caplog, 
     with Feedback(section(**{f"{role}_pin": bad}), pin_factory=factory, timings=FAST) as feedback:
         assert f"feedback.{role}_pin = '{bad}'" in caplog.text
         assert set(feedback.status()["problems"]) == {role}
-        feedback.identified(object(), 0)  # still a beep, whatever else is missing
+        feedback.on_identified(Identified(None, 0))  # still a beep, whatever else is missing
         wait_states(factory, "GPIO23", [False, True, False])
-        feedback.not_a_card(object(), 0)
+        feedback.on_not_a_card(NotACard(None, 0))
         wait_states(factory, "GPIO27", [False, True, False])
 
 
@@ -171,10 +172,10 @@ def test_no_gpio_logs_one_warning_and_events_do_nothing(monkeypatch, caplog):
     feedback = Feedback(section(pin_factory=""), on_button=lambda: presses.append(1))
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [r.getMessage() for r in warnings] == ['no GPIO found: feedback off; set feedback.pin_factory = "mock" to silence']
-    feedback.identified(object(), 0)
-    feedback.not_a_card(object(), 0)
-    feedback.fault("camera", "gone")
-    feedback.fault_cleared("camera")
+    feedback.on_identified(Identified(None, 0))
+    feedback.on_not_a_card(NotACard(None, 0))
+    feedback.on_fault_raised(FaultRaised("camera", "gone"))
+    feedback.on_fault_cleared(FaultCleared("camera", "frames arriving"))
     assert feedback.status()["on"] is False
     feedback.close()
 
@@ -183,7 +184,7 @@ def test_default_factory_is_gpiozero_s_choice(monkeypatch):
     monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")
     with Feedback(section(pin_factory=""), timings=FAST) as feedback:
         assert isinstance(Device.pin_factory, MockFactory)
-        feedback.identified(object(), 0)
+        feedback.on_identified(Identified(None, 0))
         wait_states(Device.pin_factory, "GPIO17", [False, True, False])
 
 
@@ -194,7 +195,7 @@ def test_mock_factory_from_config_is_private_and_released_on_close():
     assert Device.pin_factory is None  # did not touch gpiozero's global
     feedback.close()
     feedback.close()  # twice is fine
-    feedback.identified(object(), 0)  # after close: nothing, no error
+    feedback.on_identified(Identified(None, 0))  # after close: nothing, no error
 
 
 def test_a_missing_named_factory_turns_feedback_off(caplog):
@@ -227,19 +228,20 @@ def test_feedback_is_an_output():
 def test_a_device_failing_at_run_time_is_switched_off_not_raised(factory, caplog):
     with Feedback(section(), pin_factory=factory, timings=FAST) as feedback:
         factory.pin("GPIO22").function = "input"  # the amber LED's pin yanked from under it
-        feedback.fault_cleared("camera")  # amber off: a synchronous write, which now fails
-        feedback.fault("camera", "gone")
-        feedback.fault_cleared("camera")
+        feedback.on_fault_cleared(FaultCleared("camera", "frames arriving"))  # amber off: a synchronous write, which now fails
+        feedback.on_fault_raised(FaultRaised("camera", "gone"))
+        feedback.on_fault_cleared(FaultCleared("camera", "frames arriving"))
         assert caplog.text.count("amber LED failed") == 1
-        feedback.identified(object(), 0)
+        feedback.on_identified(Identified(None, 0))
         wait_states(factory, "GPIO17", [False, True, False])
 
 
-def test_signals_describe_every_output_event_feedback_shows():
-    assert set(SIGNALS) == set(EVENTS) - {"frame"}
-    assert "green" in SIGNALS["identified"] and "one short beep" in SIGNALS["identified"]
-    assert "red" in SIGNALS["not_a_card"] and "double beep" in SIGNALS["not_a_card"]
-    assert "amber" in SIGNALS["fault"]
+def test_signals_describe_every_event_feedback_shows():
+    assert set(SIGNALS) == {kind for kind in EVENT_TYPES if Feedback.handles(kind)}
+    assert "green" in SIGNALS[Identified] and "one short beep" in SIGNALS[Identified]
+    assert "red" in SIGNALS[NotACard] and "double beep" in SIGNALS[NotACard]
+    assert "red" in SIGNALS[Refused] and "long beep" in SIGNALS[Refused]
+    assert "amber" in SIGNALS[FaultRaised]
 
 
 def test_wiring_doc_shows_every_signal():

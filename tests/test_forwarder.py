@@ -12,9 +12,12 @@ from email.utils import format_datetime
 
 import pytest
 
+from conftest import Published, record_ids
+
 from device.card import Card
 from device.clock import FakeClock, SystemClock, parse_utc
 from device.config import ApiSection, Config
+from device.events import Dead, Delivered
 from device.forwarder import AUTH, FAILED, IDLE, OK, Forwarder
 from device.health.delivery import DeliveryState
 from device.outbox import DEAD, DELIVERED, PENDING, Outbox
@@ -281,6 +284,33 @@ def test_a_422_batch_is_split_until_the_bad_record_is_alone(outbox, stub):
     assert [r.id for r in dead] == [records[3].id] and dead[0].dead_reason.startswith("HTTP 422: invalid-contract")
     assert len(stub.posts) <= 2 * 3 + 1  # a bisection, not one request per record
     assert sorted(stub.receipts) == sorted(r.id for r in records if r.contract != CLOSED.contract)
+
+
+def test_a_split_batch_publishes_dead_for_the_bad_record_and_delivered_for_the_rest_after_each_commit(outbox, stub, tmp_path):
+    records = commit(outbox, n=3) + commit(outbox, CLOSED) + commit(outbox, n=4)
+    stub.default = unprocessable_if_contract(CLOSED.contract)
+    fwd = forwarder_for(outbox, stub.url)
+    fwd.publish = published = Published(tmp_path / "outbox.db")
+    assert fwd.deliver_once().kind == OK
+    dead = [(e, states) for e, states in published.events if isinstance(e, Dead)]
+    assert [(e.record.id, states) for e, states in dead] == [(records[3].id, [DEAD])]
+    assert dead[0][0].reason.startswith("HTTP 422: invalid-contract")
+    delivered = [(e, states) for e, states in published.events if isinstance(e, Delivered)]
+    assert [r.id for e, _ in delivered for r in e.records] == [r.id for r in records if r.contract != CLOSED.contract]
+    assert all(states == [DELIVERED] * len(e.records) for e, states in delivered)
+
+
+@pytest.mark.parametrize("behaviour", [with_unknown_id, without_result_for_last, unavailable], ids=lambda b: b.__name__)
+def test_nothing_is_published_for_records_that_stay_pending(outbox, stub, tmp_path, behaviour):
+    records = commit(outbox, n=3)
+    stub.then(behaviour())
+    fwd = forwarder_for(outbox, stub.url)
+    fwd.publish = published = Published(tmp_path / "outbox.db")
+    fwd.deliver_once()
+    pending = {r.id for r in outbox.list(PENDING)}
+    assert pending  # the answer left something pending: the test can tell
+    told = {i for e, _ in published.events for i in record_ids(e)}
+    assert told == {r.id for r in records} - pending
 
 
 def test_a_400_for_a_single_record_is_dead(outbox, stub):

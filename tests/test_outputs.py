@@ -14,11 +14,13 @@ import pytest
 from conftest import Recorder, contracts
 from test_service import HangingSource, listen, messages, service_config, wait_until
 
+from device.assembly import make_forwarder, open_outbox
 from device.camera.file import FileSource
 from device.config import load
-from device.daemon import Kiosk, make_forwarder, open_outbox
+from device.daemon import Kiosk
 from device.daemon.notify import Notifier
-from device.outputs import Output, OutputRunner
+from device.events import EVENT_TYPES, FaultCleared, FaultRaised, FrameScanned, Identified
+from device.outputs import Output, OutputHealth, OutputRunner, handler_name
 from device.outputs.log import LogOutput
 from device.pipeline import Pipeline
 
@@ -36,7 +38,7 @@ class Stuck(Output):
         self.release.wait(timeout=60)
         self.handled += 1
 
-    identified = not_a_card = fault = fault_cleared = frame = _block
+    on_identified = on_not_a_card = on_fault_raised = on_fault_cleared = on_frame = _block
 
 
 class Broken(Output):
@@ -45,7 +47,7 @@ class Broken(Output):
     def _raise(self, *args):
         raise RuntimeError("LED driver gone")
 
-    identified = not_a_card = fault = fault_cleared = frame = _raise
+    on_identified = on_not_a_card = on_fault_raised = on_fault_cleared = on_frame = _raise
 
 
 def test_a_stuck_output_neither_slows_the_scan_loop_nor_starves_the_watchdog(tmp_path, central):
@@ -69,7 +71,7 @@ def test_a_stuck_output_neither_slows_the_scan_loop_nor_starves_the_watchdog(tmp
         # The other output is not held up either, and the stuck one's queue stays bounded.
         wait_until(lambda: sum(e[0] == "frame" for e in recorder.log) >= 100, what="the other output's frames")
         stats = kiosk.outputs.status()["Stuck"]
-        assert stats["queued"] <= kiosk.outputs.queue_size and stats["dropped"]["frame"] > 0
+        assert stats.queued <= kiosk.outputs.queue_size and stats.dropped["frame"] > 0
     finally:
         stop.set()
         stuck.release.set()
@@ -97,21 +99,21 @@ def test_a_raising_output_is_logged_once_and_the_others_get_every_event(tmp_path
     failures = [r for r in caplog.records if "output Broken failed" in r.getMessage()]
     assert len(failures) == 1 and failures[0].exc_info is not None  # ...logged once, not per event
     told_fault = sum(e == ("fault", fault) for e in recorder.log)  # Broken fails on that event too
-    assert kiosk.outputs.status()["Broken"]["failures"] == kiosk.counters.frames + len(shown) + told_fault
+    assert kiosk.outputs.status()["Broken"].failures == kiosk.counters.frames + len(shown) + told_fault
 
 
 def test_a_full_queue_drops_the_oldest_frames_first_never_an_identification():
     stuck, = outputs = [Stuck()]
     runner = OutputRunner(outputs, queue_size=3)
     try:
-        runner.frame("first", 0)
+        runner.publish(FrameScanned(None, 0))
         wait_until(stuck.entered.is_set, what="the first event to be taken")
         for i in range(1, 4):
-            runner.frame("result", i)  # the queue is full now
-        runner.identified(object(), 4)  # the oldest frame makes room...
-        runner.fault("camera", "gone")  # ...and the next oldest
-        assert runner.status()["Stuck"]["dropped"] == {"frame": 2}
-        assert [e for e, _ in runner._workers[0].queue] == ["frame", "identified", "fault"]
+            runner.publish(FrameScanned(None, i))  # the queue is full now
+        runner.publish(Identified(None, 4))  # the oldest frame makes room...
+        runner.publish(FaultRaised("camera", "gone"))  # ...and the next oldest
+        assert runner.status()["Stuck"] == OutputHealth(queued=3, dropped={"frame": 2}, failures=0)
+        assert list(runner._workers[0].queue) == [FrameScanned(None, 3), Identified(None, 4), FaultRaised("camera", "gone")]
     finally:
         stuck.release.set()
         assert runner.close(timeout_s=30)
@@ -122,14 +124,14 @@ def test_events_that_cannot_be_queued_are_counted_and_logged_once(caplog):
     stuck = Stuck()
     runner = OutputRunner([stuck], queue_size=2)
     try:
-        runner.fault("camera", "gone")
+        runner.publish(FaultRaised("camera", "gone"))
         wait_until(stuck.entered.is_set, what="the first event to be taken")
         for _ in range(2):
-            runner.fault_cleared("camera")
+            runner.publish(FaultCleared("camera", "frames arriving"))
         with caplog.at_level(logging.ERROR, logger="device.outputs"):
-            runner.identified(object(), 1)
-            runner.identified(object(), 2)
-        assert runner.status()["Stuck"]["dropped"] == {"identified": 2}
+            runner.publish(Identified(None, 1))
+            runner.publish(Identified(None, 2))
+        assert runner.status()["Stuck"].dropped == {"identified": 2}
         assert sum("identified events dropped" in r.getMessage() for r in caplog.records) == 1
     finally:
         stuck.release.set()
@@ -145,20 +147,20 @@ def test_close_delivers_every_queued_event_then_closes_each_output():
 
     slow, fast = Stuck(), Closing()
     runner = OutputRunner([slow, fast])
-    runner.fault("camera", "gone")
+    runner.publish(FaultRaised("camera", "gone"))
     wait_until(slow.entered.is_set, what="the slow output to take its event")
-    runner.fault_cleared("camera")
+    runner.publish(FaultCleared("camera", "frames arriving"))
     slow.release.set()
     assert runner.close(timeout_s=30)
     assert slow.handled == 2
     assert fast.closed_after == [("fault", "camera"), ("cleared", "camera")]
-    runner.fault("outbox", "after close")  # ignored, no error
+    runner.publish(FaultRaised("outbox", "after close"))  # ignored, no error
     assert fast.log == fast.closed_after
 
 
 def test_only_outputs_can_be_added():
-    class Listener:  # the old duck-typed listener
-        def identified(self, identification):
+    class Listener:  # a duck-typed listener
+        def on_identified(self, event):
             pass
 
     with pytest.raises(TypeError, match="not a device.outputs.Output"):
@@ -170,8 +172,8 @@ def test_log_output_masks_contracts_and_names_the_identification(caplog):
 
     identification = SimpleNamespace(contract="0012345678", card_issue=1, seq=7, id="01HXYZ")
     with caplog.at_level(logging.INFO, logger="device.daemon"):
-        LogOutput(unmask=False).identified(identification, 3)
-        LogOutput(unmask=True).identified(identification, 3)
+        LogOutput(unmask=False).on_identified(Identified(identification, 3))
+        LogOutput(unmask=True).on_identified(Identified(identification, 3))
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0] == "identified contract ******5678 issue 1 (seq 7, id 01HXYZ)"
     assert lines[1] == "identified contract 0012345678 issue 1 (seq 7, id 01HXYZ)"
@@ -193,3 +195,29 @@ def test_kiosk_status_names_an_output_that_lost_events_or_failed():
     text = render(report)
     assert "output      Pos: 2 identified events dropped, 3 failed calls (see the log)" in text
     assert "Feedback" not in text
+
+
+def test_an_output_is_queued_only_the_events_it_handles():
+    class Lights(Output):
+        def __init__(self):
+            self.seen = []
+
+        def on_identified(self, event):
+            self.seen.append(event)
+
+    lights = Lights()
+    runner = OutputRunner([lights], queue_size=2)
+    try:
+        for i in range(5):  # more frames than the queue holds: none is queued, so none is dropped
+            runner.publish(FrameScanned(None, i))
+        runner.publish(Identified(None, 5))
+    finally:
+        assert runner.close(timeout_s=30)
+    assert lights.seen == [Identified(None, 5)]
+    assert runner.status()["Lights"] == OutputHealth(queued=0, dropped={}, failures=0)
+
+
+def test_every_event_type_has_its_method_on_output():
+    for kind in EVENT_TYPES:
+        assert callable(getattr(Output, handler_name(kind))), kind
+    assert [kind.kind for kind in EVENT_TYPES if kind.droppable] == ["frame"]  # only frames may be dropped

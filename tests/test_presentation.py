@@ -159,13 +159,13 @@ class Told(Output):
         self.identified_contracts, self.not_a_card_texts, self.frames = [], [], 0
         self.press_at_frame, self.button_pin = press_at_frame, button_pin
 
-    def identified(self, identification, frame_index):
-        self.identified_contracts.append(identification.contract)
+    def on_identified(self, event):
+        self.identified_contracts.append(event.record.contract)
 
-    def not_a_card(self, reading, frame_index):
-        self.not_a_card_texts.append(reading.symbol.text)
+    def on_not_a_card(self, event):
+        self.not_a_card_texts.append(event.reading.symbol.text)
 
-    def frame(self, result, frame_index):
+    def on_frame(self, event):
         self.frames += 1
         if self.frames == self.press_at_frame:
             self.button_pin.drive_low()  # pressed (the button pulls the pin to ground) ...
@@ -177,15 +177,15 @@ def run_in_process(tmp_path, central, presentations, *, seed, output, with_butto
     operator's button on gpiozero mock pins."""
     from gpiozero.pins.mock import MockFactory
 
+    from device.assembly import build_kiosk
     from device.config import load
-    from device.daemon import Kiosk
     from device.outputs.feedback import Feedback
 
     video = tmp_path / "counter.avi"
     write_presentation_video(video, presentations, seed=seed)
     feedback = {"pin_factory": "mock", "button_pin": "GPIO5"} if with_button else {}
     cfg = load(video_config(tmp_path, video, central, feedback), environ={})
-    kiosk = Kiosk.from_config(cfg, outputs=[output])
+    kiosk = build_kiosk(cfg, outputs=[output], output_factories=())  # the test's own feedback below, on its mock pins
     factory = MockFactory()
     feedback = None
     if with_button:

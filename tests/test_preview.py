@@ -22,6 +22,7 @@ from conftest import CENTRAL_TOKEN, REPO, card_photo, empty_counter, kiosk_cmd, 
 
 from device.camera import Frame
 from device.config import Config
+from device.events import FrameScanned
 from device.outputs.preview import PreviewOutput
 from device.pipeline import Pipeline
 
@@ -110,7 +111,7 @@ def feed(preview: PreviewOutput, count: int, start: int = 0) -> None:
     card, empty = card_photo("0012345678"), empty_counter()
     for i in range(start, start + count):
         image = card if i % 4 < 2 else empty
-        preview.frame(pipeline.frame(image, i * 0.2), i)
+        preview.on_frame(FrameScanned(pipeline.frame(image, i * 0.2), i))
 
 
 def test_nothing_is_drawn_or_encoded_while_nobody_watches(preview):
@@ -140,7 +141,7 @@ def test_frames_the_gate_skipped_are_decoded_only_for_a_watcher(preview):
     _, data = cv2.imencode(".jpg", empty_counter())
     frames = [Frame(encoded=data.tobytes(), index=i, monotonic=i / 30) for i in range(20)]
     for frame in frames:
-        preview.frame(pipeline.frame(frame, frame.monotonic), frame.index)
+        preview.on_frame(FrameScanned(pipeline.frame(frame, frame.monotonic), frame.index))
     assert preview.frames == 20
     skipped = [f for f in frames[1:] if f.full_decodes == 0]
     assert len(skipped) == 19  # only the first frame was let through by the gate, and decoded

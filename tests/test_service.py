@@ -13,12 +13,13 @@ import time
 import pytest
 from conftest import CENTRAL_TOKEN, REPO, Recorder, card_photo, contracts, empty_counter, kiosk_cmd, run_kiosk, write_config
 
+from device.assembly import build_kiosk, make_forwarder, open_outbox
 from device.camera import Frame, FrameSource
 from device.camera.file import FileSource
 from device.camera.v4l2 import V4L2Source
 from device.config import load
 from device.daemon.faults import CAMERA
-from device.daemon.kiosk import Kiosk, make_forwarder, open_outbox
+from device.daemon import Kiosk
 from device.daemon.notify import Notifier
 from device.outbox import Outbox
 from device.pipeline import Pipeline
@@ -309,7 +310,7 @@ def test_delivery_faults_token_refused_then_fixed_and_backlog(tmp_path, card_fol
         environ={},
     )
     events = Recorder()
-    kiosk = Kiosk.from_config(cfg, outputs=[events])
+    kiosk = build_kiosk(cfg, outputs=[events])  # as `kiosk run` builds it
     runner = threading.Thread(target=kiosk.run, args=(threading.Event(), 60))
     runner.start()
     try:

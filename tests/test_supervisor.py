@@ -30,10 +30,11 @@ from test_outputs import Stuck
 from test_service import Counter, FakeCapture, HangingSource, listen, messages, service_config, wait_until
 
 from device import threads
+from device.assembly import make_forwarder, open_outbox
 from device.camera.grabber import FrameGrabber
 from device.camera.v4l2 import V4L2Source
 from device.config import load
-from device.daemon import Kiosk, make_forwarder, open_outbox
+from device.daemon import Kiosk
 from device.daemon.devclass import EXIT_RESTART
 from device.daemon.notify import Notifier
 from device.daemon.supervisor import Supervisor
@@ -247,11 +248,11 @@ class ExitingOutput(Recorder):
         super().__init__()
         self.calls = 0
 
-    def identified(self, identification, frame_index):
+    def on_identified(self, event):
         self.calls += 1
         if self.calls == 1:
             sys.exit("pos link: giving up")
-        super().identified(identification, frame_index)
+        super().on_identified(event)
 
 
 def test_an_output_thread_that_dies_is_restarted_and_gets_the_next_events(tmp_path, central, quick_restarts, caplog):
@@ -275,7 +276,7 @@ def test_an_output_thread_that_dies_is_restarted_and_gets_the_next_events(tmp_pa
 class StuckOnCards(Stuck):
     """Frames pass; an identification blocks it until released (a POS link hung in a call)."""
 
-    frame, fault, fault_cleared = Output.frame, Output.fault, Output.fault_cleared
+    on_frame, on_fault_raised, on_fault_cleared = Output.on_frame, Output.on_fault_raised, Output.on_fault_cleared
 
 
 def test_an_output_stuck_in_one_event_starves_the_watchdog_and_ends_the_run_for_a_restart(tmp_path, central, monkeypatch):
@@ -525,7 +526,7 @@ def test_kiosk_run_forwarder_that_keeps_dying_exits_75_for_systemd_to_restart(tm
 def test_kiosk_run_output_failing_is_a_fault_and_it_logs_the_next_card(tmp_path, card_folder, central):
     a, b = contracts(2)
     cfg = counter_config(tmp_path, card_folder, central, [a, b])
-    inject = 'from device.outputs.log import LogOutput\nfail(LogOutput, "identified", RuntimeError, "journal gone", on_calls={1})'
+    inject = 'from device.outputs.log import LogOutput\nfail(LogOutput, "on_identified", RuntimeError, "journal gone", on_calls={1})'
     err = fault_shown_then_cleared(
         tmp_path, cfg, inject, "FAULT       thread output LogOutput: identified: RuntimeError: journal gone (failed once; it carries on)",
         meanwhile=lambda: wait_until(lambda: len(central.identifications()) == 2, timeout=60, what="both delivered"),

@@ -19,23 +19,18 @@ def cmd_run(args) -> int:
 
     Example: kiosk run --config /etc/kiosk/kiosk.toml
     """
-    from device.daemon import Kiosk, run_until_signalled
-    from device.outputs.feedback import Feedback
-    from device.outputs.preview import daemon_preview
+    from device.assembly import build_kiosk
+    from device.daemon import run_until_signalled
     from device.urls import url_without_credentials
 
     cfg = load_config(args)
-    kiosk = Kiosk.from_config(cfg)  # config problems stop here, before any pin is touched
-    feedback = Feedback.from_config(cfg, on_button=kiosk.new_presentation)
-    kiosk.add_output(feedback)  # the kiosk closes it once its last event is shown
-    if preview := daemon_preview(cfg):  # preview.enabled: the live view of `kiosk preview`
-        kiosk.add_output(preview)
+    kiosk = build_kiosk(cfg)  # config problems stop here, before any pin is touched
     try:
         central = url_without_credentials(cfg.api.url)  # the client refuses credentials in it; never print them anyway
         log.info("kiosk %s starting: camera %s, outbox %s, central %s", cfg.kiosk.id, kiosk.source.describe(), cfg.outbox.path, central)
         return run_until_signalled(kiosk, args.drain_timeout)
     finally:
-        feedback.close()  # idempotent: for a run that never started
+        kiosk.close()  # for a run that never started: pins released, outbox closed (a no-op after a run)
 
 
 def register(sub) -> None:

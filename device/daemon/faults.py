@@ -2,12 +2,12 @@
 
 Anything may raise or clear a fault, from any thread, as often as it likes (the scan loop clears
 ``camera`` on every frame, and raises ``outbox`` on every commit a full disk refuses); the
-registry tells the outputs only on a change, so the amber LED sees one start and one end per
-fault. The log stays as quiet: one line when a fault starts, at most one reminder a minute while
+registry publishes an event (:class:`~device.events.FaultRaised`, :class:`~device.events.FaultCleared`)
+only on a change, so the amber LED sees one start and one end per fault. The log stays as quiet: one line when a fault starts, at most one reminder a minute while
 it keeps being raised (with how often), one line when it clears::
 
-    faults = FaultRegistry(outputs)
-    faults.raise_(OUTBOX, "disk full")   # WARNING fault outbox: disk full; outputs told
+    faults = FaultRegistry(outputs.publish)
+    faults.raise_(OUTBOX, "disk full")   # WARNING fault outbox: disk full; FaultRaised published
     faults.raise_(OUTBOX, "disk full")   # counted, nothing logged, nobody told again
     ...                                  # a minute later, at the next raise:
     # WARNING still: fault outbox: disk full (on for 60 s; 75 times in the last 60 s)
@@ -22,17 +22,12 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-log = logging.getLogger("device.daemon")
+from device.events import Event, FaultCleared, FaultRaised
 
-#: Fault names, shared with feedback and status.
-CAMERA = "camera"  # no frames: unplugged, stalled
-OUTBOX = "outbox"  # identifications cannot be stored: disk full, file unusable
-DELIVERY_AUTH = "delivery-auth"  # the central refuses the token, or there is no usable one: delivery paused
-DELIVERY = "delivery"  # delivery has failed for api.delivery_alert_s (not the token's fault): the cause and the next step
-BACKLOG = "backlog"  # the oldest undelivered identification is older than feedback.backlog_alert_s
-OUTBOX_INTEGRITY = "outbox-integrity"  # identifications lost, salvaged or quarantined: on until `kiosk queue ack`
-REVOCATIONS = "revocations"  # the replaced-card list: refused (signature, version, format), unreachable, too old, or none yet
-REVOCATIONS_LOOKUP = "revocations-lookup"  # a card could not be checked against the copy (it is identified): the scan loop's
+# The names are defined below the daemon (outputs and status name faults too); importable from here as before.
+from device.fault_names import BACKLOG, CAMERA, DELIVERY, DELIVERY_AUTH, OUTBOX, OUTBOX_INTEGRITY, REVOCATIONS, REVOCATIONS_LOOKUP  # noqa: F401
+
+log = logging.getLogger("device.daemon")
 
 #: A fault still being raised is logged again at most this often.
 REMIND_EVERY_S = 60.0
@@ -48,15 +43,15 @@ class _Fault:
 
 
 class FaultRegistry:
-    """Active faults by name, with their latest message; changes go to ``outputs``.
+    """Active faults by name, with their latest message; changes are published.
 
-    :param outputs: told ``fault(name, message)`` and ``fault_cleared(name)`` (an
-        :class:`~device.outputs.OutputRunner`, or any :class:`~device.outputs.Output`).
+    :param publish: where :class:`~device.events.FaultRaised` and :class:`~device.events.FaultCleared`
+        go (the kiosk's :meth:`OutputRunner.publish <device.outputs.OutputRunner.publish>`).
     :param clock: monotonic seconds (injectable for tests of the reminders).
     """
 
-    def __init__(self, outputs, *, clock: Callable[[], float] = time.monotonic):
-        self.outputs = outputs
+    def __init__(self, publish: Callable[[Event], object], *, clock: Callable[[], float] = time.monotonic):
+        self.publish = publish
         self.clock = clock
         self._lock = threading.Lock()
         self._active: dict[str, _Fault] = {}
@@ -84,7 +79,7 @@ class FaultRegistry:
                     fault.logged, fault.since_logged = now, 0
         if fault is None:
             log.warning("fault %s: %s", name, message)
-            self.outputs.fault(name, message)
+            self.publish(FaultRaised(name, message))
         elif remind:
             times = f"; {count} times in the last {window:.0f} s" if count else ""
             log.warning("still: fault %s: %s (on for %.0f s%s)", name, message, on_for, times)
@@ -97,7 +92,7 @@ class FaultRegistry:
         if was is not None:
             times = f", {was.times} times" if was.times > 1 else ""
             log.info("%s fault cleared after %.0f s%s: %s", name, now - was.started, times, how)
-            self.outputs.fault_cleared(name)
+            self.publish(FaultCleared(name, how))
 
     def set(self, name: str, on: bool, message: str, how: str) -> None:
         """Raise or clear ``name`` as ``on`` says: for checks that run every turn."""

@@ -1,15 +1,17 @@
 """The kiosk: its stages wired together, and the daemon's one entry point.
 
-    kiosk = Kiosk.from_config(cfg, outputs=[Feedback.from_config(cfg)])
+    kiosk = build_kiosk(cfg)           # device.assembly: everything as configured
     exit_code = kiosk.run(stop_event, drain_timeout_s=60)
 
 The stages, each its own unit:
 
 * :class:`~device.daemon.scan_loop.ScanLoop` (the caller's thread): frames -> pipeline ->
   presentations -> outbox commit -> events;
-* :class:`~device.outputs.OutputRunner`: every output (log lines, LEDs, status, the demo) in its
-  own thread behind a bounded queue, so none can delay a frame or the watchdog;
-* :class:`~device.daemon.faults.FaultRegistry`: each fault told once when it starts, once when it clears;
+* :class:`~device.outputs.OutputRunner`: every output (log lines, LEDs, the live view, the demo)
+  in its own thread behind a bounded queue, so none can delay a frame or the watchdog; it
+  receives every typed event (:mod:`device.events`): the scan loop's, the fault registry's and
+  the forwarder's (:class:`~device.events.Delivered`, :class:`~device.events.Dead`);
+* :class:`~device.daemon.faults.FaultRegistry`: each fault published once when it starts, once when it clears;
 * :class:`~device.daemon.supervisor.Supervisor`: the forwarder and housekeeping threads, the
   watchdog, the status file, systemd, device classes and camera snapshots; it watches every
   thread (:mod:`device.threads`), and a scan loop that raises ends the run with exit 75.
@@ -24,8 +26,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from device.camera import CameraError, FrameSource, open_camera
-from device.config import Config, ConfigError
+from device.camera import FrameSource
+from device.config import Config
 from device.daemon.devclass import EXIT_RESTART, DeviceClassWatch
 from device.daemon.faults import FaultRegistry
 from device.daemon.notify import Notifier
@@ -52,42 +54,13 @@ STOP_GRACE_S = 10.0
 EXIT_STOP_TOO_SLOW = 1
 
 
-def check_delivery_config(cfg: Config) -> None:
-    """A kiosk that runs must know its central: a missing api.url or token is a config error (exit 78)."""
-    if not cfg.api.url:
-        raise ConfigError("api.url", "required to run the kiosk: the central's base URL, e.g. https://central.example.net", cfg.source)
-    if not cfg.api.token and not cfg.api.token_file:
-        raise ConfigError("api.token_file", "required to run the kiosk: a file holding the central's token (or set api.token)", cfg.source)
-
-
-def make_forwarder(cfg: Config, outbox: Outbox) -> Forwarder:
-    """The forwarder as configured; problems are config errors naming the key (exit 78)."""
-    check_delivery_config(cfg)
-    return Forwarder.from_config(cfg, outbox)
-
-
-def make_revocations(cfg: Config):
-    """The replaced-card list's sync when ``revocations.enabled``, else None (config errors name the key)."""
-    if not cfg.revocations.enabled:
-        return None
-    from device.revocations.store import RevocationsError
-    from device.revocations.sync import RevocationSync
-
-    try:
-        return RevocationSync.from_config(cfg)
-    except RevocationsError as e:  # a folder it may not write, say: named, exit 78, no traceback
-        raise ConfigError("revocations.path", str(e), cfg.source) from None
-
-
-def open_outbox(cfg: Config) -> Outbox:
-    return Outbox.from_config(cfg)
-
-
 class Kiosk:
     """One kiosk: its frame source, pipeline, outbox, forwarder and outputs, in stages.
 
-    Build it with :meth:`from_config`; the keyword arguments (defaults: the schema's) are for
-    kiosks assembled by hand. A :class:`~device.outputs.log.LogOutput` is always the first output.
+    Build it from a config with :func:`device.assembly.build_kiosk`; the keyword arguments
+    (defaults: the schema's) are for kiosks assembled by hand. A
+    :class:`~device.outputs.log.LogOutput` is always the first output, and the forwarder
+    publishes to the outputs too (its ``publish`` is connected here).
     """
 
     def __init__(
@@ -114,54 +87,19 @@ class Kiosk:
         self.forwarder = forwarder
         self.runtime_dir = runtime_dir
         self.outputs = OutputRunner([LogOutput(unmask=unmask), *outputs])
-        self.faults = FaultRegistry(self.outputs)
-        self.loop = ScanLoop(source, pipeline, outbox, self.faults, self.outputs, repeat_window_s=repeat_window_s, unmask=unmask, on_commit=forwarder.wake)
+        forwarder.publish = self.outputs.publish  # Delivered and Dead, after its commits
+        self.faults = FaultRegistry(self.outputs.publish)
+        self.loop = ScanLoop(
+            source, pipeline, outbox, self.faults, self.outputs.publish, repeat_window_s=repeat_window_s, unmask=unmask, on_commit=forwarder.wake
+        )
         if revocations is not None:
             self.loop.replaced_by = revocations.copy.replaced_by
         settings = SupervisorSettings(
             backlog_alert_s, kiosk_id=kiosk_id, runtime_dir=runtime_dir, camera_restart_after_s=camera_restart_after_s, unmask=unmask
         )
+        self._closed = False
         self.supervisor = Supervisor(
             self.loop, forwarder, outbox, self.faults, self.outputs, settings, notifier=notifier, device_watch=device_watch, revocations=revocations
-        )
-
-    @classmethod
-    def from_config(cls, cfg: Config, *, outputs: Iterable[Output] = ()) -> "Kiosk":
-        """Everything as configured. A camera that cannot be used at all (picamera2 not
-        installed, a file that is not there) is a config error on ``camera.source``; a live
-        camera that is merely unplugged is not: it is retried while the kiosk runs."""
-        check_delivery_config(cfg)  # before any file is created
-        device_watch = DeviceClassWatch()  # before the camera opens: what the unit was allowed at start
-        try:
-            source = open_camera(cfg.camera)
-        except CameraError as e:
-            raise ConfigError("camera.source", str(e), cfg.source) from None
-        try:
-            outbox = open_outbox(cfg)
-        except BaseException:
-            source.close()
-            raise
-        try:
-            forwarder = make_forwarder(cfg, outbox)
-            revocations = make_revocations(cfg)
-        except BaseException:
-            outbox.close()
-            source.close()
-            raise
-        return cls(
-            source,
-            Pipeline.from_config(cfg),
-            outbox,
-            forwarder,
-            outputs=outputs,
-            repeat_window_s=cfg.scan.repeat_window_s,
-            unmask=cfg.log.unmask,
-            kiosk_id=cfg.kiosk.id,
-            runtime_dir=Path(cfg.kiosk.runtime_dir),
-            backlog_alert_s=cfg.feedback.backlog_alert_s,
-            camera_restart_after_s=cfg.camera.restart_after_s,
-            device_watch=device_watch,
-            revocations=revocations,
         )
 
     # --- what callers look at -------------------------------------------------------------
@@ -190,6 +128,16 @@ class Kiosk:
     def status(self) -> DaemonStatus:
         """The status ``kiosk status`` shows (contracts masked)."""
         return self.supervisor.status()
+
+    def close(self) -> None:
+        """Release what a kiosk that did not run holds (outputs, camera, outbox); :meth:`run`
+        releases them itself, after which this does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        self.outputs.close(OUTPUT_CLOSE_TIMEOUT_S)
+        self.source.close()
+        self.outbox.close()
 
     # --- the whole daemon -----------------------------------------------------------------
 
@@ -237,6 +185,7 @@ class Kiosk:
             self.source.close()
             self.outputs.close(OUTPUT_CLOSE_TIMEOUT_S)
         self.outbox.close()
+        self._closed = True
         return EXIT_RESTART if supervisor.restart_reason else code
 
 

@@ -1,11 +1,11 @@
-"""The scan loop: frames -> pipeline -> presentations -> outbox commit -> outputs.
+"""The scan loop: frames -> pipeline -> presentations -> outbox commit -> events.
 
 It runs in the daemon's main thread and does nothing else: it never sleeps on an output (they
 have their own threads), never writes status (the supervisor reads :attr:`ScanLoop.counters` and
-:attr:`ScanLoop.heartbeat`) and tells the outputs "identified" only after the commit, so the
-green LED means the identification is durable::
+:attr:`ScanLoop.heartbeat`) and publishes :class:`~device.events.Identified` only after the
+commit, so the green LED means the identification is durable::
 
-    loop = ScanLoop(source, pipeline, outbox, faults, outputs, on_commit=forwarder.wake)
+    loop = ScanLoop(source, pipeline, outbox, faults, outputs.publish, on_commit=forwarder.wake)
     ended = loop.run(stop)   # True: a finite source ended; False: stop was set
 """
 
@@ -19,8 +19,10 @@ from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from device.camera import CameraError, FrameSource
-from device.daemon.faults import CAMERA, OUTBOX, REVOCATIONS_LOOKUP, FaultRegistry
-from device.outbox import Outbox, OutboxError
+from device.daemon.faults import FaultRegistry
+from device.events import Event, FrameScanned, Identified, NotACard, Refused
+from device.fault_names import CAMERA, OUTBOX, REVOCATIONS_LOOKUP
+from device.outbox import Identification, Outbox, OutboxError
 from device.pipeline import Pipeline, Reading
 from device.presentation import Presentations
 from device.redact import mask_contract
@@ -54,7 +56,9 @@ class ScanLoop:
     :param pipeline: gate, locate, decode and card check for one frame.
     :param outbox: where identifications are committed.
     :param faults: ``camera`` and ``outbox`` faults are raised and cleared here.
-    :param outputs: told ``identified``, ``not_a_card`` and ``frame`` (an OutputRunner).
+    :param publish: where :class:`~device.events.Identified`, :class:`~device.events.Refused`,
+        :class:`~device.events.NotACard` and :class:`~device.events.FrameScanned` go (the
+        kiosk's :meth:`OutputRunner.publish <device.outputs.OutputRunner.publish>`).
     :param repeat_window_s: ``scan.repeat_window_s``: a card shown again within it is the same presentation.
     :param unmask: ``log.unmask``: whole contract numbers in status.
     :param on_commit: called after each commit (the forwarder's ``wake``).
@@ -66,7 +70,7 @@ class ScanLoop:
     pipeline: Pipeline
     outbox: Outbox
     faults: FaultRegistry
-    outputs: Any
+    publish: Callable[[Event], object]
     _: KW_ONLY
     repeat_window_s: float
     unmask: bool
@@ -121,7 +125,7 @@ class ScanLoop:
                 self._handle(reading, frame.index, frame.monotonic)
             if result.decoded:  # at least once per full-look interval, so at most ~1 s old
                 self.latest = (frame.image, result.readings)
-            self.outputs.frame(result, frame.index)
+            self.publish(FrameScanned(result, frame.index))
         return False
 
     def _handle(self, reading: Reading, index: int, now: float) -> None:
@@ -130,7 +134,7 @@ class ScanLoop:
             if self.foreign.is_new(key, now):
                 self.foreign.identified(key, now)
                 self.counters.not_a_card += 1
-                self.outputs.not_a_card(reading, index)
+                self.publish(NotACard(reading, index))
             return
         card = reading.card
         if not self.cards.is_new(card, now):
@@ -158,7 +162,7 @@ class ScanLoop:
             "seq": identification.seq,
             "scanned_at": identification.scanned_at,
         }
-        self.outputs.identified(identification, index)
+        self.publish(Identified(identification, index))
         self.on_commit()
 
     def _replaced_by(self, card) -> int | None:
@@ -175,7 +179,7 @@ class ScanLoop:
         self.faults.clear(REVOCATIONS_LOOKUP, "cards are checked against the replaced-card list again")
         return current
 
-    def _refused(self, refusal, index: int) -> None:
+    def _refused(self, refusal: Identification, index: int) -> None:
         """A replaced card: its refusal is durable; no identification, its own signal."""
         self.counters.refusals += 1
         self.counters.last_refusal = {
@@ -185,5 +189,5 @@ class ScanLoop:
             "seq": refusal.seq,
             "scanned_at": refusal.scanned_at,
         }
-        self.outputs.card_replaced(refusal, index)
+        self.publish(Refused(refusal, index))
         self.on_commit()

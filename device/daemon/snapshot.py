@@ -2,7 +2,7 @@
 
 A snapshot is one frame, what was decoded in it, and a picture: by default the card's printed
 name and address are blurred beyond reading outside the barcodes (:mod:`device.daemon.masking`)
-and the located barcodes are drawn on it (:func:`annotate`); ``raw`` leaves the drawings off (the
+and the located barcodes are drawn on it (:func:`~device.outputs.annotate.annotate`); ``raw`` leaves the drawings off (the
 picture can be scanned again with ``kiosk scan``), ``unmask`` keeps the whole picture. Snapshot
 files are written 0600 (the one in the runtime directory 0640, see :data:`RUNTIME_MODE`).
 
@@ -36,45 +36,13 @@ import numpy as np
 
 from device import status
 from device.daemon.masking import barcode_areas, blur_outside
+from device.outputs.annotate import annotate
 from device.pipeline import Reading
 from device.redact import describe_text, mask_contract
 from device.vision.decoders import as_grey
-from device.vision.locate import Locator, Region
+from device.vision.locate import Locator
 
 log = logging.getLogger(__name__)
-
-REGION_BGR = (0, 200, 255)  # amber: "a barcode-like region was found here"
-CARD_BGR = (0, 200, 0)  # green: a client card was read
-OTHER_BGR = (0, 0, 255)  # red: read, but not a card
-
-
-def annotate(image: np.ndarray, readings: list[Reading], unmask: bool = False, regions: list[Region] | None = None) -> np.ndarray:
-    """A copy of ``image`` (BGR) with located regions and decoded symbols drawn, to aim and focus by.
-
-    ``regions``: the located regions when the caller has found them already (else found here).
-
-        cv2.imwrite("aim.jpg", annotate(frame.image, result.readings))
-    """
-    out = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    for region in Locator().find(as_grey(image)) if regions is None else regions:
-        pts = np.asarray(region.corners, np.int32).reshape(-1, 1, 2)
-        cv2.polylines(out, [pts], True, REGION_BGR, 2)
-    for reading in readings:
-        colour = CARD_BGR if reading.card else OTHER_BGR
-        label = (
-            f"card {mask_contract(reading.card.contract, unmask)}" + ("" if reading.card.issue is None else f"/{reading.card.issue:02d}")
-            if reading.card
-            else f"{reading.symbol.symbology} {describe_text(reading.symbol.text, unmask)}: {reading.rejection.reason}"
-        )
-        if reading.symbol.quad:
-            pts = np.asarray(reading.symbol.quad, np.int32).reshape(-1, 1, 2)
-            cv2.polylines(out, [pts], True, colour, 3)
-            x, y = pts[:, 0, 0].min(), pts[:, 0, 1].min()
-        else:
-            x, y = 10, 30
-        cv2.putText(out, label, (int(x), max(int(y) - 8, 20)), cv2.FONT_HERSHEY_SIMPLEX, 0.8, colour, 2, cv2.LINE_AA)
-    return out
-
 
 #: A snapshot the user asked for (``--snapshot FILE``) is theirs alone.
 PRIVATE_MODE = 0o600

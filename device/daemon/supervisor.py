@@ -43,7 +43,6 @@ from device.daemon.scan_loop import ScanLoop
 from device.daemon.snapshot import SnapshotService
 from device.forwarder import Forwarder
 from device.health.delivery import DeliveryHealth
-from device.health.outputs import OutputHealth
 from device.outbox import Outbox, OutboxError, OutboxHealth
 from device.status.report import (
     CameraStatus,
@@ -409,7 +408,7 @@ class Supervisor:
             queue=queue if queue is not None else self.outbox_health(),
             delivery=delivery if delivery is not None else self.forwarder.status(),
             faults=self.faults.active(),
-            outputs={name: OutputHealth.of(health) for name, health in self.outputs.status().items()},
+            outputs=self.outputs.status(),
             disk_free_bytes=status.disk_free_bytes(self.outbox.path),
             clock_synced=ntp_synchronized(),
             cpu_temperature_c=status.cpu_temperature_c(),

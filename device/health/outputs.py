@@ -7,24 +7,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
 class OutputHealth:
-    """One output's queue: events waiting, events dropped by kind (``frame`` ones are normal for a
-    slow output, any other is worth a look), calls that raised."""
+    """One output's queue: events waiting, events dropped by kind (:attr:`Event.kind
+    <device.events.Event.kind>`: ``frame`` ones are normal for a slow output, any other is worth a
+    look), calls that raised."""
 
     queued: int
     dropped: dict[str, int]
     failures: int
 
     @classmethod
-    def of(cls, health) -> OutputHealth:
-        """From ``OutputRunner.status()``'s value for one output: an object with these fields, or a dict of them.
+    def from_json(cls, values: dict[str, Any]) -> OutputHealth:
+        """From the status file's object for one output.
 
-        >>> OutputHealth.of({"queued": 1, "dropped": {"frame": 3}, "failures": 0})
+        >>> OutputHealth.from_json({"queued": 1, "dropped": {"frame": 3}, "failures": 0})
         OutputHealth(queued=1, dropped={'frame': 3}, failures=0)
         """
-        if isinstance(health, dict):
-            return cls(health["queued"], dict(health["dropped"]), health["failures"])
-        return cls(health.queued, dict(health.dropped), health.failures)
+        return cls(values["queued"], dict(values["dropped"]), values["failures"])

@@ -1,17 +1,18 @@
 """The one interface every output implements, and the runner that keeps outputs off the scan thread.
 
-An output is told what the kiosk did; it never decides anything. Subclass :class:`Output` and
-override only the events you need (the rest are no-ops)::
+An output is told what the kiosk did, as typed events (:mod:`device.events`); it never decides
+anything. Subclass :class:`Output` and override only the ``on_<kind>`` methods of the events you
+need (the rest are no-ops, and the runner does not even queue those events for you)::
 
     class Counter(Output):
         def __init__(self):
-            self.identified_count = 0
+            self.delivered = 0
 
-        def identified(self, identification, frame_index):
-            self.identified_count += 1
+        def on_delivered(self, event: Delivered) -> None:
+            self.delivered += len(event.records)
 
     runner = OutputRunner([Counter(), Feedback.from_config(cfg)])
-    runner.identified(identification, frame.index)   # queued: returns at once
+    runner.publish(Identified(record, frame.index))   # queued: returns at once
     runner.close(timeout_s=5)           # every queued event delivered, then each output closed
 
 Each output has its own thread and bounded queue (:class:`OutputRunner`), so a slow output (a
@@ -28,55 +29,86 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
+from device.events import (
+    EVENT_TYPES,
+    Dead,
+    Delivered,
+    Event,
+    FaultCleared,
+    FaultRaised,
+    FrameScanned,
+    Identified,
+    NotACard,
+    Refused,
+)
+from device.health.outputs import OutputHealth
 from device.threads import HEARTBEAT_S, StopFlag, SupervisedThread
 
 log = logging.getLogger(__name__)
-
-#: Events an output may be told, in the order of a presentation's life.
-EVENTS = ("identified", "card_replaced", "not_a_card", "fault", "fault_cleared", "frame")
-
-#: Events that may be dropped when an output falls behind: the next frame says the same.
-DROPPABLE = frozenset({"frame"})
 
 #: An output busy with one event for this long is stuck (a driver hung in the kernel): a shorter
 #: block costs only that output its frames, this one has the daemon restarted.
 OUTPUT_STALL_S = 60.0
 
 
+def handler_name(kind: type[Event]) -> str:
+    """The :class:`Output` method that receives events of type ``kind``.
+
+    >>> handler_name(Identified), handler_name(FrameScanned)
+    ('on_identified', 'on_frame')
+    """
+    return f"on_{kind.kind}"
+
+
 class Output:
     """What happens after the kiosk did something: lights, logs, a POS message, a preview.
 
-    Every method is a no-op here; an output overrides the ones it cares about. Methods run in
-    the output's own thread (see :class:`OutputRunner`), one event at a time, in order, some
-    time after the fact: so the scan events say which frame (``frame_index``, the camera's
-    :attr:`~device.camera.Frame.index`) they came from.
+    Every ``on_<kind>`` method is a no-op here; an output overrides the ones it cares about.
+    They run in the output's own thread (see :class:`OutputRunner`), one event at a time, in
+    order, some time after the fact: so the scan events say which frame (``frame_index``, the
+    camera's :attr:`~device.camera.Frame.index`) they came from.
     """
 
-    def identified(self, identification, frame_index: int) -> None:
+    def on_identified(self, event: Identified) -> None:
         """A client was identified and the identification is durable in the outbox (the "OK")."""
 
-    def card_replaced(self, refusal, frame_index: int) -> None:
-        """A replaced card (lost, re-issued) was shown: not identified; ``refusal`` (an outbox
-        record of kind ``refusal``, with the contract's ``current_issue``) is durable in the outbox."""
+    def on_refused(self, event: Refused) -> None:
+        """A replaced card (lost, re-issued) was shown: not identified; its refusal is durable."""
 
-    def not_a_card(self, reading, frame_index: int) -> None:
+    def on_not_a_card(self, event: NotACard) -> None:
         """A barcode that is not a client card was shown (once per presentation)."""
 
-    def fault(self, name: str, message: str) -> None:
-        """Fault ``name`` started (once, until it clears); ``message`` says what is wrong."""
+    def on_delivered(self, event: Delivered) -> None:
+        """The central holds these records and the outbox says so (after the commit)."""
 
-    def fault_cleared(self, name: str) -> None:
-        """Fault ``name`` is over."""
+    def on_dead(self, event: Dead) -> None:
+        """The central refused a record for good and the outbox says so (after the commit)."""
 
-    def frame(self, result, frame_index: int) -> None:
-        """A frame went through the pipeline (``result`` is a :class:`~device.pipeline.FrameResult`).
+    def on_fault_raised(self, event: FaultRaised) -> None:
+        """A fault started (once, until it clears)."""
 
-        Dropped, oldest first, when the output falls behind."""
+    def on_fault_cleared(self, event: FaultCleared) -> None:
+        """A fault is over."""
+
+    def on_frame(self, event: FrameScanned) -> None:
+        """A frame went through the pipeline. Dropped, oldest first, when the output falls behind."""
 
     def close(self) -> None:
         """The kiosk stops: release hardware. Called once, after the last event."""
+
+    @classmethod
+    def handles(cls, kind: type[Event]) -> bool:
+        """True when this output overrides the method for events of type ``kind``.
+
+        >>> class Lights(Output):
+        ...     def on_identified(self, event): ...
+        >>> Lights.handles(Identified), Lights.handles(FrameScanned)
+        (True, False)
+        """
+        name = handler_name(kind)
+        return getattr(cls, name) is not getattr(Output, name)
 
 
 class _Worker:
@@ -89,44 +121,45 @@ class _Worker:
     def __init__(self, output: Output, queue_size: int):
         self.output = output
         self.name = type(output).__name__
-        self.queue: deque[tuple[str, tuple]] = deque()
+        self.queue: deque[Event] = deque()
         self.queue_size = queue_size
         self.ready = threading.Condition()
         self.dropped: dict[str, int] = {}
         self.failures = 0
         self.busy = False
         # Events the output does not override are not queued: no wake-up per frame for nothing.
-        self.wants = {e for e in EVENTS if getattr(type(output), e) is not getattr(Output, e)}
+        self.wants = {kind for kind in EVENT_TYPES if type(output).handles(kind)}
         self.thread = SupervisedThread(f"output {self.name}", self._run, stall_after_s=OUTPUT_STALL_S)
         self.closing = self.thread.stop_flag
         self.thread.start()
 
-    def put(self, event: str, args: tuple) -> None:
-        if event not in self.wants:
+    def put(self, event: Event) -> None:
+        if type(event) not in self.wants:
             return
         with self.ready:
             if self.closing.is_set():
                 return
-            if len(self.queue) >= self.queue_size and not self._make_room(event):
+            if len(self.queue) >= self.queue_size and not self._make_room():
                 self._drop(event)
                 return
-            self.queue.append((event, args))
+            self.queue.append(event)
             self.ready.notify()
 
-    def _make_room(self, event: str) -> bool:
+    def _make_room(self) -> bool:
         """Drop the oldest droppable event to make room; False when the newcomer must go instead."""
-        for i, (queued, _) in enumerate(self.queue):
-            if queued in DROPPABLE:
+        for i, queued in enumerate(self.queue):
+            if queued.droppable:
                 del self.queue[i]
                 self._drop(queued)
                 return True
         return False
 
-    def _drop(self, event: str) -> None:
-        self.dropped[event] = self.dropped.get(event, 0) + 1
-        if event not in DROPPABLE and self.dropped[event] == 1:
+    def _drop(self, event: Event) -> None:
+        kind = event.kind
+        self.dropped[kind] = self.dropped.get(kind, 0) + 1
+        if not event.droppable and self.dropped[kind] == 1:
             # Not silent: an identification the LEDs never showed is worth a technician's look.
-            log.error("output %s is %d events behind: %s events dropped (counted in status)", self.name, self.queue_size, event)
+            log.error("output %s is %d events behind: %s events dropped (counted in status)", self.name, self.queue_size, kind)
 
     def _run(self, closing: StopFlag) -> None:
         while True:
@@ -135,23 +168,23 @@ class _Worker:
                     self.ready.wait(timeout=HEARTBEAT_S)
                 if not self.queue:  # closing, and everything delivered
                     break
-                event, args = self.queue.popleft()
+                event = self.queue.popleft()
                 self.busy = True
             try:
-                self._call(event, getattr(self.output, event), args)
+                self._call(event.kind, getattr(self.output, handler_name(type(event))), event)
             finally:  # also when the thread dies here: it is restarted, and not busy meanwhile
                 with self.ready:
                     self.busy = False
                     self.ready.notify_all()
-        self._call("close", self.output.close, ())
+        self._call("close", self.output.close)
 
-    def _call(self, event: str, method, args: tuple) -> None:
+    def _call(self, what: str, method: Callable[..., object], *args: Event) -> None:
         try:
             method(*args)
         except Exception as exc:
             # Counted in status; the thread logs the traceback once per cause, not 30 times a second.
             self.failures += 1
-            self.thread.survived(exc, event)
+            self.thread.survived(exc, what)
 
     def idle(self) -> bool:
         with self.ready:
@@ -166,13 +199,14 @@ class _Worker:
 class OutputRunner:
     """The kiosk's outputs, each behind its own thread and a queue of ``queue_size`` events.
 
-    The scan thread calls the same methods as on an :class:`Output`; they queue and return at
-    once. When an output falls ``queue_size`` events behind, its oldest ``frame`` events are
-    dropped; other events are dropped only when the queue holds nothing else, counted in
+    :meth:`publish` queues an event for each output that handles it and returns at once; any
+    thread may call it (the scan loop, the forwarder, the fault registry). When an output falls
+    ``queue_size`` events behind, its oldest droppable events (:class:`~device.events.FrameScanned`)
+    are dropped; other events are dropped only when the queue holds nothing else, counted in
     :meth:`status` and logged once.
 
         outputs = OutputRunner([LogOutput(unmask=False)])
-        outputs.fault("camera", "no frames")
+        outputs.publish(FaultRaised("camera", "no frames"))
         outputs.close(timeout_s=5)
     """
 
@@ -196,35 +230,18 @@ class OutputRunner:
         """Each output's thread, for the daemon's supervisor."""
         return [w.thread for w in self._workers]
 
-    def _tell(self, event: str, *args) -> None:
+    def publish(self, event: Event) -> None:
+        """Queue ``event`` for every output that handles it; returns at once."""
         for worker in self._workers:
-            worker.put(event, args)
-
-    def identified(self, identification, frame_index: int) -> None:
-        self._tell("identified", identification, frame_index)
-
-    def card_replaced(self, refusal, frame_index: int) -> None:
-        self._tell("card_replaced", refusal, frame_index)
-
-    def not_a_card(self, reading, frame_index: int) -> None:
-        self._tell("not_a_card", reading, frame_index)
-
-    def fault(self, name: str, message: str) -> None:
-        self._tell("fault", name, message)
-
-    def fault_cleared(self, name: str) -> None:
-        self._tell("fault_cleared", name)
-
-    def frame(self, result, frame_index: int) -> None:
-        self._tell("frame", result, frame_index)
+            worker.put(event)
 
     def idle(self) -> bool:
         """True when every output has handled every event queued so far."""
         return all(w.idle() for w in self._workers)
 
-    def status(self) -> dict:
-        """Per output: events waiting, events dropped and calls that raised, for ``kiosk status``."""
-        return {w.name: {"queued": len(w.queue), "dropped": dict(w.dropped), "failures": w.failures} for w in self._workers}
+    def status(self) -> dict[str, OutputHealth]:
+        """Per output (by class name): events waiting, events dropped and calls that raised, for ``kiosk status``."""
+        return {w.name: OutputHealth(queued=len(w.queue), dropped=dict(w.dropped), failures=w.failures) for w in self._workers}
 
     def close(self, timeout_s: float = 10.0) -> bool:
         """Deliver what is queued, close every output; False when one did not finish in ``timeout_s``."""

@@ -32,6 +32,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, TextIO
 
 from device.config import Config, FeedbackSection
+from device.events import Event, FaultCleared, FaultRaised, Identified, NotACard, Refused
 from device.outputs.base import Output
 
 if TYPE_CHECKING:  # gpiozero is imported only when pins are opened
@@ -57,19 +58,19 @@ class Timings:
 DEFAULT_TIMINGS = Timings()
 
 
-def _signals(t: Timings) -> dict[str, str]:
+def _signals(t: Timings) -> dict[type[Event], str]:
     ms = round(t.beep_s * 1000)
     return {
-        "identified": f"green LED {t.lit_s:g} s + one short beep ({ms} ms)",
-        "card_replaced": f"red LED {2 * t.lit_s:g} s + one long beep ({round(t.long_beep_s * 1000)} ms): a lost card, replaced by a newer one",
-        "not_a_card": f"red LED {t.lit_s:g} s + a double beep (2 x {ms} ms)",
-        "fault": f"amber LED blinks ({t.fault_on_s:g} s on / {t.fault_off_s:g} s off) while any fault is active; no sound",
-        "fault_cleared": "amber LED off once every fault has cleared",
+        Identified: f"green LED {t.lit_s:g} s + one short beep ({ms} ms)",
+        Refused: f"red LED {2 * t.lit_s:g} s + one long beep ({round(t.long_beep_s * 1000)} ms): a lost card, replaced by a newer one",
+        NotACard: f"red LED {t.lit_s:g} s + a double beep (2 x {ms} ms)",
+        FaultRaised: f"amber LED blinks ({t.fault_on_s:g} s on / {t.fault_off_s:g} s off) while any fault is active; no sound",
+        FaultCleared: "amber LED off once every fault has cleared",
     }
 
 
-#: Output event -> what the client or operator sees and hears, one line each.
-SIGNALS: dict[str, str] = _signals(DEFAULT_TIMINGS)
+#: Event type -> what the client or operator sees and hears, one line each.
+SIGNALS: dict[type[Event], str] = _signals(DEFAULT_TIMINGS)
 
 @dataclass(frozen=True)
 class Role:
@@ -240,7 +241,7 @@ class Feedback(Output):
     background threads, so each event returns at once::
 
         feedback = Feedback.from_config(cfg, on_button=kiosk.new_presentation)
-        feedback.identified(identification)   # green 1 s + beep
+        feedback.on_identified(Identified(record, frame_index))   # green 1 s + beep
     """
 
     def __init__(
@@ -274,40 +275,40 @@ class Feedback(Output):
 
     # --- the Output events ----------------------------------------------------------------
 
-    def identified(self, identification, frame_index: int) -> None:
-        """Green LED and one short beep (call after the identification is durable)."""
+    def on_identified(self, event: Identified) -> None:
+        """Green LED and one short beep (the identification is durable)."""
         t = self.timings
         with self._lock:
             self._do("green", lambda led: led.blink(on_time=t.lit_s, off_time=0, n=1, background=True))
             self._do("buzzer", lambda bz: bz.beep(on_time=t.beep_s, off_time=t.beep_gap_s, n=1, background=True))
 
-    def card_replaced(self, refusal, frame_index: int) -> None:
+    def on_refused(self, event: Refused) -> None:
         """Red LED (twice as long) and one long beep: the card was replaced, the client has a newer one."""
         t = self.timings
         with self._lock:
             self._do("red", lambda led: led.blink(on_time=2 * t.lit_s, off_time=0, n=1, background=True))
             self._do("buzzer", lambda bz: bz.beep(on_time=t.long_beep_s, off_time=t.beep_gap_s, n=1, background=True))
 
-    def not_a_card(self, reading, frame_index: int) -> None:
+    def on_not_a_card(self, event: NotACard) -> None:
         """Red LED and a double beep."""
         t = self.timings
         with self._lock:
             self._do("red", lambda led: led.blink(on_time=t.lit_s, off_time=0, n=1, background=True))
             self._do("buzzer", lambda bz: bz.beep(on_time=t.beep_s, off_time=t.beep_gap_s, n=2, background=True))
 
-    def fault(self, name: str, message: str = "") -> None:
-        """Fault ``name`` started: the amber LED blinks until every fault has cleared."""
+    def on_fault_raised(self, event: FaultRaised) -> None:
+        """A fault started: the amber LED blinks until every fault has cleared."""
         t = self.timings
         with self._lock:
             first = not self._faults
-            self._faults.add(name)
+            self._faults.add(event.name)
             if first:
                 self._do("amber", lambda led: led.blink(on_time=t.fault_on_s, off_time=t.fault_off_s, background=True))
 
-    def fault_cleared(self, name: str) -> None:
-        """Fault ``name`` cleared: amber off when it was the last one."""
+    def on_fault_cleared(self, event: FaultCleared) -> None:
+        """A fault cleared: amber off when it was the last one."""
         with self._lock:
-            self._faults.discard(name)
+            self._faults.discard(event.name)
             if not self._faults:
                 self._do("amber", lambda led: led.off())
 

@@ -9,9 +9,14 @@ masked unless ``log.unmask`` is set, and foreign barcodes are described, never e
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
+from device.events import Identified, NotACard, Refused
 from device.outputs.base import Output
 from device.redact import describe_text, mask_contract
+
+if TYPE_CHECKING:
+    from device.config import Config
 
 #: The daemon's logger: these lines have always come from the daemon.
 log = logging.getLogger("device.daemon")
@@ -27,10 +32,11 @@ class LogOutput(Output):
         self.unmask = unmask
 
     @classmethod
-    def from_config(cls, cfg) -> "LogOutput":
+    def from_config(cls, cfg: Config) -> LogOutput:
         return cls(unmask=cfg.log.unmask)
 
-    def identified(self, identification, frame_index: int) -> None:
+    def on_identified(self, event: Identified) -> None:
+        identification = event.record
         log.info(
             "identified contract %s issue %d (seq %d, id %s)",
             mask_contract(identification.contract, self.unmask),
@@ -39,7 +45,8 @@ class LogOutput(Output):
             identification.id,
         )
 
-    def card_replaced(self, refusal, frame_index: int) -> None:
+    def on_refused(self, event: Refused) -> None:
+        refusal = event.record
         log.info(
             "card replaced: contract %s issue %d refused, its current issue is %d (refusal seq %d, id %s)",
             mask_contract(refusal.contract, self.unmask),
@@ -49,6 +56,7 @@ class LogOutput(Output):
             refusal.id,
         )
 
-    def not_a_card(self, reading, frame_index: int) -> None:
+    def on_not_a_card(self, event: NotACard) -> None:
+        reading = event.reading
         symbol = reading.symbol
         log.info("not a card (%s): %s %s", reading.rejection.reason, symbol.symbology, describe_text(symbol.text, self.unmask))

@@ -7,7 +7,7 @@ region, and the zone where cards have read (a dashed rectangle: "hold the card h
 
     preview = PreviewOutput(port=8088, unmask=False, title="kiosk-riga-07")
     kiosk.add_output(preview)          # the daemon (preview.enabled); or feed it frames yourself:
-    preview.frame(pipeline.frame(frame, frame.monotonic), frame.index)
+    preview.on_frame(FrameScanned(pipeline.frame(frame, frame.monotonic), frame.index))
     print(preview.url)                 # http://127.0.0.1:8088/
     preview.close()
 
@@ -43,9 +43,11 @@ import cv2
 import numpy as np
 
 from device.camera import CorruptFrame, Frame
-from device.daemon.snapshot import annotate
+from device.events import FaultCleared, FaultRaised, FrameScanned
+from device.fault_names import CAMERA
+from device.outputs.annotate import annotate
 from device.outputs.base import Output
-from device.pipeline import FrameResult, Reading
+from device.pipeline import Reading
 from device.vision.decoders import as_grey
 from device.vision.locate import Locator
 
@@ -214,8 +216,9 @@ class PreviewOutput(Output):
 
     # --- events (the output's thread) ---------------------------------------------------------
 
-    def frame(self, result: FrameResult, frame_index: int) -> None:
+    def on_frame(self, event: FrameScanned) -> None:
         """Keep the frame for whoever watches; nothing is drawn or encoded here."""
+        result = event.result
         if result.frame is None:
             return
         with self._changed:
@@ -231,13 +234,13 @@ class PreviewOutput(Output):
             self._times.append(time.monotonic())
             self._changed.notify_all()
 
-    def fault(self, name: str, message: str) -> None:
+    def on_fault_raised(self, event: FaultRaised) -> None:
         with self._changed:
-            self._faults[name] = message
+            self._faults[event.name] = event.message
 
-    def fault_cleared(self, name: str) -> None:
+    def on_fault_cleared(self, event: FaultCleared) -> None:
         with self._changed:
-            self._faults.pop(name, None)
+            self._faults.pop(event.name, None)
 
     def close(self) -> None:
         """Stop serving: streams end, the port is released. Idempotent."""
@@ -362,7 +365,6 @@ def watch_camera(source, reopen, cfg, preview: PreviewOutput, stop: threading.Ev
     The source in use at the end is closed.
     """
     from device.camera import CameraError
-    from device.daemon.faults import CAMERA
     from device.pipeline import Pipeline
 
     pipeline = Pipeline.from_config(cfg)
@@ -371,15 +373,15 @@ def watch_camera(source, reopen, cfg, preview: PreviewOutput, stop: threading.Ev
             try:
                 frame = source.read(timeout=0.5)
             except CameraError as e:
-                preview.fault(CAMERA, str(e))
+                preview.on_fault_raised(FaultRaised(CAMERA, str(e)))
                 continue
             if frame is None:
                 source.close()
                 source = reopen()
                 continue
-            preview.fault_cleared(CAMERA)
+            preview.on_fault_cleared(FaultCleared(CAMERA, "frames arriving"))
             try:
-                preview.frame(pipeline.frame(frame, frame.monotonic), frame.index)
+                preview.on_frame(FrameScanned(pipeline.frame(frame, frame.monotonic), frame.index))
             except ValueError as e:  # an odd frame: the next one will do
                 log.debug("frame %d skipped: %s", frame.index, e)
     finally:

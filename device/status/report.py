@@ -236,7 +236,7 @@ class DaemonStatus:
                 "scan": _part(ScanStatus.from_json, values["scan"], "scan"),
                 "queue": _queue(values["queue"], "queue"),
                 "delivery": _part(DeliveryHealth.from_json, values["delivery"], "delivery"),
-                "outputs": {name: _part(OutputHealth.of, health, f"outputs.{name}") for name, health in values["outputs"].items()},
+                "outputs": {name: _part(OutputHealth.from_json, health, f"outputs.{name}") for name, health in values["outputs"].items()},
                 "revocations": _revocations(values["revocations"]),
             }
         )

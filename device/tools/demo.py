@@ -38,14 +38,18 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from device.outputs import Output
 from device.card import Card, identify
+from device.events import Dead, Delivered, Event, FaultCleared, FaultRaised, FrameScanned, Identified, NotACard, Refused
+from device.outputs import Output
 from device.outputs.feedback import SIGNALS
 from device.redact import describe_text, mask_contract
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from device.assembly import OutputFactory
+    from device.outbox import Identification
+
 
 #: The rendered counter: its frame rate, size and seed.
 VIDEO_FPS = 15.0
@@ -56,8 +60,6 @@ VIDEO_NAME = "counter.avi"
 TRUTH_SUFFIX = ".truth.json"
 #: How long a finished video may take to deliver its identifications.
 DRAIN_TIMEOUT_S = 20.0
-#: How often the outbox is looked at for deliveries.
-DELIVERY_POLL_S = 0.1
 
 #: Short names of the kinds of presentation (one, several), for the summary.
 _KIND_SHORT = {
@@ -173,7 +175,8 @@ class Seen:
 
 @dataclass
 class Record:
-    """Where an identification stands in the outbox at the end (``delivered``, ``dead``, ``pending``)."""
+    """Where an identification stands at the end (``delivered``, ``dead``, ``pending``), as the
+    forwarder's events said (``pending``: no event came)."""
 
     state: str
     reason: str = ""
@@ -290,13 +293,15 @@ def judge(truths, identified: list[Seen], not_cards: list[Seen], records: dict[s
 
 class EventPrinter(Output):
     """The demo's output: announces presentations as their frames go by and prints
-    identifications, not-a-card readings, faults and the feedback given.
+    identifications, not-a-card readings, deliveries, faults and the feedback given.
 
     It runs in its own thread like every output; each event says which frame it came from, so
     what it prints (and what the verdict judges) does not depend on how far the camera has got.
+    Deliveries come from the forwarder's events, after the outbox has recorded them
+    (:attr:`records`), never from reading the outbox.
     """
 
-    def __init__(self, terminal: Terminal, signals: dict[str, str], truths=None, unmask: bool = False):
+    def __init__(self, terminal: Terminal, signals: dict[type[Event], str], truths=None, unmask: bool = False):
         self.terminal = terminal
         self.signals = signals
         self.truths = list(truths or [])
@@ -305,13 +310,16 @@ class EventPrinter(Output):
         self.refused_seen: list[Seen] = []
         self.not_cards: list[Seen] = []
         self.identified_in: dict[int, int] = {}  # presentation -> identifications seen in its window
+        #: What the forwarder published, by record id: delivered, or dead with the central's reason.
+        self.records: dict[str, Record] = {}
         self._entered = 0
         self._left = 0
 
-    def frame(self, result, frame_index: int) -> None:
-        self._announce(frame_index)
+    def on_frame(self, event: FrameScanned) -> None:
+        self._announce(event.frame_index)
 
-    def identified(self, identification, frame_index: int) -> None:
+    def on_identified(self, event: Identified) -> None:
+        identification, frame_index = event.record, event.frame_index
         self._announce(frame_index)
         seen = Seen(frame_index, identification.contract, identification.card_issue, identification.id, identification.seq)
         self.identified_seen.append(seen)
@@ -325,9 +333,10 @@ class EventPrinter(Output):
             f"contract {mask_contract(identification.contract, self.unmask)} issue {identification.card_issue} "
             f"(identification {identification.seq}, committed to the outbox; {where})",
         )
-        self._feedback("identified")
+        self._feedback(Identified)
 
-    def card_replaced(self, refusal, frame_index: int) -> None:
+    def on_refused(self, event: Refused) -> None:
+        refusal, frame_index = event.record, event.frame_index
         self._announce(frame_index)
         self.refused_seen.append(Seen(frame_index, refusal.contract, refusal.card_issue, refusal.id, refusal.seq))
         k = self.presentation_at(frame_index)
@@ -338,28 +347,48 @@ class EventPrinter(Output):
             f"contract {mask_contract(refusal.contract, self.unmask)} issue {refusal.card_issue}: card replaced, its current "
             f"issue is {refusal.current_issue}; not identified (refusal {refusal.seq} committed, for the central; frame {frame_index})",
         )
-        self._feedback("card_replaced")
+        self._feedback(Refused)
 
-    def not_a_card(self, reading, frame_index: int) -> None:
+    def on_not_a_card(self, event: NotACard) -> None:
+        reading, frame_index = event.reading, event.frame_index
         self._announce(frame_index)
         self.not_cards.append(Seen(frame_index, text=reading.symbol.text, reason=reading.rejection.reason))
         self.terminal.event(
             "not a card",
             f"{reading.symbol.symbology} {describe_text(reading.symbol.text, self.unmask)} ({reading.rejection.reason}; frame {frame_index})",
         )
-        self._feedback("not_a_card")
+        self._feedback(NotACard)
 
-    def fault(self, name: str, message: str) -> None:
-        self.terminal.event("FAULT", f"{name}: {message}")
-        self._feedback("fault")
+    def on_delivered(self, event: Delivered) -> None:
+        for record in event.records:
+            self.records[record.id] = Record("delivered")
+            self.terminal.event("delivered", f"{self._who(record)} to the central")
 
-    def fault_cleared(self, name: str) -> None:
-        self.terminal.event("cleared", f"{name} fault cleared")
-        self._feedback("fault_cleared")
+    def on_dead(self, event: Dead) -> None:
+        self.records[event.record.id] = Record("dead", event.reason)
+        self.terminal.event("REFUSED", f"{self._who(event.record)}: the central refused it: {event.reason}")
 
-    def _feedback(self, event: str) -> None:
-        if event in self.signals:
-            self.terminal.event("  feedback", self.signals[event])
+    def on_fault_raised(self, event: FaultRaised) -> None:
+        self.terminal.event("FAULT", f"{event.name}: {event.message}")
+        self._feedback(FaultRaised)
+
+    def on_fault_cleared(self, event: FaultCleared) -> None:
+        self.terminal.event("cleared", f"{event.name} fault cleared")
+        self._feedback(FaultCleared)
+
+    def final_records(self, pending_reason: str | None) -> dict[str, Record]:
+        """Every identification and refusal committed, where it stands: those the forwarder
+        published nothing for are pending (``pending_reason``: its last error, if any)."""
+        committed = [*self.identified_seen, *self.refused_seen]
+        return {s.id: self.records.get(s.id, Record("pending", pending_reason or "")) for s in committed}
+
+    def _who(self, record: Identification) -> str:
+        kind = "refusal" if record.kind == "refusal" else "identification"
+        return f"{kind} {record.seq} ({mask_contract(record.contract, self.unmask)})"
+
+    def _feedback(self, kind: type[Event]) -> None:
+        if kind in self.signals:
+            self.terminal.event("  feedback", self.signals[kind])
 
     def _announce(self, index: int) -> None:
         # Frame events may be dropped (and a realtime source drops frames): compare with >=, never ==.
@@ -387,73 +416,6 @@ class EventPrinter(Output):
             if _in(frame, t):
                 return i
         return None
-
-
-class DeliveryWatcher:
-    """Watches the outbox (its own read connection) and prints each delivery or refusal once."""
-
-    def __init__(self, outbox_path: Path, kiosk_id: str, terminal: Terminal, unmask: bool = False):
-        self.outbox_path = outbox_path
-        self.kiosk_id = kiosk_id
-        self.terminal = terminal
-        self.unmask = unmask
-        self.records: dict[str, Record] = {}
-        self._reported: dict[str, str] = {}
-        self._errors: dict[str, str] = {}
-        self._outbox = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="demo-delivery-watcher", daemon=True)
-
-    def start(self) -> "DeliveryWatcher":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop watching and look one last time (the final states are then in ``records``)."""
-        if self._stop.is_set():
-            return
-        self._stop.set()
-        self._thread.join(timeout=10)
-        try:
-            self.poll()
-        finally:
-            with self._lock:
-                if self._outbox is not None:
-                    self._outbox.close()
-                    self._outbox = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(DELIVERY_POLL_S):
-            try:
-                self.poll()
-            except Exception as e:  # a busy database now and then: look again at the next poll
-                log.debug("delivery watcher: %s", e)
-
-    def poll(self) -> None:
-        from device.outbox import Outbox
-
-        with self._lock:
-            if self._outbox is None:
-                if not self.outbox_path.exists():
-                    return
-                # A reader's connection, as `kiosk queue` opens it: never moves the daemon's file.
-                self._outbox = Outbox(self.outbox_path, self.kiosk_id, on_corrupt="raise", check_integrity=False, create=False)
-            rows = self._outbox.list()
-            self._report(rows)
-
-    def _report(self, rows) -> None:
-        for r in rows:
-            self.records[r.id] = Record(r.state, r.dead_reason or r.last_error or "")
-            who = f"{'refusal' if r.kind == 'refusal' else 'identification'} {r.seq} ({mask_contract(r.contract, self.unmask)})"
-            if r.state == "delivered" and self._reported.get(r.id) != "delivered":
-                self.terminal.event("delivered", f"{who} to the central")
-            elif r.state == "dead" and self._reported.get(r.id) != "dead":
-                self.terminal.event("REFUSED", f"{who}: the central refused it: {r.dead_reason}")
-            elif r.state == "pending" and r.last_error and self._errors.get(r.id) != r.last_error:
-                self.terminal.event("retrying", f"{who}: {r.last_error}")
-                self._errors[r.id] = r.last_error
-            self._reported[r.id] = r.state
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -492,15 +454,17 @@ def _list_keys(folder: Path) -> tuple[Path, Path, Path, str]:
     return (*paths, admin)
 
 
-def _make_feedback(cfg, terminal: Terminal):
-    """The real feedback output on mock pins (None, with a note, if it cannot start)."""
-    from device.outputs.feedback import Feedback
+def _noted(factory: OutputFactory, terminal: Terminal) -> OutputFactory:
+    """``factory``, but an output that cannot start is a note on the terminal, not the end of the demo."""
 
-    try:
-        return Feedback.from_config(cfg)
-    except Exception as e:  # the demo still shows the rest; say why the LEDs are not driven
-        terminal.event("note", f"feedback not driven on mock GPIO: {e}")
-        return None
+    def make(cfg, kiosk):
+        try:
+            return factory(cfg, kiosk)
+        except Exception as e:  # the demo still shows the rest; say why that output is not driven
+            terminal.event("note", f"{factory.__name__.replace('_', ' ')} not started: {e}")
+            return None
+
+    return make
 
 
 def _render(folder: Path, seed: int, terminal: Terminal):
@@ -642,8 +606,9 @@ def main(args, out: TextIO = sys.stdout) -> int:
     """Run the demo; 0 when the run was right (see the module docstring), 1 when not, 130 on Ctrl-C."""
     from central.process import start_subprocess
     from device import config as config_mod
+    from device.assembly import OUTPUT_FACTORIES, build_kiosk
     from device.camera import CameraError
-    from device.daemon import Kiosk
+    from device.outputs.feedback import Feedback
 
     try:
         _check_options(args)
@@ -691,16 +656,13 @@ def main(args, out: TextIO = sys.stdout) -> int:
                 source = f"file:{video}"
 
             cfg = config_mod.load(_write_config(folder, source, args.pace, central.url, central.token_file, args.unmask, public_key), environ={})
-            feedback = _make_feedback(cfg, terminal)
-            if feedback is not None:
-                stack.callback(feedback.close)  # idempotent: the kiosk closes it after its last event
-
             printer = EventPrinter(terminal, SIGNALS, truths, args.unmask)
-            kiosk = Kiosk.from_config(cfg, outputs=[printer] + ([feedback] if feedback is not None else []))
-            watcher = DeliveryWatcher(Path(cfg.outbox.path), cfg.kiosk.id, terminal, args.unmask).start()
-            stack.callback(watcher.stop)
+            # The kiosk `kiosk run` builds (feedback on mock pins), with the printer as one more output.
+            kiosk = build_kiosk(cfg, outputs=[printer], output_factories=[_noted(f, terminal) for f in OUTPUT_FACTORIES])
+            stack.callback(kiosk.close)  # a no-op once it has run
 
-            gpio = "mock GPIO, real feedback code" if feedback is not None else "mock GPIO (feedback shown as text)"
+            feedback = any(isinstance(output, Feedback) for output in kiosk.outputs.outputs)
+            gpio = "mock GPIO, real feedback code" if feedback else "mock GPIO (feedback shown as text)"
             pace = "" if live else f" (pace {args.pace})"
             terminal.event("kiosk", f"daemon started: camera {cfg.camera.source}{pace}, {gpio}")
             if live:
@@ -713,7 +675,6 @@ def main(args, out: TextIO = sys.stdout) -> int:
             if not interrupted and not live:
                 terminal.event("kiosk", f"video played ({kiosk.counters.frames} frames scanned); outbox drained" if run_code == 0
                                else f"video played; outbox NOT drained within {DRAIN_TIMEOUT_S:g} s")
-            watcher.stop()
 
             try:
                 central_ids = Counter(item["id"] for item in central.identifications())
@@ -721,8 +682,10 @@ def main(args, out: TextIO = sys.stdout) -> int:
             except OSError as e:
                 central_ids, central_refusal_ids = Counter(), Counter()
                 terminal.event("central", f"cannot list what the central holds: {e}")
+            # The run has returned: every event has reached the printer (the outputs are closed).
+            records = printer.final_records(pending_reason=kiosk.forwarder.last_error)
             verdict = judge(None if interrupted else truths, printer.identified_seen, printer.not_cards,
-                            watcher.records, central_ids, run_code=run_code, faults=kiosk.faults.active(),
+                            records, central_ids, run_code=run_code, faults=kiosk.faults.active(),
                             live=live, unmask=args.unmask, replaced=REISSUED, refused=printer.refused_seen,
                             central_refusal_ids=central_refusal_ids)  # fmt: skip
             _summary(terminal, verdict, None if interrupted else truths, live, terminal.elapsed(), interrupted)

@@ -124,8 +124,9 @@ def rss_mib() -> float:
 
 
 def _kiosk(tmp: Path, source: FrameSource, central_url: str, token: str, look_every: int | None):
+    from device.assembly import make_forwarder, open_outbox
     from device.config import load
-    from device.daemon import Kiosk, make_forwarder, open_outbox
+    from device.daemon import Kiosk
     from device.pipeline import Pipeline
 
     (tmp / "kiosk.toml").write_text(
@@ -174,7 +175,7 @@ def _fast(tmp: Path, video: Path, raw: bool, look_every: int | None, frames: int
     class Sampler(Output):
         next_at = 1
 
-        def frame(self, result, frame_index):
+        def on_frame(self, event):
             # Runs off the scan thread, so the count may have moved on (and frame events
             # may be dropped): sample at the first event at or past each step.
             n = kiosk.counters.frames
