@@ -123,19 +123,19 @@ def test_a_copy_the_scan_loop_cannot_read_is_one_fault_that_stays_until_a_lookup
     the supervisor's. The copy's cards cannot be read (as a damaged page would do) while its
     version and age still can: the fault stays raised across housekeeping turns, told once, and
     clears once a lookup works again; the copy's own fault is never raised (it is current)."""
-    from conftest import Recorder
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from device.card import Card
     from device.daemon.faults import REVOCATIONS, FaultRegistry
     from device.daemon.scan_loop import ScanLoop
     from device.daemon.supervisor import Supervisor, SupervisorSettings
+    from device.events import FaultCleared, FaultRaised
     from device.revocations.document import ReplacedList
     from device.revocations.store import ReplacedCards
     from device.revocations.sync import RevocationSync
 
-    told = Recorder()
-    faults = FaultRegistry(told)
+    told = []  # every event the registry published
+    faults = FaultRegistry(told.append)
     copy = ReplacedCards(tmp_path / "revocations.db")
     copy.apply(ReplacedList(version=1, complete=True, since=None, issued_at="2026-12-02T08:00:00Z", cards={LOST: 2}), key_id="k1")
     key = Ed25519PrivateKey.generate().public_key()
@@ -154,11 +154,11 @@ def test_a_copy_the_scan_loop_cannot_read_is_one_fault_that_stays_until_a_lookup
         lookup = [message for message in faults.active().values() if "cannot check the replaced-card list" in message]
         assert len(lookup) == 1, faults.active()
     assert REVOCATIONS not in faults.active()
-    assert [entry for entry in told.log if entry[0] == "cleared"] == [] and len(told.log) == 1  # told once, never cleared
+    assert [type(event) for event in told] == [FaultRaised]  # told once, never cleared
 
     damage.execute("ALTER TABLE cards_unreadable RENAME TO cards")
     damage.commit()
     assert loop._replaced_by(Card("v1", LOST, 1)) == 2
-    assert faults.active() == {} and told.log == [("fault", told.log[0][1]), ("cleared", told.log[0][1])]
+    assert faults.active() == {} and [(type(e), e.name) for e in told] == [(FaultRaised, told[0].name), (FaultCleared, told[0].name)]
     damage.close()
     copy.close()
