@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from gpiozero import LED, Device
 from gpiozero.pins.mock import MockFactory
+from support.waiting import wait_until
 
 from device.config import Config, FeedbackSection
 from device.outputs import EVENTS, Output
@@ -53,16 +54,8 @@ def states(factory, pin) -> list[bool]:
     return [bool(s.state) for s in factory.pin(pin).states]
 
 
-def wait_for(condition, what: str, deadline_s: float = 5.0):
-    end = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
-
-
 def wait_states(factory, pin, expected: list[bool]):
-    wait_for(lambda: states(factory, pin) == expected, f"{pin} to go {expected}, it went {states(factory, pin)}")
+    wait_until(lambda: states(factory, pin) == expected, what=f"{pin} to go {expected}", detail=lambda: f"it went {states(factory, pin)}")
     assert states(factory, pin) == expected
 
 
@@ -100,12 +93,12 @@ def test_amber_blinks_while_any_fault_is_active_and_stops_when_all_clear(factory
     with Feedback(section(), pin_factory=factory, timings=FAST) as feedback:
         feedback.fault("camera", "no frames for 5 s")
         feedback.fault("outbox", "disk full")
-        wait_for(lambda: rises(factory, "GPIO22") >= 3, "amber to blink")
+        wait_until(lambda: rises(factory, "GPIO22") >= 3, what="amber to blink")
         assert feedback.faults == ("camera", "outbox")
 
         feedback.fault_cleared("camera")
         blinks = rises(factory, "GPIO22")
-        wait_for(lambda: rises(factory, "GPIO22") >= blinks + 2, "amber to keep blinking with one fault left")
+        wait_until(lambda: rises(factory, "GPIO22") >= blinks + 2, what="amber to keep blinking with one fault left")
 
         feedback.fault_cleared("outbox")
         assert not factory.pin("GPIO22").state
@@ -126,7 +119,7 @@ def test_button_press_calls_on_button_once(factory):
         assert button.state  # pulled up: released
         button.drive_low()
         button.drive_high()
-        wait_for(lambda: presses, "on_button")
+        wait_until(lambda: presses, what="on_button")
         assert presses == [1]
 
 

@@ -6,16 +6,13 @@ leaves them: a config file mode 0600, an outbox folder mode 0700.
 
 from __future__ import annotations
 
-import grp
 import os
 import pwd
-import shutil
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
-from unprivileged import kiosk_as_nobody, technicians_group  # noqa: F401 (a fixture)
+from support.unprivileged import kiosk_as_nobody
 
 from device import config as config_mod
 from device import status

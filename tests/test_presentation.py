@@ -7,7 +7,9 @@ videos (file camera, fast pace), counting what reaches the reference central.
 import threading
 
 import pytest
-from conftest import CENTRAL_TOKEN, run_kiosk, write_config
+from support.central import CENTRAL_TOKEN
+from support.config import write_config
+from support.kiosk import run_kiosk
 
 from device.card import Card
 from device.outputs import Output
