@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
-import time
 from pathlib import Path
 
 import pytest

@@ -2,7 +2,7 @@
 
 A central that trickles its answer one byte a second holds a request far longer than any wait
 here (its deadline is 35 s with the default timeouts, the answer 100000 s): a daemon that stops
-within the generous waits of :class:`kiosk_processes.Daemon` abandoned the request in flight, it
+within the generous waits of :class:`support.daemon.Daemon` abandoned the request in flight, it
 did not wait it out.
 """
 

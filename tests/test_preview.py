@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 
 import cv2
 import numpy as np
@@ -32,6 +31,8 @@ from device.pipeline import Pipeline
 
 #: Generous: a busy 2-core machine, a browser starting, a video decoding in real time.
 DEADLINE_S = 90.0
+#: How the tests here wait: up to DEADLINE_S, asking ten times a second (a page, an HTTP request).
+PATIENT = {"timeout_s": DEADLINE_S, "every_s": 0.1}
 #: How chromium must start as root on a machine without network (see the module's docstring).
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -114,7 +115,7 @@ def test_nothing_is_drawn_or_encoded_while_nobody_watches(preview):
     assert preview.encodes >= 1
     stream.close()
     # The watcher is gone once a write to it fails; from then on frames cost no drawing again.
-    wait_until(lambda: feed(preview, 1, start=41) or preview.watchers == 0, what="the closed stream noticed", timeout_s=DEADLINE_S, every_s=0.1)
+    wait_until(lambda: feed(preview, 1, start=41) or preview.watchers == 0, what="the closed stream noticed", **PATIENT)
     drawn = preview.encodes
     feed(preview, 40, start=100)
     assert preview.encodes == drawn
@@ -274,7 +275,7 @@ def test_kiosk_preview_shows_the_camera_live_in_a_browser(direct_preview, browse
     view = page.locator("#view")
     page.wait_for_function("() => document.getElementById('view').naturalWidth > 0")
     first = view.screenshot()
-    wait_until(lambda: view.screenshot() != first, what="the image in the page changed", timeout_s=DEADLINE_S, every_s=0.1)
+    wait_until(lambda: view.screenshot() != first, what="the image in the page changed", **PATIENT)
     # The figures the page shows: a frame rate, a sharpness number, where it was measured.
     page.wait_for_function("() => parseFloat(document.getElementById('fps').textContent) > 0")
     page.wait_for_function("() => /^[0-9]+$/.test(document.getElementById('sharpness').textContent)")
@@ -327,8 +328,7 @@ def test_the_daemon_serves_the_live_view_and_kiosk_preview_says_where(tmp_path, 
         cfg = write_config(tmp_path / "kiosk.toml", **sections, preview={"enabled": True, "port": port})
         daemon = subprocess.Popen(kiosk_cmd("run", "--config", str(cfg)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
         try:
-            seen = wait_until(lambda: (f := figures(port)) and f["frames"] > 0 and f, what="the daemon's live view answered with frames",
-                              timeout_s=DEADLINE_S, every_s=0.1)
+            seen = wait_until(lambda: (f := figures(port)) and f["frames"] > 0 and f, what="the daemon's live view with frames", **PATIENT)
             assert seen["kiosk"] == "kiosk-aim-2" and seen["frames_drawn"] == 0  # nobody watched yet: nothing drawn
             stream = get(port, "/stream.mjpg")
             images = read_jpegs(stream, 2)
@@ -336,9 +336,9 @@ def test_the_daemon_serves_the_live_view_and_kiosk_preview_says_where(tmp_path, 
             assert all(image.shape == (360, 640, 3) for image in images)
             after = figures(port)
             assert after["frames_drawn"] >= 2 and after["sharpness"] is not None and after["fps"] > 0
-            wait_until(lambda: figures(port)["zone"], what="the card read, and its zone shown", timeout_s=DEADLINE_S, every_s=0.1)
+            wait_until(lambda: figures(port)["zone"], what="the card read, and its zone shown", **PATIENT)
 
-            wait_until(lambda: status.read_status(runtime).running, what="the daemon's status file", timeout_s=DEADLINE_S, every_s=0.1)
+            wait_until(lambda: status.read_status(runtime).running, what="the daemon's status file", **PATIENT)
             said = run_kiosk("preview", "--config", str(cfg))
             assert said.returncode == 0, said.stderr
             assert f"http://127.0.0.1:{port}/" in said.stdout and f"ssh -L {port}:localhost:{port} " in said.stdout

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
-from support.kiosk import REPO
 
 from device.config import DEFAULT_PATH_ENV
+from support.kiosk import REPO
 
 
 @contextmanager
