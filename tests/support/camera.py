@@ -2,6 +2,7 @@
 unplugs, a driver that hangs. Everything behind them (sources, the scan loop) is the real code.
 
     >>> import tempfile
+    >>> from pathlib import Path
     >>> env = fake_video4linux(Path(tempfile.mkdtemp()), {"video0": ("uvcvideo", "HD Pro Webcam C920")}, {UVC_BY_ID: "video0"})
     >>> sorted(env)
     ['KIOSK_DEV_PREFIX', 'KIOSK_SYSFS_PREFIX']

@@ -6,9 +6,9 @@ or shared machine: a CI runner that is three times slower than a laptop sets 3::
 
     KIOSK_TEST_TIME_SCALE=3 .venv/bin/python -m pytest tests/test_service.py
 
-    >>> ready = []
-    >>> wait_until(lambda: ready or ready.append("yes"), what="the list to fill")
-    ['yes']
+    >>> answers = iter([None, 0, "ready"])
+    >>> wait_until(lambda: next(answers), what="the third answer", every_s=0)
+    'ready'
 """
 
 from __future__ import annotations
