@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import socket
-import time
 
-import pytest
-
-from support.waiting import DEFAULT_TIMEOUT_S, scaled
+from support.waiting import DEFAULT_TIMEOUT_S, wait_until
 
 
 def listen(tmp_path):
@@ -19,16 +16,18 @@ def listen(tmp_path):
     return sock, path
 
 
-def messages(sock, until, timeout_s=DEFAULT_TIMEOUT_S):
+def messages(sock, until, timeout_s=DEFAULT_TIMEOUT_S) -> list[str]:
     """The notify datagrams received until ``until(list)`` is true; fails after ``timeout_s`` (scaled)."""
-    got = []
-    ceiling_s = scaled(timeout_s)
-    deadline = time.monotonic() + ceiling_s
-    while not until(got):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {ceiling_s:g} s; got {got}")
+    got: list[str] = []
+
+    def enough() -> bool:
+        if until(got):
+            return True
         try:
-            got.append(sock.recv(4096).decode())
+            got.append(sock.recv(4096).decode())  # waits up to the socket's timeout
         except TimeoutError:
             pass
+        return until(got)
+
+    wait_until(enough, what="the notify messages", timeout_s=timeout_s, every_s=0, detail=lambda: f"got {got}")
     return got

@@ -10,6 +10,14 @@ is held (the central that comes back at the same address)::
         assert refused(port)
         with FakeCentral(port=port) as back:
             ...
+
+    >>> import socket
+    >>> with reserved_port() as port:
+    ...     try:
+    ...         socket.create_connection((HOST, port), timeout=5)
+    ...     except ConnectionRefusedError:
+    ...         print("refused: nobody listens")
+    refused: nobody listens
 """
 
 from __future__ import annotations
