@@ -208,15 +208,6 @@ def test_config_show_without_a_file_says_so_and_marks_computed_defaults(monkeypa
     assert tomllib.loads(shown) == sections_of(load(None, environ={}))
 
 
-def test_config_show_header_stays_a_comment_whatever_the_path_holds(tmp_path):
-    odd = tmp_path / "odd\nname"
-    odd.mkdir()
-    cfg = load(write(odd, '[kiosk]\nid = "k-1"\n'), environ={})
-    shown = config.dump(cfg)
-    assert tomllib.loads(shown)["kiosk"]["id"] == "k-1"
-    assert "odd\\nname" in shown
-
-
 def test_the_default_config_file_is_the_one_kiosk_config_file_names_and_the_tests_name_none(tmp_path):
     """Without --config the kiosk reads /etc/kiosk/kiosk.toml, or the file KIOSK_CONFIG_FILE names:
     tests/conftest.py names one that does not exist, so an installed kiosk's file changes no test."""
@@ -230,3 +221,12 @@ def test_the_default_config_file_is_the_one_kiosk_config_file_names_and_the_test
     shown = run_kiosk("config", "show", env={**os.environ, config.DEFAULT_PATH_ENV: str(bench)})
     assert f"# file: {bench}" in shown.stdout and 'id = "bench-1"  # file' in shown.stdout, shown.stdout + shown.stderr
     assert config.default_path({}) == config.DEFAULT_PATH == Path("/etc/kiosk/kiosk.toml")
+
+
+def test_config_show_header_stays_a_comment_whatever_the_path_holds(tmp_path):
+    odd = tmp_path / "odd\nname"
+    odd.mkdir()
+    cfg = load(write(odd, '[kiosk]\nid = "k-1"\n'), environ={})
+    shown = config.dump(cfg)
+    assert tomllib.loads(shown)["kiosk"]["id"] == "k-1"
+    assert "odd\\nname" in shown
