@@ -21,7 +21,7 @@ from support.cards import card_photo, empty_counter
 from support.central import CENTRAL_TOKEN
 from support.config import write_config
 from support.kiosk import REPO, kiosk_cmd, run_kiosk
-from support.ports import reserved_port
+from support.ports import occupied_port, reserved_port
 from support.waiting import wait_until
 
 from device.camera import Frame
@@ -202,10 +202,7 @@ def test_the_daemon_runs_on_without_its_live_view_when_the_port_is_taken(caplog)
 
     cfg = Config()
     assert daemon_preview(cfg) is None  # preview.enabled is off by default: no socket at all
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with occupied_port() as port:
         assert daemon_preview(replace(cfg, preview=replace(cfg.preview, enabled=True, port=port))) is None
     assert f"cannot listen on 127.0.0.1:{port}" in caplog.text and "preview.port" in caplog.text
 
@@ -295,10 +292,7 @@ def test_kiosk_preview_shows_the_camera_live_in_a_browser(direct_preview, browse
 
 def test_kiosk_preview_on_a_port_in_use_says_so(tmp_path, card_video):
     cfg = write_config(tmp_path / "kiosk.toml", kiosk={"runtime_dir": str(tmp_path / "run")}, camera={"source": f"file:{card_video}"})
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with occupied_port() as port:
         run = run_kiosk("preview", "--config", str(cfg), "--port", str(port))
     assert run.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in run.stderr and "--port" in run.stderr

@@ -6,7 +6,8 @@
   kiosk whose runtime directory and outbox live in the test's folder).
 - :mod:`support.central`: the reference central's fixtures and ``FakeCentral``, the scripted
   fake (well-behaved answers by default, a hostile mode byte by byte).
-- :mod:`support.ports`: ``reserved_port()``, a port that is the test's own, without races.
+- :mod:`support.ports`: ``reserved_port()`` (nobody listens; a server the test starts may take it)
+  and ``occupied_port()`` (another program listens), both the test's own, without races.
 - :mod:`support.kiosk`: the ``kiosk`` command as a subprocess; :mod:`support.daemon`: ``kiosk
   run`` as a process, its status, and a stand-in for its snapshot side.
 - :mod:`support.cards`, :mod:`support.barcodes`, :mod:`support.card_formats`: generated cards,

@@ -1,4 +1,4 @@
-"""A TCP port on 127.0.0.1 that is the test's own, without the race of "find a free port, close it".
+"""TCP ports on 127.0.0.1 that are the test's own, without the race of "find a free port, close it".
 
 :func:`reserved_port` binds a socket to port 0 and keeps it bound, not listening, for as long as
 the test needs the port: a connection to it is refused (a central that is down), no other program
@@ -27,6 +27,16 @@ import socket
 from typing import Iterator
 
 HOST = "127.0.0.1"
+
+
+@contextlib.contextmanager
+def occupied_port() -> Iterator[int]:
+    """A port another program listens on (and never serves) while the ``with`` block runs: one a
+    server the test starts there cannot have."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:  # no SO_REUSEADDR: nobody shares it
+        listener.bind((HOST, 0))
+        listener.listen()
+        yield listener.getsockname()[1]
 
 
 @contextlib.contextmanager
