@@ -7,7 +7,11 @@ names the file and the key::
 
     /etc/kiosk/kiosk.toml: camera.fps: expected a number, got "fast"
 
->>> cfg = load(None, environ={})
+Without ``--config`` the file is :data:`DEFAULT_PATH`, or the one ``KIOSK_CONFIG_FILE`` names
+(the tests point it at a file that does not exist, so that an installed kiosk's file never
+changes what they see).
+
+>>> cfg = load(os.devnull, environ={})  # an empty file: every value is its default
 >>> cfg.scan.repeat_window_s
 10.0
 >>> cfg.camera.source
@@ -42,6 +46,8 @@ from device.wire import MAX_BATCH, MAX_NAME_LENGTH, is_name
 #: Exit code for configuration errors (sysexits.h EX_CONFIG); systemd's unit does not restart on it.
 EXIT_CONFIG = 78
 DEFAULT_PATH = Path("/etc/kiosk/kiosk.toml")
+#: Names the config file read without ``--config`` instead of :data:`DEFAULT_PATH` (tests, a bench).
+DEFAULT_PATH_ENV = "KIOSK_CONFIG_FILE"
 #: Environment variables override a few keys a technician changes often: KIOSK_<SECTION>_<KEY>.
 ENV_PREFIX = "KIOSK_"
 
@@ -618,10 +624,20 @@ def env_name(key: str) -> str:
     return ENV_PREFIX + key.replace(".", "_").upper()
 
 
+def default_path(environ: Mapping[str, str]) -> Path:
+    """The config file read when none is given: the one :data:`DEFAULT_PATH_ENV` names, else :data:`DEFAULT_PATH`.
+
+    >>> default_path({"KIOSK_CONFIG_FILE": "/srv/bench/kiosk.toml"})
+    PosixPath('/srv/bench/kiosk.toml')
+    """
+    named = environ.get(DEFAULT_PATH_ENV)
+    return Path(named) if named else DEFAULT_PATH
+
+
 def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None, *, check_files: bool = True) -> Config:
     """Read, check and complete the configuration.
 
-    ``path=None`` reads :data:`DEFAULT_PATH` when it exists and uses the defaults when it does not
+    ``path=None`` reads :func:`default_path` when it exists and uses the defaults when it does not
     (a development machine); a path given explicitly must exist. Environment overrides
     (``KIOSK_CAMERA_SOURCE`` and the other keys marked so in the schema) win over the file.
     Raises :class:`ConfigError` naming the file and key. ``check_files=False`` skips the checks of
@@ -630,8 +646,8 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
     environ = os.environ if environ is None else environ
     data: dict[str, Any] = {}
     source = ""
-    if path is None and DEFAULT_PATH.exists():
-        path = DEFAULT_PATH
+    if path is None and default_path(environ).exists():
+        path = default_path(environ)
     if path is not None:
         source = str(path)
         try:

@@ -7,7 +7,8 @@ a new output is one more factory; and a part that cannot start leaves nothing op
 from __future__ import annotations
 
 import pytest
-from conftest import CENTRAL_TOKEN, write_config
+from support.central import CENTRAL_TOKEN
+from support.config import write_config
 
 from device.assembly import OUTPUT_FACTORIES, build_kiosk
 from device.config import ConfigError, load

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from conftest import run_kiosk
+from support.kiosk import run_kiosk
 
 from device.tools.bench import resolution
 

@@ -6,7 +6,8 @@
 import re
 
 import cv2
-from conftest import card_photo, contracts, empty_counter, run_kiosk
+from support.cards import card_photo, contracts, empty_counter
+from support.kiosk import run_kiosk
 
 
 def test_bench_loop_compares_the_pipeline_with_raw_zxing_on_the_same_frames(tmp_path):

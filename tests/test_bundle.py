@@ -18,13 +18,15 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
 import cv2
 import numpy as np
-from conftest import card_photo, contracts, run_kiosk, write_config
-from status_samples import daemon_status, delivery_health
-from test_camera import UVC_BY_ID, fake_video4linux
-from test_diag_camera import AnsweringDaemon
+import pytest
+from support.camera import UVC_BY_ID, fake_video4linux
+from support.cards import card_photo, contracts
+from support.config import kiosk_config, write_config
+from support.daemon import AnsweringDaemon
+from support.kiosk import run_kiosk
+from support.status import daemon_status, delivery_health
 
 from device import status
 from device.bundle import SNAPSHOT_FILE
@@ -66,11 +68,10 @@ def kiosk_with_identifications(tmp_path, card_folder, central_factory, cards, *,
         token_file.write_text(token + "\n")
         token_file.chmod(0o640)
         api["token_file"] = str(token_file)
-    cfg = write_config(
-        tmp_path / "kiosk.toml",
-        kiosk={"id": "kiosk bundle/1", "site": "Riga 5", "runtime_dir": str(tmp_path / "run")},
-        camera={"source": f"file:{card_folder(cards)}", "pace": "fast"},
-        outbox={"path": str(tmp_path / "outbox.db")},
+    cfg = kiosk_config(
+        tmp_path,
+        source=f"file:{card_folder(cards)}",
+        kiosk={"id": "kiosk bundle/1", "site": "Riga 5"},
         api=api,
         log={"unmask": True},  # whole contracts in the daemon's log: the bundle must mask them
     )

@@ -12,11 +12,12 @@ import logging
 import os
 import sys
 import threading
-import time
 
 import cv2
 import numpy as np
 import pytest
+from support.camera import UVC_BY_ID, fake_video4linux
+from support.waiting import wait_until
 
 from device.camera import CameraError, open_source
 from device.camera.file import FileSource, iter_frames, media_kind
@@ -24,7 +25,6 @@ from device.camera.focus import FocusSettings
 from device.camera.grabber import FrameGrabber
 from device.camera.picamera2 import MISSING_MESSAGE, Picamera2Source
 from device.camera.v4l2 import V4L2Source, device_path
-
 
 # -- media written by the tests ------------------------------------------------------------------
 
@@ -248,15 +248,6 @@ def test_v4l2_accepts_numbers_and_paths():
 
 
 # -- live cameras: a fake device the test controls --------------------------------------------------
-
-
-def wait_until(predicate, timeout: float = 5.0, what: str = "condition"):
-    """Poll ``predicate`` until true; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def serial_of(frame) -> int:
@@ -711,7 +702,7 @@ def test_picamera2_stall_is_recovered_without_stop_and_says_when_a_reboot_is_the
         wait_until(lambda: stalled.closed, what="the stalled camera closed")
         assert stalled.calls[-2:] == ["cancel_all_and_flush", "close"] and "stop" not in stalled.calls
         # The grab thread records the error once the close returned: wait for it, do not race it.
-        wait_until(lambda: "stalled" in (source.stats().last_error or ""), timeout=15, what="the stall reported")
+        wait_until(lambda: "stalled" in (source.stats().last_error or ""), timeout_s=15, what="the stall reported")
         assert "reboot" in source.stats().last_error
         wait_until(lambda: len(picamera2_class.instances) >= 2, what="the camera reopened")
         world.emit()
@@ -945,30 +936,6 @@ def test_v4l2_in_yuyv_keeps_opencvs_conversion(world):
         assert frame.decoded and capture.controls[cv2.CAP_PROP_CONVERT_RGB] == 1
 
 
-def fake_video4linux(root, nodes: dict[str, tuple[str, str]], by_id: dict[str, str]):
-    """A fake /sys/class/video4linux and /dev (with /dev/v4l/by-id links) under ``root``.
-
-    ``nodes``: video node -> (driver, name), e.g. "video0": ("unicam", "unicam-image").
-    ``by_id``: by-id link name -> video node.
-    """
-    dev, sys_ = root / "dev", root / "sys"
-    (dev / "v4l" / "by-id").mkdir(parents=True)
-    for node, (driver, name) in nodes.items():
-        (dev / node).touch()
-        entry = sys_ / "class" / "video4linux" / node
-        drivers = sys_ / "bus" / "platform" / "drivers" / driver
-        drivers.mkdir(parents=True, exist_ok=True)
-        (entry / "device").mkdir(parents=True)
-        (entry / "device" / "driver").symlink_to(drivers)
-        (entry / "name").write_text(name + "\n")
-    for link, node in by_id.items():
-        (dev / "v4l" / "by-id" / link).symlink_to(f"../../{node}")
-    return {"KIOSK_SYSFS_PREFIX": str(root), "KIOSK_DEV_PREFIX": str(root)}
-
-
-UVC_BY_ID = "usb-046d_HD_Pro_Webcam_C920_1234ABCD-video-index0"
-
-
 @pytest.fixture
 def pi4_with_csi_and_webcam(tmp_path, monkeypatch):
     """A Pi 4 with a CSI camera module (unicam is /dev/video0) and a USB webcam (/dev/video2)."""
@@ -1010,7 +977,7 @@ def csi_receiver_config(tmp_path, pi4_with_csi_and_webcam):
     """(kiosk.toml, environment): that Pi 4 configured with camera.source = v4l2:/dev/video0 (the CSI
     receiver, a kiosk whose webcam was plugged in after a camera module), its outbox holding one
     identification."""
-    from conftest import write_config
+    from support.config import write_config
 
     from device.card import Card
     from device.outbox import Outbox
@@ -1025,7 +992,7 @@ def csi_receiver_config(tmp_path, pi4_with_csi_and_webcam):
 
 
 def test_config_check_and_run_refuse_the_csi_receiver_alike(csi_receiver_config):
-    from conftest import run_kiosk
+    from support.kiosk import run_kiosk
 
     from device.config import EXIT_CONFIG
 
@@ -1041,7 +1008,7 @@ def test_config_check_and_run_refuse_the_csi_receiver_alike(csi_receiver_config)
 def test_status_and_queue_still_run_where_the_source_is_the_csi_receiver_and_diag_camera_says_why(csi_receiver_config):
     # The commands that diagnose a kiosk must run on the one whose camera is wrong: the check of
     # the device is the camera's (when it opens) and the config's for `run` and `config check`.
-    from conftest import run_kiosk
+    from support.kiosk import run_kiosk
 
     path, env = csi_receiver_config
     status = run_kiosk("status", "--config", str(path), env=env)

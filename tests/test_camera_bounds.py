@@ -12,8 +12,8 @@ import zlib
 import cv2
 import numpy as np
 import pytest
+from support.kiosk import kiosk_cmd
 
-from conftest import kiosk_cmd
 from device.camera import CameraError
 from device.camera.file import MAX_IMAGE_PIXELS, FileSource, iter_frames, load_image
 

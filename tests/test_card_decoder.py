@@ -8,45 +8,17 @@ benchmark photographs.
 
 from __future__ import annotations
 
-import barcode
-import cv2
 import numpy as np
 import pytest
+from support.barcodes import modules_from_values, modules_of, one_bar_off, strip, upright_crop
 
 from device.card import CARD_V1, Card
-from device.vision.card_decoder import PATTERNS, CardDecoder, layouts_for
+from device.vision.card_decoder import CardDecoder, layouts_for
 from device.vision.decoders import make_decoder
 from device.vision.scanner import Scanner
 
 DECODER = CardDecoder(layouts_for([CARD_V1]))
 ZXING = make_decoder("zxing-cpp", ("Code128",))
-
-
-def modules_of(text: str) -> str:
-    """The '1'/'0' modules of ``text`` as python-barcode encodes it (what our cards carry)."""
-    return barcode.Code128(text).build()[0]
-
-
-def strip(modules: str, module_px: float, *, blur: float, noise: float, seed: int, quiet: int = 12) -> np.ndarray:
-    """The bars as a camera at ``module_px`` pixels per module sees them (grey, level)."""
-    rng = np.random.default_rng(seed)
-    bits = np.array([0] * quiet + [int(c) for c in modules] + [0] * quiet, np.float32)
-    fine = np.repeat(1.0 - bits, 10)[None, :].repeat(60, axis=0) * 215.0 + 30.0
-    k = module_px / 10.0
-    if blur:
-        fine = cv2.GaussianBlur(fine, (0, 0), sigmaX=blur / k, sigmaY=0.1)
-    # A sub-pixel offset: bar edges do not fall on pixel borders in a camera.
-    m = np.float32([[1, 0, rng.uniform(0, 10)], [0, 1, 0]])
-    fine = cv2.warpAffine(fine, m, (fine.shape[1], fine.shape[0]), borderMode=cv2.BORDER_REPLICATE)
-    small = cv2.resize(fine, (round(fine.shape[1] * k), max(12, round(60 * k * 0.4))), interpolation=cv2.INTER_AREA)
-    small = small + rng.normal(0.0, noise, small.shape)
-    return np.clip(small, 0, 255).astype(np.uint8)
-
-
-def upright_crop(grey: np.ndarray, module_px: float) -> np.ndarray:
-    """Enlarged across the bars as the locator does for fine modules."""
-    kx = min(3.0, 3.5 / module_px)
-    return cv2.resize(grey, (round(grey.shape[1] * kx), grey.shape[0]), interpolation=cv2.INTER_CUBIC)
 
 
 def payloads(n: int, seed: int = 5) -> list[str]:
@@ -78,18 +50,6 @@ def test_reads_upside_down():
     grey = strip(modules_of(text), 1.4, blur=0.7, noise=2.0, seed=3)
     result = DECODER.decode(upright_crop(grey[:, ::-1].copy(), 1.4))
     assert result is not None and result.text == text and result.reversed
-
-
-def one_bar_off(modules: str, symbol: int) -> str:
-    """``modules`` with one edge inside symbol ``symbol`` moved by one module (a bar one wider,
-    the space beside it one narrower): no longer a Code 128 symbol."""
-    start = 11 * symbol
-    cells = list(modules)
-    for i in range(start + 1, start + 10):
-        if cells[i] == "1" and cells[i + 1] == "0" and cells[i + 2] == "0":
-            cells[i + 1] = "1"
-            return "".join(cells)
-    raise AssertionError("no bar followed by a wide space in that symbol")
 
 
 @pytest.mark.parametrize("module_px", [1.3, 2.0])
@@ -144,12 +104,6 @@ def test_scanner_reads_a_low_resolution_card_in_a_frame():
         read_before += any(s.text == text for s in without.decode(frame))
     assert read >= 3
     assert read > read_before
-
-
-def modules_from_values(values: list[int]) -> str:
-    """The modules of Code 128 symbol values (start first), with their check and the stop."""
-    check = (values[0] + sum(i * v for i, v in enumerate(values) if i)) % 103
-    return "".join("".join(("1" if j % 2 == 0 else "0") * int(w) for j, w in enumerate(PATTERNS[v])) for v in [*values, check, 106])
 
 
 def test_reads_a_card_an_encoder_started_in_code_set_a():

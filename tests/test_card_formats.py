@@ -1,4 +1,4 @@
-"""Card formats as data that flows end to end: a second format (tests/card_formats.py, "XU"),
+"""Card formats as data that flows end to end: a second format (tests/support/card_formats.py, "XU"),
 enabled by config, read from a rendered video by the daemon, delivered with its name to the
 reference central, which checks it by that format."""
 
@@ -6,9 +6,9 @@ import dataclasses
 import threading
 
 import pytest
-from card_formats import CENTRAL_FORMAT, XU
-from central_fixtures import CENTRAL_TOKEN, central_factory  # noqa: F401
-from conftest import run_kiosk, write_config
+from support.card_formats import CENTRAL_FORMAT, XU
+from support.config import QUICK_RETRY, kiosk_config, write_config
+from support.kiosk import run_kiosk
 
 from device.card import CARD_V1, Card, Rejection, formats_named, identify, register_format
 from device.config import EXIT_CONFIG, ConfigError, load
@@ -32,7 +32,7 @@ def test_a_name_is_registered_once():
 
 
 def test_card_formats_default_to_v1_and_unknown_names_stop_with_the_key(tmp_path):
-    assert load(None, environ={}).scan.card_formats == ["v1"]
+    assert load(write_config(tmp_path / "empty.toml"), environ={}).scan.card_formats == ["v1"]
     assert load(write_config(tmp_path / "a.toml", scan={"card_formats": ["v1", "xu"]}), environ={}).scan.card_formats == ["v1", "xu"]
     with pytest.raises(ConfigError, match=r"scan\.card_formats: unknown card format 'zz'"):
         load(write_config(tmp_path / "b.toml", scan={"card_formats": ["v1", "zz"]}), environ={})
@@ -48,7 +48,7 @@ def test_kiosk_config_check_exits_78_naming_an_unknown_format(tmp_path):
     assert "scan.card_formats" in run.stderr and "'xu'" in run.stderr
 
 
-def test_a_v1_and_an_xu_card_go_from_video_through_the_daemon_to_the_central_with_their_formats(tmp_path, central_factory):  # noqa: F811
+def test_a_v1_and_an_xu_card_go_from_video_through_the_daemon_to_the_central_with_their_formats(tmp_path, central_factory):
     from device.assembly import build_kiosk
     from device.tools.synth.video import Presentation, write_presentation_video
 
@@ -58,13 +58,13 @@ def test_a_v1_and_an_xu_card_go_from_video_through_the_daemon_to_the_central_wit
     truths = write_presentation_video(video, shown, seed=3)
     assert [t.is_card for t in truths] == [True, True]
     cfg = load(
-        write_config(
-            tmp_path / "kiosk.toml",
+        kiosk_config(
+            tmp_path,
+            central=central,
+            source=f"file:{video}",
             kiosk={"id": "kiosk-formats", "site": "Riga Centre 3"},
-            camera={"source": f"file:{video}", "pace": "fast"},
-            outbox={"path": str(tmp_path / "outbox.db")},
             scan={"card_formats": ["v1", "xu"]},
-            api={"url": central.url, "token": CENTRAL_TOKEN, "backoff_base_s": 0.05, "backoff_cap_s": 0.5},
+            api=QUICK_RETRY,
         ),
         environ={},
     )

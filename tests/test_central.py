@@ -12,22 +12,17 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.central import CENTRAL_TOKEN
+from support.waiting import wait_until
 
-import central_fixtures
 from central.contract import MAX_BATCH, record_problem
 from central.server import start_subprocess
-from central_fixtures import CENTRAL_TOKEN
-
-# The shared fixtures, made visible to pytest in this module.
-central = central_fixtures.central
-central_factory = central_fixtures.central_factory
 
 KIOSK = {"id": "kiosk-7", "site": "Riga, Brivibas 5"}
 TIMEOUT = (5, 30)
@@ -59,14 +54,6 @@ def statuses(response) -> list[str]:
 
 def held(server) -> dict[str, dict]:
     return {r["id"]: r for r in server.identifications()}
-
-
-def wait_until(condition, timeout: float = 30.0) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` s (a deadline, not a sleep to sync on)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached before the deadline"
-        time.sleep(0.02)
 
 
 def assert_json_error(response, code: int) -> None:
@@ -414,7 +401,7 @@ def test_latency_beyond_the_read_timeout_times_out_then_the_batch_is_stored(cent
     with pytest.raises(requests.ReadTimeout):
         post(server, [record], timeout=(5, 0.2))
     # Late, but stored (listing is not delayed): the kiosk's retry will be a duplicate.
-    wait_until(lambda: record["id"] in held(server))
+    wait_until(lambda: record["id"] in held(server), what="the late batch stored")
     assert held(server)[record["id"]]["receipts"] == 1
 
 

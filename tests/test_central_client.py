@@ -4,6 +4,22 @@ import re
 import threading
 
 import pytest
+from support.central import (
+    FakeCentral,
+    answer,
+    answer_json,
+    endless_continue,
+    hang,
+    html_error,
+    never_read,
+    reset,
+    stall_after_headers,
+    trickle_body,
+    trickle_headers,
+    unavailable,
+    well_behaved,
+)
+from support.ports import reserved_port
 
 from device.central_client import (
     HEALTH_PATH,
@@ -22,16 +38,6 @@ from device.central_client import (
 from device.clock import FakeClock, parse_utc
 from device.config import ApiSection, Config, ConfigError, load
 from device.diag import check_central
-from hostile_central import (
-    HostileCentral,
-    answer_json,
-    endless_continue,
-    never_read,
-    stall_after_headers,
-    trickle_body,
-    trickle_headers,
-)
-from http_fixtures import StubCentral, answer, central, free_port, hang, html_error, reset, unavailable
 
 TOKEN = "test-token"
 EMPTY_BATCH = {"kiosk": {"id": "riga-5-1", "site": "Riga 5"}, "identifications": []}
@@ -48,12 +54,12 @@ def with_health(ex):
     if ex.request.path == HEALTH_PATH:
         ex.send(200, {"status": "ok"})
     else:
-        central(ex)
+        well_behaved(ex)
 
 
 @pytest.fixture
 def stub():
-    with StubCentral(token=TOKEN) as server:
+    with FakeCentral(token=TOKEN) as server:
         server.default = with_health
         yield server
 
@@ -138,8 +144,7 @@ def test_retry_after_parsing():
 
 
 def test_connection_refused_names_the_host_and_port():
-    port = free_port()
-    with pytest.raises(CentralUnreachable) as down:
+    with reserved_port() as port, pytest.raises(CentralUnreachable) as down:
         client_for(f"http://127.0.0.1:{port}").get_json(HEALTH_PATH)
     assert str(down.value) == f"cannot reach the central: connection refused by 127.0.0.1:{port}" and down.value.status is None
     assert down.value.next_step == "is the central up? check api.url and the firewall"
@@ -166,7 +171,7 @@ def test_a_connection_cut_before_the_answer(stub):
 
 def test_tls_is_verified_against_the_configured_ca_bundle():
     try:
-        server = StubCentral(token=TOKEN, https=True)
+        server = FakeCentral(token=TOKEN, https=True)
     except FileNotFoundError:
         pytest.skip("the openssl command is needed to make a test certificate")
     with server:
@@ -179,12 +184,13 @@ def test_tls_is_verified_against_the_configured_ca_bundle():
 
 
 def test_proxies_from_the_environment_are_ignored(stub, monkeypatch):
-    dead_proxy = f"http://127.0.0.1:{free_port()}"
-    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.setenv(name, dead_proxy)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    assert client_for(stub.url).get_json(HEALTH_PATH).data == {"status": "ok"}
+    with reserved_port() as port:
+        dead_proxy = f"http://127.0.0.1:{port}"
+        for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(name, dead_proxy)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        assert client_for(stub.url).get_json(HEALTH_PATH).data == {"status": "ok"}
 
 
 # --- the total deadline: a hostile central cannot hold a request ------------------------------------
@@ -224,7 +230,7 @@ def outcome_within(seconds, call):
 def test_a_hostile_central_cannot_hold_a_request_past_its_deadline(behaviour, error, cause):
     # A 100 MB body: more than the socket buffers hold, so a server that never reads blocks the send.
     batch = {**EMPTY_BATCH, "padding": "x" * 100_000_000} if behaviour.__qualname__.startswith("never_read") else EMPTY_BATCH
-    with HostileCentral(behaviour) as server:
+    with FakeCentral(hostile=behaviour) as server:
         client = client_for(server.url, connect_timeout_s=0.4, read_timeout_s=1.0)  # deadline 2.4 s
         raised = outcome_within(GENEROUS_S, lambda: client.post_json(IDENTIFICATIONS_PATH, batch))
     assert type(raised) is error and re.fullmatch(cause, str(raised)), raised
@@ -233,7 +239,7 @@ def test_a_hostile_central_cannot_hold_a_request_past_its_deadline(behaviour, er
 
 def test_the_deadline_holds_over_tls_too():
     try:
-        server = HostileCentral(trickle_body(every_s=0.2), https=True)
+        server = FakeCentral(hostile=trickle_body(every_s=0.2), https=True)
     except FileNotFoundError:
         pytest.skip("the openssl command is needed to make a test certificate")
     with server:
@@ -244,7 +250,7 @@ def test_the_deadline_holds_over_tls_too():
 
 
 def test_a_connection_that_answered_in_time_is_reused_after_a_cut_one():
-    with HostileCentral(answer_json()) as server:
+    with FakeCentral(hostile=answer_json()) as server:
         server.then(trickle_body(every_s=0.2))
         client = client_for(server.url, connect_timeout_s=0.4, read_timeout_s=1.0)
         assert isinstance(outcome_within(GENEROUS_S, lambda: client.post_json(IDENTIFICATIONS_PATH, EMPTY_BATCH)), CentralTooSlow)
@@ -255,7 +261,7 @@ def test_a_connection_that_answered_in_time_is_reused_after_a_cut_one():
 
 def test_cancel_abandons_a_request_in_flight_long_before_its_deadline():
     cancel = threading.Event()
-    with HostileCentral(trickle_body(every_s=0.5)) as server:
+    with FakeCentral(hostile=trickle_body(every_s=0.5)) as server:
         client = client_for(server.url, connect_timeout_s=5, read_timeout_s=60)  # deadline 125 s
         threading.Thread(target=lambda: server.request_arrived.wait(GENEROUS_S) and cancel.set(), daemon=True).start()
         raised = outcome_within(GENEROUS_S, lambda: client.post_json(IDENTIFICATIONS_PATH, EMPTY_BATCH, cancel=cancel))
@@ -271,7 +277,7 @@ def test_cancel_abandons_a_request_in_flight_long_before_its_deadline():
 
 @pytest.mark.parametrize("userinfo", ["kiosk:s3cret", "kiosk", ":s3cret", ""])
 def test_a_url_with_credentials_is_refused_without_showing_them(userinfo):
-    with HostileCentral(answer_json()) as server:
+    with FakeCentral(hostile=answer_json()) as server:
         url = server.url.replace("://", f"://{userinfo}@")
         with pytest.raises(ConfigError) as refused:
             client_for(url)
@@ -283,7 +289,7 @@ def test_a_url_with_credentials_is_refused_without_showing_them(userinfo):
 
 def test_only_the_bearer_token_is_ever_sent(tmp_path, monkeypatch):
     """Not .netrc (the environment is ignored), not a user name and password that reach the session in a URL."""
-    with HostileCentral(answer_json({"status": "ok"})) as server:
+    with FakeCentral(hostile=answer_json({"status": "ok"})) as server:
         netrc = tmp_path / ".netrc"
         netrc.write_text("machine 127.0.0.1 login kiosk password s3cret\n")
         netrc.chmod(0o600)
@@ -348,7 +354,8 @@ def test_diag_central_ok_refused_no_token_and_down(stub, tmp_path):
     assert (refused.reachable, refused.token_accepted) == (True, False) and "token REFUSED" in refused.detail
     no_token = check_central(client_for(stub.url, token="", token_file=str(tmp_path / "none")), "k", "")
     assert (no_token.reachable, no_token.token_accepted) == (True, False) and "no token" in no_token.detail
-    down = check_central(client_for(f"http://127.0.0.1:{free_port()}"), "k", "")
+    with reserved_port() as port:
+        down = check_central(client_for(f"http://127.0.0.1:{port}"), "k", "")
     assert not down.reachable and down.detail.startswith("cannot reach the central: connection refused by 127.0.0.1:")
     stub.then(answer(500, {"error": "database locked"}))
     sick = check_central(client_for(stub.url), "k", "")

@@ -56,7 +56,8 @@ def test_output_to_a_reader_that_went_away_ends_quietly(tmp_path, words):
     import signal
 
     import cv2
-    from conftest import card_photo, contracts, write_config
+    from support.cards import card_photo, contracts
+    from support.config import write_config
 
     from device.card import Card
     from device.outbox import Outbox

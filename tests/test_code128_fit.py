@@ -1,7 +1,7 @@
 """The general Code 128 fit on rendered low-resolution codes of any text: reads keystoned codes
 zxing-cpp does not, refuses near-misses, never reads what is no Code 128.
 
-Codes are rendered as tests/test_card_decoder.py renders cards (module by module, blurred,
+Codes are rendered as tests/support/barcodes.py renders cards (module by module, blurred,
 shrunk to about 1.3 px per module, noise), then seen at a slant (a perspective warp: the bars
 fan out and the pitch shrinks along the code) and pasted into a 640x480 frame for the whole
 pipeline, or enlarged as the locator enlarges a region for the fit alone.
@@ -13,12 +13,12 @@ import barcode
 import cv2
 import numpy as np
 import pytest
+from support.barcodes import modules_from_values, modules_of, one_bar_off, strip, upright_crop
 
 from device.vision.card_decoder import PATTERNS
 from device.vision.code128_fit import Code128Fit, decode_values
 from device.vision.decoders import make_decoder
 from device.vision.scanner import Scanner
-from test_card_decoder import modules_from_values, modules_of, one_bar_off, strip, upright_crop
 
 FIT = Code128Fit()
 ZXING = make_decoder("zxing-cpp", ("Code128",))

@@ -7,9 +7,9 @@ import os
 import cv2
 import numpy as np
 import pytest
-from conftest import run_kiosk, write_config
-from status_samples import daemon_status
-from test_diag_camera import unprivileged  # noqa: F401  (a fixture: the kiosk run as nobody)
+from support.config import kiosk_config, write_config
+from support.kiosk import run_kiosk
+from support.status import daemon_status
 
 from device.card import Card
 from device.outbox import Outbox
@@ -31,7 +31,7 @@ def _kiosk_with_one_identification(tmp_path):
     with Outbox(outbox, kiosk_id="truths-1", site="Riga") as box:
         seq = box.commit(Card("v1", CONTRACT, 1), symbology="Code128", decoder="zxing-cpp").seq
     _running_daemon_status(tmp_path / "run", seq)
-    return write_config(tmp_path / "kiosk.toml", kiosk={"id": "truths-1", "runtime_dir": str(tmp_path / "run")}, outbox={"path": str(outbox)})
+    return kiosk_config(tmp_path, kiosk={"id": "truths-1"})
 
 
 def test_status_unmask_shows_the_whole_contract_and_masks_by_default(tmp_path):
@@ -55,7 +55,7 @@ def _fake_sysfs(tmp_path, millidegrees: str | None):
 
 
 def test_status_says_no_sensor_where_there_is_no_thermal_zone(tmp_path):
-    cfg = write_config(tmp_path / "kiosk.toml", kiosk={"runtime_dir": str(tmp_path / "run")}, outbox={"path": str(tmp_path / "outbox.db")})
+    cfg = kiosk_config(tmp_path)
     without = run_kiosk("status", "--config", str(cfg), env=_fake_sysfs(tmp_path / "a", None))
     assert "cpu temp    no sensor" in without.stdout, without.stdout + without.stderr
     with_zone = run_kiosk("status", "--config", str(cfg), env=_fake_sysfs(tmp_path / "b", "48312"))

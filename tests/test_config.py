@@ -145,16 +145,19 @@ def test_cli_exits_78_naming_the_key(tmp_path):
     assert "Traceback" not in run.stderr
 
 
-def test_scan_defaults_are_the_scanners_own():
-    """The [scan] tunables pass straight to Scanner: their defaults must not drift apart."""
-    import inspect
-
+def test_every_scan_tunable_reaches_the_scanner(tmp_path):
+    """The [scan] tunables pass straight to Scanner: a value set in the file is the one it scans with."""
     from device.vision.scanner import Scanner
 
-    scanner = inspect.signature(Scanner).parameters
-    scan = config.ScanSection()
-    for name in ("decoder", "full_look_interval_s", "settle_s", "change_threshold", "max_regions", "work_size"):
-        assert getattr(scan, name) == scanner[name].default, name
+    tuned = {"decoder": "pyzbar", "full_look_interval_s": 2.5, "settle_s": 0.7, "change_threshold": 0.02, "quiet_look_every": 3,
+             "max_regions": 7, "work_size": 960}  # fmt: skip
+    assert all(value != getattr(config.DEFAULTS.scan, name) for name, value in tuned.items())  # none is its default
+    file = write(tmp_path, "[scan]\n" + "".join(f"{name} = {config.toml_value(value)}\n" for name, value in tuned.items()))
+    scanner = Scanner.from_config(load(file, environ={}).scan)
+    gate, locator = scanner.gate, scanner.locator
+    assert (scanner.decoder.name, scanner.region_decoder.name) == ("pyzbar", "pyzbar")
+    assert (gate.full_look_interval_s, gate.settle_s, gate.changed_fraction, gate.quiet_look_every) == (2.5, 0.7, 0.02, 3)
+    assert (locator.max_regions, locator.work_size) == (7, 960)
 
 
 def sections_of(cfg, masked=False):
@@ -173,7 +176,7 @@ def sections_of(cfg, masked=False):
 def test_config_show_marks_where_each_value_came_from_and_loads_as_toml(tmp_path):
     import os
 
-    from conftest import run_kiosk
+    from support.kiosk import run_kiosk
 
     p = write(tmp_path, '[kiosk]\nid = "k-1"\n[camera]\nfps = 15\n[api]\ntoken = "s3cret"\nurl = "https://c.example"\n')
     overrides = {"KIOSK_CAMERA_SOURCE": "file:/srv/a.avi", "KIOSK_LOG_LEVEL": "DEBUG"}
@@ -203,6 +206,21 @@ def test_config_show_without_a_file_says_so_and_marks_computed_defaults(monkeypa
     assert "# file: none (built-in defaults only)" in shown
     assert "  # default (the host name)\n" in shown and "# file\n" not in shown
     assert tomllib.loads(shown) == sections_of(load(None, environ={}))
+
+
+def test_the_default_config_file_is_the_one_kiosk_config_file_names_and_the_tests_name_none(tmp_path):
+    """Without --config the kiosk reads /etc/kiosk/kiosk.toml, or the file KIOSK_CONFIG_FILE names:
+    tests/conftest.py names one that does not exist, so an installed kiosk's file changes no test."""
+    import os
+
+    from support.kiosk import run_kiosk
+
+    assert not config.default_path(os.environ).exists() and config.default_path(os.environ) != config.DEFAULT_PATH
+    assert "# file: none (built-in defaults only)" in run_kiosk("config", "show").stdout
+    bench = write(tmp_path, '[kiosk]\nid = "bench-1"\n')
+    shown = run_kiosk("config", "show", env={**os.environ, config.DEFAULT_PATH_ENV: str(bench)})
+    assert f"# file: {bench}" in shown.stdout and 'id = "bench-1"  # file' in shown.stdout, shown.stdout + shown.stderr
+    assert config.default_path({}) == config.DEFAULT_PATH == Path("/etc/kiosk/kiosk.toml")
 
 
 def test_config_show_header_stays_a_comment_whatever_the_path_holds(tmp_path):

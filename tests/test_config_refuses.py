@@ -10,8 +10,8 @@ import math
 
 import pytest
 import tomli_w
+from support.kiosk import run_kiosk
 
-from conftest import run_kiosk
 from device import config
 from device.config import EXIT_CONFIG, ConfigError, load
 

@@ -10,17 +10,19 @@ import os
 import signal
 
 import pytest
-from conftest import CENTRAL_TOKEN, contracts, run_kiosk, write_config
-from hostile_central import HostileCentral, accept_each
-from kiosk_processes import Daemon, daemon_config, status_report, wait_for, with_empty_tail
+from support.cards import contracts
+from support.central import CENTRAL_TOKEN, FakeCentral, accept_each
+from support.config import kiosk_config, write_config
+from support.daemon import Daemon, status_report, wait_for_status, with_empty_tail
+from support.kiosk import run_kiosk
 
 from device.status import token_file_warning
 
 
 def test_kiosk_run_refuses_a_url_with_a_password_and_never_prints_it(tmp_path, card_folder):
-    with HostileCentral(accept_each()) as server:
+    with FakeCentral(hostile=accept_each()) as server:
         url = server.url.replace("://", "://kiosk:s3cret@")
-        run = run_kiosk("run", "--config", str(daemon_config(tmp_path, card_folder(contracts(1)), url)))
+        run = run_kiosk("run", "--config", str(kiosk_config(tmp_path, central=url, source=f"file:{card_folder(contracts(1))}")))
         assert server.connections == 0
     assert run.returncode == 78, run.stderr
     assert "api.url: the URL carries a user name or password (http://***@127.0.0.1:" in run.stderr
@@ -67,20 +69,23 @@ def test_a_missing_token_file_is_its_own_fault_and_delivery_resumes_once_it_is_t
     folder = with_empty_tail(card_folder(shown), seconds=120)
     token = tmp_path / "token"
     token.write_text("")  # as install.sh leaves it: the config check lets an empty one pass, a missing one not
-    cfg = daemon_config(tmp_path, folder, central.url, pace="realtime", token="", token_file=str(token), auth_retry_s=0.5)
+    api = {"token": "", "token_file": str(token), "auth_retry_s": 0.5}
+    cfg = kiosk_config(tmp_path, central=central, source=f"file:{folder}", pace="realtime", api=api)
     with Daemon(tmp_path, cfg) as daemon:
-        report = wait_for(cfg, lambda r: "delivery-auth" in ((r["daemon"] or {}).get("faults") or {}))
+        report = wait_for_status(cfg, lambda r: "delivery-auth" in ((r["daemon"] or {}).get("faults") or {}))
         fault = report["daemon"]["faults"]["delivery-auth"]
         assert fault.startswith(f"token file empty: {token} (api.token_file)") and "refuse" not in fault
         token.unlink()  # the file goes away while the daemon runs
-        report = wait_for(cfg, lambda r: ((r["daemon"] or {}).get("faults") or {}).get("delivery-auth", "").startswith("token file missing:"))
+        report = wait_for_status(
+            cfg, lambda r: ((r["daemon"] or {}).get("faults") or {}).get("delivery-auth", "").startswith("token file missing:")
+        )
         fault = report["daemon"]["faults"]["delivery-auth"]
         assert fault.startswith(f"token file missing: {token} (api.token_file)") and "refuse" not in fault
         assert report["daemon"]["delivery"]["state"] == "paused-no-token"
         human = run_kiosk("status", "--config", str(cfg)).stdout
         assert "PAUSED: no usable token" in human and f"FAULT       delivery-auth: token file missing: {token}" in human
         token.write_text(CENTRAL_TOKEN + "\n")  # the technician puts the token in place: no restart
-        wait_for(cfg, lambda r: r["queue"]["delivered"] == 1 and not r["daemon"]["faults"])
+        wait_for_status(cfg, lambda r: r["queue"]["delivered"] == 1 and not r["daemon"]["faults"])
         assert [i["contract"] for i in central.identifications()] == shown
         daemon.proc.send_signal(signal.SIGTERM)
         assert daemon.exit_code() == 0

@@ -9,25 +9,26 @@ import sqlite3
 import subprocess
 import threading
 
-import pytest
-from conftest import CENTRAL_TOKEN, REPO, Recorder, contracts, kiosk_cmd, run_kiosk, write_config
+from support.cards import contracts
+from support.config import QUICK_RETRY, kiosk_config, write_config
+from support.disk import fill
+from support.kiosk import REPO, kiosk_cmd, run_kiosk
+from support.outputs import Recorder
 
 from device.assembly import make_forwarder, open_outbox
 from device.camera.file import FileSource
-from device.daemon import Kiosk
 from device.config import load
+from device.daemon import Kiosk
 from device.pipeline import Pipeline
 
+#: The kiosk the central counts these identifications for.
+KIOSK = {"id": "kiosk-test-1", "site": "Riga Centre 3"}
 
-def kiosk_config(tmp_path, folder, central, **api):
-    return write_config(
-        tmp_path / "kiosk.toml",
-        kiosk={"id": "kiosk-test-1", "site": "Riga Centre 3"},
-        camera={"source": f"file:{folder}", "pace": "fast"},
-        scan={"symbologies": ["Code128", "EAN13"]},
-        outbox={"path": str(tmp_path / "outbox.db")},
-        api={"url": central.url, "token": CENTRAL_TOKEN, "backoff_base_s": 0.05, "backoff_cap_s": 0.5, **api},
-    )
+
+def daemon_config(tmp_path, folder, central, **api):
+    """A kiosk playing ``folder`` as fast as it decodes, delivering to ``central``."""
+    return kiosk_config(tmp_path, central=central, source=f"file:{folder}", kiosk=KIOSK, scan={"symbologies": ["Code128", "EAN13"]},
+                        api={**QUICK_RETRY, **api})
 
 
 def outbox_rows(path):
@@ -41,7 +42,7 @@ def outbox_rows(path):
 def test_kiosk_run_identifies_each_card_once_and_delivers_it(tmp_path, card_folder, central):
     shown = contracts(4)
     folder = card_folder(shown)
-    run = run_kiosk("run", "--config", str(kiosk_config(tmp_path, folder, central)))
+    run = run_kiosk("run", "--config", str(daemon_config(tmp_path, folder, central)))
     assert run.returncode == 0, run.stderr
     at_central = central.identifications()
     assert sorted(i["contract"] for i in at_central) == sorted(shown)
@@ -60,7 +61,7 @@ def test_kiosk_run_without_a_central_is_a_config_error_naming_the_key(tmp_path, 
 
 
 def test_a_camera_source_that_cannot_exist_is_a_config_error(tmp_path, central):
-    cfg = kiosk_config(tmp_path, tmp_path / "no-such-video.avi", central)
+    cfg = daemon_config(tmp_path, tmp_path / "no-such-video.avi", central)
     run = run_kiosk("run", "--config", str(cfg))
     assert run.returncode == 78
     assert "camera.source:" in run.stderr and "no-such-video.avi" in run.stderr
@@ -71,7 +72,7 @@ def test_an_outbox_that_cannot_be_opened_is_a_clear_error(tmp_path, card_folder,
     folder = card_folder(contracts(1))
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the outbox's folder should be")
-    cfg = kiosk_config(tmp_path, folder, central)
+    cfg = daemon_config(tmp_path, folder, central)
     run = run_kiosk("run", "--config", str(cfg), env={**os.environ, "KIOSK_OUTBOX_PATH": str(blocked / "outbox.db")})
     assert run.returncode == 1
     assert "outbox" in run.stderr and "Traceback" not in run.stderr
@@ -80,7 +81,7 @@ def test_an_outbox_that_cannot_be_opened_is_a_clear_error(tmp_path, card_folder,
 def test_finite_run_that_cannot_drain_exits_nonzero(tmp_path, card_folder, central_factory):
     central = central_factory(fail_rate=1.0)
     folder = card_folder(contracts(1))
-    run = run_kiosk("run", "--config", str(kiosk_config(tmp_path, folder, central)), "--drain-timeout", "2")
+    run = run_kiosk("run", "--config", str(daemon_config(tmp_path, folder, central)), "--drain-timeout", "2")
     assert run.returncode == 1
     assert "not drained" in run.stderr
     rows, _ = outbox_rows(tmp_path / "outbox.db")
@@ -91,7 +92,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(tmp_pa
     """At least 20 SIGKILLs mid-scan and mid-delivery, with the central failing, dropping and resetting."""
     central = central_factory(fail_rate=0.2, drop_after_commit_rate=0.2, reset_rate=0.1, latency_ms=20, seed=7)
     folder = card_folder(contracts(12))
-    cfg = kiosk_config(tmp_path, folder, central, batch_size=3)
+    cfg = daemon_config(tmp_path, folder, central, batch_size=3)
     rng = random.Random(20261127)
     kills = 0
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -119,36 +120,10 @@ def test_sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(tmp_pa
     assert (accounting["held"], accounting["contiguous_through"], accounting["missing"], accounting["reused"]) == (len(rows), len(rows), 0, [])
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real 2 MiB filesystem (tmpfs), so that "disk full" is the kernel's ENOSPC, not a simulation."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root); tests/test_outbox.py covers full with max_page_count")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(disk):
-    """Fill the filesystem to the last byte; returns the filler file (delete it to free space)."""
-    filler = disk / "filler"
-    with open(filler, "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-        except OSError:
-            pass
-    return filler
-
-
 def test_full_disk_gives_no_ok_reports_the_fault_and_recovers(tmp_path, card_folder, central, small_disk):
     a, b = contracts(2)
     folder = card_folder([a, b], frames_per_card=8)  # held still 1.6 s: the gate's full look retries
-    cfg = load(kiosk_config(tmp_path, folder, central), environ={"KIOSK_OUTBOX_PATH": str(small_disk / "outbox.db")})
+    cfg = load(daemon_config(tmp_path, folder, central), environ={"KIOSK_OUTBOX_PATH": str(small_disk / "outbox.db")})
     outbox = open_outbox(cfg)
     filler = fill(small_disk)
     events = Recorder(on_fault=lambda name: filler.unlink())  # the technician frees space
@@ -162,7 +137,7 @@ def test_full_disk_gives_no_ok_reports_the_fault_and_recovers(tmp_path, card_fol
 
 def test_not_a_card_is_reported_once_per_presentation_and_never_stored(tmp_path, card_folder, central, payload_of):
     import cv2
-    from conftest import card_photo
+    from support.cards import card_photo
 
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -170,7 +145,7 @@ def test_not_a_card_is_reported_once_per_presentation_and_never_stored(tmp_path,
     bad = good[:-2] + f"{(int(good[-2:]) + 1) % 100:02d}"
     for i in range(4):
         cv2.imwrite(str(folder / f"{i:03d}.png"), card_photo(contracts(1)[0], payload=bad))
-    cfg = load(kiosk_config(tmp_path, folder, central), environ={})
+    cfg = load(daemon_config(tmp_path, folder, central), environ={})
     outbox = open_outbox(cfg)
     events = Recorder()
     kiosk = Kiosk(FileSource(folder, pace="fast"), Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox), outputs=[events])

@@ -12,12 +12,14 @@ from __future__ import annotations
 import signal
 
 import pytest
-from central.process import start_subprocess
-from central_fixtures import CENTRAL_TOKEN, central_factory  # noqa: F401
-from conftest import contracts, run_kiosk
-from http_fixtures import StubCentral, answer, central, free_port, hang, html_error, unavailable
-from kiosk_processes import Daemon, daemon_config, wait_for, with_empty_tail
+from support.cards import contracts
+from support.central import CENTRAL_TOKEN, FakeCentral, answer, hang, html_error, unavailable, well_behaved
+from support.config import kiosk_config
+from support.daemon import Daemon, wait_for_status, with_empty_tail
+from support.kiosk import run_kiosk
+from support.ports import reserved_port
 
+from central.process import start_subprocess
 from device.central_client import CentralClient
 from device.config import ApiSection, Config
 from device.diag import check_central
@@ -39,7 +41,7 @@ QUICK = {"delivery_alert_s": 1, "backoff_base_s": 0.2, "backoff_cap_s": 1, "retr
     ids=["502-html", "500", "timeout", "503", "404"],
 )
 def test_diag_api_gives_the_next_step_for_each_cause(behaviour, cause, next_step):
-    with StubCentral() as stub:
+    with FakeCentral() as stub:
         stub.then(behaviour)
         client = CentralClient.from_config(Config(api=ApiSection(url=stub.url, token="test-token", read_timeout_s=0.5)))
         check = check_central(client, "riga-5-1", "Riga 5")
@@ -53,7 +55,7 @@ def faults_of(report: dict) -> dict:
 def scanning_daemon(tmp_path, card_folder, url, shown):
     """The daemon with the cards ``shown``, then two minutes of empty counter (it keeps running)."""
     folder = with_empty_tail(card_folder(shown), seconds=120)
-    cfg = daemon_config(tmp_path, folder, url, pace="realtime", **QUICK)
+    cfg = kiosk_config(tmp_path, central=url, source=f"file:{folder}", pace="realtime", api=QUICK)
     return cfg, Daemon(tmp_path, cfg)
 
 
@@ -64,41 +66,42 @@ def stop(daemon: Daemon) -> str:
 
 
 def test_a_central_that_refuses_connections_is_a_delivery_fault_until_it_is_up(tmp_path, card_folder):
-    port = free_port()
-    shown = contracts(1)
-    cfg, daemon = scanning_daemon(tmp_path, card_folder, f"http://127.0.0.1:{port}", shown)
-    cause = f"cannot reach the central: connection refused by 127.0.0.1:{port}"
-    next_step = "is the central up? check api.url and the firewall"
-    with daemon:
-        report = wait_for(cfg, lambda r: "delivery" in faults_of(r))
-        fault = faults_of(report)["delivery"]
-        assert fault.startswith(f"{cause} (failing since ") and fault.endswith(f"): {next_step}"), fault
-        assert "backlog" not in faults_of(report)  # the backlog alert keeps its own hour
-        status = run_kiosk("status", "--config", str(cfg))
-        assert status.returncode == 1
-        assert f"FAULT       delivery: {cause} (failing since " in status.stdout, status.stdout
-        diag = run_kiosk("diag", "api", "--config", str(cfg))
-        assert diag.returncode == 1
-        assert diag.stdout.splitlines() == [f"daemon: FAULT delivery: {fault}", f"PROBLEM: {cause}", f"next step: {next_step}"], diag.stdout
+    with reserved_port() as port:  # nobody listens there until the central starts on it
+        shown = contracts(1)
+        cfg, daemon = scanning_daemon(tmp_path, card_folder, f"http://127.0.0.1:{port}", shown)
+        cause = f"cannot reach the central: connection refused by 127.0.0.1:{port}"
+        next_step = "is the central up? check api.url and the firewall"
+        with daemon:
+            report = wait_for_status(cfg, lambda r: "delivery" in faults_of(r))
+            fault = faults_of(report)["delivery"]
+            assert fault.startswith(f"{cause} (failing since ") and fault.endswith(f"): {next_step}"), fault
+            assert "backlog" not in faults_of(report)  # the backlog alert keeps its own hour
+            status = run_kiosk("status", "--config", str(cfg))
+            assert status.returncode == 1
+            assert f"FAULT       delivery: {cause} (failing since " in status.stdout, status.stdout
+            diag = run_kiosk("diag", "api", "--config", str(cfg))
+            assert diag.returncode == 1
+            said = [f"daemon: FAULT delivery: {fault}", f"PROBLEM: {cause}", f"next step: {next_step}"]
+            assert diag.stdout.splitlines() == said, diag.stdout
 
-        (tmp_path / "central").mkdir()
-        with start_subprocess(tmp_path / "central", CENTRAL_TOKEN, port=port) as reference:  # the central is back
-            report = wait_for(cfg, lambda r: r["queue"]["delivered"] == 1 and "delivery" not in faults_of(r))
-            assert faults_of(report) == {} and report["queue"]["pending"] == 0
-            assert run_kiosk("status", "--config", str(cfg)).returncode == 0
-            assert [i["contract"] for i in reference.identifications()] == shown
-            log = stop(daemon)
-    assert log.count(f"fault delivery: {cause}") == 1, log
-    assert "delivery fault cleared after" in log and "Traceback" not in log
+            (tmp_path / "central").mkdir()
+            with start_subprocess(tmp_path / "central", CENTRAL_TOKEN, port=port) as reference:  # the central is back
+                report = wait_for_status(cfg, lambda r: r["queue"]["delivered"] == 1 and "delivery" not in faults_of(r))
+                assert faults_of(report) == {} and report["queue"]["pending"] == 0
+                assert run_kiosk("status", "--config", str(cfg)).returncode == 0
+                assert [i["contract"] for i in reference.identifications()] == shown
+                log = stop(daemon)
+        assert log.count(f"fault delivery: {cause}") == 1, log
+        assert "delivery fault cleared after" in log and "Traceback" not in log
 
 
 def test_a_central_answering_503_for_long_is_a_delivery_fault_with_its_status(tmp_path, card_folder):
     shown = contracts(2)
-    with StubCentral() as stub:
+    with FakeCentral() as stub:
         stub.default = unavailable(retry_after="1")  # busy for as long as the test says
         cfg, daemon = scanning_daemon(tmp_path, card_folder, stub.url, shown)
         with daemon:
-            report = wait_for(cfg, lambda r: "delivery" in faults_of(r))
+            report = wait_for_status(cfg, lambda r: "delivery" in faults_of(r))
             fault = faults_of(report)["delivery"]
             assert fault.startswith("the central is busy: it answered HTTP 503: overloaded (failing since "), fault
             assert report["daemon"]["delivery"]["state"] == "retrying" and report["queue"]["pending"] >= 1
@@ -109,8 +112,8 @@ def test_a_central_answering_503_for_long_is_a_delivery_fault_with_its_status(tm
                 "next step: the central is overloaded or down for maintenance: tell operations if it lasts",
             ], diag.stdout
             assert diag.stdout.startswith("daemon: FAULT delivery: the central is busy: it answered HTTP 503: overloaded (failing since ")
-            stub.default = central  # the central recovers
-            wait_for(cfg, lambda r: r["queue"]["delivered"] == 2 and not faults_of(r))
+            stub.default = well_behaved  # the central recovers
+            wait_for_status(cfg, lambda r: r["queue"]["delivered"] == 2 and not faults_of(r))
             log = stop(daemon)
         assert sorted(stub.receipts.values()) == [1, 1]
     assert "fault delivery: the central is busy: it answered HTTP 503" in log and "delivery fault cleared after" in log
@@ -118,12 +121,12 @@ def test_a_central_answering_503_for_long_is_a_delivery_fault_with_its_status(tm
 
 def test_a_short_outage_is_no_delivery_fault(tmp_path, card_folder):
     """Below api.delivery_alert_s the retries are quiet: the central is back before the alert."""
-    with StubCentral() as stub:
+    with FakeCentral() as stub:
         stub.then(unavailable(retry_after="1"))  # one 503, then it answers
         folder = with_empty_tail(card_folder(contracts(1)), seconds=120)
-        cfg = daemon_config(tmp_path, folder, stub.url, pace="realtime", **{**QUICK, "delivery_alert_s": 600})
+        cfg = kiosk_config(tmp_path, central=stub, source=f"file:{folder}", pace="realtime", api={**QUICK, "delivery_alert_s": 600})
         with Daemon(tmp_path, cfg) as daemon:
-            wait_for(cfg, lambda r: r["queue"]["delivered"] == 1)
+            wait_for_status(cfg, lambda r: r["queue"]["delivered"] == 1)
             log = stop(daemon)
         assert len(stub.posts) >= 2  # it did fail once
     assert "fault delivery" not in log and "delivery to the central failed" in log
@@ -134,7 +137,7 @@ def test_dead_identifications_make_status_exit_1_and_say_how_to_see_them(tmp_pat
     reference = central_factory(reject_contracts=[refused])
     cfg, daemon = scanning_daemon(tmp_path, card_folder, reference.url, [refused, fine])
     with daemon:
-        report = wait_for(cfg, lambda r: r["queue"]["dead"] == 1 and r["queue"]["delivered"] == 1)
+        report = wait_for_status(cfg, lambda r: r["queue"]["dead"] == 1 and r["queue"]["delivered"] == 1)
         assert faults_of(report) == {}  # nothing is wrong with the kiosk: the exit code is the dead one's
         status = run_kiosk("status", "--config", str(cfg))
         assert status.returncode == 1

@@ -12,11 +12,11 @@ import subprocess
 from collections import Counter
 
 import pytest
+from support.kiosk import REPO, kiosk_cmd
 
-from conftest import REPO, kiosk_cmd
 from device.card import CARD_V1
-from device.tools.demo import Record, Seen, judge
 from device.redact import mask_contract
+from device.tools.demo import Record, Seen, judge
 from device.tools.synth.video import PresentationTruth, default_presentations
 
 #: The valid cards of the demo's video.

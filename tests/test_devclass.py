@@ -54,7 +54,9 @@ def test_the_watched_classes_are_the_units_device_allow_classes():
 
 
 def test_daemon_exits_for_a_restart_when_a_device_class_registers(tmp_path, central):
-    from conftest import CENTRAL_TOKEN, empty_counter, write_config
+    from support.cards import empty_counter
+    from support.central import CENTRAL_TOKEN
+    from support.config import write_config
 
     from device.assembly import make_forwarder, open_outbox
     from device.camera import Frame, FrameSource

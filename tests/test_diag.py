@@ -9,23 +9,16 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from central_fixtures import CENTRAL_TOKEN, central_factory  # noqa: F401
-from conftest import contracts, run_kiosk, write_config
-from http_fixtures import StubCentral, answer
-from http_fixtures import central as well_behaved
+from support.cards import contracts
+from support.central import CENTRAL_TOKEN, FakeCentral, answer, well_behaved
+from support.config import kiosk_config
+from support.kiosk import run_kiosk
 
 from device.central_client import CentralAnswer
 from device.diag import check_seqs
 
-
-def config(tmp_path, folder, url):
-    return write_config(
-        tmp_path / "kiosk.toml",
-        kiosk={"id": "kiosk-diag-1", "site": "Riga 5"},
-        camera={"source": f"file:{folder}", "pace": "fast"},
-        outbox={"path": str(tmp_path / "outbox.db")},
-        api={"url": url, "token": CENTRAL_TOKEN},
-    )
+#: The kiosk whose seqs the central is asked about.
+KIOSK = {"id": "kiosk-diag-1", "site": "Riga 5"}
 
 
 def diag_api(cfg):
@@ -35,7 +28,7 @@ def diag_api(cfg):
 
 def test_diag_api_finds_every_delivered_seq_at_the_central_and_names_one_it_lost(tmp_path, card_folder, central_factory):
     central = central_factory()
-    cfg = config(tmp_path, card_folder(contracts(3)), central.url)
+    cfg = kiosk_config(tmp_path, central=central, source=f"file:{card_folder(contracts(3))}", kiosk=KIOSK)
     assert run_kiosk("run", "--config", str(cfg)).returncode == 0
     code, report = diag_api(cfg)
     assert code == 0 and report["ok"]
@@ -57,9 +50,9 @@ def test_diag_api_finds_every_delivered_seq_at_the_central_and_names_one_it_lost
 
 
 def test_a_central_without_accounting_is_a_note_not_a_failure(tmp_path):
-    with StubCentral(token=CENTRAL_TOKEN) as stub:
+    with FakeCentral(token=CENTRAL_TOKEN) as stub:
         stub.then(answer(200, {"status": "ok"}), well_behaved, answer(404, {"error": "not-found"}))
-        cfg = config(tmp_path, tmp_path, stub.url)
+        cfg = kiosk_config(tmp_path, central=stub, source=f"file:{tmp_path}", kiosk=KIOSK)
         code, report = diag_api(cfg)
     assert code == 0 and report["ok"]
     assert report["seqs"]["ok"] is None and "does not say which seqs it holds" in report["seqs"]["detail"]

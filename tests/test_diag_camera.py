@@ -8,16 +8,17 @@ import pwd
 import stat
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
-from conftest import card_photo, contracts, run_kiosk, write_config
-from status_samples import daemon_status
-from unprivileged import kiosk_as_nobody, technicians_group  # noqa: F401 (a fixture)
+from support.cards import card_photo, contracts
+from support.config import kiosk_config
+from support.daemon import AnsweringDaemon
+from support.kiosk import run_kiosk
+from support.status import daemon_status
+from support.unprivileged import kiosk_as_nobody
 
 from device import status
 from device.daemon.snapshot import SnapshotOptions, SnapshotService, from_daemon
@@ -32,7 +33,7 @@ PHOTO_DPI = 150
 
 
 def camera_config(folder: Path, image: Path) -> Path:
-    return write_config(folder / "kiosk.toml", kiosk={"runtime_dir": str(folder / "run")}, camera={"source": f"file:{image}"})
+    return kiosk_config(folder, source=f"file:{image}", pace=None)
 
 
 def card_on_the_counter(folder: Path) -> tuple[np.ndarray, Path]:
@@ -111,30 +112,6 @@ def test_the_snapshot_blurs_name_and_address_keeps_the_barcode_readable_and_is_p
     assert scan.returncode == 0 and f"card v1, contract ******{CONTRACT[-4:]}, issue 1" in scan.stdout, scan.stdout
 
 
-class AnsweringDaemon:
-    """The daemon's side of a snapshot, in a thread: its status file (the daemon runs) and its
-    :class:`SnapshotService` answering each housekeeping turn with the last decoded frame."""
-
-    def __init__(self, runtime: Path, latest, *, unmask: bool = False):
-        self.runtime, self.latest = runtime, latest
-        self.stop = threading.Event()
-        self.service = SnapshotService(runtime, unmask=unmask)
-        status.write_status(runtime, daemon_status(camera=CameraStatus("v4l2:/dev/video0 (fake daemon)")))
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self.stop.wait(0.05):
-            self.service.answer(self.latest)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(timeout=10)
-
-
 def test_through_the_running_daemon_it_prints_the_readings_and_saves_a_private_raw_snapshot(tmp_path):
     photo, image = card_on_the_counter(tmp_path)
     cfg = camera_config(tmp_path, tmp_path / "no-camera-here.png")  # the daemon holds the camera
@@ -191,13 +168,6 @@ def test_the_daemon_answers_each_request_once_with_files_only_its_group_may_read
     with AnsweringDaemon(runtime, None):
         run = run_kiosk("diag", "camera", "--timeout", "60", "--config", str(cfg))
     assert run.returncode == 1 and "the daemon has no frame: no frame decoded since the daemon started" in run.stderr
-
-
-@pytest.fixture
-def unprivileged():
-    """A folder any user may enter, and ``as_nobody(*kiosk_args)`` to run the kiosk as ``nobody``."""
-    with kiosk_as_nobody(probe="cv2, device") as found:
-        yield found
 
 
 def test_a_permission_problem_says_to_use_sudo_or_join_the_technicians_group(unprivileged):

@@ -11,7 +11,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from conftest import CENTRAL_TOKEN, Published, Recorder, committed_states, contracts, record_ids, write_config
+from support.cards import contracts
+from support.central import CENTRAL_TOKEN
+from support.config import write_config
+from support.outputs import Published, Recorder, committed_states, record_ids
 
 from device.assembly import build_kiosk
 from device.card import Card

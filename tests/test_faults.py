@@ -6,8 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 
-from test_daemon import small_disk  # noqa: F401  (fixture: a real 2 MiB tmpfs)
-
 from device.daemon.faults import FaultRegistry
 from device.events import FaultCleared, FaultRaised
 from device.fault_names import BACKLOG, CAMERA, OUTBOX
@@ -120,8 +118,10 @@ def test_a_fault_raised_once_and_left_alone_is_not_reminded(caplog):
 
 
 def test_a_full_disk_logs_the_fault_once_not_every_refused_commit(tmp_path, card_folder, central, small_disk, caplog):
-    from conftest import Recorder, contracts
-    from test_daemon import fill, kiosk_config
+    from support.cards import contracts
+    from support.config import QUICK_RETRY, kiosk_config
+    from support.disk import fill
+    from support.outputs import Recorder
 
     from device.assembly import make_forwarder, open_outbox
     from device.camera.file import FileSource
@@ -132,7 +132,8 @@ def test_a_full_disk_logs_the_fault_once_not_every_refused_commit(tmp_path, card
     caplog.set_level(logging.DEBUG)
     a, b = contracts(2)
     folder = card_folder([a, b], frames_per_card=60)  # each card held 12 s (5 fps): many refused commits
-    cfg = load(kiosk_config(tmp_path, folder, central), environ={"KIOSK_OUTBOX_PATH": str(small_disk / "outbox.db")})
+    cfg = load(kiosk_config(tmp_path, central=central, source=f"file:{folder}", api=QUICK_RETRY),
+               environ={"KIOSK_OUTBOX_PATH": str(small_disk / "outbox.db")})
     outbox = open_outbox(cfg)
     filler = fill(small_disk)
     refused = []

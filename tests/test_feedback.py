@@ -9,12 +9,12 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
-import time
 from pathlib import Path
 
 import pytest
 from gpiozero import LED, Device
 from gpiozero.pins.mock import MockFactory
+from support.waiting import wait_until
 
 from device.config import Config, FeedbackSection
 from device.events import EVENT_TYPES, FaultCleared, FaultRaised, Identified, NotACard, Refused
@@ -54,16 +54,8 @@ def states(factory, pin) -> list[bool]:
     return [bool(s.state) for s in factory.pin(pin).states]
 
 
-def wait_for(condition, what: str, deadline_s: float = 5.0):
-    end = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
-
-
 def wait_states(factory, pin, expected: list[bool]):
-    wait_for(lambda: states(factory, pin) == expected, f"{pin} to go {expected}, it went {states(factory, pin)}")
+    wait_until(lambda: states(factory, pin) == expected, what=f"{pin} to go {expected}", detail=lambda: f"it went {states(factory, pin)}")
     assert states(factory, pin) == expected
 
 
@@ -101,12 +93,12 @@ def test_amber_blinks_while_any_fault_is_active_and_stops_when_all_clear(factory
     with Feedback(section(), pin_factory=factory, timings=FAST) as feedback:
         feedback.on_fault_raised(FaultRaised("camera", "no frames for 5 s"))
         feedback.on_fault_raised(FaultRaised("outbox", "disk full"))
-        wait_for(lambda: rises(factory, "GPIO22") >= 3, "amber to blink")
+        wait_until(lambda: rises(factory, "GPIO22") >= 3, what="amber to blink")
         assert feedback.faults == ("camera", "outbox")
 
         feedback.on_fault_cleared(FaultCleared("camera", "frames arriving"))
         blinks = rises(factory, "GPIO22")
-        wait_for(lambda: rises(factory, "GPIO22") >= blinks + 2, "amber to keep blinking with one fault left")
+        wait_until(lambda: rises(factory, "GPIO22") >= blinks + 2, what="amber to keep blinking with one fault left")
 
         feedback.on_fault_cleared(FaultCleared("outbox", "frames arriving"))
         assert not factory.pin("GPIO22").state
@@ -127,7 +119,7 @@ def test_button_press_calls_on_button_once(factory):
         assert button.state  # pulled up: released
         button.drive_low()
         button.drive_high()
-        wait_for(lambda: presses, "on_button")
+        wait_until(lambda: presses, what="on_button")
         assert presses == [1]
 
 

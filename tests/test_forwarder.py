@@ -6,13 +6,28 @@ tests, which wait on a condition with a deadline.
 """
 
 import threading
-import time
 from datetime import timedelta
 from email.utils import format_datetime
 
 import pytest
+from support.central import (
+    FakeCentral,
+    accept_each,
+    answer,
+    commit_then_drop,
+    hang,
+    html_error,
+    reset,
+    trickle_body,
+    unavailable,
+    unprocessable_if_contract,
+    with_unknown_id,
+    without_result_for_last,
+)
+from support.ports import reserved_port
+from support.waiting import wait_until
 
-from conftest import Published, record_ids
+from support.outputs import Published, record_ids
 
 from device.card import Card
 from device.clock import FakeClock, SystemClock, parse_utc
@@ -21,19 +36,6 @@ from device.events import Dead, Delivered
 from device.forwarder import AUTH, FAILED, IDLE, OK, Forwarder
 from device.health.delivery import DeliveryState
 from device.outbox import DEAD, DELIVERED, PENDING, Outbox
-from hostile_central import HostileCentral, accept_each, trickle_body
-from http_fixtures import (
-    StubCentral,
-    answer,
-    commit_then_drop,
-    hang,
-    html_error,
-    reset,
-    unavailable,
-    unprocessable_if_contract,
-    with_unknown_id,
-    without_result_for_last,
-)
 
 TOKEN = "test-token"
 CARD = Card("v1", "0012345678", 1)
@@ -61,7 +63,7 @@ def outbox(tmp_path, clock):
 
 @pytest.fixture
 def stub():
-    with StubCentral(token=TOKEN) as server:
+    with FakeCentral(token=TOKEN) as server:
         yield server
 
 
@@ -118,18 +120,17 @@ def test_records_of_an_earlier_kiosk_id_go_in_their_own_request(outbox, stub, tm
 
 
 def test_outage_then_recovery(outbox, clock):
-    with StubCentral(token=TOKEN) as gone:
-        port = gone.url.rsplit(":", 1)[1]
-    records = commit(outbox, n=3)
-    fwd = forwarder_for(outbox, f"http://127.0.0.1:{port}")
-    outcome = fwd.deliver_once()
-    assert outcome.kind == FAILED and "cannot reach the central" in outcome.error
-    assert states(outbox) == [PENDING] * 3 and outbox.get(records[0].id).attempts == 1
-    assert fwd.deliver_once().kind == IDLE  # waiting for the backoff: no new attempt
-    with StubCentral(token=TOKEN, port=int(port)) as back:
-        clock.advance(wait_s(outbox, records[0]))
-        assert fwd.deliver_once().kind == OK
-        assert states(outbox) == [DELIVERED] * 3 and back.receipts == {r.id: 1 for r in records}
+    with reserved_port() as port:  # the central's address, down until it starts there
+        records = commit(outbox, n=3)
+        fwd = forwarder_for(outbox, f"http://127.0.0.1:{port}")
+        outcome = fwd.deliver_once()
+        assert outcome.kind == FAILED and "cannot reach the central" in outcome.error
+        assert states(outbox) == [PENDING] * 3 and outbox.get(records[0].id).attempts == 1
+        assert fwd.deliver_once().kind == IDLE  # waiting for the backoff: no new attempt
+        with FakeCentral(token=TOKEN, port=port) as back:
+            clock.advance(wait_s(outbox, records[0]))
+            assert fwd.deliver_once().kind == OK
+            assert states(outbox) == [DELIVERED] * 3 and back.receipts == {r.id: 1 for r in records}
     assert fwd.status().consecutive_failures == 0
 
 
@@ -376,7 +377,7 @@ GENEROUS_S = 20
 def test_a_trickling_answer_costs_one_attempt_at_the_deadline_then_delivery_goes_on(outbox, clock):
     (record,) = commit(outbox)
     # 150 bytes at 0.2 s: 30 s if the deadline did not cut it, and then an answer that is not JSON.
-    with HostileCentral(accept_each()) as server:
+    with FakeCentral(hostile=accept_each()) as server:
         server.then(trickle_body(length=150, every_s=0.2))
         fwd = forwarder_for(outbox, server.url, connect_timeout_s=0.4, read_timeout_s=1.0)  # deadline 2.4 s
         outcome = fwd.deliver_once()
@@ -390,7 +391,7 @@ def test_a_trickling_answer_costs_one_attempt_at_the_deadline_then_delivery_goes
 def test_stop_abandons_the_request_in_flight_and_counts_no_attempt(tmp_path):
     box = Outbox(tmp_path / "outbox.db", kiosk_id="k", clock=SystemClock())
     (record,) = commit(box)
-    with HostileCentral(trickle_body(length=60, every_s=0.5)) as server:  # 30 s if not abandoned
+    with FakeCentral(hostile=trickle_body(length=60, every_s=0.5)) as server:  # 30 s if not abandoned
         fwd = forwarder_for(box, server.url, read_timeout_s=60)  # deadline 125 s
         stop = threading.Event()
         thread = threading.Thread(target=fwd.run, args=(stop,))
@@ -408,7 +409,7 @@ def test_stop_abandons_the_request_in_flight_and_counts_no_attempt(tmp_path):
 def test_drain_gives_up_at_its_timeout_even_with_a_request_in_flight(tmp_path):
     box = Outbox(tmp_path / "outbox.db", kiosk_id="k", clock=SystemClock())
     (record,) = commit(box)
-    with HostileCentral(trickle_body(length=60, every_s=0.5)) as server:  # 30 s if not abandoned
+    with FakeCentral(hostile=trickle_body(length=60, every_s=0.5)) as server:  # 30 s if not abandoned
         fwd = forwarder_for(box, server.url, read_timeout_s=60)
         assert fwd.drain(timeout_s=1.0) is False
         assert len(server.requests) == 1
@@ -417,14 +418,6 @@ def test_drain_gives_up_at_its_timeout_even_with_a_request_in_flight(tmp_path):
 
 
 # --- the thread and the drain ---------------------------------------------------------------------------
-
-
-def wait_until(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 def test_run_delivers_what_is_committed_while_it_runs(tmp_path, stub):
@@ -439,7 +432,7 @@ def test_run_delivers_what_is_committed_while_it_runs(tmp_path, stub):
         for _ in range(3):
             commit(box)
             fwd.wake()  # without it the next look would be 30 s away
-        wait_until(lambda: box.stats().delivered == 3)
+        wait_until(lambda: box.stats().delivered == 3, what="the three committed while it runs delivered")
     finally:
         stop.set()
         fwd.wake()

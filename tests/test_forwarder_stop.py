@@ -2,7 +2,7 @@
 
 A central that trickles its answer one byte a second holds a request far longer than any wait
 here (its deadline is 35 s with the default timeouts, the answer 100000 s): a daemon that stops
-within the generous waits of :class:`kiosk_processes.Daemon` abandoned the request in flight, it
+within the generous waits of :class:`support.daemon.Daemon` abandoned the request in flight, it
 did not wait it out.
 """
 
@@ -11,12 +11,14 @@ from __future__ import annotations
 import re
 import signal
 import sqlite3
-import time
 
 import pytest
-from conftest import REPO, contracts
-from hostile_central import FullBacklog, HostileCentral, trickle_body
-from kiosk_processes import GENEROUS_S, Daemon, daemon_config, with_empty_tail
+from support.cards import contracts
+from support.central import FakeCentral, FullBacklog, trickle_body
+from support.config import kiosk_config
+from support.daemon import GENEROUS_S, Daemon, with_empty_tail
+from support.kiosk import REPO
+from support.waiting import wait_until
 
 from device.daemon.kiosk import STOP_GRACE_S
 
@@ -32,29 +34,35 @@ def pending(tmp_path) -> list[tuple[int, int]]:
 
 @pytest.mark.parametrize("where", ["forwarder-thread", "drain"])
 def test_sigterm_stops_the_daemon_within_seconds_while_a_post_trickles(tmp_path, card_folder, where):
-    folder = card_folder(contracts(1))
-    pace = "fast"
-    if where == "forwarder-thread":
-        folder, pace = with_empty_tail(folder, seconds=120), "realtime"  # the scan loop still runs
-    with HostileCentral(trickle_body(length=100_000, every_s=1.0)) as server:
-        with Daemon(tmp_path, daemon_config(tmp_path, folder, server.url, pace=pace), "--drain-timeout", "600") as daemon:
+    # The forwarder thread sends the card at once, while the scan loop runs: for two minutes, or for
+    # three seconds before the source ends and the drain takes over (and sends the card itself).
+    folder = with_empty_tail(card_folder(contracts(1)), seconds=120 if where == "forwarder-thread" else 3)
+    pace = "realtime"
+    with FakeCentral(hostile=trickle_body(length=100_000, every_s=1.0)) as server:
+        cfg = kiosk_config(tmp_path, central=server, source=f"file:{folder}", pace=pace)
+        with Daemon(tmp_path, cfg, "--drain-timeout", "600") as daemon:
             assert server.request_arrived.wait(GENEROUS_S), daemon.log
+            assert "draining the outbox" not in daemon.log  # the first request is the forwarder thread's
             if where == "drain":
                 daemon.wait_for_log("draining the outbox")
-                time.sleep(0.5)  # the drain's own request, sent at once, is in flight now
+                # The thread's request was abandoned when the drain began; the drain sends the card again.
+                (drains,) = wait_until(lambda: server.requests[1:], what="the drain's own request", timeout_s=GENEROUS_S)
+                assert drains.ids == server.requests[0].ids and len(drains.ids) == 1
             daemon.proc.send_signal(signal.SIGTERM)
             daemon.proc.send_signal(signal.SIGTERM)  # an impatient second one changes nothing
             assert daemon.exit_code() == 0, daemon.log
     log = daemon.log
     assert log.count("signal SIGTERM: stopping") == 1, log
     assert "stopped after" in log and "Traceback" not in log
+    if where == "drain":
+        assert "stopped while draining: 1 identifications stay queued" in log, log
     assert pending(tmp_path) == [(1, 0)]  # still queued; an abandoned request is no failed attempt
 
 
 def test_a_finite_run_gives_up_at_its_drain_timeout_while_the_central_trickles(tmp_path, card_folder):
     folder = card_folder(contracts(1))
-    with HostileCentral(trickle_body(length=100_000, every_s=1.0)) as server:
-        with Daemon(tmp_path, daemon_config(tmp_path, folder, server.url), "--drain-timeout", "2") as daemon:
+    with FakeCentral(hostile=trickle_body(length=100_000, every_s=1.0)) as server:
+        with Daemon(tmp_path, kiosk_config(tmp_path, central=server, source=f"file:{folder}"), "--drain-timeout", "2") as daemon:
             assert daemon.exit_code() == 1
         assert server.requests, "the kiosk never tried the central"
     assert "outbox not drained after 2 s: 1 pending" in daemon.log
@@ -65,10 +73,10 @@ def test_a_stop_that_cannot_finish_exits_by_itself_before_systemd_would_kill_it(
     """A TCP connect nobody answers (no socket to shut yet): the stop's grace period ends the process."""
     folder = card_folder(contracts(1))
     with FullBacklog() as black_hole:
-        cfg = daemon_config(tmp_path, folder, black_hole.url, connect_timeout_s=300)
+        cfg = kiosk_config(tmp_path, central=black_hole, source=f"file:{folder}", api={"connect_timeout_s": 300})
         with Daemon(tmp_path, cfg, "--drain-timeout", "600") as daemon:
             daemon.wait_for_log("identified contract")
-            time.sleep(0.5)  # the forwarder, woken by the commit, is in its connect now
+            wait_until(black_hole.connecting, what="the forwarder, woken by the commit, in its connect")
             daemon.proc.send_signal(signal.SIGTERM)
             assert daemon.exit_code() == 1
     log = daemon.log

@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from conftest import card_photo, empty_counter
+from support.cards import card_photo, empty_counter
 
 from device.camera import CorruptFrame, Frame
 from device.camera.file import FileSource, iter_frames

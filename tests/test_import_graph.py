@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import REPO
+from support.kiosk import REPO
 
 #: The code whose imports must point one way.
 ROOTS = ("device", "central")

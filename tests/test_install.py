@@ -23,7 +23,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from debian_root import ARCH, CHECKOUT, ROOT, copy_checkout, debootstrap, remove_root, run_in
+from support.debian_root import ARCH, CHECKOUT, copy_checkout, debootstrap, remove_root, run_in
+from support.kiosk import REPO as ROOT
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="the system install test needs root (debootstrap, chroot, mount)"

@@ -10,7 +10,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, write_config
+from support.config import write_config
+from support.kiosk import REPO
 
 TOOLING = ("device.tools", "central", "PIL", "barcode")
 HEAVY = ("cv2", "numpy", "sqlite_utils", "requests")

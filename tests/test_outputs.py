@@ -11,8 +11,12 @@ import logging
 import threading
 
 import pytest
-from conftest import Recorder, contracts
-from test_service import HangingSource, listen, messages, service_config, wait_until
+from support.camera import HangingSource
+from support.cards import contracts
+from support.config import QUICK_RETRY, kiosk_config
+from support.notify import listen, messages
+from support.outputs import Recorder, Stuck
+from support.waiting import wait_until
 
 from device.assembly import make_forwarder, open_outbox
 from device.camera.file import FileSource
@@ -25,22 +29,6 @@ from device.outputs.log import LogOutput
 from device.pipeline import Pipeline
 
 
-class Stuck(Output):
-    """An output whose every event blocks until the test lets go (a driver hung in the kernel)."""
-
-    def __init__(self):
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self.handled = 0
-
-    def _block(self, *args):
-        self.entered.set()
-        self.release.wait(timeout=60)
-        self.handled += 1
-
-    on_identified = on_not_a_card = on_fault_raised = on_fault_cleared = on_frame = _block
-
-
 class Broken(Output):
     """An output that raises on every event."""
 
@@ -51,7 +39,7 @@ class Broken(Output):
 
 
 def test_a_stuck_output_neither_slows_the_scan_loop_nor_starves_the_watchdog(tmp_path, central):
-    cfg = load(service_config(tmp_path, central), environ={})
+    cfg = load(kiosk_config(tmp_path, central=central, source="v4l2:/dev/video9", api=QUICK_RETRY), environ={})
     sock, path = listen(tmp_path)
     source = HangingSource()  # an empty counter at 50 frames a second, never hangs here
     outbox = open_outbox(cfg)
@@ -81,10 +69,8 @@ def test_a_stuck_output_neither_slows_the_scan_loop_nor_starves_the_watchdog(tmp
 
 
 def test_a_raising_output_is_logged_once_and_the_others_get_every_event(tmp_path, card_folder, central, caplog):
-    from test_daemon import kiosk_config
-
     shown = contracts(2)
-    cfg = load(kiosk_config(tmp_path, card_folder(shown), central), environ={})
+    cfg = load(kiosk_config(tmp_path, central=central, source=f"file:{card_folder(shown)}", api=QUICK_RETRY), environ={})
     outbox = open_outbox(cfg)
     recorder = Recorder(frames=True)
     kiosk = Kiosk(FileSource(card_folder(shown, name="again"), pace="fast"), Pipeline.from_config(cfg), outbox,

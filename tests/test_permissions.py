@@ -6,17 +6,14 @@ leaves them: a config file mode 0600, an outbox folder mode 0700.
 
 from __future__ import annotations
 
-import grp
 import os
 import pwd
-import shutil
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
-from status_samples import daemon_status
-from unprivileged import kiosk_as_nobody, technicians_group  # noqa: F401 (a fixture)
+from support.status import daemon_status
+from support.unprivileged import kiosk_as_nobody
 
 from device import config as config_mod
 from device import status

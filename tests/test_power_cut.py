@@ -16,8 +16,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import CENTRAL_TOKEN, REPO, contracts, kiosk_cmd, run_kiosk, write_config
 from lazyfs import PowerCutFS
+from support.cards import contracts
+from support.central import CENTRAL_TOKEN
+from support.config import write_config
+from support.kiosk import REPO, kiosk_cmd, run_kiosk
 
 from device.card import Card
 from device.outbox.store import DELIVERED, Outbox

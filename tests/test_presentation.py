@@ -7,7 +7,8 @@ videos (file camera, fast pace), counting what reaches the reference central.
 import threading
 
 import pytest
-from conftest import CENTRAL_TOKEN, run_kiosk, write_config
+from support.config import QUICK_RETRY, kiosk_config
+from support.kiosk import run_kiosk
 
 from device.card import Card
 from device.outputs import Output
@@ -109,15 +110,8 @@ CLIENT_A, CLIENT_B, CLIENT_C, CLIENT_D = "0012345678", "4000000017", "0000009999
 
 
 def video_config(tmp_path, video, central, feedback=None, **scan):
-    return write_config(
-        tmp_path / "kiosk.toml",
-        kiosk={"id": "kiosk-presentations", "site": "Riga Centre 3"},
-        camera={"source": f"file:{video}", "pace": "fast"},
-        outbox={"path": str(tmp_path / "outbox.db")},
-        scan=scan,
-        feedback=feedback or {},
-        api={"url": central.url, "token": CENTRAL_TOKEN, "backoff_base_s": 0.05, "backoff_cap_s": 0.5},
-    )
+    return kiosk_config(tmp_path, central=central, source=f"file:{video}", kiosk={"id": "kiosk-presentations", "site": "Riga Centre 3"},
+                        scan=scan, feedback=feedback or {}, api=QUICK_RETRY)
 
 
 def identified_at_central(tmp_path, central, presentations, *, seed, resting=(), **scan) -> list[str]:

@@ -13,12 +13,16 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 
 import cv2
 import numpy as np
 import pytest
-from conftest import CENTRAL_TOKEN, REPO, card_photo, empty_counter, kiosk_cmd, run_kiosk, write_config
+from support.cards import card_photo, empty_counter
+from support.central import CENTRAL_TOKEN
+from support.config import write_config
+from support.kiosk import REPO, kiosk_cmd, run_kiosk
+from support.ports import occupied_port, reserved_port
+from support.waiting import wait_until
 
 from device.camera import Frame
 from device.config import Config
@@ -28,29 +32,13 @@ from device.pipeline import Pipeline
 
 #: Generous: a busy 2-core machine, a browser starting, a video decoding in real time.
 DEADLINE_S = 90.0
+#: How the tests here wait: up to DEADLINE_S, asking ten times a second (a page, an HTTP request).
+PATIENT = {"timeout_s": DEADLINE_S, "every_s": 0.1}
 #: How chromium must start as root on a machine without network (see the module's docstring).
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-
-
-def wait_for(condition, what: str, deadline_s: float = DEADLINE_S, every_s: float = 0.1):
-    """``condition()``'s first truthy value, polled until ``deadline_s``; fails naming ``what``."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every_s)
-    pytest.fail(f"not within {deadline_s:g} s: {what}")
-
-
-def free_port() -> int:
-    """A port the OS picked (bound, then released), for a config file that must name one."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(port: int, path: str, host: str | None = None, method: str = "GET", headers: dict | None = None) -> http.client.HTTPResponse:
@@ -128,7 +116,7 @@ def test_nothing_is_drawn_or_encoded_while_nobody_watches(preview):
     assert preview.encodes >= 1
     stream.close()
     # The watcher is gone once a write to it fails; from then on frames cost no drawing again.
-    wait_for(lambda: feed(preview, 1, start=41) or preview.watchers == 0, "the closed stream noticed")
+    wait_until(lambda: feed(preview, 1, start=41) or preview.watchers == 0, what="the closed stream noticed", **PATIENT)
     drawn = preview.encodes
     feed(preview, 40, start=100)
     assert preview.encodes == drawn
@@ -215,10 +203,7 @@ def test_the_daemon_runs_on_without_its_live_view_when_the_port_is_taken(caplog)
 
     cfg = Config()
     assert daemon_preview(cfg) is None  # preview.enabled is off by default: no socket at all
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with occupied_port() as port:
         assert daemon_preview(replace(cfg, preview=replace(cfg.preview, enabled=True, port=port))) is None
     assert f"cannot listen on 127.0.0.1:{port}" in caplog.text and "preview.port" in caplog.text
 
@@ -229,7 +214,7 @@ def test_the_daemon_runs_on_without_its_live_view_when_the_port_is_taken(caplog)
 def chromium() -> str:
     """Debian's chromium, installed with apt when it is missing and we are root."""
     if shutil.which("chromium") is None and os.geteuid() == 0:
-        from debian_root import ensure_tool
+        from support.debian_root import ensure_tool
 
         try:
             ensure_tool("chromium", "chromium")
@@ -288,7 +273,7 @@ def test_kiosk_preview_shows_the_camera_live_in_a_browser(direct_preview, browse
     view = page.locator("#view")
     page.wait_for_function("() => document.getElementById('view').naturalWidth > 0")
     first = view.screenshot()
-    wait_for(lambda: view.screenshot() != first, "the image in the page changed")
+    wait_until(lambda: view.screenshot() != first, what="the image in the page changed", **PATIENT)
     # The figures the page shows: a frame rate, a sharpness number, where it was measured.
     page.wait_for_function("() => parseFloat(document.getElementById('fps').textContent) > 0")
     page.wait_for_function("() => /^[0-9]+$/.test(document.getElementById('sharpness').textContent)")
@@ -308,10 +293,7 @@ def test_kiosk_preview_shows_the_camera_live_in_a_browser(direct_preview, browse
 
 def test_kiosk_preview_on_a_port_in_use_says_so(tmp_path, card_video):
     cfg = write_config(tmp_path / "kiosk.toml", kiosk={"runtime_dir": str(tmp_path / "run")}, camera={"source": f"file:{card_video}"})
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with occupied_port() as port:
         run = run_kiosk("preview", "--config", str(cfg), "--port", str(port))
     assert run.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in run.stderr and "--port" in run.stderr
@@ -330,36 +312,36 @@ def test_a_preview_port_out_of_range_is_a_config_error(tmp_path):
 def test_the_daemon_serves_the_live_view_and_kiosk_preview_says_where(tmp_path, card_video, central):
     from device import status
 
-    port = free_port()
-    runtime = tmp_path / "run"
-    sections = dict(
-        kiosk={"id": "kiosk-aim-2", "runtime_dir": str(runtime)},
-        camera={"source": f"file:{card_video}"},
-        outbox={"path": str(tmp_path / "outbox.db")},
-        api={"url": central.url, "token": CENTRAL_TOKEN},
-    )
-    cfg = write_config(tmp_path / "kiosk.toml", **sections, preview={"enabled": True, "port": port})
-    daemon = subprocess.Popen(kiosk_cmd("run", "--config", str(cfg)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    try:
-        seen = wait_for(lambda: (f := figures(port)) and f["frames"] > 0 and f, "the daemon's live view answered with frames")
-        assert seen["kiosk"] == "kiosk-aim-2" and seen["frames_drawn"] == 0  # nobody watched yet: nothing drawn
-        stream = get(port, "/stream.mjpg")
-        images = read_jpegs(stream, 2)
-        stream.close()
-        assert all(image.shape == (360, 640, 3) for image in images)
-        after = figures(port)
-        assert after["frames_drawn"] >= 2 and after["sharpness"] is not None and after["fps"] > 0
-        wait_for(lambda: figures(port)["zone"], "the card read, and its zone shown")
+    with reserved_port() as port:  # the daemon's preview listens there; nobody else can take it meanwhile
+        runtime = tmp_path / "run"
+        sections = dict(
+            kiosk={"id": "kiosk-aim-2", "runtime_dir": str(runtime)},
+            camera={"source": f"file:{card_video}"},
+            outbox={"path": str(tmp_path / "outbox.db")},
+            api={"url": central.url, "token": CENTRAL_TOKEN},
+        )
+        cfg = write_config(tmp_path / "kiosk.toml", **sections, preview={"enabled": True, "port": port})
+        daemon = subprocess.Popen(kiosk_cmd("run", "--config", str(cfg)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        try:
+            seen = wait_until(lambda: (f := figures(port)) and f["frames"] > 0 and f, what="the daemon's live view with frames", **PATIENT)
+            assert seen["kiosk"] == "kiosk-aim-2" and seen["frames_drawn"] == 0  # nobody watched yet: nothing drawn
+            stream = get(port, "/stream.mjpg")
+            images = read_jpegs(stream, 2)
+            stream.close()
+            assert all(image.shape == (360, 640, 3) for image in images)
+            after = figures(port)
+            assert after["frames_drawn"] >= 2 and after["sharpness"] is not None and after["fps"] > 0
+            wait_until(lambda: figures(port)["zone"], what="the card read, and its zone shown", **PATIENT)
 
-        wait_for(lambda: status.read_status(runtime).running, "the daemon's status file")
-        said = run_kiosk("preview", "--config", str(cfg))
-        assert said.returncode == 0, said.stderr
-        assert f"http://127.0.0.1:{port}/" in said.stdout and f"ssh -L {port}:localhost:{port} " in said.stdout
-        off = run_kiosk("preview", "--config", str(write_config(tmp_path / "off.toml", **sections)))
-        assert off.returncode == 1 and "enabled = true" in off.stderr and "systemctl restart kiosk" in off.stderr
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        stderr = daemon.communicate(timeout=60)[1]
-    assert daemon.returncode == 0, stderr
-    with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            wait_until(lambda: status.read_status(runtime).running, what="the daemon's status file", **PATIENT)
+            said = run_kiosk("preview", "--config", str(cfg))
+            assert said.returncode == 0, said.stderr
+            assert f"http://127.0.0.1:{port}/" in said.stdout and f"ssh -L {port}:localhost:{port} " in said.stdout
+            off = run_kiosk("preview", "--config", str(write_config(tmp_path / "off.toml", **sections)))
+            assert off.returncode == 1 and "enabled = true" in off.stderr and "systemctl restart kiosk" in off.stderr
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            stderr = daemon.communicate(timeout=60)[1]
+        assert daemon.returncode == 0, stderr
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()

@@ -5,7 +5,8 @@ import threading
 import uuid
 
 import pytest
-from conftest import run_kiosk, write_config
+from support.config import write_config
+from support.kiosk import run_kiosk
 
 from device.card import Card
 from device.outbox import Outbox

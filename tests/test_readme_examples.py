@@ -14,7 +14,8 @@ import subprocess
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, kiosk_cmd, write_config
+from support.config import write_config
+from support.kiosk import REPO, kiosk_cmd
 
 from device.tools.synth.card import save_card
 

@@ -9,23 +9,14 @@ import urllib.error
 
 import pytest
 import requests
-from conftest import CENTRAL_TOKEN
-from hostile_central import HostileCentral, head, trickle_body
-from revocation_fixtures import ADMIN_TOKEN, list_keys, signing_central  # noqa: F401  (fixtures)
+from support.central import CENTRAL_TOKEN, FakeCentral, head, trickle_body
+from support.revocations import ADMIN_TOKEN, LOST, OTHER, assert_kept, make_sync, serve_list
 
 from device.card import Card
 from device.central_client import CentralClient
 from device.revocations import document
 from device.revocations.store import ReplacedCards
 from device.revocations.sync import APPLIED, FAILED, REFUSED, UNCHANGED, RevocationSync
-
-LOST, OTHER = "0012345678", "0099999999"
-
-
-def make_sync(tmp_path, url, public_key, **options) -> RevocationSync:
-    settings = {"interval_s": 900, "max_age_s": 3600, "max_bytes": 64 * 1024 * 1024, "deadline_s": 20, **options}
-    client = CentralClient(url, token=CENTRAL_TOKEN, connect_timeout_s=2, read_timeout_s=5)
-    return RevocationSync(ReplacedCards(tmp_path / "revocations.db"), client, document.load_public_key(public_key), **settings)
 
 
 def fetch(central, since=0) -> tuple[bytes, str, str]:
@@ -35,19 +26,6 @@ def fetch(central, since=0) -> tuple[bytes, str, str]:
     return answer.content, answer.headers[document.KEY_ID_HEADER], answer.headers[document.SIGNATURE_HEADER]
 
 
-def serve_list(body: bytes, key_id: str, signature: str, length: int | None = None):
-    """A hostile central's behaviour: every GET answered with these bytes and signature headers."""
-    extra = f"{document.KEY_ID_HEADER}: {key_id}\r\n{document.SIGNATURE_HEADER}: {signature}\r\n"
-
-    def behave(conn):
-        while conn.read_request() is not None:
-            conn.send(head(200, len(body) if length is None else length, extra) + body)
-            if length is not None:
-                return  # cut short: hang up
-
-    return behave
-
-
 @pytest.fixture
 def synced(tmp_path, signing_central, list_keys):
     """A kiosk copy at version 1 (LOST re-issued as 2), synced from the real central."""
@@ -55,13 +33,6 @@ def synced(tmp_path, signing_central, list_keys):
     sync = make_sync(tmp_path, signing_central.url, list_keys[1])
     assert sync.sync_once().kind == APPLIED
     return sync
-
-
-def assert_kept(sync: RevocationSync, version: int = 1) -> None:
-    """The previous copy is still in force: same version, the replaced card still refused."""
-    assert sync.copy.version == version
-    assert sync.copy.replaced_by(Card("v1", LOST, 1)) == 2
-    assert sync.copy.replaced_by(Card("v1", LOST, 2)) is None
 
 
 def test_a_reissue_reaches_the_kiosk_as_a_delta_and_versions_only_grow(tmp_path, synced, signing_central):
@@ -85,7 +56,7 @@ def test_a_reissue_reaches_the_kiosk_as_a_delta_and_versions_only_grow(tmp_path,
 
 def refused(sync: RevocationSync, behaviour, expected: str, kind: str = REFUSED) -> str:
     """Sync against a hostile central serving ``behaviour``: refused, the fault names ``expected``."""
-    with HostileCentral(behaviour) as hostile:
+    with FakeCentral(hostile=behaviour) as hostile:
         sync.client = CentralClient(hostile.url, token=CENTRAL_TOKEN, connect_timeout_s=2, read_timeout_s=2)
         result = sync.sync_once()
     assert result.kind == kind, result
@@ -115,7 +86,7 @@ def test_a_replayed_older_list_is_refused(tmp_path, synced, signing_central):
     old = fetch(signing_central)  # version 1
     signing_central.reissue(OTHER, 2, ADMIN_TOKEN)
     assert synced.sync_once().version == 2
-    with HostileCentral(serve_list(*old)) as hostile:
+    with FakeCentral(hostile=serve_list(*old)) as hostile:
         synced.client = CentralClient(hostile.url, token=CENTRAL_TOKEN, connect_timeout_s=2, read_timeout_s=2)
         result = synced.sync_once()
     assert result.kind == REFUSED and "version 1 is older than the copy's 2" in result.error

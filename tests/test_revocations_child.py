@@ -9,10 +9,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import CENTRAL_TOKEN
-from hostile_central import HostileCentral
-from revocation_fixtures import ADMIN_TOKEN, list_keys, signing_central  # noqa: F401  (fixtures)
-from test_revocations import LOST, OTHER, assert_kept, make_sync, serve_list
+from support.central import CENTRAL_TOKEN, FakeCentral
+from support.revocations import ADMIN_TOKEN, LOST, OTHER, assert_kept, make_sync, serve_list
 
 from device.card import Card
 from device.central_client import CentralClient
@@ -64,7 +62,7 @@ def test_the_child_refuses_what_the_daemon_would(in_child, list_keys):
     malformed = b'{"version":9,"complete":true,"since":null,"issued_at":"2026-01-01T00:00:00Z","cards":[["00123456AB",2]]}'
     older = document.encode(0, True, None, "2026-01-01T00:00:00Z", [(OTHER, 2)])
     for body, why in ((malformed, "entry 1 of the list is not a [contract, current issue] pair"), (older, "version 0 is older than the copy's 1")):
-        with HostileCentral(serve_list(body, *document.sign(key, body))) as hostile:
+        with FakeCentral(hostile=serve_list(body, *document.sign(key, body))) as hostile:
             in_child.client = CentralClient(hostile.url, token=CENTRAL_TOKEN, connect_timeout_s=2, read_timeout_s=5)
             result = in_child.sync_once()
         assert result.kind == REFUSED and why in result.error, result

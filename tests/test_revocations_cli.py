@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import json
 
-from conftest import CENTRAL_TOKEN, card_folder, empty_counter, run_kiosk, write_config  # noqa: F401
-from kiosk_processes import Daemon, wait_for, with_empty_tail
-from revocation_fixtures import ADMIN_TOKEN, list_keys, signing_central  # noqa: F401  (fixtures)
-from unprivileged import technicians_group  # noqa: F401  (fixture)
-
-LOST, OTHER = "0012345678", "0099999999"
+from support.central import CENTRAL_TOKEN
+from support.config import kiosk_config, write_config
+from support.daemon import Daemon, wait_for_status, with_empty_tail
+from support.kiosk import run_kiosk
+from support.revocations import ADMIN_TOKEN, LOST, OTHER
+from support.unprivileged import kiosk_as_nobody
 
 
 def cli_config(tmp_path, central_url, public_key, source="file:/dev/null", pace="fast"):
-    return write_config(
-        tmp_path / "kiosk.toml",
-        kiosk={"id": "kiosk-rev-cli", "runtime_dir": str(tmp_path / "run")},
-        camera={"source": source, "pace": pace},
-        outbox={"path": str(tmp_path / "outbox.db")},
-        api={"url": central_url, "token": CENTRAL_TOKEN},
-        revocations={"enabled": True, "public_key_file": str(public_key), "interval_s": 3600},
-    )
+    return kiosk_config(tmp_path, central=central_url, source=source, pace=pace, kiosk={"id": "kiosk-rev-cli"},
+                        revocations={"enabled": True, "public_key_file": str(public_key), "interval_s": 3600})
 
 
 def test_sync_then_status_and_check_without_the_daemon(tmp_path, signing_central, list_keys):
@@ -79,7 +73,7 @@ def test_sync_asks_the_running_daemon_and_kiosk_status_shows_the_list(tmp_path, 
     folder = with_empty_tail(card_folder([OTHER]), 120)
     cfg = cli_config(tmp_path, signing_central.url, list_keys[1], source=f"file:{folder}", pace="realtime")
     with Daemon(tmp_path, cfg):
-        report = wait_for(cfg, lambda r: (r["daemon"].get("revocations") or {}).get("version") == 1)
+        report = wait_for_status(cfg, lambda r: (r["daemon"].get("revocations") or {}).get("version") == 1)
         assert report["daemon"]["revocations"]["fault"] is None
         text = run_kiosk("status", "--config", str(cfg)).stdout
         assert "replaced    version 1, 1 contracts" in text
@@ -105,16 +99,14 @@ def test_revocations_without_a_key_or_with_a_file_that_is_no_key_is_a_config_err
 def test_a_technician_in_the_files_group_reads_the_list_without_sudo(tmp_path, signing_central, list_keys):
     import os
 
-    from unprivileged import kiosk_as_nobody
-
     technicians = 4242  # the group the copy's folder and files belong to (kiosk-tech on a kiosk)
     signing_central.reissue(LOST, 2, ADMIN_TOKEN)
     with kiosk_as_nobody(groups=(technicians,)) as (folder, as_nobody):
-        cfg = write_config(
-            folder / "kiosk.toml",
-            kiosk={"id": "kiosk-rev-cli", "runtime_dir": str(folder / "run")},
+        cfg = kiosk_config(
+            folder,
+            central=signing_central,
+            kiosk={"id": "kiosk-rev-cli"},
             outbox={"path": str(folder / "lib" / "outbox.db")},
-            api={"url": signing_central.url, "token": CENTRAL_TOKEN},
             revocations={"enabled": True, "public_key_file": str(list_keys[1])},
         )
         os.chmod(cfg, 0o644)
@@ -137,8 +129,6 @@ def test_a_technician_in_the_group_asks_the_running_daemon_to_sync_without_sudo(
     import shutil
 
     from device import status
-    from unprivileged import kiosk_as_nobody
-
     signing_central.reissue(LOST, 2, ADMIN_TOKEN)
     images = with_empty_tail(card_folder([OTHER]), 120)
     with kiosk_as_nobody(groups=(technicians_group,)) as (folder, as_nobody):
@@ -151,17 +141,18 @@ def test_a_technician_in_the_group_asks_the_running_daemon_to_sync_without_sudo(
             (folder / name).mkdir()
             os.chown(folder / name, 0, technicians_group)
             (folder / name).chmod(0o2750)
-        cfg = write_config(
-            folder / "kiosk.toml",
-            kiosk={"id": "kiosk-rev-cli", "runtime_dir": str(folder / "run")},
-            camera={"source": f"file:{images}", "pace": "realtime"},
+        cfg = kiosk_config(
+            folder,
+            central=signing_central,
+            source=f"file:{images}",
+            pace="realtime",
+            kiosk={"id": "kiosk-rev-cli"},
             outbox={"path": str(folder / "lib" / "outbox.db")},
-            api={"url": signing_central.url, "token": CENTRAL_TOKEN},
             revocations={"enabled": True, "public_key_file": str(key), "interval_s": 3600},
         )
         cfg.chmod(0o644)
         with Daemon(tmp_path, cfg):
-            wait_for(cfg, lambda r: (r["daemon"].get("revocations") or {}).get("version") == 1)
+            wait_for_status(cfg, lambda r: (r["daemon"].get("revocations") or {}).get("version") == 1)
             requests = folder / "run" / status.REQUESTS_DIR
             assert requests.is_dir() and requests.stat().st_mode & 0o7777 == 0o1770
             signing_central.reissue(OTHER, 3, ADMIN_TOKEN)

@@ -6,23 +6,17 @@ from __future__ import annotations
 
 import sqlite3
 
-from conftest import CENTRAL_TOKEN, run_kiosk, write_config
-from revocation_fixtures import ADMIN_TOKEN, list_keys, signing_central  # noqa: F401  (fixtures)
+from support.central import CENTRAL_TOKEN
+from support.config import QUICK_RETRY, kiosk_config
+from support.kiosk import run_kiosk
+from support.revocations import ADMIN_TOKEN, LOST, OTHER
 
 from device.tools.synth.video import Presentation, write_presentation_video
 
-LOST, OTHER = "0012345678", "0099999999"
-
 
 def revocations_config(tmp_path, central, public_key, source, **revocations):
-    return write_config(
-        tmp_path / "kiosk.toml",
-        kiosk={"id": "kiosk-rev-1", "site": "Riga Centre 3", "runtime_dir": str(tmp_path / "run")},
-        camera={"source": source, "pace": "fast"},
-        outbox={"path": str(tmp_path / "outbox.db")},
-        api={"url": central.url, "token": CENTRAL_TOKEN, "backoff_base_s": 0.05, "backoff_cap_s": 0.5},
-        revocations={"enabled": True, "public_key_file": str(public_key), **revocations},
-    )
+    return kiosk_config(tmp_path, central=central, source=source, kiosk={"id": "kiosk-rev-1", "site": "Riga Centre 3"}, api=QUICK_RETRY,
+                        revocations={"enabled": True, "public_key_file": str(public_key), **revocations})
 
 
 def test_a_replaced_card_is_refused_once_and_its_replacement_and_another_card_are_identified(tmp_path, signing_central, list_keys):
@@ -72,7 +66,7 @@ def test_a_tampered_list_at_start_keeps_the_last_copy_and_scanning_and_delivery_
     import json
 
     import requests
-    from hostile_central import HostileCentral, head
+    from support.central import FakeCentral, head
 
     from device.revocations import document
 
@@ -97,7 +91,7 @@ def test_a_tampered_list_at_start_keeps_the_last_copy_and_scanning_and_delivery_
 
     video = tmp_path / "counter.avi"
     write_presentation_video(video, [Presentation.card(LOST, 1), Presentation.card(OTHER, 1)], seed=7)
-    with HostileCentral(behave) as hostile:
+    with FakeCentral(hostile=behave) as hostile:
         run = run_kiosk("run", "--config", str(revocations_config(tmp_path, hostile, list_keys[1], f"file:{video}")))
     assert run.returncode == 0, run.stderr[-3000:]
     assert "fault revocations: replaced-card list refused: the signature does not match" in run.stderr

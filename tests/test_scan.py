@@ -4,8 +4,9 @@ import json
 
 import cv2
 import numpy as np
-from conftest import card_photo, contracts, empty_counter, run_kiosk
 from PIL import Image
+from support.cards import card_photo, contracts, empty_counter
+from support.kiosk import run_kiosk
 
 from device.card import CARD_V1
 
@@ -105,7 +106,7 @@ def test_a_file_name_that_is_not_utf8_is_valid_json(tmp_path):
     import os
     import subprocess
 
-    from conftest import kiosk_cmd
+    from support.kiosk import kiosk_cmd
 
     name = os.fsencode(tmp_path) + b"/caf\xff.png"
     ok, data = cv2.imencode(".png", card_photo(contracts(1)[0]))

@@ -5,16 +5,22 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
 
 import pytest
-from conftest import CENTRAL_TOKEN, REPO, Recorder, card_photo, contracts, empty_counter, kiosk_cmd, run_kiosk, write_config
+from support.camera import Counter, FakeCapture, HangingSource
+from support.cards import card_photo, contracts, empty_counter
+from support.central import CENTRAL_TOKEN
+from support.config import QUICK_RETRY, kiosk_config, write_config
+from support.kiosk import REPO, kiosk_cmd, run_kiosk
+from support.notify import listen, messages
+from support.outputs import Recorder
+from support.waiting import wait_until
 
 from device.assembly import build_kiosk, make_forwarder, open_outbox
-from device.camera import Frame, FrameSource
+from device.camera import FrameSource
 from device.camera.file import FileSource
 from device.camera.v4l2 import V4L2Source
 from device.config import load
@@ -25,74 +31,9 @@ from device.outbox import Outbox
 from device.pipeline import Pipeline
 
 
-def wait_until(condition, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-class Counter:
-    """The world in front of a fake USB camera: a card may be shown; the cable may be pulled."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.plugged = True
-        self.generation = 0
-        self.image = empty_counter()
-
-    def show(self, image):
-        with self.lock:
-            self.image = image
-
-    def unplug(self):
-        with self.lock:
-            self.plugged = False
-            self.generation += 1
-
-    def plug(self):
-        with self.lock:
-            self.plugged = True
-
-
-class FakeCapture:
-    """cv2.VideoCapture at the hardware edge: a handle opened before an unplug stays dead."""
-
-    def __init__(self, counter: Counter):
-        self.counter = counter
-        with counter.lock:
-            self.ok, self.generation = counter.plugged, counter.generation
-
-    def isOpened(self):
-        return self.ok
-
-    def set(self, prop, value):
-        return True
-
-    def get(self, prop):
-        return 0.0
-
-    def read(self):
-        time.sleep(1 / 30)  # the camera's frame interval
-        with self.counter.lock:
-            if not (self.ok and self.counter.plugged and self.generation == self.counter.generation):
-                return False, None
-            return True, self.counter.image
-
-    def release(self):
-        pass
-
-
-def service_config(tmp_path, central, source="v4l2:/dev/video9", **extra):
-    return write_config(
-        tmp_path / "kiosk.toml",
-        kiosk={"id": "kiosk-svc", "runtime_dir": str(tmp_path / "run")},
-        camera={"source": source, **extra.pop("camera", {})},
-        outbox={"path": str(tmp_path / "outbox.db")},
-        api={"url": central.url, "token": CENTRAL_TOKEN, "backoff_base_s": 0.05, "backoff_cap_s": 0.5},
-        **extra,
-    )
+def service_config(tmp_path, central, source="v4l2:/dev/video9", **sections):
+    """A kiosk on a fake USB camera (``source``) delivering to ``central``."""
+    return kiosk_config(tmp_path, central=central, source=source, pace=None, kiosk={"id": "kiosk-svc"}, api=QUICK_RETRY, **sections)
 
 
 def test_camera_unplugged_and_back_needs_no_restart_and_loses_nothing(tmp_path, central):
@@ -124,51 +65,6 @@ def test_camera_unplugged_and_back_needs_no_restart_and_loses_nothing(tmp_path, 
         runner.join(timeout=20)
     assert not runner.is_alive()
     assert events.log == [("identified", a), ("fault", CAMERA), ("cleared", CAMERA), ("identified", b)]
-
-
-class HangingSource(FrameSource):
-    """A driver that hangs inside read() once ``hang`` is set (the failure the watchdog exists for)."""
-
-    def __init__(self):
-        self.hang = threading.Event()
-        self.release = threading.Event()
-        self.index = 0
-
-    def read(self, timeout=None):
-        if self.hang.is_set():
-            self.release.wait()
-            return None
-        time.sleep(0.02)
-        self.index += 1
-        return Frame(empty_counter(), self.index, time.monotonic())
-
-    def close(self):
-        self.release.set()
-
-    def describe(self):
-        return "hanging test source"
-
-
-def listen(tmp_path):
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    path = str(tmp_path / "notify.sock")
-    sock.bind(path)
-    sock.settimeout(0.2)
-    return sock, path
-
-
-def messages(sock, until, timeout=30.0):
-    """Collect notify datagrams until ``until(list)`` is true."""
-    got = []
-    deadline = time.monotonic() + timeout
-    while not until(got):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out; got {got}")
-        try:
-            got.append(sock.recv(4096).decode())
-        except TimeoutError:
-            pass
-    return got
 
 
 def test_watchdog_is_fed_only_while_the_scan_loop_turns(tmp_path, central):
@@ -300,12 +196,11 @@ def test_delivery_faults_token_refused_then_fixed_and_backlog(tmp_path, card_fol
     token_file.write_text("not-the-token\n")
     shown = contracts(2)
     cfg = load(
-        write_config(
-            tmp_path / "kiosk.toml",
-            kiosk={"id": "kiosk-faults", "runtime_dir": str(tmp_path / "run")},
-            camera={"source": f"file:{card_folder(shown[:1], name='a')}", "pace": "fast"},
-            outbox={"path": str(tmp_path / "outbox.db")},
-            api={"url": central.url, "token_file": str(token_file), "auth_retry_s": 0.5, "backoff_base_s": 0.05, "backoff_cap_s": 0.5},
+        kiosk_config(
+            tmp_path,
+            source=f"file:{card_folder(shown[:1], name='a')}",
+            kiosk={"id": "kiosk-faults"},
+            api={"url": central.url, "token_file": str(token_file), "auth_retry_s": 0.5, **QUICK_RETRY},
         ),
         environ={},
     )

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_kiosk, write_config
-from status_samples import daemon_status, delivery_health, outbox_health
+from support.config import write_config
+from support.kiosk import run_kiosk
+from support.status import daemon_status, delivery_health, outbox_health
 
 from device.health.delivery import DeliveryState
 from device.health.outbox import IntegrityProblem

@@ -24,10 +24,14 @@ import threading
 import time
 
 import pytest
-from conftest import CENTRAL_TOKEN, REPO, Recorder, card_photo, contracts, empty_counter, run_kiosk, write_config
-from revocation_fixtures import list_keys, signing_central  # noqa: F401  (fixtures)
-from test_outputs import Stuck
-from test_service import Counter, FakeCapture, HangingSource, listen, messages, service_config, wait_until
+from support.camera import Counter, FakeCapture, HangingSource
+from support.cards import card_photo, contracts
+from support.config import QUICK_RETRY, kiosk_config
+from support.daemon import with_empty_tail
+from support.kiosk import REPO, run_kiosk
+from support.notify import listen, messages
+from support.outputs import Recorder, Stuck
+from support.waiting import wait_until
 
 from device import threads
 from device.assembly import make_forwarder, open_outbox
@@ -186,7 +190,7 @@ def quick_restarts(monkeypatch):
 
 def live_kiosk(tmp_path, central, outputs=(), notifier=None):
     """A kiosk on a fake USB camera (the hardware edge) in front of a counter the test controls."""
-    cfg = load(service_config(tmp_path, central), environ={})
+    cfg = load(kiosk_config(tmp_path, central=central, source="v4l2:/dev/video9", kiosk={"id": "kiosk-svc"}, api=QUICK_RETRY), environ={})
     counter = Counter()
     source = V4L2Source("/dev/video9", capture_factory=lambda path: FakeCapture(counter), stall_timeout_s=0.5, backoff_initial_s=0.05, backoff_max_s=0.2)
     outbox = open_outbox(cfg)
@@ -346,7 +350,7 @@ def test_housekeeping_that_hangs_feeds_no_watchdog_while_the_scan_loop_goes_on(t
 
     monkeypatch.setattr(Supervisor, "check_device_classes", hang_once)
     sock, path = listen(tmp_path)
-    cfg = load(service_config(tmp_path, central), environ={})
+    cfg = load(kiosk_config(tmp_path, central=central, source="v4l2:/dev/video9", kiosk={"id": "kiosk-svc"}, api=QUICK_RETRY), environ={})
     source = HangingSource()  # never hangs here: 50 empty frames a second
     outbox = open_outbox(cfg)
     kiosk = Kiosk(source, Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox), notifier=Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"}))
@@ -428,33 +432,19 @@ def start_daemon(tmp_path, cfg, inject, *, max_restarts=5, healthy_after_s=6.0) 
 
 def counter_config(tmp_path, card_folder, central, cards, pace="realtime"):
     """Cards, then a minute of empty counter at 5 frames a second: a daemon that runs while the test looks."""
-    folder = card_folder(cards)
-    blank = folder / "blank.png"
-    import cv2
-
-    cv2.imwrite(str(blank), empty_counter())
-    for i in range(300):
-        os.link(blank, folder / f"9{i:05d}.png")
-    blank.unlink()
-    return write_config(
-        tmp_path / "kiosk.toml",
-        kiosk={"id": "kiosk-sup", "runtime_dir": str(tmp_path / "run")},
-        camera={"source": f"file:{folder}", "pace": pace},
-        outbox={"path": str(tmp_path / "outbox.db")},
-        api={"url": central.url, "token": CENTRAL_TOKEN, "backoff_base_s": 0.05, "backoff_cap_s": 0.5},
-    )
+    folder = with_empty_tail(card_folder(cards), seconds=60)
+    return kiosk_config(tmp_path, central=central, source=f"file:{folder}", pace=pace, kiosk={"id": "kiosk-sup"}, api=QUICK_RETRY)
 
 
-def status_when(cfg, condition, what, timeout=60.0):
+def status_when(cfg, condition, what, timeout_s=60.0):
     """Run `kiosk status` until ``condition(run)`` holds; that run."""
-    deadline = time.monotonic() + timeout
-    while True:
-        run = run_kiosk("status", "--config", str(cfg))
-        if condition(run):
-            return run
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}; last status:\n{run.stdout}")
-        time.sleep(0.2)
+    last = {}
+
+    def reached():
+        last["run"] = run = run_kiosk("status", "--config", str(cfg))
+        return condition(run) and run
+
+    return wait_until(reached, what=what, timeout_s=timeout_s, every_s=0.2, detail=lambda: f"last status:\n{last['run'].stdout}")
 
 
 @contextlib.contextmanager
@@ -507,7 +497,8 @@ def test_kiosk_run_forwarder_dying_at_start_is_a_fault_then_delivers_and_clears(
     inject = 'from device.outbox import Outbox\nfail(Outbox, "purge_delivered", OverflowError, "date value out of range", on_calls={1, 2})'
     err = fault_shown_then_cleared(
         tmp_path, cfg, inject, "FAULT       thread forwarder: OverflowError: date value out of range (failed 2 times; restarted 2 times)",
-        meanwhile=lambda: wait_until(lambda: len(central.identifications()) == 2, timeout=60, what="both cards delivered by the restarted forwarder"),
+        meanwhile=lambda: wait_until(lambda: len(central.identifications()) == 2, timeout_s=60,
+                                     what="both cards delivered by the restarted forwarder"),
     )
     assert "OverflowError: date value out of range" in err and err.count("thread forwarder failed again") == 1
     assert "thread forwarder fault cleared" in err
@@ -529,7 +520,7 @@ def test_kiosk_run_output_failing_is_a_fault_and_it_logs_the_next_card(tmp_path,
     inject = 'from device.outputs.log import LogOutput\nfail(LogOutput, "on_identified", RuntimeError, "journal gone", on_calls={1})'
     err = fault_shown_then_cleared(
         tmp_path, cfg, inject, "FAULT       thread output LogOutput: identified: RuntimeError: journal gone (failed once; it carries on)",
-        meanwhile=lambda: wait_until(lambda: len(central.identifications()) == 2, timeout=60, what="both delivered"),
+        meanwhile=lambda: wait_until(lambda: len(central.identifications()) == 2, timeout_s=60, what="both delivered"),
     )
     assert f"identified contract ******{b[-4:]}" in err and f"identified contract ******{a[-4:]}" not in err
 

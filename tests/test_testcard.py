@@ -8,8 +8,7 @@ import subprocess
 
 import pytest
 from PIL import Image
-
-from conftest import REPO, kiosk_cmd
+from support.kiosk import REPO, kiosk_cmd
 
 MM_PER_INCH = 25.4
 #: A 300 dpi card is a whole number of pixels: its true size is met to within half a pixel.

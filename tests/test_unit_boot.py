@@ -29,11 +29,10 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from debian_root import (
+from support.debian_root import (
     CHECKOUT,
     PATH,
     copy_checkout,
@@ -43,6 +42,7 @@ from debian_root import (
     remove_root,
     run_in,
 )
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="booting a Debian root under systemd-nspawn needs root (debootstrap, chroot, nspawn)"
@@ -75,14 +75,6 @@ for _ in range(5 * 600):
     out.write(counter)
 out.release()
 """
-
-
-def wait_until(condition, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def descendants(pid: int) -> list[int]:
@@ -131,14 +123,14 @@ class BootedRoot:
             self.init_pid = next((p for p in descendants(self.process.pid) if comm(p) == "systemd"), 0)
             return bool(self.init_pid)
 
-        wait_until(init_started, timeout=60, what="systemd to start in the container")
+        wait_until(init_started, timeout_s=60, every_s=0.1, what="systemd to start in the container")
 
         # Empty until systemd listens, then "initializing", "starting", and where the boot ended.
         def boot_ended() -> bool:
             self.state = self.run("systemctl", "is-system-running", check=False).stdout.strip()
             return self.state not in ("", "initializing", "starting")
 
-        wait_until(boot_ended, timeout=120, what="the container to finish booting")
+        wait_until(boot_ended, timeout_s=120, every_s=0.1, what="the container to finish booting")
         state = self.state
         failed = self.run("systemctl", "--failed", "--no-legend", "--plain", check=False).stdout
         assert state == "running", f"the container booted to {state!r}; failed units:\n{failed}"
@@ -168,7 +160,7 @@ class BootedRoot:
 
     def wait_for_journal(self, unit: str, text: str, after: str) -> None:
         # The daemon's own lines reach journald through a stream, possibly after systemd's.
-        wait_until(lambda: text in self.journal(unit, after), timeout=30, what=f"{text!r} in the journal of {unit}")
+        wait_until(lambda: text in self.journal(unit, after), timeout_s=30, every_s=0.1, what=f"{text!r} in the journal of {unit}")
 
     def write(self, path: str, text: str) -> None:
         (self.root / path.lstrip("/")).write_text(text)
@@ -279,7 +271,7 @@ def test_sigkill_is_restarted_by_systemd(booted):
         unit = booted.show("kiosk")
         return unit["NRestarts"] == "1" and unit["ActiveState"] == "active"
 
-    wait_until(back, what="systemd to restart the killed kiosk")
+    wait_until(back, timeout_s=60, every_s=0.1, what="systemd to restart the killed kiosk")
     assert booted.show("kiosk")["MainPID"] != before["MainPID"]
     assert "status=9/KILL" in booted.journal("kiosk", after=cursor)
 
@@ -300,7 +292,7 @@ def test_a_hung_daemon_is_killed_by_the_watchdog_and_restarted(booted):
             unit = booted.show("kiosk")
             return unit["NRestarts"] == "1" and unit["ActiveState"] == "active"
 
-        wait_until(back, what="the watchdog to restart the stopped kiosk")
+        wait_until(back, timeout_s=60, every_s=0.1, what="the watchdog to restart the stopped kiosk")
         assert "Watchdog timeout" in booted.journal("kiosk", after=cursor)
     finally:
         drop_in.unlink(missing_ok=True)
@@ -322,7 +314,8 @@ def test_kiosk_status_says_why_the_daemon_is_down_when_it_cannot_write_its_outbo
             report = json.loads(kiosk_status(booted).stdout)
             return [] if report["running"] else report["stopped_because"]
 
-        wait_until(lambda: any("cannot write there" in line for line in explained()), what="kiosk status to explain the stop")
+        wait_until(lambda: any("cannot write there" in line for line in explained()), timeout_s=60, every_s=0.1,
+                   what="kiosk status to explain the stop")
         lines = explained()
         assert any(line.startswith("kiosk.service ") and "journalctl -u kiosk -n 20" in line for line in lines), lines
         assert any(
@@ -352,7 +345,7 @@ def test_the_units_system_call_filter_lets_the_list_sync_lower_its_priority(boot
         def niceness() -> list[int]:
             return json.loads(booted.run("/opt/kiosk/venv/bin/python", "-c", probe).stdout)
 
-        wait_until(lambda: 10 in niceness(), what="the sync thread at nice 10")
+        wait_until(lambda: 10 in niceness(), timeout_s=60, every_s=0.1, what="the sync thread at nice 10")
         assert "cannot lower" not in booted.journal("kiosk", after=cursor)
     finally:
         booted.run("systemctl", "stop", "kiosk", "signing-central", check=False)

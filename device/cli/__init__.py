@@ -22,7 +22,11 @@ from device import config as config_mod
 
 def config_option(p: argparse.ArgumentParser) -> None:
     """The ``--config PATH`` option every command that reads the configuration takes."""
-    p.add_argument("--config", metavar="PATH", help=f"config file (default {config_mod.DEFAULT_PATH} if it exists, else built-in defaults)")
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        help=f"config file (default {config_mod.DEFAULT_PATH}, or the file ${config_mod.DEFAULT_PATH_ENV} names, if it exists; else built-in defaults)",
+    )
 
 
 def plain(text: str) -> str:

@@ -13,7 +13,7 @@ Card(format='xu', contract='12345678', issue=3)
 
 from __future__ import annotations
 
-from device.card import PrefixedDigitsFormat, identify, register_format
+from device.card import PrefixedDigitsFormat, identify, register_format  # noqa: F401  (identify: the doctest's)
 
 
 def luhn_check(digits: str) -> str:

@@ -17,7 +17,8 @@ from typing import Callable, Iterator
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from device.config import DEFAULT_PATH_ENV
+from support.kiosk import REPO
 
 
 @contextmanager
@@ -39,6 +40,7 @@ def kiosk_as_nobody(probe: str = "device", groups: tuple[int, ...] = ()) -> Iter
         "HOME": str(folder),
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONPATH": os.pathsep.join([*site.getsitepackages(), str(REPO)]),
+        DEFAULT_PATH_ENV: os.environ.get(DEFAULT_PATH_ENV, ""),  # the tests' default config file, never /etc/kiosk's
     }
 
     def run(command):
@@ -74,3 +76,10 @@ def technicians_group():
         yield grp.getgrnam(name).gr_gid
     finally:
         subprocess.run(["groupdel", name], check=False, capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def unprivileged():
+    """A folder any user may enter, and ``as_nobody(*kiosk_args)`` to run the kiosk as ``nobody``."""
+    with kiosk_as_nobody(probe="cv2, device") as found:
+        yield found

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from support.kiosk import REPO
+
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 CHECKOUT = "/root/kiosk"  # where the checkout lies inside the Debian root
@@ -102,12 +103,12 @@ def root_environment() -> dict[str, str]:
 def checkout_files() -> list[str]:
     """The checkout's files as git sees them: tracked and new, not ignored (so no .venv)."""
     result = subprocess.run(
-        ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         check=False, capture_output=True, text=True,
     )
     if result.returncode != 0:
         pytest.skip(f"not a git checkout, cannot tell which files to copy: {result.stderr.strip()}")
-    return [name for name in result.stdout.split("\0") if name and (ROOT / name).is_file()]
+    return [name for name in result.stdout.split("\0") if name and (REPO / name).is_file()]
 
 
 def ensure_tool(command: str, package: str) -> None:
@@ -137,7 +138,7 @@ def copy_checkout(root: Path) -> None:
     for name in checkout_files():
         target = root / CHECKOUT.lstrip("/") / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, target)
+        shutil.copy2(REPO / name, target)
     if HOST_CA_BUNDLE.is_file():
         shutil.copy(HOST_CA_BUNDLE, root / CA_BUNDLE.lstrip("/"))
 

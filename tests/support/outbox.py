@@ -2,7 +2,7 @@
 that leaves commits only in the WAL, a truncated WAL, garbage over pages, a digit changed inside
 a record.
 
-Use the fixtures with ``from outbox_fixtures import clock, path  # noqa: F401``.
+Use the fixtures with ``from support.outbox import clock, path  # noqa: F401``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, contracts
 
 from device.clock import FakeClock
+from support.cards import contracts
+from support.kiosk import REPO
 
 PAGE = 4096
 
