@@ -16,8 +16,14 @@ from PIL import Image
 from central_fixtures import CENTRAL_TOKEN, central, central_factory  # noqa: F401  (fixtures)
 from device.card import CARD_V1
 from device.outputs.base import Output
+from support import skip_policy
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config):
+    # Every run, CI's and a newcomer's: a skip outside tests/skips.toml fails it.
+    skip_policy.enforce(config)
 
 
 def contracts(n: int, start: int = 1000) -> list[str]:
