@@ -35,8 +35,10 @@ def kiosk_as_nobody(probe: str = "device", groups: tuple[int, ...] = ()) -> Iter
         pytest.skip("no user nobody on this machine")
     with ExitStack() as cleanup:
         # The packages, through a path that user may enter: a bind mount when the checkout is in a
-        # folder closed to others (a clone under /root or in a mkdtemp folder).
-        code = [cleanup.enter_context(seen_by_others(Path(path))) for path in [*site.getsitepackages(), REPO]]
+        # folder closed to others (a clone under /root or in a mkdtemp folder). Debian's Python also
+        # names site folders that a venv does not have.
+        existing = [path for path in map(Path, [*site.getsitepackages(), REPO]) if path.is_dir()]
+        code = [cleanup.enter_context(seen_by_others(path)) for path in existing]
         folder = Path(tempfile.mkdtemp(prefix="kiosk-unprivileged-"))
         folder.chmod(0o755)
         cleanup.callback(shutil.rmtree, folder, ignore_errors=True)
