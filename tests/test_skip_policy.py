@@ -103,10 +103,16 @@ def test_a_module_that_skips_whole_fails_the_run(tmp_path):
 
 @pytest.mark.parametrize("entry", ['test = "tests/test_a.py::test_b"', 'reason = "needs a real Raspberry Pi"',
                                    'test = "tests/test_a.py::test_b"\nreason = ""',
-                                   'test = "tests/test_a.py::test_b"\nreason = "a Pi"\nwhen = "always"'])
+                                   'test = "tests/test_a.py::test_b"\nreason = "a Pi"\nwhen = "always"',
+                                   'test = "tests/test_a.py::test_b"\nreason = "  "'])
 def test_an_entry_without_exactly_its_test_and_reason_is_refused(entry):
     with pytest.raises(pytest.UsageError, match="allowed entry 1 needs exactly a test and a reason"):
         Allowlist.parse(f"[[allowed]]\n{entry}\n")
+
+
+def test_allowed_must_be_entries():
+    with pytest.raises(pytest.UsageError, match="allowed entry 1 needs exactly a test and a reason"):
+        Allowlist.parse('allowed = ["tests/test_a.py::test_b"]\n')
 
 
 def test_the_same_test_allowed_twice_is_refused():

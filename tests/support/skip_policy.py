@@ -59,9 +59,9 @@ class Allowlist:
             raise pytest.UsageError(f"{source}: {e}") from None
         entries = []
         for number, entry in enumerate(document.pop("allowed", []), start=1):
-            test, reason = str(entry.get("test", "")).strip(), str(entry.get("reason", "")).strip()
-            if not test or not reason or set(entry) != {"test", "reason"}:
+            if not isinstance(entry, dict) or set(entry) != {"test", "reason"} or not all(str(v).strip() for v in entry.values()):
                 raise pytest.UsageError(f"{source}: allowed entry {number} needs exactly a test and a reason, has {entry}")
+            test, reason = str(entry["test"]).strip(), str(entry["reason"]).strip()
             if any(known.test == test for known in entries):
                 raise pytest.UsageError(f"{source}: {test} is allowed twice")
             entries.append(AllowedSkip(test, reason))
@@ -79,7 +79,7 @@ def why_not_run(report: pytest.TestReport | pytest.CollectReport) -> str | None:
     if hasattr(report, "wasxfail"):
         return f"{'xpassed' if report.passed else 'xfailed'} ({report.wasxfail or 'no reason given'})"
     if report.skipped:
-        if isinstance(report.longrepr, tuple):  # (file, line index, "Skipped: reason")
+        if isinstance(report.longrepr, tuple):  # (file, line, "Skipped: reason")
             path, line, message = report.longrepr
             return f"skipped at {shown(Path(path))}:{line}: {message.removeprefix('Skipped: ')}"
         return f"skipped: {report.longrepr}"
