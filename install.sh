@@ -6,8 +6,8 @@
 #   sudo ./install.sh --uninstall          remove the service and /opt/kiosk; keep the config
 #                                          (/etc/kiosk), the outbox (/var/lib/kiosk), the user
 #   sudo ./install.sh --uninstall --purge  remove those too
-#   ./install.sh --dev                     a development checkout: .venv here, with the test tools
-#                                          (no root needed once libzbar0 is installed)
+#   ./install.sh --dev                     a development checkout: .venv here, with every tool the
+#                                          tests use (apt's as root; otherwise it says what to install)
 #
 # What goes where and why: docs/INSTALL.md.
 set -euo pipefail
@@ -79,20 +79,77 @@ need_python() {
         || die "the Python venv module is missing: sudo apt-get install python3-venv"
 }
 
-have_zbar() { ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0'; }
-
-need_zbar() {
-    have_zbar && return 0
-    if [ "$(id -u)" -ne 0 ]; then
-        die "pyzbar needs the zbar library; run: sudo apt-get install -y libzbar0   then run this again"
-    fi
-    say "installing libzbar0 (apt)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq libzbar0 >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq libzbar0; }
-    have_zbar || die "libzbar0 did not install"
+# The packages among "$@" that dpkg does not have installed, one a line.
+missing_packages() {
+    local pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || printf '%s\n' "$pkg"
+    done
 }
 
-dev_venv() { [ -x .venv/bin/python ] || python3 -m venv .venv; }
+apt_install() {
+    local missing=()
+    mapfile -t missing < <(missing_packages "$@")
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    say "installing ${missing[*]} (apt)"
+    export DEBIAN_FRONTEND=noninteractive
+    # A fresh system may have stale package lists: update only when the first try fails.
+    apt-get install -y -q --no-install-recommends "${missing[@]}" \
+        || { apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; } \
+        || die "apt could not install ${missing[*]}"
+}
+
+have_zbar() { ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0'; }
+
+# What a development checkout needs from apt: the kiosk's own library, and every tool a test uses.
+# Without one, its tests would skip, and a skip outside tests/skips.toml fails the run.
+readonly DEV_PACKAGES=(
+    libzbar0          # pyzbar's library: the kiosk reads barcodes with it
+    python3           # Debian's /usr/bin/python3, which the user nobody may run (tests/unprivileged.py);
+    python3-venv      #   a pyenv Python under /root is not theirs to run
+    openssl           # test certificates for the TLS tests (tests/http_fixtures.py)
+    systemd           # systemd-analyze verify, on the unit (tests/test_systemd.py)
+    shellcheck        # the lint of this script (tests/test_systemd.py)
+    libfuse3-3        # the power-cut filesystem (tests/lazyfs.py, through mfusepy)
+    chromium          # the live view in a real browser (tests/test_preview.py, through playwright)
+    debootstrap       # a fresh Debian root for the system install (tests/test_install.py)
+    systemd-container # systemd-nspawn, which boots that root (tests/test_unit_boot.py)
+    git               # which files of the checkout go into that root (tests/debian_root.py)
+)
+
+# As root: install what is missing. Otherwise: stop when the kiosk itself cannot run (no zbar, no
+# venv module), else name the missing test tools and the one command that installs them.
+dev_system_packages() {
+    local missing=() command
+    mapfile -t missing < <(missing_packages "${DEV_PACKAGES[@]}")
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    if [ "$(id -u)" -eq 0 ]; then
+        apt_install "${missing[@]}"
+        return 0
+    fi
+    command="sudo apt-get install -y --no-install-recommends ${missing[*]}"
+    if ! have_zbar || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+        die "the kiosk needs packages that only root can install; run: $command   then run this again"
+    fi
+    say "warning: the tests need ${missing[*]} (else they fail: a skip outside tests/skips.toml);" \
+        "only root can install them: $command"
+}
+
+dev_venv() {
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    check_others_python
+}
+
+# tests/unprivileged.py runs the kiosk as the user nobody, with .venv's packages, through a Python of
+# .venv's version that nobody may run: Debian's /usr/bin/python3 when .venv's is a pyenv under /root.
+check_others_python() {
+    local version='import sys; print("%d.%d" % sys.version_info[:2])' ours theirs
+    ours="$(.venv/bin/python -c "$version" 2>/dev/null)" || return 0  # the next step says what is wrong
+    theirs="$(/usr/bin/python3 -c "$version" 2>/dev/null)" || theirs="missing"
+    [ "$ours" = "$theirs" ] \
+        || say "warning: .venv has Python $ours, /usr/bin/python3 is $theirs: the tests that run the kiosk as" \
+            "the user nobody need a Python $ours that user may run (make .venv with /usr/bin/python3 -m venv .venv)"
+}
 
 dev_packages() {
     .venv/bin/python -m pip install --disable-pip-version-check -r requirements-dev.txt
@@ -102,8 +159,8 @@ dev_packages() {
 install_dev() {
     cd "$here"
     STEPS=4
+    run_step "system packages for the kiosk and its tests (apt)" dev_system_packages
     run_step "python 3.11 with venv" need_python
-    run_step "the zbar library" need_zbar
     run_step "virtual environment .venv" dev_venv
     run_step "python packages and test tools into .venv (about 30 s)" dev_packages
     steps_done
@@ -135,20 +192,6 @@ warn_if_untested_os() {
         debian:12 | raspbian:12) ;;
         *) say "warning: made for Raspberry Pi OS Bookworm / Debian 12, this is ${id:-unknown} ${version:-}; going on" ;;
     esac
-}
-
-apt_install() {
-    local missing=() pkg
-    for pkg in "$@"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
-    done
-    [ "${#missing[@]}" -eq 0 ] && return 0
-    say "installing ${missing[*]} (apt)"
-    export DEBIAN_FRONTEND=noninteractive
-    # A fresh system may have stale package lists: update only when the first try fails.
-    apt-get install -y -q --no-install-recommends "${missing[@]}" \
-        || { apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; } \
-        || die "apt could not install ${missing[*]}"
 }
 
 ensure_group() { getent group "$1" >/dev/null || { say "creating system group $1"; groupadd --system "$1"; }; }

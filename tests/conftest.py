@@ -22,11 +22,17 @@ from support.cards import write_card_folder
 
 from device.card import CARD_V1
 from device.config import DEFAULT_PATH_ENV
+from support import skip_policy
 
 pytest_plugins = ["support.central", "support.revocations", "support.disk", "support.unprivileged"]
 
 _no_default_config = tempfile.TemporaryDirectory(prefix="kiosk-tests-")
 os.environ[DEFAULT_PATH_ENV] = str(Path(_no_default_config.name) / "no-such-kiosk.toml")
+
+
+def pytest_configure(config):
+    # Every run, CI's and a newcomer's: a skip outside tests/skips.toml fails it.
+    skip_policy.enforce(config)
 
 
 @pytest.fixture

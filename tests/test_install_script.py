@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -80,8 +81,8 @@ def test_a_failing_pip_step_ends_with_the_step_and_pips_error_line(tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     steps = [line for line in result.stdout.splitlines() if line.startswith("install.sh: [")]
     assert steps == [
-        "install.sh: [1/4] python 3.11 with venv",
-        "install.sh: [2/4] the zbar library",
+        "install.sh: [1/4] system packages for the kiosk and its tests (apt)",
+        "install.sh: [2/4] python 3.11 with venv",
         "install.sh: [3/4] virtual environment .venv",
         "install.sh: [4/4] python packages and test tools into .venv (about 30 s)",
     ], result.stdout
@@ -101,6 +102,59 @@ def test_a_venv_that_cannot_be_made_names_the_step_and_venvs_reason(tmp_path):
     last = result.stderr.splitlines()[-1]
     assert last.startswith("install.sh: error: virtual environment .venv failed: "), result.stderr
     assert ".venv" in last.split("failed: ", 1)[1]  # venv's own reason, naming the path
+
+
+def dev_packages() -> list[str]:
+    result = subprocess.run(["bash", "-c", f'source "{REPO / "install.sh"}" && printf "%s\\n" "${{DEV_PACKAGES[@]}}"'],
+                            capture_output=True, text=True, timeout=30, check=True)
+    return result.stdout.split()
+
+
+def test_dev_install_brings_every_package_a_test_names():
+    """What a test's skip reason tells to install, or installs itself (debian_root.ensure_tool), comes
+    with ./install.sh --dev: a CI or a newcomer that ran it never skips for lack of it."""
+    named = set()
+    for path in (REPO / "tests").rglob("*.py"):
+        text = path.read_text()
+        named.update(re.findall(r"apt-get install ([a-z0-9][a-z0-9.+-]+)", text))
+        named.update(re.findall(r'ensure_tool\("[^"]+", "([a-z0-9.+-]+)"\)', text))
+    assert {"libfuse3-3", "shellcheck", "chromium", "debootstrap", "systemd-container"} <= named  # the search still finds them
+    assert sorted(named - set(dev_packages())) == []
+
+
+def dev_packages_as_a_user(tmp_path, installed: set[str], zbar: bool) -> subprocess.CompletedProcess:
+    """install.sh's dev_system_packages as uid 1000, with dpkg knowing only ``installed`` and ldconfig
+    listing libzbar only when ``zbar``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fakes = {
+        "id": "echo 1000",
+        "dpkg-query": 'case " %s " in *" $3 "*) echo "install ok installed" ;; *) exit 1 ;; esac' % " ".join(sorted(installed)),
+        "ldconfig": "echo '\tlibzbar.so.0 (libc6,x86-64) => /usr/lib/libzbar.so.0'" if zbar else "true",
+        "apt-get": "echo apt-get must not run >&2; exit 1",
+    }
+    for name, body in fakes.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    script = f'source "{REPO / "install.sh"}" && dev_system_packages'
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
+                          env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+
+
+def test_without_root_the_missing_test_tools_are_named_with_one_command_to_install_them(tmp_path):
+    installed = set(dev_packages()) - {"libfuse3-3", "chromium"}
+    result = dev_packages_as_a_user(tmp_path, installed, zbar=True)
+    assert result.returncode == 0, result.stderr
+    assert "install.sh: warning: the tests need libfuse3-3 chromium" in result.stdout
+    assert "only root can install them: sudo apt-get install -y --no-install-recommends libfuse3-3 chromium\n" in result.stdout
+
+
+def test_without_root_and_without_zbar_the_dev_install_stops_with_the_command(tmp_path):
+    installed = set(dev_packages()) - {"libzbar0", "shellcheck"}
+    result = dev_packages_as_a_user(tmp_path, installed, zbar=False)
+    assert result.returncode == 1
+    assert result.stderr == ("install.sh: error: the kiosk needs packages that only root can install; run: "
+                             "sudo apt-get install -y --no-install-recommends libzbar0 shellcheck   then run this again\n")
 
 
 def test_a_step_that_fails_silently_still_gets_a_reason(tmp_path):

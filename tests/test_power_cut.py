@@ -32,7 +32,7 @@ def power_cut_fs(tmp_path):
     if os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
         pytest.skip("mounting the power-cut filesystem needs root and /dev/fuse (CI runs as root)")
     if not (ctypes.util.find_library("fuse3") or ctypes.util.find_library("fuse")):
-        pytest.skip("libfuse is not installed: apt-get install libfuse3-3 (.ci/run does)")
+        pytest.skip("libfuse is not installed: apt-get install libfuse3-3 (./install.sh --dev does)")
     fs = PowerCutFS(tmp_path / "backing", tmp_path / "mnt").start()
     try:
         yield fs

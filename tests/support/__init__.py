@@ -15,6 +15,7 @@
 - :mod:`support.outputs`, :mod:`support.notify`, :mod:`support.outbox`, :mod:`support.revocations`,
   :mod:`support.disk`, :mod:`support.unprivileged`, :mod:`support.debian_root`: doubles and real
   environments for one family of tests each.
+- :mod:`support.skip_policy`: a skip outside ``tests/skips.toml`` fails the run.
 
 tests/ is on ``sys.path`` (pytest's rootdir-relative import of tests/conftest.py), so a test
 module writes ``from support.waiting import wait_until``.

@@ -7,11 +7,12 @@ import os
 import pwd
 import shutil
 import site
+import stat
 import subprocess
 import sys
 import tempfile
 import uuid
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -33,36 +34,70 @@ def kiosk_as_nobody(probe: str = "device", groups: tuple[int, ...] = ()) -> Iter
         nobody = pwd.getpwnam("nobody")
     except KeyError:
         pytest.skip("no user nobody on this machine")
-    folder = Path(tempfile.mkdtemp(prefix="kiosk-unprivileged-"))
-    folder.chmod(0o755)
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(folder),
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONPATH": os.pathsep.join([*site.getsitepackages(), str(REPO)]),
-        DEFAULT_PATH_ENV: os.environ.get(DEFAULT_PATH_ENV, ""),  # the tests' default config file, never /etc/kiosk's
-    }
+    with ExitStack() as cleanup:
+        # The packages, through a path that user may enter: a bind mount when the checkout is in a
+        # folder closed to others (a clone under /root or in a mkdtemp folder). Debian's Python also
+        # names site folders that a venv does not have.
+        existing = [path for path in map(Path, [*site.getsitepackages(), REPO]) if path.is_dir()]
+        code = [cleanup.enter_context(seen_by_others(path)) for path in existing]
+        folder = Path(tempfile.mkdtemp(prefix="kiosk-unprivileged-"))
+        folder.chmod(0o755)
+        cleanup.callback(shutil.rmtree, folder, ignore_errors=True)
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(folder),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPATH": os.pathsep.join(map(str, code)),
+            DEFAULT_PATH_ENV: os.environ.get(DEFAULT_PATH_ENV, ""),  # the tests' default config file, never /etc/kiosk's
+        }
 
-    def run(command):
-        return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=folder, env=env,
-                              user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=list(groups))
+        def run(command):
+            return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=folder, env=env,
+                                  user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=list(groups))
 
-    version = "%d.%d" % sys.version_info[:2]
-    python = None
-    for candidate in dict.fromkeys([os.path.realpath(sys.executable), shutil.which("python3") or "", "/usr/bin/python3"]):
-        try:
-            found = run([candidate, "-c", f"import sys, {probe}; print('%d.%d' % sys.version_info[:2])"])
-        except OSError:  # not that user's to run (a pyenv under /root)
-            continue
-        if found.returncode == 0 and found.stdout.strip() == version:
-            python = candidate
-            break
-    try:
+        version = "%d.%d" % sys.version_info[:2]
+        python = None
+        for candidate in dict.fromkeys([os.path.realpath(sys.executable), shutil.which("python3") or "", "/usr/bin/python3"]):
+            try:
+                found = run([candidate, "-c", f"import sys, {probe}; print('%d.%d' % sys.version_info[:2])"])
+            except OSError:  # not that user's to run (a pyenv under /root)
+                continue
+            if found.returncode == 0 and found.stdout.strip() == version:
+                python = candidate
+                break
         if python is None:
-            pytest.skip(f"no Python {version} that the user nobody may run")
+            pytest.skip(f"no Python {version} that the user nobody may run (apt-get install python3) and that imports {probe}")
         yield folder, lambda *args: run([python, "-m", "device", *args])
+
+
+def others_may_enter(path: Path) -> bool:
+    """Whether a user who is neither owner nor in the group (``nobody``) may enter ``path``."""
+    return all(folder.stat().st_mode & stat.S_IXOTH for folder in [path, *path.parents])
+
+
+@contextmanager
+def seen_by_others(path: Path) -> Iterator[Path]:
+    """``path``, or, when a folder above it is closed to other users (a clone under /root or in a
+    mkdtemp folder), a read-only bind mount of it in a folder they may enter."""
+    if others_may_enter(path):
+        yield path
+        return
+    parent = Path(tempfile.mkdtemp(prefix="kiosk-seen-by-others-"))
+    parent.chmod(0o755)
+    mount_point = parent / path.name
+    mount_point.mkdir()
+    try:
+        mounted = subprocess.run(["mount", "-o", "bind,ro", str(path), str(mount_point)], capture_output=True, text=True, timeout=30)
+        if mounted.returncode != 0:
+            pytest.skip(f"{path} is in a folder the user nobody may not enter, and it cannot be bind-mounted: {mounted.stderr.strip()}")
+        try:
+            yield mount_point
+        finally:
+            subprocess.run(["umount", str(mount_point)], check=True, capture_output=True, timeout=30)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        # rmdir, never rmtree: while still mounted, that would delete the checkout itself.
+        mount_point.rmdir()
+        parent.rmdir()
 
 
 @pytest.fixture
