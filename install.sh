@@ -105,9 +105,9 @@ have_zbar() { ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0'; }
 # Without one, its tests would skip, and a skip outside tests/skips.toml fails the run.
 readonly DEV_PACKAGES=(
     libzbar0          # pyzbar's library: the kiosk reads barcodes with it
-    python3           # Debian's /usr/bin/python3, which the user nobody may run (tests/unprivileged.py);
+    python3           # Debian's /usr/bin/python3, which the user nobody may run (tests/support/unprivileged.py);
     python3-venv      #   a pyenv Python under /root is not theirs to run
-    openssl           # test certificates for the TLS tests (tests/http_fixtures.py)
+    openssl           # test certificates for the TLS tests (tests/support/central.py)
     systemd           # systemd-analyze verify, on the unit (tests/test_systemd.py)
     shellcheck        # the lint of this script (tests/test_systemd.py)
     libfuse3-3        # the power-cut filesystem (tests/lazyfs.py, through mfusepy)
@@ -140,7 +140,7 @@ dev_venv() {
     check_others_python
 }
 
-# tests/unprivileged.py runs the kiosk as the user nobody, with .venv's packages, through a Python of
+# tests/support/unprivileged.py runs the kiosk as the user nobody, with .venv's packages, through a Python of
 # .venv's version that nobody may run: Debian's /usr/bin/python3 when .venv's is a pyenv under /root.
 check_others_python() {
     local version='import sys; print("%d.%d" % sys.version_info[:2])' ours theirs

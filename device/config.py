@@ -772,7 +772,7 @@ def dump(cfg: Config, show_secrets: bool = False) -> str:
 
 
 def reference_markdown() -> str:
-    """The configuration reference table for the README, generated from the schema."""
+    """The configuration reference table of docs/CONFIGURATION.md, generated from the schema (``kiosk config reference``)."""
     rows = ["| key | type | default | allowed | environment | what it is for |", "|---|---|---|---|---|---|"]
     for key, o in options():
         if o.metadata["default_doc"]:

@@ -1,4 +1,4 @@
-"""Commands tell the truth (issue 12): each promise in the README, run as a user runs it."""
+"""Commands tell the truth (issue 12): each promise in docs/COMMANDS.md and docs/TECHNICIANS.md, run as a user runs it."""
 
 from __future__ import annotations
 

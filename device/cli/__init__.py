@@ -1,6 +1,6 @@
 """The ``kiosk`` command: a thin layer over the package's API, one module per command group.
 
-Every command has ``--help`` and a section in the README (tests/test_cli.py checks both). A
+Every command has ``--help`` and an entry in docs/COMMANDS.md (tests/test_cli.py checks both). A
 group's module keeps each command's options beside its body and imports what the body needs
 inside it, so that a command loads only its own part of the kiosk.
 Exit codes: 0 fine, 1 a problem with some input (reported, the rest done), 2 usage,

@@ -40,7 +40,7 @@ def cmd_config_check(args) -> int:
 def cmd_config_reference(args) -> int:
     """Print the configuration reference (Markdown) generated from the schema.
 
-    Print the table of every configuration key, its type, default and purpose, as in the README.
+    Print the table of every configuration key, its type, default and purpose, as in docs/CONFIGURATION.md.
 
     Example: kiosk config reference --example > kiosk.toml
     """

@@ -1,7 +1,7 @@
-"""The README's example outputs are what the commands print: each `$ kiosk ...` example is run
-on real files made here, and its output compared with the README's, line by line.
+"""The example outputs in docs/COMMANDS.md are what the commands print: each `$ kiosk ...`
+example is run on real files made here, and its output compared with the page's, line by line.
 
-Where the README shortens a line (`[...]`, `...`) or names a machine's own value (a camera path,
+Where the page shortens a line (`[...]`, `...`) or names a machine's own value (a camera path,
 a port, an SSH host), that part of the line is matched loosely; everything else must be exact.
 """
 
@@ -19,15 +19,15 @@ from support.kiosk import REPO, kiosk_cmd
 
 from device.tools.synth.card import save_card
 
-#: The card of the README's examples: contract 0012345678, issue 01 (payload LE00123456780168).
+#: The card of the examples in docs/COMMANDS.md: contract 0012345678, issue 01 (payload LE00123456780168).
 CONTRACT, ISSUE = "0012345678", 1
 
 
 def examples(command: str) -> list[tuple[str, list[str]]]:
-    """Each README example whose command starts with ``$ {command}``: (the command line, the
+    """Each example in docs/COMMANDS.md whose command starts with ``$ {command}``: (the command line, the
     output lines up to the next command or the end of its block)."""
     found = []
-    for block in re.findall(r"```sh\n(.*?)```", (REPO / "README.md").read_text(), re.S):
+    for block in re.findall(r"```sh\n(.*?)```", (REPO / "docs" / "COMMANDS.md").read_text(), re.S):
         lines = block.splitlines()
         for i, line in enumerate(lines):
             if line.startswith(f"$ {command}"):
@@ -37,13 +37,13 @@ def examples(command: str) -> list[tuple[str, list[str]]]:
                         break
                     output.append(after)
                 found.append((line[2:], output))
-    assert found, f"the README has no `$ {command}` example"
+    assert found, f"docs/COMMANDS.md has no `$ {command}` example"
     return found
 
 
 def loose(line: str, **values: str) -> re.Pattern:
     """``line`` as a pattern: exact but for ``[...]``/``...`` (anything) and each value in
-    ``values`` (the README's example of a machine's own value) standing for ``values``' pattern."""
+    ``values`` (the page's example of a machine's own value) standing for ``values``' pattern."""
     pattern = re.escape(line)
     for shortening in (re.escape("[...]"), re.escape("...")):
         pattern = pattern.replace(shortening, ".*")
@@ -54,7 +54,7 @@ def loose(line: str, **values: str) -> re.Pattern:
 
 @pytest.fixture
 def counter_files(tmp_path):
-    """card.png (the README's card), counter.avi (a few frames of it) and no missing.jpg."""
+    """card.png (the page's card), counter.avi (a few frames of it) and no missing.jpg."""
     save_card(tmp_path / "card.png", CONTRACT, ISSUE)
     card = cv2.imread(str(tmp_path / "card.png"))
     frame = np.full((720, 1280, 3), 200, np.uint8)
@@ -74,7 +74,7 @@ def test_the_scan_examples_print_what_the_readme_shows(counter_files):
         run = subprocess.run(kiosk_cmd(*command.split()[1:]), capture_output=True, text=True, timeout=300, cwd=counter_files)
         printed = run.stdout.splitlines()
         assert len(printed) >= len(expected), (command, printed, run.stderr)
-        # The README shows the first line a video gives; the video's other frames may follow it.
+        # The page shows the first line a video gives; the video's other frames may follow it.
         videos = [line for line in expected if '"counter.avi"' in line]
         assert not videos or any(loose(videos[0], **{'"frame": 17': r'"frame": \d+'}).fullmatch(line) for line in printed), (command, printed)
         others = [line for line in printed if '"counter.avi"' not in line]
