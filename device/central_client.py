@@ -53,7 +53,12 @@ from device.redact import escape
 from device.request_deadline import CANCELLED, DEADLINE, Cancel, InFlight, deadline_adapter
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import requests
+
+    #: An answer's headers: requests' case-insensitive dict.
+    Headers = Mapping[str, str]
 
 #: The central API's paths (see central/contract.py for the reference implementation).
 HEALTH_PATH = "/v1/health"
@@ -145,7 +150,7 @@ class CentralAnswer:
     """A 2xx answer, read in full and parsed."""
 
     status: int
-    headers: Any  # requests' case-insensitive dict
+    headers: Headers
     data: Any  # the parsed JSON
 
 
@@ -154,7 +159,7 @@ class RawAnswer:
     """A 2xx answer, read in full and kept as bytes (:meth:`CentralClient.get_signed`)."""
 
     status: int
-    headers: Any
+    headers: Headers
     body: bytes
 
 
@@ -278,7 +283,7 @@ class CentralClient:
         ``cancel`` (a :class:`threading.Event`): once set, the request is abandoned with
         :class:`CentralAborted`, within a fraction of a second.
         """
-        return self._call("GET", path, None, self._usable_token(None) if auth else None, {}, cancel)
+        return self._parsed(*self._call("GET", path, None, self._usable_token(None) if auth else None, {}, cancel))
 
     def post_json(self, path: str, body: Any, *, token: str | None = None, cancel: Cancel | None = None) -> CentralAnswer:
         """POST ``body`` as JSON to ``path``; a 2xx JSON answer, or a :class:`CentralProblem`.
@@ -287,7 +292,7 @@ class CentralClient:
         one it tried); by default it is read now. ``cancel`` as for :meth:`get_json`.
         """
         data = json.dumps(body, separators=(",", ":")).encode("utf-8")
-        return self._call("POST", path, data, self._usable_token(token), {"Content-Type": "application/json"}, cancel)
+        return self._parsed(*self._call("POST", path, data, self._usable_token(token), {"Content-Type": "application/json"}, cancel))
 
     def get_signed(self, path: str, *, max_bytes: int, deadline_s: float | None = None, cancel: Cancel | None = None) -> RawAnswer:
         """GET ``path`` and keep the answer's exact bytes (a signed document: the replaced-card list).
@@ -296,7 +301,7 @@ class CentralClient:
         replaces the request's total deadline (a big list over a slow line needs longer than a
         batch). Errors as for :meth:`get_json`.
         """
-        return self._call("GET", path, None, self._usable_token(None), {}, cancel, max_bytes=max_bytes, deadline_s=deadline_s, raw=True)
+        return RawAnswer(*self._call("GET", path, None, self._usable_token(None), {}, cancel, max_bytes=max_bytes, deadline_s=deadline_s))
 
     def _usable_token(self, token: str | None) -> str:
         if token is None:
@@ -306,9 +311,10 @@ class CentralClient:
         return token
 
     def _call(
-        self, method: str, path: str, data: bytes | None, token: str | None, headers: dict, cancel: Cancel | None,
-        *, max_bytes: int = 0, deadline_s: float | None = None, raw: bool = False,
-    ) -> CentralAnswer | RawAnswer:  # fmt: skip
+        self, method: str, path: str, data: bytes | None, token: str | None, headers: dict[str, str], cancel: Cancel | None,
+        *, max_bytes: int = 0, deadline_s: float | None = None,
+    ) -> tuple[int, Headers, bytes]:  # fmt: skip
+        """One request and its whole 2xx answer: (status, headers, body), or a :class:`CentralProblem`."""
         if cancel is not None and cancel.is_set():
             raise CentralAborted(ABORTED)
         progress = _Progress(max_bytes or MAX_ANSWER_BYTES)
@@ -328,15 +334,20 @@ class CentralClient:
                 raise cut
         if not 200 <= status < 300:
             raise self._status_problem(status, answer_headers, body, path)
-        if raw:
-            return RawAnswer(status, answer_headers, body)
+        return status, answer_headers, body
+
+    @staticmethod
+    def _parsed(status: int, answer_headers: Headers, body: bytes) -> CentralAnswer:
+        """A 2xx answer's JSON; a body that is not JSON is :class:`CentralMalformed`."""
         parsed = _json(body)
         if parsed is _NOT_JSON:
             kind = "an HTML page" if body.lstrip()[:1] == b"<" else "not JSON"
             raise CentralMalformed(f"the central answered HTTP {status} but its answer is {kind}", status=status)
         return CentralAnswer(status, answer_headers, parsed)
 
-    def _exchange(self, method: str, path: str, data: bytes | None, token: str | None, headers: dict, flight: InFlight, progress: _Progress):
+    def _exchange(
+        self, method: str, path: str, data: bytes | None, token: str | None, headers: dict[str, str], flight: InFlight, progress: _Progress
+    ) -> tuple[int, Headers, bytes]:
         """The request and its whole answer: (status, headers, body), or a :class:`CentralProblem`."""
         import requests
 
@@ -426,23 +437,26 @@ class CentralClient:
         os_error = next((x for x in reversed(chain) if isinstance(x, OSError) and x.strerror), None)
         if os_error is not None:
             # "no route to host", "network is unreachable"
-            return f"{os_error.strerror.lower()} ({self.host})", "check the kiosk's network (cable, address, route) and the firewall"
+            return f"{str(os_error.strerror).lower()} ({self.host})", "check the kiosk's network (cable, address, route) and the firewall"
         return _short(e), CentralProblem.NEXT_STEP
 
-    def _status_problem(self, status: int, headers, body: bytes, path: str) -> CentralProblem:
+    def _status_problem(self, status: int, headers: Headers, body: bytes, path: str) -> CentralProblem:
         detail = _error_text(body)
         retry_after = parse_retry_after(headers.get("Retry-After"), self.clock.now())
-        kw = dict(status=status, detail=detail, retry_after_s=retry_after)
         if status in AUTH_STATUSES:
-            return CentralRefusedToken(f"the central refused the token (HTTP {status}{detail}): check api.token / api.token_file", **kw)
+            cause = f"the central refused the token (HTTP {status}{detail}): check api.token / api.token_file"
+            return CentralRefusedToken(cause, status=status, detail=detail, retry_after_s=retry_after)
         if status in BUSY_STATUSES:
-            return CentralBusy(f"the central is busy: it answered HTTP {status}{detail}", **kw)
+            return CentralBusy(f"the central is busy: it answered HTTP {status}{detail}", status=status, detail=detail, retry_after_s=retry_after)
+        next_step = ""
         if 300 <= status < 400:
             where = escape(headers.get("Location", "?"), 100)
-            return CentralError(f"the central answered HTTP {status} (a redirect, to {where}): check api.url", next_step=API_URL_NEXT_STEP, **kw)
-        if status == 404:
-            return CentralError(f"the central answered HTTP 404 for {self.base_url}{path}: check api.url", next_step=API_URL_NEXT_STEP, **kw)
-        return CentralError(f"the central answered HTTP {status}{detail}", **kw)
+            cause, next_step = f"the central answered HTTP {status} (a redirect, to {where}): check api.url", API_URL_NEXT_STEP
+        elif status == 404:
+            cause, next_step = f"the central answered HTTP 404 for {self.base_url}{path}: check api.url", API_URL_NEXT_STEP
+        else:
+            cause = f"the central answered HTTP {status}{detail}"
+        return CentralError(cause, status=status, detail=detail, retry_after_s=retry_after, next_step=next_step)
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -462,7 +476,7 @@ class _BearerAuth:
     def __init__(self, token: str | None):
         self.token = token
 
-    def __call__(self, request):
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         if self.token:
             request.headers["Authorization"] = f"Bearer {self.token}"
         return request
@@ -484,7 +498,7 @@ class _Progress:
 
     def note_partial(self, e: BaseException) -> None:
         """urllib3 says how many bytes it read when the answer broke off (IncompleteRead's ``partial``)."""
-        partial = next((x.partial for x in _exception_chain(e) if isinstance(getattr(x, "partial", None), int)), None)
+        partial = next((p for x in _exception_chain(e) if isinstance(p := getattr(x, "partial", None), int)), None)
         if partial is not None:
             self.received = max(self.received, partial)
 
@@ -509,7 +523,7 @@ def _error_text(body: bytes) -> str:
 def _exception_chain(e: BaseException) -> list[BaseException]:
     """``e`` and what it wraps: causes, contexts, urllib3's ``reason`` and exceptions in ``args``."""
     seen: list[BaseException] = []
-    todo = [e]
+    todo: list[object] = [e]
     while todo:
         x = todo.pop(0)
         if not isinstance(x, BaseException) or any(x is s for s in seen):

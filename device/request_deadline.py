@@ -31,7 +31,10 @@ import logging
 import socket
 import threading
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from requests.adapters import HTTPAdapter
 
 log = logging.getLogger(__name__)
 
@@ -139,13 +142,13 @@ def _pool_classes() -> dict:
     return {"http": http, "https": https}
 
 
-def deadline_adapter():
+def deadline_adapter() -> HTTPAdapter:
     """A ``requests`` transport adapter whose connections an :class:`InFlight` can cut."""
     return _adapter_class()()
 
 
 @functools.cache
-def _adapter_class() -> type:
+def _adapter_class() -> type[HTTPAdapter]:
     from requests.adapters import HTTPAdapter
 
     class DeadlineAdapter(HTTPAdapter):

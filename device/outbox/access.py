@@ -12,12 +12,14 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
-def _name(lookup, number: int) -> str:
+def _name(lookup: Callable[[int], Any], number: int) -> str:
     try:
-        return lookup(number)[0]
+        return str(lookup(number)[0])
     except KeyError:  # a number without a name (a file from another system)
         return str(number)
 
@@ -37,7 +39,7 @@ def cannot_write(path: Path, user: str | None = None) -> str | None:
     exists, or the file and its -wal/-shm), or None when nothing visible does."""
     if user is None:
         uid, name = os.geteuid(), _name(pwd.getpwuid, os.geteuid())
-        allowed = os.access
+        allowed: Callable[[Path, int], bool] = os.access
     else:
         try:
             entry = pwd.getpwnam(user)
@@ -45,7 +47,10 @@ def cannot_write(path: Path, user: str | None = None) -> str | None:
             return None  # no such user here: nothing to say about it
         uid, name = entry.pw_uid, user
         gids = {entry.pw_gid, *os.getgrouplist(user, entry.pw_gid)}
-        allowed = lambda p, want: _may(p.stat(), uid, gids, want)  # noqa: E731
+
+        def allowed(p: Path, want: int) -> bool:
+            return _may(p.stat(), uid, gids, want)
+
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent

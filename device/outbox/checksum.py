@@ -39,7 +39,7 @@ IDENTIFICATION = "identification"
 _VERSION = "kiosk-outbox-record-v1"
 
 
-def record_checksum(fields: Mapping) -> str:
+def record_checksum(fields: Mapping[str, object]) -> str:
     """The BLAKE2b-128 hex digest of ``fields`` (see :data:`FIELDS`) in their canonical encoding.
 
     The encoding is a JSON array of the values in :data:`FIELDS` order, ``clock_synced`` as a
@@ -57,7 +57,7 @@ def record_checksum(fields: Mapping) -> str:
     return hashlib.blake2b(encoded.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
-def checksum_problem(fields: Mapping, stored: object) -> str | None:
+def checksum_problem(fields: Mapping[str, object], stored: object) -> str | None:
     """None when ``stored`` is the checksum of ``fields``; otherwise why the record cannot be trusted."""
     if not isinstance(stored, str) or not stored:
         return "the record has no checksum"

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 
-def fsync_dir(path: str | os.PathLike) -> None:
+def fsync_dir(path: str | os.PathLike[str]) -> None:
     """Make the directory entries in ``path`` (a directory) durable."""
     fd = os.open(Path(path), os.O_RDONLY | os.O_DIRECTORY)
     try:

@@ -171,6 +171,7 @@ class HighWaterMark:
             log.warning("high-water mark %s: too many kiosk ids, keeping the newest", self.path)
             keep = dict(sorted(seqs.items(), key=lambda kv: kv[1], reverse=True)[:32])
             slot = _encode(generation, keep)
+        assert self._fd is not None  # written only under _locked(), which holds it open
         # The older slot is overwritten: the newer one stays valid if this write is torn.
         os.pwrite(self._fd, slot, (generation % 2) * SLOT_SIZE)
         _datasync(self._fd)

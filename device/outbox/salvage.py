@@ -22,7 +22,7 @@ import logging
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 from urllib.parse import quote
 
 from device.outbox.checksum import FIELDS, checksum_problem, record_checksum
@@ -88,7 +88,7 @@ def salvage_into(db: sqlite3.Connection, source: Path, *, expected_rows: int = 0
         for values in _readable_rows(old, copied, bound):
             record = None if values is None else dict(zip(copied, values))
             problem = "its page cannot be read" if record is None else _copy(db, record)
-            if problem is not None:
+            if record is None or problem is not None:
                 report.not_recovered += 1
                 if report.not_recovered <= MAX_LOGGED:
                     seq = record.get("seq") if record else None
@@ -102,7 +102,7 @@ def salvage_into(db: sqlite3.Connection, source: Path, *, expected_rows: int = 0
     return report
 
 
-def _copy(db: sqlite3.Connection, record: dict) -> str | None:
+def _copy(db: sqlite3.Connection, record: dict[str, Any]) -> str | None:
     """Insert one salvaged record if its checksum (or, from before v3, the schema) vouches for it;
     otherwise say why not."""
     if "checksum" in record:
@@ -124,7 +124,7 @@ def _copy(db: sqlite3.Connection, record: dict) -> str | None:
     return None
 
 
-def _readable_rows(old: sqlite3.Connection, columns: list[str], bound: int) -> Iterator[tuple | None]:
+def _readable_rows(old: sqlite3.Connection, columns: list[str], bound: int) -> Iterator[tuple[Any, ...] | None]:
     """Every row's values, and None for each row that exists but cannot be read.
 
     First a scan of the table in rowid order; it usually reads everything (an integrity check
