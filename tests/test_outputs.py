@@ -166,7 +166,7 @@ def test_log_output_masks_contracts_and_names_the_identification(caplog):
 
 
 def test_kiosk_status_names_an_output_that_lost_events_or_failed():
-    from status_samples import daemon_status
+    from support.status import daemon_status
 
     from device.status.render import render
     from device.health.outputs import OutputHealth
