@@ -30,7 +30,7 @@ import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Collection, Mapping
 from urllib.parse import urlsplit
 
 # The schema's checks import nothing of the camera, vision or daemon (kvmd's rule): the names a
@@ -74,7 +74,7 @@ def opt(
     default: Any,
     doc: str,
     *,
-    choices: tuple | None = None,
+    choices: tuple[str, ...] | None = None,
     minimum: float | None = None,
     maximum: float | None = None,
     env: bool = False,
@@ -117,7 +117,7 @@ def _check_camera_device(value: str) -> str | None:
     return refuse_non_camera(device_path(target)) if backend == "v4l2" else None
 
 
-def _check_names(value: list, known, what: str) -> str | None:
+def _check_names(value: list[str], known: Collection[str], what: str) -> str | None:
     """A non-empty list of names, each one of ``known``."""
     unknown = [name for name in value if name not in known]
     if unknown:
@@ -127,11 +127,11 @@ def _check_names(value: list, known, what: str) -> str | None:
     return None
 
 
-def _check_symbologies(value: list) -> str | None:
+def _check_symbologies(value: list[str]) -> str | None:
     return _check_names(value, SYMBOLOGIES, "symbology")
 
 
-def _check_card_formats(value: list) -> str | None:
+def _check_card_formats(value: list[str]) -> str | None:
     return _check_names(value, REGISTRY, "card format")
 
 
@@ -385,14 +385,14 @@ class CameraSection:
 @dataclass(frozen=True)
 class ScanSection:
     decoder: str = opt("zxing-cpp", "Barcode decoder: zxing-cpp (reads more, faster; see docs/BENCHMARKS.md) or pyzbar.", check=_check_decoder, allowed="zxing-cpp or pyzbar")
-    symbologies: list = opt(
+    symbologies: list[str] = opt(
         ["Code128", "EAN13", "EAN8", "UPCA", "UPCE"],
         "Barcode types decoded. Cards are Code128; the others are read only to tell the client "
         "\"this is not your card\" (a product barcode held up by mistake).",
         check=_check_symbologies,
         allowed="names the decoder knows (Code128, EAN13, EAN8, UPCA, UPCE, ...); at least those scan.card_formats use",
     )
-    card_formats: list = opt(
+    card_formats: list[str] = opt(
         ["v1"],
         "Client card payload formats accepted, by name (spec v1 is \"v1\", see docs/CARD_SPEC.md); "
         "scan.symbologies must include the symbologies they use.",
@@ -530,23 +530,34 @@ SECTION_FIELDS = [f for f in dataclasses.fields(Config) if f.name not in ("sourc
 DEFAULTS = Config()
 
 
-def options() -> list[tuple[str, dataclasses.Field]]:
+def options() -> list[tuple[str, dataclasses.Field[object]]]:
     """Every option as ("section.key", field), in schema order (for docs, dumps and tests)."""
     return [(f"{s.name}.{o.name}", o) for s in SECTION_FIELDS for o in dataclasses.fields(_section_type(s))]
 
 
-def _section_type(f: dataclasses.Field) -> type:
+def _section_type(f: dataclasses.Field[object]) -> type:
     return f.type if isinstance(f.type, type) else globals()[f.type]
 
 
-def _type_name(o: dataclasses.Field) -> str:
-    t = o.type if isinstance(o.type, str) else o.type.__name__
+def _kind(o: dataclasses.Field[object]) -> str:
+    """An option's type by name: ``str``, ``int``, ``float``, ``bool`` or ``list`` (annotated ``list[str]``)."""
+    name = o.type if isinstance(o.type, str) else o.type.__name__
+    return name.partition("[")[0]
+
+
+def _default(o: dataclasses.Field[object]) -> object:
+    """An option's built-in value: its default, or a new one from its factory (a list's)."""
+    return o.default_factory() if o.default_factory is not dataclasses.MISSING else o.default
+
+
+def _type_name(o: dataclasses.Field[object]) -> str:
+    t = _kind(o)
     return {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "list": "list of strings"}[t]
 
 
-def _coerce(key: str, o: dataclasses.Field, value: Any, source: str, check_files: bool = True) -> Any:
+def _coerce(key: str, o: dataclasses.Field[object], value: Any, source: str, check_files: bool = True) -> Any:
     """Check one value against its option; return it in the option's type."""
-    t = o.type if isinstance(o.type, str) else o.type.__name__
+    t = _kind(o)
     if o.metadata["secret"]:
         shown = "(a secret, not shown)"
     elif isinstance(value, str):
@@ -581,10 +592,14 @@ def _coerce(key: str, o: dataclasses.Field, value: Any, source: str, check_files
 
 
 def _range_text(low: float | None, high: float | None) -> str:
-    """``"0.1 .. 86400"``: the range as the messages and the reference show it."""
-    if high is None:
+    """``"0.1 .. 86400"``: the range as the messages and the reference show it (at least one limit is given)."""
+    if low is not None and high is not None:
+        return f"{_number(low)} .. {_number(high)}"
+    if low is not None:
         return f"at least {_number(low)}"
-    return f"{_number(low)} .. {_number(high)}" if low is not None else f"at most {_number(high)}"
+    if high is not None:
+        return f"at most {_number(high)}"
+    raise ValueError("a range needs a minimum or a maximum")
 
 
 def _number(x: float) -> str:
@@ -592,7 +607,7 @@ def _number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
-def allowed_text(o: dataclasses.Field) -> str:
+def allowed_text(o: dataclasses.Field[object]) -> str:
     """What values ``o`` takes, in a few words, for the reference: its range, choices or rule."""
     meta = o.metadata
     if meta["choices"] is not None:
@@ -602,9 +617,9 @@ def allowed_text(o: dataclasses.Field) -> str:
     return meta["allowed"] or ""
 
 
-def _from_env(key: str, o: dataclasses.Field, text: str) -> Any:
+def _from_env(key: str, o: dataclasses.Field[object], text: str) -> Any:
     """Turn an environment variable's text into the option's type (then checked like a file value)."""
-    t = o.type if isinstance(o.type, str) else o.type.__name__
+    t = _kind(o)
     try:
         if t == "int":
             return int(text)
@@ -706,7 +721,7 @@ def _check_together(cfg: Config) -> None:
         raise ConfigError("api.url", insecure, cfg.source)
     if cfg.revocations.enabled and not cfg.revocations.public_key_file:
         raise ConfigError("revocations.public_key_file", "required when revocations.enabled: the central's public key that signs the replaced-card list", cfg.source)
-    pins = {}
+    pins: dict[str, str] = {}  # pin -> the key that uses it
     for name in ("green_pin", "red_pin", "amber_pin", "buzzer_pin", "button_pin"):
         pin = getattr(cfg.feedback, name)
         if pin and pin in pins:
@@ -778,7 +793,7 @@ def reference_markdown() -> str:
         if o.metadata["default_doc"]:
             default = o.metadata["default_doc"]
         else:
-            default = "`" + toml_value(o.default if o.default is not dataclasses.MISSING else o.default_factory()) + "`"
+            default = "`" + toml_value(_default(o)) + "`"
         env = f"`{env_name(key)}`" if o.metadata["env"] else ""
         allowed = allowed_text(o).replace("|", "\\|")
         rows.append(f"| `{key}` | {_type_name(o)} | {default} | {allowed} | {env} | {o.metadata['doc']} |")
@@ -808,6 +823,5 @@ def example_toml() -> str:
                 out.append(f"# default: {o.metadata['default_doc']}")
                 out.append(f'#{o.name} = "kiosk-0001"')
             else:
-                default = o.default if o.default is not dataclasses.MISSING else o.default_factory()
-                out.append(f"{o.name} = {toml_value(default)}")
+                out.append(f"{o.name} = {toml_value(_default(o))}")
     return "\n".join(out) + "\n"

@@ -105,7 +105,7 @@ class _Untrusted(Exception):
     """A 2xx answer whose results cannot be trusted as a whole: every record stays pending."""
 
 
-def wire_record(record: Identification) -> dict:
+def wire_record(record: Identification) -> dict[str, object]:
     """One identification as the central API receives it, with its card format (docs/openapi.yaml).
 
     A refusal (a replaced card) is the same record with ``kind`` and the contract's ``current_issue``.
@@ -115,7 +115,7 @@ def wire_record(record: Identification) -> dict:
     return _identification_fields(record)
 
 
-def _identification_fields(record: Identification) -> dict:
+def _identification_fields(record: Identification) -> dict[str, object]:
     return {
         "id": record.id,
         "seq": record.seq,
@@ -266,8 +266,9 @@ class Forwarder:
                 outcome = self.deliver_once(cancel=stop)
             except Exception as e:  # a bug must not end delivery for good: a fault (traceback once), back off, go on
                 survived(e, "a delivery step")
-                outcome = Outcome(FAILED, error=f"internal error: {e}", wait_s=self.backoff.delay(self.consecutive_failures + 1))
-                self._note_failure(outcome.error)
+                error = f"internal error: {e}"
+                outcome = Outcome(FAILED, error=error, wait_s=self.backoff.delay(self.consecutive_failures + 1))
+                self._note_failure(error)
             self._pause(stop, outcome.wait_s)
 
     def _pause(self, stop: threading.Event, seconds: float) -> None:
@@ -346,7 +347,7 @@ class Forwarder:
             sent += len(chunk)
             try:
                 answer = self.client.post_json(IDENTIFICATIONS_PATH, self._body(chunk), token=token, cancel=cancel)
-                ok_ids, rejected, missing, problem = _read_results(answer.data, chunk)
+                ok_ids, rejected, missing = _read_results(answer.data, chunk)
             except CentralAborted:
                 # Not the central's failure: no attempt counted, no wait stored; the records stay pending.
                 left = len(_left(chunk, work))
@@ -403,6 +404,7 @@ class Forwarder:
                 break
             self._note_success(len(ok_ids))
             if missing:
+                problem = f"the central's answer has no result for {len(missing)} of {len(chunk)} identifications; they stay queued"
                 kept += len(missing)
                 problems.append((problem, self._store_failure(missing, problem, None, CentralMalformed.NEXT_STEP)))
         if pending_error is not None:
@@ -417,7 +419,7 @@ class Forwarder:
 
     # --- HTTP -------------------------------------------------------------------------------
 
-    def _body(self, chunk: list[Identification]) -> dict:
+    def _body(self, chunk: list[Identification]) -> dict[str, object]:
         """One request: the records of one kiosk id and site (see :meth:`deliver_once`)."""
         return {"kiosk": {"id": chunk[0].kiosk_id, "site": chunk[0].site}, "identifications": [wire_record(r) for r in chunk]}
 
@@ -490,7 +492,7 @@ def _left(chunk: list[Identification], work: list[list[Identification]]) -> list
     return [*chunk, *(r for c in work for r in c)]
 
 
-def _prefix(records: list[Identification], keep) -> list[Identification]:
+def _prefix(records: list[Identification], keep: Callable[[Identification], bool]) -> list[Identification]:
     out = []
     for r in records:
         if not keep(r):
@@ -499,11 +501,11 @@ def _prefix(records: list[Identification], keep) -> list[Identification]:
     return out
 
 
-def _read_results(data, chunk: list[Identification]):
-    """Sort the central's 2xx answer (parsed JSON): (delivered ids, [(rejected id, reason)], missing records, problem).
+def _read_results(data: object, chunk: list[Identification]) -> tuple[list[str], list[tuple[str, str]], list[Identification]]:
+    """Sort the central's 2xx answer (parsed JSON): (delivered ids, [(rejected id, reason)], missing records).
 
     Raises :class:`_Untrusted` when the answer as a whole cannot be trusted; a record without a
-    clear result of its own stays pending (``missing``, with ``problem`` saying so).
+    clear result of its own stays pending (``missing``).
     """
     sent = {r.id.lower(): r for r in chunk}
     results = data.get("results") if isinstance(data, dict) else None
@@ -537,7 +539,4 @@ def _read_results(data, chunk: list[Identification]):
         # the whole answer untrustworthy: keep every record; the retry costs only a duplicate.
         raise _Untrusted(f"the central's answer is inconsistent ({'; '.join(sorted(set(oddities)))}); identifications stay queued")
     missing = [r for r in chunk if r.id.lower() not in verdicts]
-    problem = None
-    if missing:
-        problem = f"the central's answer has no result for {len(missing)} of {len(chunk)} identifications; they stay queued"
-    return ok_ids, rejected, missing, problem
+    return ok_ids, rejected, missing

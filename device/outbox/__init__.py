@@ -10,12 +10,12 @@ seq outside the database), :mod:`~device.outbox.salvage` (what still reads from 
 """
 
 from device.health.outbox import IntegrityProblem, OutboxHealth, RecordState
+from device.outbox.schema import SCHEMA_VERSION
 from device.outbox.store import (
     DEAD,
     DELIVERED,
     PENDING,
     QUARANTINED,
-    SCHEMA_VERSION,
     STATES,
     Identification,
     Outbox,

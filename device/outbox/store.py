@@ -48,10 +48,10 @@ import sqlite3
 import threading
 import uuid
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator, TypedDict, Unpack
 
 from device.card import Card
 from device.clock import Clock, SystemClock, parse_utc, utc_iso
@@ -118,7 +118,7 @@ class NotFound(OutboxError, LookupError):
     first :data:`MAX_MATCHES_LISTED` of them (by seq), for the caller to show, masked.
     """
 
-    def __init__(self, message: str, matches: tuple = (), count: int = 0):
+    def __init__(self, message: str, matches: tuple[Identification, ...] = (), count: int = 0):
         super().__init__(message)
         self.matches, self.count = matches, count
 
@@ -158,7 +158,7 @@ class Identification:
     kind: str = "identification"
     current_issue: int | None = None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         """All fields, for JSON output (the caller masks ``contract`` for display)."""
         return asdict(self)
 
@@ -169,8 +169,23 @@ _CHUNK = 500
 #: Integrity problems listed in stats (the newest; the count says how many more).
 MAX_INTEGRITY_LISTED = 10
 
+#: A row as sqlite3 returns it: its values' types are whatever the database holds.
+_Row = tuple[Any, ...]
 
-def _row(values: tuple) -> Identification:
+
+class OpenOptions(TypedDict, total=False):
+    """The keyword-only parameters of :class:`Outbox` that are not configuration (see :meth:`Outbox.from_config`)."""
+
+    busy_timeout_s: float
+    max_wait_s: float
+    on_corrupt: str
+    check_integrity: bool
+    create: bool
+    read_only: bool
+    max_page_count: int | None
+
+
+def _row(values: _Row) -> Identification:
     fields = dict(zip(COLUMNS, values))
     fields["clock_synced"] = bool(fields["clock_synced"])
     fields["state"] = RecordState(fields["state"])
@@ -200,7 +215,7 @@ class Outbox:
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         kiosk_id: str,
         site: str = "",
         retention_days: float = OutboxSection.retention_days,
@@ -242,7 +257,7 @@ class Outbox:
             self.set_max_page_count(max_page_count)
 
     @classmethod
-    def from_config(cls, cfg: Config, **options) -> Outbox:
+    def from_config(cls, cfg: Config, **options: Unpack[OpenOptions]) -> Outbox:
         """The outbox as configured (``outbox.*``, ``kiosk.id``, ``kiosk.site``).
 
         ``options`` are the keyword-only parameters that are not configuration, e.g. a reader's
@@ -509,7 +524,7 @@ class Outbox:
         """
         with self._lock:
             value = 4294967294 if pages is None else int(pages)
-            return self.db.execute(f"PRAGMA max_page_count = {value}").fetchone()[0]
+            return int(self.db.execute(f"PRAGMA max_page_count = {value}").fetchone()[0])
 
     # --- transactions -----------------------------------------------------------------------
 
@@ -562,50 +577,46 @@ class Outbox:
         this: the record is a **refusal** (same queue, same seqs, delivered the same way).
         """
         now = self.clock.now()
-        record = {
-            "id": str(uuid.uuid4()),
-            "kiosk_id": self.kiosk_id,
-            "site": self.site,
-            "format": card.format,
-            "contract": card.contract,
-            "card_issue": None if card.issue is None else int(card.issue),
-            "scanned_at": utc_iso(now),
-            "clock_synced": 1 if self.clock.synced() else 0,
-            "symbology": symbology,
-            "decoder": decoder,
-            "updated_at": utc_iso(now),
-        }
+        # seq and checksum are taken in the transaction (_insert); the rest is the record as stored.
+        new = Identification(
+            id=str(uuid.uuid4()), seq=0, kiosk_id=self.kiosk_id, site=self.site, format=card.format, contract=card.contract,
+            card_issue=None if card.issue is None else int(card.issue), scanned_at=utc_iso(now), clock_synced=self.clock.synced(),
+            symbology=symbology, decoder=decoder, state=PENDING, attempts=0, next_attempt_at=None, last_error=None,
+            dead_reason=None, delivered_at=None, updated_at=utc_iso(now),
+        )  # fmt: skip
         if refused_for_issue is not None:
-            record.update(kind="refusal", current_issue=int(refused_for_issue))
+            new = replace(new, kind="refusal", current_issue=int(refused_for_issue))
         with self._lock:
             db = self.db
             try:
-                self._insert(db, record)
+                record = self._insert(db, new)
             except OutboxError as e:
                 self.last_commit_error = str(e)
                 # Not logged here: a card held in view is refused on every frame; the caller
                 # raises the outbox fault, which logs once (and a reminder a minute).
                 raise
             self.last_commit_error = None
-            self._store_mark({self.kiosk_id: record["seq"]})
-        return Identification(**{**record, "clock_synced": bool(record["clock_synced"])},
-                              state=PENDING, attempts=0, next_attempt_at=None, last_error=None,
-                              dead_reason=None, delivered_at=None)  # fmt: skip
+            self._store_mark({self.kiosk_id: record.seq})
+        return record
 
-    def _insert(self, db: sqlite3.Connection, record: dict) -> None:
-        """Take the next sequence number and insert ``record``, in one transaction."""
+    def _insert(self, db: sqlite3.Connection, new: Identification) -> Identification:
+        """Take the next sequence number and insert ``new`` with it and its checksum, in one transaction.
+
+        Returns the record as stored.
+        """
         with self._write(db, "record the identification"):
             row = db.execute("SELECT last_seq FROM sequences WHERE kiosk_id = ?", [self.kiosk_id]).fetchone()
-            record["seq"] = (row[0] if row else 0) + 1
-            record["checksum"] = record_checksum(record)
-            self._raise_sequence(db, self.kiosk_id, record["seq"])
-            names = list(record)
+            record = replace(new, seq=(row[0] if row else 0) + 1)
+            record = replace(record, checksum=record_checksum(asdict(record)))
+            self._raise_sequence(db, self.kiosk_id, record.seq)
+            fields = asdict(record)
             db.execute(
-                f"INSERT INTO identifications ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                [record[n] for n in names],
+                f"INSERT INTO identifications ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                [fields[n] for n in COLUMNS],
             )
+        return record
 
-    def _update(self, what: str, sql: str, ids: Iterable[str], params: list) -> int:
+    def _update(self, what: str, sql: str, ids: Iterable[str], params: list[object]) -> int:
         """Run ``sql`` (which ends in ``id IN (...)``) for ``ids`` in chunks, in one transaction."""
         ids = builtins.list(ids)
         changed = 0
@@ -687,7 +698,7 @@ class Outbox:
 
     # --- reading ----------------------------------------------------------------------------
 
-    def _read(self, sql: str, params: list | None = None) -> builtins.list[tuple]:
+    def _read(self, sql: str, params: builtins.list[object] | None = None) -> builtins.list[_Row]:
         with self._lock:
             try:
                 return self.db.execute(sql, params or []).fetchall()
@@ -886,7 +897,7 @@ class Outbox:
     def __enter__(self) -> Outbox:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
