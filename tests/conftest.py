@@ -4,7 +4,7 @@ Everything is generated into tmp_path: no media in git, and no test needs the ZX
 fixtures of the support modules named in ``pytest_plugins`` are everyone's: ``central`` and
 ``central_factory`` (the reference central), ``list_keys`` and ``signing_central`` (the
 replaced-card list), ``small_disk`` (a real 2 MiB tmpfs), ``unprivileged`` and
-``technicians_group`` (the kiosk as ``nobody``).
+``technicians_group`` (the kiosk as ``nobody``), ``clock`` and ``path`` (an outbox file).
 
 No test reads the installed ``/etc/kiosk/kiosk.toml``: the default config file of this process
 and of every ``kiosk`` it starts is one that does not exist (``KIOSK_CONFIG_FILE``, see
@@ -24,7 +24,7 @@ from device.card import CARD_V1
 from device.config import DEFAULT_PATH_ENV
 from support import skip_policy
 
-pytest_plugins = ["support.central", "support.revocations", "support.disk", "support.unprivileged"]
+pytest_plugins = ["support.central", "support.revocations", "support.disk", "support.unprivileged", "support.outbox"]
 
 _no_default_config = tempfile.TemporaryDirectory(prefix="kiosk-tests-")
 os.environ[DEFAULT_PATH_ENV] = str(Path(_no_default_config.name) / "no-such-kiosk.toml")

@@ -8,7 +8,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from support.outbox import clock, path  # noqa: F401  (fixtures)
 
 from device.card import Card
 from device.clock import utc_iso

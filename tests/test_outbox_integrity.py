@@ -21,16 +21,14 @@ from support.cards import contracts
 from support.central import CENTRAL_TOKEN
 from support.config import QUICK_RETRY, kiosk_config
 from support.kiosk import REPO, kiosk_cmd, run_kiosk
-from support.outbox import (  # noqa: F401  (clock and path are fixtures)
+from support.outbox import (
     change_last_digit,
     checkpointed,
-    clock,
     commit_then_crash,
     commit_until_killed,
     integrity,
     overwrite_page,
     page_of,
-    path,
     truncate_wal,
 )
 from support.waiting import wait_until

@@ -2,7 +2,8 @@
 that leaves commits only in the WAL, a truncated WAL, garbage over pages, a digit changed inside
 a record.
 
-Use the fixtures with ``from support.outbox import clock, path  # noqa: F401``.
+Its fixtures ``clock`` (a fake clock) and ``path`` (an outbox file in the test's folder) are
+everyone's (``pytest_plugins`` in tests/conftest.py); a test's own fixture of that name wins.
 """
 
 from __future__ import annotations
