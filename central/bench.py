@@ -48,7 +48,9 @@ def drain(url: str, count: int, batch_size: int) -> dict:
         began = time.perf_counter()
         for records in batches:
             t0 = time.perf_counter()
-            response = session.post(url + "/v1/identifications", json={"kiosk": {"id": "bench", "site": ""}, "identifications": records}, timeout=(5, 60))
+            response = session.post(
+                url + "/v1/identifications", json={"kiosk": {"id": "bench", "site": ""}, "identifications": records}, timeout=(5, 60)
+            )
             response.raise_for_status()
             if any(r["status"] != "accepted" for r in response.json()["results"]):
                 raise RuntimeError("the central did not accept every identification")
@@ -79,7 +81,10 @@ def main(args: argparse.Namespace) -> int:
                 # Batches of 1 are slow (one fsync each): fewer of them give the rate as well.
                 count = min(args.count, 1000) if size == 1 else args.count
                 r = drain(central.url, count, size)
-            print(f"{r['batch']:>6} {r['count']:>7} {r['seconds']:>8.2f} {r['per_second']:>9.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f}", flush=True)
+            print(
+                f"{r['batch']:>6} {r['count']:>7} {r['seconds']:>8.2f} {r['per_second']:>9.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f}",
+                flush=True,
+            )
     return 0
 
 

@@ -155,7 +155,9 @@ def parse_batch(body: Any, formats: dict[str, CardFormat] = FORMATS) -> Batch:
     if not is_name(kiosk_id) or not kiosk_id:
         raise BadRequest(f"'kiosk.id' must be a non-empty string of at most {MAX_NAME_LENGTH} characters, without control characters")
     if not is_name(site):
-        raise BadRequest(f"'kiosk.site' must be a string of at most {MAX_NAME_LENGTH} characters, without control characters (may be empty)")
+        raise BadRequest(
+            f"'kiosk.site' must be a string of at most {MAX_NAME_LENGTH} characters, without control characters (may be empty)"
+        )
     records = body.get("identifications")
     if not isinstance(records, list):
         raise BadRequest("'identifications' must be an array")

@@ -80,8 +80,19 @@ class CentralProcess:
     def command(self, port: int) -> list[str]:
         # Tokens go in a file, never on the command line: there anyone could read them in `ps`, and
         # a token starting with "-" would be taken for an option.
-        cmd = [sys.executable, "-m", "central.server", "--host", self.host, "--port", str(port), "--db", str(self.db),
-               "--token-file", str(self.token_file)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "central.server",
+            "--host",
+            self.host,
+            "--port",
+            str(port),
+            "--db",
+            str(self.db),
+            "--token-file",
+            str(self.token_file),
+        ]
         for name, value in self.faults.items():
             if name in _LIST_FLAGS:
                 for item in value:

@@ -205,7 +205,12 @@ class _Handler(BaseHTTPRequestHandler):
         """``PUT /v1/cards/{contract}`` ``{"current_issue": N}`` with an admin token: the card was re-issued."""
         central = self.server.central
         if not central.authorized(self.headers.get("Authorization"), admin=True):
-            self._error(401, "unauthorized", "recording a re-issue needs an admin token (--admin-token-file)", headers={"WWW-Authenticate": 'Bearer realm="central-admin"'})
+            self._error(
+                401,
+                "unauthorized",
+                "recording a re-issue needs an admin token (--admin-token-file)",
+                headers={"WWW-Authenticate": 'Bearer realm="central-admin"'},
+            )
             return
         raw = self._read_body()
         if raw is None:
@@ -220,7 +225,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         issue = contract._as_int(body.get("current_issue")) if isinstance(body, dict) else None
         if issue is None or not 1 <= issue <= 9999:
-            self._error(400, "bad-request", "the body must be {\"current_issue\": N}, N from 1 to 9999")
+            self._error(400, "bad-request", 'the body must be {"current_issue": N}, N from 1 to 9999')
             return
         try:
             version, changed = central.store.reissue(card, issue)
@@ -466,7 +471,13 @@ def add_arguments(parser: argparse.ArgumentParser, *, db_required: bool = True) 
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     parser.add_argument("--port", type=_non_negative_int, default=8080, help="port (default 8080; 0 picks a free one)")
     parser.add_argument("--db", metavar="PATH", required=db_required, help="SQLite file holding the identifications (created if missing)")
-    parser.add_argument("--token", action="append", default=[], metavar="T", help="a bearer token kiosks may use (repeatable; for hand use: a command line shows in `ps`)")
+    parser.add_argument(
+        "--token",
+        action="append",
+        default=[],
+        metavar="T",
+        help="a bearer token kiosks may use (repeatable; for hand use: a command line shows in `ps`)",
+    )
     parser.add_argument("--token-file", metavar="PATH", help="file with one bearer token per line (keeps tokens out of `ps`)")
     parser.add_argument(
         "--accept-format",
@@ -477,17 +488,61 @@ def add_arguments(parser: argparse.ArgumentParser, *, db_required: bool = True) 
         help="accept identifications of this card format too (repeatable; v1 always): e.g. xu:8:9 "
         "for 8-digit contracts with issues 1-9; MAX_ISSUE 0 for a format without a card issue",
     )
-    parser.add_argument("--signing-key", metavar="PATH", help="Ed25519 private key (PEM) that signs the replaced-card list (kiosk central keygen); without it the list is not served")
-    parser.add_argument("--admin-token-file", metavar="PATH", help="file with one admin token per line: may record re-issues (PUT /v1/cards/{contract})")
+    parser.add_argument(
+        "--signing-key",
+        metavar="PATH",
+        help="Ed25519 private key (PEM) that signs the replaced-card list (kiosk central keygen); without it the list is not served",
+    )
+    parser.add_argument(
+        "--admin-token-file", metavar="PATH", help="file with one admin token per line: may record re-issues (PUT /v1/cards/{contract})"
+    )
     faults = parser.add_argument_group("fault injection (for tests; all off by default)")
-    faults.add_argument("--fail-rate", type=_rate, default=0.0, metavar="F", help="answer this share of batches 503 with Retry-After, storing nothing")
-    faults.add_argument("--retry-after", dest="retry_after_s", type=_non_negative_int, default=1, metavar="S", help="seconds sent in Retry-After with 503 and 500 (default 1)")
-    faults.add_argument("--reset-rate", type=_rate, default=0.0, metavar="F", help="reset the connection (TCP RST) on this share of batches, storing nothing")
-    faults.add_argument("--latency-ms", type=_non_negative_int, default=0, metavar="N", help="wait N ms after reading each batch, before storing and answering")
-    faults.add_argument("--drop-after-commit-rate", type=_rate, default=0.0, metavar="F", help="store this share of batches, then close the connection without an answer")
-    faults.add_argument("--malformed-rate", type=_rate, default=0.0, metavar="F", help="store this share of batches, then answer 200 with a malformed body")
-    faults.add_argument("--malformed-kind", choices=["any", *sorted(MALFORMED_KINDS)], default="any", help="which malformed body (default: any, at random)")
-    faults.add_argument("--reject-contract", dest="reject_contracts", action="append", default=[], metavar="C", help="reject identifications with this contract (repeatable)")
+    faults.add_argument(
+        "--fail-rate", type=_rate, default=0.0, metavar="F", help="answer this share of batches 503 with Retry-After, storing nothing"
+    )
+    faults.add_argument(
+        "--retry-after",
+        dest="retry_after_s",
+        type=_non_negative_int,
+        default=1,
+        metavar="S",
+        help="seconds sent in Retry-After with 503 and 500 (default 1)",
+    )
+    faults.add_argument(
+        "--reset-rate",
+        type=_rate,
+        default=0.0,
+        metavar="F",
+        help="reset the connection (TCP RST) on this share of batches, storing nothing",
+    )
+    faults.add_argument(
+        "--latency-ms",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="wait N ms after reading each batch, before storing and answering",
+    )
+    faults.add_argument(
+        "--drop-after-commit-rate",
+        type=_rate,
+        default=0.0,
+        metavar="F",
+        help="store this share of batches, then close the connection without an answer",
+    )
+    faults.add_argument(
+        "--malformed-rate", type=_rate, default=0.0, metavar="F", help="store this share of batches, then answer 200 with a malformed body"
+    )
+    faults.add_argument(
+        "--malformed-kind", choices=["any", *sorted(MALFORMED_KINDS)], default="any", help="which malformed body (default: any, at random)"
+    )
+    faults.add_argument(
+        "--reject-contract",
+        dest="reject_contracts",
+        action="append",
+        default=[],
+        metavar="C",
+        help="reject identifications with this contract (repeatable)",
+    )
     faults.add_argument("--seed", type=int, default=None, help="seed of the fault random generator (repeatable runs)")
 
 

@@ -50,7 +50,20 @@ _CARDS = (
     "CREATE INDEX IF NOT EXISTS card_issues_version ON card_issues (version)",
 )
 
-_COLUMNS = ("id", "seq", "format", "contract", "card_issue", "kiosk", "site", "scanned_at", "clock_synced", "symbology", "received_at", "receipts")
+_COLUMNS = (
+    "id",
+    "seq",
+    "format",
+    "contract",
+    "card_issue",
+    "kiosk",
+    "site",
+    "scanned_at",
+    "clock_synced",
+    "symbology",
+    "received_at",
+    "receipts",
+)
 #: A refusal (a replaced card shown at a kiosk) is stored beside the identifications, in the same
 #: seq accounting, with its kind and the contract's current issue.
 _REFUSAL_COLUMNS = ("kind", "current_issue")
@@ -71,6 +84,7 @@ def _migrate_v1(db: sqlite3.Connection) -> None:
     values = ", ".join("'v1'" if c == "format" else c for c in _COLUMNS)
     db.execute(f"INSERT INTO identifications (rowid, {', '.join(_COLUMNS)}) SELECT rowid, {values} FROM identifications_v1")
     db.execute("DROP TABLE identifications_v1")
+
 
 # Ids are looked up in chunks: SQLite limits the number of "?" in one statement.
 _LOOKUP_CHUNK = 500

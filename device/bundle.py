@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from device.config import Config
@@ -159,7 +159,9 @@ def _journal(cfg: Config) -> dict[str, Content]:
     """
     command = ["journalctl", "-u", "kiosk", "-n", str(JOURNAL_LINES), "--no-pager"]
     if shutil.which("journalctl") is None:
-        return {"journal-note.txt": f"no journal: journalctl is not on PATH ({os.environ.get('PATH', '')}); the daemon logs to its stderr\n"}
+        return {
+            "journal-note.txt": f"no journal: journalctl is not on PATH ({os.environ.get('PATH', '')}); the daemon logs to its stderr\n"
+        }
     try:
         run = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -250,7 +252,7 @@ def _disk_and_clock(cfg: Config) -> dict[str, Content]:
             "outbox_path": str(outbox),
             "outbox_filesystem_free_bytes": status.disk_free_bytes(outbox),
             "outbox_file_bytes": sizes,
-            "utc_now": utc_iso(datetime.now(timezone.utc)),
+            "utc_now": utc_iso(datetime.now(UTC)),
             "clock_synced": ntp_synchronized(),
             "adjtimex": kernel,
             "timesyncd_flag": TIMESYNC_FLAG.exists(),
@@ -349,7 +351,7 @@ def _encode(content: Content) -> bytes:
 def collect(cfg: Config, parts: tuple[Part, ...] = PARTS, problems: list[str] | None = None) -> Bundle:
     """Collect every part; one that fails is a line in ``problems.txt`` (``problems``: lines
     known before, a configuration that did not load)."""
-    bundle = Bundle(kiosk_id=cfg.kiosk.id, created=datetime.now(timezone.utc), problems=list(problems or []))
+    bundle = Bundle(kiosk_id=cfg.kiosk.id, created=datetime.now(UTC), problems=list(problems or []))
     secrets = secrets_of(cfg)
     for part in parts:
         try:
@@ -379,7 +381,7 @@ def file_safe(text: str) -> str:
 
 def bundle_name(kiosk_id: str, created: datetime) -> str:
     """``kiosk-bundle-<kiosk id>-<UTC time>``: the archive's name without ``.tar.gz``, and its folder."""
-    return f"kiosk-bundle-{file_safe(kiosk_id)}-{created.astimezone(timezone.utc):%Y%m%dT%H%M%SZ}"
+    return f"kiosk-bundle-{file_safe(kiosk_id)}-{created.astimezone(UTC):%Y%m%dT%H%M%SZ}"
 
 
 def default_path(bundle: Bundle, folder: Path = Path("/tmp")) -> Path:

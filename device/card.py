@@ -15,8 +15,8 @@ Card(format='v1', contract='0012345678', issue=1)
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 #: Longest decoded text we even look at. Anything longer is rejected before any parsing.

@@ -40,7 +40,7 @@ import json
 import socket
 import ssl
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -175,7 +175,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, (when - now).total_seconds())
 
 
@@ -380,7 +380,9 @@ class CentralClient:
         except requests.exceptions.RequestException as e:
             # requests wraps a read timeout in the body as a ConnectionError
             if isinstance(e, requests.exceptions.Timeout) or any(isinstance(x, ReadTimeoutError) for x in _exception_chain(e)):
-                raise CentralUnreachable(f"the central's answer stopped arriving (read timeout {self.timeout[1]:g} s)", next_step=SLOW_NEXT_STEP) from e
+                raise CentralUnreachable(
+                    f"the central's answer stopped arriving (read timeout {self.timeout[1]:g} s)", next_step=SLOW_NEXT_STEP
+                ) from e
             progress.note_partial(e)
             # urllib3's text ("('Connection broken: IncompleteRead(...)', ...)") says less than the counts.
             of = f" of {progress.length}" if progress.length is not None else ""
@@ -398,8 +400,7 @@ class CentralClient:
             return None
         if not progress.headers:
             return CentralTooSlow(
-                f"the central did not answer within {deadline_s:g} s "
-                "(a request's deadline: api.connect_timeout_s + 2 x api.read_timeout_s)"
+                f"the central did not answer within {deadline_s:g} s (a request's deadline: api.connect_timeout_s + 2 x api.read_timeout_s)"
             )
         of = f" of {progress.length}" if progress.length is not None else ""
         return CentralTooSlow(f"the central sent its answer too slowly: {progress.received}{of} bytes in {flight.elapsed_s:.1f} s")
@@ -415,7 +416,10 @@ class CentralClient:
         untrusted = next((x for x in chain if isinstance(x, ssl.SSLCertVerificationError)), None)
         if untrusted is not None:
             why = escape(untrusted.verify_message or "", 100)
-            return f"TLS certificate of {self.host} not trusted ({why})", "set api.ca_bundle to the CA that signed the central's certificate"
+            return (
+                f"TLS certificate of {self.host} not trusted ({why})",
+                "set api.ca_bundle to the CA that signed the central's certificate",
+            )
         if isinstance(e, requests.exceptions.SSLError):
             ssl_error = next((x for x in chain if isinstance(x, ssl.SSLError)), chain[-1])
             why = getattr(ssl_error, "reason", None) or _short(ssl_error)
@@ -433,7 +437,10 @@ class CentralClient:
         if any(isinstance(x, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)) for x in chain) or any(
             type(x).__name__ == "RemoteDisconnected" for x in chain
         ):
-            return f"{self.host} closed the connection without an answer", "check api.url (https or http?) and any proxy on the way; tell operations if it lasts"
+            return (
+                f"{self.host} closed the connection without an answer",
+                "check api.url (https or http?) and any proxy on the way; tell operations if it lasts",
+            )
         os_error = next((x for x in reversed(chain) if isinstance(x, OSError) and x.strerror), None)
         if os_error is not None:
             # "no route to host", "network is unreachable"
@@ -447,7 +454,9 @@ class CentralClient:
             cause = f"the central refused the token (HTTP {status}{detail}): check api.token / api.token_file"
             return CentralRefusedToken(cause, status=status, detail=detail, retry_after_s=retry_after)
         if status in BUSY_STATUSES:
-            return CentralBusy(f"the central is busy: it answered HTTP {status}{detail}", status=status, detail=detail, retry_after_s=retry_after)
+            return CentralBusy(
+                f"the central is busy: it answered HTTP {status}{detail}", status=status, detail=detail, retry_after_s=retry_after
+            )
         next_step = ""
         if 300 <= status < 400:
             where = escape(headers.get("Location", "?"), 100)

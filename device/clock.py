@@ -26,10 +26,11 @@ import ctypes
 import ctypes.util
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 #: systemd-timesyncd touches this file once it has synchronised the clock.
 TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")
@@ -130,7 +131,7 @@ def ntp_synchronized(
 
 def utc_iso(moment: datetime) -> str:
     """A UTC time as fixed-width ISO 8601 with milliseconds and ``Z`` (sorts as text)."""
-    moment = moment.astimezone(timezone.utc)
+    moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -138,8 +139,8 @@ def parse_utc(text: str) -> datetime:
     """The inverse of :func:`utc_iso` (also reads other ISO 8601 forms with an offset)."""
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 class Clock(Protocol):
@@ -168,7 +169,7 @@ class SystemClock:
         self._cached: tuple[float, bool] | None = None
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def synced(self) -> bool:
         now = time.monotonic()
@@ -188,7 +189,7 @@ class FakeClock:
     """
 
     def __init__(self, start: str | datetime = "2024-05-02T09:15:00Z", synced: bool = True):
-        self._now = parse_utc(start) if isinstance(start, str) else start.astimezone(timezone.utc)
+        self._now = parse_utc(start) if isinstance(start, str) else start.astimezone(UTC)
         self._mono = 1000.0
         self._synced = synced
         self._lock = threading.Lock()

@@ -28,9 +28,10 @@ import re
 import socket
 import stat
 import tomllib
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Collection, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 # The schema's checks import nothing of the camera, vision or daemon (kvmd's rule): the names a
@@ -225,7 +226,7 @@ def _check_name(required: bool) -> Callable[[str], str | None]:
         if not is_name(value):
             return (
                 f"expected at most {MAX_NAME_LENGTH} characters without control characters (what the central "
-                f"accepts, docs/openapi.yaml), got {len(value)} characters: \"{escape(value, SHOWN_CHARS)}\""
+                f'accepts, docs/openapi.yaml), got {len(value)} characters: "{escape(value, SHOWN_CHARS)}"'
             )
         return None
 
@@ -347,7 +348,9 @@ class CameraSection:
         check_on_disk=_check_camera_device,
         allowed="v4l2:PATH, picamera2:N or file:PATH",
     )
-    pace: str = opt("realtime", "For file sources: realtime plays at the file's frame rate, fast as fast as possible.", choices=("realtime", "fast"))
+    pace: str = opt(
+        "realtime", "For file sources: realtime plays at the file's frame rate, fast as fast as possible.", choices=("realtime", "fast")
+    )
     fps: float = opt(30.0, "Frames per second requested from the camera.", minimum=1, maximum=240)
     width: int = opt(1280, "Frame width requested from the camera, pixels.", minimum=16, maximum=16384)
     height: int = opt(720, "Frame height requested from the camera, pixels.", minimum=16, maximum=16384)
@@ -359,7 +362,12 @@ class CameraSection:
         minimum=0,
         maximum=DAY_S,
     )
-    bad_reads: int = opt(5, "USB cameras: failed reads in a row (a corrupt MJPG frame on a busy USB bus) tolerated before the camera is reopened.", minimum=1, maximum=1000)
+    bad_reads: int = opt(
+        5,
+        "USB cameras: failed reads in a row (a corrupt MJPG frame on a busy USB bus) tolerated before the camera is reopened.",
+        minimum=1,
+        maximum=1000,
+    )
     focus: str = opt(
         "auto",
         "Lens focus: auto (continuous autofocus where the camera has it), manual (the lens held at "
@@ -368,14 +376,14 @@ class CameraSection:
     )
     focus_dioptres: float = opt(
         5.0,
-        "CSI cameras, camera.focus = \"manual\": lens position in dioptres, 1 / distance in metres "
+        'CSI cameras, camera.focus = "manual": lens position in dioptres, 1 / distance in metres '
         "(5.0: 20 cm, 4.0: 25 cm, 3.3: 30 cm, 2.0: 50 cm; see docs/INSTALL.md).",
         minimum=0,
         maximum=32,
     )
     v4l2_focus: int = opt(
         -1,
-        "USB cameras, camera.focus = \"manual\": the V4L2 focus_absolute value, in the camera's own units "
+        'USB cameras, camera.focus = "manual": the V4L2 focus_absolute value, in the camera\'s own units '
         "(`v4l2-ctl -d DEVICE --list-ctrls` shows its range); -1 leaves the lens where it is.",
         minimum=-1,
         maximum=2**31 - 1,
@@ -384,25 +392,44 @@ class CameraSection:
 
 @dataclass(frozen=True)
 class ScanSection:
-    decoder: str = opt("zxing-cpp", "Barcode decoder: zxing-cpp (reads more, faster; see docs/BENCHMARKS.md) or pyzbar.", check=_check_decoder, allowed="zxing-cpp or pyzbar")
+    decoder: str = opt(
+        "zxing-cpp",
+        "Barcode decoder: zxing-cpp (reads more, faster; see docs/BENCHMARKS.md) or pyzbar.",
+        check=_check_decoder,
+        allowed="zxing-cpp or pyzbar",
+    )
     symbologies: list[str] = opt(
         ["Code128", "EAN13", "EAN8", "UPCA", "UPCE"],
         "Barcode types decoded. Cards are Code128; the others are read only to tell the client "
-        "\"this is not your card\" (a product barcode held up by mistake).",
+        '"this is not your card" (a product barcode held up by mistake).',
         check=_check_symbologies,
         allowed="names the decoder knows (Code128, EAN13, EAN8, UPCA, UPCE, ...); at least those scan.card_formats use",
     )
     card_formats: list[str] = opt(
         ["v1"],
-        "Client card payload formats accepted, by name (spec v1 is \"v1\", see docs/CARD_SPEC.md); "
+        'Client card payload formats accepted, by name (spec v1 is "v1", see docs/CARD_SPEC.md); '
         "scan.symbologies must include the symbologies they use.",
         check=_check_card_formats,
         allowed="at least one format name the kiosk knows",
     )
-    repeat_window_s: float = opt(10.0, "A card seen again within this many seconds of when it was last seen is the same presentation, whatever other cards were seen meanwhile.", minimum=0, maximum=DAY_S)
-    full_look_interval_s: float = opt(1.0, "Decode at least this often even when the view has not changed (a card held perfectly still).", minimum=0.05, maximum=DAY_S)
-    settle_s: float = opt(0.3, "Keep decoding this long after the view changed: a card that just stopped moving is at its sharpest.", minimum=0, maximum=DAY_S)
-    change_threshold: float = opt(0.005, "Share of the view that must change for the gate to decode a frame (raise it for flickering light).", minimum=0.0001, maximum=1)
+    repeat_window_s: float = opt(
+        10.0,
+        "A card seen again within this many seconds of when it was last seen is the same presentation, whatever other cards were seen meanwhile.",
+        minimum=0,
+        maximum=DAY_S,
+    )
+    full_look_interval_s: float = opt(
+        1.0, "Decode at least this often even when the view has not changed (a card held perfectly still).", minimum=0.05, maximum=DAY_S
+    )
+    settle_s: float = opt(
+        0.3, "Keep decoding this long after the view changed: a card that just stopped moving is at its sharpest.", minimum=0, maximum=DAY_S
+    )
+    change_threshold: float = opt(
+        0.005,
+        "Share of the view that must change for the gate to decode a frame (raise it for flickering light).",
+        minimum=0.0001,
+        maximum=1,
+    )
     quiet_look_every: int = opt(
         2,
         "When the view has not changed for longer than scan.settle_s, the gate looks at one frame in this many "
@@ -412,14 +439,29 @@ class ScanSection:
         minimum=1,
         maximum=4,
     )
-    max_regions: int = opt(4, "Barcode-like regions decoded per frame, at most (more reads cluttered counters, costs more CPU).", minimum=1, maximum=64)
-    work_size: int = opt(640, "Resolution (long side, pixels) the locator works at; raise it for cameras well above 720p showing small cards.", minimum=160, maximum=8192)
+    max_regions: int = opt(
+        4, "Barcode-like regions decoded per frame, at most (more reads cluttered counters, costs more CPU).", minimum=1, maximum=64
+    )
+    work_size: int = opt(
+        640,
+        "Resolution (long side, pixels) the locator works at; raise it for cameras well above 720p showing small cards.",
+        minimum=160,
+        maximum=8192,
+    )
 
 
 @dataclass(frozen=True)
 class OutboxSection:
-    path: str = opt("/var/lib/kiosk/outbox.db", "The durable queue of identifications (SQLite).", env=True, check=_check_path, allowed="a path, no control characters")
-    retention_days: float = opt(30, "Delivered identifications are kept this many days, then deleted.", minimum=0, maximum=MAX_RETENTION_DAYS)
+    path: str = opt(
+        "/var/lib/kiosk/outbox.db",
+        "The durable queue of identifications (SQLite).",
+        env=True,
+        check=_check_path,
+        allowed="a path, no control characters",
+    )
+    retention_days: float = opt(
+        30, "Delivered identifications are kept this many days, then deleted.", minimum=0, maximum=MAX_RETENTION_DAYS
+    )
 
 
 @dataclass(frozen=True)
@@ -444,10 +486,14 @@ class ApiSection:
     connect_timeout_s: float = opt(5.0, "Seconds to wait for a connection to the central.", minimum=0.1, maximum=DAY_S)
     read_timeout_s: float = opt(15.0, "Seconds to wait for the central's answer.", minimum=0.1, maximum=DAY_S)
     batch_size: int = opt(100, "Identifications sent per request.", minimum=1, maximum=MAX_BATCH)
-    backoff_base_s: float = opt(1.0, "First wait after a failed delivery; doubles per attempt (with full jitter).", minimum=0.01, maximum=DAY_S)
+    backoff_base_s: float = opt(
+        1.0, "First wait after a failed delivery; doubles per attempt (with full jitter).", minimum=0.01, maximum=DAY_S
+    )
     backoff_cap_s: float = opt(300.0, "Longest wait between delivery attempts.", minimum=0.01, maximum=DAY_S)
     retry_after_cap_s: float = opt(3600.0, "Longest wait the central may ask for with Retry-After.", minimum=0.01, maximum=DAY_S)
-    auth_retry_s: float = opt(60.0, "While the central refuses the token, try again this often (at once when the token file changes).", minimum=0.1, maximum=DAY_S)
+    auth_retry_s: float = opt(
+        60.0, "While the central refuses the token, try again this often (at once when the token file changes).", minimum=0.1, maximum=DAY_S
+    )
     delivery_alert_s: float = opt(
         300.0, "Fault 'delivery' (amber, with the cause) once delivery has failed this long with identifications pending.", minimum=1, maximum=DAY_S,
     )  # fmt: skip
@@ -455,16 +501,44 @@ class ApiSection:
 
 @dataclass(frozen=True)
 class RevocationsSection:
-    enabled: bool = opt(False, "Refuse replaced cards (a card whose issue is lower than its contract's current issue) against a signed list synced from the central (needs revocations.public_key_file).")
+    enabled: bool = opt(
+        False,
+        "Refuse replaced cards (a card whose issue is lower than its contract's current issue) against a signed list synced from the central (needs revocations.public_key_file).",
+    )
     public_key_file: str = opt(
         "", "The central's Ed25519 public key (PEM) that signs the replaced-card list (`kiosk central keygen` writes a pair).",
         check_on_disk=_check_existing_file, allowed="an existing PEM file",
     )  # fmt: skip
-    path: str = opt("", "The kiosk's copy of the list (SQLite). Empty: revocations.db beside outbox.path.", check=lambda v: _check_path(v) if v else None, allowed="a path, no control characters; empty: beside the outbox")
-    interval_s: float = opt(900.0, "Sync the list this often (each wait 20 % shorter or longer at random, so a fleet does not sync in step); also at start and on `kiosk revocations sync`.", minimum=10, maximum=DAY_S)
-    max_age_s: float = opt(3 * DAY_S, "Fault 'revocations' when the copy was last confirmed by the central longer ago than this (the kiosk goes on checking against it).", minimum=60, maximum=30 * DAY_S)
-    max_bytes: int = opt(64 * 1024 * 1024, "The largest list answer read; a larger one is refused (a complete list of a million contracts is about 17 MB).", minimum=1024, maximum=1024 * 1024 * 1024)
-    deadline_s: float = opt(120.0, "The longest one sync's request may take, however slowly the central sends (a trickled answer is refused).", minimum=1, maximum=DAY_S)
+    path: str = opt(
+        "",
+        "The kiosk's copy of the list (SQLite). Empty: revocations.db beside outbox.path.",
+        check=lambda v: _check_path(v) if v else None,
+        allowed="a path, no control characters; empty: beside the outbox",
+    )
+    interval_s: float = opt(
+        900.0,
+        "Sync the list this often (each wait 20 % shorter or longer at random, so a fleet does not sync in step); also at start and on `kiosk revocations sync`.",
+        minimum=10,
+        maximum=DAY_S,
+    )
+    max_age_s: float = opt(
+        3 * DAY_S,
+        "Fault 'revocations' when the copy was last confirmed by the central longer ago than this (the kiosk goes on checking against it).",
+        minimum=60,
+        maximum=30 * DAY_S,
+    )
+    max_bytes: int = opt(
+        64 * 1024 * 1024,
+        "The largest list answer read; a larger one is refused (a complete list of a million contracts is about 17 MB).",
+        minimum=1024,
+        maximum=1024 * 1024 * 1024,
+    )
+    deadline_s: float = opt(
+        120.0,
+        "The longest one sync's request may take, however slowly the central sends (a trickled answer is refused).",
+        minimum=1,
+        maximum=DAY_S,
+    )
 
 
 @dataclass(frozen=True)
@@ -475,12 +549,31 @@ class FeedbackSection:
         choices=("", "mock", "lgpio", "rpigpio", "pigpio", "native"),
         env=True,
     )
-    green_pin: str = opt("GPIO17", "Green LED: lit with a short beep when a client is identified. Empty: none.", check=_check_pin, allowed=_PIN_ALLOWED)
-    red_pin: str = opt("GPIO27", "Red LED: lit with a double beep for a barcode that is not a client card. Empty: none.", check=_check_pin, allowed=_PIN_ALLOWED)
-    amber_pin: str = opt("GPIO22", "Amber LED: blinks while something needs a technician (camera, delivery, disk). Empty: none.", check=_check_pin, allowed=_PIN_ALLOWED)
+    green_pin: str = opt(
+        "GPIO17", "Green LED: lit with a short beep when a client is identified. Empty: none.", check=_check_pin, allowed=_PIN_ALLOWED
+    )
+    red_pin: str = opt(
+        "GPIO27",
+        "Red LED: lit with a double beep for a barcode that is not a client card. Empty: none.",
+        check=_check_pin,
+        allowed=_PIN_ALLOWED,
+    )
+    amber_pin: str = opt(
+        "GPIO22",
+        "Amber LED: blinks while something needs a technician (camera, delivery, disk). Empty: none.",
+        check=_check_pin,
+        allowed=_PIN_ALLOWED,
+    )
     buzzer_pin: str = opt("GPIO23", "Active buzzer. Empty: none.", check=_check_pin, allowed=_PIN_ALLOWED)
-    button_pin: str = opt("", "Optional button to ground: ends every open presentation, so a card in view identifies again at once. Empty: none.", check=_check_pin, allowed=_PIN_ALLOWED)
-    backlog_alert_s: float = opt(3600.0, "Amber when the oldest undelivered identification is older than this.", minimum=1, maximum=30 * DAY_S)
+    button_pin: str = opt(
+        "",
+        "Optional button to ground: ends every open presentation, so a card in view identifies again at once. Empty: none.",
+        check=_check_pin,
+        allowed=_PIN_ALLOWED,
+    )
+    backlog_alert_s: float = opt(
+        3600.0, "Amber when the oldest undelivered identification is older than this.", minimum=1, maximum=30 * DAY_S
+    )
 
 
 @dataclass(frozen=True)
@@ -490,7 +583,12 @@ class PreviewSection:
         "The daemon serves `kiosk preview`'s live view of the camera (for aiming it) on 127.0.0.1:preview.port "
         "only, reached from a laptop with ssh -L; nothing is drawn or encoded while nobody watches.",
     )
-    port: int = opt(8088, "TCP port of the live view, on 127.0.0.1 (`kiosk preview --port` chooses another when the daemon is stopped).", minimum=1, maximum=65535)
+    port: int = opt(
+        8088,
+        "TCP port of the live view, on 127.0.0.1 (`kiosk preview --port` chooses another when the daemon is stopped).",
+        minimum=1,
+        maximum=65535,
+    )
 
 
 @dataclass(frozen=True)
@@ -669,7 +767,11 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
             with open(path, "rb") as f:
                 data = tomllib.load(f)
         except FileNotFoundError:
-            raise ConfigError("", f"no such config file; the installed one is {DEFAULT_PATH}, and `kiosk config reference --example` prints a commented example", source) from None
+            raise ConfigError(
+                "",
+                f"no such config file; the installed one is {DEFAULT_PATH}, and `kiosk config reference --example` prints a commented example",
+                source,
+            ) from None
         except PermissionError:
             raise ConfigError("", "cannot read the config file: permission denied", source) from None
         except IsADirectoryError:
@@ -720,7 +822,11 @@ def _check_together(cfg: Config) -> None:
     if insecure:
         raise ConfigError("api.url", insecure, cfg.source)
     if cfg.revocations.enabled and not cfg.revocations.public_key_file:
-        raise ConfigError("revocations.public_key_file", "required when revocations.enabled: the central's public key that signs the replaced-card list", cfg.source)
+        raise ConfigError(
+            "revocations.public_key_file",
+            "required when revocations.enabled: the central's public key that signs the replaced-card list",
+            cfg.source,
+        )
     pins: dict[str, str] = {}  # pin -> the key that uses it
     for name in ("green_pin", "red_pin", "amber_pin", "buzzer_pin", "button_pin"):
         pin = getattr(cfg.feedback, name)
@@ -736,7 +842,9 @@ def _check_together(cfg: Config) -> None:
     for fmt in formats_named(cfg.scan.card_formats):
         missing = sorted(fmt.symbologies - set(cfg.scan.symbologies))
         if missing:
-            raise ConfigError("scan.symbologies", f"must include {', '.join(missing)}: card format {fmt.name!r} (scan.card_formats) uses it", cfg.source)
+            raise ConfigError(
+                "scan.symbologies", f"must include {', '.join(missing)}: card format {fmt.name!r} (scan.card_formats) uses it", cfg.source
+            )
 
 
 def toml_value(value: Any) -> str:

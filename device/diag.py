@@ -94,7 +94,9 @@ def check_seqs(client: CentralClient, kiosk_id: str, delivered: Iterable[int]) -
     # Only seqs in a listed gap or above the highest are known to be missing there.
     missing = tuple(s for s in sorted(delivered) if s > through and (s > highest or any(a <= s <= b for a, b in gaps)))
     if missing:
-        return SeqCheck(False, f"the central lacks {len(missing)} identification(s) the outbox marks delivered: seq {_ranges(missing)}", missing)
+        return SeqCheck(
+            False, f"the central lacks {len(missing)} identification(s) the outbox marks delivered: seq {_ranges(missing)}", missing
+        )
     if reused:
         return SeqCheck(False, f"the central holds seq {_ranges(reused)} of this kiosk under more than one id")
     tail = f", then {held.get('missing', '?')} missing up to {highest} (still queued here?)" if highest > through else ""

@@ -49,10 +49,10 @@ from datetime import timedelta
 
 from device.backoff import Backoff
 from device.central_client import (
+    CENTRAL_FAULT_NEXT_STEP,
     IDENTIFICATIONS_PATH,
     CentralAborted,
     CentralClient,
-    CENTRAL_FAULT_NEXT_STEP,
     CentralError,
     CentralMalformed,
     CentralProblem,
@@ -63,8 +63,8 @@ from device.config import DEFAULTS, Config
 from device.events import Dead, Delivered, Event
 from device.health.delivery import DeliveryHealth, DeliveryState
 from device.outbox import Identification, Outbox, OutboxError
-from device.request_deadline import Cancel
 from device.redact import describe_text, escape
+from device.request_deadline import Cancel
 from device.threads import survived
 
 log = logging.getLogger(__name__)

@@ -75,7 +75,7 @@ class Pipeline:
         self.unmask = unmask
 
     @classmethod
-    def from_config(cls, cfg) -> "Pipeline":
+    def from_config(cls, cfg) -> Pipeline:
         """The pipeline of the ``[scan]`` section, logging as ``[log]`` says."""
         return cls(Scanner.from_config(cfg.scan), formats_named(cfg.scan.card_formats), unmask=cfg.log.unmask)
 

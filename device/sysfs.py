@@ -105,6 +105,5 @@ def refuse_non_camera(path: str) -> str | None:
     else:
         instead = "no USB camera is plugged in (`ls /dev/v4l/by-id/`, `v4l2-ctl --list-devices`)"
     return (
-        f"{path} is {name or '?'} (driver {driver or '?'}), {what}, not a USB camera: "
-        f'{instead}; for a CSI camera module use "picamera2:0"'
+        f'{path} is {name or "?"} (driver {driver or "?"}), {what}, not a USB camera: {instead}; for a CSI camera module use "picamera2:0"'
     )

@@ -283,7 +283,9 @@ class SupervisedThread:
         if new:
             log.error("thread %s failed; restarting it in %g s (restart %d of %d)", self.name, delay, restarts, limit, exc_info=trace)
         else:
-            log.warning("thread %s failed again (%s); restarting it in %g s (restart %d of %d)", self.name, cause(exc), delay, restarts, limit)
+            log.warning(
+                "thread %s failed again (%s); restarting it in %g s (restart %d of %d)", self.name, cause(exc), delay, restarts, limit
+            )
         return delay
 
     # --- the episode (all under _lock) -------------------------------------------------------

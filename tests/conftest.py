@@ -18,11 +18,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from support import skip_policy
 from support.cards import write_card_folder
 
 from device.card import CARD_V1
 from device.config import DEFAULT_PATH_ENV
-from support import skip_policy
 
 pytest_plugins = ["support.central", "support.revocations", "support.disk", "support.unprivileged", "support.outbox"]
 

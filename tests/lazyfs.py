@@ -311,7 +311,10 @@ def _main_fs():
         @operation
         def statfs(self, path):
             v = os.statvfs(self.backing)
-            return {k: getattr(v, k) for k in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files", "f_ffree", "f_favail", "f_namemax")}
+            return {
+                k: getattr(v, k)
+                for k in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files", "f_ffree", "f_favail", "f_namemax")
+            }
 
         @operation
         def create(self, path, mode, fi=None):

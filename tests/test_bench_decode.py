@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import zxingcpp
 
+from device.card import CARD_V1
 from device.tools.bench import decode as bench
 from device.tools.bench.images import load_sets, rotate
-from device.card import CARD_V1
 
 
 def code_image(text: str, fmt: str = "Code128", scale: int = 2) -> np.ndarray:

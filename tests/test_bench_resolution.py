@@ -35,11 +35,11 @@ def test_frames_put_the_module_at_the_asked_size():
 
 
 def test_small_run_reports_the_curve_crossings_and_no_false_cards():
-    run = run_kiosk("bench", "resolution", "--modules", "1.5,3", "--angles", "0", "--per-cell", "2", "--negatives", "1",
-                    timeout=300)
+    run = run_kiosk("bench", "resolution", "--modules", "1.5,3", "--angles", "0", "--per-cell", "2", "--negatives", "1", timeout=300)
     assert run.returncode == 0, run.stderr
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in run.stdout.splitlines()
-            if line.startswith("|")}
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in run.stdout.splitlines() if line.startswith("|")
+    }
     assert set(rows) >= {"1.5", "3", "**crosses 90% at**", "false cards (8 negatives + cards)"}
     assert rows["3"][-1] == "100%"  # the pipeline reads every large card
     assert rows["false cards (8 negatives + cards)"][1:] == ["0"] * 4

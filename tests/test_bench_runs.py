@@ -18,7 +18,9 @@ def test_bench_loop_compares_the_pipeline_with_raw_zxing_on_the_same_frames(tmp_
     writer.release()
     run = run_kiosk("bench", "loop", "--video", str(video))
     assert run.returncode == 0, run.stderr
-    rows = {line.split()[0]: line.split() for line in run.stdout.splitlines() if line.startswith(("pipeline ", "raw ")) and " / " not in line}
+    rows = {
+        line.split()[0]: line.split() for line in run.stdout.splitlines() if line.startswith(("pipeline ", "raw ")) and " / " not in line
+    }
     assert rows["pipeline"][1] == "25" and rows["raw"][4] == "25"
     skipped = int(rows["pipeline"][5].rstrip("%"))
     assert 50 <= skipped < 100  # the unchanged empty frames were skipped, the card's were not all
@@ -41,7 +43,24 @@ def test_bench_idle_reports_cpu_share_and_memory_samples(tmp_path):
 def test_bench_revocations_syncs_a_complete_list_and_a_delta_and_counts_right(tmp_path):
     import json
 
-    run = run_kiosk("bench", "revocations", "--dir", str(tmp_path), "--contracts", "3000", "--delta", "20", "--checks", "400", "--frames", "5", "--rounds", "1", "--json", timeout=600)
+    run = run_kiosk(
+        "bench",
+        "revocations",
+        "--dir",
+        str(tmp_path),
+        "--contracts",
+        "3000",
+        "--delta",
+        "20",
+        "--checks",
+        "400",
+        "--frames",
+        "5",
+        "--rounds",
+        "1",
+        "--json",
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout.strip().splitlines()[-1])
     assert (data["complete"]["contracts"], data["steps"]["verified"]) == (3000, True)

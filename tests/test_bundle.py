@@ -45,11 +45,13 @@ def fake_journalctl(folder, log_file):
     """A `journalctl` that prints the daemon's log for exactly the bundle's question, else fails."""
     folder.mkdir()
     script = folder / "journalctl"
-    script.write_text(textwrap.dedent(f"""\
+    script.write_text(
+        textwrap.dedent(f"""\
         #!/bin/sh
         [ "$*" = "-u kiosk -n 500 --no-pager" ] || {{ echo "unexpected arguments: $*" >&2; exit 2; }}
         tail -n 500 '{log_file}'
-    """))
+    """)
+    )
     script.chmod(0o755)
     return folder
 
@@ -153,7 +155,7 @@ def test_the_bundle_holds_every_part_and_no_whole_contract_or_token(tmp_path, ca
     status_json = found["status.json"].decode()
     assert '"running": true' in status_json and cards[0][-4:] in status_json
     assert "api.token" not in found["problems.txt"].decode()
-    assert b"token = \"********\"" in found["config.toml"] if token_inline else str(tmp_path / "token").encode() in found["config.toml"]
+    assert b'token = "********"' in found["config.toml"] if token_inline else str(tmp_path / "token").encode() in found["config.toml"]
     versions = found["versions.txt"].decode()
     assert versions.startswith("kiosk ") and "\nnumpy " in versions and "\npython " in versions
 

@@ -434,8 +434,12 @@ def test_v4l2_asks_for_mjpg_size_and_rate_and_describes_what_it_got(world, caplo
     captures = []
 
     def factory(path):
-        captures.append(FakeVideoCapture(world, gives={cv2.CAP_PROP_FRAME_WIDTH: 640, cv2.CAP_PROP_FRAME_HEIGHT: 480,
-                                                       cv2.CAP_PROP_FOURCC: cv2.VideoWriter_fourcc(*"YUYV")}))
+        captures.append(
+            FakeVideoCapture(
+                world,
+                gives={cv2.CAP_PROP_FRAME_WIDTH: 640, cv2.CAP_PROP_FRAME_HEIGHT: 480, cv2.CAP_PROP_FOURCC: cv2.VideoWriter_fourcc(*"YUYV")},
+            )
+        )
         return captures[-1]
 
     with caplog.at_level(logging.WARNING, logger="device.camera"):
@@ -512,7 +516,7 @@ class FakePicamera2:
     cameras = [{"Model": "imx708"}]
     #: camera_controls as libcamera advertises them for a Camera Module 3: name -> (min, max, default)
     controls = {"FrameDurationLimits": (33333, 120000000, None), "AfMode": (0, 2, 0), "LensPosition": (0.0, 15.0, 1.0)}
-    instances: list["FakePicamera2"] = []
+    instances: list[FakePicamera2] = []
     owners: set[int] = set()
     #: Set when the test ends: lets a stop() blocked forever return, so no thread outlives the test.
     test_over = threading.Event()
@@ -660,16 +664,19 @@ def test_picamera2_missing_library_gives_the_install_hint(monkeypatch):
 
 
 def test_picamera2_configures_bgr_main_stream_at_the_rate_and_recovers(world, picamera2_class):
-    source = Picamera2Source("0", fps=25, width=1280, height=720, camera_class=picamera2_class,
-                             stall_timeout_s=0.5, backoff_initial_s=0.01, backoff_max_s=0.05)
+    source = Picamera2Source(
+        "0", fps=25, width=1280, height=720, camera_class=picamera2_class, stall_timeout_s=0.5, backoff_initial_s=0.01, backoff_max_s=0.05
+    )
     try:
         world.emit()
         frame = source.read(timeout=5)
         assert serial_of(frame) == 1
         camera = picamera2_class.instances[0]
-        assert camera.config == {"main": {"size": (1280, 720), "format": "RGB888"},
-                                 "lores": {"size": (160, 90), "format": "YUV420"},
-                                 "controls": {"FrameDurationLimits": (40000, 40000), "AfMode": 2}}
+        assert camera.config == {
+            "main": {"size": (1280, 720), "format": "RGB888"},
+            "lores": {"size": (160, 90), "format": "YUV420"},
+            "controls": {"FrameDurationLimits": (40000, 40000), "AfMode": 2},
+        }
         # The gate's picture is the lores stream's Y plane, without its stride's padding.
         thumb = frame.thumbnail_source(80)
         assert thumb.shape == (90, 160) and (thumb == 1).all()
@@ -768,7 +775,11 @@ def test_grab_thread_goes_on_when_closing_the_device_hangs(world):
     "focus, expected_controls, expected_text",
     [
         (FocusSettings("auto"), {"AfMode": 2}, "focus auto, lens 4.8 dioptres (21 cm)"),
-        (FocusSettings("manual", dioptres=5.0), {"AfMode": 0, "LensPosition": 5.0}, "focus manual 5 dioptres (20 cm), lens 5 dioptres (20 cm)"),
+        (
+            FocusSettings("manual", dioptres=5.0),
+            {"AfMode": 0, "LensPosition": 5.0},
+            "focus manual 5 dioptres (20 cm), lens 5 dioptres (20 cm)",
+        ),
         (FocusSettings("manual", dioptres=40.0), {"AfMode": 0, "LensPosition": 15.0}, "focus manual 15 dioptres (7 cm)"),
         (FocusSettings("fixed"), {}, "focus fixed (lens not driven), lens 1 dioptres (1 m)"),
     ],
@@ -784,7 +795,9 @@ def test_picamera2_focus_controls_on_a_camera_module_3(world, picamera2_class, f
         assert controls == expected_controls
         assert expected_text in source.describe()
         stats = source.stats()
-        assert stats.focus == source.focus.mode and stats.lens_position == pytest.approx(picamera2_class.instances[0]._lens()["LensPosition"])
+        assert stats.focus == source.focus.mode and stats.lens_position == pytest.approx(
+            picamera2_class.instances[0]._lens()["LensPosition"]
+        )
     finally:
         source.close()
 

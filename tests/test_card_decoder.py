@@ -79,8 +79,7 @@ def test_never_returns_a_non_card():
     for seed in range(6):
         # Foreign Code 128s of the card's length, and noise: whatever comes back is a card.
         text = "".join(rng.choice(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"), 16))
-        for grey in (strip(modules_of(text), 1.4, blur=0.8, noise=3.0, seed=seed),
-                     rng.integers(0, 256, (30, 500), dtype=np.uint8)):
+        for grey in (strip(modules_of(text), 1.4, blur=0.8, noise=3.0, seed=seed), rng.integers(0, 256, (30, 500), dtype=np.uint8)):
             result = DECODER.decode(upright_crop(grey, 1.4))
             assert result is None or isinstance(CARD_V1.parse(result.text), Card)
     assert DECODER.decode(np.full((40, 600), 255, np.uint8)) is None

@@ -44,7 +44,13 @@ def identification(**overrides) -> dict:
 
 def post(server, records, token=CENTRAL_TOKEN, kiosk=KIOSK, session=requests, **kwargs) -> requests.Response:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    return session.post(server.url + "/v1/identifications", json={"kiosk": kiosk, "identifications": records}, headers=headers, timeout=kwargs.pop("timeout", TIMEOUT), **kwargs)
+    return session.post(
+        server.url + "/v1/identifications",
+        json={"kiosk": kiosk, "identifications": records},
+        headers=headers,
+        timeout=kwargs.pop("timeout", TIMEOUT),
+        **kwargs,
+    )
 
 
 def statuses(response) -> list[str]:
@@ -84,7 +90,9 @@ def test_health_needs_no_token(central):
 def test_a_missing_or_wrong_token_is_401_and_stores_nothing(shared_central, header):
     headers = {"Authorization": header} if header else {}
     record = identification()
-    response = requests.post(shared_central.url + "/v1/identifications", json={"kiosk": KIOSK, "identifications": [record]}, headers=headers, timeout=TIMEOUT)
+    response = requests.post(
+        shared_central.url + "/v1/identifications", json={"kiosk": KIOSK, "identifications": [record]}, headers=headers, timeout=TIMEOUT
+    )
     assert_json_error(response, 401)
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert_json_error(requests.get(shared_central.url + "/v1/identifications", headers=headers, timeout=TIMEOUT), 401)
@@ -295,7 +303,10 @@ def test_extra_fields_are_ignored(shared_central):
 def test_a_body_that_is_not_json_or_not_the_right_shape_is_400_json(shared_central, body):
     before = len(shared_central.identifications())
     response = requests.post(
-        shared_central.url + "/v1/identifications", data=body, headers={"Authorization": f"Bearer {CENTRAL_TOKEN}", "Content-Type": "application/json"}, timeout=TIMEOUT
+        shared_central.url + "/v1/identifications",
+        data=body,
+        headers={"Authorization": f"Bearer {CENTRAL_TOKEN}", "Content-Type": "application/json"},
+        timeout=TIMEOUT,
     )
     assert_json_error(response, 400)
     assert len(shared_central.identifications()) == before
@@ -330,7 +341,9 @@ def test_a_garbage_request_line_gets_a_json_error(shared_central):
 def test_a_keep_alive_connection_survives_a_401_and_a_400(shared_central):
     with requests.Session() as session:
         assert_json_error(post(shared_central, [identification()], token="wrong", session=session), 401)
-        bad = session.post(shared_central.url + "/v1/identifications", data=b"nope", headers={"Authorization": f"Bearer {CENTRAL_TOKEN}"}, timeout=TIMEOUT)
+        bad = session.post(
+            shared_central.url + "/v1/identifications", data=b"nope", headers={"Authorization": f"Bearer {CENTRAL_TOKEN}"}, timeout=TIMEOUT
+        )
         assert_json_error(bad, 400)
         assert statuses(post(shared_central, [identification()], session=session)) == ["accepted"]
 
@@ -340,14 +353,20 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=20,
 )
-record_like = st.fixed_dictionaries({}, optional={k: json_values for k in ("id", "seq", "contract", "card_issue", "scanned_at", "clock_synced", "symbology")})
-bodies = json_values | st.fixed_dictionaries({"kiosk": json_values | st.just(KIOSK), "identifications": st.lists(record_like | json_values, max_size=5)})
+record_like = st.fixed_dictionaries(
+    {}, optional={k: json_values for k in ("id", "seq", "contract", "card_issue", "scanned_at", "clock_synced", "symbology")}
+)
+bodies = json_values | st.fixed_dictionaries(
+    {"kiosk": json_values | st.just(KIOSK), "identifications": st.lists(record_like | json_values, max_size=5)}
+)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=bodies)
 def test_any_json_body_gets_a_contract_answer_never_a_crash(shared_central, body):
-    response = requests.post(shared_central.url + "/v1/identifications", json=body, headers={"Authorization": f"Bearer {CENTRAL_TOKEN}"}, timeout=TIMEOUT)
+    response = requests.post(
+        shared_central.url + "/v1/identifications", json=body, headers={"Authorization": f"Bearer {CENTRAL_TOKEN}"}, timeout=TIMEOUT
+    )
     assert response.status_code in (200, 400), response.text
     answer = response.json()
     if response.status_code == 200:
@@ -458,14 +477,19 @@ def test_tokens_can_come_from_a_file(tmp_path):
             for token in ("first-token", "second-token"):
                 response = requests.get(url + "/v1/identifications", headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT)
                 assert response.json() == {"identifications": []}
-            assert requests.get(url + "/v1/identifications", headers={"Authorization": "Bearer # one per line"}, timeout=TIMEOUT).status_code == 401
+            assert (
+                requests.get(url + "/v1/identifications", headers={"Authorization": "Bearer # one per line"}, timeout=TIMEOUT).status_code
+                == 401
+            )
         finally:
             process.terminate()
         assert process.wait(timeout=30) == 0
 
 
 def test_it_refuses_to_start_without_a_token(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "central.server", "--db", str(tmp_path / "c.db"), "--port", "0"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "central.server", "--db", str(tmp_path / "c.db"), "--port", "0"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert "--token" in result.stderr and "Traceback" not in result.stderr
 
@@ -531,12 +555,17 @@ def test_a_version_1_database_is_upgraded_keeping_its_records_in_order(tmp_path)
     )
     ids = ["b" * 8 + "-0000-4000-8000-" + "0" * 12, "a" * 8 + "-0000-4000-8000-" + "0" * 12]
     for seq, id in enumerate(ids, 1):
-        conn.execute("INSERT INTO identifications VALUES (?, ?, '0012345678', 1, 'k-1', '', '2024-05-02T09:15:00Z', 1, 'Code128', 'x', 2)", [id, seq])
+        conn.execute(
+            "INSERT INTO identifications VALUES (?, ?, '0012345678', 1, 'k-1', '', '2024-05-02T09:15:00Z', 1, 'Code128', 'x', 2)", [id, seq]
+        )
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
     store = Store(path)
     try:
-        assert [(r["id"], r["seq"], r["format"], r["receipts"]) for r in store.identifications()] == [(ids[0], 1, "v1", 2), (ids[1], 2, "v1", 2)]
+        assert [(r["id"], r["seq"], r["format"], r["receipts"]) for r in store.identifications()] == [
+            (ids[0], 1, "v1", 2),
+            (ids[1], 2, "v1", 2),
+        ]
     finally:
         store.close()

@@ -219,11 +219,23 @@ def outcome_within(seconds, call):
 @pytest.mark.parametrize(
     "behaviour, error, cause",
     [
-        (trickle_body(length=100_000, every_s=0.2), CentralTooSlow, r"the central sent its answer too slowly: \d+ of 100000 bytes in [\d.]+ s"),
-        (trickle_headers(every_s=0.2), CentralTooSlow, r"the central did not answer within 2.4 s \(a request's deadline: api.connect_timeout_s \+ 2 x api.read_timeout_s\)"),
+        (
+            trickle_body(length=100_000, every_s=0.2),
+            CentralTooSlow,
+            r"the central sent its answer too slowly: \d+ of 100000 bytes in [\d.]+ s",
+        ),
+        (
+            trickle_headers(every_s=0.2),
+            CentralTooSlow,
+            r"the central did not answer within 2.4 s \(a request's deadline: api.connect_timeout_s \+ 2 x api.read_timeout_s\)",
+        ),
         (endless_continue(), CentralTooSlow, r"the central did not answer within 2.4 s \(.*\)"),
         (stall_after_headers(), CentralUnreachable, r"the central's answer stopped arriving \(read timeout 1 s\)"),
-        (never_read(), CentralUnreachable, r"cannot reach the central: 127.0.0.1:\d+ stopped taking the request \(sending timed out after 0.4 s\)"),
+        (
+            never_read(),
+            CentralUnreachable,
+            r"cannot reach the central: 127.0.0.1:\d+ stopped taking the request \(sending timed out after 0.4 s\)",
+        ),
     ],
     ids=["trickled-body", "trickled-headers", "endless-100-continue", "stall-after-headers", "never-reads"],
 )

@@ -1,6 +1,6 @@
 """Is the wall clock synchronised, and UTC times as the outbox stores them."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -73,11 +73,11 @@ def test_system_clock_asks_once_per_cache_period():
 def test_utc_iso_is_fixed_width_utc_that_sorts_as_text():
     riga = timezone(timedelta(hours=3))
     a = utc_iso(datetime(2024, 5, 2, 12, 15, 0, 123456, tzinfo=riga))
-    b = utc_iso(datetime(2024, 5, 2, 9, 15, 1, tzinfo=timezone.utc))
+    b = utc_iso(datetime(2024, 5, 2, 9, 15, 1, tzinfo=UTC))
     assert a == "2024-05-02T09:15:00.123Z"
     assert b == "2024-05-02T09:15:01.000Z"
     assert len(a) == len(b) and a < b
-    assert parse_utc(a) == datetime(2024, 5, 2, 9, 15, 0, 123000, tzinfo=timezone.utc)
+    assert parse_utc(a) == datetime(2024, 5, 2, 9, 15, 0, 123000, tzinfo=UTC)
 
 
 def test_fake_clock_jump_moves_only_the_wall_clock():

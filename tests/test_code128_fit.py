@@ -107,7 +107,7 @@ def test_refuses_near_misses(module_px):
         one_bar_off(code(values), 6),
         code(values, check_off=1),  # a wrong check character
         code(values, check_off=40),
-        code(values)[:-13 - 22] + code(values)[-13 - 11 :],  # a symbol cut out (check now wrong)
+        code(values)[: -13 - 22] + code(values)[-13 - 11 :],  # a symbol cut out (check now wrong)
         code(values)[:-13],  # no stop pattern
     ]
     for i, modules in enumerate(near):

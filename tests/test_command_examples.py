@@ -76,21 +76,34 @@ def test_the_scan_examples_print_what_the_readme_shows(counter_files):
         assert len(printed) >= len(expected), (command, printed, run.stderr)
         # The page shows the first line a video gives; the video's other frames may follow it.
         videos = [line for line in expected if '"counter.avi"' in line]
-        assert not videos or any(loose(videos[0], **{'"frame": 17': r'"frame": \d+'}).fullmatch(line) for line in printed), (command, printed)
+        assert not videos or any(loose(videos[0], **{'"frame": 17': r'"frame": \d+'}).fullmatch(line) for line in printed), (
+            command,
+            printed,
+        )
         others = [line for line in printed if '"counter.avi"' not in line]
         assert others == [line for line in expected if '"counter.avi"' not in line], (command, printed, run.stderr)
 
 
 def test_the_preview_example_prints_what_the_readme_shows(counter_files):
-    (command, expected), = examples("sudo kiosk preview")
-    cfg = write_config(counter_files / "kiosk.toml", kiosk={"runtime_dir": str(counter_files / "run")}, camera={"source": f"file:{counter_files / 'counter.avi'}"})
-    proc = subprocess.Popen(kiosk_cmd("preview", "--config", str(cfg), "--port", "0"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    ((command, expected),) = examples("sudo kiosk preview")
+    cfg = write_config(
+        counter_files / "kiosk.toml",
+        kiosk={"runtime_dir": str(counter_files / "run")},
+        camera={"source": f"file:{counter_files / 'counter.avi'}"},
+    )
+    proc = subprocess.Popen(
+        kiosk_cmd("preview", "--config", str(cfg), "--port", "0"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
+    )
     try:
         printed = [proc.stdout.readline().rstrip("\n") for _ in expected]
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     port = re.search(r"127\.0\.0\.1:(\d+)/", printed[1]).group(1)
-    machine = {"v4l2:/dev/v4l/by-id/usb-046d_HD_Pro_Webcam_C920_1234ABCD-video-index0": r"\S+", "8088": port, "tech@kiosk-riga-07": r"\S+@\S+"}
+    machine = {
+        "v4l2:/dev/v4l/by-id/usb-046d_HD_Pro_Webcam_C920_1234ABCD-video-index0": r"\S+",
+        "8088": port,
+        "tech@kiosk-riga-07": r"\S+@\S+",
+    }
     for want, got in zip(expected, printed):
         assert loose(want, **machine).fullmatch(got), (want, got)

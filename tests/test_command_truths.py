@@ -20,7 +20,7 @@ from device.status.report import LastIdentification, ScanStatus
 CONTRACT = "0012345678"
 
 
-def _running_daemon_status(runtime: "os.PathLike", seq: int) -> None:
+def _running_daemon_status(runtime: os.PathLike, seq: int) -> None:
     """A fresh status file as the daemon writes it, its pid this (living) test process."""
     last = LastIdentification(contract=mask_contract(CONTRACT), issue=1, seq=seq, scanned_at="now")
     write_status(runtime, daemon_status(scan=ScanStatus(identifications=1, last_identification=last)))

@@ -176,8 +176,14 @@ def test_control_characters_in_a_value_are_escaped_in_the_message(tmp_path):
 
 @pytest.mark.parametrize(
     "url",
-    ["https://central.example.net", "https://central.example.net:8443/kiosk/", "http://127.0.0.1:8080", "http://[::1]:80",
-     "https://central_1.internal", "https://zentrale.bücher.example"],
+    [
+        "https://central.example.net",
+        "https://central.example.net:8443/kiosk/",
+        "http://127.0.0.1:8080",
+        "http://[::1]:80",
+        "https://central_1.internal",
+        "https://zentrale.bücher.example",
+    ],
 )
 def test_good_urls_pass(url):
     assert config.url_problem(url) is None
@@ -210,4 +216,3 @@ def test_kiosk_names_follow_the_centrals_rule():
     check_id = config.KioskSection.__dataclass_fields__["id"].metadata["check"]
     for name in ["k-1", "Rīga 5", "x" * MAX_NAME_LENGTH, "x" * (MAX_NAME_LENGTH + 1), "a\x7fb", "a\x85b", "a\tb", ""]:
         assert (check_id(name) is None) == (is_name(name) and bool(name.strip())), repr(name)
-

@@ -27,14 +27,22 @@ KIOSK = {"id": "kiosk-test-1", "site": "Riga Centre 3"}
 
 def daemon_config(tmp_path, folder, central, **api):
     """A kiosk playing ``folder`` as fast as it decodes, delivering to ``central``."""
-    return kiosk_config(tmp_path, central=central, source=f"file:{folder}", kiosk=KIOSK, scan={"symbologies": ["Code128", "EAN13"]},
-                        api={**QUICK_RETRY, **api})
+    return kiosk_config(
+        tmp_path,
+        central=central,
+        source=f"file:{folder}",
+        kiosk=KIOSK,
+        scan={"symbologies": ["Code128", "EAN13"]},
+        api={**QUICK_RETRY, **api},
+    )
 
 
 def outbox_rows(path):
     db = sqlite3.connect(path)
     try:
-        return db.execute("SELECT id, seq, contract, state FROM identifications ORDER BY seq").fetchall(), db.execute("PRAGMA integrity_check").fetchone()[0]
+        return db.execute("SELECT id, seq, contract, state FROM identifications ORDER BY seq").fetchall(), db.execute(
+            "PRAGMA integrity_check"
+        ).fetchone()[0]
     finally:
         db.close()
 
@@ -97,7 +105,9 @@ def test_sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(tmp_pa
     kills = 0
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     while kills < 20:
-        proc = subprocess.Popen(kiosk_cmd("run", "--config", str(cfg)), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            kiosk_cmd("run", "--config", str(cfg)), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             proc.wait(timeout=rng.uniform(0.5, 4.0))
         except subprocess.TimeoutExpired:
@@ -117,7 +127,12 @@ def test_sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(tmp_pa
     assert all(at_central[r[0]]["seq"] == r[1] and at_central[r[0]]["contract"] == r[2] for r in rows)
     # The central's own accounting of this kiosk says the same: every seq once, none missing.
     accounting = central.seqs_held("kiosk-test-1")
-    assert (accounting["held"], accounting["contiguous_through"], accounting["missing"], accounting["reused"]) == (len(rows), len(rows), 0, [])
+    assert (accounting["held"], accounting["contiguous_through"], accounting["missing"], accounting["reused"]) == (
+        len(rows),
+        len(rows),
+        0,
+        [],
+    )
 
 
 def test_full_disk_gives_no_ok_reports_the_fault_and_recovers(tmp_path, card_folder, central, small_disk):

@@ -32,10 +32,21 @@ QUICK = {"delivery_alert_s": 1, "backoff_base_s": 0.2, "backoff_cap_s": 1, "retr
     "behaviour, cause, next_step",
     [
         (html_error(502), "the central answered HTTP 502 (no JSON error message)", "the central has a problem: tell operations"),
-        (answer(500, {"error": "database down"}), "the central answered HTTP 500: database down", "the central has a problem: tell operations"),
-        (hang(), "cannot reach the central: no answer within 0.5 s (read timeout)", "check the network path; the central may be overloaded"),
-        (unavailable(), "the central is busy: it answered HTTP 503: overloaded",
-         "the central is overloaded or down for maintenance: tell operations if it lasts"),
+        (
+            answer(500, {"error": "database down"}),
+            "the central answered HTTP 500: database down",
+            "the central has a problem: tell operations",
+        ),
+        (
+            hang(),
+            "cannot reach the central: no answer within 0.5 s (read timeout)",
+            "check the network path; the central may be overloaded",
+        ),
+        (
+            unavailable(),
+            "the central is busy: it answered HTTP 503: overloaded",
+            "the central is overloaded or down for maintenance: tell operations if it lasts",
+        ),
         (answer(404, ""), "the central answered HTTP 404 for", "check api.url (the central's base URL)"),
     ],
     ids=["502-html", "500", "timeout", "503", "404"],

@@ -28,9 +28,7 @@ DEMO_DEADLINE_S = 1800
 
 
 def run_demo(*args, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        kiosk_cmd("demo", *args), capture_output=True, text=True, cwd=REPO, timeout=DEMO_DEADLINE_S, env=env
-    )
+    return subprocess.run(kiosk_cmd("demo", *args), capture_output=True, text=True, cwd=REPO, timeout=DEMO_DEADLINE_S, env=env)
 
 
 def assert_central_stopped(stdout: str) -> None:
@@ -124,12 +122,25 @@ def test_judge_wants_each_card_once_delivered_once_and_nothing_else():
 def test_judge_wants_a_replaced_card_refused_once_and_never_identified():
     truths = [_truth("4000000017", 10, 40)]
     refusal = Seen(12, "4000000017", 1, "r", 1)
-    good = judge(truths, [], [], {"r": Record("delivered")}, Counter(), replaced={"4000000017": 2}, refused=[refusal], central_refusal_ids=Counter(r=1))
+    good = judge(
+        truths,
+        [],
+        [],
+        {"r": Record("delivered")},
+        Counter(),
+        replaced={"4000000017": 2},
+        refused=[refusal],
+        central_refusal_ids=Counter(r=1),
+    )
     assert good.ok and (good.replaced_shown, good.replaced_refused, good.refusals_delivered) == (1, 1, 1)
 
-    identified = judge(truths, [Seen(12, "4000000017", 1, "a", 1)], [], {"a": Record("delivered")}, Counter(a=1), replaced={"4000000017": 2})
+    identified = judge(
+        truths, [Seen(12, "4000000017", 1, "a", 1)], [], {"a": Record("delivered")}, Counter(a=1), replaced={"4000000017": 2}
+    )
     assert any("refused 0 times" in p for p in identified.problems)
     assert any("no such valid card was in view" in p for p in identified.problems)
 
-    undelivered = judge(truths, [], [], {"r": Record("pending")}, Counter(), replaced={"4000000017": 2}, refused=[refusal], central_refusal_ids=Counter())
+    undelivered = judge(
+        truths, [], [], {"r": Record("pending")}, Counter(), replaced={"4000000017": 2}, refused=[refusal], central_refusal_ids=Counter()
+    )
     assert any("refusal 1" in p and "not delivered" in p for p in undelivered.problems)

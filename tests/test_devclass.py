@@ -66,8 +66,15 @@ def test_daemon_exits_for_a_restart_when_a_device_class_registers(tmp_path, cent
 
     devices = tmp_path / "devices"
     devices.write_text(BOOTING)
-    cfg = load(write_config(tmp_path / "kiosk.toml", kiosk={"id": "k", "runtime_dir": str(tmp_path / "run")},
-                            outbox={"path": str(tmp_path / "outbox.db")}, api={"url": central.url, "token": CENTRAL_TOKEN}), environ={})
+    cfg = load(
+        write_config(
+            tmp_path / "kiosk.toml",
+            kiosk={"id": "k", "runtime_dir": str(tmp_path / "run")},
+            outbox={"path": str(tmp_path / "outbox.db")},
+            api={"url": central.url, "token": CENTRAL_TOKEN},
+        ),
+        environ={},
+    )
 
     class Counter(FrameSource):
         """An empty counter, 50 frames a second (the pace is the camera's, not synchronisation)."""
@@ -87,8 +94,14 @@ def test_daemon_exits_for_a_restart_when_a_device_class_registers(tmp_path, cent
             return "test counter"
 
     outbox = open_outbox(cfg)
-    kiosk = Kiosk(Counter(), Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox),
-                  runtime_dir=tmp_path / "run", device_watch=DeviceClassWatch(proc_devices=devices))
+    kiosk = Kiosk(
+        Counter(),
+        Pipeline.from_config(cfg),
+        outbox,
+        make_forwarder(cfg, outbox),
+        runtime_dir=tmp_path / "run",
+        device_watch=DeviceClassWatch(proc_devices=devices),
+    )
     result = {}
     runner = threading.Thread(target=lambda: result.setdefault("code", kiosk.run(threading.Event())))
     runner.start()

@@ -23,7 +23,6 @@ from support.unprivileged import kiosk_as_nobody
 from device import status
 from device.daemon.snapshot import SnapshotOptions, SnapshotService, from_daemon
 from device.pipeline import Pipeline
-from device.status.report import CameraStatus
 from device.tools.synth.card import card_size_px, mm_to_px
 from device.vision.scanner import Scanner
 

@@ -87,7 +87,10 @@ def test_a_fault_raised_all_the_time_logs_a_reminder_a_minute_with_a_count(caplo
     assert fault_lines(caplog)[1:] == [("WARNING", "still: fault outbox: the outbox is full (on for 60 s; 240 times in the last 60 s)")]
     faults.clear(OUTBOX, "identifications are stored again")
     assert fault_lines(caplog)[2:] == [("INFO", "outbox fault cleared after 65 s, 260 times: identifications are stored again")]
-    assert told.log == [FaultRaised(OUTBOX, "the outbox is full"), FaultCleared(OUTBOX, "identifications are stored again")]  # once each way
+    assert told.log == [
+        FaultRaised(OUTBOX, "the outbox is full"),
+        FaultCleared(OUTBOX, "identifications are stored again"),
+    ]  # once each way
 
 
 def test_a_state_checked_every_turn_is_reminded_without_a_count(caplog):
@@ -132,8 +135,10 @@ def test_a_full_disk_logs_the_fault_once_not_every_refused_commit(tmp_path, card
     caplog.set_level(logging.DEBUG)
     a, b = contracts(2)
     folder = card_folder([a, b], frames_per_card=60)  # each card held 12 s (5 fps): many refused commits
-    cfg = load(kiosk_config(tmp_path, central=central, source=f"file:{folder}", api=QUICK_RETRY),
-               environ={"KIOSK_OUTBOX_PATH": str(small_disk / "outbox.db")})
+    cfg = load(
+        kiosk_config(tmp_path, central=central, source=f"file:{folder}", api=QUICK_RETRY),
+        environ={"KIOSK_OUTBOX_PATH": str(small_disk / "outbox.db")},
+    )
     outbox = open_outbox(cfg)
     filler = fill(small_disk)
     refused = []

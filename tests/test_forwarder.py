@@ -24,10 +24,9 @@ from support.central import (
     with_unknown_id,
     without_result_for_last,
 )
+from support.outputs import Published, record_ids
 from support.ports import reserved_port
 from support.waiting import wait_until
-
-from support.outputs import Published, record_ids
 
 from device.card import Card
 from device.clock import FakeClock, SystemClock, parse_utc

@@ -108,9 +108,7 @@ def test_a_card_entering_a_quiet_view_is_let_through_within_n_minus_1_frames(ent
     rng = np.random.default_rng(2)
     background = scene()
     xs = [None] * enters + [0, 80, 160, 240, 320] + [320] * 30
-    decisions = [
-        gate.check(with_noise(background if x is None else with_card(background, x), rng), T0 + i / 30) for i, x in enumerate(xs)
-    ]
+    decisions = [gate.check(with_noise(background if x is None else with_card(background, x), rng), T0 + i / 30) for i, x in enumerate(xs)]
     assert "quiet" in {d.reason for d in decisions[:enters]}  # the empty counter was quiet
     assert not any(d.decode for d in decisions[1:enters])
     first = next(i for i, d in enumerate(decisions) if d.decode and i > 0)
@@ -158,7 +156,14 @@ def test_reset_forgets_the_view():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"full_look_interval_s": 0}, {"settle_s": -1}, {"changed_fraction": 0}, {"changed_fraction": 2}, {"thumb_width": 2}, {"quiet_look_every": 0}],
+    [
+        {"full_look_interval_s": 0},
+        {"settle_s": -1},
+        {"changed_fraction": 0},
+        {"changed_fraction": 2},
+        {"thumb_width": 2},
+        {"quiet_look_every": 0},
+    ],
 )
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):

@@ -26,9 +26,7 @@ import pytest
 from support.debian_root import ARCH, CHECKOUT, copy_checkout, debootstrap, remove_root, run_in
 from support.kiosk import REPO as ROOT
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0, reason="the system install test needs root (debootstrap, chroot, mount)"
-)
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the system install test needs root (debootstrap, chroot, mount)")
 
 
 def install_sh(root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -192,8 +190,12 @@ def test_rerun_says_when_the_service_could_not_read_the_token(debian_root, first
 def test_uninstall_removes_the_program_and_keeps_config_data_and_user(debian_root, first_install):
     install_sh(debian_root, "--uninstall")
 
-    for gone in ("/etc/systemd/system/kiosk.service", "/etc/systemd/system/multi-user.target.wants/kiosk.service",
-                 "/opt/kiosk", "/usr/local/bin/kiosk"):
+    for gone in (
+        "/etc/systemd/system/kiosk.service",
+        "/etc/systemd/system/multi-user.target.wants/kiosk.service",
+        "/opt/kiosk",
+        "/usr/local/bin/kiosk",
+    ):
         assert not exists(debian_root, gone), gone
     for kept in ("/etc/kiosk/kiosk.toml", "/etc/kiosk/token", "/var/lib/kiosk/outbox.db"):
         assert exists(debian_root, kept), kept

@@ -17,8 +17,7 @@ def run_function(tmp_path, function: str, python3: str) -> subprocess.CompletedP
     fake.write_text("#!/bin/sh\n" + python3)
     fake.chmod(0o755)
     script = f'source "{REPO / "install.sh"}" && {function}'
-    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
-                          env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
 
 
 def test_numpy_pin_is_the_system_numpys_version(tmp_path):
@@ -87,8 +86,10 @@ def test_a_failing_pip_step_ends_with_the_step_and_pips_error_line(tmp_path):
         "install.sh: [4/4] python packages and test tools into .venv (about 30 s)",
     ], result.stdout
     last = result.stderr.splitlines()[-1]
-    assert last == ("install.sh: error: python packages and test tools into .venv (about 30 s) failed: "
-                    "ERROR: No matching distribution found for opencv-python-headless"), result.stderr
+    assert last == (
+        "install.sh: error: python packages and test tools into .venv (about 30 s) failed: "
+        "ERROR: No matching distribution found for opencv-python-headless"
+    ), result.stderr
     assert "  | Collecting opencv-python-headless" in result.stderr  # the tail of pip's output, to see where it stopped
     assert "done" not in result.stdout
 
@@ -105,8 +106,13 @@ def test_a_venv_that_cannot_be_made_names_the_step_and_venvs_reason(tmp_path):
 
 
 def dev_packages() -> list[str]:
-    result = subprocess.run(["bash", "-c", f'source "{REPO / "install.sh"}" && printf "%s\\n" "${{DEV_PACKAGES[@]}}"'],
-                            capture_output=True, text=True, timeout=30, check=True)
+    result = subprocess.run(
+        ["bash", "-c", f'source "{REPO / "install.sh"}" && printf "%s\\n" "${{DEV_PACKAGES[@]}}"'],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     return result.stdout.split()
 
 
@@ -137,8 +143,7 @@ def dev_packages_as_a_user(tmp_path, installed: set[str], zbar: bool) -> subproc
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
     script = f'source "{REPO / "install.sh"}" && dev_system_packages'
-    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
-                          env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
 
 
 def test_without_root_the_missing_test_tools_are_named_with_one_command_to_install_them(tmp_path):
@@ -153,13 +158,19 @@ def test_without_root_and_without_zbar_the_dev_install_stops_with_the_command(tm
     installed = set(dev_packages()) - {"libzbar0", "shellcheck"}
     result = dev_packages_as_a_user(tmp_path, installed, zbar=False)
     assert result.returncode == 1
-    assert result.stderr == ("install.sh: error: the kiosk needs packages that only root can install; run: "
-                             "sudo apt-get install -y --no-install-recommends libzbar0 shellcheck   then run this again\n")
+    assert result.stderr == (
+        "install.sh: error: the kiosk needs packages that only root can install; run: "
+        "sudo apt-get install -y --no-install-recommends libzbar0 shellcheck   then run this again\n"
+    )
 
 
 def test_a_step_that_fails_silently_still_gets_a_reason(tmp_path):
-    result = subprocess.run(["bash", "-c", f'source "{REPO / "install.sh"}" && STEPS=1 && run_step "the silent step" false'],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        ["bash", "-c", f'source "{REPO / "install.sh"}" && STEPS=1 && run_step "the silent step" false'],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 1
     assert result.stdout == "install.sh: [1/1] the silent step\n"
     assert result.stderr.splitlines()[-1] == "install.sh: error: the silent step failed: exit status 1, no output"
@@ -170,8 +181,7 @@ def test_a_step_stops_at_its_first_failing_command(tmp_path):
     body = f'one() {{ say "first"; false; touch "{marker}"; }}'
     # Plain statements, as in install.sh: inside `a && b` bash would ignore set -e altogether.
     script = f'source "{REPO / "install.sh"}"\n{body}\nSTEPS=2\nrun_step "one" one\nrun_step "two" true\n'
-    result = subprocess.run(["bash", "-c", script],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
     assert result.returncode == 1, result.stdout + result.stderr
     assert not marker.exists()  # set -e holds inside the step although run_step tests its status
     assert "[2/2]" not in result.stdout
@@ -179,8 +189,20 @@ def test_a_step_stops_at_its_first_failing_command(tmp_path):
 
 
 #: A Raspberry Pi OS Bookworm venv as pip sees it: CPython 3.11 on 64-bit ARM (glibc 2.36).
-PI_PLATFORM = ["--implementation", "cp", "--python-version", "3.11", "--platform", "manylinux_2_36_aarch64",
-               "--platform", "manylinux_2_28_aarch64", "--platform", "manylinux_2_17_aarch64", "--platform", "manylinux2014_aarch64"]
+PI_PLATFORM = [
+    "--implementation",
+    "cp",
+    "--python-version",
+    "3.11",
+    "--platform",
+    "manylinux_2_36_aarch64",
+    "--platform",
+    "manylinux_2_28_aarch64",
+    "--platform",
+    "manylinux_2_17_aarch64",
+    "--platform",
+    "manylinux2014_aarch64",
+]
 
 
 def test_on_a_pi_every_requirement_has_an_aarch64_wheel_and_one_opencv_is_downloaded(tmp_path):
@@ -209,7 +231,8 @@ def test_on_a_pi_every_requirement_has_an_aarch64_wheel_and_one_opencv_is_downlo
     installed = {item["metadata"]["name"].lower(): item for item in json.loads((tmp_path / "report.json").read_text())["install"]}
     assert {"numpy", "opencv-python-headless", "zxing-cpp", "pyzbar", "gpiozero", "requests"} <= set(installed)
     assert installed["numpy"]["metadata"]["version"] == "1.24.2"
-    assert all("aarch64" in item["download_info"]["url"] or item["download_info"]["url"].endswith("-none-any.whl")
-               for item in installed.values()), [item["download_info"]["url"] for item in installed.values()]
+    assert all(
+        "aarch64" in item["download_info"]["url"] or item["download_info"]["url"].endswith("-none-any.whl") for item in installed.values()
+    ), [item["download_info"]["url"] for item in installed.values()]
     fetched = [line for line in result.stdout.splitlines() if "Downloading opencv_python_headless" in line]
     assert len(fetched) == 1 and "4.11." in fetched[0], fetched

@@ -47,10 +47,14 @@ def of(modules: set[str], roots) -> list[str]:
 
 @pytest.fixture
 def cfg(tmp_path):
-    return str(write_config(tmp_path / "kiosk.toml", kiosk={"runtime_dir": str(tmp_path / "run")}, outbox={"path": str(tmp_path / "outbox.db")}))
+    return str(
+        write_config(tmp_path / "kiosk.toml", kiosk={"runtime_dir": str(tmp_path / "run")}, outbox={"path": str(tmp_path / "outbox.db")})
+    )
 
 
-@pytest.mark.parametrize("words", [("--help",), ("status",), ("queue", "list"), ("config", "check"), ("config", "show"), ("diag", "--help")], ids=" ".join)
+@pytest.mark.parametrize(
+    "words", [("--help",), ("status",), ("queue", "list"), ("config", "check"), ("config", "show"), ("diag", "--help")], ids=" ".join
+)
 def test_everyday_commands_load_neither_tooling_nor_opencv(words, cfg):
     args = [*words, "--config", cfg] if words[-1] != "--help" else list(words)
     loaded = loaded_by(*args)

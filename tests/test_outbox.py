@@ -309,7 +309,10 @@ def test_a_reader_and_two_writers_on_the_same_file(path, clock):
             errors.append(e)
 
     reader = threading.Thread(target=read_while_writing)
-    writers = [threading.Thread(target=write, args=(daemon, 100)), threading.Thread(target=write, args=(Outbox(path, "k", clock=clock), 100))]
+    writers = [
+        threading.Thread(target=write, args=(daemon, 100)),
+        threading.Thread(target=write, args=(Outbox(path, "k", clock=clock), 100)),
+    ]
     reader.start()
     for w in writers:
         w.start()

@@ -53,7 +53,9 @@ def commit_all(box, shown):
 
 
 def deliver_all(box, central):
-    forwarder = Forwarder.from_config(Config(api=ApiSection(url=central.url, token=CENTRAL_TOKEN, backoff_base_s=0.05, backoff_cap_s=0.5)), box)
+    forwarder = Forwarder.from_config(
+        Config(api=ApiSection(url=central.url, token=CENTRAL_TOKEN, backoff_base_s=0.05, backoff_cap_s=0.5)), box
+    )
     assert forwarder.drain(30), forwarder.status()
     return {i["id"]: i for i in central.identifications()}
 
@@ -128,7 +130,12 @@ def test_a_digit_changed_inside_a_record_passes_integrity_check_but_is_quarantin
     # The technician sees it in kiosk queue list/show and acknowledges it.
     cfg = str(kiosk_config(tmp_path, kiosk={"id": KIOSK}, outbox={"path": str(path)}))
     listed = run_kiosk("queue", "list", "--state", "quarantined", "--config", cfg)
-    assert listed.returncode == 0 and committed[1].id in listed.stdout and "quarantined" in listed.stdout and "checksum mismatch" in listed.stdout
+    assert (
+        listed.returncode == 0
+        and committed[1].id in listed.stdout
+        and "quarantined" in listed.stdout
+        and "checksum mismatch" in listed.stdout
+    )
     shown_json = json.loads(run_kiosk("queue", "show", committed[1].id, "--json", "--config", cfg).stdout)
     assert shown_json["state"] == "quarantined" and shown_json["checksum_ok"] is False
     assert "checksum" not in shown_json  # it would let the masked contract be found by trying them all
@@ -350,8 +357,18 @@ def test_delivery_bookkeeping_is_not_covered_by_the_checksum(path, clock):
 
 
 def daemon_config(tmp_path, path, central, folder, pace):
-    return str(kiosk_config(tmp_path, central=central, source=f"file:{folder}", pace=pace, kiosk={"id": KIOSK, "site": SITE},
-                            scan={"symbologies": ["Code128"]}, outbox={"path": str(path)}, api=QUICK_RETRY))
+    return str(
+        kiosk_config(
+            tmp_path,
+            central=central,
+            source=f"file:{folder}",
+            pace=pace,
+            kiosk={"id": KIOSK, "site": SITE},
+            scan={"symbologies": ["Code128"]},
+            outbox={"path": str(path)},
+            api=QUICK_RETRY,
+        )
+    )
 
 
 def test_kiosk_run_reports_lost_and_quarantined_identifications_in_kiosk_status(tmp_path, path, card_folder, central):
@@ -389,7 +406,10 @@ def test_kiosk_run_reports_lost_and_quarantined_identifications_in_kiosk_status(
         wait_until(lambda: told(report()), what="the integrity fault and the quarantined count")
         human = run_kiosk("status", "--config", cfg)
         assert human.returncode == 1  # a fault: not healthy
-        assert "FAULT       outbox-integrity: outbox lost 75 committed identifications, seq 76-150; 1 identification quarantined" in human.stdout
+        assert (
+            "FAULT       outbox-integrity: outbox lost 75 committed identifications, seq 76-150; 1 identification quarantined"
+            in human.stdout
+        )
         assert "INTEGRITY: outbox lost 75 committed identifications, seq 76-150 (found " in human.stdout
         assert "1 QUARANTINED (never sent)" in human.stdout
 

@@ -73,8 +73,13 @@ def test_a_raising_output_is_logged_once_and_the_others_get_every_event(tmp_path
     cfg = load(kiosk_config(tmp_path, central=central, source=f"file:{card_folder(shown)}", api=QUICK_RETRY), environ={})
     outbox = open_outbox(cfg)
     recorder = Recorder(frames=True)
-    kiosk = Kiosk(FileSource(card_folder(shown, name="again"), pace="fast"), Pipeline.from_config(cfg), outbox,
-                  make_forwarder(cfg, outbox), outputs=[Broken(), recorder])
+    kiosk = Kiosk(
+        FileSource(card_folder(shown, name="again"), pace="fast"),
+        Pipeline.from_config(cfg),
+        outbox,
+        make_forwarder(cfg, outbox),
+        outputs=[Broken(), recorder],
+    )
     with caplog.at_level(logging.ERROR, logger="device.threads"):
         assert kiosk.run(threading.Event(), drain_timeout_s=30) == 0
     # The run returned: every event has been shown (a finite run drains its outputs).
@@ -89,7 +94,7 @@ def test_a_raising_output_is_logged_once_and_the_others_get_every_event(tmp_path
 
 
 def test_a_full_queue_drops_the_oldest_frames_first_never_an_identification():
-    stuck, = outputs = [Stuck()]
+    (stuck,) = outputs = [Stuck()]
     runner = OutputRunner(outputs, queue_size=3)
     try:
         runner.publish(FrameScanned(None, 0))
@@ -168,8 +173,8 @@ def test_log_output_masks_contracts_and_names_the_identification(caplog):
 def test_kiosk_status_names_an_output_that_lost_events_or_failed():
     from support.status import daemon_status
 
-    from device.status.render import render
     from device.health.outputs import OutputHealth
+    from device.status.render import render
     from device.status.report import StatusReport
 
     outputs = {

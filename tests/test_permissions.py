@@ -78,7 +78,13 @@ def test_the_technicians_group_reads_config_and_status_but_never_the_token(techn
         # As install.sh and the unit leave them: the config, /run/kiosk and the outbox folder the technicians' group's.
         runtime = folder / "run"
         status.write_status(runtime, daemon_status(camera=CameraStatus("v4l2:/dev/video0")))
-        for path, mode in ((cfg, 0o640), (runtime, 0o750), (runtime / status.STATUS_FILE, 0o640), (state_dir, 0o750), (state_dir / "outbox.db", 0o640)):
+        for path, mode in (
+            (cfg, 0o640),
+            (runtime, 0o750),
+            (runtime / status.STATUS_FILE, 0o640),
+            (state_dir, 0o750),
+            (state_dir / "outbox.db", 0o640),
+        ):
             os.chown(path, 0, technicians_group)
             path.chmod(mode)
         shown = run("config", "show", "--config", str(cfg))
@@ -89,8 +95,15 @@ def test_the_technicians_group_reads_config_and_status_but_never_the_token(techn
         assert "NOT RUNNING" not in state.stdout and "v4l2:/dev/video0" in state.stdout, state.stdout
         # The token itself stays out of reach.
         python = shown.args[0]
-        peek = subprocess.run([python, "-c", f"open({str(token)!r}).read()"], capture_output=True, text=True, timeout=60,
-                              user="nobody", group=pwd.getpwnam("nobody").pw_gid, extra_groups=[technicians_group])
+        peek = subprocess.run(
+            [python, "-c", f"open({str(token)!r}).read()"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            user="nobody",
+            group=pwd.getpwnam("nobody").pw_gid,
+            extra_groups=[technicians_group],
+        )
         assert peek.returncode != 0 and "Permission denied" in peek.stderr
 
 

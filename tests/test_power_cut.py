@@ -145,7 +145,9 @@ sys.stdin.readline()   # holds the write lock (and its WAL) open until told
 
 def run_sqlite_writer_until_cut(fs: PowerCutFS, db_path, synchronous: str) -> None:
     """300 commits in WAL mode, then the power is cut while the writer holds the database open."""
-    writer = subprocess.Popen([sys.executable, "-c", SQLITE_WRITER, str(db_path), "300", synchronous], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", SQLITE_WRITER, str(db_path), "300", synchronous], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert writer.stdout.readline() == "committed\n" and writer.stdout.readline() == "locked\n"
         reader = sqlite3.connect(db_path, timeout=0.1, isolation_level=None)
@@ -290,4 +292,9 @@ def test_power_cuts_at_random_moments_lose_no_ok_and_deliver_nothing_twice(tmp_p
     # The central's own accounting says the same: every seq once (none numbered twice after a
     # cut), none missing; retries after a lost "delivered" mark are repeats, counted once.
     accounting = central.seqs_held(KIOSK_ID)
-    assert (accounting["held"], accounting["contiguous_through"], accounting["missing"], accounting["reused"]) == (len(rows), len(rows), 0, [])
+    assert (accounting["held"], accounting["contiguous_through"], accounting["missing"], accounting["reused"]) == (
+        len(rows),
+        len(rows),
+        0,
+        [],
+    )

@@ -110,8 +110,15 @@ CLIENT_A, CLIENT_B, CLIENT_C, CLIENT_D = "0012345678", "4000000017", "0000009999
 
 
 def video_config(tmp_path, video, central, feedback=None, **scan):
-    return kiosk_config(tmp_path, central=central, source=f"file:{video}", kiosk={"id": "kiosk-presentations", "site": "Riga Centre 3"},
-                        scan=scan, feedback=feedback or {}, api=QUICK_RETRY)
+    return kiosk_config(
+        tmp_path,
+        central=central,
+        source=f"file:{video}",
+        kiosk={"id": "kiosk-presentations", "site": "Riga Centre 3"},
+        scan=scan,
+        feedback=feedback or {},
+        api=QUICK_RETRY,
+    )
 
 
 def identified_at_central(tmp_path, central, presentations, *, seed, resting=(), **scan) -> list[str]:

@@ -252,8 +252,12 @@ def browser_page(tmp_path):
 @pytest.fixture
 def direct_preview(tmp_path, card_video):
     """`kiosk preview --port 0` on the card video, daemon stopped; yields (process, port)."""
-    cfg = write_config(tmp_path / "kiosk.toml", kiosk={"id": "kiosk-aim-1", "runtime_dir": str(tmp_path / "run")}, camera={"source": f"file:{card_video}"})
-    proc = subprocess.Popen(kiosk_cmd("preview", "--config", str(cfg), "--port", "0"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    cfg = write_config(
+        tmp_path / "kiosk.toml", kiosk={"id": "kiosk-aim-1", "runtime_dir": str(tmp_path / "run")}, camera={"source": f"file:{card_video}"}
+    )
+    proc = subprocess.Popen(
+        kiosk_cmd("preview", "--config", str(cfg), "--port", "0"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
+    )
     try:
         lines = [proc.stdout.readline() for _ in range(4)]
         assert lines[1].startswith("live view at http://127.0.0.1:"), (lines, proc.stderr.read() if proc.poll() is not None else "")
@@ -321,7 +325,9 @@ def test_the_daemon_serves_the_live_view_and_kiosk_preview_says_where(tmp_path, 
             api={"url": central.url, "token": CENTRAL_TOKEN},
         )
         cfg = write_config(tmp_path / "kiosk.toml", **sections, preview={"enabled": True, "port": port})
-        daemon = subprocess.Popen(kiosk_cmd("run", "--config", str(cfg)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        daemon = subprocess.Popen(
+            kiosk_cmd("run", "--config", str(cfg)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO
+        )
         try:
             seen = wait_until(lambda: (f := figures(port)) and f["frames"] > 0 and f, what="the daemon's live view with frames", **PATIENT)
             assert seen["kiosk"] == "kiosk-aim-2" and seen["frames_drawn"] == 0  # nobody watched yet: nothing drawn

@@ -158,7 +158,10 @@ def test_a_ref_that_matches_nothing_says_so(queue, ref, words):
 def twins(tmp_path, monkeypatch):
     """An outbox whose first two ids share their first 5 hex characters and whose third starts
     with digits only (uuid4 made predictable)."""
-    made = iter(uuid.UUID(u) for u in ("abcde111-0000-4000-8000-000000000001", "abcde222-0000-4000-8000-000000000002", "12345678-0000-4000-8000-000000000003"))
+    made = iter(
+        uuid.UUID(u)
+        for u in ("abcde111-0000-4000-8000-000000000001", "abcde222-0000-4000-8000-000000000002", "12345678-0000-4000-8000-000000000003")
+    )
     monkeypatch.setattr(uuid, "uuid4", lambda: next(made))
     path = tmp_path / "outbox.db"
     with Outbox(path, kiosk_id="kiosk-q") as box:
@@ -220,7 +223,9 @@ def test_a_refusal_is_marked_in_list_show_and_counted_by_status_masked(tmp_path)
     box.commit(Card("v1", "0044445555", 2), symbology="Code128", decoder="zxing-cpp")
     refusal = box.commit(Card("v1", "0012345678", 1), symbology="Code128", decoder="zxing-cpp", refused_for_issue=2)
     box.close()
-    cfg = str(write_config(tmp_path / "kiosk.toml", kiosk={"id": "kiosk-q", "runtime_dir": str(tmp_path / "run")}, outbox={"path": str(path)}))
+    cfg = str(
+        write_config(tmp_path / "kiosk.toml", kiosk={"id": "kiosk-q", "runtime_dir": str(tmp_path / "run")}, outbox={"path": str(path)})
+    )
     run = run_kiosk("queue", "list", "--config", cfg)
     assert run.returncode == 0, run.stderr
     first, second = run.stdout.splitlines()

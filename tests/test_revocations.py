@@ -21,7 +21,9 @@ from device.revocations.sync import APPLIED, FAILED, REFUSED, UNCHANGED, Revocat
 
 def fetch(central, since=0) -> tuple[bytes, str, str]:
     """The central's answer as sent: (body, key id, signature)."""
-    answer = requests.get(f"{central.url}/v1/cards/replaced?since={since}", headers={"Authorization": f"Bearer {CENTRAL_TOKEN}"}, timeout=10)
+    answer = requests.get(
+        f"{central.url}/v1/cards/replaced?since={since}", headers={"Authorization": f"Bearer {CENTRAL_TOKEN}"}, timeout=10
+    )
     answer.raise_for_status()
     return answer.content, answer.headers[document.KEY_ID_HEADER], answer.headers[document.SIGNATURE_HEADER]
 
@@ -105,7 +107,14 @@ def test_a_list_signed_by_another_key_is_refused(synced):
 
 def test_a_list_with_malformed_contracts_is_refused_even_when_signed(synced, list_keys):
     key = document.load_private_key(list_keys[0])
-    for cards in ('[["00123456AB",2]]', '[["0000000000",2]]', '[["0012345678",0]]', '[["0012345678","2"]]', '[{"contract":"0012345678","current_issue":2}]', '[["00\u0661\u0662345678",2]]'):
+    for cards in (
+        '[["00123456AB",2]]',
+        '[["0000000000",2]]',
+        '[["0012345678",0]]',
+        '[["0012345678","2"]]',
+        '[{"contract":"0012345678","current_issue":2}]',
+        '[["00\u0661\u0662345678",2]]',
+    ):
         body = ('{"version":9,"complete":true,"since":null,"issued_at":"2026-01-01T00:00:00Z","cards":' + cards + "}").encode()
         refused(synced, serve_list(body, *document.sign(key, body)), "entry 1 of the list is not a [contract, current issue] pair")
 
@@ -154,7 +163,9 @@ def test_the_central_serves_complete_when_since_is_unknown_and_refuses_a_bad_sin
     body, _, _ = fetch(signing_central, since=99)
     data = json.loads(body)
     assert (data["version"], data["complete"], data["cards"]) == (1, True, [[LOST, 2]])
-    bad = requests.get(f"{signing_central.url}/v1/cards/replaced?since=-1", headers={"Authorization": f"Bearer {CENTRAL_TOKEN}"}, timeout=10)
+    bad = requests.get(
+        f"{signing_central.url}/v1/cards/replaced?since=-1", headers={"Authorization": f"Bearer {CENTRAL_TOKEN}"}, timeout=10
+    )
     assert bad.status_code == 400
     anonymous = requests.get(f"{signing_central.url}/v1/cards/replaced", timeout=10)
     assert anonymous.status_code == 401

@@ -61,7 +61,10 @@ def test_the_child_refuses_what_the_daemon_would(in_child, list_keys):
     key = document.load_private_key(list_keys[0])
     malformed = b'{"version":9,"complete":true,"since":null,"issued_at":"2026-01-01T00:00:00Z","cards":[["00123456AB",2]]}'
     older = document.encode(0, True, None, "2026-01-01T00:00:00Z", [(OTHER, 2)])
-    for body, why in ((malformed, "entry 1 of the list is not a [contract, current issue] pair"), (older, "version 0 is older than the copy's 1")):
+    for body, why in (
+        (malformed, "entry 1 of the list is not a [contract, current issue] pair"),
+        (older, "version 0 is older than the copy's 1"),
+    ):
         with FakeCentral(hostile=serve_list(body, *document.sign(key, body))) as hostile:
             in_child.client = CentralClient(hostile.url, token=CENTRAL_TOKEN, connect_timeout_s=2, read_timeout_s=5)
             result = in_child.sync_once()

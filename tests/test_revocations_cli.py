@@ -13,8 +13,14 @@ from support.unprivileged import kiosk_as_nobody
 
 
 def cli_config(tmp_path, central_url, public_key, source="file:/dev/null", pace="fast"):
-    return kiosk_config(tmp_path, central=central_url, source=source, pace=pace, kiosk={"id": "kiosk-rev-cli"},
-                        revocations={"enabled": True, "public_key_file": str(public_key), "interval_s": 3600})
+    return kiosk_config(
+        tmp_path,
+        central=central_url,
+        source=source,
+        pace=pace,
+        kiosk={"id": "kiosk-rev-cli"},
+        revocations={"enabled": True, "public_key_file": str(public_key), "interval_s": 3600},
+    )
 
 
 def test_sync_then_status_and_check_without_the_daemon(tmp_path, signing_central, list_keys):
@@ -35,7 +41,11 @@ def test_sync_then_status_and_check_without_the_daemon(tmp_path, signing_central
     assert (data["version"], data["count"], data["fault"]) == (1, 1, None)
     # kiosk status with the daemon stopped: the copy's version, size and age, read from its file.
     stopped = run_kiosk("status", "--config", cfg)
-    assert "not running" in stopped.stdout and "replaced    version 1, 1 contracts" in stopped.stdout and "confirmed by the central 0 min ago" in stopped.stdout, stopped.stdout
+    assert (
+        "not running" in stopped.stdout
+        and "replaced    version 1, 1 contracts" in stopped.stdout
+        and "confirmed by the central 0 min ago" in stopped.stdout
+    ), stopped.stdout
     report = json.loads(run_kiosk("status", "--json", "--config", cfg).stdout)
     assert (report["revocations"]["version"], report["revocations"]["count"]) == (1, 1) and report["revocations"]["file_bytes"] > 0
 
@@ -124,11 +134,14 @@ def test_a_technician_in_the_files_group_reads_the_list_without_sudo(tmp_path, s
         assert "replaced    version 1, 1 contracts" in status.stdout and "Traceback" not in status.stderr, status.stdout + status.stderr
 
 
-def test_a_technician_in_the_group_asks_the_running_daemon_to_sync_without_sudo(tmp_path, signing_central, list_keys, card_folder, technicians_group):  # noqa: F811
+def test_a_technician_in_the_group_asks_the_running_daemon_to_sync_without_sudo(
+    tmp_path, signing_central, list_keys, card_folder, technicians_group
+):  # noqa: F811
     import os
     import shutil
 
     from device import status
+
     signing_central.reissue(LOST, 2, ADMIN_TOKEN)
     images = with_empty_tail(card_folder([OTHER]), 120)
     with kiosk_as_nobody(groups=(technicians_group,)) as (folder, as_nobody):

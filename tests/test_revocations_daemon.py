@@ -15,8 +15,14 @@ from device.tools.synth.video import Presentation, write_presentation_video
 
 
 def revocations_config(tmp_path, central, public_key, source, **revocations):
-    return kiosk_config(tmp_path, central=central, source=source, kiosk={"id": "kiosk-rev-1", "site": "Riga Centre 3"}, api=QUICK_RETRY,
-                        revocations={"enabled": True, "public_key_file": str(public_key), **revocations})
+    return kiosk_config(
+        tmp_path,
+        central=central,
+        source=source,
+        kiosk={"id": "kiosk-rev-1", "site": "Riga Centre 3"},
+        api=QUICK_RETRY,
+        revocations={"enabled": True, "public_key_file": str(public_key), **revocations},
+    )
 
 
 def test_a_replaced_card_is_refused_once_and_its_replacement_and_another_card_are_identified(tmp_path, signing_central, list_keys):
@@ -33,14 +39,22 @@ def test_a_replaced_card_is_refused_once_and_its_replacement_and_another_card_ar
     held = sorted((i["contract"], i["card_issue"]) for i in central.identifications())
     assert held == [(LOST, 2), (OTHER, 1)]
     refusals = central.refusals()
-    assert [(r["contract"], r["card_issue"], r["current_issue"], r["kiosk"], r["site"]) for r in refusals] == [(LOST, 1, 2, "kiosk-rev-1", "Riga Centre 3")]
+    assert [(r["contract"], r["card_issue"], r["current_issue"], r["kiosk"], r["site"]) for r in refusals] == [
+        (LOST, 1, 2, "kiosk-rev-1", "Riga Centre 3")
+    ]
     # One seq series for both kinds, none missing at the central.
     accounting = central.seqs_held("kiosk-rev-1")
     assert (accounting["held"], accounting["missing"]) == (3, 0)
     db = sqlite3.connect(tmp_path / "outbox.db")
     kinds = db.execute("SELECT kind, contract, card_issue, current_issue, state FROM identifications ORDER BY seq").fetchall()
     db.close()
-    assert sorted(kinds) == sorted([("identification", LOST, 2, None, "delivered"), ("identification", OTHER, 1, None, "delivered"), ("refusal", LOST, 1, 2, "delivered")])
+    assert sorted(kinds) == sorted(
+        [
+            ("identification", LOST, 2, None, "delivered"),
+            ("identification", OTHER, 1, None, "delivered"),
+            ("refusal", LOST, 1, 2, "delivered"),
+        ]
+    )
     # The log says so, masked.
     assert "card replaced: contract ******5678 issue 1 refused, its current issue is 2" in run.stderr
     assert LOST not in run.stderr
@@ -95,7 +109,10 @@ def test_a_tampered_list_at_start_keeps_the_last_copy_and_scanning_and_delivery_
         run = run_kiosk("run", "--config", str(revocations_config(tmp_path, hostile, list_keys[1], f"file:{video}")))
     assert run.returncode == 0, run.stderr[-3000:]
     assert "fault revocations: replaced-card list refused: the signature does not match" in run.stderr
-    assert sorted((r["contract"], r["card_issue"], r.get("kind", "identification")) for r in delivered) == [(LOST, 1, "refusal"), (OTHER, 1, "identification")]
+    assert sorted((r["contract"], r["card_issue"], r.get("kind", "identification")) for r in delivered) == [
+        (LOST, 1, "refusal"),
+        (OTHER, 1, "identification"),
+    ]
 
 
 def test_a_damaged_copy_is_moved_aside_and_fetched_whole_again(tmp_path, signing_central, list_keys):

@@ -55,7 +55,14 @@ def test_json_lines_for_images_a_video_and_broken_files(tmp_path):
     assert run.returncode == 1  # the broken files, reported after all the others were scanned
     [c] = by_path[card]
     assert c["frame"] is None
-    assert c["symbols"] == [{"symbology": "Code128", "text": CARD_V1.encode(contract, 2), "card": {"format": "v1", "contract": contract, "issue": 2}, "reject": None}]
+    assert c["symbols"] == [
+        {
+            "symbology": "Code128",
+            "text": CARD_V1.encode(contract, 2),
+            "card": {"format": "v1", "contract": contract, "issue": 2},
+            "reject": None,
+        }
+    ]
     assert by_path[nothing] == [{"path": nothing, "frame": None, "symbols": []}]
     [p] = by_path[product]
     assert [(s["symbology"], s["card"], s["reject"]) for s in p["symbols"]] == [("EAN13", None, "not-a-card")]

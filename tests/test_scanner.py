@@ -105,7 +105,14 @@ def test_scan_goes_through_the_gate(card):
 
 @pytest.mark.parametrize(
     "bad",
-    [None, "frame.png", np.zeros((0, 10), np.uint8), np.zeros((10, 10), np.float32), np.zeros((10, 10, 2), np.uint8), np.zeros((2, 2, 2, 2), np.uint8)],
+    [
+        None,
+        "frame.png",
+        np.zeros((0, 10), np.uint8),
+        np.zeros((10, 10), np.float32),
+        np.zeros((10, 10, 2), np.uint8),
+        np.zeros((2, 2, 2, 2), np.uint8),
+    ],
     ids=["none", "str", "zero-size", "float", "two-channel", "4-d"],
 )
 def test_non_images_raise_a_clear_value_error(bad):

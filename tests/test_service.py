@@ -24,8 +24,8 @@ from device.camera import FrameSource
 from device.camera.file import FileSource
 from device.camera.v4l2 import V4L2Source
 from device.config import load
-from device.daemon.faults import CAMERA
 from device.daemon import Kiosk
+from device.daemon.faults import CAMERA
 from device.daemon.notify import Notifier
 from device.outbox import Outbox
 from device.pipeline import Pipeline
@@ -40,7 +40,9 @@ def test_camera_unplugged_and_back_needs_no_restart_and_loses_nothing(tmp_path, 
     a, b = contracts(2)
     cfg = load(service_config(tmp_path, central), environ={})
     counter = Counter()
-    source = V4L2Source("/dev/video9", capture_factory=lambda path: FakeCapture(counter), stall_timeout_s=0.5, backoff_initial_s=0.05, backoff_max_s=0.2)
+    source = V4L2Source(
+        "/dev/video9", capture_factory=lambda path: FakeCapture(counter), stall_timeout_s=0.5, backoff_initial_s=0.05, backoff_max_s=0.2
+    )
     outbox = open_outbox(cfg)
     events = Recorder()
     kiosk = Kiosk(source, Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox), outputs=[events], runtime_dir=tmp_path / "run")
@@ -117,10 +119,13 @@ def test_service_notifies_systemd_publishes_status_and_stops_cleanly_on_sigterm(
     cfg = service_config(tmp_path, central, source=f"file:{folder}", camera={"pace": "realtime"})
     sock, path = listen(tmp_path)
     env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="2000000", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(kiosk_cmd("run", "--config", str(cfg)), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        kiosk_cmd("run", "--config", str(cfg)), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         messages(sock, lambda m: any("READY=1" in x for x in m) and any("WATCHDOG=1" in x for x in m))
         wait_until(lambda: len(central.identifications()) == 1, what="the card delivered")
+
         def status_report():
             run = run_kiosk("status", "--json", "--config", str(cfg))
             assert run.returncode == 0, run.stdout
@@ -220,10 +225,20 @@ def test_delivery_faults_token_refused_then_fixed_and_backlog(tmp_path, card_fol
 
     # A central that fails for longer than feedback.backlog_alert_s: the backlog fault.
     outbox = Outbox(tmp_path / "outbox2.db", "kiosk-faults")
-    cfg2 = load(write_config(tmp_path / "k2.toml", api={"url": down.url, "token": CENTRAL_TOKEN, "backoff_base_s": 0.05, "backoff_cap_s": 0.5}), environ={})
+    cfg2 = load(
+        write_config(tmp_path / "k2.toml", api={"url": down.url, "token": CENTRAL_TOKEN, "backoff_base_s": 0.05, "backoff_cap_s": 0.5}),
+        environ={},
+    )
     stop = threading.Event()
     events2 = Recorder()
-    kiosk = Kiosk(FileSource(card_folder(shown[1:], name="c"), pace="fast"), Pipeline.from_config(cfg2), outbox, make_forwarder(cfg2, outbox), outputs=[events2], backlog_alert_s=0.5)
+    kiosk = Kiosk(
+        FileSource(card_folder(shown[1:], name="c"), pace="fast"),
+        Pipeline.from_config(cfg2),
+        outbox,
+        make_forwarder(cfg2, outbox),
+        outputs=[events2],
+        backlog_alert_s=0.5,
+    )
     runner = threading.Thread(target=kiosk.loop.run, args=(stop,))
     housekeeping = threading.Thread(target=kiosk.supervisor.housekeeping, args=(stop,))
     deliver = threading.Thread(target=kiosk.forwarder.run, args=(stop,))
@@ -265,8 +280,14 @@ def test_a_camera_without_frames_for_restart_after_s_starves_the_watchdog(tmp_pa
     camera = SilentCamera()
     outbox = open_outbox(cfg)
     notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "30000000"})
-    kiosk = Kiosk(camera, Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox), notifier=notifier,
-                  camera_restart_after_s=cfg.camera.restart_after_s)
+    kiosk = Kiosk(
+        camera,
+        Pipeline.from_config(cfg),
+        outbox,
+        make_forwarder(cfg, outbox),
+        notifier=notifier,
+        camera_restart_after_s=cfg.camera.restart_after_s,
+    )
 
     def one_turn():
         kiosk.loop.heartbeat = time.monotonic()  # the scan loop turns: only the camera decides

@@ -12,7 +12,7 @@ from support.skip_policy import ALLOWLIST, Allowlist
 
 REPO = Path(__file__).resolve().parent.parent
 
-TESTS = '''
+TESTS = """
 import pytest
 
 def test_needs_a_tool():
@@ -31,7 +31,7 @@ def test_torn_card():
 
 def test_runs():
     pass
-'''
+"""
 
 
 def run_pytest(tmp_path: Path, allowed: dict[str, str], *selection: str) -> subprocess.CompletedProcess:
@@ -40,7 +40,8 @@ def run_pytest(tmp_path: Path, allowed: dict[str, str], *selection: str) -> subp
     (tmp_path / "test_sample.py").write_text(TESTS)
     entries = [f'[[allowed]]\ntest = "{test}"\nreason = "{reason}"\n' for test, reason in allowed.items()]
     (tmp_path / "skips.toml").write_text("\n".join(entries))
-    (tmp_path / "conftest.py").write_text(textwrap.dedent(f"""
+    (tmp_path / "conftest.py").write_text(
+        textwrap.dedent(f"""
         import sys
         from pathlib import Path
 
@@ -49,7 +50,8 @@ def run_pytest(tmp_path: Path, allowed: dict[str, str], *selection: str) -> subp
 
         def pytest_configure(config):
             skip_policy.enforce(config, Path(__file__).parent / "skips.toml")
-    """))
+    """)
+    )
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=", "--rootdir", str(tmp_path), *selection]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
 
@@ -79,9 +81,11 @@ def test_an_expected_failure_outside_the_allowlist_fails_the_run(tmp_path):
 
 
 def test_allowlisted_skips_pass(tmp_path):
-    allowed = {"test_sample.py::test_needs_a_tool": "no frobnicate for this platform",
-               "test_sample.py::test_on_a_pi": "needs a real Raspberry Pi",
-               "test_sample.py::test_torn_card": "torn cards are the next issue"}
+    allowed = {
+        "test_sample.py::test_needs_a_tool": "no frobnicate for this platform",
+        "test_sample.py::test_on_a_pi": "needs a real Raspberry Pi",
+        "test_sample.py::test_torn_card": "torn cards are the next issue",
+    }
     result = run_pytest(tmp_path, allowed)
     assert result.returncode == pytest.ExitCode.OK, result.stdout + result.stderr
     assert "1 passed, 2 skipped, 1 xfailed" in result.stdout
@@ -101,10 +105,16 @@ def test_a_module_that_skips_whole_fails_the_run(tmp_path):
     assert "skip policy: skipped at test_module.py:2: could not import 'no_such_module_here'" in result.stdout
 
 
-@pytest.mark.parametrize("entry", ['test = "tests/test_a.py::test_b"', 'reason = "needs a real Raspberry Pi"',
-                                   'test = "tests/test_a.py::test_b"\nreason = ""',
-                                   'test = "tests/test_a.py::test_b"\nreason = "a Pi"\nwhen = "always"',
-                                   'test = "tests/test_a.py::test_b"\nreason = "  "'])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        'test = "tests/test_a.py::test_b"',
+        'reason = "needs a real Raspberry Pi"',
+        'test = "tests/test_a.py::test_b"\nreason = ""',
+        'test = "tests/test_a.py::test_b"\nreason = "a Pi"\nwhen = "always"',
+        'test = "tests/test_a.py::test_b"\nreason = "  "',
+    ],
+)
 def test_an_entry_without_exactly_its_test_and_reason_is_refused(entry):
     with pytest.raises(pytest.UsageError, match="allowed entry 1 needs exactly a test and a reason"):
         Allowlist.parse(f"[[allowed]]\n{entry}\n")

@@ -192,9 +192,19 @@ def live_kiosk(tmp_path, central, outputs=(), notifier=None):
     """A kiosk on a fake USB camera (the hardware edge) in front of a counter the test controls."""
     cfg = load(kiosk_config(tmp_path, central=central, source="v4l2:/dev/video9", kiosk={"id": "kiosk-svc"}, api=QUICK_RETRY), environ={})
     counter = Counter()
-    source = V4L2Source("/dev/video9", capture_factory=lambda path: FakeCapture(counter), stall_timeout_s=0.5, backoff_initial_s=0.05, backoff_max_s=0.2)
+    source = V4L2Source(
+        "/dev/video9", capture_factory=lambda path: FakeCapture(counter), stall_timeout_s=0.5, backoff_initial_s=0.05, backoff_max_s=0.2
+    )
     outbox = open_outbox(cfg)
-    kiosk = Kiosk(source, Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox), outputs=outputs, runtime_dir=tmp_path / "run", notifier=notifier)
+    kiosk = Kiosk(
+        source,
+        Pipeline.from_config(cfg),
+        outbox,
+        make_forwarder(cfg, outbox),
+        outputs=outputs,
+        runtime_dir=tmp_path / "run",
+        notifier=notifier,
+    )
     return kiosk, counter
 
 
@@ -240,7 +250,9 @@ def test_a_delivery_step_that_raises_is_a_fault_and_delivery_goes_on(tmp_path, c
     """The forwarder survives a bug in one delivery step (it backs off and tries again); now it is a fault too."""
     from device.forwarder import Forwarder
 
-    monkeypatch.setattr(Forwarder, "deliver_once", failing_on({1, 2}, lambda: ValueError("cannot convert float infinity"), Forwarder.deliver_once))
+    monkeypatch.setattr(
+        Forwarder, "deliver_once", failing_on({1, 2}, lambda: ValueError("cannot convert float infinity"), Forwarder.deliver_once)
+    )
     message = "a delivery step: ValueError: cannot convert float infinity (failed 2 times; it carries on)"
     card_through_a_thread_fault(tmp_path, central, caplog, "thread forwarder", message)
 
@@ -353,7 +365,13 @@ def test_housekeeping_that_hangs_feeds_no_watchdog_while_the_scan_loop_goes_on(t
     cfg = load(kiosk_config(tmp_path, central=central, source="v4l2:/dev/video9", kiosk={"id": "kiosk-svc"}, api=QUICK_RETRY), environ={})
     source = HangingSource()  # never hangs here: 50 empty frames a second
     outbox = open_outbox(cfg)
-    kiosk = Kiosk(source, Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox), notifier=Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"}))
+    kiosk = Kiosk(
+        source,
+        Pipeline.from_config(cfg),
+        outbox,
+        make_forwarder(cfg, outbox),
+        notifier=Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"}),
+    )
     try:
         with running(kiosk):
             wait_until(hung.is_set, what="housekeeping to hang")
@@ -427,7 +445,14 @@ def start_daemon(tmp_path, cfg, inject, *, max_restarts=5, healthy_after_s=6.0) 
     launcher = tmp_path / "launch_kiosk.py"
     launcher.write_text(LAUNCHER.format(inject=textwrap.dedent(inject), max_restarts=max_restarts, healthy_after_s=healthy_after_s))
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, str(launcher), "run", "--config", str(cfg)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(launcher), "run", "--config", str(cfg)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def counter_config(tmp_path, card_folder, central, cards, pace="realtime"):
@@ -496,9 +521,13 @@ def test_kiosk_run_forwarder_dying_at_start_is_a_fault_then_delivers_and_clears(
     cfg = counter_config(tmp_path, card_folder, central, shown)
     inject = 'from device.outbox import Outbox\nfail(Outbox, "purge_delivered", OverflowError, "date value out of range", on_calls={1, 2})'
     err = fault_shown_then_cleared(
-        tmp_path, cfg, inject, "FAULT       thread forwarder: OverflowError: date value out of range (failed 2 times; restarted 2 times)",
-        meanwhile=lambda: wait_until(lambda: len(central.identifications()) == 2, timeout_s=60,
-                                     what="both cards delivered by the restarted forwarder"),
+        tmp_path,
+        cfg,
+        inject,
+        "FAULT       thread forwarder: OverflowError: date value out of range (failed 2 times; restarted 2 times)",
+        meanwhile=lambda: wait_until(
+            lambda: len(central.identifications()) == 2, timeout_s=60, what="both cards delivered by the restarted forwarder"
+        ),
     )
     assert "OverflowError: date value out of range" in err and err.count("thread forwarder failed again") == 1
     assert "thread forwarder fault cleared" in err
@@ -519,7 +548,10 @@ def test_kiosk_run_output_failing_is_a_fault_and_it_logs_the_next_card(tmp_path,
     cfg = counter_config(tmp_path, card_folder, central, [a, b])
     inject = 'from device.outputs.log import LogOutput\nfail(LogOutput, "on_identified", RuntimeError, "journal gone", on_calls={1})'
     err = fault_shown_then_cleared(
-        tmp_path, cfg, inject, "FAULT       thread output LogOutput: identified: RuntimeError: journal gone (failed once; it carries on)",
+        tmp_path,
+        cfg,
+        inject,
+        "FAULT       thread output LogOutput: identified: RuntimeError: journal gone (failed once; it carries on)",
         meanwhile=lambda: wait_until(lambda: len(central.identifications()) == 2, timeout_s=60, what="both delivered"),
     )
     assert f"identified contract ******{b[-4:]}" in err and f"identified contract ******{a[-4:]}" not in err
@@ -538,7 +570,9 @@ def test_kiosk_run_list_sync_dying_is_a_fault_then_it_syncs_and_clears(tmp_path,
 def test_kiosk_run_housekeeping_dying_is_a_fault_in_its_own_status_then_clears(tmp_path, card_folder, central):
     cfg = counter_config(tmp_path, card_folder, central, contracts(1))
     inject = 'import device.status\nfail(device.status, "write_status", RuntimeError, "status writer bug", on_calls={1, 2}, thread="housekeeping")'
-    fault_shown_then_cleared(tmp_path, cfg, inject, "FAULT       thread housekeeping: RuntimeError: status writer bug (failed 2 times; restarted 2 times)")
+    fault_shown_then_cleared(
+        tmp_path, cfg, inject, "FAULT       thread housekeeping: RuntimeError: status writer bug (failed 2 times; restarted 2 times)"
+    )
 
 
 def test_kiosk_run_scan_loop_raising_exits_75_with_the_fault_told(tmp_path, card_folder, central):

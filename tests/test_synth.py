@@ -12,8 +12,8 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from device.tools.bench import scenes as bench_scenes
 from device.card import CARD_V1
+from device.tools.bench import scenes as bench_scenes
 from device.tools.synth.card import card_size_px, render_card, render_product_label, save_card
 from device.tools.synth.scene import Conditions, card_quad, render_scene
 from device.tools.synth.video import Presentation, PresentationTruth, load_truth, save_truth, write_presentation_video
@@ -47,7 +47,7 @@ def test_card_bars_are_whole_pixel_modules_with_quiet_zones():
     runs = np.diff(edges)
     assert set(runs % 5) == {0}
     # Ten modules of light on each side (the panel is white there).
-    assert (row[first - 50:first] > 200).all() and (row[last:last + 50] > 200).all()
+    assert (row[first - 50 : first] > 200).all() and (row[last : last + 50] > 200).all()
 
 
 def test_card_png_is_true_size_at_300_dpi(tmp_path):
@@ -125,8 +125,11 @@ def test_conditions_buckets_name_every_condition():
 
 def test_presentation_video_reads_back_and_its_truth_is_consistent(tmp_path):
     path = tmp_path / "counter.avi"
-    presentations = [Presentation.card("0012345678", 1, hold_s=0.5), Presentation.product_ean13(hold_s=0.5),
-                     Presentation.bad_check("1234567890", hold_s=0.5)]
+    presentations = [
+        Presentation.card("0012345678", 1, hold_s=0.5),
+        Presentation.product_ean13(hold_s=0.5),
+        Presentation.bad_check("1234567890", hold_s=0.5),
+    ]
     truths = write_presentation_video(path, presentations, fps=10, size=(320, 180), seed=3)
 
     cap = cv2.VideoCapture(str(path))
@@ -160,8 +163,7 @@ def test_cards_shown_together_and_a_card_lying_in_view(tmp_path):
     path = tmp_path / "counter.avi"
     together = (Presentation.card("0012345678", hold_s=0.5), Presentation.card("4000000017", 2, hold_s=0.5))
     later = Presentation.card("0000009999", hold_s=0.5).after(2.0)
-    truths = write_presentation_video(path, [together, later], fps=10, size=(640, 360), seed=4,
-                                      resting=[Presentation.card("1111111116")])
+    truths = write_presentation_video(path, [together, later], fps=10, size=(640, 360), seed=4, resting=[Presentation.card("1111111116")])
     frames = int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT))
     assert [t.payload[2:12] for t in truths] == ["0012345678", "4000000017", "0000009999", "1111111116"]
     a, b, c, lying = truths
@@ -191,10 +193,16 @@ def test_presentation_kinds_know_whether_they_are_cards():
 
 
 def test_score_presentations_counts_frames_from_entering_view():
-    truths = [PresentationTruth("LE00123456780168", "Code128", "card", True, 10, 12, 30, 33),
-              PresentationTruth("5901234123457", "EAN13", "product-ean13", False, 50, 52, 60, 63)]
-    reads = [(14, "Code128", "LE00123456780168"), (15, "Code128", "LE00123456780168"),
-             (55, "EAN13", "5901234123457"), (40, "Code128", "LE00123456780168")]
+    truths = [
+        PresentationTruth("LE00123456780168", "Code128", "card", True, 10, 12, 30, 33),
+        PresentationTruth("5901234123457", "EAN13", "product-ean13", False, 50, 52, 60, 63),
+    ]
+    reads = [
+        (14, "Code128", "LE00123456780168"),
+        (15, "Code128", "LE00123456780168"),
+        (55, "EAN13", "5901234123457"),
+        (40, "Code128", "LE00123456780168"),
+    ]
     card, product = bench_scenes.score_presentations(truths, reads)
     assert card.identified and card.first_read_frame == 14 and card.frames_to_read == 4 and not card.false_card
     assert not product.identified and not product.false_card
@@ -217,8 +225,11 @@ def test_scene_benchmark_tallies_reads_per_reader_and_bucket():
             self.symbology, self.text = "Code128", text
 
     truth = {s.image.tobytes()[:64]: s.payload for s in scenes}
-    readers = {"oracle": lambda im: [Sym(truth[im.tobytes()[:64]])], "blind": lambda im: [],
-               "raw liar": lambda im: [Sym(CARD_V1.encode("9999999999", 1))]}
+    readers = {
+        "oracle": lambda im: [Sym(truth[im.tobytes()[:64]])],
+        "blind": lambda im: [],
+        "raw liar": lambda im: [Sym(CARD_V1.encode("9999999999", 1))],
+    }
     results = bench_scenes.run_scenes(scenes, readers)
     assert results.rate("oracle") == 1.0 and results.rate("blind") == 0.0
     assert results.overall["raw liar"].false_card == 3

@@ -74,7 +74,10 @@ def relaxed_comments(text: str) -> list[str]:
 def run_security(unit: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["systemd-analyze", "security", "--offline=true", *extra, str(unit)],
-        check=False, capture_output=True, text=True, timeout=60,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

@@ -14,6 +14,7 @@ MM_PER_INCH = 25.4
 #: A 300 dpi card is a whole number of pixels: its true size is met to within half a pixel.
 HALF_PIXEL_MM = MM_PER_INCH / 300 / 2
 
+
 def run_testcard(*args) -> subprocess.CompletedProcess:
     return subprocess.run(kiosk_cmd("testcard", *args), capture_output=True, text=True, cwd=REPO, timeout=120)
 

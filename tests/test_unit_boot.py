@@ -108,9 +108,25 @@ class BootedRoot:
         # register with or to put the container into a scope. The timeout bounds it even if
         # pytest dies before the teardown.
         self.process = subprocess.Popen(
-            ["timeout", "--kill-after=10", "1200", "systemd-nspawn", "--quiet", "-D", str(root), "-M", name,
-             "--register=no", "--keep-unit", "--private-network", "-b", "--console=pipe"],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                "timeout",
+                "--kill-after=10",
+                "1200",
+                "systemd-nspawn",
+                "--quiet",
+                "-D",
+                str(root),
+                "-M",
+                name,
+                "--register=no",
+                "--keep-unit",
+                "--private-network",
+                "-b",
+                "--console=pipe",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         self.log = log
         self.init_pid = 0
@@ -138,7 +154,10 @@ class BootedRoot:
     def run(self, *command: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         result = subprocess.run(
             ["nsenter", "-t", str(self.init_pid), "-a", "/usr/bin/env", "-i", f"PATH={PATH}", "LANG=C.UTF-8", *command],
-            check=False, capture_output=True, text=True, timeout=timeout,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if check:
             assert result.returncode == 0, f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
@@ -200,8 +219,18 @@ def booted(tmp_path_factory, request) -> BootedRoot:
     machine = BootedRoot(root, work / "nspawn.log", f"kiosk-boot-{os.getpid()}")
     request.addfinalizer(machine.power_off)
     machine.wait_booted()
-    machine.run("systemd-run", "--unit=central", "/opt/kiosk/venv/bin/kiosk", "central",
-                "--port", "8080", "--db", "/var/tmp/central.db", "--token", TOKEN)
+    machine.run(
+        "systemd-run",
+        "--unit=central",
+        "/opt/kiosk/venv/bin/kiosk",
+        "central",
+        "--port",
+        "8080",
+        "--db",
+        "/var/tmp/central.db",
+        "--token",
+        TOKEN,
+    )
     return machine
 
 
@@ -217,8 +246,20 @@ def start_with(machine: BootedRoot, config: str) -> tuple[subprocess.CompletedPr
 
 def kiosk_status(machine: BootedRoot) -> subprocess.CompletedProcess:
     # In a unit with the daemon's ProtectProc=, so that both see the same boot id (module docstring).
-    return machine.run("systemd-run", "--wait", "--pipe", "--quiet", "-p", "ProtectProc=invisible",
-                       "/usr/local/bin/kiosk", "status", "--json", "--config", CONFIG, check=False)
+    return machine.run(
+        "systemd-run",
+        "--wait",
+        "--pipe",
+        "--quiet",
+        "-p",
+        "ProtectProc=invisible",
+        "/usr/local/bin/kiosk",
+        "status",
+        "--json",
+        "--config",
+        CONFIG,
+        check=False,
+    )
 
 
 def test_a_config_error_exits_78_and_stays_down_with_the_key_in_the_journal(booted):
@@ -314,13 +355,18 @@ def test_kiosk_status_says_why_the_daemon_is_down_when_it_cannot_write_its_outbo
             report = json.loads(kiosk_status(booted).stdout)
             return [] if report["running"] else report["stopped_because"]
 
-        wait_until(lambda: any("cannot write there" in line for line in explained()), timeout_s=60, every_s=0.1,
-                   what="kiosk status to explain the stop")
+        wait_until(
+            lambda: any("cannot write there" in line for line in explained()),
+            timeout_s=60,
+            every_s=0.1,
+            what="kiosk status to explain the stop",
+        )
         lines = explained()
         assert any(line.startswith("kiosk.service ") and "journalctl -u kiosk -n 20" in line for line in lines), lines
         assert any(
             line.startswith(f"outbox.path {outbox}: the file {outbox} is owned by root:root mode 0640 and the kiosk runs as kiosk")
-            and line.endswith(f"sudo chown kiosk: {outbox}") for line in lines
+            and line.endswith(f"sudo chown kiosk: {outbox}")
+            for line in lines
         ), lines
     finally:
         booted.run("systemctl", "stop", "kiosk")
@@ -332,11 +378,28 @@ def test_the_units_system_call_filter_lets_the_list_sync_lower_its_priority(boot
     """The replaced-card sync lowers its thread to nice 10 (and a complete list's child to
     SCHED_IDLE); the unit's SystemCallFilter= must allow it, or the sync would take CPU from the
     scan loop. A central with a signing key serves the list; a thread of the daemon ends at nice 10."""
-    booted.run("/opt/kiosk/venv/bin/kiosk", "central", "keygen", "--private-key", "/var/tmp/list.key", "--public-key", "/etc/kiosk/list.pub")
-    booted.run("systemd-run", "--unit=signing-central", "/opt/kiosk/venv/bin/kiosk", "central",
-               "--port", "8081", "--db", "/var/tmp/central2.db", "--token", TOKEN, "--signing-key", "/var/tmp/list.key")
+    booted.run(
+        "/opt/kiosk/venv/bin/kiosk", "central", "keygen", "--private-key", "/var/tmp/list.key", "--public-key", "/etc/kiosk/list.pub"
+    )
+    booted.run(
+        "systemd-run",
+        "--unit=signing-central",
+        "/opt/kiosk/venv/bin/kiosk",
+        "central",
+        "--port",
+        "8081",
+        "--db",
+        "/var/tmp/central2.db",
+        "--token",
+        TOKEN,
+        "--signing-key",
+        "/var/tmp/list.key",
+    )
     try:
-        config = GOOD_CONFIG.replace("127.0.0.1:8080", "127.0.0.1:8081") + '[revocations]\nenabled = true\npublic_key_file = "/etc/kiosk/list.pub"\n'
+        config = (
+            GOOD_CONFIG.replace("127.0.0.1:8080", "127.0.0.1:8081")
+            + '[revocations]\nenabled = true\npublic_key_file = "/etc/kiosk/list.pub"\n'
+        )
         started, cursor = start_with(booted, config)
         assert started.returncode == 0, started.stdout + started.stderr
         pid = booted.show("kiosk")["MainPID"]

@@ -74,7 +74,7 @@ class FrameSource(abc.ABC):
         grab thread), for the daemon's supervisor to watch; none by default."""
         return []
 
-    def __enter__(self) -> "FrameSource":
+    def __enter__(self) -> FrameSource:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -89,7 +89,7 @@ def open_source(
     width: int = 1280,
     height: int = 720,
     stall_timeout_s: float = 5.0,
-    focus: "FocusSettings | None" = None,
+    focus: FocusSettings | None = None,
     bad_reads: int = 5,
 ) -> FrameSource:
     """Open the source named by ``spec`` (the ``camera.source`` config value).
@@ -124,7 +124,7 @@ def open_source(
 def open_camera(camera: CameraSection, *, pace: str | None = None) -> FrameSource:
     """The source as the ``[camera]`` section configures it (``pace`` overrides ``camera.pace``)::
 
-        source = open_camera(cfg.camera)
+    source = open_camera(cfg.camera)
     """
     from device.camera.focus import FocusSettings
 

@@ -36,8 +36,8 @@ import logging
 import math
 import re
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -52,8 +52,7 @@ logging.getLogger("PIL").setLevel(logging.INFO)
 
 #: File name endings read as still images (anything else in a folder is skipped quietly).
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif",
-     ".pgm", ".ppm", ".pbm", ".pnm"}
+    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pbm", ".pnm"}
 )
 #: Frame rate at which a folder of images plays in ``pace="realtime"``.
 FOLDER_FPS = 5.0
@@ -246,7 +245,7 @@ class _ImagesClip(_Clip):
         self._last_size = ""
 
     @classmethod
-    def single(cls, path: Path, fps: float) -> "_ImagesClip":
+    def single(cls, path: Path, fps: float) -> _ImagesClip:
         clip = cls(path, [path], "image", fps)
         # Read and check now: an unreadable single image is an error at open, not an empty stream.
         clip._first, clip._last_size = load_frame(path, 0)
@@ -356,7 +355,9 @@ class _VideoClip(_Clip):
         if self.expected_frames is not None and self.next_index < self.expected_frames:
             log.warning(
                 "%s: video ended after %d frames, its header says %d (truncated or corrupt?)",
-                self.path, self.next_index, self.expected_frames,
+                self.path,
+                self.next_index,
+                self.expected_frames,
             )
         self.close()
 
@@ -537,9 +538,7 @@ class FileSource(FrameSource):
         if wait > 0:
             if timeout is not None and wait > timeout:
                 self._sleep(max(timeout, 0.0))
-                raise CameraError(
-                    f"file:{self.path}: next frame ({clip.next_index}) not due for {wait:.2f} s (timeout {timeout:g} s)"
-                )
+                raise CameraError(f"file:{self.path}: next frame ({clip.next_index}) not due for {wait:.2f} s (timeout {timeout:g} s)")
             self._sleep(wait)
         return True
 

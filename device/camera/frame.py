@@ -27,7 +27,12 @@ if TYPE_CHECKING:
     import numpy as np
 
 #: libjpeg's DCT-domain reductions, largest first, as OpenCV's imdecode flags name them.
-_REDUCTIONS = ((8, "IMREAD_REDUCED_GRAYSCALE_8"), (4, "IMREAD_REDUCED_GRAYSCALE_4"), (2, "IMREAD_REDUCED_GRAYSCALE_2"), (1, "IMREAD_GRAYSCALE"))
+_REDUCTIONS = (
+    (8, "IMREAD_REDUCED_GRAYSCALE_8"),
+    (4, "IMREAD_REDUCED_GRAYSCALE_4"),
+    (2, "IMREAD_REDUCED_GRAYSCALE_2"),
+    (1, "IMREAD_GRAYSCALE"),
+)
 
 
 class CorruptFrame(ValueError):
@@ -67,7 +72,7 @@ class Frame:
 
     def __init__(
         self,
-        image: "np.ndarray | None" = None,
+        image: np.ndarray | None = None,
         index: int = 0,
         monotonic: float = 0.0,
         origin: str = "",
@@ -75,7 +80,7 @@ class Frame:
         *,
         encoded: Any = None,
         colour: int | None = None,
-        lores: "np.ndarray | None" = None,
+        lores: np.ndarray | None = None,
     ) -> None:
         if image is None and encoded is None:
             raise ValueError("a frame needs an image or an encoded buffer")
@@ -106,7 +111,7 @@ class Frame:
         return self._encoded
 
     @property
-    def image(self) -> "np.ndarray":
+    def image(self) -> np.ndarray:
         """The full image (see the class docstring); decodes an encoded frame on first access."""
         if self._image is None:
             import cv2
@@ -147,7 +152,7 @@ class Frame:
         if self._image is None and not _looks_whole(self._encoded):
             self.check()
 
-    def thumbnail_source(self, min_width: int) -> "np.ndarray":
+    def thumbnail_source(self, min_width: int) -> np.ndarray:
         """The cheapest picture of this frame at least ``min_width`` pixels wide (or the whole
         frame, if it is narrower), grey or BGR, for a thumbnail to be made from.
 
@@ -165,7 +170,7 @@ class Frame:
                 return reduced
         raise AssertionError("unreachable: scale 1 always returns")
 
-    def _reduced_grey(self, scale: int) -> "np.ndarray":
+    def _reduced_grey(self, scale: int) -> np.ndarray:
         found = self._reduced.get(scale)
         if found is None:
             import cv2
@@ -187,10 +192,10 @@ def _looks_whole(buffer: Any) -> bool:
     data = memoryview(buffer).cast("B") if not isinstance(buffer, bytes) else memoryview(buffer)
     if len(data) < 4 or data[0] != 0xFF or data[1] != 0xD8:
         return False
-    return bytes(data[-(_PADDING_BYTES + 2):]).rstrip(b"\x00").endswith(b"\xff\xd9")
+    return bytes(data[-(_PADDING_BYTES + 2) :]).rstrip(b"\x00").endswith(b"\xff\xd9")
 
 
-def _imdecode(buffer: Any, flag: int) -> "np.ndarray | None":
+def _imdecode(buffer: Any, flag: int) -> np.ndarray | None:
     import cv2
     import numpy as np
 

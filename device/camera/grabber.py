@@ -20,8 +20,9 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -175,7 +176,7 @@ class FrameGrabber:
             return Frame(image=self._image, index=self._seq, monotonic=self._image_at, origin=self.name)
 
     def state_text(self) -> str:
-        """"up", "stalled: no frame for 3.1 s", "down for 12 s, retrying in 8 s: <reason>", ..."""
+        """ "up", "stalled: no frame for 3.1 s", "down for 12 s, retrying in 8 s: <reason>", ..."""
         with self._cond:
             return self._state_text_locked()
 
@@ -303,7 +304,8 @@ class FrameGrabber:
                 self._hung_closes += 1
             log.error(
                 "%s: closing the camera did not return within %s (driver stuck); reopening without it",
-                self.name, _seconds(self.stall_timeout_s),
+                self.name,
+                _seconds(self.stall_timeout_s),
             )
 
     def _publish(self, image: np.ndarray | Frame, attempt: int) -> None:
@@ -347,7 +349,10 @@ class FrameGrabber:
         if first or not same_reason:
             log.warning(
                 "%s: camera down: %s (retrying in %s, backing off up to %s)",
-                self.name, reason, _seconds(delay), _seconds(self._backoff.cap_s),
+                self.name,
+                reason,
+                _seconds(delay),
+                _seconds(self._backoff.cap_s),
             )
         else:
             log.debug("%s: still down: %s (next try in %s)", self.name, reason, _seconds(delay))

@@ -36,8 +36,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import numpy as np
-
 from device.camera import CameraError, Frame
 from device.camera.focus import FocusSettings, FocusState, manual_text
 from device.camera.grabber import BACKOFF_INITIAL_S, BACKOFF_MAX_S, STALL_TIMEOUT_S, LiveSource
@@ -165,8 +163,7 @@ class Picamera2Source(LiveSource):
         cameras = self._camera_class.global_camera_info()
         if self.index >= len(cameras):
             raise CameraError(
-                f"no CSI camera {self.index}: libcamera sees {len(cameras)} camera(s) "
-                f"(`rpicam-hello --list-cameras`). {REBOOT_HINT}"
+                f"no CSI camera {self.index}: libcamera sees {len(cameras)} camera(s) (`rpicam-hello --list-cameras`). {REBOOT_HINT}"
             )
         self._model = str(cameras[self.index].get("Model", "")) or None
         width, height, fps = self.requested
@@ -201,7 +198,7 @@ class Picamera2Source(LiveSource):
         if not has_lens:
             # A fixed-focus module (Camera Module 2, HQ camera with a manual lens): nothing to set.
             if settings.mode == "manual":
-                log.warning("%s: camera.focus = \"manual\", but this camera has no lens control; ignored", self.name)
+                log.warning('%s: camera.focus = "manual", but this camera has no lens control; ignored', self.name)
             self.focus.applied("fixed (camera has no lens control)")
             return {}
         if settings.mode == "auto":
@@ -213,7 +210,11 @@ class Picamera2Source(LiveSource):
             clamped = min(max(dioptres, float(low)), float(high))
             log.warning(
                 "%s: camera.focus_dioptres = %g is outside this lens's range %g..%g; using %g",
-                self.name, dioptres, low, high, clamped,
+                self.name,
+                dioptres,
+                low,
+                high,
+                clamped,
             )
             dioptres = clamped
         self.focus.applied(manual_text(dioptres))

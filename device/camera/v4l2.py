@@ -31,7 +31,8 @@ import logging
 import math
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -113,8 +114,7 @@ class _OpenCVDevice:
             failures += 1
             if failures >= self._bad_reads or time.monotonic() - self._last_good > self._stall_timeout_s:
                 raise CameraError(
-                    f"no frame from {self._path} ({failures} failed read(s) in a row: unplugged, "
-                    "or no frame within the V4L2 timeout)"
+                    f"no frame from {self._path} ({failures} failed read(s) in a row: unplugged, or no frame within the V4L2 timeout)"
                 )
             log.debug("v4l2:%s: bad frame (%d in a row), reading on", self._path, failures)
 
@@ -211,7 +211,14 @@ class V4L2Source(LiveSource):
         if negotiated != self._negotiated and negotiated != self.requested:
             log.warning(
                 "%s: asked for %dx%d %s %gfps, the camera gives %dx%d %s %gfps",
-                self.name, width, height, fourcc, fps, *negotiated[:2], negotiated[3], negotiated[2],
+                self.name,
+                width,
+                height,
+                fourcc,
+                fps,
+                *negotiated[:2],
+                negotiated[3],
+                negotiated[2],
             )
         self._negotiated = negotiated
         self._set_focus(capture)
@@ -231,15 +238,19 @@ class V4L2Source(LiveSource):
         if not has_autofocus:
             # Most cheap webcams are fixed focus: no focus controls at all.
             if settings.mode == "manual":
-                log.warning("%s: camera.focus = \"manual\", but this camera has no focus control; ignored", self.name)
+                log.warning('%s: camera.focus = "manual", but this camera has no focus control; ignored', self.name)
             self.focus.applied("fixed (camera has no focus control)")
             return
         if settings.mode == "auto":
             self.focus.applied("auto")
             return
         if settings.v4l2_position >= 0 and not capture.set(cv2.CAP_PROP_FOCUS, settings.v4l2_position):
-            log.warning("%s: the camera refused focus_absolute = %d (`v4l2-ctl -d %s --list-ctrls` shows the range)",
-                        self.name, settings.v4l2_position, self.path)
+            log.warning(
+                "%s: the camera refused focus_absolute = %d (`v4l2-ctl -d %s --list-ctrls` shows the range)",
+                self.name,
+                settings.v4l2_position,
+                self.path,
+            )
         self.focus.applied("manual" if settings.v4l2_position < 0 else f"manual at {settings.v4l2_position}")
         self.focus.lens(_control(capture, cv2.CAP_PROP_FOCUS), "V4L2 units")
 

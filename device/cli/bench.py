@@ -11,7 +11,12 @@ def register(sub) -> None:
     from device.tools.bench import command, decode, idle, loop, outbox, resolution, revocations, scenes
 
     bsub = add_group(
-        sub, "bench", HELP["bench"], "Benchmarks: read rates and costs, side by side in one run.", example="kiosk bench decode", dest="bench_command"
+        sub,
+        "bench",
+        HELP["bench"],
+        "Benchmarks: read rates and costs, side by side in one run.",
+        example="kiosk bench decode",
+        dest="bench_command",
     )
     for name, module, help_text in (
         ("decode", decode, "read rate, misreads and ms per image: raw zxing-cpp, raw pyzbar and the pipeline, per rotation"),
@@ -20,7 +25,11 @@ def register(sub) -> None:
         ("loop", loop, "frames per second, CPU per frame and gate skips of the scan loop on a video"),
         ("outbox", outbox, "commit latency with synchronous=FULL and the drain rate of a backlog into the central"),
         ("idle", idle, "the idle daemon (camera on, nobody at the counter): CPU share, and memory over 50,000 frames"),
-        ("revocations", revocations, "the replaced-card list: a complete sync of a million contracts, a delta, the check per card, frame times during a sync"),
+        (
+            "revocations",
+            revocations,
+            "the replaced-card list: a complete sync of a million contracts, a delta, the check per card, frame times during a sync",
+        ),
         ("command", command, "CPU time of a technician's command (e.g. status) for one or more installs, side by side"),
     ):
         add_module_command(bsub, f"bench {name}", module, help_text)

@@ -26,8 +26,12 @@ def register(sub) -> None:
     p.set_defaults(func=server.main)
     commands = p.add_subparsers(dest="central_command", metavar="COMMAND")
     k = add_command(commands, "keygen", keygen, config=False)
-    k.add_argument("--private-key", metavar="PATH", required=True, help="where the private key goes (PEM, mode 0600; for the central's --signing-key)")
-    k.add_argument("--public-key", metavar="PATH", required=True, help="where the public key goes (PEM; for each kiosk's revocations.public_key_file)")
+    k.add_argument(
+        "--private-key", metavar="PATH", required=True, help="where the private key goes (PEM, mode 0600; for the central's --signing-key)"
+    )
+    k.add_argument(
+        "--public-key", metavar="PATH", required=True, help="where the public key goes (PEM; for each kiosk's revocations.public_key_file)"
+    )
 
 
 def keygen(args) -> int:

@@ -97,7 +97,13 @@ def cmd_diag_api(args) -> int:
     seqs = check_seqs(client, cfg.kiosk.id, _delivered_seqs(cfg)) if result.ok else None
     ok = result.ok and (seqs is None or seqs.ok is not False)
     if args.json:
-        report = {"reachable": result.reachable, "token_accepted": result.token_accepted, "detail": result.detail, "next_step": result.next_step, "ok": ok}
+        report = {
+            "reachable": result.reachable,
+            "token_accepted": result.token_accepted,
+            "detail": result.detail,
+            "next_step": result.next_step,
+            "ok": ok,
+        }
         if seqs is not None:
             report["seqs"] = {"ok": seqs.ok, "detail": seqs.detail, "missing": list(seqs.missing)}
         report["daemon_delivery_fault"] = daemon_fault
@@ -175,7 +181,14 @@ def cmd_diag_bundle(args) -> int:
 
 
 def register(sub) -> None:
-    dsub = add_group(sub, "diag", HELP["diag"], "Diagnostics for field technicians.", example="kiosk diag camera --snapshot /tmp/s.png", dest="diag_command")
+    dsub = add_group(
+        sub,
+        "diag",
+        HELP["diag"],
+        "Diagnostics for field technicians.",
+        example="kiosk diag camera --snapshot /tmp/s.png",
+        dest="diag_command",
+    )
     cam = add_command(dsub, "camera", cmd_diag_camera)
     cam.add_argument("--snapshot", metavar="FILE", help="write the frame, located barcodes drawn (.png or .jpg; mode 0600)")
     cam.add_argument("--raw", action="store_true", help="no drawings on the snapshot: `kiosk scan FILE` reads it again")

@@ -74,7 +74,10 @@ def _through_daemon(cfg, port: int | None) -> int:
         )
         return 1
     if served != cfg.kiosk.id:
-        print(f"kiosk preview: 127.0.0.1:{cfg.preview.port} answers for {served!r}, not this kiosk ({cfg.kiosk.id!r}): set another preview.port", file=sys.stderr)
+        print(
+            f"kiosk preview: 127.0.0.1:{cfg.preview.port} answers for {served!r}, not this kiosk ({cfg.kiosk.id!r}): set another preview.port",
+            file=sys.stderr,
+        )
         return 1
     if port is not None and port != cfg.preview.port:
         print(f"note: the daemon serves on preview.port ({cfg.preview.port}); --port applies when the daemon is stopped")
@@ -121,4 +124,9 @@ def _port(text: str) -> int:
 
 def register(sub) -> None:
     p = add_command(sub, "preview", cmd_preview, HELP["preview"])
-    p.add_argument("--port", type=_port, metavar="PORT", help="port on 127.0.0.1 when the daemon is stopped (default preview.port, 8088; 0: any free one)")
+    p.add_argument(
+        "--port",
+        type=_port,
+        metavar="PORT",
+        help="port on 127.0.0.1 when the daemon is stopped (default preview.port, 8088; 0: any free one)",
+    )

@@ -127,7 +127,9 @@ def cmd_queue_show(args) -> int:
         print(json.dumps(data))
     else:
         if record.kind == "refusal":
-            print(f"REFUSAL: a replaced card: issue {_issue(record.card_issue)} shown, the contract's current issue is {_issue(record.current_issue)}")
+            print(
+                f"REFUSAL: a replaced card: issue {_issue(record.card_issue)} shown, the contract's current issue is {_issue(record.current_issue)}"
+            )
         for key, value in data.items():
             print(f"{key:>16}: {value}")
     return 0
@@ -153,7 +155,10 @@ def cmd_queue_retry(args) -> int:
         if record is None:
             return 1
         if not outbox.retry(record.id):
-            print(f"kiosk queue retry: seq {record.seq} ({record.id}) is {record.state}: only dead or pending identifications are retried", file=sys.stderr)
+            print(
+                f"kiosk queue retry: seq {record.seq} ({record.id}) is {record.state}: only dead or pending identifications are retried",
+                file=sys.stderr,
+            )
             return 1
         print(f"seq {record.seq} ({record.id}): pending, will be sent at the next attempt")
         return 0
@@ -180,7 +185,14 @@ def cmd_queue_ack(args) -> int:
 def register(sub) -> None:
     from device.outbox import STATES  # built only for a queue command, which opens the store anyway
 
-    qsub = add_group(sub, "queue", HELP["queue"], "Look into the outbox (works while the daemon runs).", example="kiosk queue list --state dead", dest="queue_command")
+    qsub = add_group(
+        sub,
+        "queue",
+        HELP["queue"],
+        "Look into the outbox (works while the daemon runs).",
+        example="kiosk queue list --state dead",
+        dest="queue_command",
+    )
     lst = add_command(qsub, "list", cmd_queue_list)
     lst.add_argument("--state", choices=STATES, help="only this state")
     show = add_command(qsub, "show", cmd_queue_show)

@@ -25,7 +25,13 @@ def register(sub) -> None:
     p = add_command(commands, "status", cmd_status)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = add_command(commands, "sync", cmd_sync)
-    p.add_argument("--timeout", type=float, default=None, metavar="S", help="how long to wait for the daemon's sync (default: revocations.deadline_s + 10)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="how long to wait for the daemon's sync (default: revocations.deadline_s + 10)",
+    )
     p = add_command(commands, "check", cmd_check)
     p.add_argument("contract", metavar="CONTRACT", help="the contract number (digits, as printed on the card)")
     p.add_argument("issue", metavar="ISSUE", type=int, help="the card's issue number (1 for the first card)")
@@ -186,7 +192,9 @@ def cmd_check(args) -> int:
         print(f"kiosk: {e}")
         return 1
     if replaced is not None:
-        print(f"REFUSED: contract {shown} issue {args.issue:02d} was replaced; its current issue is {replaced:02d} (list version {version})")
+        print(
+            f"REFUSED: contract {shown} issue {args.issue:02d} was replaced; its current issue is {replaced:02d} (list version {version})"
+        )
         return 1
     known = f"its current issue is {current:02d}" if current is not None else "never re-issued"
     print(f"identified: contract {shown} issue {args.issue:02d}: {known} (list version {version})")

@@ -35,4 +35,10 @@ def cmd_run(args) -> int:
 
 def register(sub) -> None:
     p = add_command(sub, "run", cmd_run, HELP["run"])
-    p.add_argument("--drain-timeout", type=float, default=60.0, metavar="SECONDS", help="file cameras: give up draining after this long, exit 1 (default 60)")
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="file cameras: give up draining after this long, exit 1 (default 60)",
+    )

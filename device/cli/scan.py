@@ -74,5 +74,7 @@ def cmd_scan(args) -> int:
 def register(sub) -> None:
     p = add_command(sub, "scan", cmd_scan, HELP["scan"])
     p.add_argument("--json", action="store_true", help="one JSON object per line, for tools (masked like the rest unless --unmask)")
-    p.add_argument("--unmask", action="store_true", help="show whole contract numbers and barcode texts (masked by default, also in --json)")
+    p.add_argument(
+        "--unmask", action="store_true", help="show whole contract numbers and barcode texts (masked by default, also in --json)"
+    )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image or video files")

@@ -19,8 +19,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from device.events import Event, FaultCleared, FaultRaised
 

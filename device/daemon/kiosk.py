@@ -90,7 +90,14 @@ class Kiosk:
         forwarder.publish = self.outputs.publish  # Delivered and Dead, after its commits
         self.faults = FaultRegistry(self.outputs.publish)
         self.loop = ScanLoop(
-            source, pipeline, outbox, self.faults, self.outputs.publish, repeat_window_s=repeat_window_s, unmask=unmask, on_commit=forwarder.wake
+            source,
+            pipeline,
+            outbox,
+            self.faults,
+            self.outputs.publish,
+            repeat_window_s=repeat_window_s,
+            unmask=unmask,
+            on_commit=forwarder.wake,
         )
         if revocations is not None:
             self.loop.replaced_by = revocations.copy.replaced_by
@@ -99,7 +106,15 @@ class Kiosk:
         )
         self._closed = False
         self.supervisor = Supervisor(
-            self.loop, forwarder, outbox, self.faults, self.outputs, settings, notifier=notifier, device_watch=device_watch, revocations=revocations
+            self.loop,
+            forwarder,
+            outbox,
+            self.faults,
+            self.outputs,
+            settings,
+            notifier=notifier,
+            device_watch=device_watch,
+            revocations=revocations,
         )
 
     # --- what callers look at -------------------------------------------------------------

@@ -27,9 +27,9 @@ import re
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -188,10 +188,14 @@ def from_daemon(runtime_dir: Path, options: SnapshotOptions, timeout: float, run
     try:
         while not answer.exists():
             if time.monotonic() > deadline:
-                raise SnapshotError(f"the daemon did not answer within {timeout:g} s (is it busy or hung? see kiosk status; --timeout waits longer)")
+                raise SnapshotError(
+                    f"the daemon did not answer within {timeout:g} s (is it busy or hung? see kiosk status; --timeout waits longer)"
+                )
             if time.monotonic() > next_check:
                 if not running():
-                    raise SnapshotError("the daemon stopped before it answered: run kiosk diag camera again (it then opens the camera itself)")
+                    raise SnapshotError(
+                        "the daemon stopped before it answered: run kiosk diag camera again (it then opens the camera itself)"
+                    )
                 next_check = time.monotonic() + status.WRITE_INTERVAL_S
             time.sleep(0.1)
         found = _read_answer(answer)

@@ -149,7 +149,9 @@ class Supervisor:
         self.start_forwarder()
         if self.revocations is not None:
             # A sync's request ends at revocations.deadline_s; applying a big list takes seconds more.
-            self._revocations_thread = SupervisedThread("revocations", self.revocations.run, stall_after_s=self.revocations.deadline_s + 120)
+            self._revocations_thread = SupervisedThread(
+                "revocations", self.revocations.run, stall_after_s=self.revocations.deadline_s + 120
+            )
             self._revocations_thread.start()
             from device.revocations.sync import START_WAIT_S
 
@@ -314,7 +316,9 @@ class Supervisor:
             status.write_status(self.settings.runtime_dir, daemon)
         except OSError as e:
             if self._status_write_error is None:
-                log.error("cannot write the status file in %s (kiosk status will say the daemon is not running): %s", self.settings.runtime_dir, e)
+                log.error(
+                    "cannot write the status file in %s (kiosk status will say the daemon is not running): %s", self.settings.runtime_dir, e
+                )
             self._status_write_error = str(e)
             return
         if self._status_write_error is not None:
@@ -344,8 +348,9 @@ class Supervisor:
         if not self._camera_starved:
             self._camera_starved = True
             log.error(
-                "no camera frame for %.0f s (camera.restart_after_s = %g): no more watchdog pings, "
-                "systemd restarts the daemon", silent, restart_after_s,
+                "no camera frame for %.0f s (camera.restart_after_s = %g): no more watchdog pings, systemd restarts the daemon",
+                silent,
+                restart_after_s,
             )
         return False
 

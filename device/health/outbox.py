@@ -29,7 +29,6 @@ class RecordState(StrEnum):
     QUARANTINED = "quarantined"  #: its checksum failed: never sent
 
 
-
 @dataclass(frozen=True)
 class IntegrityProblem:
     """One thing the outbox found wrong with itself (a loss, a salvage, a quarantine), until acknowledged."""

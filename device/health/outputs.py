@@ -1,7 +1,7 @@
 """An output's health: its queue, what it dropped, what failed. ``OutputRunner.status()`` gives one per output::
 
-    for name, health in runner.status().items():
-        print(name, health.queued, health.dropped, health.failures)
+for name, health in runner.status().items():
+    print(name, health.queued, health.dropped, health.failures)
 """
 
 from __future__ import annotations

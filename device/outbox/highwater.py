@@ -30,9 +30,9 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from device.outbox.fsync import fsync_dir
 

@@ -43,10 +43,7 @@ def open_outbox_reader(cfg: Config, *, write: str | None = None) -> Outbox:
     become_owner(path)
     may_write = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)
     if write and not may_write:
-        raise OutboxError(
-            f"the outbox {path} may be changed only by root and the daemon's user "
-            f"({_owner(path)}): sudo {write} ..."
-        )
+        raise OutboxError(f"the outbox {path} may be changed only by root and the daemon's user ({_owner(path)}): sudo {write} ...")
     return Outbox.from_config(cfg, on_corrupt="raise", check_integrity=False, create=False, read_only=not may_write)
 
 

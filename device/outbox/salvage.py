@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 from urllib.parse import quote
 
 from device.outbox.checksum import FIELDS, checksum_problem, record_checksum
@@ -92,7 +93,9 @@ def salvage_into(db: sqlite3.Connection, source: Path, *, expected_rows: int = 0
                 report.not_recovered += 1
                 if report.not_recovered <= MAX_LOGGED:
                     seq = record.get("seq") if record else None
-                    log.warning("salvage of %s: a record%s not recovered: %s", source.name, f" (seq {seq!r})" if seq is not None else "", problem)
+                    log.warning(
+                        "salvage of %s: a record%s not recovered: %s", source.name, f" (seq {seq!r})" if seq is not None else "", problem
+                    )
                 continue
             report.recovered += 1
             report.last_seqs[record["kiosk_id"]] = max(report.last_seqs.get(record["kiosk_id"], 0), record["seq"])

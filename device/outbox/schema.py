@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from typing import Callable
+from collections.abc import Callable
 
 from device.outbox.checksum import FIELDS, record_checksum
 
@@ -82,7 +82,9 @@ def _rebuild(db: sqlite3.Connection, create: str, columns: list[str], values: li
 def _v2_card_issue_nullable(db: sqlite3.Connection) -> None:
     """card_issue may be NULL: a card format may have no issue number."""
     (create,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'identifications'").fetchone()
-    new = create.replace("card_issue      INTEGER NOT NULL,", "card_issue      INTEGER,                   -- NULL: the format has no issue number")
+    new = create.replace(
+        "card_issue      INTEGER NOT NULL,", "card_issue      INTEGER,                   -- NULL: the format has no issue number"
+    )
     if new == create:
         raise sqlite3.DatabaseError("identifications table not as schema v1 wrote it: cannot migrate card_issue")
     _rebuild(db, new, V1_COLUMNS)
@@ -125,7 +127,9 @@ def _v4_refusals(db: sqlite3.Connection) -> None:
     """A record is an identification or a refusal (a replaced card shown: device.revocations), the
     latter with the contract's current issue. Added columns, no rebuild: every stored record is an
     identification, and its checksum stays as it was (device.outbox.checksum)."""
-    db.execute("ALTER TABLE identifications ADD COLUMN kind TEXT NOT NULL DEFAULT 'identification' CHECK (kind IN ('identification', 'refusal'))")
+    db.execute(
+        "ALTER TABLE identifications ADD COLUMN kind TEXT NOT NULL DEFAULT 'identification' CHECK (kind IN ('identification', 'refusal'))"
+    )
     db.execute("ALTER TABLE identifications ADD COLUMN current_issue INTEGER")
 
 

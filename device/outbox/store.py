@@ -47,11 +47,12 @@ import re
 import sqlite3
 import threading
 import uuid
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterable, Iterator, TypedDict, Unpack
+from typing import Any, TypedDict, Unpack
 
 from device.card import Card
 from device.clock import Clock, SystemClock, parse_utc, utc_iso
@@ -274,7 +275,10 @@ class Outbox:
             self._make_folders(self.path.parent)
             self._ensure_private_files()
         except OSError as e:
-            raise OutboxError(cannot_write(self.path) or f"cannot create the outbox {self.path}: {e.strerror or e}; check the directory and its permissions") from e
+            raise OutboxError(
+                cannot_write(self.path)
+                or f"cannot create the outbox {self.path}: {e.strerror or e}; check the directory and its permissions"
+            ) from e
         db = None
         try:
             db = self._connect()
@@ -316,7 +320,9 @@ class Outbox:
         """A connection that only reads, for a user who may read the files but not write their
         folder (:mod:`device.sqlite_readers`)."""
         try:
-            conn = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                read_only_uri(self.path), uri=True, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
         except sqlite3.Error as e:
             raise self._error("open", e) from e
         try:
@@ -403,7 +409,9 @@ class Outbox:
                 if have >= mark:
                     continue
                 lost = mark - have
-                message = f"outbox lost {lost} committed identification{'s' if lost > 1 else ''}, seq {have + 1}{f'-{mark}' if lost > 1 else ''}"
+                message = (
+                    f"outbox lost {lost} committed identification{'s' if lost > 1 else ''}, seq {have + 1}{f'-{mark}' if lost > 1 else ''}"
+                )
                 if kiosk_id != self.kiosk_id:
                     message += f" of kiosk id {kiosk_id}"
                 log.error("%s (the database holds fewer than its high-water mark %s says were committed)", message, self.mark.path)
@@ -692,9 +700,7 @@ class Outbox:
         """Delete delivered records older than ``retention_days`` (by delivery time). Returns how many."""
         cutoff = utc_iso(self.clock.now() - timedelta(days=self.retention_days))
         with self._lock, self._write(self.db, "purge delivered identifications"):
-            return self.db.execute(
-                "DELETE FROM identifications WHERE state = 'delivered' AND delivered_at <= ?", [cutoff]
-            ).rowcount
+            return self.db.execute("DELETE FROM identifications WHERE state = 'delivered' AND delivered_at <= ?", [cutoff]).rowcount
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -705,7 +711,9 @@ class Outbox:
             except sqlite3.Error as e:
                 raise self._error("read", e) from e
 
-    def due(self, limit: int, *, now: datetime | None = None, max_wait_s: float | None = None, force: bool = False) -> builtins.list[Identification]:
+    def due(
+        self, limit: int, *, now: datetime | None = None, max_wait_s: float | None = None, force: bool = False
+    ) -> builtins.list[Identification]:
         """Up to ``limit`` pending records to send now, oldest first (by ``seq``).
 
         In order: while the oldest pending record waits for its next attempt, nothing is due (new
@@ -817,9 +825,15 @@ class Outbox:
         if records and records[0].kiosk_id == self.kiosk_id:
             return records[0]
         shown = escape(digits.lstrip("0") or "0", 40)
-        hints = [f"other kiosk ids' seq {shown}: " + ", ".join(f"{r.id} of kiosk id {r.kiosk_id!r}" for r in records) + "; give the id"] if records else []
+        hints = (
+            [f"other kiosk ids' seq {shown}: " + ", ".join(f"{r.id} of kiosk id {r.kiosk_id!r}" for r in records) + "; give the id"]
+            if records
+            else []
+        )
         if len(digits) >= MIN_ID_PREFIX and (count := self._starting(digits)[0]):
-            hints.append(f"{count} id(s) start with {escape(digits, 40)}: digits alone are a seq, give the id up to its first letter or dash")
+            hints.append(
+                f"{count} id(s) start with {escape(digits, 40)}: digits alone are a seq, give the id up to its first letter or dash"
+            )
         raise NotFound(f"no identification with seq {shown} for kiosk id {self.kiosk_id!r}" + (f" ({'; '.join(hints)})" if hints else ""))
 
     def list(self, state: str | None = None, *, limit: int | None = None) -> builtins.list[Identification]:

@@ -251,6 +251,8 @@ class OutputRunner:
         deadline = time.monotonic() + timeout_s  # one budget for all: shutdown must stay bounded
         for worker in self._workers:
             if not worker.thread.join(timeout=max(0.0, deadline - time.monotonic())):
-                log.error("output %s did not finish within %g s at shutdown: %d events not delivered", worker.name, timeout_s, len(worker.queue))
+                log.error(
+                    "output %s did not finish within %g s at shutdown: %d events not delivered", worker.name, timeout_s, len(worker.queue)
+                )
                 done = False
         return done

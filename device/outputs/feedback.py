@@ -72,6 +72,7 @@ def _signals(t: Timings) -> dict[type[Event], str]:
 #: Event type -> what the client or operator sees and hears, one line each.
 SIGNALS: dict[type[Event], str] = _signals(DEFAULT_TIMINGS)
 
+
 @dataclass(frozen=True)
 class Role:
     """One kind of feedback device: its config key, what to call it, and how to open it."""
@@ -152,7 +153,9 @@ def make_pin_factory(name: str) -> tuple[Factory, bool]:
         return Device.pin_factory, False
     found = [ep for ep in entry_points(group=FACTORY_ENTRY_POINTS) if ep.name == name]
     if not found:
-        raise GPIOUnavailable(f'feedback.pin_factory = "{name}" is not one of {", ".join(repr(n) for n in pin_factory_names())}: feedback off')
+        raise GPIOUnavailable(
+            f'feedback.pin_factory = "{name}" is not one of {", ".join(repr(n) for n in pin_factory_names())}: feedback off'
+        )
     try:
         return found[0].load()(), True
     except Exception as e:  # ImportError (library missing), OSError (no chip), pigpiod not running...
@@ -179,7 +182,9 @@ class FeedbackDevices:
             pins.devices["green"].on()
     """
 
-    def __init__(self, section: FeedbackSection, pin_factory: Factory | None = None, *, timings: Timings = DEFAULT_TIMINGS, log_problems: bool = True):
+    def __init__(
+        self, section: FeedbackSection, pin_factory: Factory | None = None, *, timings: Timings = DEFAULT_TIMINGS, log_problems: bool = True
+    ):
         if pin_factory is None:
             self.factory, self._owns_factory = make_pin_factory(section.pin_factory)
         else:
@@ -199,7 +204,9 @@ class FeedbackDevices:
             except Exception as e:  # wrong name, not a GPIO, busy, used twice, no permission
                 self.problems[name] = _why(e)
                 if log_problems:
-                    log.warning("feedback.%s = %r (%s) cannot be opened: %s; %s off", role.key, pin, role.label, self.problems[name], role.label)
+                    log.warning(
+                        "feedback.%s = %r (%s) cannot be opened: %s; %s off", role.key, pin, role.label, self.problems[name], role.label
+                    )
 
     def name(self, role: str) -> str:
         """The pin as configured, with gpiozero's name when they differ: "BOARD11 (GPIO17)"."""
@@ -269,7 +276,7 @@ class Feedback(Output):
             button.when_pressed = self._pressed
 
     @classmethod
-    def from_config(cls, cfg: Config, **kwargs) -> "Feedback":
+    def from_config(cls, cfg: Config, **kwargs) -> Feedback:
         """The feedback ``cfg.feedback`` describes; ``kwargs`` as for the constructor (on_button, ...)."""
         return cls(cfg.feedback, **kwargs)
 
@@ -372,7 +379,14 @@ class Feedback(Output):
             log.exception("button handler failed")
 
 
-def diag_gpio(section: FeedbackSection, out: TextIO, pin_factory: Factory | None = None, *, timings: Timings = DEFAULT_TIMINGS, sleep: Callable[[float], None] = time.sleep) -> int:
+def diag_gpio(
+    section: FeedbackSection,
+    out: TextIO,
+    pin_factory: Factory | None = None,
+    *,
+    timings: Timings = DEFAULT_TIMINGS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
     """``kiosk diag gpio``: light each fitted LED in turn, sound the buzzer's three patterns, report the button.
 
     Prints each step as it happens so a technician can watch ("green LED GPIO17: on ... off").

@@ -189,10 +189,16 @@ class PreviewOutput(Output):
         self._server = _Server((HOST, port), self)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.25}, name="preview-http", daemon=True)
         self._thread.start()
-        log.info("preview: the live view is served at %s (from a laptop: ssh -L %d:localhost:%d, then http://localhost:%d/)", self.url, self.port, self.port, self.port)
+        log.info(
+            "preview: the live view is served at %s (from a laptop: ssh -L %d:localhost:%d, then http://localhost:%d/)",
+            self.url,
+            self.port,
+            self.port,
+            self.port,
+        )
 
     @classmethod
-    def from_config(cls, cfg, *, port: int | None = None) -> "PreviewOutput":
+    def from_config(cls, cfg, *, port: int | None = None) -> PreviewOutput:
         """The live view of the ``[preview]`` section (``port`` overrides ``preview.port``)."""
         return cls(port=cfg.preview.port if port is None else port, unmask=cfg.log.unmask, title=cfg.kiosk.id, camera=cfg.camera.source)
 
@@ -352,7 +358,9 @@ def daemon_preview(cfg) -> PreviewOutput | None:
     try:
         return PreviewOutput.from_config(cfg)
     except OSError as e:
-        log.error("preview: cannot listen on %s:%d (%s): the live view is off; set another preview.port", HOST, cfg.preview.port, e.strerror or e)
+        log.error(
+            "preview: cannot listen on %s:%d (%s): the live view is off; set another preview.port", HOST, cfg.preview.port, e.strerror or e
+        )
         return None
 
 

@@ -82,9 +82,15 @@ def apply_verified(copy: ReplacedCards, body: bytes, *, key_id: str, version: in
     except ListRefused as e:
         return outcome(REFUSED, version, error=f"replaced-card list refused: {e}")
     if version is not None and listed.version < version:
-        return outcome(REFUSED, version, error=f"replaced-card list refused: version {listed.version} is older than the copy's {version} (a replayed list)")
+        return outcome(
+            REFUSED,
+            version,
+            error=f"replaced-card list refused: version {listed.version} is older than the copy's {version} (a replayed list)",
+        )
     if not listed.complete and listed.since > since:
-        return outcome(REFUSED, version, error=f"replaced-card list refused: a delta since version {listed.since} does not follow the copy's {since}")
+        return outcome(
+            REFUSED, version, error=f"replaced-card list refused: a delta since version {listed.since} does not follow the copy's {since}"
+        )
     try:
         if listed.version == version and not listed.cards:
             copy.confirm()
@@ -121,7 +127,9 @@ def apply_in_child(path: Path, body: bytes, *, key_id: str, version: int | None,
     if version is not None:
         args += ["--version", str(version)]
     try:
-        child = subprocess.Popen((command or child_command()) + args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        child = subprocess.Popen(
+            (command or child_command()) + args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        )
         return _wait(child, version, deadline_s, cancel)
     except OSError as e:
         return outcome(FAILED, version, error=f"cannot start the process that applies the replaced-card list: {e.strerror or e}")
@@ -144,11 +152,17 @@ def _wait(child: subprocess.Popen, version: int | None, deadline_s: float, cance
                 child.communicate()
                 if stopped:
                     return outcome(ABORTED, version)
-                return outcome(FAILED, version, error=f"the process applying the replaced-card list did not finish within {deadline_s:g} s and was stopped (nothing of it applied)")
+                return outcome(
+                    FAILED,
+                    version,
+                    error=f"the process applying the replaced-card list did not finish within {deadline_s:g} s and was stopped (nothing of it applied)",
+                )
     try:
         answer = json.loads(out.decode("utf-8").strip().splitlines()[-1])
         if child.returncode == 0 and isinstance(answer, dict) and answer.get("kind") in (APPLIED, UNCHANGED, REFUSED, FAILED):
-            return outcome(answer["kind"], answer.get("version"), answer.get("changed") or 0, bool(answer.get("complete")), answer.get("error"))
+            return outcome(
+                answer["kind"], answer.get("version"), answer.get("changed") or 0, bool(answer.get("complete")), answer.get("error")
+            )
     except (UnicodeDecodeError, ValueError, IndexError):
         pass
     how = f"was killed by signal {-child.returncode}" if child.returncode < 0 else f"exited with status {child.returncode}"
@@ -157,7 +171,9 @@ def _wait(child: subprocess.Popen, version: int | None, deadline_s: float, cance
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m device.revocations.apply", description="Apply a verified replaced-card list (the daemon's child).")
+    p = argparse.ArgumentParser(
+        prog="python -m device.revocations.apply", description="Apply a verified replaced-card list (the daemon's child)."
+    )
     p.add_argument("--copy", required=True)
     p.add_argument("--body", required=True)
     p.add_argument("--key-id", required=True)

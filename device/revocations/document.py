@@ -245,7 +245,14 @@ def _parse_json(body: bytes) -> ReplacedList:
     fullmatch = _CONTRACT.fullmatch
     for n, row in enumerate(rows):
         # The common case first and cheap: a pair of a digit string and a small int.
-        if type(row) is list and len(row) == 2 and type(row[0]) is str and type(row[1]) is int and fullmatch(row[0]) and 1 <= row[1] <= MAX_ISSUE:
+        if (
+            type(row) is list
+            and len(row) == 2
+            and type(row[0]) is str
+            and type(row[1]) is int
+            and fullmatch(row[0])
+            and 1 <= row[1] <= MAX_ISSUE
+        ):
             contract = row[0]
             if contract.strip("0"):
                 cards[contract] = max(row[1], cards.get(contract, 0))

@@ -42,8 +42,15 @@ from pathlib import Path
 from device.central_client import REPLACED_CARDS_PATH, CentralAborted, CentralClient, CentralProblem
 from device.revocations import document
 from device.revocations.apply import (  # the outcomes' names and lower_priority: also imported from here
-    ABORTED, APPLIED, CHILD_DEADLINE_S, FAILED, IN_PROCESS_MAX_BYTES, REFUSED, UNCHANGED,  # noqa: F401
-    apply_in_child, apply_verified, lower_priority,
+    ABORTED,  # noqa: F401
+    APPLIED,
+    CHILD_DEADLINE_S,
+    FAILED,
+    IN_PROCESS_MAX_BYTES,
+    REFUSED,
+    apply_in_child,
+    apply_verified,
+    lower_priority,
 )  # fmt: skip
 from device.revocations.document import KEY_ID_HEADER, SIGNATURE_HEADER
 from device.revocations.store import ReplacedCards, RevocationsError
@@ -64,7 +71,6 @@ REQUEST_POLL_S = 1.0
 START_WAIT_S = 15.0
 #: After a failed sync, the next try comes after this (or the interval, if shorter).
 RETRY_S = 60.0
-
 
 
 @dataclass(frozen=True)
@@ -148,7 +154,9 @@ class RevocationSync:
             return self._failed(FAILED, None, str(e))
         since = version if version is not None else 0
         try:
-            answer = self.client.get_signed(f"{REPLACED_CARDS_PATH}?since={since}", max_bytes=self.max_bytes, deadline_s=self.deadline_s, cancel=cancel)
+            answer = self.client.get_signed(
+                f"{REPLACED_CARDS_PATH}?since={since}", max_bytes=self.max_bytes, deadline_s=self.deadline_s, cancel=cancel
+            )
         except CentralAborted:
             return SyncResult(ABORTED, version)
         except CentralProblem as e:
@@ -161,7 +169,16 @@ class RevocationSync:
         if problem is not None:
             return self._failed(REFUSED, version, f"replaced-card list refused: {problem}")
         if self.in_process_max_bytes is not None and len(answer.body) > self.in_process_max_bytes:
-            done = apply_in_child(self.copy.path, answer.body, key_id=self.key_id, version=version, since=since, deadline_s=self.child_deadline_s, cancel=cancel, command=self.child_command)
+            done = apply_in_child(
+                self.copy.path,
+                answer.body,
+                key_id=self.key_id,
+                version=version,
+                since=since,
+                deadline_s=self.child_deadline_s,
+                cancel=cancel,
+                command=self.child_command,
+            )
         else:
             done = apply_verified(self.copy, answer.body, key_id=self.key_id, version=version, since=since)
         result = SyncResult(**done)

@@ -93,7 +93,7 @@ def demo_presentations():
     card, and a lost card whose contract was re-issued (:data:`REISSUED`)."""
     from device.tools.synth.video import Presentation, default_presentations
 
-    (contract, current), = REISSUED.items()
+    ((contract, current),) = REISSUED.items()
     return [*default_presentations(), Presentation.card(contract, current - 1, hold_s=1.2)]
 
 
@@ -212,10 +212,21 @@ def _in(frame: int, truth) -> bool:
     return start <= frame <= end
 
 
-def judge(truths, identified: list[Seen], not_cards: list[Seen], records: dict[str, Record],
-          central_ids: Counter, *, run_code: int = 0, faults: dict | None = None, live: bool = False,
-          unmask: bool = False, replaced: dict | None = None, refused: list[Seen] = (),
-          central_refusal_ids: Counter | None = None) -> Verdict:
+def judge(
+    truths,
+    identified: list[Seen],
+    not_cards: list[Seen],
+    records: dict[str, Record],
+    central_ids: Counter,
+    *,
+    run_code: int = 0,
+    faults: dict | None = None,
+    live: bool = False,
+    unmask: bool = False,
+    replaced: dict | None = None,
+    refused: list[Seen] = (),
+    central_refusal_ids: Counter | None = None,
+) -> Verdict:
     """Check a run: every valid card shown identified once and delivered once, nothing else identified;
     every replaced card shown (``replaced``: contract -> current issue) refused once (``refused``)
     and its refusal delivered (``central_refusal_ids``), never identified.
@@ -278,7 +289,9 @@ def judge(truths, identified: list[Seen], not_cards: list[Seen], records: dict[s
         if record is not None and record.state == "delivered" and (central_refusal_ids or Counter()).get(s.id, 0) == 1:
             v.refusals_delivered += 1
         else:
-            v.problems.append(f"refusal {s.seq} ({mask_contract(s.contract, unmask)}) was not delivered once ({record.state if record else 'missing from the outbox'})")
+            v.problems.append(
+                f"refusal {s.seq} ({mask_contract(s.contract, unmask)}) was not delivered once ({record.state if record else 'missing from the outbox'})"
+            )
     if live and not identified:
         v.problems.append("no card was identified (show the camera a card printed with `kiosk testcard`)")
     for name, message in (faults or {}).items():
@@ -399,7 +412,9 @@ class EventPrinter(Output):
             self._left += 1
         while self._entered < len(self.truths) and index >= self.truths[self._entered].enter_frame:
             t = self.truths[self._entered]
-            self.terminal.event("shown", f"presentation {self._entered + 1}/{len(self.truths)}: {self._describe(t)} (frame {t.enter_frame})")
+            self.terminal.event(
+                "shown", f"presentation {self._entered + 1}/{len(self.truths)}: {self._describe(t)} (frame {t.enter_frame})"
+            )
             self._entered += 1
 
     def _describe(self, truth) -> str:
@@ -583,17 +598,25 @@ def _summary(terminal: Terminal, v: Verdict, truths, live: bool, elapsed: float,
     else:
         terminal.line(f"  identified   {v.identified}")
     if v.replaced_shown or v.refusals_delivered:
-        terminal.line(f"  refused      {v.replaced_refused} of {v.replaced_shown} replaced cards shown ({v.refusals_delivered} refusals delivered)")
+        terminal.line(
+            f"  refused      {v.replaced_refused} of {v.replaced_shown} replaced cards shown ({v.refusals_delivered} refusals delivered)"
+        )
     terminal.line(f"  rejected     {v.rejected} not a card")
     terminal.line(f"  delivered    {v.delivered} of {v.identified} identifications (the central holds each once)")
     if truths is not None:
         terminal.line(f"  frames from the card entering view to its identification: {_median_text(v.frames_to_read)}")
     terminal.line(f"  took         {elapsed:.1f} s")
     if interrupted:
-        terminal.line("INTERRUPTED before the end of the video: " + ("; ".join(v.problems) if v.problems else "what happened so far is above"))
+        terminal.line(
+            "INTERRUPTED before the end of the video: " + ("; ".join(v.problems) if v.problems else "what happened so far is above")
+        )
     elif v.ok:
-        what = "every identification was delivered once" if live or truths is None else (
-            "every valid card shown was identified once and delivered once, the replaced card refused once; nothing else was identified"
+        what = (
+            "every identification was delivered once"
+            if live or truths is None
+            else (
+                "every valid card shown was identified once and delivered once, the replaced card refused once; nothing else was identified"
+            )
         )
         terminal.line(f"PASS: {what}")
     else:
@@ -637,7 +660,11 @@ def main(args, out: TextIO = sys.stdout) -> int:
                 central = start_subprocess(folder / "central.db", token, reject_contracts=list(args.central_reject_contract),
                                            signing_key=str(signing_key), admin_token_file=str(admin_file))  # fmt: skip
                 stack.callback(central.stop)
-            refuses = f", refusing contract(s) {', '.join(mask_contract(c, args.unmask) for c in args.central_reject_contract)}" if args.central_reject_contract else ""
+            refuses = (
+                f", refusing contract(s) {', '.join(mask_contract(c, args.unmask) for c in args.central_reject_contract)}"
+                if args.central_reject_contract
+                else ""
+            )
             terminal.event("central", f"reference central listening on {central.url} (pid {central.process.pid}{refuses})")
             for contract, issue in REISSUED.items():
                 version = central.reissue(contract, issue, admin)["version"]
@@ -655,7 +682,9 @@ def main(args, out: TextIO = sys.stdout) -> int:
                 video, truths = _render(folder, args.seed, terminal)
                 source = f"file:{video}"
 
-            cfg = config_mod.load(_write_config(folder, source, args.pace, central.url, central.token_file, args.unmask, public_key), environ={})
+            cfg = config_mod.load(
+                _write_config(folder, source, args.pace, central.url, central.token_file, args.unmask, public_key), environ={}
+            )
             printer = EventPrinter(terminal, SIGNALS, truths, args.unmask)
             # The kiosk `kiosk run` builds (feedback on mock pins), with the printer as one more output.
             kiosk = build_kiosk(cfg, outputs=[printer], output_factories=[_noted(f, terminal) for f in OUTPUT_FACTORIES])
@@ -673,8 +702,12 @@ def main(args, out: TextIO = sys.stdout) -> int:
                 run_code = kiosk.run(stop, DRAIN_TIMEOUT_S)
             interrupted = bool(fired) and not live
             if not interrupted and not live:
-                terminal.event("kiosk", f"video played ({kiosk.counters.frames} frames scanned); outbox drained" if run_code == 0
-                               else f"video played; outbox NOT drained within {DRAIN_TIMEOUT_S:g} s")
+                terminal.event(
+                    "kiosk",
+                    f"video played ({kiosk.counters.frames} frames scanned); outbox drained"
+                    if run_code == 0
+                    else f"video played; outbox NOT drained within {DRAIN_TIMEOUT_S:g} s",
+                )
 
             try:
                 central_ids = Counter(item["id"] for item in central.identifications())

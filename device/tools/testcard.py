@@ -29,7 +29,9 @@ SUFFIXES = (".pdf", ".png")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--contract", required=True, metavar="DIGITS", help="contract number: 10 digits, not all zeros (e.g. 0012345678)")
     p.add_argument("--issue", type=int, default=1, metavar="N", help="card issue number 1-99 (default 1: the first card of a contract)")
-    p.add_argument("--out", required=True, metavar="PATH", help="where to write the card: PATH.pdf (one page, card size) or PATH.png (300 dpi)")
+    p.add_argument(
+        "--out", required=True, metavar="PATH", help="where to write the card: PATH.pdf (one page, card size) or PATH.png (300 dpi)"
+    )
     p.add_argument("--name", default="Test Card", help='name printed on the card (default "Test Card")')
     p.add_argument("--address", default="Kiosk test, not a client", help="the address line printed on the card")
 

@@ -44,17 +44,113 @@ import numpy as np
 
 #: Code 128 element widths (bar, space, bar, ...), by symbol value; 103-105 start A/B/C, 106 stop.
 PATTERNS = (
-    "212222", "222122", "222221", "121223", "121322", "131222", "122213", "122312", "132212", "221213",
-    "221312", "231212", "112232", "122132", "122231", "113222", "123122", "123221", "223211", "221132",
-    "221231", "213212", "223112", "312131", "311222", "321122", "321221", "312212", "322112", "322211",
-    "212123", "212321", "232121", "111323", "131123", "131321", "112313", "132113", "132311", "211313",
-    "231113", "231311", "112133", "112331", "132131", "113123", "113321", "133121", "313121", "211331",
-    "231131", "213113", "213311", "213131", "311123", "311321", "331121", "312113", "312311", "332111",
-    "314111", "221411", "431111", "111224", "111422", "121124", "121421", "141122", "141221", "112214",
-    "112412", "122114", "122411", "142112", "142211", "241211", "221114", "413111", "241112", "134111",
-    "111242", "121142", "121241", "114212", "124112", "124211", "411212", "421112", "421211", "212141",
-    "214121", "412121", "111143", "111341", "131141", "114113", "114311", "411113", "411311", "113141",
-    "114131", "311141", "411131", "211412", "211214", "211232", "2331112",
+    "212222",
+    "222122",
+    "222221",
+    "121223",
+    "121322",
+    "131222",
+    "122213",
+    "122312",
+    "132212",
+    "221213",
+    "221312",
+    "231212",
+    "112232",
+    "122132",
+    "122231",
+    "113222",
+    "123122",
+    "123221",
+    "223211",
+    "221132",
+    "221231",
+    "213212",
+    "223112",
+    "312131",
+    "311222",
+    "321122",
+    "321221",
+    "312212",
+    "322112",
+    "322211",
+    "212123",
+    "212321",
+    "232121",
+    "111323",
+    "131123",
+    "131321",
+    "112313",
+    "132113",
+    "132311",
+    "211313",
+    "231113",
+    "231311",
+    "112133",
+    "112331",
+    "132131",
+    "113123",
+    "113321",
+    "133121",
+    "313121",
+    "211331",
+    "231131",
+    "213113",
+    "213311",
+    "213131",
+    "311123",
+    "311321",
+    "331121",
+    "312113",
+    "312311",
+    "332111",
+    "314111",
+    "221411",
+    "431111",
+    "111224",
+    "111422",
+    "121124",
+    "121421",
+    "141122",
+    "141221",
+    "112214",
+    "112412",
+    "122114",
+    "122411",
+    "142112",
+    "142211",
+    "241211",
+    "221114",
+    "413111",
+    "241112",
+    "134111",
+    "111242",
+    "121142",
+    "121241",
+    "114212",
+    "124112",
+    "124211",
+    "411212",
+    "421112",
+    "421211",
+    "212141",
+    "214121",
+    "412121",
+    "111143",
+    "111341",
+    "131141",
+    "114113",
+    "114311",
+    "411113",
+    "411311",
+    "113141",
+    "114131",
+    "311141",
+    "411131",
+    "211412",
+    "211214",
+    "211232",
+    "2331112",
 )
 START_A, START_B, START_C, CODE_C, STOP = 103, 104, 105, 99, 106
 
@@ -250,8 +346,16 @@ class CardDecoder:
     >>> CardDecoder([CardLayout("LE", 14, lambda t: True)]).decode(np.full((40, 400), 255, np.uint8))
     """
 
-    def __init__(self, layouts: Sequence[CardLayout], *, min_margin: float = 12.0, max_penalty: float = 60.0,
-                 max_residual: float = 0.25, max_worst: float = 10.0, samples_per_module: float = 2.5) -> None:
+    def __init__(
+        self,
+        layouts: Sequence[CardLayout],
+        *,
+        min_margin: float = 12.0,
+        max_penalty: float = 60.0,
+        max_residual: float = 0.25,
+        max_worst: float = 10.0,
+        samples_per_module: float = 2.5,
+    ) -> None:
         self.layouts = tuple(layouts)
         self._plans = [(layout, plan) for layout in self.layouts for plan in _plans(layout)]
         self.min_margin = min_margin
@@ -326,8 +430,9 @@ class CardDecoder:
                 reads.append(CardRead(read.text, read.margin, read.penalty, read.residual, rev, (x0, x1)))
         return reads
 
-    def _symbols(self, y: np.ndarray, g: "_Geometry", plan: _Plan, solve, values: int = 100,
-                 min_margin: float | None = None) -> CardRead | None:
+    def _symbols(
+        self, y: np.ndarray, g: _Geometry, plan: _Plan, solve, values: int = 100, min_margin: float | None = None
+    ) -> CardRead | None:
         """The best valid reading of one plan at geometry ``g``, if it passes the tests.
 
         ``solve(costs, free, check_at, known)`` finds the best and second-best valid readings
@@ -376,8 +481,15 @@ class CardDecoder:
         for k, v in [*chosen.items(), *known.items()]:
             c = _symbol_costs(y, xs, pos, 11 * k, *neighbours(k), sigma, _WIDE, only=v)
             worst = max(worst, float(c[0]) / _window_samples(pos, 11 * k) / unit)
-        residual = float(np.median(list(each.values()))) / (float(np.var(y[int(max(0, pos(0))) : int(min(len(y), pos(plan.modules)))])) + 1e-6)
-        if margin < (self.min_margin if min_margin is None else min_margin) or penalty > self.max_penalty or worst > self.max_worst or residual > self.max_residual:
+        residual = float(np.median(list(each.values()))) / (
+            float(np.var(y[int(max(0, pos(0))) : int(min(len(y), pos(plan.modules)))])) + 1e-6
+        )
+        if (
+            margin < (self.min_margin if min_margin is None else min_margin)
+            or penalty > self.max_penalty
+            or worst > self.max_worst
+            or residual > self.max_residual
+        ):
             return None
         return CardRead(text, margin, penalty, residual, False, (0.0, 0.0))
 
@@ -425,8 +537,9 @@ def _left_fit(y: np.ndarray, lo: float, p0: float, plan: _Plan, at=None, coarse:
     xs = np.arange(len(y), dtype=np.float32) + 0.5
     stages = (_STAGES[0],) if coarse else None if at is None else ((np.zeros(1), np.zeros(1), None),)
     guess = lo if at is None else at[0]
-    return _fit_anchor(y, xs, run, -float(_QUIET), 0.0, (-float(_QUIET), len(run) - _QUIET - 0.5), guess, p0,
-                       stages, None if at is None else at[2])
+    return _fit_anchor(
+        y, xs, run, -float(_QUIET), 0.0, (-float(_QUIET), len(run) - _QUIET - 0.5), guess, p0, stages, None if at is None else at[2]
+    )
 
 
 def _right_fit(y: np.ndarray, hi: float, p0: float, modules: int, coarse: bool = False):
@@ -436,8 +549,9 @@ def _right_fit(y: np.ndarray, hi: float, p0: float, modules: int, coarse: bool =
     stop_at = modules - 13
     run = np.concatenate([[0.0], _MODULES[STOP], np.zeros(_QUIET, np.float32)]).astype(np.float32)
     xs = np.arange(len(y), dtype=np.float32) + 0.5
-    fit = _fit_anchor(y, xs, run, stop_at - 1.0, float(modules), (stop_at - 0.5, modules + _QUIET), hi, p0,
-                      (_STAGES[0],) if coarse else None)
+    fit = _fit_anchor(
+        y, xs, run, stop_at - 1.0, float(modules), (stop_at - 0.5, modules + _QUIET), hi, p0, (_STAGES[0],) if coarse else None
+    )
     if fit is None:
         return None
     end, pitch, *rest = fit
@@ -468,8 +582,9 @@ def _window_samples(pos, m0: int) -> float:
     return pos(m0 + 11.5) - pos(m0 - 0.5)
 
 
-def _symbol_costs(y, xs, pos, m0: int, prev: np.ndarray, nxt: np.ndarray, sigma: float, shifts=_SHIFTS,
-                  only: int | None = None, per_shift: bool = False) -> np.ndarray:
+def _symbol_costs(
+    y, xs, pos, m0: int, prev: np.ndarray, nxt: np.ndarray, sigma: float, shifts=_SHIFTS, only: int | None = None, per_shift: bool = False
+) -> np.ndarray:
     """Fit residual of every symbol (106) at modules m0..m0+11, neighbours ``prev``/``nxt``,
     the least over a few sub-module shifts; ``only``: of that symbol value alone; ``per_shift``:
     not the least but one row per shift (for :mod:`device.vision.code128_fit`)."""
@@ -495,8 +610,18 @@ def _symbol_costs(y, xs, pos, m0: int, prev: np.ndarray, nxt: np.ndarray, sigma:
     return ssd if per_shift else ssd.min(axis=0)
 
 
-def _fit_anchor(y, xs, modules, first: float, anchor: float, span: tuple[float, float], guess_x: float, p0: float,
-                stages=None, sigma: float | None = None):
+def _fit_anchor(
+    y,
+    xs,
+    modules,
+    first: float,
+    anchor: float,
+    span: tuple[float, float],
+    guess_x: float,
+    p0: float,
+    stages=None,
+    sigma: float | None = None,
+):
     """Fit a known run of ``modules`` (the first one is module number ``first`` of the code)
     to the samples between modules ``span``; positions are x(m) = xa + p (m - ``anchor``), xa
     searched near ``guess_x``, p within 8% of ``p0`` (perspective changes the pitch locally).

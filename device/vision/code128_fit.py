@@ -93,15 +93,22 @@ class Code128Fit:
     >>> Code128Fit().decode(np.full((40, 400), 255, np.uint8))
     """
 
-    def __init__(self, *, min_symbols: int = 4, max_symbols: int = 40, min_margin: float = 35.0,
-                 max_penalty: float = 12.0, max_worst: float = 10.0, max_residual: float = 0.25,
-                 samples_per_module: float = 2.5) -> None:
+    def __init__(
+        self,
+        *,
+        min_symbols: int = 4,
+        max_symbols: int = 40,
+        min_margin: float = 35.0,
+        max_penalty: float = 12.0,
+        max_worst: float = 10.0,
+        max_residual: float = 0.25,
+        samples_per_module: float = 2.5,
+    ) -> None:
         self.min_symbols = min_symbols
         self.max_symbols = max_symbols
         self.samples_per_module = samples_per_module
         # The per-symbol fit and its tests are the card decoder's; it is given no layouts.
-        self._fit = CardDecoder([], min_margin=min_margin, max_penalty=max_penalty, max_worst=max_worst,
-                                max_residual=max_residual)
+        self._fit = CardDecoder([], min_margin=min_margin, max_penalty=max_penalty, max_worst=max_worst, max_residual=max_residual)
 
     def decode(self, crop: np.ndarray, bars: tuple[float, float] | None = None) -> CardRead | None:
         """The Code 128 read in ``crop`` (grey, bars vertical), or None; ``bars`` as for the
@@ -218,7 +225,7 @@ def _pitch_guesses(y: np.ndarray, a: float, b: float) -> list[float]:
     return [estimate * 1.14**k for k in range(-6, 4) if estimate * 1.14**k >= 0.6]
 
 
-def _track(y: np.ndarray, g: "_Start", plan: _Plan, stop_x: float, stop_pitch: float):
+def _track(y: np.ndarray, g: _Start, plan: _Plan, stop_x: float, stop_pitch: float):
     """Each symbol's place found from the previous one's, left to right, and the stop's.
 
     The expected course is a quadratic from module 0 to the stop with the start's and the

@@ -136,7 +136,9 @@ class Locator:
         if h < 16 or w < 16:
             return []
         scale = min(1.0, self.work_size / max(h, w))
-        small = grey if scale == 1.0 else cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        small = (
+            grey if scale == 1.0 else cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        )
         # Try the best few only.
         return [Candidate(self, grey, blob, scale) for blob in self._blobs(small, self._pool(small))[: self.max_regions]]
 
@@ -275,11 +277,15 @@ class Locator:
             # Enlarging (or keeping): sample the frame directly. Dropping rows when ky < 1 is
             # harmless, every row of upright bars holds the same code.
             affine = self._affine(cx, cy, theta, width, height, kx, ky)
-            crop = cv2.warpAffine(grey, affine, size, flags=cv2.INTER_CUBIC if kx > 1.0 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            crop = cv2.warpAffine(
+                grey, affine, size, flags=cv2.INTER_CUBIC if kx > 1.0 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
         else:
             # Shrinking: point sampling would alias the bars; cut at full size, then average.
             affine = self._affine(cx, cy, theta, width, height, 1.0, 1.0)
-            full = cv2.warpAffine(grey, affine, (max(1, int(width)), max(1, int(height))), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            full = cv2.warpAffine(
+                grey, affine, (max(1, int(width)), max(1, int(height))), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
             crop = cv2.resize(full, size, interpolation=cv2.INTER_AREA)
             affine = np.diag([size[0] / full.shape[1], size[1] / full.shape[0]]) @ affine
         # Anything lighter than the spaces is background too: without this a white sheet
@@ -287,7 +293,9 @@ class Locator:
         # stretch to full range, for dim scenes.
         if box.light - box.dark >= 8.0:
             scale_levels = 255.0 / (box.light - box.dark)
-            crop = cv2.convertScaleAbs(np.minimum(crop, np.uint8(min(255, round(box.light)))), alpha=scale_levels, beta=-box.dark * scale_levels)
+            crop = cv2.convertScaleAbs(
+                np.minimum(crop, np.uint8(min(255, round(box.light)))), alpha=scale_levels, beta=-box.dark * scale_levels
+            )
         back = cv2.invertAffineTransform(affine)
         ch, cw = crop.shape[:2]
         corners = tuple(

@@ -38,6 +38,8 @@ import numpy as np
 
 from device.config import DEFAULTS, ScanSection
 from device.vision import Symbol
+from device.vision.card_decoder import CardDecoder, layouts_for
+from device.vision.code128_fit import Code128Fit
 from device.vision.decoders import (
     DEFAULT_SYMBOLOGIES,
     Decoder,
@@ -45,8 +47,6 @@ from device.vision.decoders import (
     check_image,
     make_decoder,
 )
-from device.vision.card_decoder import CardDecoder, layouts_for
-from device.vision.code128_fit import Code128Fit
 from device.vision.gate import Gate
 from device.vision.locate import Candidate, Locator, Region
 
@@ -113,12 +113,15 @@ class Scanner:
         self.card_decoder = CardDecoder(layouts) if layouts and locate else None
         self.code128_fit = Code128Fit() if code128_fit and "Code128" in self.decoder.symbologies and locate else None
         self.gate = Gate(
-            full_look_interval_s=full_look_interval_s, settle_s=settle_s, changed_fraction=change_threshold, quiet_look_every=quiet_look_every
+            full_look_interval_s=full_look_interval_s,
+            settle_s=settle_s,
+            changed_fraction=change_threshold,
+            quiet_look_every=quiet_look_every,
         )
         self.locator = Locator(max_regions=max_regions, work_size=work_size) if locate else None
 
     @classmethod
-    def from_config(cls, section: ScanSection) -> "Scanner":
+    def from_config(cls, section: ScanSection) -> Scanner:
         """The scanner as the ``[scan]`` section configures it (the daemon's, ``kiosk scan``'s)."""
         from device.card import formats_named
 

@@ -1,9 +1,9 @@
 """Client cards for the tests, generated (no media in git, no test needs the ZXing photos).
 
-    >>> contracts(2)
-    ['0000001000', '0000008919']
-    >>> card_photo("0012345678").shape
-    (600, 960, 3)
+>>> contracts(2)
+['0000001000', '0000008919']
+>>> card_photo("0012345678").shape
+(600, 960, 3)
 """
 
 from __future__ import annotations

@@ -46,10 +46,10 @@ import subprocess
 import tempfile
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
-from typing import Callable
 
 import pytest
 

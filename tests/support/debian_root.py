@@ -104,7 +104,9 @@ def checkout_files() -> list[str]:
     """The checkout's files as git sees them: tracked and new, not ignored (so no .venv)."""
     result = subprocess.run(
         ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        check=False, capture_output=True, text=True,
+        check=False,
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         pytest.skip(f"not a git checkout, cannot tell which files to copy: {result.stderr.strip()}")
@@ -173,7 +175,10 @@ def run_in(root: Path, *command: str, check: bool = True, timeout: float = 900) 
     """Run a command inside the root under chroot; with check, fail showing its output."""
     result = subprocess.run(
         ["chroot", str(root), "/usr/bin/env", "-i", *(f"{k}={v}" for k, v in root_environment().items()), *command],
-        check=False, capture_output=True, text=True, timeout=timeout,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check:
         assert result.returncode == 0, f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"

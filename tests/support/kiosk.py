@@ -1,7 +1,7 @@
 """The kiosk command as a user runs it: a real subprocess of ``python -m device`` from the checkout.
 
-    >>> kiosk_cmd("status", "--json")[1:]
-    ['-m', 'device', 'status', '--json']
+>>> kiosk_cmd("status", "--json")[1:]
+['-m', 'device', 'status', '--json']
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ def path(tmp_path):
     """Where the test's outbox goes."""
     return tmp_path / "outbox.db"
 
+
 _COMMIT_THEN_CRASH = """
 import os, sys
 from device.card import Card
@@ -73,7 +74,9 @@ while True:
 def commit_until_killed(path: Path, oks: int, *, kiosk_id: str = "riga-5-1", site: str = "Riga 5") -> int:
     """Commit in a process that is SIGKILLed after ``oks`` commits returned (give or take the one in
     flight); returns the last seq whose commit had returned."""
-    proc = subprocess.Popen([sys.executable, "-c", _COMMIT_UNTIL_KILLED, str(path), kiosk_id, site], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _COMMIT_UNTIL_KILLED, str(path), kiosk_id, site], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
     try:
         last = 0
         for _ in range(oks):

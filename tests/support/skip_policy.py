@@ -97,8 +97,11 @@ class SkipPolicy:
         why = why_not_run(report)
         allowed = self.allowlist.reason_for(report.nodeid)
         if why is not None and allowed is None:
-            self._fail(report, f"{why}\nand {self.allowlist.source} does not allow it: install what it needs "
-                               f"(./install.sh --dev, as root), or if nothing can make it run here, add it there with the reason")
+            self._fail(
+                report,
+                f"{why}\nand {self.allowlist.source} does not allow it: install what it needs "
+                f"(./install.sh --dev, as root), or if nothing can make it run here, add it there with the reason",
+            )
         elif why is None and allowed is not None and report.passed and report.when == "call":
             self._fail(report, f"{self.allowlist.source} allows this test to skip ({allowed}), but it ran: remove its entry")
 

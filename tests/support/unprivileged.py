@@ -12,9 +12,9 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -23,7 +23,9 @@ from support.kiosk import REPO
 
 
 @contextmanager
-def kiosk_as_nobody(probe: str = "device", groups: tuple[int, ...] = ()) -> Iterator[tuple[Path, Callable[..., subprocess.CompletedProcess]]]:
+def kiosk_as_nobody(
+    probe: str = "device", groups: tuple[int, ...] = ()
+) -> Iterator[tuple[Path, Callable[..., subprocess.CompletedProcess]]]:
     """A folder any user may enter, and ``run(*kiosk_args)``: the kiosk as ``nobody``, in only the
     supplementary ``groups`` (gids), through an interpreter of this Python version that user may run
     and that imports ``probe`` (comma-separated modules) with this test's packages. Skips without root.
@@ -52,8 +54,17 @@ def kiosk_as_nobody(probe: str = "device", groups: tuple[int, ...] = ()) -> Iter
         }
 
         def run(command):
-            return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=folder, env=env,
-                                  user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=list(groups))
+            return subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                cwd=folder,
+                env=env,
+                user=nobody.pw_uid,
+                group=nobody.pw_gid,
+                extra_groups=list(groups),
+            )
 
         version = "%d.%d" % sys.version_info[:2]
         python = None

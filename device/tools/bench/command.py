@@ -24,11 +24,19 @@ from typing import TextIO
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kiosk", action="append", default=[], metavar="PATH",
-                   help="a kiosk executable to measure (repeatable; default: the kiosk on PATH)")
+    p.add_argument(
+        "--kiosk",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a kiosk executable to measure (repeatable; default: the kiosk on PATH)",
+    )
     p.add_argument("--runs", type=int, default=20, help="runs per executable (default 20)")
-    p.add_argument("--baseline", metavar="CODE",
-                   help='also time a bare `python -c CODE` in the same rounds (e.g. "import json, sqlite3") and compare each median to its')
+    p.add_argument(
+        "--baseline",
+        metavar="CODE",
+        help='also time a bare `python -c CODE` in the same rounds (e.g. "import json, sqlite3") and compare each median to its',
+    )
     p.add_argument("--python", default=sys.executable, metavar="PATH", help="the interpreter --baseline runs (default: this one)")
     p.add_argument("words", nargs="+", metavar="WORD", help="the command and its arguments, e.g. status (after -- when they have options)")
 

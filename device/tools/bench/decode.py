@@ -39,8 +39,8 @@ from typing import TextIO
 import cv2
 import numpy as np
 
-from device.tools.bench.images import ImageSet, load_sets, read_grey, rotate
 from device.card import Card, identify
+from device.tools.bench.images import ImageSet, load_sets, read_grey, rotate
 from device.vision import Symbol
 from device.vision.decoders import SYMBOLOGIES, make_decoder
 from device.vision.scanner import Scanner
@@ -297,8 +297,7 @@ def totals(rows: Sequence[Row]) -> list[Row]:
     return list(groups.values())
 
 
-def run(images: Path, rotations: Sequence[int], out: TextIO, *, frames: bool = True, as_json: bool = False,
-        scale: float = 1.0) -> int:
+def run(images: Path, rotations: Sequence[int], out: TextIO, *, frames: bool = True, as_json: bool = False, scale: float = 1.0) -> int:
     """Print the benchmark for the sets under ``images``; 0 when done, 2 when ``images`` is unusable."""
     try:
         sets = load_sets(images)
@@ -329,7 +328,10 @@ def run(images: Path, rotations: Sequence[int], out: TextIO, *, frames: bool = T
         if costs and costs[0].frames:
             print("\n1280x720 frames holding one Code 128 photo (light grey surround): median ms per frame", file=out)
             print("(wall: elapsed; cpu: this process's CPU time, all threads)", file=out)
-            print(f"{'rot':>4} {'frames':>6} | {'zxing-cpp wall':>14} {'cpu':>5} {'read':>5} | {'pipeline wall':>13} {'cpu':>5} {'read':>5}", file=out)
+            print(
+                f"{'rot':>4} {'frames':>6} | {'zxing-cpp wall':>14} {'cpu':>5} {'read':>5} | {'pipeline wall':>13} {'cpu':>5} {'read':>5}",
+                file=out,
+            )
             for c in costs:
                 print(
                     f"{c.rotation:>4} {c.frames:>6} | {c.ms['zxing-cpp']:>14.1f} {c.cpu_ms['zxing-cpp']:>5.1f} {c.read['zxing-cpp']:>5} |"
@@ -361,7 +363,13 @@ def parse_scale(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``kiosk bench decode`` options."""
-    parser.add_argument("--images", type=Path, required=True, metavar="DIR", help="folder of image sets laid out like the ZXing blackbox (NAME.png + NAME.txt)")
+    parser.add_argument(
+        "--images",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="folder of image sets laid out like the ZXing blackbox (NAME.png + NAME.txt)",
+    )
     parser.add_argument(
         "--rotations",
         type=parse_rotations,
@@ -369,8 +377,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DEG,...",
         help="in-plane rotations in degrees (default: 0,15,30,45,60,90,180)",
     )
-    parser.add_argument("--scale", type=parse_scale, default=1.0, metavar="S",
-                        help="shrink every photograph to this share of its size first, 0.1-1 (default 1)")
+    parser.add_argument(
+        "--scale",
+        type=parse_scale,
+        default=1.0,
+        metavar="S",
+        help="shrink every photograph to this share of its size first, 0.1-1 (default 1)",
+    )
     parser.add_argument("--no-frames", action="store_true", help="skip the 1280x720 frame-cost table")
     parser.add_argument("--json", action="store_true", help="one JSON object per set and rotation instead of tables")
 

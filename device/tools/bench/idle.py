@@ -159,11 +159,19 @@ def _real_time(tmp: Path, video: Path, raw: bool, look_every: int | None, second
     timer.start()
     kiosk.run(stop)
     wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
-    return {"wall": wall, "cpu": cpu, "frames": kiosk.counters.frames, "decoded": kiosk.counters.decoded_frames,
-            "full": source.full_images, "looked": kiosk.loop.pipeline.scanner.gate.looked}
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "frames": kiosk.counters.frames,
+        "decoded": kiosk.counters.decoded_frames,
+        "full": source.full_images,
+        "looked": kiosk.loop.pipeline.scanner.gate.looked,
+    }
 
 
-def _fast(tmp: Path, video: Path, raw: bool, look_every: int | None, frames: int, central, token: str) -> tuple[list[tuple[int, float]], float]:
+def _fast(
+    tmp: Path, video: Path, raw: bool, look_every: int | None, frames: int, central, token: str
+) -> tuple[list[tuple[int, float]], float]:
     """The daemon on ``frames`` frames as fast as they come: resident memory sampled along the way."""
     from device.outputs import Output
 

@@ -191,7 +191,9 @@ def report(result: dict, out: TextIO) -> None:
     out.write(f"outbox in {result['dir']} ({result['filesystem']})\n")
     out.write(f"{'commit, synchronous=':<22} {'commits':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'per s':>8}\n")
     for r in result["commit"]:
-        out.write(f"{r['synchronous']:<22} {r['commits']:>8} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['max_ms']:>8.2f} {r['per_second']:>8.0f}\n")
+        out.write(
+            f"{r['synchronous']:<22} {r['commits']:>8} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['max_ms']:>8.2f} {r['per_second']:>8.0f}\n"
+        )
     full, normal = result["commit"]
     if normal["p50_ms"] > 0:
         out.write(f"FULL / NORMAL p50: {full['p50_ms'] / normal['p50_ms']:.1f}x (the price of surviving a power cut)\n")

@@ -199,8 +199,10 @@ def report(out: TextIO, modules=MODULES, angles=ANGLES, per_cell: int = 6, negat
 
     names, rates, misread, false_cards, negative_frames, ms = measure(modules, angles, per_cell, negatives, seed)
     out.write(f"machine: {machine()}\n")
-    out.write(f"cards per module size: {per_cell * len(angles)} (angles {', '.join(format(a, 'g') for a in angles)} deg, +-2), "
-              f"focus blur 0-1.5 px, noise 1-4, JPEG q60-95, seed {seed}\n\n")
+    out.write(
+        f"cards per module size: {per_cell * len(angles)} (angles {', '.join(format(a, 'g') for a in angles)} deg, +-2), "
+        f"focus blur 0-1.5 px, noise 1-4, JPEG q60-95, seed {seed}\n\n"
+    )
     out.write("| px per module | frame | " + " | ".join(names) + " |\n")
     out.write("|---:|---|" + "---:|" * len(names) + "\n")
     for m in modules:
@@ -238,16 +240,23 @@ def _modules(text: str) -> tuple[float, ...]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``kiosk bench resolution``."""
-    p.add_argument("--modules", type=_modules, default=MODULES, metavar="PX,...",
-                   help="module sizes in frame pixels (default 0.8,0.9,1,1.1,1.2,1.3,1.5,1.75,2,2.5,3)")
+    p.add_argument(
+        "--modules",
+        type=_modules,
+        default=MODULES,
+        metavar="PX,...",
+        help="module sizes in frame pixels (default 0.8,0.9,1,1.1,1.2,1.3,1.5,1.75,2,2.5,3)",
+    )
     p.add_argument("--angles", type=_floats, default=ANGLES, metavar="DEG,...", help="in-plane angles (default 0,30,60,90)")
     p.add_argument("--per-cell", type=int, default=6, help="cards per module size and angle (default 6)")
-    p.add_argument("--negatives", type=int, default=1,
-                   help="of each negative kind per module size and angle (default 1; 0 = none)")
+    p.add_argument("--negatives", type=int, default=1, help="of each negative kind per module size and angle (default 1; 0 = none)")
     p.add_argument("--seed", type=int, default=1, help="seed (default 1); same seed, same frames")
-    p.add_argument("--photos", type=Path, metavar="DIR",
-                   help="also: false cards on every photograph under DIR (ZXing blackbox layout) at 0/30/90/180 degrees, "
-                        "full, half and 0.35 size")
+    p.add_argument(
+        "--photos",
+        type=Path,
+        metavar="DIR",
+        help="also: false cards on every photograph under DIR (ZXing blackbox layout) at 0/30/90/180 degrees, full, half and 0.35 size",
+    )
 
 
 def main(args, out: TextIO = sys.stdout) -> int:

@@ -59,7 +59,11 @@ def _contract(i: int) -> str:
 
 def _percentiles(values: list[float]) -> dict:
     ordered = sorted(values)
-    return {"p50_ms": 1000 * statistics.median(ordered), "p95_ms": 1000 * ordered[int(0.95 * (len(ordered) - 1))], "max_ms": 1000 * ordered[-1]}
+    return {
+        "p50_ms": 1000 * statistics.median(ordered),
+        "p95_ms": 1000 * ordered[int(0.95 * (len(ordered) - 1))],
+        "max_ms": 1000 * ordered[-1],
+    }
 
 
 def main(args, out: TextIO = sys.stdout) -> int:
@@ -106,12 +110,16 @@ def _run(args, folder: Path, out: TextIO) -> dict | None:
     store.close()
     _say(args, out, f"central database filled with {args.contracts:,} re-issued contracts in {time.perf_counter() - started:.1f} s")
 
-    with start_subprocess(folder / "central.db", BENCH_TOKEN, signing_key=str(folder / "list.key"), admin_token_file=str(folder / "admin")) as central:
+    with start_subprocess(
+        folder / "central.db", BENCH_TOKEN, signing_key=str(folder / "list.key"), admin_token_file=str(folder / "admin")
+    ) as central:
         client = CentralClient(central.url, token=BENCH_TOKEN, connect_timeout_s=5, read_timeout_s=60)
         key = document.load_public_key(folder / "list.pub")
 
         def new_sync(path: Path) -> RevocationSync:
-            return RevocationSync(ReplacedCards(path), client, key, interval_s=900, max_age_s=86400, max_bytes=256 * 1024 * 1024, deadline_s=300)
+            return RevocationSync(
+                ReplacedCards(path), client, key, interval_s=900, max_age_s=86400, max_bytes=256 * 1024 * 1024, deadline_s=300
+            )
 
         # 1. The complete list, as the daemon's first sync gets it.
         sync = new_sync(folder / "copy.db")
@@ -123,14 +131,20 @@ def _run(args, folder: Path, out: TextIO) -> dict | None:
             return None
         info = sync.copy.info()
         results["complete"] = {"seconds": complete_s, "contracts": result.changed, "copy_bytes": info["file_bytes"]}
-        _say(args, out, f"complete list: {result.changed:,} contracts synced and applied in {complete_s:.2f} s; copy {info['file_bytes'] / 2**20:.1f} MiB on disk")
+        _say(
+            args,
+            out,
+            f"complete list: {result.changed:,} contracts synced and applied in {complete_s:.2f} s; copy {info['file_bytes'] / 2**20:.1f} MiB on disk",
+        )
 
         # 2. The same, step by step (fetch, verify, parse, apply into a fresh copy).
         t = time.perf_counter()
         answer = client.get_signed(f"{REPLACED_CARDS_PATH}?since=0", max_bytes=256 * 1024 * 1024, deadline_s=300)
         fetch_s = time.perf_counter() - t
         t = time.perf_counter()
-        problem = document.verify(key, answer.body, answer.headers.get(document.KEY_ID_HEADER), answer.headers.get(document.SIGNATURE_HEADER))
+        problem = document.verify(
+            key, answer.body, answer.headers.get(document.KEY_ID_HEADER), answer.headers.get(document.SIGNATURE_HEADER)
+        )
         verify_s = time.perf_counter() - t
         t = time.perf_counter()
         listed = document.parse(answer.body)
@@ -140,20 +154,40 @@ def _run(args, folder: Path, out: TextIO) -> dict | None:
         fresh.apply(listed, key_id=sync.key_id)
         apply_s = time.perf_counter() - t
         fresh.close()
-        results["steps"] = {"answer_bytes": len(answer.body), "fetch_s": fetch_s, "verify_s": verify_s, "parse_s": parse_s, "apply_s": apply_s, "verified": problem is None}
-        _say(args, out, f"  steps: answer {len(answer.body) / 1e6:.1f} MB; fetch {fetch_s:.2f} s, verify {verify_s:.3f} s, parse {parse_s:.2f} s, apply {apply_s:.2f} s")
+        results["steps"] = {
+            "answer_bytes": len(answer.body),
+            "fetch_s": fetch_s,
+            "verify_s": verify_s,
+            "parse_s": parse_s,
+            "apply_s": apply_s,
+            "verified": problem is None,
+        }
+        _say(
+            args,
+            out,
+            f"  steps: answer {len(answer.body) / 1e6:.1f} MB; fetch {fetch_s:.2f} s, verify {verify_s:.3f} s, parse {parse_s:.2f} s, apply {apply_s:.2f} s",
+        )
 
         # 3. A delta of --delta re-issues.
         session = requests.Session()
         t = time.perf_counter()
         for i in range(args.delta):
-            session.put(f"{central.url}/v1/cards/{_contract(args.contracts + i)}", json={"current_issue": 3}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30).raise_for_status()
+            session.put(
+                f"{central.url}/v1/cards/{_contract(args.contracts + i)}",
+                json={"current_issue": 3},
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                timeout=30,
+            ).raise_for_status()
         record_s = time.perf_counter() - t
         t0 = time.perf_counter()
         result = sync.sync_once()
         delta_s = time.perf_counter() - t0
         results["delta_sync"] = {"seconds": delta_s, "contracts": result.changed, "kind": result.kind, "recorded_s": record_s}
-        _say(args, out, f"delta: {result.changed:,} re-issues ({result.kind}) synced and applied in {delta_s:.3f} s (recording them at the central took {record_s:.1f} s)")
+        _say(
+            args,
+            out,
+            f"delta: {result.changed:,} re-issues ({result.kind}) synced and applied in {delta_s:.3f} s (recording them at the central took {record_s:.1f} s)",
+        )
 
         # 4. The check per card, as the scan loop makes it.
         cards = [Card("v1", _contract(i * 2 if i % 2 else args.contracts * 3 + i), 1) for i in range(args.checks)]

@@ -53,9 +53,9 @@ class SyntheticScene:
     conditions: Conditions
 
 
-def make_scenes(count: int, seed: int = 1, difficulty: float = 0.5,
-                size: tuple[int, int] = (1280, 720),
-                card_width: tuple[float, float] | None = None) -> Iterator[SyntheticScene]:
+def make_scenes(
+    count: int, seed: int = 1, difficulty: float = 0.5, size: tuple[int, int] = (1280, 720), card_width: tuple[float, float] | None = None
+) -> Iterator[SyntheticScene]:
     """``count`` scenes, each a different client card; scene ``i`` depends only on (seed, i).
 
     ``card_width``: the card's width as a share of the frame's, drawn uniformly from this range
@@ -67,8 +67,9 @@ def make_scenes(count: int, seed: int = 1, difficulty: float = 0.5,
         if int(contract) == 0:
             contract = "0000000001"
         issue = int(rng.integers(1, 6))
-        card = render_card(contract, issue, name=str(rng.choice(_NAMES)),
-                           address=f"{rng.choice(_STREETS)} {int(rng.integers(1, 99))}, Riga")
+        card = render_card(
+            contract, issue, name=str(rng.choice(_NAMES)), address=f"{rng.choice(_STREETS)} {int(rng.integers(1, 99))}, Riga"
+        )
         conditions = Conditions.random(rng, difficulty, size)
         if card_width is not None:
             frac = float(rng.uniform(*card_width))
@@ -93,8 +94,7 @@ def rectified_reference(scene: SyntheticScene) -> list:
     decoder = make_decoder("zxing-cpp", SYMBOLOGIES)
     width = float(np.linalg.norm(quad[1] - quad[0]))
     symbols: list = []
-    for scale, interpolation in ((1.0, cv2.INTER_LINEAR), (1.5, cv2.INTER_CUBIC), (2.0, cv2.INTER_CUBIC),
-                                 (3.0, cv2.INTER_CUBIC)):
+    for scale, interpolation in ((1.0, cv2.INTER_LINEAR), (1.5, cv2.INTER_CUBIC), (2.0, cv2.INTER_CUBIC), (3.0, cv2.INTER_CUBIC)):
         out_w = max(int(scale * width), 8)
         out_h = max(int(out_w * ch / cw), 8)
         m = cv2.getPerspectiveTransform(quad, np.float32([[0, 0], [out_w, 0], [out_w, out_h], [0, out_h]]))
@@ -155,8 +155,7 @@ class SceneResults:
         return t.read / t.scenes if t.scenes else 0.0
 
 
-def run_scenes(scenes: Iterable[SyntheticScene], readers: dict[str, Reader],
-               reference: bool = False) -> SceneResults:
+def run_scenes(scenes: Iterable[SyntheticScene], readers: dict[str, Reader], reference: bool = False) -> SceneResults:
     """Give every scene to every reader; tally reads, misreads and time.
 
     ``reference`` adds the :func:`rectified_reference` column (not timed against the others).
@@ -204,7 +203,7 @@ def report(results: SceneResults, out: TextIO) -> None:
     out.write("\nRead rate by condition (scenes in bucket; " + ", ".join(names) + "):\n\n")
     out.write("| condition | bucket | scenes | " + " | ".join(names) + " |\n")
     out.write("|---|---|---:|" + "---:|" * len(names) + "\n")
-    for (cond, value) in sorted(results.by_bucket, key=_bucket_order):
+    for cond, value in sorted(results.by_bucket, key=_bucket_order):
         row = results.by_bucket[(cond, value)]
         n0 = row[names[0]].scenes
         cells = " | ".join(f"{row[n].read / row[n].scenes:.0%}" for n in names)
@@ -265,8 +264,9 @@ def score_presentations(truths, reads: Iterable[tuple[int, str, str]]) -> list[P
                     false_card = True
                 elif card and not t.is_card:
                     false_card = True
-        scores.append(PresentationScore(t.payload, t.is_card, first is not None, first,
-                                        None if first is None else first - t.enter_frame, false_card))
+        scores.append(
+            PresentationScore(t.payload, t.is_card, first is not None, first, None if first is None else first - t.enter_frame, false_card)
+        )
     return scores
 
 
@@ -303,12 +303,16 @@ def run_videos(count: int, seed: int, out: TextIO, decoder: str = "zxing-cpp") -
     cards = [s for s in scores if s.is_card]
     found = [s for s in cards if s.identified]
     delays = [s.frames_to_read for s in found]
-    out.write(f"\npresentation videos: {count}, presentations with a card: {len(cards)}, "
-              f"identified: {len(found)}/{len(cards)}, other objects: {len(scores) - len(cards)}, "
-              f"presentations with a wrong card identified: {sum(s.false_card for s in scores)}\n")
+    out.write(
+        f"\npresentation videos: {count}, presentations with a card: {len(cards)}, "
+        f"identified: {len(found)}/{len(cards)}, other objects: {len(scores) - len(cards)}, "
+        f"presentations with a wrong card identified: {sum(s.false_card for s in scores)}\n"
+    )
     if delays:
-        out.write(f"frames from the card entering the view to its first read: median {statistics.median(delays):g}, "
-                  f"max {max(delays)} (all: {sorted(delays)})\n")
+        out.write(
+            f"frames from the card entering the view to its first read: median {statistics.median(delays):g}, "
+            f"max {max(delays)} (all: {sorted(delays)})\n"
+        )
     return scores
 
 
@@ -319,18 +323,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``kiosk bench scenes``."""
     p.add_argument("--count", type=int, default=200, help="number of random scenes (default 200)")
     p.add_argument("--seed", type=int, default=1, help="seed of the scenes (default 1); same seed, same scenes")
-    p.add_argument("--difficulty", type=float, default=0.5,
-                   help="0 = easy, 0.5 = a typical counter (default), 1 = a bad day")
+    p.add_argument("--difficulty", type=float, default=0.5, help="0 = easy, 0.5 = a typical counter (default), 1 = a bad day")
     p.add_argument("--decoder", default="zxing-cpp", help="the pipeline's decoder (default zxing-cpp)")
     p.add_argument("--size", type=_size, default=(1280, 720), metavar="WxH", help="frame size (default 1280x720)")
-    p.add_argument("--card-width", type=_range, default=None, metavar="MIN,MAX",
-                   help="card width as a share of the frame's, drawn uniformly (e.g. 0.35,0.8; default: 0.2-0.5 by distance)")
-    p.add_argument("--videos", type=int, default=0,
-                   help="also render this many presentation videos and score frames-to-first-read (default 0)")
-    p.add_argument("--no-reference", action="store_true",
-                   help="leave out the reference column (zxing-cpp on the card cut out with the true geometry)")
-    p.add_argument("--save", metavar="DIR",
-                   help="also write the scenes as DIR/NNNN.png + .txt (the layout `kiosk bench decode` reads)")
+    p.add_argument(
+        "--card-width",
+        type=_range,
+        default=None,
+        metavar="MIN,MAX",
+        help="card width as a share of the frame's, drawn uniformly (e.g. 0.35,0.8; default: 0.2-0.5 by distance)",
+    )
+    p.add_argument(
+        "--videos", type=int, default=0, help="also render this many presentation videos and score frames-to-first-read (default 0)"
+    )
+    p.add_argument(
+        "--no-reference", action="store_true", help="leave out the reference column (zxing-cpp on the card cut out with the true geometry)"
+    )
+    p.add_argument("--save", metavar="DIR", help="also write the scenes as DIR/NNNN.png + .txt (the layout `kiosk bench decode` reads)")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -375,8 +384,10 @@ def main(args, out: TextIO = sys.stdout) -> int:
             yield scene
 
     if args.count:
-        out.write(f"synthetic counter scenes: {args.count}, seed {args.seed}, difficulty {args.difficulty:g}, "
-                  f"{args.size[0]}x{args.size[1]}, card width {_width_text(args.card_width)}, symbologies {', '.join(SYMBOLOGIES)}\n\n")
+        out.write(
+            f"synthetic counter scenes: {args.count}, seed {args.seed}, difficulty {args.difficulty:g}, "
+            f"{args.size[0]}x{args.size[1]}, card width {_width_text(args.card_width)}, symbologies {', '.join(SYMBOLOGIES)}\n\n"
+        )
         report(run_scenes(scenes(), readers, reference=not args.no_reference), out)
     if args.videos:
         run_videos(args.videos, args.seed, out, args.decoder)

@@ -64,8 +64,7 @@ def _font(size_px: int) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=max(size_px, 6))
 
 
-def render_barcode(payload: str, *, symbology: str = "Code128", module_px: int, bar_height_px: int,
-                   dpi: int = 300) -> Image.Image:
+def render_barcode(payload: str, *, symbology: str = "Code128", module_px: int, bar_height_px: int, dpi: int = 300) -> Image.Image:
     """The bars alone (with quiet zones, without text) as an RGB image, modules ``module_px`` wide.
 
     ``symbology`` is "Code128" or "EAN13" (for distractor products in scenes).
@@ -91,9 +90,17 @@ def _module_count(payload: str) -> int:
     return len(barcode.Code128(payload).build()[0])
 
 
-def render_card(contract: str, issue: int | None, *, name: str = DEFAULT_NAME, address: str = DEFAULT_ADDRESS,
-                utility: str = DEFAULT_UTILITY, dpi: int = 300, payload: str | None = None,
-                card_format: CardFormat = CARD_V1) -> Image.Image:
+def render_card(
+    contract: str,
+    issue: int | None,
+    *,
+    name: str = DEFAULT_NAME,
+    address: str = DEFAULT_ADDRESS,
+    utility: str = DEFAULT_UTILITY,
+    dpi: int = 300,
+    payload: str | None = None,
+    card_format: CardFormat = CARD_V1,
+) -> Image.Image:
     """A client card at true size as an RGBA image (transparent outside the rounded corners).
 
     The barcode (Code 128) encodes ``card_format.encode(contract, issue)`` (spec v1 by default);
@@ -116,8 +123,7 @@ def render_card(contract: str, issue: int | None, *, name: str = DEFAULT_NAME, a
     band_h = px(9.5)
     draw.rectangle((0, 0, width, band_h), fill=_BAND_RGB)
     draw.text((px(5), band_h // 2), utility, font=_font(px(5.0)), fill=(255, 255, 255), anchor="lm")
-    draw.text((width - px(5), band_h // 2), "CLIENT CARD", font=_font(px(2.8)), fill=(255, 255, 255),
-              anchor="rm")
+    draw.text((width - px(5), band_h // 2), "CLIENT CARD", font=_font(px(2.8)), fill=(255, 255, 255), anchor="rm")
 
     text_font = _font(px(3.2))
     y = band_h + px(3.5)
@@ -137,11 +143,15 @@ def render_card(contract: str, issue: int | None, *, name: str = DEFAULT_NAME, a
     panel_h = bars.height + text_h + px(2.5)
     panel_top = height - panel_h - px(2.5)
     panel_left = (width - bars.width) // 2
-    draw.rectangle((panel_left, panel_top, panel_left + bars.width - 1, panel_top + panel_h - 1),
-                   fill=(255, 255, 255))
+    draw.rectangle((panel_left, panel_top, panel_left + bars.width - 1, panel_top + panel_h - 1), fill=(255, 255, 255))
     card.paste(bars, (panel_left, panel_top + px(1.0)))
-    draw.text((width // 2, panel_top + px(1.0) + bars.height + px(0.4)), payload,
-              font=ImageFont.truetype(_BARCODE_FONT, text_h), fill=_INK_RGB, anchor="mt")
+    draw.text(
+        (width // 2, panel_top + px(1.0) + bars.height + px(0.4)),
+        payload,
+        font=ImageFont.truetype(_BARCODE_FONT, text_h),
+        fill=_INK_RGB,
+        anchor="mt",
+    )
 
     # Rounded corners: transparent outside, so scenes and printouts show the card's true outline.
     mask = Image.new("L", (width, height), 0)
@@ -155,6 +165,7 @@ def render_product_label(ean13: str, *, dpi: int = 300, text: str = "Rye bread 5
 
     ``ean13`` is 12 digits (the check digit is added) or 13 digits.
     """
+
     def px(mm: float) -> int:
         return mm_to_px(mm, dpi)
 
@@ -165,8 +176,13 @@ def render_product_label(ean13: str, *, dpi: int = 300, text: str = "Rye bread 5
     left = (label.width - bars.width) // 2
     label.paste(bars, (left, px(11)))
     full = barcode.EAN13(ean13).get_fullcode()
-    draw.text((label.width // 2, px(11) + bars.height + px(0.5)), full,
-              font=ImageFont.truetype(_BARCODE_FONT, px(3.0)), fill=_INK_RGB, anchor="mt")
+    draw.text(
+        (label.width // 2, px(11) + bars.height + px(0.5)),
+        full,
+        font=ImageFont.truetype(_BARCODE_FONT, px(3.0)),
+        fill=_INK_RGB,
+        anchor="mt",
+    )
     return label
 
 

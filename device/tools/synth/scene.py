@@ -49,8 +49,29 @@ FOCUS_MM = 200.0
 DEFOCUS_PX_MM = 450.0
 
 # A handful of words for the papers lying on the counter.
-_WORDS = ("receipt", "total", "EUR", "payment", "account", "invoice", "No.", "date", "2026", "paid",
-          "cash", "change", "Riga", "office", "thank", "you", "VAT", "21%", "12.40", "kWh", "meter")
+_WORDS = (
+    "receipt",
+    "total",
+    "EUR",
+    "payment",
+    "account",
+    "invoice",
+    "No.",
+    "date",
+    "2026",
+    "paid",
+    "cash",
+    "change",
+    "Riga",
+    "office",
+    "thank",
+    "you",
+    "VAT",
+    "21%",
+    "12.40",
+    "kWh",
+    "meter",
+)
 
 
 def _lerp(a: float, b: float, t: float) -> float:
@@ -94,8 +115,7 @@ class Conditions:
     thumb: bool = False
 
     @classmethod
-    def random(cls, rng: np.random.Generator, difficulty: float = 0.5,
-               frame_size: tuple[int, int] = (1280, 720)) -> "Conditions":
+    def random(cls, rng: np.random.Generator, difficulty: float = 0.5, frame_size: tuple[int, int] = (1280, 720)) -> Conditions:
         """Conditions drawn from what a counter camera sees, scaled by ``difficulty`` (0-1).
 
         0.5 is a typical counter (the default for benchmarks); 1.0 is a bad day (dim light,
@@ -107,8 +127,7 @@ class Conditions:
         # it; people land around that spot, some too close, some too far (at 0.5: 68% within
         # 16-25 cm, all within 13-32 cm). With a 65 degree lens the card spans 20-50% of the width.
         spread = _lerp(0.12, 0.3, d)
-        distance_mm = float(np.clip(FOCUS_MM * math.exp(rng.normal(0.0, spread)),
-                                    _lerp(150.0, 110.0, d), _lerp(280.0, 360.0, d)))
+        distance_mm = float(np.clip(FOCUS_MM * math.exp(rng.normal(0.0, spread)), _lerp(150.0, 110.0, d), _lerp(280.0, 360.0, d)))
         frac = CARD_WIDTH_MM * focal_px(1280) / (distance_mm * 1280)
         # Perspective: the card is rarely square to the camera; tilt in a random direction.
         tilt = min(abs(rng.normal(0.0, _lerp(6.0, 16.0, d))), _lerp(15.0, 40.0, d))
@@ -167,8 +186,13 @@ class Conditions:
         }
 
 
-def fit_in_view(conditions: Conditions, rng: np.random.Generator, frame_size: tuple[int, int] = (1280, 720),
-                margin_px: float = 8.0, box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)) -> Conditions:
+def fit_in_view(
+    conditions: Conditions,
+    rng: np.random.Generator,
+    frame_size: tuple[int, int] = (1280, 720),
+    margin_px: float = 8.0,
+    box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0),
+) -> Conditions:
     """``conditions`` moved (and if need be the card made smaller) so the whole card is in view.
 
     A presented card is in view: the kiosk asks for that. Partly visible cards are the video's
@@ -187,8 +211,12 @@ def fit_in_view(conditions: Conditions, rng: np.random.Generator, frame_size: tu
         c = dataclasses.replace(c, center=centre())
     for attempt in range(40):
         quad = card_quad(card_size_px(300), c, frame_size)
-        if (quad[:, 0].min() >= bx0 + margin_px and quad[:, 1].min() >= by0 + margin_px
-                and quad[:, 0].max() <= bx1 - margin_px and quad[:, 1].max() <= by1 - margin_px):
+        if (
+            quad[:, 0].min() >= bx0 + margin_px
+            and quad[:, 1].min() >= by0 + margin_px
+            and quad[:, 0].max() <= bx1 - margin_px
+            and quad[:, 1].max() <= by1 - margin_px
+        ):
             return c
         frac = c.card_width_frac * (0.95 if attempt >= 20 else 1.0)
         c = dataclasses.replace(c, card_width_frac=frac, center=centre())
@@ -222,8 +250,13 @@ def _rotation(rx: float, ry: float, rz: float) -> np.ndarray:
     return my @ mx @ mz
 
 
-def card_homography(layer_size: tuple[int, int], card_size: tuple[int, int], conditions: Conditions,
-                    frame_size: tuple[int, int], card_origin: tuple[float, float] | None = None) -> np.ndarray:
+def card_homography(
+    layer_size: tuple[int, int],
+    card_size: tuple[int, int],
+    conditions: Conditions,
+    frame_size: tuple[int, int],
+    card_origin: tuple[float, float] | None = None,
+) -> np.ndarray:
     """3x3 homography from a card layer's pixels to frame pixels.
 
     ``layer_size`` is the (width, height) of the image warped (the card, perhaps with a margin
@@ -234,8 +267,7 @@ def card_homography(layer_size: tuple[int, int], card_size: tuple[int, int], con
     f = focal_px(frame_w)
     mm_per_px = CARD_WIDTH_MM / card_size[0]
     distance = _distance_for_frac(conditions.card_width_frac, frame_w)
-    rot = _rotation(math.radians(conditions.tilt_x_deg), math.radians(conditions.tilt_y_deg),
-                    math.radians(conditions.rotation_deg))
+    rot = _rotation(math.radians(conditions.tilt_x_deg), math.radians(conditions.tilt_y_deg), math.radians(conditions.rotation_deg))
     # The card centre sits on the ray through the requested frame point, at the distance.
     cx = conditions.center[0] * frame_w
     cy = conditions.center[1] * frame_h
@@ -270,8 +302,7 @@ def _smooth_noise(rng: np.random.Generator, size: tuple[int, int], cells: tuple[
     return cv2.resize(small, size, interpolation=cv2.INTER_CUBIC)
 
 
-def render_background(size: tuple[int, int], rng: np.random.Generator, *, clutter: int = 1,
-                      distractor_ean13: bool = False) -> np.ndarray:
+def render_background(size: tuple[int, int], rng: np.random.Generator, *, clutter: int = 1, distractor_ean13: bool = False) -> np.ndarray:
     """An empty counter: float32 BGR in 0-1, ``size`` = (width, height).
 
     A wood, laminate or stone-like surface with uneven light, ``clutter`` papers with text (and
@@ -316,8 +347,7 @@ def _paste_paper(img: np.ndarray, rng: np.random.Generator, frame_mm: float) -> 
         cv2.putText(paper, line, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (40, 40, 40, 255), 2, cv2.LINE_AA)
         y += int(rng.integers(28, 48))
     # Receipts and A6-A5 sheets: 80-150 mm wide.
-    _paste_rgba(img, Image.fromarray(paper[..., [2, 1, 0, 3]], "RGBA"), rng,
-                width_frac=rng.uniform(80, 150) / frame_mm)
+    _paste_rgba(img, Image.fromarray(paper[..., [2, 1, 0, 3]], "RGBA"), rng, width_frac=rng.uniform(80, 150) / frame_mm)
 
 
 def _draw_pen(img: np.ndarray, rng: np.random.Generator) -> None:
@@ -346,8 +376,9 @@ def _premultiply(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.dstack([rgb * alpha[..., None], alpha]).astype(np.float32)
 
 
-def _composite(img: np.ndarray, premult: np.ndarray, m: np.ndarray, *, affine: bool,
-               motion: np.ndarray | None = None, glare: np.ndarray | None = None) -> None:
+def _composite(
+    img: np.ndarray, premult: np.ndarray, m: np.ndarray, *, affine: bool, motion: np.ndarray | None = None, glare: np.ndarray | None = None
+) -> None:
     """Warp a premultiplied BGRA layer into ``img`` in place: over-composite, then add glare.
 
     Only the layer's bounding box in the frame is touched (most layers are small).
@@ -365,8 +396,7 @@ def _composite(img: np.ndarray, premult: np.ndarray, m: np.ndarray, *, affine: b
     size = (x1 - x0, y1 - y0)
 
     def warp(a: np.ndarray) -> np.ndarray:
-        return cv2.warpPerspective(a, m_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                                   borderValue=0)
+        return cv2.warpPerspective(a, m_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
     layer = warp(premult)
     light = warp(glare.astype(np.float32)) if glare is not None else None
@@ -395,8 +425,12 @@ def motion_kernel(length_px: float, angle_deg: float) -> np.ndarray | None:
         x, y = c + t * dx, c + t * dy
         x0, y0 = int(math.floor(x)), int(math.floor(y))
         fx, fy = x - x0, y - y0
-        for xx, yy, wgt in ((x0, y0, (1 - fx) * (1 - fy)), (x0 + 1, y0, fx * (1 - fy)),
-                            (x0, y0 + 1, (1 - fx) * fy), (x0 + 1, y0 + 1, fx * fy)):
+        for xx, yy, wgt in (
+            (x0, y0, (1 - fx) * (1 - fy)),
+            (x0 + 1, y0, fx * (1 - fy)),
+            (x0, y0 + 1, (1 - fx) * fy),
+            (x0 + 1, y0 + 1, fx * fy),
+        ):
             if 0 <= xx < size and 0 <= yy < size:
                 k[yy, xx] += wgt
     return k / k.sum()
@@ -425,8 +459,9 @@ class CardLayer:
         return self.rgb.shape[1], self.rgb.shape[0]
 
 
-def card_layer(card_image: Image.Image, conditions: Conditions, rng: np.random.Generator,
-               frame_size: tuple[int, int] = (1280, 720)) -> CardLayer:
+def card_layer(
+    card_image: Image.Image, conditions: Conditions, rng: np.random.Generator, frame_size: tuple[int, int] = (1280, 720)
+) -> CardLayer:
     """Prepare ``card_image`` (RGBA or RGB, true size) with thumb and glare as ``conditions`` ask.
 
     The layer is built at about the resolution the card will have in a ``frame_size`` frame at
@@ -451,8 +486,8 @@ def card_layer(card_image: Image.Image, conditions: Conditions, rng: np.random.G
     rgb = np.zeros((lh, lw, 3), np.float32)
     alpha = np.zeros((lh, lw), np.float32)
     # Plastic is not paper white, and a printed black is not zero.
-    rgb[margin:margin + ch, margin:margin + cw] = 0.06 + 0.86 * card[..., [2, 1, 0]]
-    alpha[margin:margin + ch, margin:margin + cw] = card[..., 3]
+    rgb[margin : margin + ch, margin : margin + cw] = 0.06 + 0.86 * card[..., [2, 1, 0]]
+    alpha[margin : margin + ch, margin : margin + cw] = card[..., 3]
 
     if conditions.thumb:
         # A thumb over one edge, reaching 3-8 mm onto the card, on the top or a short side
@@ -469,8 +504,7 @@ def card_layer(card_image: Image.Image, conditions: Conditions, rng: np.random.G
             cy = margin + rng.uniform(0.15, 0.45) * ch
             axes = (half_len, half_w)
         mask = np.zeros((lh, lw), np.uint8)
-        cv2.ellipse(mask, (int(cx), int(cy)), (int(axes[0]), int(axes[1])), float(rng.uniform(-12, 12)),
-                    0, 360, 255, -1, cv2.LINE_AA)
+        cv2.ellipse(mask, (int(cx), int(cy)), (int(axes[0]), int(axes[1])), float(rng.uniform(-12, 12)), 0, 360, 255, -1, cv2.LINE_AA)
         m = mask.astype(np.float32)[..., None] / 255.0
         skin = np.array([0.50, 0.62, 0.84], np.float32) * rng.uniform(0.65, 1.05)
         shade = 0.8 + 0.2 * _smooth_noise(rng, (lw, lh), (6, 4))[..., None]
@@ -490,16 +524,20 @@ def card_layer(card_image: Image.Image, conditions: Conditions, rng: np.random.G
         glare = conditions.glare * np.exp(-(u**2 / (2 * (1.8 * r) ** 2) + v**2 / (2 * r**2)))
         # Only the card's laminate reflects.
         card_mask = np.zeros((lh, lw), np.float32)
-        card_mask[margin:margin + ch, margin:margin + cw] = card[..., 3]
+        card_mask[margin : margin + ch, margin : margin + cw] = card[..., 3]
         glare = (glare * card_mask).astype(np.float32)
     # Keep only what is not transparent: the margin was room for the thumb, and every pixel of
     # the layer costs in each frame it is placed in.
     ys, xs = np.nonzero(alpha > 0)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     crop = (slice(y0, y1), slice(x0, x1))
-    return CardLayer(np.ascontiguousarray(rgb[crop]), np.ascontiguousarray(alpha[crop]),
-                     None if glare is None else np.ascontiguousarray(glare[crop]), (cw, ch),
-                     (int(margin - x0), int(margin - y0)))
+    return CardLayer(
+        np.ascontiguousarray(rgb[crop]),
+        np.ascontiguousarray(alpha[crop]),
+        None if glare is None else np.ascontiguousarray(glare[crop]),
+        (cw, ch),
+        (int(margin - x0), int(margin - y0)),
+    )
 
 
 def place_card(img: np.ndarray, layer: CardLayer, conditions: Conditions) -> None:
@@ -510,8 +548,8 @@ def place_card(img: np.ndarray, layer: CardLayer, conditions: Conditions) -> Non
     # The layer is normally built at the frame's scale (card_layer); if it is much larger here,
     # shrink it with area averaging first so the warp does not alias bars into moire.
     quad = cv2.perspectiveTransform(
-        np.array([[[0, 0], [layer.size[0], 0], [layer.size[0], layer.size[1]], [0, layer.size[1]]]],
-                 np.float64), hom)[0]
+        np.array([[[0, 0], [layer.size[0], 0], [layer.size[0], layer.size[1]], [0, layer.size[1]]]], np.float64), hom
+    )[0]
     edges = [np.linalg.norm(quad[(i + 1) % 4] - quad[i]) for i in range(4)]
     shrink = max(max(edges[0], edges[2]) / layer.size[0], max(edges[1], edges[3]) / layer.size[1])
     if shrink < 0.4:
@@ -526,9 +564,15 @@ def place_card(img: np.ndarray, layer: CardLayer, conditions: Conditions) -> Non
     _composite(img, premult, hom, affine=False, motion=motion, glare=glare)
 
 
-def expose(img: np.ndarray, conditions: Conditions, rng: np.random.Generator,
-           *, vignette: np.ndarray | None = None, white_balance: np.ndarray | None = None,
-           noise: np.ndarray | None = None) -> np.ndarray:
+def expose(
+    img: np.ndarray,
+    conditions: Conditions,
+    rng: np.random.Generator,
+    *,
+    vignette: np.ndarray | None = None,
+    white_balance: np.ndarray | None = None,
+    noise: np.ndarray | None = None,
+) -> np.ndarray:
     """The camera's optics and sensor: float BGR scene (0-1) -> uint8 BGR frame (JPEG if asked).
 
     ``vignette``, ``white_balance`` and ``noise`` (standard normal, the frame's shape) may be
@@ -579,8 +623,9 @@ def make_vignette(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray
     return (1.0 - rng.uniform(0.15, 0.35) * r2).astype(np.float32)
 
 
-def render_scene(card_image: Image.Image | None, conditions: Conditions, size: tuple[int, int] = (1280, 720),
-                 rng: np.random.Generator | None = None) -> np.ndarray:
+def render_scene(
+    card_image: Image.Image | None, conditions: Conditions, size: tuple[int, int] = (1280, 720), rng: np.random.Generator | None = None
+) -> np.ndarray:
     """A camera frame (uint8 BGR, ``size`` = (width, height)) of ``card_image`` on a counter.
 
     ``card_image`` is a true-size card (:func:`device.tools.synth.card.render_card`) or any flat

@@ -14,12 +14,12 @@ presentation identified, within N frames of the card entering the view".
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
-import dataclasses
-from dataclasses import asdict, dataclass
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -58,12 +58,12 @@ class Presentation:
     hold_s: float = 1.5
     pause_s: float | None = None
 
-    def after(self, pause_s: float) -> "Presentation":
+    def after(self, pause_s: float) -> Presentation:
         """The same presentation after ``pause_s`` seconds of empty counter (default: 0.6-1 s)."""
         return dataclasses.replace(self, pause_s=pause_s)
 
     @classmethod
-    def card(cls, contract: str, issue: int | None = 1, hold_s: float = 1.5, card_format: CardFormat = CARD_V1) -> "Presentation":
+    def card(cls, contract: str, issue: int | None = 1, hold_s: float = 1.5, card_format: CardFormat = CARD_V1) -> Presentation:
         """A valid client card of ``card_format`` (default spec v1), printed with its contract number.
 
         >>> Presentation.card("0012345678").payload
@@ -73,19 +73,19 @@ class Presentation:
         return cls(card_format.encode(contract, issue), symbology, "card", contract, hold_s)
 
     @classmethod
-    def bad_check(cls, contract: str, issue: int = 1, hold_s: float = 1.5) -> "Presentation":
+    def bad_check(cls, contract: str, issue: int = 1, hold_s: float = 1.5) -> Presentation:
         """A client card whose check digits are wrong (misprinted or forged)."""
         good = CARD_V1.encode(contract, issue)
         bad = good[:-2] + f"{(int(good[-2:]) + 1) % 100:02d}"
         return cls(bad, "Code128", "bad-check", contract, hold_s)
 
     @classmethod
-    def foreign_code128(cls, text: str = "SHOP-CLUB 4711 0815", hold_s: float = 1.5) -> "Presentation":
+    def foreign_code128(cls, text: str = "SHOP-CLUB 4711 0815", hold_s: float = 1.5) -> Presentation:
         """Another company's card (a loyalty card) with a Code 128 of some other text."""
         return cls(text, "Code128", "foreign-code128", "", hold_s)
 
     @classmethod
-    def product_ean13(cls, digits: str = "590123412345", hold_s: float = 1.5) -> "Presentation":
+    def product_ean13(cls, digits: str = "590123412345", hold_s: float = 1.5) -> Presentation:
         """A product with an EAN-13 (12 digits, the check digit is added; or all 13)."""
         import barcode
 
@@ -135,8 +135,7 @@ def _object_image(p: Presentation, rng: np.random.Generator):
     names = ("Jana Ozola", "Peteris Kalnins", "Anna Berzina", "Maris Liepa", "Ilze Krumina")
     name = names[int(rng.integers(len(names)))]
     if p.kind == "foreign-code128":
-        return render_card("", 1, name=name, utility="Shop Club", payload=p.payload,
-                           address="Member since 2019")
+        return render_card("", 1, name=name, utility="Shop Club", payload=p.payload, address="Member since 2019")
     return render_card(p.contract, 1, name=name, payload=p.payload)
 
 
@@ -164,9 +163,15 @@ RESTING_STRIP = (0.0, 0.0, 0.38, 1.0)
 RESTING_WIDTH_FRAC = (0.3, 0.36)
 
 
-def write_presentation_video(path: str | os.PathLike, presentations: Sequence[Presentation | Sequence[Presentation]],
-                             fps: float = 15, size: tuple[int, int] = (1280, 720), seed: int = 0,
-                             difficulty: float = 0.3, resting: Sequence[Presentation] = ()) -> list[PresentationTruth]:
+def write_presentation_video(
+    path: str | os.PathLike,
+    presentations: Sequence[Presentation | Sequence[Presentation]],
+    fps: float = 15,
+    size: tuple[int, int] = (1280, 720),
+    seed: int = 0,
+    difficulty: float = 0.3,
+    resting: Sequence[Presentation] = (),
+) -> list[PresentationTruth]:
     """Render ``presentations`` one after another into an MJPG ``.avi`` at ``path``; return the truth.
 
     An item of ``presentations`` that is itself a sequence is shown together, side by side (two
@@ -190,10 +195,19 @@ def write_presentation_video(path: str | os.PathLike, presentations: Sequence[Pr
     camera = replace(base, jpeg_quality=None)  # the MJPG writer compresses
     presented_box = (0.0, 0.0, 1.0, 1.0)
     for i, p in enumerate(resting):
-        band = (RESTING_STRIP[1] + (RESTING_STRIP[3] - RESTING_STRIP[1]) * i / len(resting),
-                RESTING_STRIP[1] + (RESTING_STRIP[3] - RESTING_STRIP[1]) * (i + 1) / len(resting))
-        lying = replace(camera, rotation_deg=float(rng.uniform(0.0, 360.0)), card_width_frac=float(rng.uniform(*RESTING_WIDTH_FRAC)),
-                        tilt_x_deg=0.0, tilt_y_deg=0.0, motion_blur_px=0.0, thumb=False)
+        band = (
+            RESTING_STRIP[1] + (RESTING_STRIP[3] - RESTING_STRIP[1]) * i / len(resting),
+            RESTING_STRIP[1] + (RESTING_STRIP[3] - RESTING_STRIP[1]) * (i + 1) / len(resting),
+        )
+        lying = replace(
+            camera,
+            rotation_deg=float(rng.uniform(0.0, 360.0)),
+            card_width_frac=float(rng.uniform(*RESTING_WIDTH_FRAC)),
+            tilt_x_deg=0.0,
+            tilt_y_deg=0.0,
+            motion_blur_px=0.0,
+            thumb=False,
+        )
         lying = fit_in_view(lying, rng, size, box=(RESTING_STRIP[0], band[0], RESTING_STRIP[2], band[1]))
         place_card(background, card_layer(_object_image(p, rng), lying, rng, size), lying)
         presented_box = (RESTING_STRIP[2], 0.0, 1.0, 1.0)
@@ -233,8 +247,17 @@ def write_presentation_video(path: str | os.PathLike, presentations: Sequence[Pr
     return truths
 
 
-def _present(group: list[Presentation], rng: np.random.Generator, camera: Conditions, background: np.ndarray,
-             size: tuple[int, int], fps: float, emit, now, box: tuple[float, float, float, float]) -> list[PresentationTruth]:
+def _present(
+    group: list[Presentation],
+    rng: np.random.Generator,
+    camera: Conditions,
+    background: np.ndarray,
+    size: tuple[int, int],
+    fps: float,
+    emit,
+    now,
+    box: tuple[float, float, float, float],
+) -> list[PresentationTruth]:
     """Render the frames of one presentation (or of a group held up together) through ``emit``;
     return the truth for each of its cards."""
     w, h = size
@@ -242,10 +265,19 @@ def _present(group: list[Presentation], rng: np.random.Generator, camera: Condit
     for i, p in enumerate(group):
         # Where and how it is held: any angle, a moderate tilt, at presenting distance.
         held = Conditions.random(rng, 0.3, size)
-        hold = replace(camera, rotation_deg=held.rotation_deg, tilt_x_deg=held.tilt_x_deg,
-                       tilt_y_deg=held.tilt_y_deg, card_width_frac=held.card_width_frac,
-                       center=held.center, thumb=True, glare=held.glare, glare_at=held.glare_at,
-                       glare_radius_mm=held.glare_radius_mm, motion_blur_px=0.0)
+        hold = replace(
+            camera,
+            rotation_deg=held.rotation_deg,
+            tilt_x_deg=held.tilt_x_deg,
+            tilt_y_deg=held.tilt_y_deg,
+            card_width_frac=held.card_width_frac,
+            center=held.center,
+            thumb=True,
+            glare=held.glare,
+            glare_at=held.glare_at,
+            glare_radius_mm=held.glare_radius_mm,
+            motion_blur_px=0.0,
+        )
         slot = box
         if len(group) > 1 or box != (0.0, 0.0, 1.0, 1.0):
             # Side by side: each card in its own share of the view, small enough to fit there.
@@ -289,9 +321,13 @@ def _present(group: list[Presentation], rng: np.random.Generator, camera: Condit
             prev[k] = offset
             blur = float(np.hypot(*velocity)) * SHUTTER_FRACTION
             centre = hold_xy + offset
-            conditions = replace(hold, center=(float(centre[0] / w), float(centre[1] / h)),
-                                 rotation_deg=hold.rotation_deg + extra_rot, motion_blur_px=blur,
-                                 motion_blur_angle_deg=math.degrees(math.atan2(velocity[1], velocity[0])))
+            conditions = replace(
+                hold,
+                center=(float(centre[0] / w), float(centre[1] / h)),
+                rotation_deg=hold.rotation_deg + extra_rot,
+                motion_blur_px=blur,
+                motion_blur_angle_deg=math.degrees(math.atan2(velocity[1], velocity[0])),
+            )
             any_in, all_in = _in_view(card_quad(layer.card_size, conditions, size), size)
             t = seen[k]
             if any_in and t["enter"] is None:
@@ -309,8 +345,18 @@ def _present(group: list[Presentation], rng: np.random.Generator, camera: Condit
     for p, t in zip(group, seen):
         if t["enter"] is None or t["full_from"] is None:
             raise RuntimeError("internal: a presentation never came fully into view")
-        truths.append(PresentationTruth(p.payload, p.symbology, p.kind, p.is_card, t["enter"], t["full_from"],
-                                        t["full_to"], now() if t["left"] is None else t["left"]))
+        truths.append(
+            PresentationTruth(
+                p.payload,
+                p.symbology,
+                p.kind,
+                p.is_card,
+                t["enter"],
+                t["full_from"],
+                t["full_to"],
+                now() if t["left"] is None else t["left"],
+            )
+        )
     return truths
 
 
