@@ -143,7 +143,7 @@ def test_scale_shrinks_every_photograph_first(image_sets):
     # At a tenth of their size the labels' 2 px modules are gone: nothing reads; at full size all do.
     full = bench.measure(image_sets, [0])
     tiny = bench.measure(image_sets, [0], scale=0.1)
-    labelled = [(f, t) for f, t in zip(full, tiny) if f.has_barcodes]
+    labelled = [(f, t) for f, t in zip(full, tiny, strict=True) if f.has_barcodes]
     assert all(f.cells["pipeline"].read == f.cells["pipeline"].images for f, _ in labelled)
     assert all(t.cells["pipeline"].read == 0 for _, t in labelled)
     assert bench.shrink(np.zeros((100, 60), np.uint8), 0.5).shape == (50, 30)

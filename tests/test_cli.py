@@ -68,7 +68,7 @@ def test_output_to_a_reader_that_went_away_ends_quietly(tmp_path, words):
     box.close()
     cfg = write_config(tmp_path / "kiosk.toml", outbox={"path": str(tmp_path / "outbox.db")})
     images = [str(tmp_path / f"card{i}.png") for i in range(3)]
-    for path, contract in zip(images, contracts(3)):
+    for path, contract in zip(images, contracts(3), strict=True):
         cv2.imwrite(path, card_photo(contract))
     args = [*words, "--config", str(cfg), *(images if words[0] == "scan" else [])]
     proc = subprocess.Popen([sys.executable, "-m", "device", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)

@@ -105,5 +105,5 @@ def test_the_preview_example_prints_what_the_readme_shows(counter_files):
         "8088": port,
         "tech@kiosk-riga-07": r"\S+@\S+",
     }
-    for want, got in zip(expected, printed):
+    for want, got in zip(expected, printed, strict=True):
         assert loose(want, **machine).fullmatch(got), (want, got)

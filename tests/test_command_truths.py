@@ -79,7 +79,8 @@ def test_run_names_the_outbox_folder_its_owner_mode_and_the_user_when_it_cannot_
     outbox = folder / "lib" / "outbox.db"
     outbox.parent.mkdir(mode=0o755)  # root's: others may enter, not write
     cfg = write_config(
-        folder / "kiosk.toml", kiosk={"runtime_dir": str(folder / "run")}, outbox={"path": str(outbox)}, camera={"source": f"file:{folder / 'none.png'}"},
+        folder / "kiosk.toml", kiosk={"runtime_dir": str(folder / "run")}, outbox={"path": str(outbox)},
+        camera={"source": f"file:{folder / 'none.png'}"},
         api={"url": "http://127.0.0.1:9", "token": "never-sent"},  # the outbox stops it before any request
     )  # fmt: skip
     cfg.chmod(0o644)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import logging
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def wait_states(factory, pin, expected: list[bool]):
 
 def rises(factory, pin) -> int:
     s = states(factory, pin)
-    return sum(1 for a, b in zip(s, s[1:]) if b and not a)
+    return sum(1 for a, b in itertools.pairwise(s) if b and not a)
 
 
 def test_identified_lights_green_and_beeps_once(factory):

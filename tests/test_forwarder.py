@@ -48,6 +48,9 @@ class Highest:
         return high
 
 
+HIGHEST = Highest()  # stateless, so every forwarder can share it
+
+
 @pytest.fixture
 def clock():
     return FakeClock("2024-05-02T09:15:00Z")
@@ -66,7 +69,7 @@ def stub():
         yield server
 
 
-def forwarder_for(outbox, url, rng=Highest(), **api):
+def forwarder_for(outbox, url, rng=HIGHEST, **api):
     """A forwarder built the way the daemon builds it, from an [api] section (schema defaults, then ``api``)."""
     options = dict(url=url, token=TOKEN, backoff_base_s=1.0, backoff_cap_s=8.0, read_timeout_s=5.0)
     options.update(api)

@@ -141,7 +141,7 @@ def package_cycles(lines: list[ImportLine]) -> list[list[str]]:
 def describe(cycle: list[str], lines: list[ImportLine]) -> str:
     """A cycle and the import lines of each of its steps."""
     out = [" -> ".join([*cycle, cycle[0]])]
-    for a, b in zip(cycle, [*cycle[1:], cycle[0]]):
+    for a, b in zip(cycle, [*cycle[1:], cycle[0]], strict=True):
         for line in lines:
             if node_of(line.module) == a and node_of(line.target) == b:
                 out.append(f"  {line.path}:{line.line}  {line.text}")

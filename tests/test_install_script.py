@@ -133,9 +133,10 @@ def dev_packages_as_a_user(tmp_path, installed: set[str], zbar: bool) -> subproc
     listing libzbar only when ``zbar``."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
+    known = " ".join(sorted(installed))
     fakes = {
         "id": "echo 1000",
-        "dpkg-query": 'case " %s " in *" $3 "*) echo "install ok installed" ;; *) exit 1 ;; esac' % " ".join(sorted(installed)),
+        "dpkg-query": f'case " {known} " in *" $3 "*) echo "install ok installed" ;; *) exit 1 ;; esac',
         "ldconfig": "echo '\tlibzbar.so.0 (libc6,x86-64) => /usr/lib/libzbar.so.0'" if zbar else "true",
         "apt-get": "echo apt-get must not run >&2; exit 1",
     }

@@ -103,7 +103,7 @@ def test_candidates_cut_out_are_the_regions_found():
     regions = locator.find(frame)
     cut = [region for region in (c.cut() for c in candidates) if region is not None]
     assert len(cut) == len(regions) >= 1
-    for a, b in zip(cut, regions):
+    for a, b in zip(cut, regions, strict=True):
         assert np.array_equal(a.image, b.image) and np.allclose(a.affine, b.affine)
     best = candidates[0]
     assert np.hypot(best.centre[0] - 320, best.centre[1] - 240) < 40

@@ -86,7 +86,7 @@ def test_v3_migration_gives_every_existing_record_its_checksum(path, clock):
     for migrate in MIGRATIONS[:2]:
         migrate(conn)
     ids = [str(uuid.uuid4()) for _ in range(3)]
-    for seq, (id, state) in enumerate(zip(ids, (DELIVERED, PENDING, DEAD)), 1):
+    for seq, (id, state) in enumerate(zip(ids, (DELIVERED, PENDING, DEAD), strict=True), 1):
         conn.execute(
             "INSERT INTO identifications (id, seq, kiosk_id, site, format, contract, card_issue, scanned_at, clock_synced,"
             " symbology, decoder, state, updated_at) VALUES (?, ?, ?, ?, 'v1', ?, NULL, '2024-05-01T08:00:00.000Z', 1,"
@@ -99,7 +99,7 @@ def test_v3_migration_gives_every_existing_record_its_checksum(path, clock):
     with open_box(path, clock) as box:
         assert box.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         records = box.list()
-        assert [(r.id, r.seq, r.state) for r in records] == list(zip(ids, (1, 2, 3), (DELIVERED, PENDING, DEAD)))
+        assert [(r.id, r.seq, r.state) for r in records] == list(zip(ids, (1, 2, 3), (DELIVERED, PENDING, DEAD), strict=True))
         assert all(len(r.checksum) == 32 and box.checksum_problem(r) is None for r in records)
         assert [r.id for r in box.due(10)] == [ids[1]]  # verified, not quarantined
         assert commit_all(box, contracts(1))[0].seq == 4

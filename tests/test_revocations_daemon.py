@@ -90,7 +90,10 @@ def test_a_tampered_list_at_start_keeps_the_last_copy_and_scanning_and_delivery_
     assert good.returncode == 0, good.stderr
     answer = requests.get(f"{central.url}/v1/cards/replaced?since=0", headers={"Authorization": f"Bearer {CENTRAL_TOKEN}"}, timeout=10)
     tampered = answer.content.replace(b'",2]', b'",1]')
-    signature = f"{document.KEY_ID_HEADER}: {answer.headers[document.KEY_ID_HEADER]}\r\n{document.SIGNATURE_HEADER}: {answer.headers[document.SIGNATURE_HEADER]}\r\n"
+    signature = (
+        f"{document.KEY_ID_HEADER}: {answer.headers[document.KEY_ID_HEADER]}\r\n"
+        f"{document.SIGNATURE_HEADER}: {answer.headers[document.SIGNATURE_HEADER]}\r\n"
+    )
     delivered = []
 
     def behave(conn):

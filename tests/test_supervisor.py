@@ -410,12 +410,14 @@ def test_housekeeping_that_keeps_failing_ends_the_run_for_a_restart(tmp_path, ce
 
 # --- the daemon as systemd runs it: `kiosk run` ----------------------------------------------------
 
+# A backslash at a line's end inside LAUNCHER joins that line and the next in the generated script.
 LAUNCHER = '''
 import itertools, sys, threading
 
 from device import threads
 
-threads.DEFAULT_POLICY = threads.RestartPolicy(backoff_base_s=0.1, backoff_cap_s=0.4, max_restarts={max_restarts}, healthy_after_s={healthy_after_s})
+threads.DEFAULT_POLICY = threads.RestartPolicy(backoff_base_s=0.1, backoff_cap_s=0.4, \
+max_restarts={max_restarts}, healthy_after_s={healthy_after_s})
 
 
 def fail(owner, name, error, message, on_calls=None, thread=None):
@@ -562,14 +564,20 @@ def test_kiosk_run_list_sync_dying_is_a_fault_then_it_syncs_and_clears(tmp_path,
     raises is a fault in status, the thread is restarted, syncs, and the fault clears."""
     cfg = counter_config(tmp_path, card_folder, signing_central, contracts(1))
     cfg.write_text(cfg.read_text() + f'\n[revocations]\nenabled = true\npublic_key_file = "{list_keys[1]}"\n')
-    inject = 'from device.revocations.sync import RevocationSync\nfail(RevocationSync, "sync_once", RuntimeError, "list parser bug", on_calls={1})'
+    inject = (
+        "from device.revocations.sync import RevocationSync\n"
+        'fail(RevocationSync, "sync_once", RuntimeError, "list parser bug", on_calls={1})'
+    )
     err = fault_shown_then_cleared(tmp_path, cfg, inject, "FAULT       thread revocations: RuntimeError: list parser bug")
     assert "thread revocations fault cleared" in err
 
 
 def test_kiosk_run_housekeeping_dying_is_a_fault_in_its_own_status_then_clears(tmp_path, card_folder, central):
     cfg = counter_config(tmp_path, card_folder, central, contracts(1))
-    inject = 'import device.status\nfail(device.status, "write_status", RuntimeError, "status writer bug", on_calls={1, 2}, thread="housekeeping")'
+    inject = (
+        "import device.status\n"
+        'fail(device.status, "write_status", RuntimeError, "status writer bug", on_calls={1, 2}, thread="housekeeping")'
+    )
     fault_shown_then_cleared(
         tmp_path, cfg, inject, "FAULT       thread housekeeping: RuntimeError: status writer bug (failed 2 times; restarted 2 times)"
     )

@@ -66,7 +66,7 @@ def kiosk_as_nobody(
                 extra_groups=list(groups),
             )
 
-        version = "%d.%d" % sys.version_info[:2]
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
         python = None
         for candidate in dict.fromkeys([os.path.realpath(sys.executable), shutil.which("python3") or "", "/usr/bin/python3"]):
             try:
