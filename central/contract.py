@@ -2,8 +2,9 @@
 
 One place for the facts that docs/openapi.yaml and docs/CENTRAL_API.md describe: the statuses, the
 batch limit, the card formats accepted (:data:`FORMATS`: the shape of a contract and card issue per
-format; a record without ``format`` is ``v1``, as old kiosks send it), and the checks on the body (a bad body is a 400 for the whole request) and on each
-identification (a bad one is ``rejected`` with a reason, the others in the batch still count).
+format; a record without ``format`` is ``v1``, as old kiosks send it), and the checks on the body (a bad
+body is a 400 for the whole request) and on each identification (a bad one is ``rejected`` with a reason,
+the others in the batch still count).
 
 >>> batch = parse_batch({"kiosk": {"id": "k-1", "site": "Riga 5"}, "identifications": [
 ...     {"id": "3f1c0a52-6a3e-4c1e-9a57-0d3a1f2b9c10", "seq": 1, "contract": "0012345678",
@@ -241,7 +242,10 @@ def record_problem(raw: dict, formats: dict[str, CardFormat] = FORMATS) -> str |
     if value == REFUSAL:
         issue, current = _as_int(raw.get("card_issue")), _as_int(raw.get("current_issue"))
         if issue is None or current is None or not issue < current <= max(fmt.max_issue, 1):
-            return f"invalid-current_issue: a refusal's current_issue must be an integer above card_issue, at most {fmt.max_issue} (format {fmt.name})"
+            return (
+                "invalid-current_issue: a refusal's current_issue must be an integer above card_issue, "
+                f"at most {fmt.max_issue} (format {fmt.name})"
+            )
     return None
 
 

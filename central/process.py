@@ -245,9 +245,10 @@ def start_subprocess(
 
     ``db``: the SQLite file, or a directory in which ``central.db`` is used. ``token``: one token or
     several. ``faults``: ``fail_rate``, ``retry_after``, ``reset_rate``, ``latency_ms``,
-    ``drop_after_commit_rate``, ``malformed_rate``, ``malformed_kind``, ``reject_contracts`` (a list), ``accept_formats`` (a list of card formats, "xu:8:9"),
-    ``seed``, ``signing_key`` and ``admin_token_file`` (paths) -- the command-line options of the same names. The server's log goes to
-    ``<db>.log``. Raises RuntimeError (with the log) if it does not listen within ``startup_timeout``.
+    ``drop_after_commit_rate``, ``malformed_rate``, ``malformed_kind``, ``reject_contracts`` (a list),
+    ``accept_formats`` (a list of card formats, "xu:8:9"), ``seed``, ``signing_key`` and ``admin_token_file``
+    (paths) -- the command-line options of the same names. The server's log goes to ``<db>.log``.
+    Raises RuntimeError (with the log) if it does not listen within ``startup_timeout``.
     """
     path = Path(db)
     if path.is_dir():

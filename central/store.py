@@ -46,7 +46,8 @@ _INDEX = "CREATE INDEX IF NOT EXISTS identifications_kiosk_seq ON identification
 # The replaced-card list: each contract's current card issue, and the list version that set it
 # (versions only grow, one per re-issue), so a delta since any version is one indexed query.
 _CARDS = (
-    "CREATE TABLE IF NOT EXISTS card_issues (contract TEXT PRIMARY KEY, current_issue INTEGER NOT NULL, version INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS card_issues "
+    "(contract TEXT PRIMARY KEY, current_issue INTEGER NOT NULL, version INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS card_issues_version ON card_issues (version)",
 )
 
@@ -152,8 +153,8 @@ class Store:
                     known.add(r.id)
                     statuses.append(ACCEPTED)
                     new_rows.append(
-                        (r.id, r.seq, r.format, r.contract, r.card_issue, kiosk_id, site, r.scanned_at, int(r.clock_synced), r.symbology, received_at,
-                         r.kind, r.current_issue)
+                        (r.id, r.seq, r.format, r.contract, r.card_issue, kiosk_id, site, r.scanned_at, int(r.clock_synced),
+                         r.symbology, received_at, r.kind, r.current_issue)
                     )  # fmt: skip
                 names = [*_COLUMNS[:-1], *_REFUSAL_COLUMNS]
                 self._db.executemany(f"INSERT INTO identifications ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", new_rows)
@@ -179,7 +180,7 @@ class Store:
         columns = _COLUMNS if kind == IDENTIFICATION else (*_COLUMNS, "current_issue")
         with self._lock:
             rows = self._db.execute(f"SELECT {', '.join(columns)} FROM identifications WHERE kind = ? ORDER BY rowid", (kind,)).fetchall()
-        out = [dict(zip(columns, row)) for row in rows]
+        out = [dict(zip(columns, row, strict=True)) for row in rows]
         for d in out:
             d["clock_synced"] = bool(d["clock_synced"])
         return out
@@ -222,7 +223,8 @@ class Store:
                 version = self._list_version() + 1
                 self._db.executemany(
                     "INSERT INTO card_issues (contract, current_issue, version) VALUES (?, ?, ?) "
-                    "ON CONFLICT (contract) DO UPDATE SET current_issue = max(current_issue, excluded.current_issue), version = excluded.version",
+                    "ON CONFLICT (contract) DO UPDATE SET current_issue = max(current_issue, excluded.current_issue), "
+                    "version = excluded.version",
                     [(c, i, version) for c, i in rows],
                 )
                 self._db.execute("COMMIT")
@@ -260,7 +262,8 @@ class Store:
         """
         with self._lock:
             held, highest, distinct, repeats = self._db.execute(
-                "SELECT COUNT(*), COALESCE(MAX(seq), 0), COUNT(DISTINCT seq), COALESCE(SUM(receipts - 1), 0) FROM identifications WHERE kiosk = ?",
+                "SELECT COUNT(*), COALESCE(MAX(seq), 0), COUNT(DISTINCT seq), COALESCE(SUM(receipts - 1), 0) "
+                "FROM identifications WHERE kiosk = ?",
                 (kiosk_id,),
             ).fetchone()
             gaps = self._db.execute(

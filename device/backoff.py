@@ -1,9 +1,10 @@
 """How long to wait before trying again: exponential backoff, capped, with optional full jitter.
 
 One implementation for every retry loop of the kiosk: the camera's reopen attempts, the
-forwarder's deliveries and the restarts of a supervised thread (:mod:`device.threads`). Attempt ``n`` (counted from 1) waits up to ``base_s * 2**(n-1)``, never
-more than ``cap_s``. With full jitter the wait is drawn uniformly from ``[0, that ceiling]``, so
-hundreds of kiosks coming back after a central outage do not all knock at the same second
+forwarder's deliveries and the restarts of a supervised thread (:mod:`device.threads`). Attempt ``n``
+(counted from 1) waits up to ``base_s * 2**(n-1)``, never more than ``cap_s``. With full jitter the
+wait is drawn uniformly from ``[0, that ceiling]``, so hundreds of kiosks coming back after a central
+outage do not all knock at the same second
 (the scheme from the AWS Architecture Blog's "Exponential Backoff And Jitter")::
 
     >>> reopen = Backoff(0.5, 4.0, jitter=False)

@@ -183,7 +183,8 @@ def _queue(cfg: Config) -> dict[str, Content]:
     try:
         stats = outbox.stats().to_json()
         dead = [
-            {"seq": r.seq, "id": r.id, "contract": mask_contract(r.contract), "scanned_at": r.scanned_at, "attempts": r.attempts, "dead_reason": r.dead_reason}
+            {"seq": r.seq, "id": r.id, "contract": mask_contract(r.contract), "scanned_at": r.scanned_at,
+             "attempts": r.attempts, "dead_reason": r.dead_reason}
             for r in outbox.list("dead")
         ]  # fmt: skip
     finally:
@@ -387,7 +388,7 @@ def bundle_name(kiosk_id: str, created: datetime) -> str:
 def default_path(bundle: Bundle, folder: Path = Path("/tmp")) -> Path:
     """Where an archive goes without ``--out``: ``/tmp/kiosk-bundle-<kiosk id>-<UTC time>.tar.gz``.
 
-    >>> default_path(Bundle("kiosk 7", datetime(2026, 12, 2, 8, 15, tzinfo=timezone.utc)))
+    >>> default_path(Bundle("kiosk 7", datetime(2026, 12, 2, 8, 15, tzinfo=UTC)))
     PosixPath('/tmp/kiosk-bundle-kiosk_7-20261202T081500Z.tar.gz')
     """
     return folder / f"{bundle_name(bundle.kiosk_id, bundle.created)}.tar.gz"

@@ -414,7 +414,8 @@ class ScanSection:
     )
     repeat_window_s: float = opt(
         10.0,
-        "A card seen again within this many seconds of when it was last seen is the same presentation, whatever other cards were seen meanwhile.",
+        "A card seen again within this many seconds of when it was last seen is the same presentation, "
+        "whatever other cards were seen meanwhile.",
         minimum=0,
         maximum=DAY_S,
     )
@@ -495,7 +496,8 @@ class ApiSection:
         60.0, "While the central refuses the token, try again this often (at once when the token file changes).", minimum=0.1, maximum=DAY_S
     )
     delivery_alert_s: float = opt(
-        300.0, "Fault 'delivery' (amber, with the cause) once delivery has failed this long with identifications pending.", minimum=1, maximum=DAY_S,
+        300.0, "Fault 'delivery' (amber, with the cause) once delivery has failed this long with identifications pending.",
+        minimum=1, maximum=DAY_S,
     )  # fmt: skip
 
 
@@ -503,7 +505,8 @@ class ApiSection:
 class RevocationsSection:
     enabled: bool = opt(
         False,
-        "Refuse replaced cards (a card whose issue is lower than its contract's current issue) against a signed list synced from the central (needs revocations.public_key_file).",
+        "Refuse replaced cards (a card whose issue is lower than its contract's current issue) "
+        "against a signed list synced from the central (needs revocations.public_key_file).",
     )
     public_key_file: str = opt(
         "", "The central's Ed25519 public key (PEM) that signs the replaced-card list (`kiosk central keygen` writes a pair).",
@@ -517,7 +520,8 @@ class RevocationsSection:
     )
     interval_s: float = opt(
         900.0,
-        "Sync the list this often (each wait 20 % shorter or longer at random, so a fleet does not sync in step); also at start and on `kiosk revocations sync`.",
+        "Sync the list this often (each wait 20 % shorter or longer at random, so a fleet does not sync in step); "
+        "also at start and on `kiosk revocations sync`.",
         minimum=10,
         maximum=DAY_S,
     )
@@ -769,7 +773,8 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
         except FileNotFoundError:
             raise ConfigError(
                 "",
-                f"no such config file; the installed one is {DEFAULT_PATH}, and `kiosk config reference --example` prints a commented example",
+                f"no such config file; the installed one is {DEFAULT_PATH}, "
+                "and `kiosk config reference --example` prints a commented example",
                 source,
             ) from None
         except PermissionError:

@@ -9,8 +9,9 @@ words, and anything that prints a URL prints it through :func:`url_without_crede
 This module imports nothing heavy: the config check uses it.
 
 >>> url_credentials_problem("https://central.example.net/kiosk")
->>> url_credentials_problem("https://user:s3cret@central.example.net")
-'the URL carries a user name or password (https://***@central.example.net): the kiosk sends only its bearer token; remove them from the URL and put the token in api.token_file'
+>>> print(url_credentials_problem("https://user:s3cret@central.example.net"))  # doctest: +NORMALIZE_WHITESPACE
+the URL carries a user name or password (https://***@central.example.net): the kiosk sends only its
+bearer token; remove them from the URL and put the token in api.token_file
 >>> url_without_credentials("https://user:s3cret@central.example.net:8443/v1")
 'https://***@central.example.net:8443/v1'
 """

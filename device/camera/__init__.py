@@ -100,9 +100,9 @@ def open_source(
     ``focus`` (live cameras) defaults to continuous autofocus where the camera has it;
     ``bad_reads`` (USB cameras) is how many failed reads in a row are tolerated before a reopen.
     """
-    from device.camera.focus import FocusSettings
+    from device.camera.focus import DEFAULT_FOCUS
 
-    focus = focus if focus is not None else FocusSettings()
+    focus = focus if focus is not None else DEFAULT_FOCUS
     backend, sep, target = spec.partition(":")
     if not sep or not target:
         raise ValueError(f"camera source {spec!r}: expected BACKEND:TARGET, e.g. v4l2:/dev/video0, picamera2:0, file:PATH")

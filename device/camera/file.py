@@ -88,8 +88,9 @@ def media_kind(path: str | Path) -> str:
 def too_many_pixels(pixels: int, size: str, what: str = "image") -> str | None:
     """Why a picture of ``pixels`` pixels (``size``: "WxH") is not decoded, or None.
 
-    >>> too_many_pixels(20000 * 20000, "20000x20000")
-    'image of 20000x20000 pixels (400 megapixels) is larger than the 40 megapixels the kiosk decodes (it would take about 1144 MB of memory); scale it down'
+    >>> print(too_many_pixels(20000 * 20000, "20000x20000"))  # doctest: +NORMALIZE_WHITESPACE
+    image of 20000x20000 pixels (400 megapixels) is larger than the 40 megapixels the kiosk decodes
+    (it would take about 1144 MB of memory); scale it down
     """
     if pixels <= MAX_IMAGE_PIXELS:
         return None
@@ -227,8 +228,9 @@ class _Clip(abc.ABC):
     def size_text(self) -> str:
         return ""
 
+    @abc.abstractmethod
     def close(self) -> None:
-        pass
+        """Release what the clip holds open; each kind of clip says what that is."""
 
 
 class _ImagesClip(_Clip):
@@ -282,6 +284,9 @@ class _ImagesClip(_Clip):
         if self.kind == "folder":
             return f"{len(self._files)} images"
         return self._last_size
+
+    def close(self) -> None:
+        """Nothing to release: each image file is read whole, and closed, when it is decoded."""
 
 
 class _VideoClip(_Clip):

@@ -68,6 +68,10 @@ class FocusSettings:
             raise ValueError("focus dioptres must be >= 0")
 
 
+#: What a camera source does with the lens when nobody says: continuous autofocus where the camera has it.
+DEFAULT_FOCUS = FocusSettings()
+
+
 class FocusState:
     """What a camera's lens is doing: the mode applied after the last open, and the latest lens
     position the camera reported (dioptres for CSI modules, device units for USB webcams).

@@ -37,7 +37,7 @@ import logging
 from typing import Any
 
 from device.camera import CameraError, Frame
-from device.camera.focus import FocusSettings, FocusState, manual_text
+from device.camera.focus import DEFAULT_FOCUS, FocusSettings, FocusState, manual_text
 from device.camera.grabber import BACKOFF_INITIAL_S, BACKOFF_MAX_S, STALL_TIMEOUT_S, LiveSource
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class Picamera2Source(LiveSource):
         stall_timeout_s: float = STALL_TIMEOUT_S,
         backoff_initial_s: float = BACKOFF_INITIAL_S,
         backoff_max_s: float = BACKOFF_MAX_S,
-        focus: FocusSettings = FocusSettings(),
+        focus: FocusSettings = DEFAULT_FOCUS,
         camera_class: Any = None,
     ) -> None:
         self.index = camera_index(str(index))

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from device.camera import CameraError, CorruptFrame, Frame
-from device.camera.focus import FocusSettings, FocusState
+from device.camera.focus import DEFAULT_FOCUS, FocusSettings, FocusState
 from device.camera.grabber import BACKOFF_INITIAL_S, BACKOFF_MAX_S, STALL_TIMEOUT_S, LiveSource
 from device.camera_spec import device_path
 
@@ -164,7 +164,7 @@ class V4L2Source(LiveSource):
         backoff_initial_s: float = BACKOFF_INITIAL_S,
         backoff_max_s: float = BACKOFF_MAX_S,
         bad_reads: int = BAD_READS,
-        focus: FocusSettings = FocusSettings(),
+        focus: FocusSettings = DEFAULT_FOCUS,
         capture_factory: Callable[[str], Any] | None = None,
     ) -> None:
         if bad_reads < 1:

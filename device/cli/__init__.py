@@ -25,7 +25,10 @@ def config_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config",
         metavar="PATH",
-        help=f"config file (default {config_mod.DEFAULT_PATH}, or the file ${config_mod.DEFAULT_PATH_ENV} names, if it exists; else built-in defaults)",
+        help=(
+            f"config file (default {config_mod.DEFAULT_PATH}, or the file ${config_mod.DEFAULT_PATH_ENV} names, "
+            "if it exists; else built-in defaults)"
+        ),
     )
 
 

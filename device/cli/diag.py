@@ -136,8 +136,8 @@ def cmd_diag_gpio(args) -> int:
     """Cycle the LEDs and the buzzer and show the button, naming each pin.
 
     Light each fitted LED for a second, sound the buzzer's three patterns (a short beep: identified;
-    a double beep: not a card; a long beep: card replaced), and show the button's state, naming each pin, so a technician can check the wiring. Stop the daemon first (it holds the
-    pins).
+    a double beep: not a card; a long beep: card replaced), and show the button's state, naming each pin,
+    so a technician can check the wiring. Stop the daemon first (it holds the pins).
 
     Example: sudo kiosk diag gpio   # the daemon stopped first: sudo systemctl stop kiosk
     """

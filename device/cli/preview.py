@@ -75,7 +75,8 @@ def _through_daemon(cfg, port: int | None) -> int:
         return 1
     if served != cfg.kiosk.id:
         print(
-            f"kiosk preview: 127.0.0.1:{cfg.preview.port} answers for {served!r}, not this kiosk ({cfg.kiosk.id!r}): set another preview.port",
+            f"kiosk preview: 127.0.0.1:{cfg.preview.port} answers for {served!r}, "
+            f"not this kiosk ({cfg.kiosk.id!r}): set another preview.port",
             file=sys.stderr,
         )
         return 1

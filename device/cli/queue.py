@@ -128,7 +128,8 @@ def cmd_queue_show(args) -> int:
     else:
         if record.kind == "refusal":
             print(
-                f"REFUSAL: a replaced card: issue {_issue(record.card_issue)} shown, the contract's current issue is {_issue(record.current_issue)}"
+                f"REFUSAL: a replaced card: issue {_issue(record.card_issue)} shown, "
+                f"the contract's current issue is {_issue(record.current_issue)}"
             )
         for key, value in data.items():
             print(f"{key:>16}: {value}")

@@ -3,8 +3,9 @@
 Anything may raise or clear a fault, from any thread, as often as it likes (the scan loop clears
 ``camera`` on every frame, and raises ``outbox`` on every commit a full disk refuses); the
 registry publishes an event (:class:`~device.events.FaultRaised`, :class:`~device.events.FaultCleared`)
-only on a change, so the amber LED sees one start and one end per fault. The log stays as quiet: one line when a fault starts, at most one reminder a minute while
-it keeps being raised (with how often), one line when it clears::
+only on a change, so the amber LED sees one start and one end per fault. The log stays as quiet: one
+line when a fault starts, at most one reminder a minute while it keeps being raised (with how often),
+one line when it clears::
 
     faults = FaultRegistry(outputs.publish)
     faults.raise_(OUTBOX, "disk full")   # WARNING fault outbox: disk full; FaultRaised published

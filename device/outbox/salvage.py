@@ -87,7 +87,7 @@ def salvage_into(db: sqlite3.Connection, source: Path, *, expected_rows: int = 0
         copied = [c for c in COLUMNS if c in columns]
         bound = max(_max_rowid(old), sum(report.last_seqs.values()), expected_rows)
         for values in _readable_rows(old, copied, bound):
-            record = None if values is None else dict(zip(copied, values))
+            record = None if values is None else dict(zip(copied, values, strict=True))
             problem = "its page cannot be read" if record is None else _copy(db, record)
             if record is None or problem is not None:
                 report.not_recovered += 1

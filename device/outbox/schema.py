@@ -105,7 +105,9 @@ def _v3_checksums_and_quarantine(db: sqlite3.Connection) -> None:
         f"{tail}\n            checksum        TEXT NOT NULL,             -- device.outbox.checksum over every field sent"
         "\n            quarantine_reason TEXT,                    -- why a quarantined record is never sent",
     )
-    db.create_function("record_checksum", len(FIELDS), lambda *values: record_checksum(dict(zip(FIELDS, values))), deterministic=True)
+    db.create_function(
+        "record_checksum", len(FIELDS), lambda *values: record_checksum(dict(zip(FIELDS, values, strict=True))), deterministic=True
+    )
     _rebuild(db, new, [*V1_COLUMNS, "checksum"], [*V1_COLUMNS, f"record_checksum({', '.join(FIELDS)})"])
     db.execute(
         """

@@ -187,7 +187,7 @@ class OpenOptions(TypedDict, total=False):
 
 
 def _row(values: _Row) -> Identification:
-    fields = dict(zip(COLUMNS, values))
+    fields = dict(zip(COLUMNS, values, strict=True))
     fields["clock_synced"] = bool(fields["clock_synced"])
     fields["state"] = RecordState(fields["state"])
     return Identification(**fields)
@@ -401,7 +401,8 @@ class Outbox:
             held: dict[str, int] = {}
             for kiosk_id, seq in db.execute(
                 "SELECT kiosk_id, max(seq) FROM (SELECT kiosk_id, last_seq AS seq FROM sequences "
-                "UNION ALL SELECT kiosk_id, max(seq) FROM identifications WHERE typeof(seq) = 'integer' GROUP BY kiosk_id) GROUP BY kiosk_id"
+                "UNION ALL SELECT kiosk_id, max(seq) FROM identifications WHERE typeof(seq) = 'integer' GROUP BY kiosk_id) "
+                "GROUP BY kiosk_id"
             ):
                 held[kiosk_id] = seq
             for kiosk_id, mark in sorted((marks or {}).items()):

@@ -155,7 +155,10 @@ def _wait(child: subprocess.Popen, version: int | None, deadline_s: float, cance
                 return outcome(
                     FAILED,
                     version,
-                    error=f"the process applying the replaced-card list did not finish within {deadline_s:g} s and was stopped (nothing of it applied)",
+                    error=(
+                        f"the process applying the replaced-card list did not finish within {deadline_s:g} s "
+                        "and was stopped (nothing of it applied)"
+                    ),
                 )
     try:
         answer = json.loads(out.decode("utf-8").strip().splitlines()[-1])

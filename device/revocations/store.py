@@ -237,7 +237,10 @@ def summary(info: dict) -> str:
         return "none yet (never synced)"
     age = info.get("age_s")
     age_text = "never" if age is None else f"{age / 60:.0f} min ago" if age < 7200 else f"{age / 3600:.1f} h ago"
-    return f"version {info['version']}, {info.get('count') or 0} contracts, {(info.get('file_bytes') or 0) / 1e6:.1f} MB, confirmed by the central {age_text}"
+    return (
+        f"version {info['version']}, {info.get('count') or 0} contracts, {(info.get('file_bytes') or 0) / 1e6:.1f} MB, "
+        f"confirmed by the central {age_text}"
+    )
 
 
 def list_path(cfg) -> Path:

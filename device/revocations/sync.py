@@ -272,5 +272,8 @@ def fault_of(info: dict, max_age_s: float) -> str | None:
         return "no replaced-card list yet: replaced cards are not refused until the first sync (check api.url and the network)"
     age = info.get("age_s")
     if age is not None and age > max_age_s:
-        return f"the replaced-card list (version {info['version']}) is {age / 3600:.1f} h old, older than revocations.max_age_s: check the central and the network"
+        return (
+            f"the replaced-card list (version {info['version']}) is {age / 3600:.1f} h old, "
+            "older than revocations.max_age_s: check the central and the network"
+        )
     return None

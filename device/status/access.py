@@ -21,8 +21,10 @@ TECHNICIANS_GROUP = "kiosk-tech"
 def permission_advice(error: PermissionError, command: str) -> str:
     """What to do about ``error`` met by ``command`` (e.g. ``"kiosk diag camera"``), in one line.
 
-    >>> permission_advice(PermissionError(13, "Permission denied", "/run/kiosk/requests"), "kiosk diag camera")
-    "no permission for /run/kiosk/requests: run it as root (sudo kiosk diag camera ...) or from an account in the technicians' group kiosk-tech (sudo usermod -aG kiosk-tech $USER, then log in again)"
+    >>> print(permission_advice(PermissionError(13, "Permission denied", "/run/kiosk/requests"), "kiosk diag camera"))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    no permission for /run/kiosk/requests: run it as root (sudo kiosk diag camera ...) or from an account
+    in the technicians' group kiosk-tech (sudo usermod -aG kiosk-tech $USER, then log in again)
     """
     path = escape(str(error.filename), 300) if error.filename else "a file it needs"
     return (

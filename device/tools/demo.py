@@ -290,7 +290,8 @@ def judge(
             v.refusals_delivered += 1
         else:
             v.problems.append(
-                f"refusal {s.seq} ({mask_contract(s.contract, unmask)}) was not delivered once ({record.state if record else 'missing from the outbox'})"
+                f"refusal {s.seq} ({mask_contract(s.contract, unmask)}) was not delivered once "
+                f"({record.state if record else 'missing from the outbox'})"
             )
     if live and not identified:
         v.problems.append("no card was identified (show the camera a card printed with `kiosk testcard`)")
@@ -368,7 +369,8 @@ class EventPrinter(Output):
         self.not_cards.append(Seen(frame_index, text=reading.symbol.text, reason=reading.rejection.reason))
         self.terminal.event(
             "not a card",
-            f"{reading.symbol.symbology} {describe_text(reading.symbol.text, self.unmask)} ({reading.rejection.reason}; frame {frame_index})",
+            f"{reading.symbol.symbology} {describe_text(reading.symbol.text, self.unmask)} "
+            f"({reading.rejection.reason}; frame {frame_index})",
         )
         self._feedback(NotACard)
 
@@ -462,7 +464,7 @@ def _list_keys(folder: Path) -> tuple[Path, Path, Path, str]:
     private, public = generate_key_pair()
     paths = folder / "list.key", folder / "list.pub", folder / "admin-tokens"
     admin = secrets.token_urlsafe(16)
-    for path, data in zip(paths, (private, public, f"{admin}\n".encode())):
+    for path, data in zip(paths, (private, public, f"{admin}\n".encode()), strict=True):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(data)

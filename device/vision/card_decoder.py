@@ -324,9 +324,9 @@ def _shift(a: np.ndarray, b: np.ndarray, reach: int = 6) -> tuple[float, float]:
     scores = np.array([float(core @ db[reach + s : n - reach + s]) for s in range(-reach, reach + 1)])
     k = int(np.argmax(scores))
     if 0 < k < len(scores) - 1:
-        l, c, r = scores[k - 1], scores[k], scores[k + 1]
-        den = l - 2 * c + r
-        frac = 0.5 * (l - r) / den if den < 0 else 0.0
+        left, centre, right = scores[k - 1], scores[k], scores[k + 1]
+        den = left - 2 * centre + right
+        frac = 0.5 * (left - right) / den if den < 0 else 0.0
     else:
         frac = 0.0
     return k - reach + frac, max(0.0, float(scores[k]))
@@ -681,7 +681,7 @@ def _best_valid(plan: _Plan, layout: CardLayout, costs, free, check_at, known, t
         else:
             order = ranked[lo : lo + 1024]
         numbers = combos[order].astype(kind) @ powers
-        for i, number in zip(order.tolist(), numbers.tolist()):
+        for i, number in zip(order.tolist(), numbers.tolist(), strict=True):
             text = f"{layout.prefix}{number:0{width}d}"
             if layout.accept(text):
                 found.append((text, float(total[i]), i))

@@ -341,7 +341,7 @@ def _solve(costs, free, check_at, known):
     text = decode_values(start, values)
     if text is None:
         return None
-    chosen = dict(zip(free, values))
+    chosen = dict(zip(free, values, strict=True))
     chosen[check_at] = int(order[0] % 103)
     return text, total, second, chosen
 

@@ -244,7 +244,8 @@ def _presentations(tmp: Path, videos: int, out: TextIO) -> None:
         median = statistics.median(delays) if delays else float("nan")
         out.write(
             f"  {LABELS[label]:<46} identified {len(delays)}/{len(cards)}, median {median:g} frames "
-            f"({1000 * median / fps:.0f} ms), all {sorted(delays)}, by presentation {[s.frames_to_read for s in cards]}; wrong cards {sum(s.false_card for s in scores)}; "
+            f"({1000 * median / fps:.0f} ms), all {sorted(delays)}, by presentation {[s.frames_to_read for s in cards]}; "
+            f"wrong cards {sum(s.false_card for s in scores)}; "
             f"{1000 * cpu_per_frame:.2f} ms CPU a frame, {full} frames decoded in full\n"
         )
 

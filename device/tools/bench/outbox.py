@@ -3,9 +3,10 @@
 Side by side in one run: commit latency with ``synchronous=FULL`` (what the kiosk uses: an fsync
 per identification) and, as the baseline, ``NORMAL`` (no fsync of the database per commit; may
 lose the last commits on a power cut). Both include raising the high-water mark beside the
-database (one ``fdatasync`` per commit, :mod:`device.outbox.highwater`). Then a backlog of identifications drains into a central (the reference
-central started here, or ``--url``/``--token`` of a running one) in batches, with the process's
-resident memory before, at its highest during, and after the drain::
+database (one ``fdatasync`` per commit, :mod:`device.outbox.highwater`). Then a backlog of
+identifications drains into a central (the reference central started here, or ``--url``/``--token``
+of a running one) in batches, with the process's resident memory before, at its highest during, and
+after the drain::
 
     kiosk bench outbox                       # temp dir in the current directory (this disk)
     kiosk bench outbox --backlog 10000 --batch-size 100 --url http://127.0.0.1:8080 --token T
@@ -192,7 +193,8 @@ def report(result: dict, out: TextIO) -> None:
     out.write(f"{'commit, synchronous=':<22} {'commits':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'per s':>8}\n")
     for r in result["commit"]:
         out.write(
-            f"{r['synchronous']:<22} {r['commits']:>8} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['max_ms']:>8.2f} {r['per_second']:>8.0f}\n"
+            f"{r['synchronous']:<22} {r['commits']:>8} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['max_ms']:>8.2f} "
+            f"{r['per_second']:>8.0f}\n"
         )
     full, normal = result["commit"]
     if normal["p50_ms"] > 0:

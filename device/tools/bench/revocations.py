@@ -15,7 +15,8 @@ split into fetch, verify, parse and apply; a delta of ``--delta`` re-issues (rec
 per frame on a rendered counter video, alone, then while a complete list (the answer fetched
 once) is verified, parsed and applied over and over in another thread: parsed and applied in
 the daemon's own interpreter (sharing the GIL with the scan loop, as before), then in a child
-process (as the daemon does now). The temporary files go in ``--dir`` (default: a new folder in the current directory, so the disk is this machine's).
+process (as the daemon does now). The temporary files go in ``--dir`` (default: a new folder in the
+current directory, so the disk is this machine's).
 """
 
 from __future__ import annotations
@@ -134,7 +135,8 @@ def _run(args, folder: Path, out: TextIO) -> dict | None:
         _say(
             args,
             out,
-            f"complete list: {result.changed:,} contracts synced and applied in {complete_s:.2f} s; copy {info['file_bytes'] / 2**20:.1f} MiB on disk",
+            f"complete list: {result.changed:,} contracts synced and applied in {complete_s:.2f} s; "
+            f"copy {info['file_bytes'] / 2**20:.1f} MiB on disk",
         )
 
         # 2. The same, step by step (fetch, verify, parse, apply into a fresh copy).
@@ -165,7 +167,8 @@ def _run(args, folder: Path, out: TextIO) -> dict | None:
         _say(
             args,
             out,
-            f"  steps: answer {len(answer.body) / 1e6:.1f} MB; fetch {fetch_s:.2f} s, verify {verify_s:.3f} s, parse {parse_s:.2f} s, apply {apply_s:.2f} s",
+            f"  steps: answer {len(answer.body) / 1e6:.1f} MB; "
+            f"fetch {fetch_s:.2f} s, verify {verify_s:.3f} s, parse {parse_s:.2f} s, apply {apply_s:.2f} s",
         )
 
         # 3. A delta of --delta re-issues.
@@ -186,7 +189,8 @@ def _run(args, folder: Path, out: TextIO) -> dict | None:
         _say(
             args,
             out,
-            f"delta: {result.changed:,} re-issues ({result.kind}) synced and applied in {delta_s:.3f} s (recording them at the central took {record_s:.1f} s)",
+            f"delta: {result.changed:,} re-issues ({result.kind}) synced and applied in {delta_s:.3f} s "
+            f"(recording them at the central took {record_s:.1f} s)",
         )
 
         # 4. The check per card, as the scan loop makes it.
@@ -214,7 +218,8 @@ def _frame_times(args, folder: Path, out: TextIO, make_sync, answer) -> dict:
 
     video = folder / "counter.avi"
     write_presentation_video(video, [Presentation.card("0012345678", 1), Presentation.card("4000000017", 2)], seed=1)
-    frames = [f for _, f in zip(range(args.frames), iter_frames(str(video)))]
+    # At most --frames frames: whichever of the two runs out first ends the pairing.
+    frames = [f for _, f in zip(range(args.frames), iter_frames(str(video)), strict=False)]
 
     def timed() -> list[float]:
         pipeline = Pipeline.from_config(Config())
@@ -265,13 +270,25 @@ def _frame_times(args, folder: Path, out: TextIO, make_sync, answer) -> dict:
         busy, syncs = during(IN_PROCESS_MAX_BYTES)
         in_child += busy
         child_syncs += syncs
-    result = {"frames": len(alone), "alone": _percentiles(alone), "during_sync_in_daemon": _percentiles(in_daemon), "during_sync": _percentiles(in_child),
-              "syncs_meanwhile": len(child_syncs), "sync_s_in_daemon": statistics.median(daemon_syncs), "sync_s_in_child": statistics.median(child_syncs)}  # fmt: skip
+    result = {
+        "frames": len(alone),
+        "alone": _percentiles(alone),
+        "during_sync_in_daemon": _percentiles(in_daemon),
+        "during_sync": _percentiles(in_child),
+        "syncs_meanwhile": len(child_syncs),
+        "sync_s_in_daemon": statistics.median(daemon_syncs),
+        "sync_s_in_child": statistics.median(child_syncs),
+    }
     a, d, c = result["alone"], result["during_sync_in_daemon"], result["during_sync"]
-    _say(args, out, f"frame times ({len(frames)} frames x {args.rounds} rounds), p50 / p95 / max ms: alone {a['p50_ms']:.1f} / {a['p95_ms']:.1f} / {a['max_ms']:.1f}; "
-                    f"during complete syncs parsed and applied in the daemon {d['p50_ms']:.1f} / {d['p95_ms']:.1f} / {d['max_ms']:.1f}, "
-                    f"in a child {c['p50_ms']:.1f} / {c['p95_ms']:.1f} / {c['max_ms']:.1f} "
-                    f"(verify, parse and apply of the complete list took {result['sync_s_in_daemon']:.1f} s / {result['sync_s_in_child']:.1f} s)")  # fmt: skip
+    _say(
+        args,
+        out,
+        f"frame times ({len(frames)} frames x {args.rounds} rounds), p50 / p95 / max ms: "
+        f"alone {a['p50_ms']:.1f} / {a['p95_ms']:.1f} / {a['max_ms']:.1f}; "
+        f"during complete syncs parsed and applied in the daemon {d['p50_ms']:.1f} / {d['p95_ms']:.1f} / {d['max_ms']:.1f}, "
+        f"in a child {c['p50_ms']:.1f} / {c['p95_ms']:.1f} / {c['max_ms']:.1f} "
+        f"(verify, parse and apply of the complete list took {result['sync_s_in_daemon']:.1f} s / {result['sync_s_in_child']:.1f} s)",
+    )
     return result
 
 

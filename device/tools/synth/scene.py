@@ -224,7 +224,8 @@ def fit_in_view(
 
 
 def _bucket(value: float, edges: tuple[float, ...], names: tuple[str, ...], unit: str) -> str:
-    for edge, name in zip(edges, names):
+    # One name more than edges: the last is for values at or above every edge, after the loop.
+    for edge, name in zip(edges, names, strict=False):
         if value < edge:
             return f"{name} {unit}".strip()
     return f"{names[-1]} {unit}".strip()

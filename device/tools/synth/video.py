@@ -315,7 +315,7 @@ def _present(
         scene = background.copy()
         index = now()
         last = None
-        for k, (hold, layer, (offset, extra_rot)) in enumerate(zip(holds, layers, step)):
+        for k, (hold, layer, (offset, extra_rot)) in enumerate(zip(holds, layers, step, strict=True)):
             hold_xy = np.array([hold.center[0] * w, hold.center[1] * h])
             velocity = offset - prev[k]
             prev[k] = offset
@@ -342,7 +342,7 @@ def _present(
             last = conditions
         emit(scene, last)
     truths = []
-    for p, t in zip(group, seen):
+    for p, t in zip(group, seen, strict=True):
         if t["enter"] is None or t["full_from"] is None:
             raise RuntimeError("internal: a presentation never came fully into view")
         truths.append(
