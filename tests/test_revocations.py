@@ -15,8 +15,9 @@ from support.revocations import ADMIN_TOKEN, LOST, OTHER, assert_kept, make_sync
 from device.card import Card
 from device.central_client import CentralClient
 from device.revocations import document
+from device.revocations.apply import APPLIED, FAILED, REFUSED, UNCHANGED
 from device.revocations.store import ReplacedCards
-from device.revocations.sync import APPLIED, FAILED, REFUSED, UNCHANGED, RevocationSync
+from device.revocations.sync import RevocationSync
 
 
 def fetch(central, since=0) -> tuple[bytes, str, str]:

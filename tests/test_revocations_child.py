@@ -15,7 +15,7 @@ from support.revocations import ADMIN_TOKEN, LOST, OTHER, assert_kept, make_sync
 from device.card import Card
 from device.central_client import CentralClient
 from device.revocations import apply, document
-from device.revocations.sync import APPLIED, FAILED, REFUSED
+from device.revocations.apply import APPLIED, FAILED, REFUSED
 
 
 def children() -> set[int]:

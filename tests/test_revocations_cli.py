@@ -76,7 +76,7 @@ def test_a_refused_sync_says_why_and_keeps_the_copy(tmp_path, signing_central, l
     assert run_kiosk("revocations", "check", LOST, "1", "--config", str(cfg)).returncode == 1  # the copy still refuses
 
 
-def test_sync_asks_the_running_daemon_and_kiosk_status_shows_the_list(tmp_path, signing_central, list_keys, card_folder):  # noqa: F811
+def test_sync_asks_the_running_daemon_and_kiosk_status_shows_the_list(tmp_path, signing_central, list_keys, card_folder):
     from device import status
 
     signing_central.reissue(LOST, 2, ADMIN_TOKEN)
@@ -136,7 +136,7 @@ def test_a_technician_in_the_files_group_reads_the_list_without_sudo(tmp_path, s
 
 def test_a_technician_in_the_group_asks_the_running_daemon_to_sync_without_sudo(
     tmp_path, signing_central, list_keys, card_folder, technicians_group
-):  # noqa: F811
+):
     import os
     import shutil
 

@@ -140,10 +140,11 @@ def test_a_copy_the_scan_loop_cannot_read_is_one_fault_that_stays_until_a_lookup
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from device.card import Card
-    from device.daemon.faults import REVOCATIONS, FaultRegistry
+    from device.daemon.faults import FaultRegistry
     from device.daemon.scan_loop import ScanLoop
     from device.daemon.supervisor import Supervisor, SupervisorSettings
     from device.events import FaultCleared, FaultRaised
+    from device.fault_names import REVOCATIONS
     from device.revocations.document import ReplacedList
     from device.revocations.store import ReplacedCards
     from device.revocations.sync import RevocationSync

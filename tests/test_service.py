@@ -25,8 +25,8 @@ from device.camera.file import FileSource
 from device.camera.v4l2 import V4L2Source
 from device.config import load
 from device.daemon import Kiosk
-from device.daemon.faults import CAMERA
 from device.daemon.notify import Notifier
+from device.fault_names import CAMERA
 from device.outbox import Outbox
 from device.pipeline import Pipeline
 

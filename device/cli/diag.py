@@ -84,8 +84,8 @@ def cmd_diag_api(args) -> int:
     """
     from device import status
     from device.central_client import CentralClient
-    from device.daemon.faults import DELIVERY
     from device.diag import check_central, check_seqs
+    from device.fault_names import DELIVERY
 
     cfg = load_config(args, check_files=False)
     # What the running daemon meets when it delivers (its fault line), beside what this check meets now.

@@ -25,9 +25,6 @@ from dataclasses import dataclass
 
 from device.events import Event, FaultCleared, FaultRaised
 
-# The names are defined below the daemon (outputs and status name faults too); importable from here as before.
-from device.fault_names import BACKLOG, CAMERA, DELIVERY, DELIVERY_AUTH, OUTBOX, OUTBOX_INTEGRITY, REVOCATIONS, REVOCATIONS_LOOKUP  # noqa: F401
-
 log = logging.getLogger("device.daemon")
 
 #: A fault still being raised is logged again at most this often.

@@ -37,10 +37,11 @@ from pathlib import Path
 
 from device import __version__, status
 from device.daemon.devclass import DeviceClassWatch
-from device.daemon.faults import BACKLOG, DELIVERY, DELIVERY_AUTH, OUTBOX_INTEGRITY, REVOCATIONS, FaultRegistry
+from device.daemon.faults import FaultRegistry
 from device.daemon.notify import Notifier
 from device.daemon.scan_loop import ScanLoop
 from device.daemon.snapshot import SnapshotService
+from device.fault_names import BACKLOG, DELIVERY, DELIVERY_AUTH, OUTBOX_INTEGRITY, REVOCATIONS
 from device.forwarder import Forwarder
 from device.health.delivery import DeliveryHealth
 from device.outbox import Outbox, OutboxError, OutboxHealth

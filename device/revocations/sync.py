@@ -41,8 +41,8 @@ from pathlib import Path
 
 from device.central_client import REPLACED_CARDS_PATH, CentralAborted, CentralClient, CentralProblem
 from device.revocations import document
-from device.revocations.apply import (  # the outcomes' names and lower_priority: also imported from here
-    ABORTED,  # noqa: F401
+from device.revocations.apply import (
+    ABORTED,
     APPLIED,
     CHILD_DEADLINE_S,
     FAILED,

@@ -96,8 +96,9 @@ def _run(args, folder: Path, out: TextIO) -> dict | None:
     from device.card import Card
     from device.central_client import REPLACED_CARDS_PATH, CentralClient
     from device.revocations import document
+    from device.revocations.apply import APPLIED
     from device.revocations.store import ReplacedCards
-    from device.revocations.sync import APPLIED, RevocationSync
+    from device.revocations.sync import RevocationSync
 
     results: dict = {"contracts": args.contracts, "delta": args.delta, "machine": _machine()}
     _say(args, out, f"machine: {results['machine']}")
@@ -235,7 +236,7 @@ def _frame_times(args, folder: Path, out: TextIO, make_sync, answer) -> dict:
         syncs: list[float] = []
 
         def keep_syncing():
-            from device.revocations.sync import lower_priority
+            from device.revocations.apply import lower_priority
 
             lower_priority()  # as the daemon's sync thread does
             while not stop.is_set():
