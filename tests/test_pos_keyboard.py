@@ -74,7 +74,7 @@ class FifoHost:
     def __init__(self, path: Path):
         self.path = path
         os.mkfifo(path)
-        self._read_end = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a reader first, so the holder's open succeeds
+        self._read_end: int | None = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a reader first, so the holder's open succeeds
         self._holder: int | None = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
         os.set_blocking(self._read_end, True)
         self._data = bytearray()
@@ -82,6 +82,7 @@ class FifoHost:
         self._thread.start()
 
     def _read(self) -> None:
+        assert self._read_end is not None
         while chunk := os.read(self._read_end, 4096):
             self._data += chunk
 
@@ -89,20 +90,24 @@ class FifoHost:
         """Everything written to the FIFO, once every writer closed it."""
         self.close()
         wait_until(lambda: not self._thread.is_alive(), what="the host's reader to see the FIFO's end", timeout_s=DEADLINE_S)
-        os.close(self._read_end)
         return bytes(self._data)
 
     def close(self) -> None:
+        """Close the test's write end; the read end once the reader has seen the end."""
         if self._holder is not None:
             os.close(self._holder)
             self._holder = None
+        self._thread.join(timeout=DEADLINE_S)
+        if not self._thread.is_alive() and self._read_end is not None:
+            os.close(self._read_end)
+            self._read_end = None
 
 
 @pytest.fixture
 def host(tmp_path):
     fifo = FifoHost(tmp_path / "hidg0")
     yield fifo
-    fifo.close()  # a failed test's reader ends too
+    fifo.close()  # a failed test's reader ends too, and no descriptor is left open
 
 
 def bounded(call) -> BaseException | None:
