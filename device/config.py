@@ -320,6 +320,11 @@ def insecure_url_problem(url: str, allow_insecure_http: bool) -> str | None:
 _PIN_ALLOWED = "a gpiozero pin name (GPIO17, BOARD11) or empty for none"
 
 
+def _pin_opt(default: str, doc: str) -> Any:
+    """A GPIO pin option: a gpiozero pin name, or empty for none (checked by :func:`_check_pin`)."""
+    return opt(default, doc, check=_check_pin, allowed=_PIN_ALLOWED)
+
+
 @dataclass(frozen=True)
 class KioskSection:
     id: str = opt(
@@ -553,27 +558,12 @@ class FeedbackSection:
         choices=("", "mock", "lgpio", "rpigpio", "pigpio", "native"),
         env=True,
     )
-    green_pin: str = opt(
-        "GPIO17", "Green LED: lit with a short beep when a client is identified. Empty: none.", check=_check_pin, allowed=_PIN_ALLOWED
-    )
-    red_pin: str = opt(
-        "GPIO27",
-        "Red LED: lit with a double beep for a barcode that is not a client card. Empty: none.",
-        check=_check_pin,
-        allowed=_PIN_ALLOWED,
-    )
-    amber_pin: str = opt(
-        "GPIO22",
-        "Amber LED: blinks while something needs a technician (camera, delivery, disk). Empty: none.",
-        check=_check_pin,
-        allowed=_PIN_ALLOWED,
-    )
-    buzzer_pin: str = opt("GPIO23", "Active buzzer. Empty: none.", check=_check_pin, allowed=_PIN_ALLOWED)
-    button_pin: str = opt(
-        "",
-        "Optional button to ground: ends every open presentation, so a card in view identifies again at once. Empty: none.",
-        check=_check_pin,
-        allowed=_PIN_ALLOWED,
+    green_pin: str = _pin_opt("GPIO17", "Green LED: lit with a short beep when a client is identified. Empty: none.")
+    red_pin: str = _pin_opt("GPIO27", "Red LED: lit with a double beep for a barcode that is not a client card. Empty: none.")
+    amber_pin: str = _pin_opt("GPIO22", "Amber LED: blinks while something needs a technician (camera, delivery, disk). Empty: none.")
+    buzzer_pin: str = _pin_opt("GPIO23", "Active buzzer. Empty: none.")
+    button_pin: str = _pin_opt(
+        "", "Optional button to ground: ends every open presentation, so a card in view identifies again at once. Empty: none."
     )
     backlog_alert_s: float = opt(
         3600.0, "Amber when the oldest undelivered identification is older than this.", minimum=1, maximum=30 * DAY_S

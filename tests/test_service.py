@@ -14,6 +14,7 @@ from support.camera import Counter, FakeCapture, HangingSource
 from support.cards import card_photo, contracts, empty_counter
 from support.central import CENTRAL_TOKEN
 from support.config import QUICK_RETRY, kiosk_config, write_config
+from support.daemon import hand_built_kiosk
 from support.kiosk import REPO, kiosk_cmd, run_kiosk
 from support.notify import listen, messages
 from support.outputs import Recorder
@@ -278,16 +279,8 @@ def test_a_camera_without_frames_for_restart_after_s_starves_the_watchdog(tmp_pa
     cfg = load(service_config(tmp_path, central, camera={"restart_after_s": 60.0}), environ={})
     sock, path = listen(tmp_path)
     camera = SilentCamera()
-    outbox = open_outbox(cfg)
     notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "30000000"})
-    kiosk = Kiosk(
-        camera,
-        Pipeline.from_config(cfg),
-        outbox,
-        make_forwarder(cfg, outbox),
-        notifier=notifier,
-        camera_restart_after_s=cfg.camera.restart_after_s,
-    )
+    kiosk = hand_built_kiosk(cfg, camera, notifier=notifier, camera_restart_after_s=cfg.camera.restart_after_s)
 
     def one_turn():
         kiosk.loop.heartbeat = time.monotonic()  # the scan loop turns: only the camera decides
@@ -305,7 +298,7 @@ def test_a_camera_without_frames_for_restart_after_s_starves_the_watchdog(tmp_pa
         camera.silent_s = 0.0  # a frame came: pings again
         assert any("WATCHDOG=1" in m for m in one_turn())
     finally:
-        outbox.close()
+        kiosk.outbox.close()
         sock.close()
 
 

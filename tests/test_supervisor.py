@@ -27,18 +27,16 @@ import pytest
 from support.camera import Counter, FakeCapture, HangingSource
 from support.cards import card_photo, contracts
 from support.config import QUICK_RETRY, kiosk_config
-from support.daemon import with_empty_tail
+from support.daemon import hand_built_kiosk, with_empty_tail
 from support.kiosk import REPO, run_kiosk
 from support.notify import listen, messages
 from support.outputs import Recorder, Stuck
 from support.waiting import wait_until
 
 from device import threads
-from device.assembly import make_forwarder, open_outbox
 from device.camera.grabber import FrameGrabber
 from device.camera.v4l2 import V4L2Source
 from device.config import load
-from device.daemon import Kiosk
 from device.daemon.devclass import EXIT_RESTART
 from device.daemon.notify import Notifier
 from device.daemon.supervisor import Supervisor
@@ -195,17 +193,7 @@ def live_kiosk(tmp_path, central, outputs=(), notifier=None):
     source = V4L2Source(
         "/dev/video9", capture_factory=lambda path: FakeCapture(counter), stall_timeout_s=0.5, backoff_initial_s=0.05, backoff_max_s=0.2
     )
-    outbox = open_outbox(cfg)
-    kiosk = Kiosk(
-        source,
-        Pipeline.from_config(cfg),
-        outbox,
-        make_forwarder(cfg, outbox),
-        outputs=outputs,
-        runtime_dir=tmp_path / "run",
-        notifier=notifier,
-    )
-    return kiosk, counter
+    return hand_built_kiosk(cfg, source, outputs=outputs, runtime_dir=tmp_path / "run", notifier=notifier), counter
 
 
 @contextlib.contextmanager
@@ -364,14 +352,7 @@ def test_housekeeping_that_hangs_feeds_no_watchdog_while_the_scan_loop_goes_on(t
     sock, path = listen(tmp_path)
     cfg = load(kiosk_config(tmp_path, central=central, source="v4l2:/dev/video9", kiosk={"id": "kiosk-svc"}, api=QUICK_RETRY), environ={})
     source = HangingSource()  # never hangs here: 50 empty frames a second
-    outbox = open_outbox(cfg)
-    kiosk = Kiosk(
-        source,
-        Pipeline.from_config(cfg),
-        outbox,
-        make_forwarder(cfg, outbox),
-        notifier=Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"}),
-    )
+    kiosk = hand_built_kiosk(cfg, source, notifier=Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"}))
     try:
         with running(kiosk):
             wait_until(hung.is_set, what="housekeeping to hang")

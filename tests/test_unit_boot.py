@@ -40,6 +40,7 @@ from support.debian_root import (
     ensure_tool,
     proc_mounted,
     remove_root,
+    run_entered,
     run_in,
 )
 from support.waiting import wait_until
@@ -152,16 +153,8 @@ class BootedRoot:
         assert state == "running", f"the container booted to {state!r}; failed units:\n{failed}"
 
     def run(self, *command: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        result = subprocess.run(
-            ["nsenter", "-t", str(self.init_pid), "-a", "/usr/bin/env", "-i", f"PATH={PATH}", "LANG=C.UTF-8", *command],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check:
-            assert result.returncode == 0, f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-        return result
+        enter = ["nsenter", "-t", str(self.init_pid), "-a", "/usr/bin/env", "-i", f"PATH={PATH}", "LANG=C.UTF-8"]
+        return run_entered(enter, command, check=check, timeout=timeout)
 
     def show(self, unit: str) -> dict[str, str]:
         """The unit's state as systemd has it (the properties the tests look at)."""

@@ -335,33 +335,38 @@ def _shift(a: np.ndarray, b: np.ndarray, reach: int = 6) -> tuple[float, float]:
 # -- the reader -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class FitLimits:
+    """When a fit of symbols to a profile is believed (the checks (a)-(c) of the module docstring).
+
+    ``min_margin``: how much worse (in units of the residual per sample) the second-best valid
+    reading must fit; ``max_penalty``: how much worse than the best of all symbols the chosen ones
+    may fit, summed; ``max_worst``: the same for the worst single symbol; ``max_residual``: the
+    share of the profile's variance the model may leave unexplained.
+    """
+
+    min_margin: float = 12.0
+    max_penalty: float = 60.0
+    max_residual: float = 0.25
+    max_worst: float = 10.0
+
+
+#: A card's limits: its layout and check digits already rule out most wrong readings.
+CARD_LIMITS = FitLimits()
+
+
 class CardDecoder:
     """Reads card barcodes from upright crops (see the module docstring).
 
-    ``layouts``: what the enabled card formats hold. ``min_margin``: how much worse (in units
-    of the residual per sample) the second-best valid reading must fit; ``max_penalty``: how
-    much worse than the best of all symbols the chosen ones may fit, summed; ``max_residual``:
-    the share of the profile's variance the model may leave unexplained.
+    ``layouts``: what the enabled card formats hold; ``limits``: when a fit is believed.
 
     >>> CardDecoder([CardLayout("LE", 14, lambda t: True)]).decode(np.full((40, 400), 255, np.uint8))
     """
 
-    def __init__(
-        self,
-        layouts: Sequence[CardLayout],
-        *,
-        min_margin: float = 12.0,
-        max_penalty: float = 60.0,
-        max_residual: float = 0.25,
-        max_worst: float = 10.0,
-        samples_per_module: float = 2.5,
-    ) -> None:
+    def __init__(self, layouts: Sequence[CardLayout], *, limits: FitLimits = CARD_LIMITS, samples_per_module: float = 2.5) -> None:
         self.layouts = tuple(layouts)
         self._plans = [(layout, plan) for layout in self.layouts for plan in _plans(layout)]
-        self.min_margin = min_margin
-        self.max_penalty = max_penalty
-        self.max_residual = max_residual
-        self.max_worst = max_worst
+        self.limits = limits
         self.samples_per_module = samples_per_module
 
     def decode(self, crop: np.ndarray, bars: tuple[float, float] | None = None) -> CardRead | None:
@@ -485,10 +490,10 @@ class CardDecoder:
             float(np.var(y[int(max(0, pos(0))) : int(min(len(y), pos(plan.modules)))])) + 1e-6
         )
         if (
-            margin < (self.min_margin if min_margin is None else min_margin)
-            or penalty > self.max_penalty
-            or worst > self.max_worst
-            or residual > self.max_residual
+            margin < (self.limits.min_margin if min_margin is None else min_margin)
+            or penalty > self.limits.max_penalty
+            or worst > self.limits.max_worst
+            or residual > self.limits.max_residual
         ):
             return None
         return CardRead(text, margin, penalty, residual, False, (0.0, 0.0))

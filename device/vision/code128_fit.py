@@ -45,6 +45,7 @@ from device.vision.card_decoder import (
     STOP,
     CardDecoder,
     CardRead,
+    FitLimits,
     _fit_ssd,
     _left_fit,
     _Plan,
@@ -84,31 +85,28 @@ class _Start:
     sigma: float
 
 
+#: Stricter than a card's: any text may be read here, with no layout or check digits of a card's
+#: format to rule out a wrong one, only Code 128's mod-103 check.
+GENERAL_LIMITS = FitLimits(min_margin=35.0, max_penalty=12.0)
+
+
 class Code128Fit:
     """Reads Code 128 of any text from upright crops (see the module docstring).
 
-    ``min_symbols``/``max_symbols``: data symbols accepted (start, check and stop not counted).
-    The thresholds are :class:`~device.vision.card_decoder.CardDecoder`'s.
+    ``min_symbols``/``max_symbols``: data symbols accepted (start, check and stop not counted);
+    ``limits``: when a fit is believed, as for :class:`~device.vision.card_decoder.CardDecoder`.
 
     >>> Code128Fit().decode(np.full((40, 400), 255, np.uint8))
     """
 
     def __init__(
-        self,
-        *,
-        min_symbols: int = 4,
-        max_symbols: int = 40,
-        min_margin: float = 35.0,
-        max_penalty: float = 12.0,
-        max_worst: float = 10.0,
-        max_residual: float = 0.25,
-        samples_per_module: float = 2.5,
+        self, *, min_symbols: int = 4, max_symbols: int = 40, limits: FitLimits = GENERAL_LIMITS, samples_per_module: float = 2.5
     ) -> None:
         self.min_symbols = min_symbols
         self.max_symbols = max_symbols
         self.samples_per_module = samples_per_module
         # The per-symbol fit and its tests are the card decoder's; it is given no layouts.
-        self._fit = CardDecoder([], min_margin=min_margin, max_penalty=max_penalty, max_worst=max_worst, max_residual=max_residual)
+        self._fit = CardDecoder([], limits=limits)
 
     def decode(self, crop: np.ndarray, bars: tuple[float, float] | None = None) -> CardRead | None:
         """The Code 128 read in ``crop`` (grey, bars vertical), or None; ``bars`` as for the

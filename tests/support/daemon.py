@@ -1,5 +1,6 @@
 """The daemon in the tests: ``kiosk run`` as a real process the test stops, signals and reads the
-log of while it runs; its status as a fleet tool reads it; and a stand-in for its snapshot side.
+log of while it runs; its status as a fleet tool reads it; a kiosk built by hand around a fake
+camera, run in the test's own threads; and a stand-in for its snapshot side.
 
     with Daemon(tmp_path, kiosk_config(tmp_path, central=central, source=f"file:{folder}")) as daemon:
         daemon.wait_for_log("identified contract")
@@ -18,7 +19,12 @@ from pathlib import Path
 import pytest
 
 from device import status
+from device.assembly import make_forwarder, open_outbox
+from device.camera import FrameSource
+from device.config import Config
+from device.daemon import Kiosk
 from device.daemon.snapshot import SnapshotService
+from device.pipeline import Pipeline
 from device.status.report import CameraStatus
 from support.cards import empty_counter
 from support.kiosk import REPO, kiosk_cmd, run_kiosk
@@ -119,3 +125,11 @@ class AnsweringDaemon:
     def __exit__(self, *exc):
         self.stop.set()
         self.thread.join(timeout=10)
+
+
+def hand_built_kiosk(cfg: Config, source: FrameSource, **options) -> Kiosk:
+    """A kiosk of ``cfg`` around ``source`` (a fake camera at the hardware edge): the configured
+    pipeline, outbox and forwarder; ``options`` are :class:`~device.daemon.Kiosk`'s (outputs,
+    notifier, runtime_dir, ...). The caller closes ``kiosk.outbox`` unless the kiosk ran."""
+    outbox = open_outbox(cfg)
+    return Kiosk(source, Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox), **options)

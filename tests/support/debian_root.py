@@ -173,13 +173,14 @@ def remove_root(root: Path) -> None:
 
 def run_in(root: Path, *command: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run a command inside the root under chroot; with check, fail showing its output."""
-    result = subprocess.run(
-        ["chroot", str(root), "/usr/bin/env", "-i", *(f"{k}={v}" for k, v in root_environment().items()), *command],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    environment = [f"{k}={v}" for k, v in root_environment().items()]
+    return run_entered(["chroot", str(root), "/usr/bin/env", "-i", *environment], command, check=check, timeout=timeout)
+
+
+def run_entered(enter: list[str], command: tuple[str, ...], *, check: bool, timeout: float) -> subprocess.CompletedProcess:
+    """Run ``command`` behind ``enter`` (a chroot, an nsenter into a booted root); with check, fail
+    showing its output."""
+    result = subprocess.run([*enter, *command], check=False, capture_output=True, text=True, timeout=timeout)
     if check:
         assert result.returncode == 0, f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
     return result

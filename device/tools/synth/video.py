@@ -117,6 +117,11 @@ class PresentationTruth:
     left_frame: int
 
 
+#: What the client's hand decides of a presentation (pose, distance, glare); the camera keeps the
+#: rest (focus, light, noise, compression).
+HELD = ("rotation_deg", "tilt_x_deg", "tilt_y_deg", "card_width_frac", "center", "glare", "glare_at", "glare_radius_mm")
+
+
 def default_presentations() -> list[Presentation]:
     """A short mixed queue for demos: three clients, a product, a bad card, one more client."""
     return [
@@ -265,19 +270,7 @@ def _present(
     for i, p in enumerate(group):
         # Where and how it is held: any angle, a moderate tilt, at presenting distance.
         held = Conditions.random(rng, 0.3, size)
-        hold = replace(
-            camera,
-            rotation_deg=held.rotation_deg,
-            tilt_x_deg=held.tilt_x_deg,
-            tilt_y_deg=held.tilt_y_deg,
-            card_width_frac=held.card_width_frac,
-            center=held.center,
-            thumb=True,
-            glare=held.glare,
-            glare_at=held.glare_at,
-            glare_radius_mm=held.glare_radius_mm,
-            motion_blur_px=0.0,
-        )
+        hold = replace(camera, **{name: getattr(held, name) for name in HELD}, thumb=True, motion_blur_px=0.0)
         slot = box
         if len(group) > 1 or box != (0.0, 0.0, 1.0, 1.0):
             # Side by side: each card in its own share of the view, small enough to fit there.
