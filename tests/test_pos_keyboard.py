@@ -22,8 +22,9 @@ import pytest
 from support.waiting import wait_until
 
 from device.outputs.pos import keyboard as keyboard_module
-from device.outputs.pos.keyboard import RELEASE, HidKeyboard, PosOffline, reports
+from device.outputs.pos.keyboard import RELEASE, HidKeyboard, reports
 from device.outputs.pos.layouts import LAYOUTS, TYPEABLE, KeyboardLayout, Keystroke, layout
+from device.outputs.pos.link import PosOffline
 from device.sysfs import SYSFS_PREFIX_ENV
 
 #: Per layout, keys written from the HID usage tables (page 0x07) and each layout's XKB file:

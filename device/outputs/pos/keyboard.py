@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from device.outputs.pos.layouts import KeyboardLayout, Keystroke
+from device.outputs.pos.link import PosOffline
 from device.outputs.pos.udc import CONFIGURED, NoUdc, udc_name, udc_state
 
 #: A boot-keyboard report's length: modifiers, reserved, six key codes.
@@ -51,10 +52,6 @@ OFFLINE_CAUSES = {
     errno.ENODEV: "the USB keyboard gadget behind it is gone",
     errno.ENOENT: "there is no such device: the USB keyboard gadget is not set up",
 }
-
-
-class PosOffline(Exception):
-    """The POS takes no keystrokes now; ``str()`` is one line a technician can act on, naming the device."""
 
 
 def press_report(stroke: Keystroke) -> bytes:
@@ -110,6 +107,14 @@ class HidKeyboard:
                 f"key_delay_ms must be >= 0, write_wait_s > 0 and write_retries >= 0, got {self.key_delay_ms}, {self.write_wait_s}, "
                 f"{self.write_retries}"
             )
+
+    def hand_over(self, line: str) -> None:
+        """:class:`~device.outputs.pos.link.PosLink`'s call: type ``line``."""
+        self.type_text(line)
+
+    def close(self) -> None:
+        """Nothing to release: the device is opened for each line, so a gadget re-created while
+        the kiosk runs (the POS rebooted) is found again."""
 
     def type_text(self, text: str) -> None:
         """Type ``text`` (the whole line, e.g. ``"4000123456\\n"``) into the POS, or raise
