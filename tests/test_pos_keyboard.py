@@ -19,11 +19,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from support.pos_host import DEADLINE_S, FifoHost
 from support.waiting import wait_until
 
+from device.keyboard_layouts import LAYOUTS, TYPEABLE, layout
 from device.outputs.pos import keyboard as keyboard_module
+from device.outputs.pos.host import typed_by_host
 from device.outputs.pos.keyboard import RELEASE, HidKeyboard, reports
-from device.outputs.pos.layouts import LAYOUTS, TYPEABLE, KeyboardLayout, Keystroke, layout
 from device.outputs.pos.link import PosOffline
 from device.sysfs import SYSFS_PREFIX_ENV
 
@@ -39,69 +41,12 @@ KNOWN_KEYS = {
            "m": (0, 0x33), ",": (0, 0x10), ".": (0x02, 0x36), "@": (0x40, 0x27), "-": (0, 0x23), "\t": (0, 0x2B)},
 }  # fmt: skip
 
-#: What each layout cannot type: dead (or latching) keys on the host, see device/outputs/pos/layouts.py.
+#: What each layout cannot type: dead (or latching) keys on the host, see device/keyboard_layouts.py.
 LEFT_OUT = {"us": "", "lv": "'`", "de": "^`", "fr": "`~"}
-
-#: Generous: only reached when the writer hangs, which is the failure these tests look for.
-DEADLINE_S = 30
 
 
 def report(modifiers: int, usage: int) -> bytes:
     return bytes((modifiers, 0, usage, 0, 0, 0, 0, 0))
-
-
-def typed_by_host(data: bytes, layout: KeyboardLayout) -> str:
-    """What a host with ``layout`` types from the reports in ``data``: a character each time a key
-    goes down, none for a report that repeats the key already down (a collapsed repeat)."""
-    assert len(data) % 8 == 0, f"{len(data)} bytes are no whole number of 8-byte reports"
-    char_of = {stroke: char for char, stroke in layout.keystrokes_by_char.items()}
-    text, down = [], 0
-    for start in range(0, len(data), 8):
-        modifiers, reserved, usage, *others = data[start : start + 8]
-        assert reserved == 0 and others == [0] * 5, f"report {data[start : start + 8].hex()} holds more than one key"
-        if usage and usage != down:
-            text.append(char_of[Keystroke(modifiers, usage)])
-        down = usage
-    return "".join(text)
-
-
-class FifoHost:
-    """A FIFO standing in for /dev/hidg0, and a thread reading it as the USB host reads the gadget.
-
-    The test holds a write end of its own, so the reader sees the end only when :meth:`received`
-    closes it, after the keyboard closed its own.
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-        os.mkfifo(path)
-        self._read_end: int | None = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a reader first, so the holder's open succeeds
-        self._holder: int | None = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-        os.set_blocking(self._read_end, True)
-        self._data = bytearray()
-        self._thread = threading.Thread(target=self._read, name="usb-host", daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        assert self._read_end is not None
-        while chunk := os.read(self._read_end, 4096):
-            self._data += chunk
-
-    def received(self) -> bytes:
-        """Everything written to the FIFO, once every writer closed it."""
-        self.close()
-        wait_until(lambda: not self._thread.is_alive(), what="the host's reader to see the FIFO's end", timeout_s=DEADLINE_S)
-        return bytes(self._data)
-
-    def close(self) -> None:
-        """Close the test's write end; the read end once the reader has seen the end."""
-        if self._holder is not None:
-            os.close(self._holder)
-            self._holder = None
-        self._thread.join(timeout=DEADLINE_S)
-        if not self._thread.is_alive() and self._read_end is not None:
-            os.close(self._read_end)
-            self._read_end = None
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
-from device.outputs.pos.layouts import KeyboardLayout, Keystroke
+from device.keyboard_layouts import KeyboardLayout, Keystroke
 from device.outputs.pos.link import PosOffline
 from device.outputs.pos.udc import CONFIGURED, NoUdc, udc_name, udc_state
 
@@ -68,7 +68,7 @@ def reports(text: str, layout: KeyboardLayout) -> list[bytes]:
 
     A character the layout cannot type is a ``ValueError`` before any report is made.
 
-    >>> from device.outputs.pos.layouts import layout
+    >>> from device.keyboard_layouts import layout
     >>> [report.hex() for report in reports("A1", layout("us"))]
     ['0200040000000000', '0000000000000000', '00001e0000000000', '0000000000000000']
     >>> [report.hex() for report in reports("11", layout("fr"))][::2]  # AZERTY: the digits need Shift
@@ -84,7 +84,7 @@ def reports(text: str, layout: KeyboardLayout) -> list[bytes]:
 class HidKeyboard:
     """Types text into the POS through the USB gadget's keyboard device, or raises why it cannot.
 
-    :param layout: the POS's keyboard layout (:func:`device.outputs.pos.layouts.layout`).
+    :param layout: the POS's keyboard layout (:func:`device.keyboard_layouts.layout`).
     :param path: the gadget's HID device; a plain file or FIFO stands in for it in tests and demos.
     :param key_delay_ms: the pause between two reports.
     :param write_wait_s: how long one try waits for the device to take a report.
