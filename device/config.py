@@ -38,6 +38,8 @@ from urllib.parse import urlsplit
 # value is checked against live below them all, so that `kiosk status` loads neither OpenCV nor numpy.
 from device.camera_spec import FOCUS_MODES, device_path, source_problem
 from device.card import REGISTRY, formats_named
+from device.keyboard_layouts import DEFAULT_LAYOUT, LAYOUTS
+from device.pos_template import DEFAULT_TEMPLATE, FIELDS, MAX_LINE_LENGTH, template_problem
 from device.redact import escape
 from device.symbologies import DECODERS, SYMBOLOGIES
 from device.sysfs import refuse_non_camera
@@ -585,6 +587,66 @@ class PreviewSection:
     )
 
 
+def _check_device_path(value: str) -> str | None:
+    """A device node the POS output opens: an absolute path, no control characters."""
+    if problem := _check_path(value):
+        return problem
+    return None if value.startswith("/") else f'expected an absolute path such as /dev/hidg0, got "{escape(value, SHOWN_CHARS)}"'
+
+
+@dataclass(frozen=True)
+class PosSection:
+    output: str = opt(
+        "none",
+        "How each identification is handed to the counter's POS once it is stored (see docs/POS.md): none; keyboard "
+        "(the kiosk types pos.template as a USB keyboard into pos.hid_device); serial (one line per identification on "
+        "pos.serial_device). Refusals and barcodes that are not cards are never handed over.",
+        choices=("none", "keyboard", "serial"),
+        env=True,
+    )
+    template: str = opt(
+        DEFAULT_TEMPLATE,
+        "The line handed over for each identification: fields " + ", ".join("{" + f + "}" for f in FIELDS) + " (payload: the "
+        "card's whole barcode text; seq: the outbox's sequence number) and text of its own, \\t for Tab and \\n for Enter.",
+        check=template_problem,
+        allowed=f"printable ASCII, Tab and Enter; known fields only; at most {MAX_LINE_LENGTH} characters with each field at its longest",
+    )
+    hid_device: str = opt(
+        "/dev/hidg0", 'pos.output = "keyboard": the USB gadget\'s keyboard device.', check=_check_device_path, allowed="an absolute path"
+    )
+    keyboard_layout: str = opt(
+        DEFAULT_LAYOUT,
+        'pos.output = "keyboard": the keyboard layout the POS uses (XKB name): the kiosk presses the key that types '
+        "each character in it (fr: AZERTY, the digits need Shift).",
+        choices=tuple(sorted(LAYOUTS)),
+    )
+    key_delay_ms: float = opt(
+        20.0,
+        'pos.output = "keyboard": pause between two keyboard reports; some hosts drop the Shift when keys come faster, '
+        "and it bounds how fast the kiosk can ever type.",
+        minimum=2,
+        maximum=1000,
+    )
+    max_age_s: float = opt(
+        10.0,
+        "An identification not handed over within this many seconds of being stored (the POS was busy or offline) is "
+        "dropped as too old: a POS back online gets no burst of old numbers.",
+        minimum=0.5,
+        maximum=3600,
+    )
+    serial_device: str = opt(
+        "/dev/ttyGS0",
+        'pos.output = "serial": the serial line to the POS (/dev/ttyGS0: the USB gadget\'s serial function; a USB or '
+        "RS-232 adapter: /dev/ttyUSB0).",
+        check=_check_device_path,
+        allowed="an absolute path",
+    )
+    baud: int = opt(9600, 'pos.output = "serial": line speed, bits per second (8N1).', minimum=300, maximum=4000000)
+    ack_timeout_s: float = opt(
+        0.0, 'pos.output = "serial": wait this long for the POS to acknowledge each line; 0: no acknowledgement.', minimum=0, maximum=60
+    )
+
+
 @dataclass(frozen=True)
 class LogSection:
     level: str = opt("INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"), env=True)
@@ -603,6 +665,7 @@ class Config:
     revocations: RevocationsSection = field(default_factory=RevocationsSection)
     feedback: FeedbackSection = field(default_factory=FeedbackSection)
     preview: PreviewSection = field(default_factory=PreviewSection)
+    pos: PosSection = field(default_factory=PosSection)
     log: LogSection = field(default_factory=LogSection)
     #: Where it was read from ("" for defaults only); not a key.
     source: str = field(default="", compare=False)
@@ -834,6 +897,11 @@ def _check_together(cfg: Config) -> None:
             f"must be longer than camera.stall_timeout_s ({cfg.camera.stall_timeout_s:g}), or 0 for never",
             cfg.source,
         )
+    if cfg.pos.output == "keyboard":
+        try:
+            LAYOUTS[cfg.pos.keyboard_layout].keystrokes(cfg.pos.template)
+        except ValueError as error:
+            raise ConfigError("pos.template", f"{error} (pos.keyboard_layout)", cfg.source) from None
     for fmt in formats_named(cfg.scan.card_formats):
         missing = sorted(fmt.symbologies - set(cfg.scan.symbologies))
         if missing:
