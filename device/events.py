@@ -42,13 +42,16 @@ class Identified(Event):
     """A client was identified and the identification is durable in the outbox (the "OK").
 
     ``record`` is the outbox record (kind ``identification``); ``frame_index`` the camera frame
-    (:attr:`device.camera.Frame.index`) it was read in, since outputs hear of it a little later.
+    (:attr:`device.camera.Frame.index`) it was read in, since outputs hear of it a little later;
+    ``committed_monotonic`` the :func:`time.monotonic` right after the commit, so an output can
+    tell how old the identification is when its turn comes (the POS hand-off's ``pos.max_age_s``).
     """
 
     kind: ClassVar[str] = "identified"
 
     record: Identification
     frame_index: int
+    committed_monotonic: float
 
 
 @dataclass(frozen=True)

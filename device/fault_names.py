@@ -17,3 +17,4 @@ BACKLOG = "backlog"  # the oldest undelivered identification is older than feedb
 OUTBOX_INTEGRITY = "outbox-integrity"  # identifications lost, salvaged or quarantined: on until `kiosk queue ack`
 REVOCATIONS = "revocations"  # the replaced-card list: refused (signature, version, format), unreachable, too old, or none yet
 REVOCATIONS_LOOKUP = "revocations-lookup"  # a card could not be checked against the copy (it is identified): the scan loop's
+POS = "pos"  # the counter's POS took nothing (pos.output): the cause; cleared by the next hand-over that works

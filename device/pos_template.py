@@ -1,4 +1,4 @@
-"""``pos.template``: the one line a POS hand-off makes of an identification, checked and filled in.
+"""``pos.template`` and :class:`PosOutcome`: the one line a POS hand-off makes of an identification, checked and filled in.
 
 A keyboard attached to a bank's POS is a security boundary (a kiosk that can type can type
 anything), so the line is made of a validated card's fields and the template's own characters
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+from enum import StrEnum
 
 from device.card import MAX_TEXT_LENGTH
 from device.keyboard_layouts import TYPEABLE
@@ -38,6 +39,19 @@ FIELDS = tuple(FIELD_WIDTHS)
 #: The longest line a hand-off may make, with every field at its longest: one line of one card,
 #: typed in at most 2 x 160 x ``pos.key_delay_ms`` (6.4 s at the default 20 ms).
 MAX_LINE_LENGTH = 160
+
+
+class PosOutcome(StrEnum):
+    """What became of one identification's hand-off, as the outbox records it (``pos_outcome``)
+    and ``kiosk queue show`` and ``kiosk status`` show it.
+
+    With ``pos.output = "none"`` nothing is handed over and nothing recorded: "not configured" is
+    what status says of the whole kiosk then, not a record's outcome.
+    """
+
+    HANDED_OVER = "handed over"  # the POS took the whole line
+    OFFLINE = "POS offline"  # the POS took nothing (or part of the line): the ``pos`` fault says why
+    TOO_OLD = "too old"  # its turn came after pos.max_age_s: dropped, never handed over
 
 
 @dataclass(frozen=True, kw_only=True)

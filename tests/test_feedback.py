@@ -67,7 +67,7 @@ def rises(factory, pin) -> int:
 
 def test_identified_lights_green_and_beeps_once(factory):
     with Feedback(section(), pin_factory=factory, timings=FAST) as feedback:
-        feedback.on_identified(Identified(None, 0))
+        feedback.on_identified(Identified(None, 0, 0.0))
         wait_states(factory, "GPIO17", [False, True, False])
         wait_states(factory, "GPIO23", [False, True, False])
         assert states(factory, "GPIO27") == [False]
@@ -85,7 +85,7 @@ def test_not_a_card_lights_red_and_beeps_twice(factory):
 def test_events_return_at_once_while_the_light_stays_on(factory):
     slow = dataclasses.replace(FAST, lit_s=30)
     with Feedback(section(), pin_factory=factory, timings=slow) as feedback:
-        feedback.on_identified(Identified(None, 0))  # would take 30 s if it blocked
+        feedback.on_identified(Identified(None, 0, 0.0))  # would take 30 s if it blocked
         wait_states(factory, "GPIO17", [False, True])
     assert not factory.pin("GPIO17").state  # close() turns it off
 
@@ -105,7 +105,7 @@ def test_amber_blinks_while_any_fault_is_active_and_stops_when_all_clear(factory
         assert not factory.pin("GPIO22").state
         after_clear = states(factory, "GPIO22")
         # Another event runs to completion; the amber pin has not moved meanwhile.
-        feedback.on_identified(Identified(None, 0))
+        feedback.on_identified(Identified(None, 0, 0.0))
         wait_states(factory, "GPIO17", [False, True, False])
         assert states(factory, "GPIO22") == after_clear
         assert feedback.faults == ()
@@ -151,7 +151,7 @@ def test_a_pin_that_cannot_be_opened_disables_only_that_device(factory, caplog, 
     with Feedback(section(**{f"{role}_pin": bad}), pin_factory=factory, timings=FAST) as feedback:
         assert f"feedback.{role}_pin = '{bad}'" in caplog.text
         assert set(feedback.status()["problems"]) == {role}
-        feedback.on_identified(Identified(None, 0))  # still a beep, whatever else is missing
+        feedback.on_identified(Identified(None, 0, 0.0))  # still a beep, whatever else is missing
         wait_states(factory, "GPIO23", [False, True, False])
         feedback.on_not_a_card(NotACard(None, 0))
         wait_states(factory, "GPIO27", [False, True, False])
@@ -165,7 +165,7 @@ def test_no_gpio_logs_one_warning_and_events_do_nothing(monkeypatch, caplog):
     feedback = Feedback(section(pin_factory=""), on_button=lambda: presses.append(1))
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [r.getMessage() for r in warnings] == ['no GPIO found: feedback off; set feedback.pin_factory = "mock" to silence']
-    feedback.on_identified(Identified(None, 0))
+    feedback.on_identified(Identified(None, 0, 0.0))
     feedback.on_not_a_card(NotACard(None, 0))
     feedback.on_fault_raised(FaultRaised("camera", "gone"))
     feedback.on_fault_cleared(FaultCleared("camera", "frames arriving"))
@@ -177,7 +177,7 @@ def test_default_factory_is_gpiozero_s_choice(monkeypatch):
     monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")
     with Feedback(section(pin_factory=""), timings=FAST) as feedback:
         assert isinstance(Device.pin_factory, MockFactory)
-        feedback.on_identified(Identified(None, 0))
+        feedback.on_identified(Identified(None, 0, 0.0))
         wait_states(Device.pin_factory, "GPIO17", [False, True, False])
 
 
@@ -188,7 +188,7 @@ def test_mock_factory_from_config_is_private_and_released_on_close():
     assert Device.pin_factory is None  # did not touch gpiozero's global
     feedback.close()
     feedback.close()  # twice is fine
-    feedback.on_identified(Identified(None, 0))  # after close: nothing, no error
+    feedback.on_identified(Identified(None, 0, 0.0))  # after close: nothing, no error
 
 
 def test_a_missing_named_factory_turns_feedback_off(caplog):
@@ -225,7 +225,7 @@ def test_a_device_failing_at_run_time_is_switched_off_not_raised(factory, caplog
         feedback.on_fault_raised(FaultRaised("camera", "gone"))
         feedback.on_fault_cleared(FaultCleared("camera", "frames arriving"))
         assert caplog.text.count("amber LED failed") == 1
-        feedback.on_identified(Identified(None, 0))
+        feedback.on_identified(Identified(None, 0, 0.0))
         wait_states(factory, "GPIO17", [False, True, False])
 
 

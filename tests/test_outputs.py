@@ -101,10 +101,10 @@ def test_a_full_queue_drops_the_oldest_frames_first_never_an_identification():
         wait_until(stuck.entered.is_set, what="the first event to be taken")
         for i in range(1, 4):
             runner.publish(FrameScanned(None, i))  # the queue is full now
-        runner.publish(Identified(None, 4))  # the oldest frame makes room...
+        runner.publish(Identified(None, 4, 0.0))  # the oldest frame makes room...
         runner.publish(FaultRaised("camera", "gone"))  # ...and the next oldest
         assert runner.status()["Stuck"] == OutputHealth(queued=3, dropped={"frame": 2}, failures=0)
-        assert list(runner._workers[0].queue) == [FrameScanned(None, 3), Identified(None, 4), FaultRaised("camera", "gone")]
+        assert list(runner._workers[0].queue) == [FrameScanned(None, 3), Identified(None, 4, 0.0), FaultRaised("camera", "gone")]
     finally:
         stuck.release.set()
         assert runner.close(timeout_s=30)
@@ -120,8 +120,8 @@ def test_events_that_cannot_be_queued_are_counted_and_logged_once(caplog):
         for _ in range(2):
             runner.publish(FaultCleared("camera", "frames arriving"))
         with caplog.at_level(logging.ERROR, logger="device.outputs"):
-            runner.publish(Identified(None, 1))
-            runner.publish(Identified(None, 2))
+            runner.publish(Identified(None, 1, 0.0))
+            runner.publish(Identified(None, 2, 0.0))
         assert runner.status()["Stuck"].dropped == {"identified": 2}
         assert sum("identified events dropped" in r.getMessage() for r in caplog.records) == 1
     finally:
@@ -163,8 +163,8 @@ def test_log_output_masks_contracts_and_names_the_identification(caplog):
 
     identification = SimpleNamespace(contract="0012345678", card_issue=1, seq=7, id="01HXYZ")
     with caplog.at_level(logging.INFO, logger="device.daemon"):
-        LogOutput(unmask=False).on_identified(Identified(identification, 3))
-        LogOutput(unmask=True).on_identified(Identified(identification, 3))
+        LogOutput(unmask=False).on_identified(Identified(identification, 3, 0.0))
+        LogOutput(unmask=True).on_identified(Identified(identification, 3, 0.0))
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0] == "identified contract ******5678 issue 1 (seq 7, id 01HXYZ)"
     assert lines[1] == "identified contract 0012345678 issue 1 (seq 7, id 01HXYZ)"
@@ -201,10 +201,10 @@ def test_an_output_is_queued_only_the_events_it_handles():
     try:
         for i in range(5):  # more frames than the queue holds: none is queued, so none is dropped
             runner.publish(FrameScanned(None, i))
-        runner.publish(Identified(None, 5))
+        runner.publish(Identified(None, 5, 0.0))
     finally:
         assert runner.close(timeout_s=30)
-    assert lights.seen == [Identified(None, 5)]
+    assert lights.seen == [Identified(None, 5, 0.0)]
     assert runner.status()["Lights"] == OutputHealth(queued=0, dropped={}, failures=0)
 
 

@@ -113,7 +113,8 @@ def cmd_queue_show(args) -> int:
 
     Show every field of one identification, by seq or id (REF below), and whether its checksum
     still matches. A refusal (a replaced card shown) says so first, with the issue shown and the
-    contract's current issue.
+    contract's current issue. pos_outcome says what became of its hand-off to the counter's POS
+    (handed over, POS offline, too old; None when none was tried: pos.output = "none", a refusal).
 
     Example: kiosk queue show 42
     """

@@ -144,6 +144,7 @@ class ScanLoop:
             identification = self.outbox.commit(
                 card, symbology=reading.symbol.symbology, decoder=reading.symbol.decoder, refused_for_issue=current_issue
             )
+            committed = time.monotonic()  # the identification's age for outputs counts from here, not from the frame
         except OutboxError as e:
             # No "OK" to the client: nothing is durable. No presentation is opened either, so
             # the next frame of the same card tries again (and succeeds once space returns).
@@ -162,7 +163,7 @@ class ScanLoop:
             "seq": identification.seq,
             "scanned_at": identification.scanned_at,
         }
-        self.publish(Identified(identification, index))
+        self.publish(Identified(identification, index, committed))
         self.on_commit()
 
     def _replaced_by(self, card) -> int | None:

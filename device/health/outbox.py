@@ -52,6 +52,9 @@ class OutboxHealth:
     dead: int
     quarantined: int
     refusals: int  #: of the records above: replaced cards refused (device.revocations)
+    #: of the records above: how many had each outcome of the POS hand-off ("handed over", "POS offline",
+    #: "too old"); records with none recorded are not counted
+    pos_outcomes: dict[str, int]
     oldest_pending_scanned_at: str | None
     oldest_pending_age_s: float | None
     last_error: str | None

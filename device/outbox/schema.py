@@ -24,7 +24,7 @@ V1_COLUMNS = [
     "delivered_at", "updated_at",
 ]  # fmt: skip
 #: The identification columns now, in :class:`~device.outbox.Identification` field order.
-COLUMNS = [*V1_COLUMNS, "checksum", "quarantine_reason", "kind", "current_issue"]
+COLUMNS = [*V1_COLUMNS, "checksum", "quarantine_reason", "kind", "current_issue", "pos_outcome"]
 
 
 def _v1_create(db: sqlite3.Connection) -> None:
@@ -135,6 +135,16 @@ def _v4_refusals(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE identifications ADD COLUMN current_issue INTEGER")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_create, _v2_card_issue_nullable, _v3_checksums_and_quarantine, _v4_refusals]
+def _v5_pos_outcome(db: sqlite3.Connection) -> None:
+    """What became of the identification's hand-off to the counter's POS (device.outputs.pos):
+    ``handed over``, ``POS offline`` or ``too old``; NULL when none was tried (``pos.output = "none"``,
+    a refusal, a record older than this column, or a hand-off still waiting its turn). Not sent to
+    the central and not covered by the checksum: the POS's answer is the kiosk's own record."""
+    db.execute("ALTER TABLE identifications ADD COLUMN pos_outcome TEXT")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _v1_create, _v2_card_issue_nullable, _v3_checksums_and_quarantine, _v4_refusals, _v5_pos_outcome,
+]  # fmt: skip
 #: The schema version this code writes (PRAGMA user_version).
 SCHEMA_VERSION = len(MIGRATIONS)

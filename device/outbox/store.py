@@ -64,6 +64,7 @@ from device.outbox.fsync import fsync_dir
 from device.outbox.highwater import HighWaterMark, MarkUnreadable
 from device.outbox.salvage import salvage_into
 from device.outbox.schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION
+from device.pos_template import PosOutcome
 from device.redact import escape
 from device.sqlite_readers import read_only_uri
 
@@ -158,6 +159,9 @@ class Identification:
     #: contract's current card issue, higher than ``card_issue``).
     kind: str = "identification"
     current_issue: int | None = None
+    #: What became of its hand-off to the counter's POS (:class:`device.pos_template.PosOutcome`'s
+    #: values); None when none was recorded. Neither sent nor covered by the checksum.
+    pos_outcome: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         """All fields, for JSON output (the caller masks ``contract`` for display)."""
@@ -673,6 +677,19 @@ class Outbox:
             == 1
         )
 
+    def record_pos_outcome(self, id: str, outcome: PosOutcome) -> bool:
+        """Record what became of identification ``id``'s hand-off to the POS; False when there is no
+        such record (purged meanwhile). The fields sent and their checksum stay as they are."""
+        return (
+            self._update(
+                "record the POS hand-off's outcome",
+                "UPDATE identifications SET pos_outcome = ? WHERE id IN",
+                [id],
+                [PosOutcome(outcome).value],
+            )
+            == 1
+        )
+
     def retry(self, id: str) -> bool:
         """Make a dead (or waiting) record pending and due now. False if no such dead/pending record."""
         now = utc_iso(self.clock.now())
@@ -862,6 +879,9 @@ class Outbox:
             "ORDER BY updated_at DESC LIMIT 1"
         )
         seq = self._read("SELECT last_seq FROM sequences WHERE kiosk_id = ?", [self.kiosk_id])
+        pos_outcomes = dict(
+            self._read("SELECT pos_outcome, count(*) FROM identifications WHERE pos_outcome IS NOT NULL GROUP BY pos_outcome ORDER BY 1")
+        )
         (open_problems,) = self._read("SELECT count(*) FROM integrity_log WHERE acknowledged_at IS NULL")[0]
         problems = [
             IntegrityProblem(found_at, kind, message)
@@ -883,6 +903,7 @@ class Outbox:
             dead=counts[DEAD],
             quarantined=counts[QUARANTINED],
             refusals=refusals,
+            pos_outcomes=pos_outcomes,
             oldest_pending_scanned_at=oldest[0][0] if oldest else None,
             oldest_pending_age_s=age,
             last_error=last[0][0] if last else None,

@@ -12,7 +12,7 @@ need (the rest are no-ops, and the runner does not even queue those events for y
             self.delivered += len(event.records)
 
     runner = OutputRunner([Counter(), Feedback.from_config(cfg)])
-    runner.publish(Identified(record, frame.index))   # queued: returns at once
+    runner.publish(Identified(record, frame.index, time.monotonic()))   # queued: returns at once
     runner.close(timeout_s=5)           # every queued event delivered, then each output closed
 
 Each output has its own thread and bounded queue (:class:`OutputRunner`), so a slow output (a

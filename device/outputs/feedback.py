@@ -248,7 +248,7 @@ class Feedback(Output):
     background threads, so each event returns at once::
 
         feedback = Feedback.from_config(cfg, on_button=kiosk.new_presentation)
-        feedback.on_identified(Identified(record, frame_index))   # green 1 s + beep
+        feedback.on_identified(Identified(record, frame_index, committed))   # green 1 s + beep
     """
 
     def __init__(

@@ -77,6 +77,9 @@ def _queue_lines(queue: QueueStatus) -> list[str]:
         + (f", {quarantined} QUARANTINED (never sent) <- kiosk queue list --state quarantined" if quarantined else "")
         + (f"; {queue.refusals} of these are refusals of replaced cards" if queue.refusals else "")
     ]
+    if queue.pos_outcomes:
+        counts = ", ".join(f"{n} {outcome}" for outcome, n in queue.pos_outcomes.items())
+        lines.append(f"pos         {counts} (of the identifications kept) <- kiosk queue show SEQ")
     if queue.corrupt_files:
         lines.append(f"outbox      damaged file(s) moved aside, kept for inspection: {', '.join(queue.corrupt_files)}")
     if queue.last_commit_error:

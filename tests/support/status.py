@@ -19,7 +19,7 @@ from device.status.report import CameraStatus, DaemonStatus, ScanStatus
 def outbox_health(**changes) -> OutboxHealth:
     """An outbox with nothing in it and nothing wrong, but for ``changes``."""
     empty = OutboxHealth(
-        path="/var/lib/kiosk/outbox.db", pending=0, delivered=0, dead=0, quarantined=0, refusals=0,
+        path="/var/lib/kiosk/outbox.db", pending=0, delivered=0, dead=0, quarantined=0, refusals=0, pos_outcomes={},
         oldest_pending_scanned_at=None, oldest_pending_age_s=None, last_error=None, last_error_at=None, last_seq=0,
         last_commit_error=None, moved_aside=None, corrupt_files=[], integrity=[], integrity_unacknowledged=0,
         mark_error=None, integrity_fault=None,
