@@ -52,8 +52,18 @@ def preview_output(cfg: Config, kiosk: Kiosk) -> Output | None:
     return daemon_preview(cfg)
 
 
+def pos_output(cfg: Config, kiosk: Kiosk) -> Output | None:
+    """The hand-off to the counter's POS (``[pos]``), outcomes recorded in the kiosk's outbox and
+    its failures the kiosk's ``pos`` fault; None when ``pos.output = "none"`` (nothing recorded)."""
+    if cfg.pos.output == "none":
+        return None
+    from device.outputs.pos.output import PosOutput
+
+    return PosOutput.from_config(cfg.pos, outcomes=kiosk.outbox, faults=kiosk.faults)
+
+
 #: Every configurable output, in the order they are told (after the log lines, which every kiosk has).
-OUTPUT_FACTORIES: tuple[OutputFactory, ...] = (feedback_output, preview_output)
+OUTPUT_FACTORIES: tuple[OutputFactory, ...] = (feedback_output, preview_output, pos_output)
 
 
 def check_delivery_config(cfg: Config) -> None:

@@ -879,9 +879,12 @@ class Outbox:
             "ORDER BY updated_at DESC LIMIT 1"
         )
         seq = self._read("SELECT last_seq FROM sequences WHERE kiosk_id = ?", [self.kiosk_id])
-        pos_outcomes = dict(
-            self._read("SELECT pos_outcome, count(*) FROM identifications WHERE pos_outcome IS NOT NULL GROUP BY pos_outcome ORDER BY 1")
-        )
+        pos_outcomes: dict[str, int] = {
+            outcome: n
+            for outcome, n in self._read(
+                "SELECT pos_outcome, count(*) FROM identifications WHERE pos_outcome IS NOT NULL GROUP BY pos_outcome ORDER BY 1"
+            )
+        }
         (open_problems,) = self._read("SELECT count(*) FROM integrity_log WHERE acknowledged_at IS NULL")[0]
         problems = [
             IntegrityProblem(found_at, kind, message)
