@@ -109,7 +109,7 @@ def load_config(args, *, check_files: bool = True) -> config_mod.Config:
 
 #: The command groups, one module each (``device.cli.<name>``), in the order ``--help`` lists
 #: them. Each has ``HELP`` (its top-level commands and their one-line help) and ``register(sub)``.
-GROUPS = ("scan", "run", "preview", "queue", "central", "status", "revocations", "diag", "config", "bench", "tools")
+GROUPS = ("scan", "run", "preview", "queue", "central", "status", "revocations", "pos", "diag", "config", "bench", "tools")
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
