@@ -25,7 +25,8 @@ class FifoHost:
 
     def __init__(self, path: Path):
         self.path = path
-        os.mkfifo(path)
+        if not path.exists():  # else a FIFO the kiosk already found nobody reading: the POS comes back
+            os.mkfifo(path)
         self._read_end: int | None = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a reader first, so the holder's open succeeds
         self._holder: int | None = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
         os.set_blocking(self._read_end, True)
