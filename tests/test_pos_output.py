@@ -21,7 +21,7 @@ from support.pos_host import FifoHost
 from device.card import Card
 from device.cli import main
 from device.clock import SystemClock
-from device.config import EXIT_CONFIG, load
+from device.config import EXIT_CONFIG, ConfigError, load
 from device.daemon.faults import FaultRegistry
 from device.events import FaultCleared, FaultRaised, Identified, NotACard, Refused
 from device.fault_names import POS
@@ -143,7 +143,7 @@ def test_kiosk_config_check_refuses_a_template_naming_pos_template(tmp_path, tem
 
 def test_a_template_character_the_pos_layout_cannot_type_is_refused(tmp_path):
     cfg = write_config(tmp_path / "kiosk.toml", pos={"output": "keyboard", "keyboard_layout": "de", "template": "^{contract}\n"})
-    with pytest.raises(Exception, match=r"pos\.template: the 'de' keyboard layout cannot type '\^'"):
+    with pytest.raises(ConfigError, match=r"pos\.template: the 'de' keyboard layout cannot type '\^'"):
         load(cfg, environ={})
     write_config(tmp_path / "kiosk.toml", pos={"output": "keyboard", "keyboard_layout": "us", "template": "^{contract}\n"})
     assert load(cfg, environ={}).pos.template == "^{contract}\n"
@@ -186,3 +186,49 @@ def test_the_daemon_types_each_identified_contract_once_and_queue_show_says_hand
     for seq in range(1, len(shown) + 1):
         assert main(["queue", "show", str(seq), "--json", "--config", str(cfg_path)]) == 0
         assert json.loads(capsys.readouterr().out)["pos_outcome"] == PosOutcome.HANDED_OVER
+
+
+def test_kiosk_status_counts_the_outcomes_kept_and_the_status_reads_back():
+    from support.status import daemon_status, outbox_health
+
+    from device.health.outbox import OutboxHealth
+    from device.status.render import render
+    from device.status.report import StatusReport
+
+    queue = outbox_health(delivered=3, pos_outcomes={"POS offline": 1, "handed over": 2})
+    assert OutboxHealth.from_json(json.loads(json.dumps(queue.to_json()))) == queue
+    daemon = daemon_status(queue=queue)
+    text = render(StatusReport(True, "running", "kiosk-test", daemon, queue, None, True, None, [], None, None))
+    assert "pos         1 POS offline, 2 handed over (of the identifications kept) <- kiosk queue show SEQ" in text
+    assert "pos " not in render(StatusReport(True, "running", "kiosk-test", daemon, outbox_health(), None, True, None, [], None, None))
+
+
+def test_the_serial_settings_are_checked_by_the_config(tmp_path):
+    cfg = write_config(
+        tmp_path / "kiosk.toml", pos={"output": "serial", "serial_device": "/dev/ttyUSB0", "baud": 115200, "ack_timeout_s": 0.5}
+    )
+    pos = load(cfg, environ={}).pos
+    assert (pos.output, pos.serial_device, pos.baud, pos.ack_timeout_s) == ("serial", "/dev/ttyUSB0", 115200, 0.5)
+    for key, value, problem in [("baud", 10**9, "expected 300 .. 4000000"), ("serial_device", "ttyUSB0", "expected an absolute path")]:
+        write_config(tmp_path / "kiosk.toml", pos={"output": "serial", key: value})
+        with pytest.raises(ConfigError, match=f"pos.{key}: {problem}"):
+            load(cfg, environ={})
+
+
+def test_an_outbox_of_schema_v4_gets_the_column_its_records_unchanged(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "v4.db"
+    with Outbox(path, kiosk_id="kiosk-pos", site="", clock=SystemClock()) as box:
+        before = box.commit(Card("v1", "0012345678", 1), symbology="Code128", decoder="zxing-cpp")
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE identifications DROP COLUMN pos_outcome")  # as schema v4 wrote it
+    conn.execute("PRAGMA user_version = 4")
+    conn.commit()
+    conn.close()
+    with Outbox(path, kiosk_id="kiosk-pos", site="", clock=SystemClock()) as box:
+        after = box.get(before.id)
+        assert after == before and after.pos_outcome is None
+        assert box.checksum_problem(after) is None
+        assert box.record_pos_outcome(before.id, PosOutcome.TOO_OLD)
+        assert box.get(before.id).checksum == before.checksum
