@@ -6,6 +6,8 @@
 #   sudo ./install.sh --uninstall          remove the service and /opt/kiosk; keep the config
 #                                          (/etc/kiosk), the outbox (/var/lib/kiosk), the user
 #   sudo ./install.sh --uninstall --purge  remove those too
+#   sudo ./install.sh --usb-keyboard       install, and make the Pi a USB keyboard for the counter's
+#                                          POS at every boot (kiosk-usb-keyboard.service; docs/POS.md)
 #   ./install.sh --dev                     a development checkout: .venv here, with every tool the
 #                                          tests use (apt's as root; otherwise it says what to install)
 #
@@ -64,6 +66,8 @@ readonly CONFIG="$ETC_DIR/kiosk.toml"
 readonly TOKEN="$ETC_DIR/token"
 readonly STATE_DIR=/var/lib/kiosk
 readonly UNIT=/etc/systemd/system/kiosk.service
+# The USB keyboard gadget for the POS (--usb-keyboard): created at boot, before the kiosk starts.
+readonly GADGET_UNIT=/etc/systemd/system/kiosk-usb-keyboard.service
 readonly COMMAND_LINK=/usr/local/bin/kiosk
 readonly USER_NAME=kiosk
 # The technicians' group (device/status.py TECHNICIANS_GROUP): reads the config, status, the queue
@@ -309,6 +313,26 @@ install_unit() {
     if systemd_running; then systemctl daemon-reload; fi
 }
 
+# --usb-keyboard: the unit that creates the USB keyboard gadget at boot, enabled, and created now
+# when systemd runs. A machine that cannot be a USB keyboard (no device controller: the overlay
+# line is missing, or a Pi 3) is said in a warning with what to do; the install goes on.
+install_gadget_unit() {
+    say "installing $GADGET_UNIT"
+    install -m 0644 "$here/systemd/kiosk-usb-keyboard.service" "$GADGET_UNIT"
+    command -v systemctl >/dev/null || return 0
+    if systemd_running; then systemctl daemon-reload; fi
+    systemctl enable --quiet kiosk-usb-keyboard
+    local missing line
+    if ! missing="$("$VENV/bin/python" -m device.outputs.pos.gadget check 2>&1)"; then
+        say "warning: this machine is no USB keyboard yet (the unit fails at boot until it is):"
+        while IFS= read -r line; do say "  $line"; done <<<"$missing"
+        return 0
+    fi
+    if systemd_running; then
+        systemctl restart kiosk-usb-keyboard || die "kiosk-usb-keyboard.service failed: journalctl -u kiosk-usb-keyboard"
+    fi
+}
+
 # One config key (section.key) from the config file, or nothing.
 config_value() {
     "$VENV/bin/python" - "$CONFIG" "$1" <<'EOF'
@@ -371,13 +395,17 @@ start_service() {
     say "running: kiosk status   (logs: journalctl -u kiosk)"
 }
 
+# $1: yes to also install the USB keyboard gadget's unit (--usb-keyboard).
 install_system() {
-    need_root "$0"
+    local usb_keyboard="${1:-no}" again="$0"
+    if [ "$usb_keyboard" = yes ]; then again="$0 --usb-keyboard"; fi
+    need_root "$again"
     warn_if_untested_os
     local packages=(python3 python3-venv libzbar0)
     # picamera2 for CSI cameras; lgpio for gpiozero on a Pi 5 (pip's gpiozero does not bring it).
     if is_pi; then packages+=(python3-picamera2 python3-lgpio); fi
     STEPS=8
+    if [ "$usb_keyboard" = yes ]; then STEPS=9; fi
     run_step "system packages (apt: ${packages[*]})" apt_install "${packages[@]}"
     run_step "python 3.11 with venv" need_python
     run_step "the $USER_NAME user and groups" ensure_user
@@ -385,8 +413,11 @@ install_system() {
     run_step "python packages into $VENV (about 30 s)" install_package
     run_step "config and token in $ETC_DIR, outbox folder $STATE_DIR" install_config
     run_step "systemd unit $UNIT" install_unit
+    if [ "$usb_keyboard" = yes ]; then
+        run_step "USB keyboard gadget for the POS, $GADGET_UNIT" install_gadget_unit
+    fi
     steps_done
-    say "[8/8] start: installed $("$VENV/bin/kiosk" --version 2>&1)"
+    say "[$STEPS/$STEPS] start: installed $("$VENV/bin/kiosk" --version 2>&1)"
     start_service
 }
 
@@ -396,12 +427,15 @@ uninstall_system() {
     if command -v systemctl >/dev/null; then
         if systemd_running; then
             systemctl disable --now --quiet kiosk 2>/dev/null || true
+            # Stopping it removes the gadget: the POS sees the keyboard unplugged.
+            systemctl disable --now --quiet kiosk-usb-keyboard 2>/dev/null || true
         else
             systemctl disable --quiet kiosk 2>/dev/null || true
+            systemctl disable --quiet kiosk-usb-keyboard 2>/dev/null || true
         fi
     fi
     say "removing $UNIT and $OPT_DIR"
-    rm -f "$UNIT"
+    rm -f "$UNIT" "$GADGET_UNIT"
     if [ "$(readlink "$COMMAND_LINK" 2>/dev/null)" = "$VENV/bin/kiosk" ]; then rm -f "$COMMAND_LINK"; fi
     rm -rf "$OPT_DIR"
     if systemd_running; then
@@ -430,6 +464,7 @@ if [ "${BASH_SOURCE[0]}" != "$0" ]; then return 0; fi
 case "${1:-}:${2:-}" in
     --dev:) install_dev ;;
     :) install_system ;;
+    --usb-keyboard:) install_system yes ;;
     --uninstall:) uninstall_system no ;;
     --uninstall:--purge | --purge:--uninstall) uninstall_system yes ;;
     -h: | --help:) usage ;;
