@@ -635,9 +635,9 @@ class PosSection:
         maximum=3600,
     )
     serial_device: str = opt(
-        "/dev/ttyGS0",
-        'pos.output = "serial": the serial line to the POS (/dev/ttyGS0: the USB gadget\'s serial function; a USB or '
-        "RS-232 adapter: /dev/ttyUSB0).",
+        "/dev/ttyUSB0",
+        'pos.output = "serial": the serial line to the POS: a USB-serial adapter or an RS-232 HAT (better its stable '
+        "name under /dev/serial/by-id/).",
         check=_check_device_path,
         allowed="an absolute path",
     )

@@ -2,8 +2,10 @@
 counter scanners do in their serial mode, optionally waiting for the POS to acknowledge it.
 
 The line goes out byte for byte as ``pos.template`` made it, in ASCII: the line ending is the
-template's own (``"{contract}\\n"`` ends in LF; a POS that wants CR LF, as many scanners' serial
-default sends, needs a template ending ``"\\r\\n"``). Nothing is added and nothing is translated.
+template's own (``"{contract}\\n"`` ends in LF). Nothing is added and nothing is translated. A
+POS that wants CR LF, as many scanners' serial default sends, cannot have it yet: ``pos.template``
+holds Tab and Enter (LF) as its only control characters, for the keyboard's sake; this link would
+send a CR as it is.
 
 With ``ack_timeout_s`` above 0 the POS must answer each line within that time, as many POS serial
 protocols do: the ACK byte 0x06 (``ack``) means taken; the NAK byte 0x15 means refused, a
