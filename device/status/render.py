@@ -40,7 +40,12 @@ def dead_problem(queue: QueueStatus | None) -> str | None:
     They need a technician, so ``kiosk status`` exits 1 while there are any::
 
         >>> from device.health.outbox import OutboxHealth
-        >>> queue = OutboxHealth("outbox.db", 0, 5, 2, 0, 0, None, None, None, None, 7, None, None, [], [], 0, None, None)
+        >>> queue = OutboxHealth(
+        ...     path="outbox.db", pending=0, delivered=5, dead=2, quarantined=0, refusals=0, pos_outcomes={},
+        ...     oldest_pending_scanned_at=None, oldest_pending_age_s=None, last_error=None, last_error_at=None, last_seq=7,
+        ...     last_commit_error=None, moved_aside=None, corrupt_files=[], integrity=[], integrity_unacknowledged=0,
+        ...     mark_error=None, integrity_fault=None,
+        ... )
         >>> dead_problem(queue)
         '2 identification(s) refused by the central, never delivered: kiosk queue list --state dead'
     """
