@@ -71,7 +71,7 @@ def pos_fields(record: Identification) -> PosFields:
 
 
 def make_link(pos: PosSection) -> PosLink:
-    """The link ``pos.output`` names: the USB keyboard or the serial line (imported only then)."""
+    """The link ``pos.output`` names: the USB keyboard, the serial line or the HTTP long poll (imported only then)."""
     if pos.output == "keyboard":
         from device.keyboard_layouts import layout
         from device.outputs.pos.keyboard import HidKeyboard
@@ -81,6 +81,11 @@ def make_link(pos: PosSection) -> PosLink:
         from device.outputs.pos.serial_line import SerialLine
 
         return SerialLine(pos.serial_device, baud=pos.baud, ack_timeout_s=pos.ack_timeout_s)
+    if pos.output == "http":
+        from device.config import listen_address
+        from device.outputs.pos.http_poll import HttpPollLink
+
+        return HttpPollLink(listen_address(pos.http_listen), token_file=pos.http_token_file)
     raise ValueError(f"pos.output = {pos.output!r} hands nothing over: no link to make")
 
 

@@ -1,0 +1,224 @@
+"""The HTTP long poll for POS software (``pos.output = "http"``), driven by a real HTTP client.
+
+The POS software is ``requests`` (or a raw socket) in a thread of the test, polling an
+:class:`HttpPollLink` served on 127.0.0.1 at a port the OS picks; the kiosk's side is the link's
+``hand_over``, alone or behind the POS output with a real outbox.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+import requests
+from support.config import write_config
+from support.kiosk import run_kiosk
+from support.waiting import wait_until
+
+from device.card import Card
+from device.clock import SystemClock
+from device.config import EXIT_CONFIG, ConfigError, load
+from device.daemon.faults import FaultRegistry
+from device.events import Identified
+from device.outbox import Outbox
+from device.outputs.pos.http_poll import SCAN_PATH, HttpPollLink
+from device.outputs.pos.link import PosOffline
+from device.outputs.pos.output import PosOutput, make_link
+
+TOKEN = "pos-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+#: The client's own ceiling on one request: far above any wait here, only there so a broken link fails the test instead of hanging it.
+CLIENT_TIMEOUT = (5, 60)
+
+
+@pytest.fixture
+def token_file(tmp_path):
+    path = tmp_path / "pos-token"
+    path.write_text(TOKEN + "\n")
+    return path
+
+
+@pytest.fixture
+def link(token_file):
+    served = HttpPollLink(("127.0.0.1", 0), token_file=str(token_file), wait_s=0.2)
+    yield served
+    served.close()
+
+
+class Poll(threading.Thread):
+    """A POS's ``GET /v1/scan`` in a thread; :attr:`response` once answered."""
+
+    def __init__(self, link: HttpPollLink, *, timeout_s: float = 60, headers=AUTH):
+        super().__init__(daemon=True)
+        self.url, self.params, self.headers = link.url, {"timeout_s": timeout_s}, headers
+        self.response: requests.Response | None = None
+        self.start()
+
+    def run(self) -> None:
+        self.response = requests.get(self.url, params=self.params, headers=self.headers, timeout=CLIENT_TIMEOUT)
+
+    def answer(self) -> requests.Response:
+        self.join(CLIENT_TIMEOUT[1])
+        assert self.response is not None, "the poll was never answered"
+        return self.response
+
+
+def test_a_waiting_poll_receives_the_line_and_hand_over_returns_once_it_is_written(link):
+    poll = Poll(link)
+    wait_until(lambda: link.polling, what="the POS's poll to wait")
+    link.hand_over("0012345678\n")
+    answer = poll.answer()
+    assert (answer.status_code, answer.json()) == (200, {"line": "0012345678\n"})
+    assert answer.headers["Content-Type"] == "application/json"
+    assert not link.polling, "one line per poll: the POS asks again for the next"
+
+
+def test_a_second_poll_while_one_waits_is_busy_409_and_delete_cancels_the_waiting_one_204(link):
+    first = Poll(link)
+    wait_until(lambda: link.polling, what="the first poll to wait")
+    second = requests.get(link.url, params={"timeout_s": 60}, headers=AUTH, timeout=CLIENT_TIMEOUT)
+    assert second.status_code == 409 and "one poll at a time" in second.json()["error"]
+    cancel = requests.delete(link.url, headers=AUTH, timeout=CLIENT_TIMEOUT)
+    assert cancel.status_code == 204
+    assert first.answer().status_code == 204 and first.answer().content == b""
+    assert not link.polling
+    with pytest.raises(PosOffline):
+        link.hand_over("0012345678\n")  # the cancelled poll takes nothing
+    again = Poll(link)  # the kiosk is free to be claimed again
+    wait_until(lambda: link.polling, what="a new poll to wait")
+    link.hand_over("0087654321\n")
+    assert again.answer().json() == {"line": "0087654321\n"}
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-the-token"}, {"Authorization": f"Basic {TOKEN}"}])
+def test_a_request_without_the_token_is_refused_401_and_claims_nothing(link, headers):
+    for method in (requests.get, requests.delete):
+        answer = method(link.url, params={"timeout_s": 60}, headers=headers, timeout=CLIENT_TIMEOUT)
+        assert answer.status_code == 401 and answer.headers["WWW-Authenticate"].startswith("Bearer")
+    assert not link.polling
+
+
+def test_a_token_file_that_is_gone_refuses_every_request(link, token_file):
+    token_file.unlink()
+    assert requests.get(link.url, params={"timeout_s": 0}, headers=AUTH, timeout=CLIENT_TIMEOUT).status_code == 401
+
+
+def test_hand_over_with_nobody_polling_is_pos_offline_naming_the_url(link):
+    with pytest.raises(PosOffline, match=f"no POS software is polling http://127.0.0.1:{link.address[1]}{SCAN_PATH}"):
+        link.hand_over("0012345678\n")
+
+
+def test_a_poll_whose_own_timeout_runs_out_is_answered_204_and_then_nobody_polls(link):
+    answer = requests.get(link.url, params={"timeout_s": 0.05}, headers=AUTH, timeout=CLIENT_TIMEOUT)
+    assert (answer.status_code, answer.content) == (204, b"")
+    assert not link.polling
+    with pytest.raises(PosOffline):
+        link.hand_over("0012345678\n")
+
+
+def test_a_poll_whose_client_hung_up_is_dropped_and_gets_no_line(link):
+    host, port = link.address
+    with socket.create_connection((host, port), timeout=5) as client:
+        client.sendall(f"GET {SCAN_PATH}?timeout_s=60 HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+        wait_until(lambda: link.polling, what="the raw poll to wait")
+    wait_until(lambda: not link.polling, what="the hung-up poll to be dropped")
+    with pytest.raises(PosOffline):
+        link.hand_over("0012345678\n")
+
+
+def test_bad_requests_are_answered_and_claim_nothing(link):
+    bad_timeout = requests.get(link.url, params={"timeout_s": "soon"}, headers=AUTH, timeout=CLIENT_TIMEOUT)
+    assert bad_timeout.status_code == 400 and "timeout_s" in bad_timeout.json()["error"]
+    elsewhere = requests.get(link.url.replace(SCAN_PATH, "/v1/other"), headers=AUTH, timeout=CLIENT_TIMEOUT)
+    assert elsewhere.status_code == 404
+    post = requests.post(link.url, headers=AUTH, timeout=CLIENT_TIMEOUT)
+    assert post.status_code == 405 and post.headers["Allow"] == "GET, DELETE"
+    assert not link.polling
+
+
+def test_closing_the_link_ends_the_waiting_poll_204_and_releases_the_port(token_file):
+    link = HttpPollLink(("127.0.0.1", 0), token_file=str(token_file))
+    poll = Poll(link)
+    wait_until(lambda: link.polling, what="the poll to wait")
+    link.close()
+    assert poll.answer().status_code == 204
+    with pytest.raises(requests.ConnectionError):
+        requests.get(link.url, headers=AUTH, timeout=CLIENT_TIMEOUT)
+
+
+class Kiosk:
+    """What the POS output is given of the kiosk: its outbox and a real fault registry, whose events are kept."""
+
+    def __init__(self, outbox: Outbox):
+        self.outbox = outbox
+        self.events: list[object] = []
+        self.faults = FaultRegistry(self.events.append)
+
+
+def test_an_identification_reaches_the_polling_pos_through_the_pos_output_and_is_recorded_handed_over(tmp_path, token_file):
+    cfg = write_config(
+        tmp_path / "kiosk.toml",
+        pos={"output": "http", "http_listen": "127.0.0.1:8089", "http_token_file": str(token_file), "template": "{contract}\t{issue}\n"},
+    )
+    pos = load(cfg, environ={}).pos
+    outbox = Outbox(tmp_path / "outbox.db", kiosk_id="kiosk-pos", site="Riga 5", clock=SystemClock())
+    kiosk = Kiosk(outbox)
+    # The configured link, at a port of the OS's choosing rather than 8089 (which another program may hold).
+    link = HttpPollLink(("127.0.0.1", 0), token_file=pos.http_token_file)
+    output = PosOutput(link, template=pos.template, max_age_s=pos.max_age_s, outcomes=outbox, faults=kiosk.faults)
+    try:
+        poll = Poll(link)
+        wait_until(lambda: link.polling, what="the POS's poll to wait")
+        record = outbox.commit(Card("v1", "0012345678", 2), symbology="Code128", decoder="zxing-cpp")
+        output.on_identified(Identified(record, 0, time.monotonic()))
+        assert poll.answer().json() == {"line": "0012345678\t2\n"}
+        assert outbox.get(record.id).pos_outcome == "handed over"
+        missed = outbox.commit(Card("v1", "0087654321", 1), symbology="Code128", decoder="zxing-cpp")
+        output.on_identified(Identified(missed, 0, time.monotonic()))  # nobody polls now
+        assert outbox.get(missed.id).pos_outcome == "POS offline"
+        assert "no POS software is polling" in kiosk.events[-1].message
+    finally:
+        output.close()
+        outbox.close()
+
+
+def test_make_link_builds_the_configured_http_link(tmp_path, token_file):
+    with socket.socket() as probe:  # a port free now; the link binds it with SO_REUSEADDR
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cfg = write_config(tmp_path / "kiosk.toml", pos={"output": "http", "http_listen": f"127.0.0.1:{port}", "http_token_file": str(token_file)})
+    link = make_link(load(cfg, environ={}).pos)
+    try:
+        assert isinstance(link, HttpPollLink) and link.url == f"http://127.0.0.1:{port}{SCAN_PATH}"
+    finally:
+        link.close()
+
+
+def test_kiosk_config_check_refuses_a_non_loopback_listen_without_the_insecure_flag_naming_pos_http_listen(tmp_path, token_file):
+    cfg = write_config(tmp_path / "kiosk.toml", pos={"output": "http", "http_listen": "0.0.0.0:8089", "http_token_file": str(token_file)})
+    run = run_kiosk("config", "check", "--config", str(cfg))
+    assert run.returncode == EXIT_CONFIG, run.stderr
+    assert "pos.http_listen: plain HTTP on 0.0.0.0" in run.stderr and "pos.http_allow_insecure = true" in run.stderr
+    write_config(
+        tmp_path / "kiosk.toml",
+        pos={"output": "http", "http_listen": "0.0.0.0:8089", "http_token_file": str(token_file), "http_allow_insecure": True},
+    )
+    assert load(cfg, environ={}).pos.http_listen == "0.0.0.0:8089"
+
+
+@pytest.mark.parametrize(
+    ("pos", "key", "problem"),
+    [
+        ({"output": "http"}, "pos.http_token_file", 'required when pos.output = "http"'),
+        ({"output": "http", "http_token_file": "/nonexistent/pos-token"}, "pos.http_token_file", "no such file"),
+        ({"http_listen": "127.0.0.1"}, "pos.http_listen", "expected HOST:PORT"),
+        ({"http_listen": "::1:8089"}, "pos.http_listen", "IPv6 in brackets"),
+        ({"http_listen": "127.0.0.1:0"}, "pos.http_listen", "a port in 1 .. 65535"),
+    ],
+)
+def test_the_http_settings_are_checked_by_the_config(tmp_path, pos, key, problem):
+    cfg = write_config(tmp_path / "kiosk.toml", pos=pos)
+    with pytest.raises(ConfigError, match=f"{key}: .*{problem}"):
+        load(cfg, environ={})
