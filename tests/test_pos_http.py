@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -23,9 +24,10 @@ from device.config import EXIT_CONFIG, ConfigError, load
 from device.daemon.faults import FaultRegistry
 from device.events import Identified
 from device.outbox import Outbox
-from device.outputs.pos.http_poll import SCAN_PATH, HttpPollLink
+from device.outputs.pos.http_poll import DEFAULT_POLL_S, HEADER_DEADLINE_S, MAX_CONNECTIONS, MAX_POLL_S, SCAN_PATH, HttpPollLink
 from device.outputs.pos.link import PosOffline
 from device.outputs.pos.output import PosOutput, make_link
+from device.pos_template import MAX_LINE_LENGTH
 
 TOKEN = "pos-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -188,7 +190,8 @@ def test_make_link_builds_the_configured_http_link(tmp_path, token_file):
     with socket.socket() as probe:  # a port free now; the link binds it with SO_REUSEADDR
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    cfg = write_config(tmp_path / "kiosk.toml", pos={"output": "http", "http_listen": f"127.0.0.1:{port}", "http_token_file": str(token_file)})
+    pos = {"output": "http", "http_listen": f"127.0.0.1:{port}", "http_token_file": str(token_file)}
+    cfg = write_config(tmp_path / "kiosk.toml", pos=pos)
     link = make_link(load(cfg, environ={}).pos)
     try:
         assert isinstance(link, HttpPollLink) and link.url == f"http://127.0.0.1:{port}{SCAN_PATH}"
@@ -222,3 +225,13 @@ def test_the_http_settings_are_checked_by_the_config(tmp_path, pos, key, problem
     cfg = write_config(tmp_path / "kiosk.toml", pos=pos)
     with pytest.raises(ConfigError, match=f"{key}: .*{problem}"):
         load(cfg, environ={})
+
+
+def test_the_openapi_file_and_pos_md_state_the_link_s_own_numbers():
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    api, guide = (docs / "pos-openapi.yaml").read_text(), (docs / "POS.md").read_text()
+    assert f"default: {DEFAULT_POLL_S:g}\n" in api and f"longer values are cut to {MAX_POLL_S:g}" in api
+    assert f"within {HEADER_DEADLINE_S:g} seconds of connecting" in api and f"maxLength: {MAX_LINE_LENGTH}\n" in api
+    assert f"  {SCAN_PATH}:\n" in api and "[pos-openapi.yaml](pos-openapi.yaml)" in guide
+    assert f"(default {DEFAULT_POLL_S:g}, at most {MAX_POLL_S:g})" in guide
+    assert f"{MAX_CONNECTIONS} connections at a time, {HEADER_DEADLINE_S:g} seconds for a request's" in guide
