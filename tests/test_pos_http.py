@@ -16,6 +16,7 @@ import pytest
 import requests
 from support.config import write_config
 from support.kiosk import run_kiosk
+from support.ports import occupied_port, reserved_port
 from support.waiting import wait_until
 
 from device.card import Card
@@ -24,9 +25,10 @@ from device.config import EXIT_CONFIG, ConfigError, load
 from device.daemon.faults import FaultRegistry
 from device.events import Identified
 from device.outbox import Outbox
+from device.outputs.pos import http_poll
 from device.outputs.pos.http_poll import DEFAULT_POLL_S, HEADER_DEADLINE_S, MAX_CONNECTIONS, MAX_POLL_S, SCAN_PATH, HttpPollLink
 from device.outputs.pos.link import PosOffline
-from device.outputs.pos.output import PosOutput, make_link
+from device.outputs.pos.output import PosOutput
 from device.pos_template import MAX_LINE_LENGTH
 
 TOKEN = "pos-token-0123456789"
@@ -130,6 +132,59 @@ def test_a_poll_whose_client_hung_up_is_dropped_and_gets_no_line(link):
         link.hand_over("0012345678\n")
 
 
+def closed_by_server(client: socket.socket) -> bool:
+    """Whether the server closed ``client``'s connection without an answer (it reads end-of-file or a reset)."""
+    client.settimeout(CLIENT_TIMEOUT[1])
+    try:
+        return client.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_a_client_that_does_not_finish_its_headers_in_time_is_cut_off(token_file, monkeypatch):
+    monkeypatch.setattr(http_poll, "HEADER_DEADLINE_S", 0.2)
+    # Each read's own timeout beyond the client's wait: only the headers' deadline can end this connection in time.
+    monkeypatch.setattr(http_poll._Handler, "timeout", 10 * CLIENT_TIMEOUT[1])
+    link = HttpPollLink(("127.0.0.1", 0), token_file=str(token_file))
+    try:
+        with socket.create_connection(link.address, timeout=5) as slow:
+            slow.sendall(f"GET {SCAN_PATH} HTTP/1.0\r\nAuthorization: Bea".encode())  # and then nothing more
+            assert closed_by_server(slow)
+        assert not link.polling
+    finally:
+        link.close()
+
+
+def test_connections_beyond_the_bound_are_closed_at_once_and_served_again_once_one_ends(token_file, monkeypatch):
+    monkeypatch.setattr(http_poll, "MAX_CONNECTIONS", 2)
+    monkeypatch.setattr(http_poll, "HEADER_DEADLINE_S", 10 * CLIENT_TIMEOUT[1])  # the held connections stay held
+    link = HttpPollLink(("127.0.0.1", 0), token_file=str(token_file))
+    try:
+        held = [socket.create_connection(link.address, timeout=5) for _ in range(2)]  # each sends nothing yet
+        for client in held:  # each has its thread once a request on it is answered
+            client.sendall(f"DELETE {SCAN_PATH} HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\n".encode())
+        with socket.create_connection(link.address, timeout=5) as extra:  # a whole request: served, it would be answered
+            try:
+                extra.sendall(f"DELETE {SCAN_PATH} HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # closed already
+            assert closed_by_server(extra)
+        held[0].sendall(b"\r\n")
+        assert held[0].recv(64).startswith(b"HTTP/1.0 204")
+        held[0].close()
+
+        def answered() -> requests.Response | None:
+            try:
+                return requests.delete(link.url, headers=AUTH, timeout=CLIENT_TIMEOUT)
+            except requests.ConnectionError:  # closed as one too many while the ended one's slot is not yet free
+                return None
+
+        assert wait_until(answered, what="a connection served once one ended").status_code == 204
+        held[1].close()
+    finally:
+        link.close()
+
+
 def test_bad_requests_are_answered_and_claim_nothing(link):
     bad_timeout = requests.get(link.url, params={"timeout_s": "soon"}, headers=AUTH, timeout=CLIENT_TIMEOUT)
     assert bad_timeout.status_code == 400 and "timeout_s" in bad_timeout.json()["error"]
@@ -150,6 +205,11 @@ def test_closing_the_link_ends_the_waiting_poll_204_and_releases_the_port(token_
         requests.get(link.url, headers=AUTH, timeout=CLIENT_TIMEOUT)
 
 
+def http_config(tmp_path, token_file, listen: str, **pos):
+    """A kiosk.toml handing over with ``pos.output = "http"`` on ``listen``, the test's token, and ``pos`` on top."""
+    return write_config(tmp_path / "kiosk.toml", pos={"output": "http", "http_listen": listen, "http_token_file": str(token_file), **pos})
+
+
 class Kiosk:
     """What the POS output is given of the kiosk: its outbox and a real fault registry, whose events are kept."""
 
@@ -160,23 +220,21 @@ class Kiosk:
 
 
 def test_an_identification_reaches_the_polling_pos_through_the_pos_output_and_is_recorded_handed_over(tmp_path, token_file):
-    cfg = write_config(
-        tmp_path / "kiosk.toml",
-        pos={"output": "http", "http_listen": "127.0.0.1:8089", "http_token_file": str(token_file), "template": "{contract}\t{issue}\n"},
-    )
-    pos = load(cfg, environ={}).pos
     outbox = Outbox(tmp_path / "outbox.db", kiosk_id="kiosk-pos", site="Riga 5", clock=SystemClock())
     kiosk = Kiosk(outbox)
-    # The configured link, at a port of the OS's choosing rather than 8089 (which another program may hold).
-    link = HttpPollLink(("127.0.0.1", 0), token_file=pos.http_token_file)
-    output = PosOutput(link, template=pos.template, max_age_s=pos.max_age_s, outcomes=outbox, faults=kiosk.faults)
+    with reserved_port() as port:  # the link binds it with SO_REUSEADDR while the test holds it
+        cfg = http_config(tmp_path, token_file, f"127.0.0.1:{port}", template="{contract}\t{issue}\n")
+        output = PosOutput.from_config(load(cfg, environ={}).pos, outcomes=outbox, faults=kiosk.faults)
+    link = output.link
     try:
+        assert isinstance(link, HttpPollLink) and link.url == f"http://127.0.0.1:{port}{SCAN_PATH}"
         poll = Poll(link)
         wait_until(lambda: link.polling, what="the POS's poll to wait")
         record = outbox.commit(Card("v1", "0012345678", 2), symbology="Code128", decoder="zxing-cpp")
         output.on_identified(Identified(record, 0, time.monotonic()))
         assert poll.answer().json() == {"line": "0012345678\t2\n"}
         assert outbox.get(record.id).pos_outcome == "handed over"
+        assert kiosk.events == [], "no fault"
         missed = outbox.commit(Card("v1", "0087654321", 1), symbology="Code128", decoder="zxing-cpp")
         output.on_identified(Identified(missed, 0, time.monotonic()))  # nobody polls now
         assert outbox.get(missed.id).pos_outcome == "POS offline"
@@ -186,28 +244,12 @@ def test_an_identification_reaches_the_polling_pos_through_the_pos_output_and_is
         outbox.close()
 
 
-def test_make_link_builds_the_configured_http_link(tmp_path, token_file):
-    with socket.socket() as probe:  # a port free now; the link binds it with SO_REUSEADDR
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    pos = {"output": "http", "http_listen": f"127.0.0.1:{port}", "http_token_file": str(token_file)}
-    cfg = write_config(tmp_path / "kiosk.toml", pos=pos)
-    link = make_link(load(cfg, environ={}).pos)
-    try:
-        assert isinstance(link, HttpPollLink) and link.url == f"http://127.0.0.1:{port}{SCAN_PATH}"
-    finally:
-        link.close()
-
-
 def test_kiosk_config_check_refuses_a_non_loopback_listen_without_the_insecure_flag_naming_pos_http_listen(tmp_path, token_file):
-    cfg = write_config(tmp_path / "kiosk.toml", pos={"output": "http", "http_listen": "0.0.0.0:8089", "http_token_file": str(token_file)})
+    cfg = http_config(tmp_path, token_file, "0.0.0.0:8089")
     run = run_kiosk("config", "check", "--config", str(cfg))
     assert run.returncode == EXIT_CONFIG, run.stderr
     assert "pos.http_listen: plain HTTP on 0.0.0.0" in run.stderr and "pos.http_allow_insecure = true" in run.stderr
-    write_config(
-        tmp_path / "kiosk.toml",
-        pos={"output": "http", "http_listen": "0.0.0.0:8089", "http_token_file": str(token_file), "http_allow_insecure": True},
-    )
+    http_config(tmp_path, token_file, "0.0.0.0:8089", http_allow_insecure=True)
     assert load(cfg, environ={}).pos.http_listen == "0.0.0.0:8089"
 
 
@@ -235,3 +277,32 @@ def test_the_openapi_file_and_pos_md_state_the_link_s_own_numbers():
     assert f"  {SCAN_PATH}:\n" in api and "[pos-openapi.yaml](pos-openapi.yaml)" in guide
     assert f"(default {DEFAULT_POLL_S:g}, at most {MAX_POLL_S:g})" in guide
     assert f"{MAX_CONNECTIONS} connections at a time, {HEADER_DEADLINE_S:g} seconds for a request's" in guide
+
+
+def poll_when_listening(url: str, answers: list[requests.Response]) -> None:
+    """The POS software started before the kiosk's server: it tries until a poll is answered."""
+
+    def answered() -> requests.Response | None:
+        try:
+            return requests.get(url, params={"timeout_s": 60}, headers=AUTH, timeout=CLIENT_TIMEOUT)
+        except requests.ConnectionError:  # nobody listens yet
+            return None
+
+    answers.append(wait_until(answered, what=f"a server answering at {url}"))
+
+
+def test_kiosk_pos_test_answers_the_pos_software_s_poll_or_cannot_listen_exit_78(tmp_path, token_file):
+    with reserved_port() as port:  # http.server binds it with SO_REUSEADDR while the test holds it
+        cfg = http_config(tmp_path, token_file, f"127.0.0.1:{port}")
+        answers: list[requests.Response] = []
+        pos = threading.Thread(target=poll_when_listening, args=(f"http://127.0.0.1:{port}{SCAN_PATH}", answers), daemon=True)
+        pos.start()
+        run = run_kiosk("pos", "test", "--config", str(cfg))
+        pos.join(CLIENT_TIMEOUT[1])
+        assert run.returncode == 0, run.stderr
+        assert "answered to the POS software's GET /v1/scan" in run.stdout and "handed over" in run.stdout
+        assert answers and answers[0].json() == {"line": "0012345678\n"}
+    with occupied_port() as port:
+        http_config(tmp_path, token_file, f"127.0.0.1:{port}")
+        run = run_kiosk("pos", "test", "--config", str(cfg))
+        assert run.returncode == EXIT_CONFIG and f"pos.http_listen: cannot listen on 127.0.0.1:{port}" in run.stderr, run.stderr

@@ -238,9 +238,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 pass
 
     def parse_request(self) -> bool:
+        parsed = super().parse_request()  # reads the headers after the request line
         self._headers_read.set()
         self._cutoff.cancel()
-        return super().parse_request()
+        return parsed
 
     def finish(self) -> None:
         self._cutoff.cancel()
