@@ -7,6 +7,7 @@ The POS software is ``requests`` (or a raw socket) in a thread of the test, poll
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -14,12 +15,14 @@ from pathlib import Path
 
 import pytest
 import requests
-from support.config import write_config
+from support.cards import contracts
+from support.config import QUICK_RETRY, kiosk_config, write_config
 from support.kiosk import run_kiosk
 from support.ports import occupied_port, reserved_port
 from support.waiting import wait_until
 
 from device.card import Card
+from device.cli import main
 from device.clock import SystemClock
 from device.config import EXIT_CONFIG, ConfigError, load
 from device.daemon.faults import FaultRegistry
@@ -29,7 +32,7 @@ from device.outputs.pos import http_poll
 from device.outputs.pos.http_poll import DEFAULT_POLL_S, HEADER_DEADLINE_S, MAX_CONNECTIONS, MAX_POLL_S, SCAN_PATH, HttpPollLink
 from device.outputs.pos.link import PosOffline
 from device.outputs.pos.output import PosOutput
-from device.pos_template import MAX_LINE_LENGTH
+from device.pos_template import MAX_LINE_LENGTH, PosOutcome
 
 TOKEN = "pos-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -306,3 +309,58 @@ def test_kiosk_pos_test_answers_the_pos_software_s_poll_or_cannot_listen_exit_78
         http_config(tmp_path, token_file, f"127.0.0.1:{port}")
         run = run_kiosk("pos", "test", "--config", str(cfg))
         assert run.returncode == EXIT_CONFIG and f"pos.http_listen: cannot listen on 127.0.0.1:{port}" in run.stderr, run.stderr
+
+
+class PosSoftware(threading.Thread):
+    """POS software at the counter: polls ``url`` again right after each answer and keeps the lines, until :meth:`stop`."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url, self.lines, self._stopping = url, [], threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                answer = requests.get(self.url, params={"timeout_s": 60}, headers=AUTH, timeout=CLIENT_TIMEOUT)
+            except requests.ConnectionError:  # the kiosk stopped
+                return
+            if answer.status_code == 200:
+                self.lines.append(answer.json()["line"])
+
+    def claimed(self) -> bool:
+        """Whether this POS's poll waits (another poll is told 409)."""
+        return requests.get(self.url, params={"timeout_s": 0}, headers=AUTH, timeout=CLIENT_TIMEOUT).status_code == 409
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(CLIENT_TIMEOUT[1])
+
+
+def test_the_daemon_answers_each_identified_contract_once_to_the_polling_pos_and_queue_show_says_handed_over(
+    tmp_path, token_file, central_factory, capsys
+):
+    from device.assembly import build_kiosk
+    from device.tools.synth.video import Presentation, write_presentation_video
+
+    shown = contracts(3)
+    video = tmp_path / "counter.avi"
+    truths = write_presentation_video(video, [Presentation.card(c, 1, hold_s=0.8) for c in shown], fps=10, size=(640, 360), seed=5)
+    assert all(t.is_card for t in truths)
+    with reserved_port() as port:
+        pos_section = {"output": "http", "http_listen": f"127.0.0.1:{port}", "http_token_file": str(token_file)}
+        cfg_path = kiosk_config(
+            tmp_path, central=central_factory(), source=f"file:{video}", kiosk={"id": "kiosk-pos"}, api=QUICK_RETRY,
+            feedback={"pin_factory": "mock"}, pos=pos_section,
+        )  # fmt: skip
+        kiosk = build_kiosk(load(cfg_path, environ={}))  # every configured output, the POS's among them
+    pos = PosSoftware(f"http://127.0.0.1:{port}{SCAN_PATH}")
+    try:
+        wait_until(pos.claimed, what="the POS software's poll to wait")
+        assert kiosk.run(threading.Event(), drain_timeout_s=60) == 0  # a finite run: every event handled before it returns
+    finally:
+        pos.stop()  # the kiosk closed its link: the waiting poll ended, the next is refused
+    assert pos.lines == [f"{c}\n" for c in shown]
+    for seq in range(1, len(shown) + 1):
+        assert main(["queue", "show", str(seq), "--json", "--config", str(cfg_path)]) == 0
+        assert json.loads(capsys.readouterr().out)["pos_outcome"] == PosOutcome.HANDED_OVER
