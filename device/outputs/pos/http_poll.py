@@ -275,6 +275,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(204, None)
             return
         try:
+            if self._client_gone():  # hung up just now: a write would still "succeed" into the dead socket's buffer
+                raise ConnectionAbortedError("the client closed its connection")
             self._send(200, {"line": line})
             self.wfile.flush()
             poll.write_ok = True
