@@ -318,6 +318,44 @@ def insecure_url_problem(url: str, allow_insecure_http: bool) -> str | None:
     return None
 
 
+def listen_address(value: str) -> tuple[str, int]:
+    """``"HOST:PORT"`` (an IPv6 address in brackets) as (host, port); ValueError saying why not.
+
+    >>> listen_address("127.0.0.1:8089"), listen_address("[::1]:8089")
+    (('127.0.0.1', 8089), ('::1', 8089))
+    """
+    host, colon, port = value.rpartition(":")
+    if not colon or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f'expected HOST:PORT with a port in 1 .. 65535, such as 127.0.0.1:8089, got "{escape(value, SHOWN_CHARS)}"')
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if ":" not in host:
+            raise ValueError(f'brackets are for an IPv6 address, got "{escape(value, SHOWN_CHARS)}"')
+    if not host or not _valid_host(host) or (":" in host and not value.startswith("[")):
+        raise ValueError(f'"{escape(host, SHOWN_CHARS)}" is not a host name or IP address (IPv6 in brackets: [::1]:8089)')
+    return host, int(port)
+
+
+def _check_listen(value: str) -> str | None:
+    try:
+        listen_address(value)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def insecure_listen_problem(listen: str) -> str | None:
+    """Why the POS's HTTP API must not listen on ``listen`` without ``pos.http_allow_insecure``, or None."""
+    host, _ = listen_address(listen)
+    if is_loopback(host):
+        return None
+    return (
+        f"plain HTTP on {host} would send contract numbers and the POS's token unencrypted over the network, and the "
+        "kiosk serves no TLS yet: listen on 127.0.0.1 (POS software on the kiosk, or through an ssh tunnel), or set "
+        "pos.http_allow_insecure = true (a trusted counter network only)"
+    )
+
+
 #: What the reference says of a GPIO pin key.
 _PIN_ALLOWED = "a gpiozero pin name (GPIO17, BOARD11) or empty for none"
 
@@ -600,8 +638,9 @@ class PosSection:
         "none",
         "How each identification is handed to the counter's POS once it is stored (see docs/POS.md): none; keyboard "
         "(the kiosk types pos.template as a USB keyboard into pos.hid_device); serial (one line per identification on "
-        "pos.serial_device). Refusals and barcodes that are not cards are never handed over.",
-        choices=("none", "keyboard", "serial"),
+        "pos.serial_device); http (POS software takes each one with a long poll, GET /v1/scan on pos.http_listen, "
+        "docs/pos-openapi.yaml). Refusals and barcodes that are not cards are never handed over.",
+        choices=("none", "keyboard", "serial", "http"),
         env=True,
     )
     template: str = opt(
@@ -644,6 +683,23 @@ class PosSection:
     baud: int = opt(9600, 'pos.output = "serial": line speed, bits per second (8N1).', minimum=300, maximum=4000000)
     ack_timeout_s: float = opt(
         0.0, 'pos.output = "serial": wait this long for the POS to acknowledge each line; 0: no acknowledgement.', minimum=0, maximum=60
+    )
+    http_listen: str = opt(
+        "127.0.0.1:8089",
+        'pos.output = "http": where the kiosk serves the POS software\'s long poll (plain HTTP, no TLS yet): loopback only '
+        "unless pos.http_allow_insecure.",
+        check=_check_listen,
+        allowed="HOST:PORT ([::1]:PORT for IPv6); a non-loopback host needs pos.http_allow_insecure",
+    )
+    http_token_file: str = opt(
+        "",
+        'pos.output = "http" (required then): file holding the bearer token the POS software must send (re-read at '
+        "every request; readable by root and the kiosk group only).",
+        check_on_disk=_check_existing_file,
+        allowed="an existing file",
+    )
+    http_allow_insecure: bool = opt(
+        False, "Allow pos.http_listen on an address other than loopback: plain HTTP over the counter's network (never a shared one)."
     )
 
 
@@ -902,6 +958,11 @@ def _check_together(cfg: Config) -> None:
             LAYOUTS[cfg.pos.keyboard_layout].keystrokes(cfg.pos.template)
         except ValueError as error:
             raise ConfigError("pos.template", f"{error} (pos.keyboard_layout)", cfg.source) from None
+    if cfg.pos.output == "http":
+        if not cfg.pos.http_token_file:
+            raise ConfigError("pos.http_token_file", 'required when pos.output = "http": the token the POS software sends', cfg.source)
+        if not cfg.pos.http_allow_insecure and (insecure := insecure_listen_problem(cfg.pos.http_listen)):
+            raise ConfigError("pos.http_listen", insecure, cfg.source)
     for fmt in formats_named(cfg.scan.card_formats):
         missing = sorted(fmt.symbologies - set(cfg.scan.symbologies))
         if missing:

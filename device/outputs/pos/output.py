@@ -70,8 +70,13 @@ def pos_fields(record: Identification) -> PosFields:
     )  # fmt: skip
 
 
-def make_link(pos: PosSection) -> PosLink:
-    """The link ``pos.output`` names: the USB keyboard or the serial line (imported only then)."""
+def make_link(pos: PosSection, *, poll_wait_s: float | None = None) -> PosLink:
+    """The link ``pos.output`` names: the USB keyboard, the serial line or the HTTP long poll (imported only then).
+
+    ``poll_wait_s``: how long the HTTP link waits for the POS software's poll (None: its default,
+    :data:`~device.outputs.pos.http_poll.HAND_OVER_WAIT_S`). An address the HTTP link cannot listen
+    on is a :class:`~device.config.ConfigError` naming ``pos.http_listen`` (exit 78).
+    """
     if pos.output == "keyboard":
         from device.keyboard_layouts import layout
         from device.outputs.pos.keyboard import HidKeyboard
@@ -81,6 +86,15 @@ def make_link(pos: PosSection) -> PosLink:
         from device.outputs.pos.serial_line import SerialLine
 
         return SerialLine(pos.serial_device, baud=pos.baud, ack_timeout_s=pos.ack_timeout_s)
+    if pos.output == "http":
+        from device.config import ConfigError, listen_address
+        from device.outputs.pos.http_poll import HAND_OVER_WAIT_S, HttpPollLink
+
+        wait_s = HAND_OVER_WAIT_S if poll_wait_s is None else poll_wait_s
+        try:
+            return HttpPollLink(listen_address(pos.http_listen), token_file=pos.http_token_file, wait_s=wait_s)
+        except OSError as error:  # in use (the daemon, when `kiosk pos test` runs beside it), or not this machine's address
+            raise ConfigError("pos.http_listen", f"cannot listen on {pos.http_listen}: {error.strerror or error}") from None
     raise ValueError(f"pos.output = {pos.output!r} hands nothing over: no link to make")
 
 
