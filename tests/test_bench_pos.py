@@ -10,7 +10,10 @@ def test_bench_pos_runs_none_and_keyboard_side_by_side_and_types_each_identifica
         "bench", "pos", "--cards", "2", "--size", "640x360", "--fps", "10", "--pace", "fast", "--key-delay-ms", "2", timeout=300
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    row = r"^  pos\.output = '(\w+)' +(\d+) frames, [\d.]+ fps; scan loop per frame median [\d.]+ ms, max [\d.]+ ms; (\d+) identifications$"
+    row = (
+        r"^  pos\.output = '(\w+)' +(\d+) frames, [\d.]+ fps; "
+        r"scan loop per frame mean [\d.]+ ms, median [\d.]+ ms, max [\d.]+ ms; (\d+) identifications$"
+    )
     rows = re.findall(row, run.stdout, re.M)
     assert [(mode, identifications) for mode, _, identifications in rows] == [("none", "2"), ("keyboard", "2")], run.stdout
     assert rows[0][1] == rows[1][1], "the same video, frame for frame"

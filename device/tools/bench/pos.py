@@ -170,6 +170,10 @@ def _render(path: Path, args) -> None:
     write_presentation_video(path, shown, fps=args.fps, size=(width, height), seed=22)
 
 
+def _mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else float("nan")
+
+
 def _ms(values: list[float]) -> str:
     if not values:
         return "n/a"
@@ -191,7 +195,7 @@ def main(args, out: TextIO = sys.stdout) -> int:
     for run in runs:
         out.write(
             f"  pos.output = {run.mode!r:<11} {run.frames} frames, {run.fps:.1f} fps; scan loop per frame "
-            f"{_ms(run.busy_ms)}; {run.identifications} identifications\n"
+            f"mean {_mean(run.busy_ms):.1f} ms, {_ms(run.busy_ms)}; {run.identifications} identifications\n"
         )
         if run.mode == "keyboard":
             out.write(
