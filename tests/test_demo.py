@@ -16,7 +16,7 @@ from support.kiosk import REPO, kiosk_cmd
 
 from device.card import CARD_V1
 from device.redact import mask_contract
-from device.tools.demo import Record, Seen, judge
+from device.tools.demo import Record, Seen, Verdict, judge, judge_pos
 from device.tools.synth.video import PresentationTruth, default_presentations
 
 #: The valid cards of the demo's video.
@@ -79,6 +79,19 @@ def test_demo_fails_honestly_when_the_central_refuses_a_contract(kept_run, tmp_p
     assert f"({mask_contract(refused)}) was not delivered: the central refused it" in fail
     assert list(tmp.iterdir()) == []  # its temporary folder is gone
     assert_central_stopped(run.stdout)
+
+
+def test_demo_pos_keyboard_types_exactly_one_line_per_identification(kept_run):
+    _, folder = kept_run
+    run = run_demo("--video", str(folder / "counter.avi"), "--pace", "fast", "--pos", "keyboard")
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = run.stdout
+    typed = re.findall(r"POS typed +(\S+) \(keyboard, us layout\)", out)
+    assert Counter(typed) == Counter(f"{mask_contract(c)}⏎" for c in CONTRACTS), out  # decoded back from the reports, each once
+    summary = out.split("\nSummary\n", 1)[1]
+    assert f"POS typed    {len(CONTRACTS)} lines for {len(CONTRACTS)} identifications (keyboard, us layout)" in summary
+    assert "PASS: " in summary and "the POS received one line per identification" in summary
+    assert_central_stopped(out)
 
 
 def test_keep_refuses_a_folder_that_is_not_empty(kept_run):
@@ -144,3 +157,22 @@ def test_judge_wants_a_replaced_card_refused_once_and_never_identified():
         truths, [], [], {"r": Record("pending")}, Counter(), replaced={"4000000017": 2}, refused=[refusal], central_refusal_ids=Counter()
     )
     assert any("refusal 1" in p and "not delivered" in p for p in undelivered.problems)
+
+
+def test_judge_pos_wants_one_typed_line_per_identification_in_order():
+    identified = [Seen(12, "0012345678", 1, "a", 1), Seen(65, "4000000017", 2, "b", 2)]
+    good = Verdict()
+    judge_pos(good, ["0012345678\n", "4000000017\n"], identified)
+    assert good.ok and good.pos_typed == 2
+    for typed in (["0012345678\n"], ["0012345678\n", "0012345678\n", "4000000017\n"], ["4000000017\n", "0012345678\n"]):
+        bad = Verdict()
+        judge_pos(bad, typed, identified)
+        assert bad.problems == [
+            f"the POS received {len(typed)} lines for 2 identifications, not one each: typed "
+            f"[{', '.join(mask_contract(t[:-1]) + '⏎' for t in typed)}], identified [******5678⏎, ******0017⏎]"
+        ]
+    undecodable = Verdict()
+    judge_pos(undecodable, [], [], error="report 0000ff0000000000 types nothing in the 'us' layout")
+    assert undecodable.problems == [
+        "the POS received keyboard reports no host would type: report 0000ff0000000000 types nothing in the 'us' layout"
+    ]

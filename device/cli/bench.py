@@ -8,7 +8,7 @@ HELP = {"bench": "measure read rates and speed"}
 
 
 def register(sub) -> None:
-    from device.tools.bench import command, decode, idle, loop, outbox, resolution, revocations, scenes
+    from device.tools.bench import command, decode, idle, loop, outbox, pos, resolution, revocations, scenes
 
     bsub = add_group(
         sub,
@@ -31,5 +31,6 @@ def register(sub) -> None:
             "the replaced-card list: a complete sync of a million contracts, a delta, the check per card, frame times during a sync",
         ),
         ("command", command, "CPU time of a technician's command (e.g. status) for one or more installs, side by side"),
+        ("pos", pos, "the POS hand-off: scan-loop time per frame with pos.output none and keyboard, and commit-to-typed latency"),
     ):
         add_module_command(bsub, f"bench {name}", module, help_text)

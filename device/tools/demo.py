@@ -14,10 +14,16 @@ truth::
     kiosk demo --camera v4l2:/dev/video0     # a real camera and a printed card, until Ctrl-C
     kiosk demo --keep demo-run               # keep video, truth, outbox and central database
     kiosk demo --video demo-run/counter.avi  # play a kept (or recorded) video again
+    kiosk demo --pos keyboard                # also type each identification into a POS on this machine
+
+With ``--pos keyboard`` the kiosk types each identification (``pos.template``, ``{contract}`` and
+Enter) as a USB keyboard into a FIFO in the demo's folder where ``/dev/hidg0`` would be; a thread
+reads it as the counter PC would (:class:`device.tools.fifo_pos.FifoPos`) and the demo prints each
+line the POS received. The run then also needs exactly one typed line per identification.
 
 The exit code tells the truth: 0 only when every valid card shown was identified once and
 delivered once, the replaced card refused once and its refusal delivered, and nothing else was
-identified; 1 (with the reasons) otherwise; 130 on Ctrl-C
+identified (and, with ``--pos keyboard``, each identification typed once); 1 (with the reasons) otherwise; 130 on Ctrl-C
 before the end of a video. Everything lives in a temporary folder that is removed at the end
 (unless ``--keep``), and the central is stopped whatever happens.
 """
@@ -128,6 +134,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="make the central refuse identifications of this contract (repeatable): the demo must then fail",
     )
     p.add_argument("--seed", type=int, default=VIDEO_SEED, help=f"seed of the rendered video (default {VIDEO_SEED})")
+    p.add_argument(
+        "--pos",
+        choices=("none", "keyboard"),
+        default="none",
+        help="keyboard: also type each identification as a USB keyboard into a POS on this machine (a FIFO read back as a host "
+        "would) and print what the POS received (default none)",
+    )
     p.add_argument("--unmask", action="store_true", help="show whole contract numbers")
     p.add_argument("--verbose", action="store_true", help="also show the daemon's own log (stderr)")
 
@@ -196,6 +209,8 @@ class Verdict:
     rejected: int = 0
     delivered: int = 0
     frames_to_read: list = field(default_factory=list)
+    #: Lines the POS received (``--pos keyboard``), None without a POS.
+    pos_typed: int | None = None
     problems: list = field(default_factory=list)
 
     @property
@@ -300,6 +315,33 @@ def judge(
     if run_code != 0:
         v.problems.append(f"the daemon exited with {run_code} (see the log above)")
     return v
+
+
+#: What the demo's POS is: the link and its layout, for the lines printed.
+POS_LAYOUT = "us"
+POS_TEXT = f"keyboard, {POS_LAYOUT} layout"
+
+
+def typed_text(line: str, unmask: bool = False) -> str:
+    """A line the POS received (the demo's template: the contract and Enter), masked as contracts are, Enter as ⏎.
+
+    >>> typed_text("4000000017\\n")
+    '******0017⏎'
+    """
+    return mask_contract(line.removesuffix("\n"), unmask) + ("⏎" if line.endswith("\n") else "")
+
+
+def judge_pos(v: Verdict, typed: list[str], identified: list[Seen], *, unmask: bool = False, error: str | None = None) -> None:
+    """Add to ``v`` what the POS received: exactly one line per identification, its contract and Enter, in order."""
+    v.pos_typed = len(typed)
+    expected = [f"{s.contract}\n" for s in identified]
+    if typed != expected:
+        v.problems.append(
+            f"the POS received {len(typed)} lines for {len(identified)} identifications, not one each: typed "
+            f"[{', '.join(typed_text(t, unmask) for t in typed)}], identified [{', '.join(typed_text(e, unmask) for e in expected)}]"
+        )
+    if error is not None:
+        v.problems.append(f"the POS received keyboard reports no host would type: {error}")
 
 
 # --- the demo as an output: what the daemon did, frame by frame ---------------------------------
@@ -438,7 +480,9 @@ class EventPrinter(Output):
 # --- the run ----------------------------------------------------------------------------------
 
 
-def _write_config(folder: Path, source: str, pace: str, central_url: str, token_file: Path, unmask: bool, public_key: Path) -> Path:
+def _write_config(
+    folder: Path, source: str, pace: str, central_url: str, token_file: Path, unmask: bool, public_key: Path, hid_device: Path | None = None
+) -> Path:
     import tomli_w
 
     sections = {
@@ -450,6 +494,8 @@ def _write_config(folder: Path, source: str, pace: str, central_url: str, token_
         "log": {"unmask": unmask},
         "kiosk": {"id": "demo-kiosk", "site": "demo counter"},
     }
+    if hid_device is not None:  # the default template and key delay: what a counter would be given
+        sections["pos"] = {"output": "keyboard", "hid_device": str(hid_device), "keyboard_layout": POS_LAYOUT}
     path = folder / "kiosk.toml"
     path.write_text(tomli_w.dumps(sections), encoding="utf-8")
     return path
@@ -482,6 +528,19 @@ def _noted(factory: OutputFactory, terminal: Terminal) -> OutputFactory:
             return None
 
     return make
+
+
+def _start_pos(folder: Path, terminal: Terminal, unmask: bool):
+    """The POS on this machine, printing each line it receives."""
+    from device.keyboard_layouts import layout
+    from device.tools.fifo_pos import FifoPos, TypedLine
+
+    def show(line: TypedLine) -> None:
+        terminal.event("POS typed", f"{typed_text(line.text, unmask)} ({POS_TEXT})")
+
+    pos = FifoPos(folder / "hidg0", layout(POS_LAYOUT), on_line=show)
+    terminal.event("POS", f"a POS reads {pos.path.name} where /dev/hidg0 would be: the kiosk types each identification ({POS_TEXT})")
+    return pos
 
 
 def _render(folder: Path, seed: int, terminal: Terminal):
@@ -605,6 +664,8 @@ def _summary(terminal: Terminal, v: Verdict, truths, live: bool, elapsed: float,
         )
     terminal.line(f"  rejected     {v.rejected} not a card")
     terminal.line(f"  delivered    {v.delivered} of {v.identified} identifications (the central holds each once)")
+    if v.pos_typed is not None:
+        terminal.line(f"  POS typed    {v.pos_typed} lines for {v.identified} identifications ({POS_TEXT})")
     if truths is not None:
         terminal.line(f"  frames from the card entering view to its identification: {_median_text(v.frames_to_read)}")
     terminal.line(f"  took         {elapsed:.1f} s")
@@ -620,6 +681,8 @@ def _summary(terminal: Terminal, v: Verdict, truths, live: bool, elapsed: float,
                 "every valid card shown was identified once and delivered once, the replaced card refused once; nothing else was identified"
             )
         )
+        if v.pos_typed is not None:
+            what += "; the POS received one line per identification"
         terminal.line(f"PASS: {what}")
     else:
         terminal.line("FAIL:")
@@ -684,8 +747,13 @@ def main(args, out: TextIO = sys.stdout) -> int:
                 video, truths = _render(folder, args.seed, terminal)
                 source = f"file:{video}"
 
+            pos = None
+            if args.pos == "keyboard":
+                pos = _start_pos(folder, terminal, args.unmask)
+                stack.callback(pos.close)
+            hid_device = pos.path if pos is not None else None
             cfg = config_mod.load(
-                _write_config(folder, source, args.pace, central.url, central.token_file, args.unmask, public_key), environ={}
+                _write_config(folder, source, args.pace, central.url, central.token_file, args.unmask, public_key, hid_device), environ={}
             )
             printer = EventPrinter(terminal, SIGNALS, truths, args.unmask)
             # The kiosk `kiosk run` builds (feedback on mock pins), with the printer as one more output.
@@ -723,6 +791,9 @@ def main(args, out: TextIO = sys.stdout) -> int:
                             records, central_ids, run_code=run_code, faults=kiosk.faults.active(),
                             live=live, unmask=args.unmask, replaced=REISSUED, refused=printer.refused_seen,
                             central_refusal_ids=central_refusal_ids)  # fmt: skip
+            if pos is not None:
+                pos.close()  # the kiosk's outputs are closed: every line it typed is read
+                judge_pos(verdict, [line.text for line in pos.lines], printer.identified_seen, unmask=args.unmask, error=pos.error)
             _summary(terminal, verdict, None if interrupted else truths, live, terminal.elapsed(), interrupted)
             if interrupted:
                 return 130
