@@ -2,7 +2,8 @@
 
 The kiosk is the one ``kiosk run`` builds (:func:`device.assembly.build_kiosk`), the central the
 reference one in its own process; the POS is a FIFO standing in for ``/dev/hidg0``
-(tests/support/pos_host.py), decoded back to text as a USB host would type it. Whatever the POS
+(tests/support/pos_host.py), decoded back to text as a USB host would type it, or the POS end of a
+pseudo-terminal standing in for a serial line (tests/support/pos_serial.py). Whatever the POS
 does, scanning and delivery to the central go on: every card shown is identified and delivered once.
 """
 
@@ -15,6 +16,7 @@ import time
 from support.cards import contracts
 from support.config import QUICK_RETRY, kiosk_config
 from support.pos_host import FifoHost
+from support.pos_serial import PtyPos
 from support.waiting import wait_until
 
 from device.assembly import build_kiosk
@@ -27,6 +29,7 @@ from device.outbox import Outbox
 from device.outputs.pos.host import typed_by_host
 from device.outputs.pos.keyboard import REPORT_LENGTH
 from device.outputs.pos.output import PosOutput
+from device.outputs.pos.serial_line import ACK
 from device.pos_template import PosOutcome
 from device.tools.synth.video import Presentation, write_presentation_video
 
@@ -180,3 +183,19 @@ def test_an_identification_whose_turn_comes_after_max_age_behind_a_slow_line_is_
     (first,) = [c for c, outcome in kept.items() if outcome == PosOutcome.HANDED_OVER]
     assert typed == f"{first}\n", "the one too old is never typed"
     delivered_once(central, together)
+
+
+def test_the_serial_output_sends_each_identified_contract_once_and_the_pos_acknowledges_it(tmp_path, central):
+    shown = contracts(3)
+    pos = PtyPos(answer=ACK)
+    try:
+        run_daemon(
+            tmp_path, central, [Presentation.card(c, 1, hold_s=0.8) for c in shown], tmp_path / "no-keyboard",
+            output="serial", serial_device=pos.name, ack_timeout_s=5.0,
+        )  # fmt: skip
+        lines = pos.lines()
+    finally:
+        pos.unplug()
+    assert lines == [f"{contract}\n".encode() for contract in shown], "one line per identification, in order, each once"
+    assert outcomes(tmp_path) == dict.fromkeys(shown, PosOutcome.HANDED_OVER)
+    delivered_once(central, shown)

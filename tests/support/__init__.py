@@ -15,6 +15,8 @@
 - :mod:`support.outputs`, :mod:`support.notify`, :mod:`support.outbox`, :mod:`support.revocations`,
   :mod:`support.disk`, :mod:`support.unprivileged`, :mod:`support.debian_root`: doubles and real
   environments for one family of tests each.
+- :mod:`support.pos_host`, :mod:`support.pos_serial`: the POS at the hardware edge: a FIFO as
+  ``/dev/hidg0`` read as a USB host reads it, a pseudo-terminal as the serial line.
 - :mod:`support.skip_policy`: a skip outside ``tests/skips.toml`` fails the run.
 
 tests/ is on ``sys.path`` (pytest's rootdir-relative import of tests/conftest.py), so a test
