@@ -293,7 +293,10 @@ class CameraWorld:
 
     def next_image(self, generation: int) -> np.ndarray | None:
         with self.cond:
-            alive = lambda: self.plugged and generation == self.generation  # noqa: E731
+
+            def alive() -> bool:
+                return self.plugged and generation == self.generation
+
             self.cond.wait_for(lambda: self.queue or not alive(), timeout=self.read_timeout)
             if not alive() or not self.queue:
                 return None

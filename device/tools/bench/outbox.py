@@ -201,7 +201,10 @@ def report(result: dict, out: TextIO) -> None:
         out.write(f"FULL / NORMAL p50: {full['p50_ms'] / normal['p50_ms']:.1f}x (the price of surviving a power cut)\n")
     d = result.get("drain")
     if d:
-        mib = lambda kib: f"{kib / 1024:.1f} MiB" if kib else "?"  # noqa: E731
+
+        def mib(kib: float | None) -> str:
+            return f"{kib / 1024:.1f} MiB" if kib else "?"
+
         out.write(
             f"drain into {d['central']}: {d['delivered']} of {d['backlog']} delivered in {d['seconds']:.2f} s = "
             f"{d['per_second']:.0f}/s ({d['requests']} requests of {d['batch_size']}, {d['failed_requests']} failed)\n"
