@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -97,7 +98,9 @@ def test_first_install_lays_out_files_with_safe_modes(debian_root, first_install
     # The example config, pointed at the token file.
     config = (debian_root / "etc/kiosk/kiosk.toml").read_text()
     example = (ROOT / "config/kiosk.toml").read_text()
-    assert config == example.replace('token_file = ""', 'token_file = "/etc/kiosk/token"')
+    # Only api.token_file (a line of its own): pos.http_token_file stays empty.
+    assert config == re.sub(r'^token_file = ""$', 'token_file = "/etc/kiosk/token"', example, count=1, flags=re.M)
+    assert 'http_token_file = ""' in config
     # The token: the service user reads it, other users do not.
     assert as_user(debian_root, "kiosk", "cat", "/etc/kiosk/token").returncode == 0
     assert as_user(debian_root, "nobody", "cat", "/etc/kiosk/token").returncode != 0
