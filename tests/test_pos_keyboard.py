@@ -265,3 +265,15 @@ def test_bounds_that_could_hang_or_spin_are_refused():
     for options in ({"write_wait_s": 0}, {"write_retries": -1}, {"key_delay_ms": -1}):
         with pytest.raises(ValueError):
             keyboard("/dev/hidg0", **options)
+
+
+def test_a_device_path_the_kiosk_cannot_write_is_offline_naming_the_setup_not_an_error(tmp_path):
+    # A directory where /dev/hidg0 should be (a typo, a technician's mkdir): the POS takes nothing,
+    # and the cause says what to fix, so the pos fault names it instead of the output's thread failing.
+    folder = tmp_path / "hidg0"
+    folder.mkdir()
+    keyboard = HidKeyboard(layout=layout("us"), path=str(folder), key_delay_ms=0)
+    with pytest.raises(PosOffline) as offline:
+        keyboard.hand_over("0012345678\n")
+    assert str(offline.value).startswith(f"{folder}: cannot write to it: Is a directory") and "(EISDIR)" in str(offline.value)
+    assert "pos.hid_device" in str(offline.value)

@@ -119,8 +119,8 @@ class HidKeyboard:
     def type_text(self, text: str) -> None:
         """Type ``text`` (the whole line, e.g. ``"4000123456\\n"``) into the POS, or raise
         :class:`PosOffline` naming the cause; a ``ValueError`` before anything is typed when the
-        layout cannot type one of its characters. Other ``OSError`` (no permission on the device)
-        are raised as they are: they are the kiosk's setup, not the POS."""
+        layout cannot type one of its characters. A device the kiosk cannot write (a directory, no
+        permission) is :class:`PosOffline` too, its cause naming ``pos.hid_device``."""
         strokes = self.layout.keystrokes(text)
         self._check_host()
         fd = self._open()
@@ -186,11 +186,14 @@ class HidKeyboard:
         )
 
     def _offline(self, error: OSError) -> NoReturn:
-        """Raise ``error`` as :class:`PosOffline` when it means the POS is not there, else as it is."""
+        """Raise ``error`` as :class:`PosOffline`: the POS took nothing, whatever the cause. An error
+        that is not the POS's (a directory or a file the kiosk may not write at ``pos.hid_device``)
+        says so, so the ``pos`` fault names the setup to fix instead of a thread failing per card."""
+        code = errno.errorcode.get(error.errno or 0, "?")
         cause = OFFLINE_CAUSES.get(error.errno or 0)
         if cause is None:
-            raise error
-        raise PosOffline(f"{self.path}: {cause} ({errno.errorcode[error.errno or 0]})") from error
+            cause = f"cannot write to it: {error.strerror or error}: check pos.hid_device and that the kiosk's user may write it"
+        raise PosOffline(f"{self.path}: {cause} ({code})") from error
 
     def _pause(self) -> None:
         if self.key_delay_ms:
