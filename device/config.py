@@ -402,8 +402,9 @@ class CameraSection:
     stall_timeout_s: float = opt(5.0, "A live camera that gives no frame for this long is reopened.", minimum=0.1, maximum=DAY_S)
     restart_after_s: float = opt(
         120.0,
-        "A live camera that has delivered no frame for this long stops the systemd watchdog, so systemd "
-        "restarts the daemon (what a stalled CSI camera needs); 0: never. Longer than camera.stall_timeout_s.",
+        "A CSI camera that delivered frames and then none for this long stops the systemd watchdog, so systemd "
+        "restarts the daemon (what a stalled libcamera pipeline needs); an absent USB camera is a camera fault that "
+        "stays while it is reopened, no restart. 0: never. Longer than camera.stall_timeout_s.",
         minimum=0,
         maximum=DAY_S,
     )
