@@ -1009,18 +1009,23 @@ def _check_together(cfg: Config) -> None:
             )
 
 
-#: The keys that only a short exposure uses: set with camera.exposure = "auto", they are a mistake.
-SHORT_EXPOSURE_KEYS = ("camera.max_exposure_us", "camera.max_gain", "camera.v4l2_gain")
+#: The keys that only a short exposure uses: changed from their defaults with camera.exposure =
+#: "auto", they are a mistake (the technician meant a short exposure, and would get none).
+SHORT_EXPOSURE_KEYS = ("max_exposure_us", "max_gain", "v4l2_gain")
 
 
 def _check_exposure(cfg: Config) -> None:
-    """camera.exposure's companions: used only with "short", and a fixed exposure that suits the mains flicker."""
+    """camera.exposure's companions: used only with "short", and a fixed exposure that suits the mains flicker.
+
+    A key only "short" uses is refused with "auto" when its value is not the default: a file that
+    lists every key at its default (config/kiosk.toml, ``kiosk config show``) is fine."""
     camera = cfg.camera
     if camera.exposure != "short":
-        for key in SHORT_EXPOSURE_KEYS:
-            if cfg.origin(key) != "default":
+        defaults = CameraSection()
+        for name in SHORT_EXPOSURE_KEYS:
+            if getattr(camera, name) != getattr(defaults, name):
                 unused = f'used only with camera.exposure = "short" (it is "{camera.exposure}"): set that too, or remove this key'
-                raise ConfigError(key, unused, cfg.source)
+                raise ConfigError(f"camera.{name}", unused, cfg.source)
         return
     if problem := flicker_problem(camera.max_exposure_us, camera.flicker_hz):
         raise ConfigError("camera.max_exposure_us", f"{problem} (camera.flicker_hz = {camera.flicker_hz})", cfg.source)
