@@ -365,6 +365,17 @@ def _pin_opt(default: str, doc: str) -> Any:
     return opt(default, doc, check=_check_pin, allowed=_PIN_ALLOWED)
 
 
+def _v4l2_units_opt(when: str, control: str, unset: str) -> Any:
+    """A USB camera's V4L2 ``control``, used ``when`` so configured, in the camera's own units; -1: not set."""
+    return opt(
+        -1,
+        f"USB cameras, {when}: the V4L2 {control} value, in the camera's own units "
+        f"(`v4l2-ctl -d DEVICE --list-ctrls` shows its range); -1 {unset}.",
+        minimum=-1,
+        maximum=2**31 - 1,
+    )
+
+
 @dataclass(frozen=True)
 class KioskSection:
     id: str = opt(
@@ -427,13 +438,7 @@ class CameraSection:
         minimum=0,
         maximum=32,
     )
-    v4l2_focus: int = opt(
-        -1,
-        'USB cameras, camera.focus = "manual": the V4L2 focus_absolute value, in the camera\'s own units '
-        "(`v4l2-ctl -d DEVICE --list-ctrls` shows its range); -1 leaves the lens where it is.",
-        minimum=-1,
-        maximum=2**31 - 1,
-    )
+    v4l2_focus: int = _v4l2_units_opt('camera.focus = "manual"', "focus_absolute", "leaves the lens where it is")
     exposure: str = opt(
         "auto",
         "Exposure: auto (the camera's own auto-exposure, which indoors picks 15-30 ms: a moving card smears) or "
@@ -450,18 +455,11 @@ class CameraSection:
     )
     max_gain: float = opt(
         8.0,
-        'CSI cameras, camera.exposure = "short": the analogue gain the short exposure is amplified with, its '
-        "ceiling (auto gain would climb to its ceiling anyway at a short exposure); clamped to the sensor's range.",
+        'CSI cameras, camera.exposure = "short": the analogue gain held (the ceiling auto gain would reach anyway).',
         minimum=1,
         maximum=64,
     )
-    v4l2_gain: int = opt(
-        -1,
-        'USB cameras, camera.exposure = "short": the V4L2 gain, in the camera\'s own units (`v4l2-ctl -d DEVICE '
-        "--list-ctrls` shows its range); -1 leaves it as it is.",
-        minimum=-1,
-        maximum=2**31 - 1,
-    )
+    v4l2_gain: int = _v4l2_units_opt('camera.exposure = "short"', "gain", "leaves it as it is")
     flicker_hz: int = opt(
         0,
         "Mains frequency of the room's light (50 in Europe, 60 in North America): the auto-exposure keeps to whole "

@@ -356,51 +356,36 @@ def test_without_cancel_all_and_flush_the_camera_is_still_closed(world, picamera
 # -- item 5: the cold snapshot waits until the picture settled -----------------------------------------
 
 
-def emitting(world, stop: threading.Event, every_s: float = 0.01) -> threading.Thread:
-    def run():
-        while not stop.wait(every_s):
+def settled_shot(world, source, timeout: float):
+    """:func:`take_settled_frame` of ``source`` while ``world`` sends a frame every 10 ms; the source closed after."""
+    stop = threading.Event()
+
+    def emit():
+        while not stop.wait(0.01):
             world.emit()
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=emit, daemon=True).start()
+    try:
+        return take_settled_frame(source, timeout=timeout)
+    finally:
+        stop.set()
+        source.close()
 
 
 def test_cold_snapshot_waits_until_the_camera_says_exposure_and_focus_settled(world, picamera2_class):
     picamera2_class.settle_frames = 8  # AeLocked false and AfState scanning for 8 frames
-    source = picamera2_source(picamera2_class)
-    stop = threading.Event()
-    emitting(world, stop)
-    try:
-        frame, settling, _ = take_settled_frame(source, timeout=30)
-    finally:
-        stop.set()
-        source.close()
+    frame, settling, _ = settled_shot(world, picamera2_source(picamera2_class), timeout=30)
     assert serial_of(frame) > 8  # captured after the camera said it settled, not the first frame
     assert settling.startswith("exposure and focus settled after ")
 
 
 def test_cold_snapshot_of_a_camera_that_does_not_say_waits_some_frames(world):
-    source = V4L2Source("/dev/video7", capture_factory=lambda path: FakeVideoCapture(world), **QUICK)
-    stop = threading.Event()
-    emitting(world, stop)
-    try:
-        frame, settling, _ = take_settled_frame(source, timeout=30)
-    finally:
-        stop.set()
-        source.close()
+    frame, settling, _ = settled_shot(world, V4L2Source("/dev/video7", capture_factory=lambda path: FakeVideoCapture(world), **QUICK), 30)
     assert serial_of(frame) >= SETTLE_FRAMES
     assert "the camera does not say when its exposure settled" in settling
 
 
 def test_cold_snapshot_that_does_not_settle_in_time_says_so(world, picamera2_class):
     picamera2_class.settle_frames = 10**9
-    source = picamera2_source(picamera2_class)
-    stop = threading.Event()
-    emitting(world, stop)
-    try:
-        frame, settling, _ = take_settled_frame(source, timeout=0.5)
-    finally:
-        stop.set()
-        source.close()
+    frame, settling, _ = settled_shot(world, picamera2_source(picamera2_class), timeout=0.5)
     assert frame is not None and settling.startswith("NOT settled within 0.5 s")
