@@ -133,6 +133,7 @@ readonly DEV_PACKAGES=(
     debootstrap       # a fresh Debian root for the system install (tests/test_install.py)
     systemd-container # systemd-nspawn, which boots that root (tests/test_unit_boot.py)
     git               # which files of the checkout go into that root (tests/debian_root.py)
+    openssh-client    # ssh and ssh-keygen: Ansible reaches the test fleet's kiosks over SSH (tests/test_fleet.py)
 )
 
 # As root: install what is missing. Otherwise: stop when the kiosk itself cannot run (no zbar, no
