@@ -39,7 +39,9 @@ def _report(status_text: str) -> tuple[dict[str, Any] | None, str]:
     return report, ""
 
 
-def gate_problems(status_text: str, version: str, earlier_text: str | None = None, revocations: bool = False, pos: bool = False) -> list[str]:
+def gate_problems(
+    status_text: str, version: str, earlier_text: str | None = None, revocations: bool = False, pos: bool = False
+) -> list[str]:
     """What keeps a kiosk from passing the health gate: empty when it does its job.
 
     The job, not the boot: the daemon of ``version`` runs without a fault; with an ``earlier_text``
