@@ -87,6 +87,10 @@ CASES = [
     ("scan.symbologies", ["EAN13", "EAN8"], "must include Code128: card format 'v1'"),
     ("camera.fps", 1e6, "expected 1 .. 240"),
     ("camera.bad_reads", 10**12, "expected 1 .. 1000"),
+    ("metrics.textfile", "/var/lib/prometheus/node-exporter/kiosk.txt", "must end in .prom"),
+    ("metrics.textfile", "kiosk.prom", "expected an absolute path"),
+    ("metrics.listen", "0.0.0.0:9102", "not a loopback address"),
+    ("metrics.interval_s", 0, "expected 1 .. 3600"),
 ]
 
 

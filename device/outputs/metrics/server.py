@@ -16,7 +16,7 @@ from __future__ import annotations
 import http.server
 import logging
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from device.outputs.bounded_http import BoundedHTTPServer, bound_address, serve_in_thread, url_of
 
@@ -27,6 +27,9 @@ MAX_CLIENTS = 4
 #: A client that sends no request, or stops reading the answer, is let go after this long.
 CLIENT_TIMEOUT_S = 5.0
 PATH = "/metrics"
+#: The classic text format generate_latest writes (every kiosk name is a legacy one): what every
+#: Prometheus parses (prometheus_client's own CONTENT_TYPE_LATEST says version=1.0.0 in 0.26).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class MetricsServer:
@@ -85,7 +88,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 log.exception("metrics: the exposition failed")
                 self._send(500, "text/plain; charset=utf-8", b"the metrics could not be gathered: see the kiosk's log\n")
                 return
-            self._send(200, CONTENT_TYPE_LATEST, body)
+            self._send(200, CONTENT_TYPE, body)
         elif path == "/":
             self._send(200, "text/plain; charset=utf-8", f"the kiosk's metrics are at {PATH}\n".encode())
         else:
