@@ -119,6 +119,8 @@ readonly DEV_PACKAGES=(
     debootstrap       # a fresh Debian root for the system install (tests/test_install.py)
     systemd-container # systemd-nspawn, which boots that root (tests/test_unit_boot.py)
     git               # which files of the checkout go into that root (tests/debian_root.py)
+    prometheus        # promtool, which checks and unit-tests the example alert rules (tests/test_alert_rules.py);
+                      #   the package also brings a Prometheus server, which systemd starts on port 9090
 )
 
 # As root: install what is missing. Otherwise: stop when the kiosk itself cannot run (no zbar, no
