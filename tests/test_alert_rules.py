@@ -1,4 +1,4 @@
-"""The example alert rules (config/prometheus/kiosk-alerts.yml) with Prometheus' own promtool:
+"""The example alert rules (config/prometheus/kiosk-rules.yml) with Prometheus' own promtool:
 they load, their unit tests pass, and those tests fail when an alert stops firing."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-RULES = REPO / "config" / "prometheus" / "kiosk-alerts.yml"
-RULE_TESTS = REPO / "config" / "prometheus" / "kiosk-alerts.test.yml"
+RULES = REPO / "config" / "prometheus" / "kiosk-rules.yml"
+RULE_TESTS = REPO / "config" / "prometheus" / "kiosk-rules.test.yml"
 
 
 def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess:

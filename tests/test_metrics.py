@@ -307,3 +307,31 @@ def test_without_sysfs_vcgencmd_is_asked(tmp_path, monkeypatch):
     assert reader.way == "vcgencmd"
     assert flag(samples, "freq_capped", "now") == flag(samples, "freq_capped", "since_boot") == 1
     assert sum(samples.values()) == 2
+
+
+def full_exposition(tmp_path, monkeypatch) -> str:
+    """Every family a kiosk can export: on a Pi, with the replaced-card list, after a status."""
+    from prometheus_client import generate_latest
+    from support.status import daemon_status
+
+    from device.status.report import ReplacedListStatus
+
+    firmware(tmp_path, monkeypatch, "0\n")
+    metrics = KioskMetrics(version="1", kiosk_id="k", site="s", started_at=0.0, throttle=ThrottleReader())
+    replaced = ReplacedListStatus(version=7, count=3, issued_at=None, key_id="k1", synced_at=None, attempt_at=None,
+                                  attempt_error=None, path="/var/lib/kiosk/revocations.db", file_bytes=4096, age_s=60.0,
+                                  max_age_s=86400.0, interval_s=3600.0)  # fmt: skip
+    metrics.update(daemon_status(revocations=replaced))
+    return generate_latest(metrics.registry).decode()
+
+
+def test_metrics_md_lists_every_family_and_the_series_count(tmp_path, monkeypatch):
+    import re
+
+    text = full_exposition(tmp_path, monkeypatch)
+    exported = families(text)
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "METRICS.md").read_text()
+    documented = set(re.findall(r"^\| `(kiosk_[a-z_]+)` \| (?:gauge|counter|histogram) \|", doc, re.M))
+    assert sorted(exported ^ documented) == []
+    series = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+    assert f"A kiosk exports **{series} series**" in doc
