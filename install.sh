@@ -103,6 +103,33 @@ apt_install() {
         || die "apt could not install ${missing[*]}"
 }
 
+# picamera2 before 0.3.20 lacks cancel_all_and_flush(): closing a stalled CSI camera can then hang.
+readonly PICAMERA2_MIN_VERSION=0.3.20
+
+# An installed python3-picamera2 older than PICAMERA2_MIN_VERSION is upgraded (apt_install only
+# installs what is missing, so an old one would stay for ever). Not installed: nothing to do.
+upgrade_old_picamera2() {
+    local version
+    version=$(dpkg-query -W -f='${Version}' python3-picamera2 2>/dev/null) || return 0
+    [ -n "$version" ] || return 0
+    dpkg --compare-versions "$version" ge "$PICAMERA2_MIN_VERSION" && return 0
+    say "upgrading python3-picamera2 $version (older than $PICAMERA2_MIN_VERSION: closing a stalled camera can hang)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --only-upgrade python3-picamera2 \
+        || { apt-get update -q && apt-get install -y -q --only-upgrade python3-picamera2; } \
+        || die "apt could not upgrade python3-picamera2 (from $version)"
+    version=$(dpkg-query -W -f='${Version}' python3-picamera2 2>/dev/null) || true
+    if ! dpkg --compare-versions "$version" ge "$PICAMERA2_MIN_VERSION"; then
+        say "warning: python3-picamera2 is still $version, older than $PICAMERA2_MIN_VERSION: is the Raspberry Pi apt source in /etc/apt/sources.list.d/?"
+    fi
+}
+
+# The system packages of the install; on a Pi also an old picamera2 upgraded.
+system_packages() {
+    apt_install "$@"
+    if is_pi; then upgrade_old_picamera2; fi
+}
+
 have_zbar() { ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0'; }
 
 # What a development checkout needs from apt: the kiosk's own library, and every tool a test uses.
@@ -408,7 +435,7 @@ install_system() {
     if is_pi; then packages+=(python3-picamera2 python3-lgpio); fi
     STEPS=8
     if [ "$usb_keyboard" = yes ]; then STEPS=9; fi
-    run_step "system packages (apt: ${packages[*]})" apt_install "${packages[@]}"
+    run_step "system packages (apt: ${packages[*]})" system_packages "${packages[@]}"
     run_step "python 3.11 with venv" need_python
     run_step "the $USER_NAME user and groups" ensure_user
     run_step "virtual environment $VENV" ensure_venv
