@@ -161,6 +161,8 @@ readonly DEV_PACKAGES=(
     systemd-container # systemd-nspawn, which boots that root (tests/test_unit_boot.py)
     git               # which files of the checkout go into that root (tests/debian_root.py)
     openssh-client    # ssh and ssh-keygen: Ansible reaches the test fleet's kiosks over SSH (tests/test_fleet.py)
+    prometheus        # promtool, which checks and unit-tests the example alert rules (tests/test_alert_rules.py);
+                      #   the package also brings a Prometheus server, which systemd starts on port 9090
 )
 
 # As root: install what is missing. Otherwise: stop when the kiosk itself cannot run (no zbar, no

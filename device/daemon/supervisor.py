@@ -17,8 +17,9 @@ housekeeping turn
 * stops the daemon for a restart when a device class appeared that it was not allowed at start;
 * raises and clears the delivery faults (token refused, backlog too old) and the outbox's
   integrity fault (identifications lost, salvaged or quarantined, until acknowledged);
-* answers ``kiosk diag camera``, writes the status file (``kiosk status``) and tells systemd
-  ``STATUS=``.
+* answers ``kiosk diag camera``, writes the status file (``kiosk status``), hands the same
+  status to the outputs that want it (:class:`~device.events.StatusPublished`: the metrics) and
+  tells systemd ``STATUS=``.
 
 ::
 
@@ -45,6 +46,7 @@ from device.daemon.faults import FaultRegistry
 from device.daemon.notify import Notifier
 from device.daemon.scan_loop import ScanLoop
 from device.daemon.snapshot import SnapshotService
+from device.events import StatusPublished
 from device.fault_names import BACKLOG, DELIVERY, DELIVERY_AUTH, OUTBOX_INTEGRITY, REVOCATIONS
 from device.forwarder import Forwarder
 from device.health.delivery import DeliveryHealth
@@ -291,12 +293,16 @@ class Supervisor:
         integrity = queue.integrity_fault if isinstance(queue, OutboxHealth) else None
         self.faults.set(OUTBOX_INTEGRITY, bool(integrity), integrity or "", "acknowledged by a technician (kiosk queue ack)")
         revocations = self.check_revocations()
-        if self.settings.runtime_dir is not None:
-            self.snapshots.answer(self.loop.latest)
+        published = self.outputs.wants(StatusPublished)  # the metrics
+        if self.settings.runtime_dir is not None or published:
             daemon = self.status(queue, delivery, revocations)
-            if self.camera_outage is not None:
-                self.camera_outage.update(daemon.camera.state, daemon.camera.counters.get("down_for_s"))
-            self.write_status(daemon)
+            if self.settings.runtime_dir is not None:
+                self.snapshots.answer(self.loop.latest)
+                if self.camera_outage is not None:
+                    self.camera_outage.update(daemon.camera.state, daemon.camera.counters.get("down_for_s"))
+                self.write_status(daemon)
+            if published:
+                self.outputs.publish(StatusPublished(daemon))
         self.notifier.status(self.summary())
 
     def check_revocations(self) -> ReplacedListState | None:
