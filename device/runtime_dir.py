@@ -18,6 +18,10 @@ STATUS_FILE = "status.json"
 #: this folder. The daemon makes it sticky and group-writable (01770), so the technicians' group
 #: may ask without root while the rest of the runtime directory stays the daemon's...
 REQUESTS_DIR = "requests"
+#: A request's name: its kind's prefix, 32 hex digits (a uuid4), this suffix.
+REQUEST_SUFFIX = ".request"
+#: The prefix of a sync request (``revocations-<id>.request``).
+SYNC_PREFIX = "revocations-"
 #: ...and the daemon answers with ``snapshot-<id>.png`` (masked, the located barcodes drawn) and
 #: then ``snapshot-<id>.json`` (the frame size and what was decoded), 0640, beside the status.
 SNAPSHOT_PREFIX = "snapshot-"

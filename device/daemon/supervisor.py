@@ -14,7 +14,9 @@ housekeeping turn
 * stops the daemon for a restart when a device class appeared that it was not allowed at start;
 * raises and clears the delivery faults (token refused, backlog too old) and the outbox's
   integrity fault (identifications lost, salvaged or quarantined, until acknowledged);
-* answers ``kiosk diag camera``, writes the status file (``kiosk status``) and tells systemd
+* answers ``kiosk diag camera`` and ``kiosk revocations sync`` from the request folder, screened
+  so that nothing a technician leaves there blocks or floods it (:mod:`device.daemon.requests`),
+  writes the status file (``kiosk status``) and tells systemd
   ``STATUS=``.
 
 ::
@@ -39,6 +41,7 @@ from device import __version__, status
 from device.daemon.devclass import DeviceClassWatch
 from device.daemon.faults import FaultRegistry
 from device.daemon.notify import Notifier
+from device.daemon.requests import RequestFolder, SyncRequests
 from device.daemon.scan_loop import ScanLoop
 from device.daemon.snapshot import SnapshotService
 from device.fault_names import BACKLOG, DELIVERY, DELIVERY_AUTH, OUTBOX_INTEGRITY, REVOCATIONS
@@ -53,6 +56,7 @@ from device.status.report import (
     QueueStatus,
     ReplacedListState,
     ReplacedListStatus,
+    RequestsStatus,
     ScanStatus,
     Unreadable,
 )
@@ -130,7 +134,13 @@ class Supervisor:
         self.outbox = outbox
         self.faults = faults
         self.outputs = outputs
-        self.snapshots = SnapshotService(settings.runtime_dir, unmask=settings.unmask) if settings.runtime_dir is not None else None
+        # What technicians leave in the request folder, screened once a turn (snapshots, syncs).
+        self.requests: RequestFolder | None = None
+        self.snapshots: SnapshotService | None = None
+        if settings.runtime_dir is not None:
+            self.requests = RequestFolder(settings.runtime_dir / status.REQUESTS_DIR)
+            self.snapshots = SnapshotService(settings.runtime_dir, unmask=settings.unmask, requests=self.requests)
+        self.sync_requests = SyncRequests()
         self.draining = False  # a finite source ended: the loop is done, the drain bounds the rest
         self.restart_reason: str | None = None
         self._run_stop: threading.Event | None = None
@@ -282,9 +292,16 @@ class Supervisor:
         self.faults.set(OUTBOX_INTEGRITY, bool(integrity), integrity or "", "acknowledged by a technician (kiosk queue ack)")
         revocations = self.check_revocations()
         if self.settings.runtime_dir is not None:
-            self.snapshots.answer(self.loop.latest)
+            self.take_requests()
             self.write_status(self.status(queue, delivery, revocations))
         self.notifier.status(self.summary())
+
+    def take_requests(self) -> None:
+        """Answer what technicians asked in the request folder: snapshots, and a sync of the
+        replaced-card list (at most once a minute). Nothing in it can block this turn."""
+        waiting = self.requests.scan()
+        self.snapshots.answer(self.loop.latest, waiting.snapshots)
+        self.sync_requests.take(self.requests, waiting.syncs, self.revocations.request if self.revocations is not None else None)
 
     def check_revocations(self) -> ReplacedListState | None:
         """The replaced-card list's state for status, its fault raised or cleared; None when off.
@@ -419,4 +436,5 @@ class Supervisor:
             clock_synced=ntp_synchronized(),
             cpu_temperature_c=status.cpu_temperature_c(),
             revocations=revocations,
+            requests=RequestsStatus(**asdict(self.requests.counts)) if self.requests is not None else None,
         )
