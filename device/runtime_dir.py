@@ -25,6 +25,8 @@ SYNC_PREFIX = "revocations-"
 #: ...and the daemon answers with ``snapshot-<id>.png`` (masked, the located barcodes drawn) and
 #: then ``snapshot-<id>.json`` (the frame size and what was decoded), 0640, beside the status.
 SNAPSHOT_PREFIX = "snapshot-"
+#: The live view (``preview.enabled``): a Unix socket only the daemon's group (the technicians') may connect to.
+PREVIEW_SOCKET = "preview.sock"
 #: The daemon writes its status every WRITE_INTERVAL_S; older than this means it is not running.
 WRITE_INTERVAL_S = 2.0
 STALE_AFTER_S = 15.0

@@ -1,7 +1,7 @@
 """Camera snapshots for the technician: ``kiosk diag camera`` with or without the daemon.
 
 A snapshot is one frame, what was decoded in it, and a picture: by default the card's printed
-name and address are blurred beyond reading outside the barcodes (:mod:`device.daemon.masking`)
+name and address are blurred beyond reading outside the barcodes (:mod:`device.outputs.masking`)
 and the located barcodes are drawn on it (:func:`~device.outputs.annotate.annotate`); ``raw`` leaves the drawings off (the
 picture can be scanned again with ``kiosk scan``), ``unmask`` keeps the whole picture. Snapshot
 files are written 0600 (the one in the runtime directory 0640, see :data:`RUNTIME_MODE`).
@@ -34,9 +34,9 @@ import cv2
 import numpy as np
 
 from device import status
-from device.daemon.masking import barcode_areas, blur_outside
 from device.daemon.requests import Request, RequestFolder
 from device.outputs.annotate import annotate
+from device.outputs.masking import barcode_areas, blur_outside
 from device.pipeline import Reading
 from device.redact import describe_text, mask_contract
 from device.vision.decoders import as_grey
