@@ -44,7 +44,7 @@ from device.daemon.notify import Notifier
 from device.daemon.requests import RequestFolder, SyncRequests
 from device.daemon.scan_loop import ScanLoop
 from device.daemon.snapshot import SnapshotService
-from device.fault_names import BACKLOG, DELIVERY, DELIVERY_AUTH, OUTBOX_INTEGRITY, REVOCATIONS
+from device.fault_names import BACKLOG, DELIVERY, DELIVERY_AUTH, OPEN_FILES, OUTBOX_INTEGRITY, REVOCATIONS
 from device.forwarder import Forwarder
 from device.health.delivery import DeliveryHealth
 from device.outbox import Outbox, OutboxError, OutboxHealth
@@ -68,6 +68,8 @@ log = logging.getLogger("device.daemon")
 #: record) takes longer than this many requests at their time limits, and never less than a minute.
 FORWARDER_STALL_REQUESTS = 10
 FORWARDER_STALL_MIN_S = 60.0
+#: The ``open-files`` fault is raised with this share of the descriptor limit (RLIMIT_NOFILE) in use.
+OPEN_FILES_ALERT = 0.9
 #: The name of the caller's thread in faults: it runs the scan loop.
 SCAN_LOOP = "scan loop"
 
@@ -291,10 +293,25 @@ class Supervisor:
         integrity = queue.integrity_fault if isinstance(queue, OutboxHealth) else None
         self.faults.set(OUTBOX_INTEGRITY, bool(integrity), integrity or "", "acknowledged by a technician (kiosk queue ack)")
         revocations = self.check_revocations()
+        self.check_descriptors()
         if self.settings.runtime_dir is not None:
             self.take_requests()
             self.write_status(self.status(queue, delivery, revocations))
         self.notifier.status(self.summary())
+
+    def check_descriptors(self) -> None:
+        """The ``open-files`` fault while the daemon's descriptors are nearly all used: whatever
+        then fails to open (the token, a connection, the outbox) says EMFILE, and this names why."""
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        try:
+            used = len(os.listdir("/proc/self/fd"))
+            text = f"{used} of {limit} file descriptors open (LimitNOFILE): opening a file or a connection fails soon"
+        except OSError as e:  # EMFILE: not even this one
+            used, text = limit, f"no file descriptor free ({e.strerror}): opening a file or a connection fails"
+        high = limit != resource.RLIM_INFINITY and used >= OPEN_FILES_ALERT * limit
+        self.faults.set(OPEN_FILES, high, f"{text}; sudo systemctl restart kiosk frees them", "descriptors free again")
 
     def take_requests(self) -> None:
         """Answer what technicians asked in the request folder: snapshots, and a sync of the
