@@ -227,6 +227,9 @@ class RequestFolder:
                 if not stat.S_ISREG(st.st_mode):
                     self.ignore(entry.name, st.st_ino, f"it is {_what(st.st_mode)}", remove=not stat.S_ISDIR(st.st_mode))
                     continue
+                if st.st_size > MAX_REQUEST_BYTES:
+                    self.ignore(entry.name, st.st_ino, f"it holds {st.st_size} bytes (a request holds at most {MAX_REQUEST_BYTES})")
+                    continue
                 if st.st_ctime < oldest:
                     self._remove(Path(entry.path))
                     self.counts.expired += 1
