@@ -20,10 +20,9 @@ from pathlib import Path
 
 import pytest
 from support.cards import card_photo
-from support.config import kiosk_config
 from support.daemon import Daemon, wait_for_status, with_empty_tail
 from support.revocations import OTHER
-from support.unprivileged import kiosk_as_nobody
+from support.unprivileged import installed_config, kiosk_as_nobody
 from support.waiting import wait_until
 
 from device import status
@@ -143,27 +142,11 @@ def technician_shell(group: int, script: str) -> None:
 def installed(tmp_path, signing_central, list_keys, card_folder, technicians_group):
     """The daemon as installed (runtime and state folders its group's, the technicians'), the
     replaced-card list synced from ``signing_central``; yields (config, runtime dir, as_technician)."""
-    import shutil
-
     images = with_empty_tail(card_folder([OTHER]), 300)
     with kiosk_as_nobody(probe="cv2, device", groups=(technicians_group,)) as (folder, as_technician):
-        key = folder / "list.pub"
-        shutil.copy(list_keys[1], key)
-        key.chmod(0o644)
-        for name in ("lib", "run"):
-            (folder / name).mkdir()
-            os.chown(folder / name, 0, technicians_group)
-            (folder / name).chmod(0o2750)
-        cfg = kiosk_config(
-            folder,
-            central=signing_central,
-            source=f"file:{images}",
-            pace="realtime",
-            kiosk={"id": "kiosk-requests"},
-            outbox={"path": str(folder / "lib" / "outbox.db")},
-            revocations={"enabled": True, "public_key_file": str(key), "interval_s": 3600},
+        cfg = installed_config(
+            folder, technicians_group, list_keys[1], central=signing_central, source=f"file:{images}", kiosk_id="kiosk-requests"
         )
-        cfg.chmod(0o644)
         with Daemon(tmp_path, cfg) as daemon:
             wait_for_status(cfg, lambda r: (r["daemon"].get("revocations") or {}).get("synced_at"))
             yield cfg, folder / "run", as_technician, daemon
