@@ -649,14 +649,20 @@ class FeedbackSection:
 class PreviewSection:
     enabled: bool = opt(
         False,
-        "The daemon serves `kiosk preview`'s live view of the camera (for aiming it) on 127.0.0.1:preview.port "
-        "only, reached from a laptop with ssh -L; nothing is drawn or encoded while nobody watches.",
+        "The daemon serves `kiosk preview`'s live view of the camera (for aiming it) on a Unix socket, "
+        "kiosk.runtime_dir/preview.sock, that only the technicians' group may connect to (no TCP port), reached from "
+        "a laptop with ssh -L 8088:/run/kiosk/preview.sock; nothing is drawn or encoded while nobody watches.",
     )
     port: int = opt(
         8088,
-        "TCP port of the live view, on 127.0.0.1 (`kiosk preview --port` chooses another when the daemon is stopped).",
+        "The laptop's port in the ssh -L line `kiosk preview` prints (http://localhost:PORT/ there); the kiosk opens no TCP port.",
         minimum=1,
         maximum=65535,
+    )
+    unblurred: bool = opt(
+        False,
+        "Show the live view's picture whole: by default it is blurred outside the barcodes read, as snapshots are, "
+        "so the client's name and address are not for whoever watches.",
     )
 
 

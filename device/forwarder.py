@@ -57,6 +57,7 @@ from device.central_client import (
     CentralClient,
     CentralError,
     CentralMalformed,
+    CentralNoDescriptors,
     CentralProblem,
     CentralRefusedToken,
     CentralTooSlow,
@@ -330,7 +331,11 @@ class Forwarder:
         (:data:`STOPPED`).
         """
         self._wake.clear()
-        token, token_problem = self.client.read_token()
+        try:
+            token, token_problem = self.client.read_token()
+        except CentralNoDescriptors as e:  # the kiosk's own descriptors ran out: not the token's fault, no auth pause
+            self._note_failure(e.cause, DeliveryFailure.NO_DESCRIPTORS, e.next_step)
+            return Outcome(FAILED, error=e.cause, wait_s=self.backoff.delay(self.consecutive_failures))
         if token_problem is not None:
             token_problem = f"{token_problem}; {PAUSED}"
         force = False

@@ -73,3 +73,17 @@ def test_bench_revocations_syncs_a_complete_list_and_a_delta_and_counts_right(tm
     assert (data["check"]["checks"], data["check"]["refused"]) == (400, 200)
     assert data["frames"]["frames"] == 5 and data["frames"]["syncs_meanwhile"] >= 1
     assert {"alone", "during_sync_in_daemon", "during_sync"} <= data["frames"].keys()
+
+
+def test_bench_requests_floods_the_running_daemon_and_reports_both_phases():
+    run = run_kiosk("bench", "requests", "--hostile", "8", "--valid", "20", "--seconds", "2", timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    for text in ("quiet ", "attacked ", "frame rate attacked/quiet", "kiosk diag camera", "(answered)", "'ignored': 8"):
+        assert text in run.stdout, run.stdout
+
+
+def test_bench_preview_holds_slow_connections_and_reports_descriptors():
+    run = run_kiosk("bench", "preview", "--connections", "50", "--seconds", "2", timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    for text in ("quiet ", "attacked ", "descriptors at most", "let go at the header deadline"):
+        assert text in run.stdout, run.stdout

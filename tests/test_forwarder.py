@@ -505,3 +505,58 @@ def test_every_identification_reaches_the_reference_central_exactly_once_through
     assert box.stats().pending == 0 and [r.contract for r in box.list(DEAD)] == [CLOSED.contract] * 3
     assert any(r["receipts"] > 1 for r in held)  # faults did happen: answers were lost, records resent
     box.close()
+
+
+def _without_free_descriptors(action):
+    """``action()`` run while this process has no file descriptor free (a real EMFILE), then undone."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 8, hard))
+    try:
+        try:
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+        return action()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_no_descriptor_free_is_its_own_cause_never_token_unreadable(outbox, stub, tmp_path):
+    """Issue 20, finding 5: slow connections used up the daemon's descriptors, and delivery paused
+    with a false "token file unreadable" alert (the delivery-auth fault)."""
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    fwd = forwarder_for(outbox, stub.url, token="", token_file=str(token_file))
+    commit(outbox)
+    outcome = _without_free_descriptors(fwd.deliver_once)
+    assert outcome.kind == FAILED
+    status = fwd.status()
+    assert not status.paused_by_auth and status.auth_fault is None and status.state == DeliveryState.RETRYING
+    assert "no file descriptor free to read the token file" in status.last_error and "unreadable" not in status.last_error
+    assert "open-files" in status.next_step
+    # Descriptors free again: delivered once its backoff allows.
+    wait_until(lambda: fwd.deliver_once() and states(outbox) == [DELIVERED], what="the record delivered")
+
+
+def test_the_open_files_fault_names_the_descriptors_in_use():
+    from types import SimpleNamespace
+
+    from device.daemon.faults import FaultRegistry
+    from device.daemon.supervisor import Supervisor
+    from device.fault_names import OPEN_FILES
+
+    faults = FaultRegistry(lambda event: None)
+    kiosk = SimpleNamespace(faults=faults)
+    Supervisor.check_descriptors(kiosk)
+    assert OPEN_FILES not in faults.active()
+    _without_free_descriptors(lambda: Supervisor.check_descriptors(kiosk))
+    assert "file descriptor" in faults.active()[OPEN_FILES]
+    Supervisor.check_descriptors(kiosk)
+    assert OPEN_FILES not in faults.active()

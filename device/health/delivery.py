@@ -55,6 +55,7 @@ class DeliveryFailure(StrEnum):
     MALFORMED = "malformed"  #: an answer the kiosk cannot use (not JSON, no result for some record)
     TOKEN_REFUSED = "token-refused"  #: 401/403: delivery paused until the token changes
     NO_TOKEN = "no-token"  #: no usable token to send (the token file missing, empty, unreadable)
+    NO_DESCRIPTORS = "no-descriptors"  #: the kiosk's own file descriptors ran out (EMFILE): the open-files fault, not the token's
     OUTBOX = "outbox"  #: the outbox could not be read or marked
     INTERNAL = "internal"  #: a bug in a delivery step (its traceback in the log)
 
