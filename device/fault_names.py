@@ -18,3 +18,4 @@ OUTBOX_INTEGRITY = "outbox-integrity"  # identifications lost, salvaged or quara
 REVOCATIONS = "revocations"  # the replaced-card list: refused (signature, version, format), unreachable, too old, or none yet
 REVOCATIONS_LOOKUP = "revocations-lookup"  # a card could not be checked against the copy (it is identified): the scan loop's
 POS = "pos"  # the counter's POS took nothing (pos.output): the cause; cleared by the next hand-over that works
+CAMERA_DEGRADED = "camera-degraded"  # the camera sees worse than at its baseline (device/daemon/camera_check.py): the cause
