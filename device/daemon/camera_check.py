@@ -368,8 +368,9 @@ class CameraCheck(Output):
         self.presentations = Presentations(repeat_window_s)
         self._due = 0.0  # the first frame is checked: the check at start
         self._failed = 0  # checks failed in a row
-        #: The last look at the target and its verdict (None before the first).
+        #: The last look at the target and its verdict (None before the first), and how many looks so far.
         self.last: tuple[TargetFigures, Verdict] | None = None
+        self.looks = 0
 
     @classmethod
     def from_config(cls, cfg: Config, faults: FaultRegistry) -> CameraCheck | None:
@@ -428,6 +429,7 @@ class CameraCheck(Output):
             )
         verdict = judge_target(figures, self.baselines.target, self.tolerance)
         self.last = (figures, verdict)
+        self.looks += 1
         if verdict.ok:
             self._failed = 0
             self._due = now + self.interval_s
