@@ -418,7 +418,7 @@ def _check_target_text(value: str) -> str | None:
     if len(value) > MAX_TARGET_TEXT or not all(" " <= c <= "~" for c in value):
         return f'expected 1 to {MAX_TARGET_TEXT} printable ASCII characters, got "{escape(value, SHOWN_CHARS)}"'
     if isinstance(identify(value, "Code128", tuple(REGISTRY.values())), Card):
-        return "is a client card's payload: the target would identify a client; print another text, e.g. KIOSK-TARGET"
+        return "is a client card's payload: the target would identify a client; print another text, e.g. KT-1"
     return None
 
 
@@ -517,7 +517,7 @@ class CameraSection:
     )
     target_text: str = opt(
         "",
-        "The text the reference target's Code 128 encodes (not a card's payload), e.g. KIOSK-TARGET. Needs camera.target_region.",
+        "The text the reference target's Code 128 encodes (not a card's payload), e.g. KT-1. Needs camera.target_region.",
         check=_check_target_text,
         allowed=f"empty, or 1 to {MAX_TARGET_TEXT} printable ASCII characters that are no card's payload",
     )

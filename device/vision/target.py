@@ -6,7 +6,7 @@ reads fewer cards, and nobody knows why until the clients complain. A target tha
 same window as the cards) shows the same figures every time while the camera is well; the camera
 check (:mod:`device.daemon.camera_check`) compares them with the ones it first had::
 
-    reader = TargetReader("KIOSK-TARGET", (0.8, 0.02, 0.18, 0.1))
+    reader = TargetReader("KT-1", (0.8, 0.02, 0.18, 0.1))
     figures = reader.measure(frame.image)
     figures.read, figures.module_px, figures.edge_px, figures.levels.contrast
 
@@ -47,7 +47,7 @@ class TargetFigures:
 class TargetReader:
     """Reads the reference target ``text`` at ``region`` ((x, y, w, h) fractions of the frame).
 
-    >>> reader = TargetReader("KIOSK-TARGET", (0.8, 0.0, 0.2, 0.2))
+    >>> reader = TargetReader("KT-1", (0.8, 0.0, 0.2, 0.2))
     >>> figures = reader.measure(np.full((480, 640), 200, np.uint8))   # no target there
     >>> figures.read, figures.edge_px, figures.module_px
     (False, None, None)
