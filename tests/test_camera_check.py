@@ -166,6 +166,7 @@ def test_a_degraded_view_of_the_target_raises_the_fault_naming_the_cause_and_it_
         running.camera.show(scene(kind, seed=1))
         message = wait_until(running.fault, what=f"the camera-degraded fault ({kind})")
         assert message.startswith(cause.value + ": "), message
+        assert running.kiosk.status().faults[CAMERA_DEGRADED] == message  # kiosk status and its JSON show it
         running.camera.show(scene(seed=2))
         wait_until(lambda: running.fault() is None, what="the fault to clear")
     raised = [e for e in running.recorder.events if isinstance(e, FaultRaised) and e.name == CAMERA_DEGRADED]
