@@ -28,7 +28,7 @@ camera on purpose (docs/TECHNICIANS.md)::
     >>> base = TargetBaseline(light=230.0, contrast=0.85, edge_px=2.0, module_px=3.0, layout=layout)
     >>> now = TargetBaseline(light=228.0, contrast=0.84, edge_px=4.1, module_px=3.1, layout=layout)
     >>> print(judge_target(now.as_figures(read=True), base, tolerance=0.3).message)
-    focus lost: the reference target's edges are 4.1 px wide, 2.0 at its baseline; refocus (docs/TECHNICIANS.md)
+    focus lost: the reference target's edges are 4.1 px wide, 2.0 px wide at its baseline; refocus (docs/TECHNICIANS.md)
 
 Known limit: a target far out of focus all at once loses its contrast as well as its edges, and
 may be named "dirty window" instead; either way the window is cleaned and the focus checked.
@@ -173,33 +173,25 @@ def judge_target(now: TargetFigures, base: TargetBaseline | None, tolerance: flo
             f"the reference target's place no longer looks as it did ({shown}): "
             "the camera or the target moved, or something covers it (docs/TECHNICIANS.md)",
         )
+    edge = now.edge_px
     if now.levels.light < base.light * (1.0 - tolerance):
-        return Verdict(
-            Cause.TOO_DARK,
-            f"the reference target's paper is at grey {now.levels.light:.0f}, {base.light:.0f} at its baseline: "
-            "check the light (docs/TECHNICIANS.md)",
-        )
-    if now.edge_px is not None and now.edge_px > base.edge_px * (1.0 + tolerance) and now.edge_px - base.edge_px >= MIN_EDGE_GROWTH_PX:
-        return Verdict(
-            Cause.FOCUS_LOST,
-            f"the reference target's edges are {now.edge_px:.1f} px wide, {base.edge_px:.1f} at its baseline; "
-            "refocus (docs/TECHNICIANS.md)",
-        )
+        return _drifted(Cause.TOO_DARK, "paper is at grey", now.levels.light, base.light, "{:.0f}", "check the light")
+    if edge is not None and edge > base.edge_px * (1.0 + tolerance) and edge - base.edge_px >= MIN_EDGE_GROWTH_PX:
+        return _drifted(Cause.FOCUS_LOST, "edges are", edge, base.edge_px, "{:.1f} px wide", "refocus")
     if now.levels.contrast < base.contrast * (1.0 - tolerance):
-        return Verdict(
-            Cause.DIRTY_WINDOW,
-            f"the reference target's contrast is {now.levels.contrast:.2f}, {base.contrast:.2f} at its baseline, "
-            "with the light kept: clean the window (docs/TECHNICIANS.md)",
-        )
+        return _drifted(Cause.DIRTY_WINDOW, "contrast is", now.levels.contrast, base.contrast, "{:.2f}", "the light kept: clean the window")
     if not now.read:
         return Verdict(Cause.FOCUS_LOST, "the reference target no longer reads; refocus (docs/TECHNICIANS.md)")
     if now.module_px is not None and abs(now.module_px / base.module_px - 1.0) > tolerance:
-        return Verdict(
-            Cause.MOVED,
-            f"the reference target is {now.module_px:.2f} px per module, {base.module_px:.2f} at its baseline: "
-            "the camera or the target moved (docs/TECHNICIANS.md)",
-        )
+        return _drifted(Cause.MOVED, "code is", now.module_px, base.module_px, "{:.2f} px per module", "the camera or the target moved")
     return WELL
+
+
+def _drifted(cause: Cause, what: str, now: float, base: float, shown: str, advice: str) -> Verdict:
+    """A figure of the target that drifted: what it is now, what it was, and what to do."""
+    return Verdict(
+        cause, f"the reference target's {what} {shown.format(now)}, {shown.format(base)} at its baseline; {advice} (docs/TECHNICIANS.md)"
+    )
 
 
 class CardFigureWindow:
