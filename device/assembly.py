@@ -72,8 +72,16 @@ def metrics_output(cfg: Config, kiosk: Kiosk) -> Output | None:
     return MetricsOutput.from_config(cfg, faults=kiosk.faults)
 
 
+def camera_check_output(cfg: Config, kiosk: Kiosk) -> Output | None:
+    """The camera's check of itself (``camera.target_region``, ``camera.card_check_reads``): the
+    kiosk's ``camera-degraded`` fault, fed the scanned frames in its own thread; None when off."""
+    from device.daemon.camera_check import CameraCheck
+
+    return CameraCheck.from_config(cfg, kiosk.faults)
+
+
 #: Every configurable output, in the order they are told (after the log lines, which every kiosk has).
-OUTPUT_FACTORIES: tuple[OutputFactory, ...] = (feedback_output, preview_output, pos_output, metrics_output)
+OUTPUT_FACTORIES: tuple[OutputFactory, ...] = (feedback_output, preview_output, pos_output, camera_check_output, metrics_output)
 
 
 def check_delivery_config(cfg: Config) -> None:

@@ -98,3 +98,60 @@ def source_problem(value: str) -> str | None:
         except ValueError as e:
             return str(e)
     return None
+
+
+#: The smallest reference target region the check can work with, frame pixels (a few bars across, a few rows high).
+MIN_TARGET_PX = (32, 16)
+
+
+def target_region(value: str) -> tuple[float, float, float, float] | None:
+    """``camera.target_region`` as (x, y, w, h) fractions of the frame, None when empty; ValueError saying why not.
+
+    Fractions, not pixels: the same place in the view whatever the resolution (camera.width and
+    height, a snapshot, a video file), as the view is what the target is fixed in::
+
+        >>> target_region("0.8, 0.02, 0.18, 0.1")
+        (0.8, 0.02, 0.18, 0.1)
+        >>> target_region("") is None
+        True
+        >>> target_region("0.9,0,0.2,0.1")
+        Traceback (most recent call last):
+        ...
+        ValueError: x + w must be at most 1 (the region ends inside the frame), got 0.9 + 0.2
+    """
+    if not value.strip():
+        return None
+    parts = [part.strip() for part in value.split(",")]
+    try:
+        numbers = [float(part) for part in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) != 4 or not all(0.0 <= n <= 1.0 for n in numbers):
+        raise ValueError(f'expected x,y,w,h as four fractions of the frame between 0 and 1, such as "0.8,0.02,0.18,0.1", got "{value}"')
+    x, y, w, h = numbers
+    if w <= 0 or h <= 0:
+        raise ValueError(f"w and h must be above 0, got {w:g} x {h:g}")
+    for start, size, names in ((x, w, "x + w"), (y, h, "y + h")):
+        if start + size > 1.0 + 1e-9:
+            raise ValueError(f"{names} must be at most 1 (the region ends inside the frame), got {start:g} + {size:g}")
+    return x, y, w, h
+
+
+def target_region_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a ``camera.target_region``, or None."""
+    try:
+        target_region(value)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def region_pixels(region: tuple[float, float, float, float], width: int, height: int) -> tuple[int, int, int, int]:
+    """``region`` (fractions) in a ``width`` x ``height`` frame: (x0, y0, x1, y1) pixel bounds, at least one pixel.
+
+    >>> region_pixels((0.8, 0.0, 0.2, 0.1), 1280, 720)
+    (1024, 0, 1280, 72)
+    """
+    x, y, w, h = region
+    x0, y0 = min(width - 1, int(round(x * width))), min(height - 1, int(round(y * height)))
+    return x0, y0, max(x0 + 1, min(width, int(round((x + w) * width)))), max(y0 + 1, min(height, int(round((y + h) * height))))

@@ -36,8 +36,19 @@ from urllib.parse import urlsplit
 
 # The schema's checks import nothing of the camera, vision or daemon (kvmd's rule): the names a
 # value is checked against live below them all, so that `kiosk status` loads neither OpenCV nor numpy.
-from device.camera_spec import EXPOSURE_MODES, FLICKER_HZ, FOCUS_MODES, device_path, flicker_problem, source_problem
-from device.card import REGISTRY, formats_named
+from device.camera_spec import (
+    EXPOSURE_MODES,
+    FLICKER_HZ,
+    FOCUS_MODES,
+    MIN_TARGET_PX,
+    device_path,
+    flicker_problem,
+    region_pixels,
+    source_problem,
+    target_region,
+    target_region_problem,
+)
+from device.card import REGISTRY, Card, formats_named, identify
 from device.keyboard_layouts import DEFAULT_LAYOUT, LAYOUTS
 from device.pos_template import DEFAULT_TEMPLATE, FIELDS, MAX_LINE_LENGTH, template_problem
 from device.redact import escape
@@ -392,6 +403,31 @@ class KioskSection:
     )  # fmt: skip
 
 
+#: The longest reference target text (a short code stays small in the view).
+MAX_TARGET_TEXT = 32
+#: A failed check of the reference target is repeated after at most this long.
+TARGET_RECHECK_S = 5.0
+#: Fewer card presentations than this are too few for a median.
+MIN_CARD_CHECK_READS = 5
+
+
+def _check_target_text(value: str) -> str | None:
+    """The reference target's text: Code 128 (set B: printable ASCII), short, and never a card's payload."""
+    if not value:
+        return None
+    if len(value) > MAX_TARGET_TEXT or not all(" " <= c <= "~" for c in value):
+        return f'expected 1 to {MAX_TARGET_TEXT} printable ASCII characters, got "{escape(value, SHOWN_CHARS)}"'
+    if isinstance(identify(value, "Code128", tuple(REGISTRY.values())), Card):
+        return "is a client card's payload: the target would identify a client; print another text, e.g. KT-1"
+    return None
+
+
+def _check_card_check_reads(value: int) -> str | None:
+    if 0 < value < MIN_CARD_CHECK_READS:
+        return f"expected 0 (off) or at least {MIN_CARD_CHECK_READS}: a median of fewer presentations says nothing, got {value}"
+    return None
+
+
 @dataclass(frozen=True)
 class CameraSection:
     source: str = opt(
@@ -467,6 +503,60 @@ class CameraSection:
         choices=FLICKER_HZ,
         minimum=0,
         maximum=60,
+    )
+    target_region: str = opt(
+        "",
+        "An optional reference target: a small printed Code 128 fixed where the camera sees it through the same "
+        "window as the cards, at the edge of the view (docs/INSTALL.md). Where it is, as x,y,w,h in fractions of "
+        'the frame ("0.8,0.02,0.18,0.1": the top right corner), the code and a margin around it; the scan ignores '
+        "that place. The daemon reads it at start and every camera.target_interval_s, and raises the "
+        "camera-degraded fault when it stops reading or drifts (focus lost, dirty window, too dark, moved). "
+        "Empty: no target, the cards' own figures are checked instead (camera.card_check_reads). Needs camera.target_text.",
+        check=target_region_problem,
+        allowed="empty, or x,y,w,h: fractions of the frame, w and h above 0, inside the frame",
+    )
+    target_text: str = opt(
+        "",
+        "The text the reference target's Code 128 encodes (not a card's payload), e.g. KT-1. Needs camera.target_region.",
+        check=_check_target_text,
+        allowed=f"empty, or 1 to {MAX_TARGET_TEXT} printable ASCII characters that are no card's payload",
+    )
+    target_interval_s: float = opt(
+        300.0,
+        "The reference target is read at start and then this often (a failed check is repeated sooner, see camera.target_confirm).",
+        minimum=0.1,
+        maximum=DAY_S,
+    )
+    target_confirm: int = opt(
+        3,
+        "Checks of the reference target in a row that must fail before the camera-degraded fault (a hand or a card in "
+        f"front of it fails one); a failed check is repeated after at most {TARGET_RECHECK_S:g} s.",
+        minimum=1,
+        maximum=100,
+    )
+    check_tolerance: float = opt(
+        0.3,
+        "The reference target's drift that raises camera-degraded, as a share of its figures when first read well "
+        "(kept beside the outbox across restarts): pixels per module changed, contrast or brightness fallen, or its "
+        "edges widened by more than this.",
+        minimum=0.05,
+        maximum=0.9,
+    )
+    card_check_reads: int = opt(
+        30,
+        "Without a reference target: the cards' figures (edge width and pixels per module, the sharpest read of each "
+        "presentation) are compared, as the median of the last this many presentations, with the median of the "
+        "first this many (kept beside the outbox across restarts). 0: no check from the cards.",
+        minimum=0,
+        maximum=1000,
+        check=_check_card_check_reads,
+    )
+    card_check_tolerance: float = opt(
+        0.5,
+        "Without a reference target: how far the cards' median edge width may grow, or their median pixels per "
+        "module change, as a share of the first median, before camera-degraded (generous: cards are held at any distance).",
+        minimum=0.05,
+        maximum=0.95,
     )
 
 
@@ -1064,6 +1154,7 @@ def _check_together(cfg: Config) -> None:
             cfg.source,
         )
     _check_exposure(cfg)
+    _check_target(cfg)
     if cfg.pos.output == "keyboard":
         try:
             LAYOUTS[cfg.pos.keyboard_layout].keystrokes(cfg.pos.template)
@@ -1102,6 +1193,25 @@ def _check_exposure(cfg: Config) -> None:
         return
     if problem := flicker_problem(camera.max_exposure_us, camera.flicker_hz):
         raise ConfigError("camera.max_exposure_us", f"{problem} (camera.flicker_hz = {camera.flicker_hz})", cfg.source)
+
+
+def _check_target(cfg: Config) -> None:
+    """The reference target: its region and text together, and a region large enough at the configured size."""
+    camera = cfg.camera
+    if bool(camera.target_region.strip()) != bool(camera.target_text):
+        given, missing = ("target_region", "target_text") if camera.target_region.strip() else ("target_text", "target_region")
+        raise ConfigError(f"camera.{missing}", f"required with camera.{given}: the reference target needs both", cfg.source)
+    region = target_region(camera.target_region)
+    if region is None:
+        return
+    x0, y0, x1, y1 = region_pixels(region, camera.width, camera.height)
+    if x1 - x0 < MIN_TARGET_PX[0] or y1 - y0 < MIN_TARGET_PX[1]:
+        raise ConfigError(
+            "camera.target_region",
+            f"is {x1 - x0} x {y1 - y0} pixels at {camera.width} x {camera.height} (camera.width, camera.height); "
+            f"the target needs at least {MIN_TARGET_PX[0]} x {MIN_TARGET_PX[1]}",
+            cfg.source,
+        )
 
 
 def toml_value(value: Any) -> str:

@@ -20,8 +20,12 @@ REVOCATIONS_LOOKUP = "revocations-lookup"  # a card could not be checked against
 POS = "pos"  # the counter's POS took nothing (pos.output): the cause; cleared by the next hand-over that works
 OPEN_FILES = "open-files"  # the daemon's file descriptors nearly or all used (EMFILE): its own fault, never the token's
 METRICS = "metrics"  # metrics.textfile cannot be written (folder missing, not writable, disk full): the cause; cleared by the next write
+CAMERA_DEGRADED = "camera-degraded"  # the camera sees worse than at its baseline (device/daemon/camera_check.py): the cause
 
 #: Every fault name above, for what shows them all (the metrics export each as 0 while it is off, so
 #: an alert sees it turn 1). A failing thread's fault is named after the thread (``thread forwarder``),
 #: so it is not among them.
-KNOWN = (CAMERA, OUTBOX, DELIVERY_AUTH, DELIVERY, BACKLOG, OUTBOX_INTEGRITY, REVOCATIONS, REVOCATIONS_LOOKUP, POS, METRICS, OPEN_FILES)
+KNOWN = (
+    CAMERA, CAMERA_DEGRADED, OUTBOX, DELIVERY_AUTH, DELIVERY, BACKLOG, OUTBOX_INTEGRITY, REVOCATIONS, REVOCATIONS_LOOKUP, POS, METRICS,
+    OPEN_FILES,
+)  # fmt: skip

@@ -80,8 +80,12 @@ class Pipeline:
 
     @classmethod
     def from_config(cls, cfg) -> Pipeline:
-        """The pipeline of the ``[scan]`` section, logging as ``[log]`` says."""
-        return cls(Scanner.from_config(cfg.scan), formats_named(cfg.scan.card_formats), unmask=cfg.log.unmask)
+        """The pipeline of the ``[scan]`` section, logging as ``[log]`` says; the reference target's
+        place (``camera.target_region``) is the camera check's, not read as a barcode."""
+        from device.camera_spec import target_region
+
+        scanner = Scanner.from_config(cfg.scan, ignore=target_region(cfg.camera.target_region))
+        return cls(scanner, formats_named(cfg.scan.card_formats), unmask=cfg.log.unmask)
 
     def frame(self, frame: Frame | np.ndarray, monotonic: float) -> FrameResult:
         """A live frame (a :class:`~device.camera.Frame`, or an image): the gate may skip it.

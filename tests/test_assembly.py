@@ -61,7 +61,8 @@ def test_the_kiosk_has_the_log_the_callers_outputs_then_the_configured_ones(cfg)
     own = Pos()
     kiosk = build_kiosk(cfg, outputs=[own])
     try:
-        assert output_names(kiosk) == ["LogOutput", "Pos", "Feedback"]  # preview.enabled is off
+        # preview.enabled is off; the camera check (from the cards' figures) is on by default
+        assert output_names(kiosk) == ["LogOutput", "Pos", "Feedback", "CameraCheck"]
         assert kiosk.outputs.outputs[1] is own
         assert kiosk.forwarder.publish == kiosk.outputs.publish  # deliveries reach the outputs too
     finally:
@@ -72,7 +73,7 @@ def test_a_new_output_is_one_more_factory(cfg):
     pos = PosFactory()
     kiosk = build_kiosk(cfg, output_factories=(*OUTPUT_FACTORIES, pos))
     try:
-        assert pos.kiosks == [kiosk] and output_names(kiosk) == ["LogOutput", "Feedback", "Pos"]
+        assert pos.kiosks == [kiosk] and output_names(kiosk) == ["LogOutput", "Feedback", "CameraCheck", "Pos"]
     finally:
         kiosk.close()
 

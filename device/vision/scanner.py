@@ -47,6 +47,7 @@ from device.vision.decoders import (
     check_image,
     make_decoder,
 )
+from device.vision.figures import code_figures
 from device.vision.gate import Gate
 from device.vision.locate import Candidate, Locator, Region
 
@@ -83,7 +84,10 @@ class Scanner:
     decoder could not (default: the default formats; empty: no card decoder). Only with Code 128
     among the symbologies. ``code128_fit``: after both, whether
     :class:`~device.vision.code128_fit.Code128Fit` reads any Code 128 text in the regions still
-    unread (only with Code 128 among the symbologies; False: for comparison).
+    unread (only with Code 128 among the symbologies; False: for comparison). ``ignore``: a
+    place in the view, as (x, y, w, h) fractions of the frame, whose codes are not read (the
+    camera check's reference target, ``camera.target_region``). A symbol read from a located
+    region carries its :class:`~device.vision.CodeFigures` (pixels per module, edge width).
 
     >>> scanner = Scanner(symbologies=("Code128",))
     >>> scanner.decode(np.full((480, 640), 255, np.uint8))
@@ -104,7 +108,9 @@ class Scanner:
         work_size: int = DEFAULTS.scan.work_size,
         card_formats: Sequence | None = None,
         code128_fit: bool = True,
+        ignore: tuple[float, float, float, float] | None = None,
     ) -> None:
+        self.ignore = ignore
         self.decoder: Decoder = make_decoder(decoder, symbologies)
         self.region_decoder: Decoder = make_decoder(decoder, symbologies, upright=True)
         if card_formats is None:
@@ -121,8 +127,8 @@ class Scanner:
         self.locator = Locator(max_regions=max_regions, work_size=work_size) if locate else None
 
     @classmethod
-    def from_config(cls, section: ScanSection) -> Scanner:
-        """The scanner as the ``[scan]`` section configures it (the daemon's, ``kiosk scan``'s)."""
+    def from_config(cls, section: ScanSection, ignore: tuple[float, float, float, float] | None = None) -> Scanner:
+        """The scanner as the ``[scan]`` section configures it (the daemon's, ``kiosk scan``'s), not reading at ``ignore``."""
         from device.card import formats_named
 
         return cls(
@@ -135,6 +141,7 @@ class Scanner:
             max_regions=section.max_regions,
             work_size=section.work_size,
             card_formats=formats_named(section.card_formats),
+            ignore=ignore,
         )
 
     def scan(self, image: np.ndarray, monotonic: float) -> ScanResult:
@@ -159,8 +166,11 @@ class Scanner:
             return [], 0
         found: dict[tuple[str, str], Symbol] = {}
         cut: list[Region] = []
+        ignored = _ignored(self.ignore, grey.shape)
         if self.locator is not None:
             for candidate in self.locator.candidates(grey):
+                if ignored(candidate.centre):
+                    continue
                 # A symbol already read across this place (the same code found again in a
                 # neighbouring orientation band): do not pay for the cut (about 2 ms at 1280x720).
                 if any(s.quad and _covers(s.quad, candidate) for s in found.values()):
@@ -169,17 +179,20 @@ class Scanner:
                 if region is None or any(s.quad and region.contains(_centre(s.quad)) for s in found.values()):
                     continue
                 cut.append(region)
-                for symbol in self._decode_region(region):
+                symbols = self._decode_region(region)
+                figures = code_figures(region) if symbols else None
+                for symbol in symbols:
                     key = (symbol.symbology, symbol.text)
                     if key not in found:
-                        quad = region.to_frame(symbol.quad)
-                        found[key] = Symbol(symbol.symbology, symbol.text, symbol.decoder, quad, region.frame_module_px or None)
+                        found[key] = Symbol(symbol.symbology, symbol.text, symbol.decoder, region.to_frame(symbol.quad), figures)
         if not found:
             # Nothing located read: the whole frame, for codes the locator does not take for
             # bars (a code filling the view, a damaged one). Last, not first: a frame with a
             # card is read from its region, and the whole frame costs about as much again as
             # reading the region (1.7 ms at 640x480, 2.9 ms at 1280x720).
             for symbol in self.decoder.decode(grey):
+                if symbol.quad and ignored(_centre(symbol.quad)):
+                    continue
                 # A read that covers only part of the bars of a region around it is a fragment
                 # misread (ITF has no checksum: any few bars of it decode); the region decided.
                 inside = [r for r in cut if symbol.quad and r.contains(_centre(symbol.quad))]
@@ -218,7 +231,7 @@ class Scanner:
             if read is not None:
                 (x0, x1), h = read.x_range, float(region.image.shape[0])
                 quad = region.to_frame(((x0, 0.0), (x1, 0.0), (x1, h), (x0, h)))
-                return [Symbol("Code128", read.text, "code128-fit", quad, region.frame_module_px or None)]
+                return [Symbol("Code128", read.text, "code128-fit", quad, code_figures(region))]
         return []
 
 
@@ -275,6 +288,15 @@ def _explains(symbol: Symbol, region: Region, min_rows: float) -> bool:
     wide = hi - lo <= 0 or (max(xs) - min(xs)) >= 0.6 * (hi - lo)
     tall = (max(ys) - min(ys)) >= min_rows * region.image.shape[0]
     return wide and tall
+
+
+def _ignored(place: tuple[float, float, float, float] | None, shape: tuple[int, ...]):
+    """Whether a frame point lies in ``place`` (fractions of a frame of ``shape``): a test per point."""
+    if place is None:
+        return lambda point: False
+    h, w = shape[:2]
+    x0, y0, x1, y1 = place[0] * w, place[1] * h, (place[0] + place[2]) * w, (place[1] + place[3]) * h
+    return lambda point: x0 <= point[0] <= x1 and y0 <= point[1] <= y1
 
 
 def _covers(quad, candidate: Candidate) -> bool:
