@@ -138,8 +138,8 @@ upgrade_old_picamera2() {
     fi
 }
 
-# The system packages of the install; on a Pi also an old picamera2 upgraded.
-system_packages() {
+# Install the system packages named (system_packages' list); on a Pi also upgrade an old picamera2.
+install_system_packages() {
     apt_install "$@"
     if is_pi; then upgrade_old_picamera2; fi
 }
@@ -470,7 +470,7 @@ install_system() {
     mapfile -t packages < <(system_packages)
     STEPS=8
     if [ "$usb_keyboard" = yes ]; then STEPS=9; fi
-    run_step "system packages (apt: ${packages[*]})" system_packages "${packages[@]}"
+    run_step "system packages (apt: ${packages[*]})" install_system_packages "${packages[@]}"
     run_step "python 3.11 with venv" need_python
     run_step "the $USER_NAME user and groups" ensure_user
     run_step "virtual environment $VENV" ensure_venv
@@ -586,7 +586,7 @@ install_release() {
     warn_if_untested_os
     mapfile -t packages < <(system_packages)
     STEPS=6
-    run_step "system packages (apt: ${packages[*]})" apt_install "${packages[@]}"
+    run_step "system packages (apt: ${packages[*]})" install_system_packages "${packages[@]}"
     run_step "python 3.11 with venv" need_python
     run_step "the $USER_NAME user and groups" ensure_user
     run_step "release $version into $RELEASES/$version (wheels from $wheelhouse, no network)" \
