@@ -430,10 +430,14 @@ class Outbox:
         """Raise the high-water mark to ``seqs``. A failure is kept in :attr:`mark_error` (status
         and a fault say so): the identification is durable in the database all the same."""
         try:
-            self.mark.store(seqs)
-        except (OSError, MarkUnreadable) as e:
+            self.mark.store(seqs, keep_first=[self.kiosk_id])
+        except Exception as e:  # OSError, MarkUnreadable, or a bug: a fault, never an exception after the commit
             if self.mark_error is None:
-                log.error("the high-water mark %s cannot be written (%s): lost identifications would go unnoticed", self.mark.path, e)
+                unexpected = None if isinstance(e, (OSError, MarkUnreadable)) else e  # a bug: its traceback, once
+                log.error(
+                    "the high-water mark %s cannot be written (%s): lost identifications would go unnoticed", self.mark.path, e,
+                    exc_info=unexpected,
+                )  # fmt: skip
             self.mark_error = f"the high-water mark {self.mark.path} cannot be written: {e}"
             return
         self.mark_error = None
