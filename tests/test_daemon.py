@@ -82,8 +82,8 @@ def test_an_outbox_that_cannot_be_opened_is_a_clear_error(tmp_path, card_folder,
     blocked.write_text("a file where the outbox's folder should be")
     cfg = daemon_config(tmp_path, folder, central)
     run = run_kiosk("run", "--config", str(cfg), env={**os.environ, "KIOSK_OUTBOX_PATH": str(blocked / "outbox.db")})
-    assert run.returncode == 1
-    assert "outbox" in run.stderr and "Traceback" not in run.stderr
+    assert run.returncode == 78  # checked before anything touches it (issue 20): no restart can fix a path
+    assert "outbox.path" in run.stderr and f"{blocked} is a file, not a folder" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_finite_run_that_cannot_drain_exits_nonzero(tmp_path, card_folder, central_factory):

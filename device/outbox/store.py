@@ -45,6 +45,7 @@ import logging
 import os
 import re
 import sqlite3
+import stat
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
@@ -64,6 +65,7 @@ from device.outbox.fsync import fsync_dir
 from device.outbox.highwater import HighWaterMark, MarkUnreadable
 from device.outbox.salvage import salvage_into
 from device.outbox.schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION
+from device.path_kinds import database_problem, mark_path
 from device.pos_template import PosOutcome
 from device.redact import escape
 from device.sqlite_readers import read_only_uri
@@ -252,11 +254,14 @@ class Outbox:
         #: Why the last commit failed (disk full, ...), until a commit succeeds again: for status.
         self.last_commit_error: str | None = None
         #: The high-water mark beside the database (``<outbox>.hwm``), see :mod:`device.outbox.highwater`.
-        self.mark = HighWaterMark(Path(f"{self.path}.hwm"))
+        self.mark = HighWaterMark(mark_path(self.path))
         #: Why the mark could not be written, until it can again: the loss check is blind meanwhile.
         self.mark_error: str | None = None
         self._lock = threading.RLock()
         self.read_only = read_only
+        if problem := database_problem(self.path, mark=self.mark.path):
+            # A typo must not make the kiosk chmod, move aside or replace someone else's file (or /dev/null).
+            raise OutboxError(f"outbox.path: {problem}")
         self.db = self._open_read_only() if read_only else self._open(on_corrupt, check_integrity)
         if max_page_count is not None:
             self.set_max_page_count(max_page_count)
@@ -483,7 +488,8 @@ class Outbox:
         # SQLite gives new -wal/-shm files the database's mode; existing ones are fixed here.
         for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
             try:
-                if p.exists() and p.stat().st_mode & 0o777 != FILE_MODE:
+                # lstat: a symlink or anything but a regular file is never chmodded (it may be someone else's).
+                if p.exists() and stat.S_ISREG(p.lstat().st_mode) and p.stat().st_mode & 0o777 != FILE_MODE:
                     p.chmod(FILE_MODE)
             except PermissionError:
                 log.warning("outbox file %s is not mode 0600 and cannot be changed by this user", p)
@@ -511,6 +517,8 @@ class Outbox:
             log.info("outbox %s schema now at version %d", self.path, version)
 
     def _move_aside(self) -> Path:
+        if problem := database_problem(self.path, mark=self.mark.path):
+            raise OutboxError(f"the outbox {self.path} cannot be opened and is not moved aside: {problem}")
         stamp = self.clock.now().strftime("%Y%m%dT%H%M%SZ")
         target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         n = 1

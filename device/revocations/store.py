@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from device.clock import Clock, SystemClock, parse_utc, utc_iso
+from device.path_kinds import database_problem
 from device.revocations.document import ReplacedList
 from device.sqlite_readers import read_only_uri
 
@@ -71,6 +72,8 @@ class ReplacedCards:
             raise RevocationsError(f"there is no replaced-card list at {self.path} yet (the daemon or `kiosk revocations sync` makes it)")
         #: Where a damaged copy found at this open was moved to (None if it was fine).
         self.moved_aside: Path | None = None
+        if problem := database_problem(self.path):
+            raise RevocationsError(f"revocations.path: {problem}")
         if create:
             try:
                 self._create()
@@ -94,6 +97,8 @@ class ReplacedCards:
         """A damaged copy is only a cache of the central's list: kept aside for a look, a new one
         started (the next sync fills it; until then the ``revocations`` fault says there is none)."""
         self.close()
+        if problem := database_problem(self.path):  # never someone else's file (a typo in revocations.path)
+            raise RevocationsError(f"the replaced-card list {self.path} cannot be opened ({error}) and is not moved aside: {problem}")
         stamp = self.clock.now().strftime("%Y%m%dT%H%M%SZ")
         target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         try:
