@@ -288,8 +288,11 @@ class Forwarder:
         deadline = time.monotonic() + timeout_s
         cancel = _StopOrDeadline(stop, deadline)
         while not stop.is_set():
-            if self.outbox.seconds_until_due(max_wait_s=self._max_wait_s) is None:
-                return True
+            try:
+                if self.outbox.seconds_until_due(max_wait_s=self._max_wait_s) is None:
+                    return True
+            except OutboxError:
+                pass  # not open (a degraded start): nothing can be sent, the deadline ends the drain
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -319,6 +322,8 @@ class Forwarder:
         try:
             batch = self.outbox.due(self.batch_size, max_wait_s=self._max_wait_s, force=force)
         except OutboxError as e:
+            if self.outbox.open_error is not None:  # not open yet (a degraded start): the outbox fault says so
+                return Outcome(IDLE, wait_s=self.idle_poll_s)
             self._note_failure(str(e))
             return Outcome(FAILED, error=str(e), wait_s=self.backoff.delay(self.consecutive_failures))
         if not batch:

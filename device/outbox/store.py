@@ -47,6 +47,7 @@ import re
 import sqlite3
 import stat
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -93,6 +94,12 @@ MIN_ID_PREFIX = 4
 MAX_MATCHES_LISTED = 10
 #: Largest integer SQLite stores; a longer run of digits is no seq.
 _MAX_SEQ = 2**63 - 1
+#: The daemon's outbox that cannot be opened at start (a full disk, a folder it may not write) is
+#: opened again at most this often while the daemon runs degraded (``retry_open_s``).
+DEFAULT_RETRY_OPEN_S = 5.0
+#: Less free space than this where the outbox is makes SQLite's "disk I/O error" (it could not grow
+#: its -shm or -wal) a full disk: two -shm segments of 32 KiB.
+FULL_BELOW_BYTES = 64 * 1024
 
 
 class OutboxError(Exception):
@@ -190,6 +197,7 @@ class OpenOptions(TypedDict, total=False):
     create: bool
     read_only: bool
     max_page_count: int | None
+    retry_open_s: float
 
 
 def _row(values: _Row) -> Identification:
@@ -214,7 +222,10 @@ class Outbox:
     (a reader with a wrong path). ``read_only=True`` (implies both): open it only to read, as a
     technician who may read the files but not write their folder does (no migration, no chmod;
     any write raises :class:`OutboxError`). ``max_page_count`` limits the file's size in pages,
-    for emulating a full disk in tests (also :meth:`set_max_page_count`).
+    for emulating a full disk in tests (also :meth:`set_max_page_count`). ``retry_open_s`` (the
+    daemon): an outbox that cannot be opened does not raise; :attr:`open_error` says why, every
+    use raises :class:`OutboxError` with it, and the open is tried again at most this often, so a
+    start on a full disk runs degraded and recovers by itself once there is space.
 
     The owner (``on_corrupt="move-aside"``) also salvages a file it moved aside and checks the
     database against its high-water mark at open; a reader does neither, and never writes the mark.
@@ -235,6 +246,7 @@ class Outbox:
         create: bool = True,
         read_only: bool = False,
         max_page_count: int | None = None,
+        retry_open_s: float = 0.0,
     ):
         if read_only:
             on_corrupt, create = "raise", False
@@ -262,9 +274,51 @@ class Outbox:
         if problem := database_problem(self.path, mark=self.mark.path):
             # A typo must not make the kiosk chmod, move aside or replace someone else's file (or /dev/null).
             raise OutboxError(f"outbox.path: {problem}")
-        self.db = self._open_read_only() if read_only else self._open(on_corrupt, check_integrity)
+        #: Why the outbox is not open (a degraded start, ``retry_open_s``), None once it is.
+        self.open_error: str | None = None
+        self._reopen = (on_corrupt, check_integrity, retry_open_s)
+        self._retry_open_at = 0.0
+        self._db: sqlite3.Connection | None = None
+        try:
+            self._db = self._open_read_only() if read_only else self._open(on_corrupt, check_integrity)
+        except OutboxError as e:
+            if not retry_open_s or read_only:
+                raise
+            self._not_open(e)
+            log.error("%s; the kiosk runs without storing identifications and tries again every %g s", self.open_error, retry_open_s)
         if max_page_count is not None:
             self.set_max_page_count(max_page_count)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection. While the outbox is not open (:attr:`open_error`), each use tries to
+        open it again (at most every ``retry_open_s``) and raises :class:`OutboxError` saying why."""
+        db = self._db
+        if db is None:
+            with self._lock:
+                db = self._db or self._open_again()
+        return db
+
+    def _open_again(self) -> sqlite3.Connection:
+        on_corrupt, check_integrity, retry_open_s = self._reopen
+        if time.monotonic() < self._retry_open_at:
+            raise OutboxError(self.open_error or f"the outbox {self.path} is closed")
+        try:
+            self._db = self._open(on_corrupt, check_integrity)
+        except OutboxError as e:
+            self._not_open(e)
+            raise OutboxError(self.open_error) from e
+        log.info("outbox %s opened: identifications are stored again (it could not be opened: %s)", self.path, self.open_error)
+        self.open_error = None
+        return self._db
+
+    def _not_open(self, error: OutboxError) -> None:
+        self.open_error = str(error)
+        self._retry_open_at = time.monotonic() + self._reopen[2]
+
+    def store_problem(self) -> str | None:
+        """Why identifications cannot be stored now (the outbox not open, the last commit refused), or None."""
+        return self.open_error or self.last_commit_error
 
     @classmethod
     def from_config(cls, cfg: Config, **options: Unpack[OpenOptions]) -> Outbox:
@@ -284,6 +338,8 @@ class Outbox:
             self._make_folders(self.path.parent)
             self._ensure_private_files()
         except OSError as e:
+            if full := self._full_disk():
+                raise OutboxFull(f"{full}: cannot create the outbox {self.path}") from e
             raise OutboxError(
                 cannot_write(self.path)
                 or f"cannot create the outbox {self.path}: {e.strerror or e}; check the directory and its permissions"
@@ -299,8 +355,9 @@ class Outbox:
                 db.close()
             db = None
             if not _is_corruption(e) and not isinstance(e, _IntegrityFailed):
+                error = self._error("open", e)
                 why = cannot_write(self.path) if on_corrupt == "move-aside" else None  # the owner (the daemon) opening
-                raise (OutboxError(why) if why else self._error("open", e)) from e
+                raise (OutboxError(why) if why and not isinstance(error, OutboxFull) else error) from e
             if on_corrupt == "raise":
                 raise OutboxCorrupt(f"the outbox {self.path} is damaged ({e}); the kiosk daemon moves it aside at its next start") from e
         except BaseException:
@@ -575,8 +632,24 @@ class Outbox:
                 raise self._error(what, e) from e
             raise
 
+    def _full_disk(self) -> str | None:
+        """``outbox folder full: 0 bytes free on /var/lib/kiosk`` when the file system of the
+        outbox's folder has (almost) no space left for this user, else None."""
+        folder = self.path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        try:
+            st = os.statvfs(folder)
+        except OSError:
+            return None
+        free = st.f_bavail * st.f_frsize
+        return f"outbox folder full: {free} bytes free on {folder}" if free < FULL_BELOW_BYTES else None
+
     def _error(self, what: str, e: sqlite3.Error) -> OutboxError:
         code = getattr(e, "sqlite_errorcode", None)
+        # SQLite says "disk I/O error" when it cannot grow its -shm on a full disk: statvfs tells.
+        if (code or 0) & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN) and (full := self._full_disk()):
+            return OutboxFull(f"{full}: could not {what}; free disk space (identifications are stored again as soon as there is)")
         if code == sqlite3.SQLITE_FULL:
             return OutboxFull(f"the outbox {self.path} is full (disk or size limit): could not {what}; free disk space: {e}")
         if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
@@ -942,7 +1015,8 @@ class Outbox:
 
     def close(self) -> None:
         with self._lock:
-            self.db.close()
+            if self._db is not None:
+                self._db.close()
             self.mark.close()
 
     def __enter__(self) -> Outbox:
