@@ -274,6 +274,8 @@ class Outbox:
         if problem := database_problem(self.path, mark=self.mark.path):
             # A typo must not make the kiosk chmod, move aside or replace someone else's file (or /dev/null).
             raise OutboxError(f"outbox.path: {problem}")
+        #: (wall, monotonic) at the latest wall time seen: the timeline before a step back (:meth:`age_s`).
+        self._timeline: tuple[datetime, float] | None = None
         #: Why the outbox is not open (a degraded start, ``retry_open_s``), None once it is.
         self.open_error: str | None = None
         self._reopen = (on_corrupt, check_integrity, retry_open_s)
@@ -815,13 +817,18 @@ class Outbox:
                 raise self._error("read", e) from e
 
     def due(
-        self, limit: int, *, now: datetime | None = None, max_wait_s: float | None = None, force: bool = False
+        self, limit: int, *, now: datetime | None = None, max_wait_s: float | None = None, force: bool = False, waiting: bool = False
     ) -> builtins.list[Identification]:
         """Up to ``limit`` pending records to send now, oldest first (by ``seq``).
 
         In order: while the oldest pending record waits for its next attempt, nothing is due (new
         records do not overtake it, and an outage is not hammered by each new identification).
-        A next attempt more than ``max_wait_s`` ahead is due anyway (the wall clock jumped back).
+        A next attempt stored at a wall time later than now (``updated_at``: the clock was stepped
+        back since, as NTP does on a Pi without a hardware clock) is due: its wait is unknown, and
+        waiting for the old timeline would stall delivery as long as the step. A next attempt more
+        than ``max_wait_s`` ahead is due anyway. Waits within a process are the forwarder's, on the
+        monotonic clock: ``waiting`` says the caller's own wait for them still runs, so one stored
+        before a step back is not due early.
         ``force`` ignores the waits (a technician fixed the token).
 
         Each record's checksum is verified here, before anything can send it: one that fails is
@@ -831,12 +838,14 @@ class Outbox:
         now = now or self.clock.now()
         now_text = utc_iso(now)
         horizon = utc_iso(now + timedelta(seconds=self.max_wait_s if max_wait_s is None else max_wait_s))
-        waiting = "(next_attempt_at IS NOT NULL AND next_attempt_at > ? AND next_attempt_at <= ?)"
+        stored_before_now = "TRUE" if waiting else "updated_at <= ?"
+        wait = f"(next_attempt_at IS NOT NULL AND next_attempt_at > ? AND next_attempt_at <= ? AND {stored_before_now})"
+        marks: builtins.list[object] = [now_text, horizon] if waiting else [now_text, horizon, now_text]
         if not force:
-            head = self._read(f"SELECT {waiting} FROM identifications WHERE state = 'pending' ORDER BY seq LIMIT 1", [now_text, horizon])
+            head = self._read(f"SELECT {wait} FROM identifications WHERE state = 'pending' ORDER BY seq LIMIT 1", marks)
             if not head or head[0][0]:
                 return []
-            rows = self._read(f"{_SELECT} WHERE state = 'pending' AND NOT {waiting} ORDER BY seq LIMIT ?", [now_text, horizon, limit])
+            rows = self._read(f"{_SELECT} WHERE state = 'pending' AND NOT {wait} ORDER BY seq LIMIT ?", [*marks, limit])
         else:
             rows = self._read(f"{_SELECT} WHERE state = 'pending' ORDER BY seq LIMIT ?", [limit])
         records = [_row(r) for r in rows]
@@ -868,12 +877,13 @@ class Outbox:
 
     def seconds_until_due(self, *, now: datetime | None = None, max_wait_s: float | None = None) -> float | None:
         """How long until :meth:`due` has something: 0 if now, None if nothing is pending."""
-        row = self._read("SELECT next_attempt_at FROM identifications WHERE state = 'pending' ORDER BY seq LIMIT 1")
+        row = self._read("SELECT next_attempt_at, updated_at FROM identifications WHERE state = 'pending' ORDER BY seq LIMIT 1")
         if not row:
             return None
-        if row[0][0] is None:
+        now = now or self.clock.now()
+        if row[0][0] is None or parse_utc(row[0][1]) > now:  # due now, or stored before a step back: due
             return 0.0
-        wait = (parse_utc(row[0][0]) - (now or self.clock.now())).total_seconds()
+        wait = (parse_utc(row[0][0]) - now).total_seconds()
         cap = self.max_wait_s if max_wait_s is None else max_wait_s
         return 0.0 if wait <= 0 or wait > cap else wait
 
@@ -983,7 +993,7 @@ class Outbox:
             summary.insert(0, f"{open_problems} problems, the newest:")
         age = None
         if oldest:
-            age = max(0.0, (self.clock.now() - parse_utc(oldest[0][0])).total_seconds())
+            age = self.age_s(parse_utc(oldest[0][0]))
         return OutboxHealth(
             path=str(self.path),
             pending=counts[PENDING],
@@ -1005,6 +1015,18 @@ class Outbox:
             mark_error=self.mark_error,
             integrity_fault="; ".join(summary) or None,
         )
+
+    def age_s(self, moment: datetime) -> float:
+        """Seconds since ``moment`` (a stored wall time). One stored before the wall clock was
+        stepped back is ahead of now: it is measured on the timeline this process saw before the
+        step (the latest wall time seen, plus the monotonic time since), not as 0 s old."""
+        now, mono = self.clock.now(), self.clock.monotonic()
+        with self._lock:
+            seen = self._timeline
+            if seen is None or now >= seen[0] + timedelta(seconds=mono - seen[1]):
+                self._timeline = seen = (now, mono)
+        reference = now if moment <= now else seen[0] + timedelta(seconds=mono - seen[1])
+        return max(0.0, (reference - moment).total_seconds())
 
     def acknowledge_integrity(self) -> int:
         """A technician has seen the integrity problems: they leave status and the fault clears.
