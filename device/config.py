@@ -119,9 +119,15 @@ def _check_camera_device(value: str) -> str | None:
     `kiosk queue` still run on the kiosk whose camera they are there to diagnose.
     """
     backend, _, target = value.partition(":")
-    if backend == "file" and not os.path.exists(target):
+    if backend == "file":
         # A file is no camera that comes back by itself: `run` cannot play it, so `config check` says so too.
-        return f'no such file or folder "{escape(target, SHOWN_CHARS)}" (a file: source plays a video, an image or a folder of images)'
+        try:
+            os.stat(target)
+        except (FileNotFoundError, NotADirectoryError):
+            return f'no such file or folder "{escape(target, SHOWN_CHARS)}" (a file: source plays a video, an image or a folder of images)'
+        except OSError:
+            return None  # not this user's to look at: the daemon's own check sees it
+        return None
     return refuse_non_camera(device_path(target)) if backend == "v4l2" else None
 
 
