@@ -530,7 +530,8 @@ class ApiSection:
         allowed="http(s)://HOST[:PORT][/PATH], no user:password, no query; http:// only to loopback (see api.allow_insecure_http)",
     )  # fmt: skip
     token: str = opt(
-        "", "Bearer token for the central API. Prefer api.token_file.", secret=True, env=True, check=_check_token,
+        "", "Bearer token for the central API. Prefer api.token_file: refused in a config file others may read "
+        "(the installed one is the technicians'), allowed in a 0600 file or KIOSK_API_TOKEN.", secret=True, env=True, check=_check_token,
         allowed="one word, no spaces or control characters",
     )  # fmt: skip
     token_file: str = opt(

@@ -189,6 +189,18 @@ def test_a_full_disk_at_start_runs_degraded_and_recovers_by_itself(tmp_path, cen
     assert [i["contract"] for i in central.identifications()] == [contract]
 
 
+def test_a_camera_missing_at_start_runs_degraded_with_the_camera_fault(tmp_path, central):
+    """Issue 20, finding 2's kin: a live camera missing at start (unplugged, its driver still
+    loading) is retried while the daemon runs with the camera fault; it never exits for it."""
+    from support.daemon import Daemon, wait_for_status
+
+    cfg = kiosk_config(tmp_path, central=central, source="v4l2:/dev/video63", kiosk=KIOSK, feedback={"pin_factory": "mock"})
+    with Daemon(tmp_path, cfg) as daemon:
+        report = wait_for_status(cfg, lambda r: "camera" in ((r["daemon"] or {}).get("faults") or {}))
+        assert "/dev/video63" in report["daemon"]["faults"]["camera"] or "video63" in report["daemon"]["camera"]["source"]
+        assert daemon.proc.poll() is None and "Traceback" not in daemon.log
+
+
 def test_not_a_card_is_reported_once_per_presentation_and_never_stored(tmp_path, card_folder, central, payload_of):
     import cv2
     from support.cards import card_photo
