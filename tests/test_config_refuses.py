@@ -90,22 +90,29 @@ CASES = [
     ("scan.symbologies", ["EAN13", "EAN8"], "must include Code128: card format 'v1'"),
     ("camera.fps", 1e6, "expected 1 .. 240"),
     ("camera.bad_reads", 10**12, "expected 1 .. 1000"),
-    # Issue 20: paths that exist as the wrong kind, checked before anything touches them (findings 3, 11).
-    ("outbox.path", "{tmp}", "is a folder, expected the SQLite file"),
-    # A device node of the test's own (as /dev/null): the old code chmodded the one it was given.
-    ("outbox.path", "{tmp}/null", "null is a character device, not a file"),
-    ("outbox.path", "{tmp}/token", "is not an SQLite database and not the kiosk's"),
-    ("outbox.path", "{tmp}/token/outbox.db", "token is a file, not a folder"),
-    ("revocations.path", "{tmp}", "is a folder, expected the SQLite file"),
-    ("revocations.path", "{tmp}/token", "is not an SQLite database"),
-    ("kiosk.runtime_dir", "{tmp}/token", "token is a file, expected a folder"),
-    ("kiosk.runtime_dir", "{tmp}/null", "null is a character device, expected a folder"),
-    ("camera.source", "file:{tmp}/no-such-video.avi", "no such file or folder"),
-    # A card lying still is decoded once per full look (finding 8).
+    # A card lying still is decoded once per full look (issue 20, finding 8).
     ("scan.repeat_window_s", 0, "expected 2 .. 86400"),
     ("scan.repeat_window_s", 0.5, "expected 2 .. 86400"),
     ("scan.full_look_interval_s", 6.0, "scan.repeat_window_s: must be at least twice scan.full_look_interval_s (6)"),
 ]
+#: Issue 20, findings 3 and 11: paths that exist as the wrong kind, checked before anything touches
+#: them, by key: (value, words). ``{tmp}/null`` is a device node of the test's own (as /dev/null:
+#: the old code chmodded the one it was given).
+WRONG_KINDS = {
+    "outbox.path": [
+        ("{tmp}", "is a folder, expected the SQLite file"),
+        ("{tmp}/null", "null is a character device, not a file"),
+        ("{tmp}/token", "is not an SQLite database and not the kiosk's"),
+        ("{tmp}/token/outbox.db", "token is a file, not a folder"),
+    ],
+    "revocations.path": [("{tmp}", "is a folder, expected the SQLite file"), ("{tmp}/token", "is not an SQLite database")],
+    "kiosk.runtime_dir": [
+        ("{tmp}/token", "token is a file, expected a folder"),
+        ("{tmp}/null", "null is a character device, expected a folder"),
+    ],
+    "camera.source": [("file:{tmp}/no-such-video.avi", "no such file or folder")],
+}
+CASES += [(key, value, words) for key, cases in WRONG_KINDS.items() for value, words in cases]
 
 
 @pytest.mark.parametrize("key, value, words", CASES, ids=[f"{k}={str(v)[:40]}" for k, v, _ in CASES])
