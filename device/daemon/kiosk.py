@@ -186,7 +186,7 @@ class Kiosk:
                 log.info("source ended after %d frames; draining the outbox (up to %g s)", self.counters.frames, drain_timeout_s)
                 drained = self.forwarder.drain(drain_timeout_s, stop)
                 if not drained and stop.is_set():
-                    log.warning("stopped while draining: %s stay queued", self._pending())
+                    log.warning("stopped while draining: %s identifications stay queued", self._pending())
                 elif not drained:
                     log.error(
                         "outbox not drained after %g s: %s pending; last error: %s",
@@ -204,11 +204,11 @@ class Kiosk:
         return EXIT_RESTART if supervisor.restart_reason else code
 
     def _pending(self) -> str:
-        """``3 identifications``, or why the outbox cannot say."""
+        """How many identifications are pending (``"3"``), or why the outbox cannot say."""
         try:
-            return f"{self.outbox.stats().pending} identifications"
+            return str(self.outbox.stats().pending)
         except OutboxError as e:
-            return f"the identifications the outbox holds (it cannot be read: {e})"
+            return f"? (the outbox cannot be read: {e})"
 
 
 def run_until_signalled(kiosk: Kiosk, drain_timeout_s: float) -> int:
