@@ -19,6 +19,10 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
+#: The narrow bar (module) of the Code 128 printed on a spec-v1 card, in millimetres (docs/CARD_SPEC.md;
+#: the synthetic cards are drawn with it). How far a moving card may smear is counted in these.
+CARD_MODULE_MM = 0.42
+
 #: Longest decoded text we even look at. Anything longer is rejected before any parsing.
 MAX_TEXT_LENGTH = 64
 

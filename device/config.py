@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 # The schema's checks import nothing of the camera, vision or daemon (kvmd's rule): the names a
 # value is checked against live below them all, so that `kiosk status` loads neither OpenCV nor numpy.
-from device.camera_spec import FOCUS_MODES, device_path, source_problem
+from device.camera_spec import EXPOSURE_MODES, FLICKER_HZ, FOCUS_MODES, device_path, flicker_problem, source_problem
 from device.card import REGISTRY, formats_named
 from device.keyboard_layouts import DEFAULT_LAYOUT, LAYOUTS
 from device.path_kinds import database_problem, folder_problem, mark_path
@@ -78,7 +78,7 @@ def opt(
     default: Any,
     doc: str,
     *,
-    choices: tuple[str, ...] | None = None,
+    choices: tuple[Any, ...] | None = None,
     minimum: float | None = None,
     maximum: float | None = None,
     env: bool = False,
@@ -376,6 +376,17 @@ def _pin_opt(default: str, doc: str) -> Any:
     return opt(default, doc, check=_check_pin, allowed=_PIN_ALLOWED)
 
 
+def _v4l2_units_opt(when: str, control: str, unset: str) -> Any:
+    """A USB camera's V4L2 ``control``, used ``when`` so configured, in the camera's own units; -1: not set."""
+    return opt(
+        -1,
+        f"USB cameras, {when}: the V4L2 {control} value, in the camera's own units "
+        f"(`v4l2-ctl -d DEVICE --list-ctrls` shows its range); -1 {unset}.",
+        minimum=-1,
+        maximum=2**31 - 1,
+    )
+
+
 @dataclass(frozen=True)
 class KioskSection:
     id: str = opt(
@@ -413,8 +424,9 @@ class CameraSection:
     stall_timeout_s: float = opt(5.0, "A live camera that gives no frame for this long is reopened.", minimum=0.1, maximum=DAY_S)
     restart_after_s: float = opt(
         120.0,
-        "A live camera that has delivered no frame for this long stops the systemd watchdog, so systemd "
-        "restarts the daemon (what a stalled CSI camera needs); 0: never. Longer than camera.stall_timeout_s.",
+        "A CSI camera that delivered frames and then none for this long stops the systemd watchdog, so systemd "
+        "restarts the daemon (what a stalled libcamera pipeline needs); an absent USB camera is a camera fault that "
+        "stays while it is reopened, no restart. 0: never. Longer than camera.stall_timeout_s.",
         minimum=0,
         maximum=DAY_S,
     )
@@ -437,12 +449,35 @@ class CameraSection:
         minimum=0,
         maximum=32,
     )
-    v4l2_focus: int = opt(
-        -1,
-        'USB cameras, camera.focus = "manual": the V4L2 focus_absolute value, in the camera\'s own units '
-        "(`v4l2-ctl -d DEVICE --list-ctrls` shows its range); -1 leaves the lens where it is.",
-        minimum=-1,
-        maximum=2**31 - 1,
+    v4l2_focus: int = _v4l2_units_opt('camera.focus = "manual"', "focus_absolute", "leaves the lens where it is")
+    exposure: str = opt(
+        "auto",
+        "Exposure: auto (the camera's own auto-exposure, which indoors picks 15-30 ms: a moving card smears) or "
+        "short (held at camera.max_exposure_us with the gain at camera.max_gain, for a card that moves; light it, "
+        "see docs/INSTALL.md). Set only where the camera offers it; `kiosk status` shows what it applied.",
+        choices=EXPOSURE_MODES,
+    )
+    max_exposure_us: int = opt(
+        1000,
+        'camera.exposure = "short": the exposure time in microseconds (a card at 20 cm/s moves 0.2 mm, half a '
+        "module, in 1000 us). With camera.flicker_hz, over one flicker period it must be a whole number of them.",
+        minimum=50,
+        maximum=100_000,
+    )
+    max_gain: float = opt(
+        8.0,
+        'CSI cameras, camera.exposure = "short": the analogue gain held (the ceiling auto gain would reach anyway).',
+        minimum=1,
+        maximum=64,
+    )
+    v4l2_gain: int = _v4l2_units_opt('camera.exposure = "short"', "gain", "leaves it as it is")
+    flicker_hz: int = opt(
+        0,
+        "Mains frequency of the room's light (50 in Europe, 60 in North America): the auto-exposure keeps to whole "
+        "flicker periods (libcamera AeFlickerMode, V4L2 power_line_frequency); 0 leaves the camera's own setting.",
+        choices=FLICKER_HZ,
+        minimum=0,
+        maximum=60,
     )
 
 
@@ -718,6 +753,74 @@ class PosSection:
     )
 
 
+#: Where node_exporter's textfile collector reads on Debian and Raspberry Pi OS (prometheus-node-exporter's
+#: --collector.textfile.directory): the usual folder for ``metrics.textfile``.
+TEXTFILE_DIRECTORY = "/var/lib/prometheus/node-exporter"
+
+
+def _check_textfile(value: str) -> str | None:
+    """``metrics.textfile``: empty (off), or an absolute path ending in ``.prom``, the only files the collector reads.
+
+    >>> _check_textfile("/var/lib/prometheus/node-exporter/kiosk.prom") is None
+    True
+    >>> print(_check_textfile("/var/lib/prometheus/node-exporter/kiosk.txt"))
+    must end in .prom (node_exporter's textfile collector reads only *.prom files), got "/var/lib/prometheus/node-exporter/kiosk.txt"
+    """
+    if not value:
+        return None
+    if problem := _check_path(value):
+        return problem
+    shown = escape(value, SHOWN_CHARS)
+    if not value.startswith("/"):
+        return f'expected an absolute path such as {TEXTFILE_DIRECTORY}/kiosk.prom, got "{shown}"'
+    name = value.rpartition("/")[2]
+    if not name.endswith(".prom") or name == ".prom":
+        return f'must end in .prom (node_exporter\'s textfile collector reads only *.prom files), got "{shown}"'
+    return None
+
+
+def _check_metrics_listen(value: str) -> str | None:
+    """``metrics.listen``: empty (off), or a loopback HOST:PORT (the metrics leave the kiosk through node_exporter)."""
+    if not value:
+        return None
+    if problem := _check_listen(value):
+        return problem
+    host, _ = listen_address(value)
+    if not is_loopback(host):
+        return (
+            f"{escape(host, SHOWN_CHARS)} is not a loopback address: /metrics is served on 127.0.0.1 or [::1] only "
+            "(Prometheus reads the kiosk through node_exporter and metrics.textfile, or an ssh tunnel)"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    textfile: str = opt(
+        "",
+        "File the daemon writes its Prometheus metrics to, atomically, for node_exporter's textfile collector: a "
+        f"*.prom file in its --collector.textfile.directory ({TEXTFILE_DIRECTORY} on Debian and Raspberry Pi OS, "
+        "writable by the kiosk user; see docs/METRICS.md). Empty: no file. A file that cannot be written is the "
+        "metrics fault, never a stop.",
+        check=_check_textfile,
+        allowed="empty, or an absolute path ending in .prom",
+    )
+    interval_s: float = opt(
+        15.0,
+        "How often metrics.textfile is rewritten (at the first status turn, every 2 s, after this long); and once "
+        "more when the daemon stops.",
+        minimum=1,
+        maximum=3600,
+    )
+    listen: str = opt(
+        "",
+        "Also serve the metrics over plain HTTP at http://HOST:PORT/metrics, on a loopback address only (a local "
+        "Prometheus agent, or a look over ssh -L). Empty: not served.",
+        check=_check_metrics_listen,
+        allowed="empty, or a loopback HOST:PORT (127.0.0.1:9102, [::1]:9102)",
+    )
+
+
 @dataclass(frozen=True)
 class LogSection:
     level: str = opt("INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"), env=True)
@@ -737,6 +840,7 @@ class Config:
     feedback: FeedbackSection = field(default_factory=FeedbackSection)
     preview: PreviewSection = field(default_factory=PreviewSection)
     pos: PosSection = field(default_factory=PosSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
     log: LogSection = field(default_factory=LogSection)
     #: Where it was read from ("" for defaults only); not a key.
     source: str = field(default="", compare=False)
@@ -1005,6 +1109,7 @@ def _check_together(cfg: Config) -> None:
             f"must be longer than camera.stall_timeout_s ({cfg.camera.stall_timeout_s:g}), or 0 for never",
             cfg.source,
         )
+    _check_exposure(cfg)
     if cfg.pos.output == "keyboard":
         try:
             LAYOUTS[cfg.pos.keyboard_layout].keystrokes(cfg.pos.template)
@@ -1021,6 +1126,28 @@ def _check_together(cfg: Config) -> None:
             raise ConfigError(
                 "scan.symbologies", f"must include {', '.join(missing)}: card format {fmt.name!r} (scan.card_formats) uses it", cfg.source
             )
+
+
+#: The keys that only a short exposure uses: changed from their defaults with camera.exposure =
+#: "auto", they are a mistake (the technician meant a short exposure, and would get none).
+SHORT_EXPOSURE_KEYS = ("max_exposure_us", "max_gain", "v4l2_gain")
+
+
+def _check_exposure(cfg: Config) -> None:
+    """camera.exposure's companions: used only with "short", and a fixed exposure that suits the mains flicker.
+
+    A key only "short" uses is refused with "auto" when its value is not the default: a file that
+    lists every key at its default (config/kiosk.toml, ``kiosk config show``) is fine."""
+    camera = cfg.camera
+    if camera.exposure != "short":
+        defaults = CameraSection()
+        for name in SHORT_EXPOSURE_KEYS:
+            if getattr(camera, name) != getattr(defaults, name):
+                unused = f'used only with camera.exposure = "short" (it is "{camera.exposure}"): set that too, or remove this key'
+                raise ConfigError(f"camera.{name}", unused, cfg.source)
+        return
+    if problem := flicker_problem(camera.max_exposure_us, camera.flicker_hz):
+        raise ConfigError("camera.max_exposure_us", f"{problem} (camera.flicker_hz = {camera.flicker_hz})", cfg.source)
 
 
 def toml_value(value: Any) -> str:

@@ -21,6 +21,9 @@ REQUESTS_DIR = "requests"
 #: ...and the daemon answers with ``snapshot-<id>.png`` (masked, the located barcodes drawn) and
 #: then ``snapshot-<id>.json`` (the frame size and what was decoded), 0640, beside the status.
 SNAPSHOT_PREFIX = "snapshot-"
+#: Since when the camera is down (boot id, ``camera.source``, a monotonic moment), kept while it
+#: stays down so that "down for" counts across daemon restarts (device/daemon/camera_outage.py).
+CAMERA_DOWN_FILE = "camera-down.json"
 #: The daemon writes its status every WRITE_INTERVAL_S; older than this means it is not running.
 WRITE_INTERVAL_S = 2.0
 STALE_AFTER_S = 15.0

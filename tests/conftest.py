@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
 from support import skip_policy
+from support.camera import CameraWorld, FakePicamera2
 from support.cards import write_card_folder
 
 from device.card import CARD_V1
@@ -48,3 +50,25 @@ def card_folder(tmp_path):
 @pytest.fixture
 def payload_of():
     return lambda contract, issue=1: CARD_V1.encode(contract, issue)
+
+
+@pytest.fixture
+def world():
+    """A camera the test drives (frames on demand, unplug, stall): see :class:`support.camera.CameraWorld`."""
+    w = CameraWorld()
+    yield w
+    w.unplug()  # wake any read still blocked so the grab thread ends
+
+
+@pytest.fixture
+def picamera2_class(world):
+    """:class:`support.camera.FakePicamera2` in front of ``world``, its class state fresh for the test."""
+    FakePicamera2.world = world
+    FakePicamera2.instances = []
+    FakePicamera2.owners = set()
+    FakePicamera2.test_over = threading.Event()
+    saved = {name: getattr(FakePicamera2, name) for name in ("cameras", "controls", "settle_frames", "min_side")}
+    yield FakePicamera2
+    FakePicamera2.test_over.set()
+    for name, value in saved.items():
+        setattr(FakePicamera2, name, value)

@@ -6,7 +6,6 @@ device (a "camera world" the test controls: frames, unplugging, stalls) through 
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import logging
 import os
@@ -16,7 +15,7 @@ import threading
 import cv2
 import numpy as np
 import pytest
-from support.camera import UVC_BY_ID, fake_video4linux
+from support.camera import UVC_BY_ID, CameraWorld, FakeVideoCapture, fake_video4linux, serial_of
 from support.waiting import wait_until
 
 from device.camera import CameraError, open_source
@@ -250,122 +249,6 @@ def test_v4l2_accepts_numbers_and_paths():
 # -- live cameras: a fake device the test controls --------------------------------------------------
 
 
-def serial_of(frame) -> int:
-    return int.from_bytes(frame.image[0, :4].tobytes(), "little")
-
-
-class CameraWorld:
-    """A camera the test drives: it emits frames on demand, can be unplugged and plugged back.
-
-    A device read blocks until a frame is emitted, or fails after ``read_timeout`` (a stall, as
-    OpenCV's V4L2 select timeout does) or at once when unplugged. Handles opened before an unplug
-    stay dead, like a file descriptor of a vanished USB device.
-    """
-
-    def __init__(self, read_timeout: float = 0.2) -> None:
-        self.read_timeout = read_timeout
-        self.cond = threading.Condition()
-        self.plugged = True
-        self.generation = 0
-        self.queue: collections.deque[int] = collections.deque()
-        self.serial = 0
-        self.opened = 0
-        self.closed = 0
-
-    def emit(self, count: int = 1) -> None:
-        with self.cond:
-            for _ in range(count):
-                self.serial += 1
-                self.queue.append(self.serial)
-            self.cond.notify_all()
-
-    def unplug(self) -> None:
-        with self.cond:
-            self.plugged = False
-            self.generation += 1
-            self.queue.clear()
-            self.cond.notify_all()
-
-    def plug(self) -> None:
-        with self.cond:
-            self.plugged = True
-            self.cond.notify_all()
-
-    def next_image(self, generation: int) -> np.ndarray | None:
-        with self.cond:
-
-            def alive() -> bool:
-                return self.plugged and generation == self.generation
-
-            self.cond.wait_for(lambda: self.queue or not alive(), timeout=self.read_timeout)
-            if not alive() or not self.queue:
-                return None
-            image = np.zeros((6, 8), np.uint8)
-            image[0, :4] = np.frombuffer(self.queue.popleft().to_bytes(4, "little"), np.uint8)
-            return image
-
-
-#: The format properties OpenCV's V4L2 backend always answers; every other property is a V4L2
-#: control, which a device may lack: then OpenCV's set() returns False and get() returns -1.
-FORMAT_PROPS = {cv2.CAP_PROP_FOURCC, cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT, cv2.CAP_PROP_FPS}
-
-
-class FakeVideoCapture:
-    """Enough of cv2.VideoCapture for V4L2Source; ``gives`` overrides what the driver agrees to.
-
-    ``controls`` are the V4L2 controls the device has (OpenCV property -> value), e.g. a webcam
-    with autofocus has CAP_PROP_AUTOFOCUS and CAP_PROP_FOCUS; the default has none (fixed focus).
-    ``bad_every``: every n-th read fails as a corrupt MJPG frame does (OpenCV: False, None).
-    """
-
-    def __init__(self, world: CameraWorld, gives: dict | None = None, controls: dict | None = None, bad_every: int = 0) -> None:
-        self.world = world
-        self.props: dict[int, float] = {}
-        self.gives = gives or {}
-        self.controls = dict(controls or {})
-        self.bad_every = bad_every
-        self.reads = 0
-        with world.cond:
-            self.ok = world.plugged
-            self.generation = world.generation
-            world.opened += 1
-
-    def isOpened(self) -> bool:
-        return self.ok
-
-    def set(self, prop: int, value: float) -> bool:
-        if prop in FORMAT_PROPS:
-            self.props[prop] = value
-            return True
-        if prop not in self.controls:
-            return False
-        self.controls[prop] = value
-        return True
-
-    def get(self, prop: int) -> float:
-        if prop in FORMAT_PROPS:
-            return self.gives.get(prop, self.props.get(prop, 0.0))
-        return self.controls.get(prop, -1.0)
-
-    def read(self):
-        self.reads += 1
-        if self.bad_every and self.reads % self.bad_every == 0:
-            return False, None  # a corrupt MJPG frame: the device is fine, this frame is not
-        image = self.world.next_image(self.generation) if self.ok else None
-        return (image is not None), image
-
-    def release(self) -> None:
-        with self.world.cond:
-            self.world.closed += 1
-
-
-@pytest.fixture
-def world():
-    w = CameraWorld()
-    yield w
-    w.unplug()  # wake any read still blocked so the grab thread ends
-
-
 def v4l2_source(world, **kwargs) -> V4L2Source:
     options = dict(capture_factory=lambda path: FakeVideoCapture(world), stall_timeout_s=0.5, backoff_initial_s=0.01, backoff_max_s=0.05)
     return V4L2Source("/dev/video7", **{**options, **kwargs})
@@ -380,7 +263,7 @@ def test_live_read_gives_each_frame_once(world):
             source.read(timeout=0.05)  # nothing new: the same frame is never handed out again
         world.emit()
         assert serial_of(source.read(timeout=5)) == 2
-        assert source.describe() == "v4l2:/dev/video7 1280x720 MJPG 30fps, focus fixed (camera has no focus control), up"
+        assert source.describe() == "v4l2:/dev/video7 1280x720 MJPG 30fps, focus fixed (camera has no focus control), exposure auto, up"
 
 
 def test_live_read_keeps_only_the_newest_frame(world):
@@ -490,169 +373,6 @@ def test_grabber_survives_a_device_that_raises_or_returns_garbage(world):
 # -- picamera2 (faked: the library exists only on a Pi) ---------------------------------------------
 
 
-class FakeJob:
-    """A picamera2 job: a Future the event loop completes (picamera2.job.Job wraps one too)."""
-
-    def __init__(self, kind: str, names: tuple[str, ...] = ()) -> None:
-        self.kind = kind
-        self.names = names
-        self.future: concurrent.futures.Future = concurrent.futures.Future()
-
-
-class FakePicamera2:
-    """picamera2.Picamera2 as it behaves (0.3.x), down to what makes a stalled camera hang.
-
-    * One owner per camera: opening a camera that an unclosed instance holds raises, as
-      libcamera's acquire() does.
-    * ``start()`` starts an event loop thread; captures are jobs in a list, completed in order
-      by the loop when a frame arrives. ``wait(job, timeout)`` raises TimeoutError and leaves an
-      unfinished job at the head of the list.
-    * ``stop()`` with the event loop running queues a stop job behind the others and waits for
-      it **without a timeout**: behind a capture that never completes, it never returns.
-    * ``cancel_all_and_flush()`` cancels and drops every job; ``close()`` stops the event loop
-      first, then the camera directly, then releases it.
-    * ``configure`` / ``set_controls`` raise on a control that ``camera_controls`` does not list.
-    * Frame metadata carries ``LensPosition`` on cameras with a lens.
-    """
-
-    world: CameraWorld
-    cameras = [{"Model": "imx708"}]
-    #: camera_controls as libcamera advertises them for a Camera Module 3: name -> (min, max, default)
-    controls = {"FrameDurationLimits": (33333, 120000000, None), "AfMode": (0, 2, 0), "LensPosition": (0.0, 15.0, 1.0)}
-    instances: list[FakePicamera2] = []
-    owners: set[int] = set()
-    #: Set when the test ends: lets a stop() blocked forever return, so no thread outlives the test.
-    test_over = threading.Event()
-
-    def __init__(self, index: int) -> None:
-        if not self.world.plugged:
-            raise RuntimeError("Failed to acquire camera")
-        if index in self.owners:
-            raise RuntimeError("Failed to acquire camera: Device or resource busy")
-        self.owners.add(index)
-        self.index = index
-        self.config = None
-        self.applied_controls: dict = {}
-        self.started = self.closed = False
-        self.generation = self.world.generation
-        self.calls: list[str] = []
-        self._lock = threading.Lock()
-        self._jobs: list[FakeJob] = []
-        self._loop: threading.Thread | None = None
-        self._loop_stop = threading.Event()
-        self.instances.append(self)
-
-    @classmethod
-    def global_camera_info(cls):
-        return cls.cameras if cls.world.plugged else []
-
-    @property
-    def camera_controls(self):
-        return dict(self.controls)
-
-    def _check_controls(self, controls) -> None:
-        for name in controls:
-            if name not in self.controls:
-                raise RuntimeError(f"Control {name} is not advertised by libcamera")
-
-    def create_video_configuration(self, main=None, lores=None, controls=None):
-        return {"main": main, "lores": lores, "controls": controls}
-
-    def _lores_array(self, image):
-        """The lores stream of ``image`` as picamera2 gives a YUV420 one: (h * 3/2) rows of a
-        stride wider than the picture, the Y plane first (here the picture's first grey level)."""
-        width, height = self.config["lores"]["size"]
-        array = np.full((height * 3 // 2, width + 32), 128, np.uint8)
-        array[:height, :width] = image.flat[0]
-        array[:height, width:] = 0  # the padding, which must not be part of the plane
-        return array
-
-    def configure(self, config):
-        self._check_controls(config.get("controls") or {})
-        self.config = config
-        self.applied_controls = dict(config.get("controls") or {})
-
-    def set_controls(self, controls):
-        self._check_controls(controls)
-        self.applied_controls.update(controls)
-
-    def start(self):
-        self.calls.append("start")
-        self.started = True
-        self._loop = threading.Thread(target=self._event_loop, daemon=True)
-        self._loop.start()
-
-    def _lens(self):
-        if "LensPosition" not in self.controls:
-            return {}
-        if self.applied_controls.get("AfMode") == 2:
-            return {"LensPosition": 4.8}  # continuous autofocus found the card at about 20 cm
-        return {"LensPosition": self.applied_controls.get("LensPosition", 1.0)}
-
-    def _event_loop(self):
-        completed: collections.deque = collections.deque(maxlen=4)  # libcamera's few buffers
-        while not self._loop_stop.is_set():
-            image = self.world.next_image(self.generation)
-            with self._lock:
-                if image is not None:
-                    completed.append(image)
-                if completed and self._jobs and self._jobs[0].kind == "capture":
-                    job, image = self._jobs.pop(0), completed.popleft()
-                    arrays = [image if name == "main" else self._lores_array(image) for name in job.names]
-                    job.future.set_result((arrays, self._lens()))
-                while self._jobs and self._jobs[0].kind == "stop":
-                    self.started = False
-                    self._jobs.pop(0).future.set_result(None)
-
-    def capture_arrays(self, names=("main",), wait=None):
-        assert set(names) <= {"main", "lores"} and wait is False
-        job = FakeJob("capture", tuple(names))
-        with self._lock:
-            self._jobs.append(job)
-        return job
-
-    def wait(self, job, timeout=None):
-        return job.future.result(timeout=timeout)  # concurrent.futures.TimeoutError is TimeoutError
-
-    def stop(self):
-        self.calls.append("stop")
-        if not self.started:
-            return
-        job = FakeJob("stop")
-        with self._lock:
-            self._jobs.append(job)
-        # picamera2 waits for the stop job with no timeout; here until the test ends at the latest.
-        while not job.future.done() and not self.test_over.wait(0.01):
-            pass
-
-    def cancel_all_and_flush(self):
-        self.calls.append("cancel_all_and_flush")
-        with self._lock:
-            for job in self._jobs:
-                job.future.set_exception(concurrent.futures.CancelledError())
-            self._jobs = []
-
-    def close(self):
-        self.calls.append("close")
-        self._loop_stop.set()
-        if self._loop is not None:
-            self._loop.join()
-        self.started = False
-        self.closed = True
-        self.owners.discard(self.index)
-
-
-@pytest.fixture
-def picamera2_class(world):
-    FakePicamera2.world = world
-    FakePicamera2.instances = []
-    FakePicamera2.owners = set()
-    FakePicamera2.test_over = threading.Event()
-    FakePicamera2.controls = dict(FakePicamera2.controls)
-    yield FakePicamera2
-    FakePicamera2.test_over.set()
-
-
 def picamera2_source(picamera2_class, **kwargs) -> Picamera2Source:
     options = dict(camera_class=picamera2_class, stall_timeout_s=0.5, backoff_initial_s=0.01, backoff_max_s=0.05)
     return Picamera2Source("0", **{**options, **kwargs})
@@ -678,12 +398,17 @@ def test_picamera2_configures_bgr_main_stream_at_the_rate_and_recovers(world, pi
         assert camera.config == {
             "main": {"size": (1280, 720), "format": "RGB888"},
             "lores": {"size": (160, 90), "format": "YUV420"},
-            "controls": {"FrameDurationLimits": (40000, 40000), "AfMode": 2},
+            "controls": {"FrameDurationLimits": (40000, 40000)},
         }
+        # The lens (and exposure) controls come after configure, when their limits are the sensor mode's.
+        assert camera.applied_controls == {"FrameDurationLimits": (40000, 40000), "AfMode": 2}
         # The gate's picture is the lores stream's Y plane, without its stride's padding.
         thumb = frame.thumbnail_source(80)
         assert thumb.shape == (90, 160) and (thumb == 1).all()
-        assert source.describe() == "picamera2:0 imx708 1280x720 RGB888 25fps, focus auto, lens 4.8 dioptres (21 cm), up"
+        assert source.describe() == (
+            "picamera2:0 imx708 1280x720 RGB888 25fps, focus auto, lens 4.8 dioptres (21 cm), "
+            "exposure auto, applied 16667 us (7.9 modules at 20 cm/s), gain 2.5, up"
+        )
 
         world.unplug()
         wait_until(lambda: source.stats().state == "down", what="the camera to go down")
@@ -784,16 +509,18 @@ def test_grab_thread_goes_on_when_closing_the_device_hangs(world):
             "focus manual 5 dioptres (20 cm), lens 5 dioptres (20 cm)",
         ),
         (FocusSettings("manual", dioptres=40.0), {"AfMode": 0, "LensPosition": 15.0}, "focus manual 15 dioptres (7 cm)"),
+        # Within libcamera's generic 0-32 before configure, beyond the lens's own 0-15 after it.
+        (FocusSettings("manual", dioptres=20.0), {"AfMode": 0, "LensPosition": 15.0}, "focus manual 15 dioptres (7 cm)"),
         (FocusSettings("fixed"), {}, "focus fixed (lens not driven), lens 1 dioptres (1 m)"),
     ],
-    ids=["auto", "manual-20cm", "manual-clamped", "fixed"],
+    ids=["auto", "manual-20cm", "manual-clamped", "manual-range-after-configure", "fixed"],
 )
 def test_picamera2_focus_controls_on_a_camera_module_3(world, picamera2_class, focus, expected_controls, expected_text):
     source = picamera2_source(picamera2_class, focus=focus)
     try:
         world.emit()
         source.read(timeout=5)
-        controls = dict(picamera2_class.instances[0].config["controls"])
+        controls = dict(picamera2_class.instances[0].applied_controls)
         assert controls.pop("FrameDurationLimits")
         assert controls == expected_controls
         assert expected_text in source.describe()
@@ -815,8 +542,8 @@ def test_picamera2_without_a_lens_gets_no_focus_controls(world, picamera2_class,
         try:
             world.emit()
             source.read(timeout=5)
-            assert picamera2_class.instances[0].config["controls"].keys() == {"FrameDurationLimits"}
-            assert "focus fixed (camera has no lens control), up" in source.describe()
+            assert picamera2_class.instances[0].applied_controls.keys() == {"FrameDurationLimits"}
+            assert "focus fixed (camera has no lens control), exposure auto" in source.describe()
             assert source.stats().lens_position is None
         finally:
             source.close()

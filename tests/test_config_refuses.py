@@ -90,6 +90,17 @@ CASES = [
     ("scan.symbologies", ["EAN13", "EAN8"], "must include Code128: card format 'v1'"),
     ("camera.fps", 1e6, "expected 1 .. 240"),
     ("camera.bad_reads", 10**12, "expected 1 .. 1000"),
+    ("metrics.textfile", "/var/lib/prometheus/node-exporter/kiosk.txt", "must end in .prom"),
+    ("metrics.textfile", "kiosk.prom", "expected an absolute path"),
+    ("metrics.listen", "0.0.0.0:9102", "not a loopback address"),
+    ("metrics.interval_s", 0, "expected 1 .. 3600"),
+    ("camera.exposure", "fast", "expected one of 'auto', 'short', got \"fast\""),
+    ("camera.flicker_hz", 55, "expected one of 0, 50, 60, got 55"),
+    ("camera.max_exposure_us", 0, "expected 50 .. 100000, got 0"),
+    ("camera.max_gain", 0.5, "expected 1 .. 64, got 0.5"),
+    # Alone, with camera.exposure left "auto": a key that would do nothing.
+    ("camera.max_exposure_us", 2000, 'used only with camera.exposure = "short" (it is "auto")'),
+    ("camera.v4l2_gain", 32, 'used only with camera.exposure = "short"'),
     # A card lying still is decoded once per full look (issue 20, finding 8).
     ("scan.repeat_window_s", 0, "expected 2 .. 86400"),
     ("scan.repeat_window_s", 0.5, "expected 2 .. 86400"),
@@ -129,6 +140,38 @@ def test_config_check_and_run_refuse_alike_naming_the_key(tmp_path, base, key, v
     assert "Traceback" not in check.stderr + run.stderr
     assert len(said) < 600  # a 100,000-character value is not repeated whole
     assert not (tmp_path / "outbox.db").exists()  # refused before anything was created
+
+
+#: (camera keys, the key named, words): exposure settings that are wrong together.
+EXPOSURE_COMBINATIONS = [
+    (
+        {"exposure": "short", "flicker_hz": 50, "max_exposure_us": 15000},
+        "camera.max_exposure_us",
+        "must be a whole number of flicker periods under 50 Hz mains (10000 us: 10000 or 20000), got 15000",
+    ),
+    ({"exposure": "short", "flicker_hz": 60, "max_exposure_us": 10000}, "camera.max_exposure_us", "(8333 us: 8333 or 16667)"),
+    ({"exposure": "auto", "flicker_hz": 50, "max_gain": 4.0}, "camera.max_gain", 'used only with camera.exposure = "short"'),
+]
+
+
+@pytest.mark.parametrize("camera, key, words", EXPOSURE_COMBINATIONS, ids=["50Hz-15ms", "60Hz-10ms", "gain-with-auto"])
+def test_exposure_settings_wrong_together_are_refused_alike_naming_the_key(tmp_path, base, camera, key, words):
+    path, check, run = verdicts(tmp_path, {**base, "camera": {**base["camera"], **camera}})
+    said = check.stderr.strip().splitlines()[-1]
+    assert check.returncode == run.returncode == EXIT_CONFIG, said
+    assert said.startswith(f"kiosk: config error: {path}: {key}: ") and words in said, said
+    assert run.stderr.strip().splitlines()[-1] == said
+
+
+def test_exposure_settings_that_fit_together_pass():
+    for camera in (
+        {"exposure": "short", "flicker_hz": 50, "max_exposure_us": 20000},  # two flicker periods
+        {"exposure": "short", "flicker_hz": 50, "max_exposure_us": 800},  # under one: banding, but allowed
+        {"exposure": "short", "flicker_hz": 60, "max_exposure_us": 16667},  # within 1 us of two 60 Hz periods
+        {"exposure": "auto", "flicker_hz": 60},
+    ):
+        cfg = config.Config(camera=config.CameraSection(**camera))
+        config._check_together(cfg)  # the rules that involve more than one key: nothing to say
 
 
 def test_the_base_config_is_good(tmp_path, base):

@@ -31,9 +31,9 @@ from support.waiting import wait_until
 from device.card import Card
 from device.clock import FakeClock, SystemClock, parse_utc
 from device.config import ApiSection, Config
-from device.events import Dead, Delivered
+from device.events import Dead, Delivered, DeliveryFailed
 from device.forwarder import AUTH, FAILED, IDLE, OK, Forwarder
-from device.health.delivery import DeliveryState
+from device.health.delivery import DeliveryFailure, DeliveryState
 from device.outbox import DEAD, DELIVERED, PENDING, Outbox
 
 TOKEN = "test-token"
@@ -348,6 +348,38 @@ def test_nothing_is_published_for_records_that_stay_pending(outbox, stub, tmp_pa
     assert pending  # the answer left something pending: the test can tell
     told = {i for e, _ in published.events for i in record_ids(e)}
     assert told == {r.id for r in records} - pending
+
+
+FAILED_ATTEMPTS = [
+    (unavailable, DeliveryFailure.BUSY),
+    (lambda: html_error(502), DeliveryFailure.HTTP_ERROR),
+    (with_unknown_id, DeliveryFailure.MALFORMED),
+    (without_result_for_last, DeliveryFailure.MALFORMED),
+    (reset, DeliveryFailure.UNREACHABLE),
+    (lambda: answer(401, {"error": "unknown token"}), DeliveryFailure.TOKEN_REFUSED),
+]
+
+
+@pytest.mark.parametrize("behaviour, cause", FAILED_ATTEMPTS, ids=[c.value + str(i) for i, (_, c) in enumerate(FAILED_ATTEMPTS)])
+def test_each_failed_attempt_is_published_once_with_its_cause(outbox, stub, tmp_path, behaviour, cause):
+    """What the metrics count as kiosk_delivery_failures_total{cause}: one event per failed attempt."""
+    commit(outbox, n=2)
+    stub.then(behaviour())
+    fwd = forwarder_for(outbox, stub.url)
+    fwd.publish = published = Published(tmp_path / "outbox.db")
+    assert fwd.deliver_once().kind in (FAILED, AUTH)
+    failed = [e for e, _ in published.events if isinstance(e, DeliveryFailed)]
+    assert [e.cause for e in failed] == [cause]
+    assert failed[0].error == fwd.status().last_error
+
+
+def test_no_usable_token_is_a_failure_of_its_own_cause(outbox, stub, tmp_path):
+    commit(outbox)
+    fwd = forwarder_for(outbox, stub.url, token="", token_file=str(tmp_path / "no-such-token"))
+    fwd.publish = published = Published(tmp_path / "outbox.db")
+    assert fwd.deliver_once().kind == AUTH
+    assert [e.cause for e, _ in published.events] == [DeliveryFailure.NO_TOKEN]
+    assert stub.posts == []  # nothing was sent: the central refused nothing
 
 
 def test_a_400_for_a_single_record_is_dead(outbox, stub):

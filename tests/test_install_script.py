@@ -237,3 +237,32 @@ def test_on_a_pi_every_requirement_has_an_aarch64_wheel_and_one_opencv_is_downlo
     ), [item["download_info"]["url"] for item in installed.values()]
     fetched = [line for line in result.stdout.splitlines() if "Downloading opencv_python_headless" in line]
     assert len(fetched) == 1 and "4.11." in fetched[0], fetched
+
+
+def upgrade_picamera2(tmp_path, installed: str | None) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """``upgrade_old_picamera2`` with ``installed`` as dpkg's python3-picamera2 (None: not installed)
+    and an apt-get that records its arguments and then installs 0.3.31-1; dpkg compares for real."""
+    bin_dir, state, calls = tmp_path / "bin", tmp_path / "version", tmp_path / "apt-calls"
+    bin_dir.mkdir(parents=True)
+    if installed is not None:
+        state.write_text(installed)
+    scripts = {
+        "dpkg-query": f'[ -f "{state}" ] || exit 1\ncat "{state}"\n',
+        "apt-get": f'echo "$*" >> "{calls}"\nprintf 0.3.31-1 > "{state}"\n',
+    }
+    for name, body in scripts.items():
+        (bin_dir / name).write_text("#!/bin/sh\n" + body)
+        (bin_dir / name).chmod(0o755)
+    script = f'source "{REPO / "install.sh"}" && upgrade_old_picamera2'
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    return result, calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_an_old_picamera2_is_upgraded_and_a_current_or_absent_one_left_alone(tmp_path):
+    result, calls = upgrade_picamera2(tmp_path / "old", "0.3.17-1")
+    assert result.returncode == 0, result.stderr
+    assert calls == ["install -y -q --only-upgrade python3-picamera2"]
+    assert "upgrading python3-picamera2 0.3.17-1 (older than 0.3.20" in result.stdout
+    for name, installed in (("current", "0.3.20-1"), ("newer", "0.3.31-1"), ("absent", None)):
+        result, calls = upgrade_picamera2(tmp_path / name, installed)
+        assert result.returncode == 0 and calls == [] and result.stdout == "", (name, result.stdout, result.stderr)

@@ -351,3 +351,20 @@ def test_the_daemon_serves_the_live_view_and_kiosk_preview_says_where(tmp_path, 
         assert daemon.returncode == 0, stderr
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def test_the_live_view_shows_the_exposure_and_the_smear_of_a_card_moving_at_20_cm_s(preview):
+    pipeline = Pipeline.from_config(Config())
+    stream = get(preview.port, "/stream.mjpg")
+    try:
+        for index, exposure_us in enumerate((1000.0, None)):  # a camera that reports it, then a file that does not
+            frame = Frame(card_photo("0012345678"), index=index, exposure_us=exposure_us)
+            preview.on_frame(FrameScanned(pipeline.frame(frame, index * 0.2), index))
+            read_jpegs(stream, 1)
+            shown = figures(preview.port)
+            if exposure_us is None:
+                assert shown["exposure_us"] is None and shown["smear_modules"] is None
+            else:
+                assert shown["exposure_us"] == 1000.0 and shown["smear_modules"] == 0.48  # 0.2 mm of a 0.42 mm module
+    finally:
+        stream.close()

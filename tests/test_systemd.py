@@ -158,6 +158,8 @@ def test_unit_user_directories_and_devices(unit):
     assert service["RuntimeDirectoryMode"] == ["0750"] and service["StateDirectoryMode"] == ["0750"]
     assert service["StateDirectory"] == ["kiosk"]
     assert service["RuntimeDirectory"] == ["kiosk"]
+    # Kept across a restart: since when the camera is down lives there (device/daemon/camera_outage.py).
+    assert service["RuntimeDirectoryPreserve"] == ["restart"]
     assert service["ConfigurationDirectory"] == ["kiosk"]
     # lgpio's FIFO: the working directory must be one the service may write.
     assert service["WorkingDirectory"] == ["/var/lib/kiosk"]

@@ -32,6 +32,7 @@ from device.camera_spec import BACKENDS
 
 if TYPE_CHECKING:
     # The camera reads the configuration (one way: the configuration imports nothing of the camera).
+    from device.camera.exposure import ExposureSettings
     from device.camera.focus import FocusSettings
     from device.config import CameraSection
 
@@ -91,18 +92,22 @@ def open_source(
     stall_timeout_s: float = 5.0,
     focus: FocusSettings | None = None,
     bad_reads: int = 5,
+    exposure: ExposureSettings | None = None,
 ) -> FrameSource:
     """Open the source named by ``spec`` (the ``camera.source`` config value).
 
     Raises ``ValueError`` for a spec with no known backend, :class:`CameraError` when the backend
     cannot start at all (picamera2 not installed, file missing, a ``v4l2:`` node that is a CSI
     receiver). A live camera that is merely unplugged opens fine and reports through ``read``.
-    ``focus`` (live cameras) defaults to continuous autofocus where the camera has it;
-    ``bad_reads`` (USB cameras) is how many failed reads in a row are tolerated before a reopen.
+    ``focus`` (live cameras) defaults to continuous autofocus where the camera has it, ``exposure``
+    to the camera's own auto-exposure; ``bad_reads`` (USB cameras) is how many failed reads in a row
+    are tolerated before a reopen.
     """
+    from device.camera.exposure import DEFAULT_EXPOSURE
     from device.camera.focus import DEFAULT_FOCUS
 
     focus = focus if focus is not None else DEFAULT_FOCUS
+    exposure = exposure if exposure is not None else DEFAULT_EXPOSURE
     backend, sep, target = spec.partition(":")
     if not sep or not target:
         raise ValueError(f"camera source {spec!r}: expected BACKEND:TARGET, e.g. v4l2:/dev/video0, picamera2:0, file:PATH")
@@ -113,11 +118,20 @@ def open_source(
     if backend == "v4l2":
         from device.camera.v4l2 import V4L2Source
 
-        return V4L2Source(target, fps=fps, width=width, height=height, stall_timeout_s=stall_timeout_s, focus=focus, bad_reads=bad_reads)
+        return V4L2Source(
+            target,
+            fps=fps,
+            width=width,
+            height=height,
+            stall_timeout_s=stall_timeout_s,
+            focus=focus,
+            exposure=exposure,
+            bad_reads=bad_reads,
+        )
     if backend == "picamera2":
         from device.camera.picamera2 import Picamera2Source
 
-        return Picamera2Source(target, fps=fps, width=width, height=height, stall_timeout_s=stall_timeout_s, focus=focus)
+        return Picamera2Source(target, fps=fps, width=width, height=height, stall_timeout_s=stall_timeout_s, focus=focus, exposure=exposure)
     raise ValueError(f"camera source {spec!r}: unknown backend {backend!r} (known: v4l2, picamera2, file)")
 
 
@@ -126,6 +140,7 @@ def open_camera(camera: CameraSection, *, pace: str | None = None) -> FrameSourc
 
     source = open_camera(cfg.camera)
     """
+    from device.camera.exposure import ExposureSettings
     from device.camera.focus import FocusSettings
 
     return open_source(
@@ -137,4 +152,5 @@ def open_camera(camera: CameraSection, *, pace: str | None = None) -> FrameSourc
         stall_timeout_s=camera.stall_timeout_s,
         focus=FocusSettings(camera.focus, camera.focus_dioptres, camera.v4l2_focus),
         bad_reads=camera.bad_reads,
+        exposure=ExposureSettings(camera.exposure, camera.max_exposure_us, camera.max_gain, camera.v4l2_gain, camera.flicker_hz),
     )

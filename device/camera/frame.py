@@ -63,12 +63,15 @@ class Frame:
     ``colour`` is the imdecode flag for the full decode (``cv2.IMREAD_COLOR`` by default, as
     OpenCV's V4L2 backend decodes; ``IMREAD_ANYCOLOR`` keeps a grey JPEG grey). ``lores``: a
     small grey view of the same moment (picamera2's lores Y plane), for the thumbnail.
+    ``exposure_us``: the exposure time the camera reported for this frame, for the live view.
 
     Two threads may ask for ``image`` at once (the scan loop and the live view): both get the same
     pixels; at worst the frame is decoded twice, which costs time, never correctness.
     """
 
-    __slots__ = ("index", "monotonic", "origin", "still", "full_decodes", "_image", "_encoded", "_colour", "_lores", "_reduced")
+    __slots__ = (
+        "index", "monotonic", "origin", "still", "full_decodes", "exposure_us", "_image", "_encoded", "_colour", "_lores", "_reduced",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -81,6 +84,7 @@ class Frame:
         encoded: Any = None,
         colour: int | None = None,
         lores: np.ndarray | None = None,
+        exposure_us: float | None = None,
     ) -> None:
         if image is None and encoded is None:
             raise ValueError("a frame needs an image or an encoded buffer")
@@ -90,6 +94,8 @@ class Frame:
         self.still = still
         #: Full decodes of the encoded buffer done for this frame (0 for a frame that came decoded).
         self.full_decodes = 0
+        #: The exposure time the camera reported for this frame, microseconds (None: not known).
+        self.exposure_us = exposure_us
         self._image = image
         self._encoded = encoded
         self._colour = colour

@@ -28,6 +28,7 @@ import numpy as np
 
 from device.backoff import Backoff
 from device.camera import CameraError, Frame, FrameSource
+from device.camera.exposure import ExposureState
 from device.camera.focus import FocusState
 from device.config import DEFAULTS
 from device.threads import StopFlag, SupervisedThread
@@ -75,6 +76,9 @@ class CaptureStats:
     hung_closes: int = 0  #: closes of the device that never returned (a stuck driver)
     focus: str | None = None  #: the lens focus in effect (see device.camera.focus), None if not known
     lens_position: float | None = None  #: the lens position the camera last reported, None if it reports none
+    exposure_us: float | None = None  #: the exposure time the camera last reported applying, None if not known
+    gain: float | None = None  #: the gain it last reported (a CSI sensor's analogue gain; a webcam's V4L2 units)
+    not_supported: tuple[str, ...] = ()  #: controls the configuration needs that this camera does not have
 
 
 def _valid_image(image: object) -> bool:
@@ -137,6 +141,7 @@ class FrameGrabber:
         self._device_open = False
         self._started_at = time.monotonic()
         self._hung_closes = 0
+        self._carried_down_since: float | None = None
 
     def start(self) -> None:
         """Start the grab thread (it opens the device). Calling it twice is an error."""
@@ -196,6 +201,17 @@ class FrameGrabber:
                 no_frame_for_s=now - (self._image_at if self._image_at is not None else self._started_at),
                 hung_closes=self._hung_closes,
             )
+
+    def carry_outage(self, down_since: float) -> None:
+        """The camera was already down before this grabber existed, since ``down_since``
+        (``time.monotonic()``, which counts from boot in every process): an earlier daemon's
+        outage goes on. "Down for" then counts from there, until a frame arrives."""
+        with self._cond:
+            if self._seq >= 0:
+                return  # frames came already: that outage is over
+            self._carried_down_since = down_since
+            if self._state == "down" and self._down_since is not None:
+                self._down_since = min(self._down_since, down_since)
 
     def no_frame_for_s(self) -> float:
         """Seconds since the newest frame (since the grabber was made, before the first one).
@@ -321,6 +337,7 @@ class FrameGrabber:
             # and then sends nothing stays "down" and is not announced as recovered.
             self._state = "up"
             self._down_since = None
+            self._carried_down_since = None
             self._retry_at = None
             self._cond.notify_all()
         if previous == "down" and was_down is not None:
@@ -341,7 +358,8 @@ class FrameGrabber:
             same_reason = reason == self._last_error
             self._state = "down"
             if first:
-                self._down_since = now
+                carried = self._carried_down_since
+                self._down_since = now if carried is None else min(carried, now)
             self._last_error = reason
             self._retry_at = now + delay
             self._cond.notify_all()
@@ -368,6 +386,8 @@ class LiveSource(FrameSource):
     finite = False
     #: What the lens does; backends with focus control set it before starting the grabber.
     focus: FocusState | None = None
+    #: What the exposure does; backends with exposure control set it before starting the grabber.
+    exposure: ExposureState | None = None
 
     def _start_grabber(self, name: str, stall_timeout_s: float, backoff_initial_s: float, backoff_max_s: float) -> None:
         self._grabber = FrameGrabber(
@@ -386,11 +406,34 @@ class LiveSource(FrameSource):
         return self._grabber.read(timeout)
 
     def stats(self) -> CaptureStats:
-        """Counters for status: frames captured/dropped, reopen attempts, last error, focus."""
+        """Counters for status: frames captured/dropped, reopen attempts, last error, focus, exposure."""
         stats = self._grabber.stats()
-        if self.focus is None:
-            return stats
-        return dataclasses.replace(stats, focus=self.focus.mode, lens_position=self.focus.lens_position)
+        if self.focus is not None:
+            stats = dataclasses.replace(stats, focus=self.focus.mode, lens_position=self.focus.lens_position)
+        if self.exposure is not None:
+            applied = self.exposure.applied
+            unsupported = self.exposure.unsupported
+            stats = dataclasses.replace(stats, exposure_us=applied.exposure_us, gain=applied.gain, not_supported=unsupported)
+        return stats
+
+    def settled(self) -> bool | None:
+        """Whether auto-exposure and autofocus have settled, as the camera's latest frame says;
+        None when the camera does not say (see :func:`device.daemon.snapshot.take_settled_frame`)."""
+        return None if self.exposure is None else self.exposure.applied.settled
+
+    def carry_outage(self, down_since: float) -> None:
+        """An earlier daemon's camera outage goes on (see :meth:`FrameGrabber.carry_outage`)."""
+        self._grabber.carry_outage(down_since)
+
+    def restart_cures_silence(self) -> bool:
+        """Whether a restart of the daemon may bring frames back when none come.
+
+        A close stuck in the driver holds the device for good: only a new process frees it
+        (:meth:`FrameGrabber._close_device`). Otherwise no: a USB camera that is unplugged or
+        gone is reopened here all the same, and a restart cannot bring it back. The CSI backend
+        says yes also for a camera that had delivered frames (a stalled libcamera pipeline).
+        """
+        return self._grabber.stats().hung_closes > 0
 
     def no_frame_for_s(self) -> float:
         """Seconds without a frame (see :meth:`FrameGrabber.no_frame_for_s`)."""

@@ -15,7 +15,7 @@ def cmd_diag_camera(args) -> int:
     """Grab a frame, show what is decoded, and with --snapshot save it to aim and focus by.
 
     From the running daemon (it holds the camera), or from the camera itself when the daemon is
-    not running. The snapshot is written 0600 with the card's printed name and address blurred
+    not running, once its exposure and focus have settled. The snapshot is written 0600 with the card's printed name and address blurred
     outside the barcodes (--unmask: the whole picture) and the located barcodes drawn (--raw: no
     drawings, so `kiosk scan FILE` reads it again).
 

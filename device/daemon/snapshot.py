@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from device import status
+from device.camera.frame import Frame
 from device.daemon.masking import barcode_areas, blur_outside
 from device.outputs.annotate import annotate
 from device.pipeline import Reading
@@ -133,10 +134,64 @@ def _write_atomically(path: Path, data: bytes, mode: int) -> None:
         raise
 
 
+#: A camera that does not say whether its auto-exposure and autofocus settled (a USB webcam, a
+#: file) gets this many frames, at least :data:`SETTLE_MIN_S` seconds, before one is taken: a
+#: webcam's auto-exposure converges within about a second at 30 fps.
+SETTLE_FRAMES = 30
+SETTLE_MIN_S = 1.0
+
+
+def take_settled_frame(source, timeout: float) -> tuple[Frame | None, str, Exception | None]:
+    """A frame from ``source`` taken once its exposure and focus have settled, within ``timeout``.
+
+    The camera's first frames are taken before auto-exposure and autofocus found their way (a
+    Camera Module 3 starts with its lens at 1 m): misleading for focusing. A live source that says
+    (:meth:`~device.camera.grabber.LiveSource.settled`, from libcamera's ``AeLocked``/``AeState`` and
+    ``AfState``) is read until it says so, and the frame after that is taken; one that does not say
+    is read for :data:`SETTLE_FRAMES` frames and :data:`SETTLE_MIN_S` seconds. A file is taken as it
+    is. Returns the frame (None: none came), how it settled, for the technician, and the last error.
+    """
+    from device.camera import CameraError, CorruptFrame
+
+    deadline = time.monotonic() + timeout
+    first_at: float | None = None
+    frame, last_error, frames = None, None, 0
+    settled_at: int | None = None  # frames read when the camera first said it settled
+    settled_now = getattr(source, "settled", lambda: None)
+    while time.monotonic() < deadline:
+        try:
+            candidate = source.read(timeout=max(0.1, deadline - time.monotonic()))
+        except CameraError as e:
+            last_error = e
+            continue
+        if candidate is None:  # a file that ended
+            break
+        try:
+            candidate.check()  # sources check only a JPEG buffer's ends: this one is decoded, so check it all
+        except CorruptFrame as e:
+            last_error = e
+            continue
+        frame, frames = candidate, frames + 1
+        first_at = first_at if first_at is not None else time.monotonic()
+        if source.finite:
+            return frame, "", None
+        if settled_at is not None:  # the first frame read after the camera said so: captured settled
+            return frame, f"exposure and focus settled after {settled_at} frame(s)", None
+        said = settled_now()
+        if said is True:
+            settled_at = frames
+        if said is None and frames >= SETTLE_FRAMES and time.monotonic() - first_at >= SETTLE_MIN_S:
+            return frame, f"after {frames} frames (the camera does not say when its exposure settled)", None
+    if frame is None:
+        return None, "", last_error
+    return frame, f"NOT settled within {timeout:g} s: exposure or focus still searching (--timeout waits longer)", last_error
+
+
 def from_camera(cfg, options: SnapshotOptions, timeout: float) -> tuple[str, Snapshot]:
-    """Open the camera as ``cfg.camera`` says, take one frame and decode it with the daemon's
-    pipeline: the camera's description (focus mode, lens position) and the snapshot."""
-    from device.camera import CameraError, CorruptFrame, open_camera
+    """Open the camera as ``cfg.camera`` says, take one frame once exposure and focus have settled
+    (:func:`take_settled_frame`) and decode it with the daemon's pipeline: the camera's description
+    (what it set up and applied, and how it settled) and the snapshot."""
+    from device.camera import CameraError, open_camera
     from device.pipeline import Pipeline
 
     try:
@@ -144,24 +199,11 @@ def from_camera(cfg, options: SnapshotOptions, timeout: float) -> tuple[str, Sna
     except (CameraError, ValueError) as e:
         raise SnapshotError(str(e)) from None
     try:
-        frame, last_error = None, None
-        deadline = time.monotonic() + timeout
-        while frame is None and time.monotonic() < deadline:
-            try:
-                frame = source.read(timeout=max(0.1, deadline - time.monotonic()))
-            except CameraError as e:
-                last_error = e
-                continue
-            if frame is None:  # a file that ended
-                break
-            try:
-                frame.check()  # sources check only a JPEG buffer's ends: this one is decoded, so check it all
-            except CorruptFrame as e:
-                frame, last_error = None, e
+        frame, settling, last_error = take_settled_frame(source, timeout)
         if frame is None:
             why = f": {last_error}" if last_error else ""
             raise SnapshotError(f"no frame from {cfg.camera.source} within {timeout:g} s{why}")
-        described = source.describe()
+        described = source.describe() + (f"; {settling}" if settling else "")
     finally:
         source.close()
     readings = Pipeline.from_config(cfg).still(frame.image)

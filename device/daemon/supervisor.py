@@ -8,14 +8,18 @@ housekeeping turn
 * raises the fault ``thread <name>`` for each thread whose work failed lately, with the cause,
   and clears it once the thread has run well for a while;
 * feeds systemd's watchdog, but only while the scan loop turns, the camera delivered frames
-  recently (``camera.restart_after_s``) and no thread gave up or hangs: a hung loop, a stalled
-  camera or a thread that cannot be restarted starves it (and the daemon also exits with 75),
-  and systemd restarts the daemon;
+  recently (``camera.restart_after_s``) or a restart would not bring them back, and no thread
+  gave up or hangs: a hung loop, a stalled CSI camera or a thread that cannot be restarted starves
+  it (and the daemon also exits with 75), and systemd restarts the daemon; an absent USB camera
+  does not (the ``camera`` fault stays, the grab thread keeps reopening it);
+* keeps since when the camera is down in the runtime directory, so "down for" counts across
+  restarts (:mod:`device.daemon.camera_outage`);
 * stops the daemon for a restart when a device class appeared that it was not allowed at start;
 * raises and clears the delivery faults (token refused, backlog too old) and the outbox's
   integrity fault (identifications lost, salvaged or quarantined, until acknowledged);
-* answers ``kiosk diag camera``, writes the status file (``kiosk status``) and tells systemd
-  ``STATUS=``.
+* answers ``kiosk diag camera``, writes the status file (``kiosk status``), hands the same
+  status to the outputs that want it (:class:`~device.events.StatusPublished`: the metrics) and
+  tells systemd ``STATUS=``.
 
 ::
 
@@ -36,11 +40,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from device import __version__, status
+from device.daemon.camera_outage import CameraOutage
 from device.daemon.devclass import DeviceClassWatch
 from device.daemon.faults import FaultRegistry
 from device.daemon.notify import Notifier
 from device.daemon.scan_loop import ScanLoop
 from device.daemon.snapshot import SnapshotService
+from device.events import StatusPublished
 from device.fault_names import BACKLOG, DELIVERY, DELIVERY_AUTH, OUTBOX, OUTBOX_INTEGRITY, REVOCATIONS
 from device.forwarder import Forwarder
 from device.health.delivery import DeliveryHealth
@@ -131,10 +137,14 @@ class Supervisor:
         self.faults = faults
         self.outputs = outputs
         self.snapshots = SnapshotService(settings.runtime_dir, unmask=settings.unmask) if settings.runtime_dir is not None else None
+        source_name = getattr(loop.source, "name", None)
+        live = settings.runtime_dir is not None and isinstance(source_name, str) and callable(getattr(loop.source, "carry_outage", None))
+        self.camera_outage = CameraOutage(settings.runtime_dir, source_name) if live else None
         self.draining = False  # a finite source ended: the loop is done, the drain bounds the rest
         self.restart_reason: str | None = None
         self._run_stop: threading.Event | None = None
         self._camera_starved = False
+        self._camera_silence_said = False
         self._status_write_error: str | None = None
         self._started = time.monotonic()
         self._forwarder: SupervisedThread | None = None
@@ -147,6 +157,8 @@ class Supervisor:
 
         ``run_stop`` is set when the daemon must stop for a restart (see :meth:`request_restart`)."""
         self._run_stop = run_stop
+        if self.camera_outage is not None and (since := self.camera_outage.load()) is not None:
+            self.loop.source.carry_outage(since)
         self.start_forwarder()
         if self.revocations is not None:
             # A sync's request ends at revocations.deadline_s; applying a big list takes seconds more.
@@ -285,9 +297,16 @@ class Supervisor:
         integrity = queue.integrity_fault if isinstance(queue, OutboxHealth) else None
         self.faults.set(OUTBOX_INTEGRITY, bool(integrity), integrity or "", "acknowledged by a technician (kiosk queue ack)")
         revocations = self.check_revocations()
-        if self.settings.runtime_dir is not None:
-            self.snapshots.answer(self.loop.latest)
-            self.write_status(self.status(queue, delivery, revocations))
+        published = self.outputs.wants(StatusPublished)  # the metrics
+        if self.settings.runtime_dir is not None or published:
+            daemon = self.status(queue, delivery, revocations)
+            if self.settings.runtime_dir is not None:
+                self.snapshots.answer(self.loop.latest)
+                if self.camera_outage is not None:
+                    self.camera_outage.update(daemon.camera.state, daemon.camera.counters.get("down_for_s"))
+                self.write_status(daemon)
+            if published:
+                self.outputs.publish(StatusPublished(daemon))
         self.notifier.status(self.summary())
 
     def check_revocations(self) -> ReplacedListState | None:
@@ -335,12 +354,16 @@ class Supervisor:
         return self.draining or time.monotonic() - self.loop.heartbeat < max(2 * period, 2.0)
 
     def camera_delivers(self) -> bool:
-        """False once a live camera has given no frame for ``camera.restart_after_s`` (0: never).
+        """False once a live camera has given no frame for ``camera.restart_after_s`` (0: never)
+        and a restart may bring frames back.
 
         The watchdog then starves and systemd restarts the daemon: a fresh process is what a
         stalled CSI camera needs (libcamera hands the camera to a new owner only once the old one
-        is gone, and a close stuck in the driver never lets go). If the camera is still missing
-        after that, the camera fault's text says whether a reboot is the cure.
+        is gone, and a close stuck in the driver never lets go). A USB camera that is unplugged or
+        gone, or a CSI camera that never delivered in this process, is not helped by a restart:
+        systemd would restart the daemon every couple of minutes for ever, and each start would
+        hide the outage. Then the watchdog is fed, the ``camera`` fault stays, and the grab thread
+        keeps reopening the camera (see :meth:`~device.camera.grabber.LiveSource.restart_cures_silence`).
         """
         no_frame_for_s = getattr(self.loop.source, "no_frame_for_s", None)
         restart_after_s = self.settings.camera_restart_after_s
@@ -348,7 +371,18 @@ class Supervisor:
             return True
         silent = no_frame_for_s()
         if silent <= restart_after_s:
-            self._camera_starved = False
+            self._camera_starved = self._camera_silence_said = False
+            return True
+        restart_cures = getattr(self.loop.source, "restart_cures_silence", None)
+        if callable(restart_cures) and not restart_cures():
+            if not self._camera_silence_said:
+                self._camera_silence_said = True
+                log.warning(
+                    "no camera frame for %.0f s (camera.restart_after_s = %g), but a restart would not bring this camera back: "
+                    "the camera fault stays and the camera is reopened until it is back",
+                    silent,
+                    restart_after_s,
+                )
             return True
         if not self._camera_starved:
             self._camera_starved = True

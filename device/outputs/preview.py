@@ -3,7 +3,8 @@
 An :class:`~device.outputs.base.Output` that keeps the newest frame the pipeline looked at and
 serves, on 127.0.0.1 only, a page with the camera image (located regions and reads drawn, contracts
 masked unless ``log.unmask``), the frame rate, a sharpness and a contrast figure for the barcode
-region, and the zone where cards have read (a dashed rectangle: "hold the card here")::
+region, the zone where cards have read (a dashed rectangle: "hold the card here"), and the exposure
+the camera reported with the smear a card moving at 20 cm/s gets in it (:func:`exposure_text`)::
 
     preview = PreviewOutput(port=8088, unmask=False, title="kiosk-riga-07")
     kiosk.add_output(preview)          # the daemon (preview.enabled); or feed it frames yourself:
@@ -43,6 +44,7 @@ import cv2
 import numpy as np
 
 from device.camera import CorruptFrame, Frame
+from device.camera.exposure import CARD_SPEED_MM_S, smear_modules
 from device.events import FaultCleared, FaultRaised, FrameScanned
 from device.fault_names import CAMERA
 from device.outputs.annotate import annotate
@@ -67,6 +69,20 @@ JPEG_QUALITY = 75
 ZONE_BGR = (255, 255, 0)  # cyan: the zone where cards have read
 #: Host names a browser on this machine or at the laptop end of an ssh tunnel sends.
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+def exposure_text(exposure_us: float | None) -> str:
+    """The exposure line drawn on the live view: the exposure and the smear of a card moving at
+    20 cm/s in it, in the card's modules (0.42 mm); empty when the camera does not say (a file).
+
+    >>> exposure_text(1000.0)
+    'exposure 1.0 ms: 0.5 modules of smear at 20 cm/s'
+    >>> exposure_text(16667.0)
+    'exposure 16.7 ms: 7.9 modules of smear at 20 cm/s'
+    """
+    if exposure_us is None:
+        return ""
+    return f"exposure {exposure_us / 1000:.1f} ms: {smear_modules(exposure_us):.1f} modules of smear at {CARD_SPEED_MM_S / 10:g} cm/s"
 
 
 def region_figures(grey: np.ndarray, corners) -> tuple[float, float]:
@@ -289,6 +305,8 @@ class PreviewOutput(Output):
             "contrast": drawn.get("contrast"),
             "measured_on": drawn.get("measured_on"),
             "zone": {"box": list(zone), "reads": reads} if zone else None,
+            "exposure_us": drawn.get("exposure_us"),
+            "smear_modules": drawn.get("smear_modules"),
             "faults": faults,
         }
 
@@ -323,10 +341,23 @@ class PreviewOutput(Output):
                 draw_dashed_box(drawn, zone, ZONE_BGR)
                 x0, y0 = zone[:2]
                 cv2.putText(drawn, "hold the card here", (x0, max(y0 - 8, 20)), cv2.FONT_HERSHEY_SIMPLEX, 0.7, ZONE_BGR, 2, cv2.LINE_AA)
+            exposure = exposure_text(frame.exposure_us)
+            if exposure:
+                # Black under white: readable on a white card and a dark counter alike.
+                at = (10, size[1] - 12)
+                cv2.putText(drawn, exposure, at, cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 4, cv2.LINE_AA)
+                cv2.putText(drawn, exposure, at, cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
             ok, data = cv2.imencode(".jpg", drawn, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             self.encodes += 1
             jpeg = data.tobytes() if ok else b""
-            figures = {"frame_size": list(size), "sharpness": sharpness, "contrast": contrast, "measured_on": measured_on}
+            figures = {
+                "frame_size": list(size),
+                "sharpness": sharpness,
+                "contrast": contrast,
+                "measured_on": measured_on,
+                "exposure_us": frame.exposure_us,
+                "smear_modules": None if frame.exposure_us is None else round(smear_modules(frame.exposure_us), 2),
+            }
             self._rendered = (seq, jpeg, figures)
             return seq, jpeg
 
@@ -492,6 +523,8 @@ async function tick() {
     show('measured', f.measured_on === null ? '-' : 'on the ' + f.measured_on);
     show('zone', f.zone === null ? 'no card read yet: show one' :
       f.zone.reads + ' reads within x ' + f.zone.box[0] + '-' + f.zone.box[2] + ', y ' + f.zone.box[1] + '-' + f.zone.box[3]);
+    show('exposure', f.exposure_us === null ? 'not reported by the camera' :
+      (f.exposure_us / 1000).toFixed(1) + ' ms: ' + f.smear_modules.toFixed(1) + ' modules of smear at 20 cm/s');
     show('camera', f.camera + (f.frame_size ? ' (' + f.frame_size[0] + 'x' + f.frame_size[1] + ')' : ''));
     const faults = Object.entries(f.faults).map(([name, why]) => 'FAULT ' + name + ': ' + why);
     show('faults', faults.length ? faults.join('\\n') : 'none');
@@ -532,6 +565,7 @@ PAGE = f"""<!doctype html>
 <dt>contrast (bars against spaces)</dt><dd id="contrast">-</dd>
 <dt>measured</dt><dd id="measured">-</dd>
 <dt>where cards read (dashed box: hold the card here)</dt><dd id="zone">-</dd>
+<dt>exposure (a card moving at 20 cm/s smears; over 2 modules does not read)</dt><dd id="exposure">-</dd>
 <dt>camera</dt><dd id="camera">-</dd>
 <dt>faults</dt><dd id="faults">-</dd></dl>
 <p>Amber: barcode-like regions; green: a card read; red: a barcode that is not a card.

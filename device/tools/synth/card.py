@@ -24,7 +24,7 @@ import barcode
 from barcode.writer import ImageWriter
 from PIL import Image, ImageDraw, ImageFont
 
-from device.card import CARD_V1, CardFormat
+from device.card import CARD_MODULE_MM, CARD_V1, CardFormat
 
 #: ISO/IEC 7810 ID-1 card size and corner radius, in millimetres.
 CARD_WIDTH_MM = 85.60
@@ -32,7 +32,7 @@ CARD_HEIGHT_MM = 53.98
 CARD_CORNER_MM = 3.18
 
 #: Narrow bar width we aim for, in millimetres (rounded to whole pixels at the chosen dpi).
-MODULE_MM = 0.42
+MODULE_MM = CARD_MODULE_MM
 #: Quiet zone on each side of the barcode, in modules (ISO/IEC 15417 minimum).
 QUIET_ZONE_MODULES = 10
 BAR_HEIGHT_MM = 11.0
