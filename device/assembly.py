@@ -27,6 +27,7 @@ from device.daemon.devclass import DeviceClassWatch
 from device.daemon.kiosk import Kiosk
 from device.forwarder import Forwarder
 from device.outbox import Outbox
+from device.outbox.store import DEFAULT_RETRY_OPEN_S
 from device.outputs import Output
 from device.pipeline import Pipeline
 
@@ -93,8 +94,9 @@ def check_delivery_config(cfg: Config) -> None:
 
 
 def open_outbox(cfg: Config) -> Outbox:
-    """The outbox of ``[outbox]``."""
-    return Outbox.from_config(cfg)
+    """The outbox of ``[outbox]``, for the daemon: one it cannot open at start (a full disk, a folder
+    it may not write) does not stop it; the ``outbox`` fault says why until it opens by itself."""
+    return Outbox.from_config(cfg, retry_open_s=DEFAULT_RETRY_OPEN_S)
 
 
 def make_forwarder(cfg: Config, outbox: Outbox) -> Forwarder:

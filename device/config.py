@@ -50,6 +50,7 @@ from device.camera_spec import (
 )
 from device.card import REGISTRY, Card, formats_named, identify
 from device.keyboard_layouts import DEFAULT_LAYOUT, LAYOUTS
+from device.path_kinds import database_problem, folder_problem, mark_path
 from device.pos_template import DEFAULT_TEMPLATE, FIELDS, MAX_LINE_LENGTH, template_problem
 from device.redact import escape
 from device.symbologies import DECODERS, SYMBOLOGIES
@@ -121,13 +122,23 @@ def opt(
 
 
 def _check_camera_device(value: str) -> str | None:
-    """A ``v4l2:`` node that sysfs says is no camera (a Pi's CSI receiver at /dev/video0).
+    """A ``v4l2:`` node that sysfs says is no camera (a Pi's CSI receiver at /dev/video0), or a
+    ``file:`` source that is not there.
 
     Checked here as well as when the camera opens, so that `kiosk config check` and `kiosk run`
     refuse it the same way (exit 78, naming camera.source); on disk, so that `kiosk status` and
     `kiosk queue` still run on the kiosk whose camera they are there to diagnose.
     """
     backend, _, target = value.partition(":")
+    if backend == "file":
+        # A file is no camera that comes back by itself: `run` cannot play it, so `config check` says so too.
+        try:
+            os.stat(target)
+        except (FileNotFoundError, NotADirectoryError):
+            return f'no such file or folder "{escape(target, SHOWN_CHARS)}" (a file: source plays a video, an image or a folder of images)'
+        except OSError:
+            return None  # not this user's to look at: the daemon's own check sees it
+        return None
     return refuse_non_camera(device_path(target)) if backend == "v4l2" else None
 
 
@@ -399,7 +410,7 @@ class KioskSection:
     )  # fmt: skip
     runtime_dir: str = opt(
         "/run/kiosk", "Where the daemon publishes its status for `kiosk status` (systemd's RuntimeDirectory).",
-        env=True, check=_check_path, allowed="a path, no control characters",
+        env=True, check=_check_path, check_on_disk=folder_problem, allowed="a path, no control characters; a folder if it exists",
     )  # fmt: skip
 
 
@@ -585,8 +596,9 @@ class ScanSection:
     repeat_window_s: float = opt(
         10.0,
         "A card seen again within this many seconds of when it was last seen is the same presentation, "
-        "whatever other cards were seen meanwhile.",
-        minimum=0,
+        "whatever other cards were seen meanwhile. At least twice scan.full_look_interval_s: a card lying "
+        "still is seen once per full look, and a shorter window would count it again at each.",
+        minimum=2,
         maximum=DAY_S,
     )
     full_look_interval_s: float = opt(
@@ -628,7 +640,8 @@ class OutboxSection:
         "The durable queue of identifications (SQLite).",
         env=True,
         check=_check_path,
-        allowed="a path, no control characters",
+        check_on_disk=lambda value: database_problem(value, mark=mark_path(value)),
+        allowed="a path, no control characters; if it exists, the kiosk's SQLite file",
     )
     retention_days: float = opt(
         30, "Delivered identifications are kept this many days, then deleted.", minimum=0, maximum=MAX_RETENTION_DAYS
@@ -642,7 +655,8 @@ class ApiSection:
         allowed="http(s)://HOST[:PORT][/PATH], no user:password, no query; http:// only to loopback (see api.allow_insecure_http)",
     )  # fmt: skip
     token: str = opt(
-        "", "Bearer token for the central API. Prefer api.token_file.", secret=True, env=True, check=_check_token,
+        "", "Bearer token for the central API. Prefer api.token_file: refused in a config file others may read "
+        "(the installed one is the technicians'), allowed in a 0600 file or KIOSK_API_TOKEN.", secret=True, env=True, check=_check_token,
         allowed="one word, no spaces or control characters",
     )  # fmt: skip
     token_file: str = opt(
@@ -686,7 +700,8 @@ class RevocationsSection:
         "",
         "The kiosk's copy of the list (SQLite). Empty: revocations.db beside outbox.path.",
         check=lambda v: _check_path(v) if v else None,
-        allowed="a path, no control characters; empty: beside the outbox",
+        check_on_disk=lambda v: database_problem(v) if v else None,
+        allowed="a path, no control characters; if it exists, an SQLite file; empty: beside the outbox",
     )
     interval_s: float = opt(
         900.0,
@@ -1123,7 +1138,37 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
         sections[s.name] = stype(**values)
     cfg = Config(**sections, source=source, origins=origins)
     _check_together(cfg)
+    if check_files and path is not None:
+        _check_token_is_secret(cfg, Path(path))
+    if check_files and cfg.revocations.enabled and not cfg.revocations.path:
+        # The default copy beside the outbox is checked like a revocations.path given.
+        beside = Path(cfg.outbox.path).with_name("revocations.db")
+        if problem := database_problem(beside):
+            raise ConfigError("revocations.path", f"empty, so the copy is {beside}: {problem}", cfg.source)
     return cfg
+
+
+def _check_token_is_secret(cfg: Config, path: Path) -> None:
+    """``api.token`` written in a config file that others than its owner may read (the installed
+    one is root:kiosk-tech 0640: every technician) is no secret: refused, exit 78, with the move to
+    ``api.token_file``. A file only its owner (root, or whoever runs this) may read is fine."""
+    if not cfg.api.token or cfg.origin("api.token") != "file":
+        return
+    try:
+        st = path.stat()
+    except OSError:
+        return
+    others = stat.S_IMODE(st.st_mode) & 0o077
+    if not others and st.st_uid in (0, os.geteuid()):
+        return
+    who = f"mode {stat.S_IMODE(st.st_mode):04o}" if others else f"owned by uid {st.st_uid}"
+    raise ConfigError(
+        "api.token",
+        f"the token is written in a config file others may read ({who}): move it to a file of its own named by "
+        "api.token_file (root:kiosk, mode 0640, as install.sh makes /etc/kiosk/token) and delete api.token here, "
+        "or make this file 0600",
+        cfg.source,
+    )
 
 
 def _check_together(cfg: Config) -> None:
@@ -1147,6 +1192,13 @@ def _check_together(cfg: Config) -> None:
         if pin and pin in pins:
             raise ConfigError(f"feedback.{name}", f'pin "{pin}" is already used by feedback.{pins[pin]}', cfg.source)
         pins[pin] = name
+    if cfg.scan.repeat_window_s < 2 * cfg.scan.full_look_interval_s:
+        raise ConfigError(
+            "scan.repeat_window_s",
+            f"must be at least twice scan.full_look_interval_s ({cfg.scan.full_look_interval_s:g}): a card lying still is "
+            "decoded once per full look, and each look after the window would count it again",
+            cfg.source,
+        )
     if cfg.camera.restart_after_s and cfg.camera.restart_after_s <= cfg.camera.stall_timeout_s:
         raise ConfigError(
             "camera.restart_after_s",

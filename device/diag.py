@@ -64,8 +64,9 @@ class SeqCheck:
     """What the central holds of this kiosk's seqs against what the outbox marked delivered.
 
     ``ok`` is None when the central does not say (an older or production central without the
-    accounting endpoint), False when a seq the outbox marked delivered is not held there or the
-    central holds a seq under two ids.
+    accounting endpoint: it answers 404), False when a seq the outbox marked delivered is not held
+    there, the central holds a seq under two ids, or the check could not be made (no token, an
+    error): `kiosk diag api` then exits 1 saying why, never a note.
     """
 
     ok: bool | None
@@ -88,7 +89,9 @@ def check_seqs(client: CentralClient, kiosk_id: str, delivered: Iterable[int]) -
         gaps = [(int(g["first"]), int(g["last"])) for g in held["gaps"]]
         reused = [int(s) for s in held["reused"]]
     except CentralProblem as e:
-        return SeqCheck(None, f"the central does not say which seqs it holds ({e})")
+        if getattr(e, "status", None) == 404:
+            return SeqCheck(None, f"the central does not say which seqs it holds ({e})")
+        return SeqCheck(False, f"cannot check which seqs the central holds: {e}")
     except (KeyError, TypeError, ValueError):
         return SeqCheck(None, "the central's seq accounting is not of the documented shape")
     # Only seqs in a listed gap or above the highest are known to be missing there.

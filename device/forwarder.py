@@ -211,6 +211,10 @@ class Forwarder:
         self.delivered_total = 0
         self._refused_token: str | None = None
         self._auth_retry_at = 0.0  # monotonic
+        # When the records of the last failed attempt are due again (monotonic): the wait this
+        # process stored, kept on a clock that a step of the wall clock does not move.
+        self._retry_at: float | None = None
+        self._last_attempt: float | None = None  # monotonic, of the last failure
 
     @classmethod
     def from_config(cls, cfg: Config, outbox: Outbox, *, clock: Clock | None = None, rng: random.Random | None = None) -> Forwarder:
@@ -262,7 +266,11 @@ class Forwarder:
         if now.paused_by_auth or not pending or now.failing_for_s is None or now.failing_for_s < self.delivery_alert_s:
             return None
         step = f": {now.next_step}" if now.next_step else ""
-        return f"{now.last_error} (failing since {now.failing_since}){step}"
+        # Ages on the monotonic clock: a step of the wall clock (NTP on a Pi) does not change them.
+        mono = self.clock.monotonic()
+        last = "" if self._last_attempt is None else f"; last attempt {_duration(mono - self._last_attempt)} ago"
+        waiting = "" if self._retry_at is None else f", the next in {_duration(max(0.0, self._retry_at - mono))}"
+        return f"{now.last_error} (failing since {now.failing_since}, for {_duration(now.failing_for_s)}{last}{waiting}){step}"
 
     def wake(self) -> None:
         """Something was committed (or stop was set): look at the outbox now, not at the next poll."""
@@ -312,8 +320,11 @@ class Forwarder:
         deadline = time.monotonic() + timeout_s
         cancel = _StopOrDeadline(stop, deadline)
         while not stop.is_set():
-            if self.outbox.seconds_until_due(max_wait_s=self._max_wait_s) is None:
-                return True
+            try:
+                if self.outbox.seconds_until_due(max_wait_s=self._max_wait_s) is None:
+                    return True
+            except OutboxError:
+                pass  # not open (a degraded start): nothing can be sent, the deadline ends the drain
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -344,9 +355,15 @@ class Forwarder:
                 force = True  # the token changed: try it now
             elif self.clock.monotonic() < self._auth_retry_at:
                 return Outcome(AUTH, error=self.last_error, wait_s=min(5.0, self._auth_retry_at - self.clock.monotonic()))
+        waiting = self._retry_at is not None and self.clock.monotonic() < self._retry_at
+        if self._retry_at is not None and not waiting:
+            force = True  # the wait stored by this process is over, whatever the wall clock did meanwhile
+            self._retry_at = None
         try:
-            batch = self.outbox.due(self.batch_size, max_wait_s=self._max_wait_s, force=force)
+            batch = self.outbox.due(self.batch_size, max_wait_s=self._max_wait_s, force=force, waiting=waiting)
         except OutboxError as e:
+            if self.outbox.open_error is not None:  # not open yet (a degraded start): the outbox fault says so
+                return Outcome(IDLE, wait_s=self.idle_poll_s)
             self._note_failure(str(e), DeliveryFailure.OUTBOX)
             return Outcome(FAILED, error=str(e), wait_s=self.backoff.delay(self.consecutive_failures))
         if not batch:
@@ -354,6 +371,8 @@ class Forwarder:
                 until = self.outbox.seconds_until_due(max_wait_s=self._max_wait_s)
             except OutboxError:
                 until = None
+            if waiting and self._retry_at is not None:  # this process's own wait, not the stored wall time
+                until = self._retry_at - self.clock.monotonic()
             return Outcome(IDLE, wait_s=self.idle_poll_s if until is None else min(max(until, 0.05), self.idle_poll_s))
         if token_problem is not None:
             self._pause_for_auth(token_problem, None)
@@ -465,6 +484,8 @@ class Forwarder:
             wait = max(wait, min(retry_after_s, self.retry_after_cap_s))
         if self.paused_by_auth:
             wait = self.auth_retry_s
+        else:
+            self._retry_at = self.clock.monotonic() + wait
         try:
             self.outbox.mark_failed([r.id for r in records], error, self.clock.now() + timedelta(seconds=wait))
         except OutboxError as e:
@@ -478,6 +499,7 @@ class Forwarder:
                 self._failing_since = self.clock.monotonic()
                 self.failing_since_at = utc_iso(self.clock.now())
             self.consecutive_failures += 1
+            self._last_attempt = self.clock.monotonic()
             self.last_error = error
             self.last_next_step = next_step
             self.last_error_at = utc_iso(self.clock.now())
@@ -491,6 +513,7 @@ class Forwarder:
                 log.info("delivery to the central works again after %d failed attempts", self.consecutive_failures)
             self.consecutive_failures = 0
             self._failing_since = self.failing_since_at = None
+            self._retry_at = None
             self.paused_by_auth = False
             self.auth_fault = None
             self._refused_token = None
@@ -506,6 +529,19 @@ class Forwarder:
             self.auth_fault = error
             self._refused_token = refused_token
             self._auth_retry_at = self.clock.monotonic() + self.auth_retry_s
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3.5 h``: an age in the delivery fault.
+
+    >>> _duration(44.6), _duration(720), _duration(12600)
+    ('45 s', '12 min', '3.5 h')
+    """
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 class _StopOrDeadline:

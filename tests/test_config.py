@@ -15,8 +15,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def write(tmp_path, text):
+    """``tmp_path/kiosk.toml``, mode 0600 (some hold api.token, refused in a file others may read)."""
     p = tmp_path / "kiosk.toml"
     p.write_text(text)
+    p.chmod(0o600)
     return p
 
 
@@ -31,9 +33,9 @@ def test_defaults_without_a_file(monkeypatch, tmp_path):
 
 
 def test_file_values_are_typed(tmp_path):
-    p = write(tmp_path, '[kiosk]\nid = "k-1"\nsite = "Riga 5"\n[camera]\nfps = 15\nsource = "file:/tmp/x.avi"\npace = "fast"\n')
+    p = write(tmp_path, '[kiosk]\nid = "k-1"\nsite = "Riga 5"\n[camera]\nfps = 15\nsource = "file:/dev/null"\npace = "fast"\n')
     cfg = load(p, environ={})
-    assert (cfg.kiosk.id, cfg.kiosk.site, cfg.camera.source, cfg.camera.pace) == ("k-1", "Riga 5", "file:/tmp/x.avi", "fast")
+    assert (cfg.kiosk.id, cfg.kiosk.site, cfg.camera.source, cfg.camera.pace) == ("k-1", "Riga 5", "file:/dev/null", "fast")
     assert cfg.camera.fps == 15.0 and isinstance(cfg.camera.fps, float)
 
 
@@ -88,8 +90,8 @@ def test_explicit_missing_file_is_an_error(tmp_path):
 
 def test_environment_overrides_win_and_are_checked(tmp_path):
     p = write(tmp_path, '[camera]\nsource = "v4l2:/dev/video0"\n')
-    cfg = load(p, environ={"KIOSK_CAMERA_SOURCE": "file:/srv/a.avi", "KIOSK_LOG_LEVEL": "DEBUG"})
-    assert cfg.camera.source == "file:/srv/a.avi" and cfg.log.level == "DEBUG"
+    cfg = load(p, environ={"KIOSK_CAMERA_SOURCE": "file:/dev/null", "KIOSK_LOG_LEVEL": "DEBUG"})
+    assert cfg.camera.source == "file:/dev/null" and cfg.log.level == "DEBUG"
     with pytest.raises(ConfigError) as e:
         load(p, environ={"KIOSK_CAMERA_SOURCE": "webcam"})
     assert e.value.key == "camera.source" and "KIOSK_CAMERA_SOURCE" in str(e.value)
@@ -110,7 +112,8 @@ def test_dump_masks_secrets_and_reloads_to_the_same_config(tmp_path):
 
 def test_dump_writes_valid_toml_whatever_a_value_holds(tmp_path):
     site = 'Rīga "Centre" \\ counter 3'  # quotes, a backslash, not ASCII
-    source = "file:/srv/odd\x7fname.avi"  # a file name may hold a control character
+    source = f"file:{tmp_path}/odd\x7fname.avi"  # a file name may hold a control character
+    (tmp_path / "odd\x7fname.avi").touch()  # a file: source must be there
     cfg = load(write(tmp_path, f"[kiosk]\nsite = {config.toml_value(site)}\n[camera]\nsource = {config.toml_value(source)}\n"), environ={})
     assert (cfg.kiosk.site, cfg.camera.source) == (site, source)
     again = load(write(tmp_path, config.dump(cfg)), environ={})
@@ -174,13 +177,13 @@ def test_config_show_marks_where_each_value_came_from_and_loads_as_toml(tmp_path
     from support.kiosk import run_kiosk
 
     p = write(tmp_path, '[kiosk]\nid = "k-1"\n[camera]\nfps = 15\n[api]\ntoken = "s3cret"\nurl = "https://c.example"\n')
-    overrides = {"KIOSK_CAMERA_SOURCE": "file:/srv/a.avi", "KIOSK_LOG_LEVEL": "DEBUG"}
+    overrides = {"KIOSK_CAMERA_SOURCE": "file:/dev/null", "KIOSK_LOG_LEVEL": "DEBUG"}
     env = {k: v for k, v in os.environ.items() if not k.startswith(config.ENV_PREFIX)} | overrides
     run = run_kiosk("config", "show", "--config", str(p), env=env)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert f"# file: {p}" in lines and run.stdout.count(str(p)) == 1
-    for line in ('id = "k-1"  # file', "fps = 15.0  # file", 'source = "file:/srv/a.avi"  # environment KIOSK_CAMERA_SOURCE',
+    for line in ('id = "k-1"  # file', "fps = 15.0  # file", 'source = "file:/dev/null"  # environment KIOSK_CAMERA_SOURCE',
                  'level = "DEBUG"  # environment KIOSK_LOG_LEVEL', 'token = "********"  # file, masked',
                  "width = 1280  # default", 'url = "https://c.example"  # file'):  # fmt: skip
         assert line in lines

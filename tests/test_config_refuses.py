@@ -7,6 +7,8 @@ processes, and both must exit 78 with the same message naming the same key.
 """
 
 import math
+import os
+import stat
 
 import pytest
 import tomli_w
@@ -28,6 +30,7 @@ def base(tmp_path):
     cv2.imwrite(str(image), np.full((60, 80, 3), 120, np.uint8))
     token = tmp_path / "token"
     token.write_text("t0ken\n")
+    os.mknod(tmp_path / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))  # never the machine's own /dev/null
     return {
         "kiosk": {"id": "k-1", "runtime_dir": str(tmp_path / "run")},
         "camera": {"source": f"file:{image}", "pace": "fast"},
@@ -98,7 +101,29 @@ CASES = [
     # Alone, with camera.exposure left "auto": a key that would do nothing.
     ("camera.max_exposure_us", 2000, 'used only with camera.exposure = "short" (it is "auto")'),
     ("camera.v4l2_gain", 32, 'used only with camera.exposure = "short"'),
+    # A card lying still is decoded once per full look (issue 20, finding 8).
+    ("scan.repeat_window_s", 0, "expected 2 .. 86400"),
+    ("scan.repeat_window_s", 0.5, "expected 2 .. 86400"),
+    ("scan.full_look_interval_s", 6.0, "scan.repeat_window_s: must be at least twice scan.full_look_interval_s (6)"),
 ]
+#: Issue 20, findings 3 and 11: paths that exist as the wrong kind, checked before anything touches
+#: them, by key: (value, words). ``{tmp}/null`` is a device node of the test's own (as /dev/null:
+#: the old code chmodded the one it was given).
+WRONG_KINDS = {
+    "outbox.path": [
+        ("{tmp}", "is a folder, expected the SQLite file"),
+        ("{tmp}/null", "null is a character device, not a file"),
+        ("{tmp}/token", "is not an SQLite database and not the kiosk's"),
+        ("{tmp}/token/outbox.db", "token is a file, not a folder"),
+    ],
+    "revocations.path": [("{tmp}", "is a folder, expected the SQLite file"), ("{tmp}/token", "is not an SQLite database")],
+    "kiosk.runtime_dir": [
+        ("{tmp}/token", "token is a file, expected a folder"),
+        ("{tmp}/null", "null is a character device, expected a folder"),
+    ],
+    "camera.source": [("file:{tmp}/no-such-video.avi", "no such file or folder")],
+}
+CASES += [(key, value, words) for key, cases in WRONG_KINDS.items() for value, words in cases]
 
 
 @pytest.mark.parametrize("key, value, words", CASES, ids=[f"{k}={str(v)[:40]}" for k, v, _ in CASES])
@@ -108,6 +133,7 @@ def test_config_check_and_run_refuse_alike_naming_the_key(tmp_path, base, key, v
     assert check.returncode == EXIT_CONFIG, check.stdout + check.stderr
     assert run.returncode == EXIT_CONFIG, run.stderr[-2000:]
     said = check.stderr.strip().splitlines()[-1]
+    key = "scan.repeat_window_s" if key == "scan.full_look_interval_s" else key  # the rule is named by the window
     assert said.startswith(f"kiosk: config error: {path}: {key}: "), said
     assert words in said
     assert run.stderr.strip().splitlines()[-1] == said  # one validation, one verdict
@@ -259,3 +285,54 @@ def test_kiosk_names_follow_the_centrals_rule():
     check_id = config.KioskSection.__dataclass_fields__["id"].metadata["check"]
     for name in ["k-1", "Rīga 5", "x" * MAX_NAME_LENGTH, "x" * (MAX_NAME_LENGTH + 1), "a\x7fb", "a\x85b", "a\tb", ""]:
         assert (check_id(name) is None) == (is_name(name) and bool(name.strip())), repr(name)
+
+
+def test_paths_of_the_wrong_kind_are_left_as_they_were(tmp_path, base):
+    """Issue 20, finding 3: as root, `kiosk run` chmodded a folder at outbox.path to 0640 and the
+    test machine's /dev/null; it moved a file that is no database aside as .corrupt-<time>. Now
+    both commands refuse (above), and `sudo kiosk queue retry`, which checks no files at load,
+    refuses too: nothing is chmodded, moved or created, and root is not told to run it as root."""
+    folder = tmp_path / "a-folder"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    device = tmp_path / "null"  # the base's own device node, so the machine's /dev/null is never at risk
+    device.chmod(0o666)
+    config_file = tmp_path / "kiosk.toml"
+    config_file.write_text("[kiosk]\nid = 'k-1'\n")
+    for target, mode in ((folder, 0o755), (device, 0o666), (config_file, 0o644)):
+        config_file.chmod(0o644)
+        cfg = with_value(base, "outbox.path", str(target))
+        path = tmp_path / "check.toml"
+        path.write_text(tomli_w.dumps(cfg))
+        for command in (("run", "--drain-timeout", "5"), ("queue", "retry", "1"), ("queue", "list")):
+            result = run_kiosk(*command, "--config", str(path), timeout=60)
+            assert result.returncode != 0 and "Traceback" not in result.stderr, (command, result.stderr)
+            assert "outbox.path" in result.stderr and "run it as root" not in result.stderr, (command, result.stderr)
+            assert stat.S_IMODE(target.stat().st_mode) == mode, (command, target)
+        assert not list(tmp_path.glob("*.corrupt-*")) and not list(tmp_path.glob("*-wal"))
+    assert config_file.read_text() == "[kiosk]\nid = 'k-1'\n" and not list(folder.iterdir())
+
+
+def test_a_token_in_a_config_file_others_may_read_is_refused_and_0600_is_fine(tmp_path, base):
+    """Issue 20, finding 9: the installed config is 0640 root:kiosk-tech, so api.token in it is
+    every technician's. Refused by both commands (exit 78) with the move to api.token_file; a
+    config file only its owner may read keeps working (tests and the demo write such files)."""
+    cfg = {**base, "api": {"url": "http://127.0.0.1:9", "token": "s3cret-token"}}
+    path = tmp_path / "kiosk.toml"
+    path.write_text(tomli_w.dumps(cfg))
+    for mode in (0o644, 0o640, 0o604):
+        path.chmod(mode)
+        check = run_kiosk("config", "check", "--config", str(path), timeout=60)
+        run = run_kiosk("run", "--config", str(path), "--drain-timeout", "5", timeout=60)
+        said = check.stderr.strip().splitlines()[-1]
+        assert check.returncode == run.returncode == EXIT_CONFIG, (mode, check.stderr, run.stderr[-2000:])
+        assert said.startswith(f"kiosk: config error: {path}: api.token: the token is written in a config file others may read")
+        assert f"mode {mode:04o}" in said and "api.token_file" in said and "s3cret-token" not in said
+        assert run.stderr.strip().splitlines()[-1] == said
+    path.chmod(0o600)
+    assert run_kiosk("config", "check", "--config", str(path), timeout=60).returncode == 0
+    # The environment is not a file others read: KIOSK_API_TOKEN stays allowed.
+    path.write_text(tomli_w.dumps({**base, "api": {"url": "http://127.0.0.1:9"}}))
+    path.chmod(0o644)
+    env = {**os.environ, "KIOSK_API_TOKEN": "s3cret-token"}
+    assert run_kiosk("config", "check", "--config", str(path), env=env, timeout=60).returncode == 0

@@ -136,6 +136,40 @@ def test_outage_then_recovery(outbox, clock):
     assert fwd.status().consecutive_failures == 0
 
 
+def test_a_wall_clock_stepped_back_30_min_neither_stalls_delivery_nor_hides_the_ages(outbox, clock):
+    """Issue 20, finding 6: a stored next attempt is treated as "the clock jumped" only beyond an
+    hour ahead, so a step back of 30 min (NTP on a Pi without a hardware clock) stalled delivery
+    for 30 min while the central was up, and the backlog showed as 0 s old. Now the wait runs on
+    the monotonic clock, a next attempt stored before the step is due (for a new process too), and
+    the fault and the backlog give their real ages."""
+    with reserved_port() as port:
+        records = commit(outbox, n=2)
+        fwd = forwarder_for(outbox, f"http://127.0.0.1:{port}", delivery_alert_s=1)
+        assert fwd.deliver_once().kind == FAILED and outbox.stats().oldest_pending_age_s == 0
+        clock.jump(-30 * 60)  # NTP steps the wall clock back
+        clock.advance(90)  # 90 s pass: the 1 s wait is long over
+        assert outbox.stats().oldest_pending_age_s == 90  # not "0 s old"
+        fault = fwd.delivery_fault(pending=2)
+        assert "cannot reach the central" in fault and "for 90 s; last attempt 90 s ago" in fault, fault
+        restarted = forwarder_for(outbox, f"http://127.0.0.1:{port}")  # a new process knows only the stored time
+        with FakeCentral(token=TOKEN, port=port) as back:
+            assert restarted.deliver_once().kind == OK
+            assert states(outbox) == [DELIVERED] * 2 and back.receipts == {r.id: 1 for r in records}
+
+
+def test_a_wait_in_progress_runs_on_the_monotonic_clock_across_a_step_back(outbox, clock):
+    with reserved_port() as port:
+        commit(outbox)
+        fwd = forwarder_for(outbox, f"http://127.0.0.1:{port}", backoff_base_s=60, backoff_cap_s=60)
+        assert fwd.deliver_once().kind == FAILED
+        clock.jump(-30 * 60)
+        clock.advance(30)
+        assert fwd.deliver_once().kind == IDLE and "the next in 30 s" in (fwd.delivery_fault(pending=1) or "the next in 30 s")
+        clock.advance(30)  # the 60 s wait is over on the monotonic clock, 29 min early on the wall clock
+        with FakeCentral(token=TOKEN, port=port):
+            assert fwd.deliver_once().kind == OK and states(outbox) == [DELIVERED]
+
+
 def test_backoff_doubles_up_to_the_cap_and_survives_a_restart(outbox, stub, clock):
     (record,) = commit(outbox)
     fwd = forwarder_for(outbox, stub.url)  # base 1 s, cap 8 s, jitter drawing its maximum

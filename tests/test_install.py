@@ -151,7 +151,7 @@ def test_rerun_upgrades_the_code_keeps_config_and_data_and_enables(debian_root, 
     (debian_root / "etc/kiosk/token").write_text("token-for-this-kiosk\n")
     (debian_root / "etc/kiosk/token").chmod(0o644)  # a slip that the re-run repairs
     outbox = debian_root / "var/lib/kiosk/outbox.db"
-    outbox.write_bytes(b"queued identifications")
+    outbox.write_bytes(b"SQLite format 3\x00queued identifications")  # the kiosk's own kind of file (issue 20)
     (debian_root / "opt/kiosk/venv/kept").write_text("")  # the venv is upgraded in place
     # A newer checkout: a module the installed code does not have yet.
     (debian_root / CHECKOUT.lstrip("/") / "device/_upgrade_probe.py").write_text("NEW = True\n")
@@ -162,7 +162,7 @@ def test_rerun_upgrades_the_code_keeps_config_and_data_and_enables(debian_root, 
     assert config.read_text() == edited
     assert (debian_root / "etc/kiosk/token").read_text() == "token-for-this-kiosk\n"
     assert stat(debian_root, "/etc/kiosk/token") == ("640", "root", "kiosk")
-    assert outbox.read_bytes() == b"queued identifications"
+    assert outbox.read_bytes() == b"SQLite format 3\x00queued identifications"
     assert exists(debian_root, "/opt/kiosk/venv/kept")
     run_in(debian_root, "/opt/kiosk/venv/bin/python", "-c", "import device._upgrade_probe")
     # Complete config: enabled (systemd is not running in a chroot: it would start at boot).

@@ -6,6 +6,7 @@ import stat
 import threading
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ from device.outbox import (
     OutboxError,
     OutboxFull,
 )
+from device.path_kinds import SQLITE_HEADER
 
 CARD = Card("v1", "0012345678", 1)
 OTHER = Card("v1", "0099999999", 2)
@@ -151,12 +153,41 @@ def test_a_full_disk_refuses_the_commit_cleanly_and_recovers(outbox, path):
 # --- damaged files -----------------------------------------------------------------------------
 
 
-def test_a_file_that_is_not_a_database_is_moved_aside_and_a_new_outbox_started(path, clock):
+def test_a_file_that_is_not_the_kiosks_is_never_moved_aside_or_chmodded(path, clock):
+    """Issue 20, finding 3: a file without SQLite's header and without the kiosk's mark beside it
+    (a typo naming the config) was moved aside as .corrupt-<time> and a database made in its
+    place; a folder or /dev/null was chmodded 0640. Now each is refused, left as it was."""
+    path.write_bytes(b"[kiosk]\nid = 'not an outbox'\n")
+    path.chmod(0o644)
+    with pytest.raises(OutboxError, match="not an SQLite database"):
+        Outbox(path, "k", clock=clock)
+    assert path.read_bytes() == b"[kiosk]\nid = 'not an outbox'\n" and path.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in path.parent.iterdir()) == ["outbox.db"]
+    folder = path.parent / "a-folder"
+    folder.mkdir(mode=0o755)
+    with pytest.raises(OutboxError, match="is a folder"):
+        Outbox(folder, "k", clock=clock)
+    assert folder.stat().st_mode & 0o777 == 0o755 and not list(folder.iterdir())
+    fifo = path.parent / "a-fifo"
+    os.mkfifo(fifo)
+    fifo.chmod(0o666)
+    with pytest.raises(OutboxError, match="is a FIFO"):
+        Outbox(fifo, "k", clock=clock)
+    assert fifo.stat().st_mode & 0o777 == 0o666
+
+
+def test_a_damaged_outbox_that_is_no_database_any_more_is_moved_aside_and_a_new_one_started(path, clock):
+    """The same garbage where the kiosk's outbox was (its high-water mark beside it): the daemon's
+    own damaged file, moved aside, kept as it was, and a new outbox started."""
+    with Outbox(path, "k", clock=clock) as box:
+        commit(box)
+    for side in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        side.unlink(missing_ok=True)
     path.write_bytes(b"this is not SQLite " * 500)
     box = Outbox(path, "k", clock=clock)
     assert box.moved_aside is not None and box.moved_aside.name.startswith("outbox.db.corrupt-")
     assert box.moved_aside.read_bytes() == b"this is not SQLite " * 500  # kept as it was
-    assert commit(box).seq == 1
+    assert commit(box).seq == 2  # after the mark's seq 1
     assert box.stats().corrupt_files == [str(box.moved_aside)]
     box.close()
     # Still reported after the next start, for the technician.
@@ -191,10 +222,11 @@ def test_a_reader_does_not_create_a_missing_outbox(path, clock):
 
 
 def test_a_reader_does_not_move_a_damaged_file(path, clock):
-    path.write_bytes(b"garbage" * 1000)
+    damaged = SQLITE_HEADER + b"garbage" * 1000
+    path.write_bytes(damaged)
     with pytest.raises(OutboxCorrupt, match="damaged"):
         Outbox(path, "k", clock=clock, on_corrupt="raise")
-    assert path.read_bytes() == b"garbage" * 1000 and not list(path.parent.glob("*.corrupt-*"))
+    assert path.read_bytes() == damaged and not list(path.parent.glob("*.corrupt-*"))
 
 
 # --- states ------------------------------------------------------------------------------------

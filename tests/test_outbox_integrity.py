@@ -246,6 +246,22 @@ def test_a_mark_that_cannot_be_written_keeps_the_commit_and_is_a_fault(path, clo
     assert HighWaterMark(box.mark.path).read() == {KIOSK: 2}
 
 
+def test_a_kiosk_renamed_many_times_with_long_ids_commits_and_opens_again(path, clock):
+    """Issue 20, finding 10: each rename adds a kiosk id to the mark; 128-character ids filled its
+    4 KiB slot after about 29 and raised OverflowError after the database commit (no OK, the record
+    kept: counted twice), then at every open. Now the mark keeps what fits: this id, then the
+    highest seqs; every commit and every open works and the mark stays readable."""
+    names = [f"renamed-{i:03d}-" + "k" * 116 for i in range(45)]
+    for name in names:
+        with Outbox(path, kiosk_id=name, site=SITE, clock=clock) as box:
+            ident = box.commit(Card("v1", contracts(1)[0], 1), symbology="Code128", decoder="zxing-cpp")
+            assert ident.seq == 1 and box.stats().mark_error is None
+    with Outbox(path, kiosk_id=names[-1], site=SITE, clock=clock) as box:
+        assert box.stats().mark_error is None and problems(box) == []
+    kept = HighWaterMark(box.mark.path).read()
+    assert names[-1] in kept and 10 < len(kept) < len(names)
+
+
 # --- salvage -----------------------------------------------------------------------------------
 
 

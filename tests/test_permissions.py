@@ -155,3 +155,79 @@ def test_the_technicians_group_reads_the_queue_and_is_told_sudo_to_change_it(tec
         finally:
             if box is not None:
                 box.close()
+
+
+@pytest.fixture
+def daemon_user(technicians_group):
+    """A user made as install.sh makes ``kiosk``: its own primary group (the token's group), and
+    the technicians' group as a supplementary one. Yields (name, uid, its group's gid); removed after."""
+    import shutil
+    import uuid
+
+    if shutil.which("useradd") is None:
+        pytest.skip("needs useradd to make a user")
+    import grp
+
+    name = f"kd-{uuid.uuid4().hex[:8]}"
+    tech = grp.getgrgid(technicians_group).gr_name
+    subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--groups", tech, name], check=True, timeout=30)
+    try:
+        user = pwd.getpwnam(name)
+        yield name, user.pw_uid, user.pw_gid
+    finally:
+        subprocess.run(["userdel", name], check=False, capture_output=True, timeout=30)
+        subprocess.run(["groupdel", name], check=False, capture_output=True, timeout=30)
+
+
+def test_root_commands_that_become_the_outbox_owner_keep_its_groups_and_read_the_token(
+    daemon_user, technicians_group, signing_central, list_keys
+):
+    """Issue 20, finding 7, on the installed layout: the outbox owned by the daemon's user and the
+    technicians' group, the token root:<its group> 0640. `sudo kiosk diag api` and `sudo kiosk
+    revocations sync` switch to the outbox's owner, but without its supplementary groups: the
+    token could no longer be read, `diag api` made "did everything arrive?" a note and exited 0,
+    and the documented manual sync always failed. Now both keep the owner's groups (initgroups)."""
+    import shutil
+    import tempfile
+
+    from support.central import CENTRAL_TOKEN
+    from support.config import write_config
+    from support.kiosk import run_kiosk
+
+    name, uid, token_gid = daemon_user
+    base = Path(tempfile.mkdtemp(prefix="kiosk-owner-"))  # a folder the daemon's user may enter
+    try:
+        base.chmod(0o755)
+        state = base / "state"
+        state.mkdir(mode=0o750)
+        os.chown(state, uid, technicians_group)
+        token = base / "token"
+        token.write_text(CENTRAL_TOKEN + "\n")
+        os.chown(token, 0, token_gid)
+        token.chmod(0o640)
+        public_key = base / "list.pub"
+        shutil.copy(list_keys[1], public_key)
+        public_key.chmod(0o644)
+        cfg = write_config(
+            base / "kiosk.toml",
+            kiosk={"id": "kiosk-owner-1", "runtime_dir": str(base / "run")},
+            outbox={"path": str(state / "outbox.db")},
+            api={"url": signing_central.url, "token_file": str(token)},
+            revocations={"enabled": True, "public_key_file": str(public_key)},
+        )
+        from device.outbox import Outbox
+
+        with Outbox(state / "outbox.db", "kiosk-owner-1"):
+            pass
+        for made in state.iterdir():
+            os.chown(made, uid, technicians_group)
+
+        api = run_kiosk("diag", "api", "--config", str(cfg))
+        assert api.returncode == 0, api.stdout + api.stderr
+        assert "ok: the central holds seq" in api.stdout and "note:" not in api.stdout, api.stdout
+        sync = run_kiosk("revocations", "sync", "--config", str(cfg))
+        assert sync.returncode == 0 and "PROBLEM" not in sync.stdout, sync.stdout + sync.stderr
+        copy = state / "revocations.db"
+        assert copy.stat().st_uid == uid  # made as the owner, so the daemon may write it
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

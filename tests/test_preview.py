@@ -23,6 +23,7 @@ from support.central import CENTRAL_TOKEN
 from support.config import write_config
 from support.kiosk import REPO, kiosk_cmd, run_kiosk
 from support.preview import figures, get, ssh_forward
+from support.unprivileged import token_file
 from support.waiting import wait_until
 
 from device.camera import Frame
@@ -360,10 +361,10 @@ def daemon_with_preview(tmp_path, card_video, central, runtime: Path, nofile: in
         kiosk={"id": "kiosk-aim-3", "runtime_dir": str(runtime)},
         camera={"source": f"file:{card_video}", "pace": "realtime"},
         outbox={"path": str(tmp_path / "outbox.db")},
-        api={"url": central.url, "token": CENTRAL_TOKEN},
+        api={"url": central.url, "token_file": str(token_file(tmp_path))},
         preview={"enabled": True},
     )
-    cfg.chmod(0o644)
+    cfg.chmod(0o644)  # readable by the technicians, so the token is in a file of its own (issue 20)
     log = open(tmp_path / "kiosk.log", "w")  # noqa: SIM115 (the daemon writes it while the test reads)
     proc = subprocess.Popen(
         kiosk_cmd("run", "--config", str(cfg)),

@@ -222,3 +222,30 @@ def test_kiosks_sync_every_interval_with_jitter_and_sooner_after_a_failure(tmp_p
     assert all(720 <= w <= 1080 for w in waits)
     assert max(waits) - min(waits) > 60  # not in step
     assert all(48 <= kiosk.next_wait_s(REFUSED) <= 72 for kiosk in fleet)
+
+
+def test_a_copy_that_cannot_be_made_on_a_full_disk_is_retried_until_it_can(small_disk):
+    """Issue 20, finding 2: on a full disk at start the copy could not be made, which stopped the
+    daemon with exit 78 (a config error: no restart, down for good). The daemon's copy now says why
+    at each use (the revocations fault; cards are still identified) and is made once there is space."""
+    from support.disk import fill
+    from support.waiting import wait_until
+
+    from device.revocations.store import RevocationsError
+
+    filler = fill(small_disk)
+    copy = ReplacedCards(small_disk / "revocations.db", retry_s=0.05)
+    assert copy.unmade is not None and "full" in copy.unmade
+    with pytest.raises(RevocationsError, match="full"):
+        copy.info()
+    filler.unlink()
+
+    def made():
+        try:
+            return copy.info()
+        except RevocationsError:
+            return None
+
+    info = wait_until(made, what="the copy to be made once there is space", timeout_s=10)
+    assert info["version"] is None and copy.unmade is None and copy.current_issue(LOST) is None
+    copy.close()

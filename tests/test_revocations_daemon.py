@@ -121,7 +121,8 @@ def test_a_tampered_list_at_start_keeps_the_last_copy_and_scanning_and_delivery_
 def test_a_damaged_copy_is_moved_aside_and_fetched_whole_again(tmp_path, signing_central, list_keys):
     central = signing_central
     central.reissue(LOST, 2, ADMIN_TOKEN)
-    (tmp_path / "revocations.db").write_bytes(b"not a database, the SD card lost it" * 100)
+    # Damaged past its header: the kiosk moves aside only what looks like its own (issue 20).
+    (tmp_path / "revocations.db").write_bytes(b"SQLite format 3\x00" + b"not a database, the SD card lost it" * 100)
     video = tmp_path / "counter.avi"
     write_presentation_video(video, [Presentation.card(LOST, 1)], seed=8)
     run = run_kiosk("run", "--config", str(revocations_config(tmp_path, central, list_keys[1], f"file:{video}")))

@@ -142,7 +142,9 @@ def test_unit_runs_the_daemon_as_notify_service_with_watchdog(unit):
     assert "PYTHONUNBUFFERED=1" in " ".join(service["Environment"])
     stop = re.fullmatch(r"(\d+)s?", service["TimeoutStopSec"][0])
     assert stop and int(stop.group(1)) <= 30
-    assert {"StartLimitIntervalSec", "StartLimitBurst"} <= unit["Unit"].keys()
+    # Restarted for ever (issue 20): no start limit to leave the kiosk down, the retries spaced.
+    assert unit["Unit"]["StartLimitIntervalSec"] == ["0"] and "StartLimitBurst" not in unit["Unit"]
+    assert re.fullmatch(r"[1-9]\d*s?", service["RestartSec"][0])
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
 
 

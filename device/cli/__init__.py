@@ -167,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"kiosk: {e}", file=sys.stderr)
         cause = e.__cause__
-        if isinstance(cause, PermissionError):
+        if os.geteuid() == 0:
+            pass  # root met no permission problem: "run it as root" would send it round in circles
+        elif isinstance(cause, PermissionError):
             print(f"kiosk: {_permission_advice(argv, cause.filename)}", file=sys.stderr)
         elif "readonly database" in str(cause) or "unable to open database file" in str(cause):
             # SQLite's words for a folder or file this user may read but not write (or not even open).

@@ -78,7 +78,8 @@ def cmd_diag_api(args) -> int:
     of this kiosk's seqs the central holds and look there for every identification the outbox
     marks delivered. A problem is said in one line with the next step for its cause, after the
     running daemon's delivery fault if it has one. Exit 0 only when the central is reached, takes
-    the token and lacks nothing (a central that does not report seqs is said, not a failure).
+    the token and lacks nothing (a central without the accounting endpoint is said, not a failure;
+    an accounting that cannot be checked for another reason is, with the reason).
 
     Example: kiosk diag api
     """

@@ -99,14 +99,16 @@ def cmd_sync(args) -> int:
     runtime_dir = Path(cfg.kiosk.runtime_dir)
     if status.read_status(runtime_dir).running and cfg.revocations.enabled:
         return _ask_daemon(cfg, runtime_dir / status.REQUESTS_DIR, args.timeout or cfg.revocations.deadline_s + 10)
+    from device.central_client import CentralClient
     from device.revocations.store import RevocationsError
 
+    client = CentralClient.from_config(cfg)  # the HTTP stack loaded before root becomes the copy's owner
     try:
         copy = _copy_for_writing(cfg)
     except RevocationsError as e:
         print(f"kiosk: {e}")
         return 1
-    sync = RevocationSync.from_config(cfg, copy)
+    sync = RevocationSync.from_config(cfg, copy, client=client)
     result = sync.sync_once()
     if result.error:
         print(f"PROBLEM: {result.error} (version {result.version if result.version is not None else 'none'} stays in force)")

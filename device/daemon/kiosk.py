@@ -34,7 +34,7 @@ from device.daemon.notify import Notifier
 from device.daemon.scan_loop import ScanCounters, ScanLoop
 from device.daemon.supervisor import Supervisor, SupervisorSettings
 from device.forwarder import Forwarder
-from device.outbox import Outbox
+from device.outbox import Outbox, OutboxError
 from device.outputs import Output, OutputRunner
 from device.outputs.log import LogOutput
 from device.pipeline import Pipeline
@@ -186,13 +186,13 @@ class Kiosk:
                 log.info("source ended after %d frames; draining the outbox (up to %g s)", self.counters.frames, drain_timeout_s)
                 drained = self.forwarder.drain(drain_timeout_s, stop)
                 if not drained and stop.is_set():
-                    log.warning("stopped while draining: %d identifications stay queued", self.outbox.stats().pending)
+                    log.warning("stopped while draining: %s identifications stay queued", self._pending())
                 elif not drained:
                     log.error(
-                        "outbox not drained after %g s: %d pending; last error: %s",
+                        "outbox not drained after %g s: %s pending; last error: %s",
                         drain_timeout_s,
-                        self.outbox.stats().pending,
-                        self.forwarder.status().last_error,
+                        self._pending(),
+                        self.forwarder.status().last_error or self.outbox.open_error,
                     )
                     code = 1
         finally:
@@ -202,6 +202,13 @@ class Kiosk:
         self.outbox.close()
         self._closed = True
         return EXIT_RESTART if supervisor.restart_reason else code
+
+    def _pending(self) -> str:
+        """How many identifications are pending (``"3"``), or why the outbox cannot say."""
+        try:
+            return str(self.outbox.stats().pending)
+        except OutboxError as e:
+            return f"? (the outbox cannot be read: {e})"
 
 
 def run_until_signalled(kiosk: Kiosk, drain_timeout_s: float) -> int:

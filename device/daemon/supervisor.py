@@ -49,7 +49,7 @@ from device.daemon.requests import RequestFolder, SyncRequests
 from device.daemon.scan_loop import ScanLoop
 from device.daemon.snapshot import SnapshotService
 from device.events import StatusPublished
-from device.fault_names import BACKLOG, DELIVERY, DELIVERY_AUTH, OPEN_FILES, OUTBOX_INTEGRITY, REVOCATIONS
+from device.fault_names import BACKLOG, DELIVERY, DELIVERY_AUTH, OPEN_FILES, OUTBOX, OUTBOX_INTEGRITY, REVOCATIONS
 from device.forwarder import Forwarder
 from device.health.delivery import DeliveryHealth
 from device.outbox import Outbox, OutboxError, OutboxHealth
@@ -295,6 +295,10 @@ class Supervisor:
         delivery = self.forwarder.status()
         self.faults.set(DELIVERY_AUTH, delivery.paused_by_auth, delivery.auth_fault or "", "the central accepts the token")
         queue = self.outbox_health()
+        # The scan loop raises and clears it with each commit; between cards (or before the first,
+        # on a start where the outbox could not be opened) the outbox's own state says.
+        problem = self.outbox.store_problem()
+        self.faults.set(OUTBOX, problem is not None, f"cannot store identifications: {problem}", "identifications are stored again")
         pending = queue.pending if isinstance(queue, OutboxHealth) else 0
         failing = self.forwarder.delivery_fault(pending)
         self.faults.set(DELIVERY, failing is not None, failing or "", "delivery works again")

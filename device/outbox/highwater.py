@@ -30,7 +30,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -51,12 +51,39 @@ class MarkUnreadable(Exception):
     """The mark file exists but neither slot holds a valid mark (damaged, or not a mark file)."""
 
 
-def _encode(generation: int, seqs: dict[str, int]) -> bytes:
+def _slot(generation: int, seqs: dict[str, int]) -> bytes:
     payload = json.dumps({"generation": generation, "seqs": seqs}, sort_keys=True, separators=(",", ":")).encode()
     digest = hashlib.blake2b(payload, digest_size=16).hexdigest().encode()
-    slot = b"%s %d %s\n%s" % (_MAGIC, len(payload), digest, payload)
+    return b"%s %d %s\n%s" % (_MAGIC, len(payload), digest, payload)
+
+
+def _fit(generation: int, seqs: dict[str, int], first: Collection[str] = ()) -> dict[str, int]:
+    """``seqs``, or as many of them as fit in a slot: the ids in ``first`` (the kiosk id of this
+    outbox), then those with the highest seqs.
+
+    Only kiosk ids used on this outbox are listed; dozens of long ones means years of renames.
+    Losing an old id's mark only blinds that id's loss check; the current id's is always kept.
+
+    >>> many = {f"kiosk-renamed-{i:03d}-" + "x" * 100: i for i in range(1, 60)}
+    >>> kept = _fit(7, many, first=["kiosk-renamed-001-" + "x" * 100])
+    >>> 0 < len(kept) < len(many), "kiosk-renamed-001-" + "x" * 100 in kept, "kiosk-renamed-059-" + "x" * 100 in kept
+    (True, True, True)
+    """
+    if len(_slot(generation, seqs)) <= SLOT_SIZE:
+        return seqs
+    order = [k for k in first if k in seqs] + sorted((k for k in seqs if k not in first), key=lambda k: seqs[k], reverse=True)
+    kept: dict[str, int] = {}
+    for kiosk_id in order:
+        if len(_slot(generation, {**kept, kiosk_id: seqs[kiosk_id]})) <= SLOT_SIZE:
+            kept[kiosk_id] = seqs[kiosk_id]  # else a shorter id further down may still fit
+    return kept
+
+
+def _encode(generation: int, seqs: dict[str, int]) -> bytes:
+    """One slot; ``seqs`` must fit (:func:`_fit`)."""
+    slot = _slot(generation, seqs)
     if len(slot) > SLOT_SIZE:
-        raise OverflowError(f"{len(seqs)} kiosk ids do not fit in a {SLOT_SIZE}-byte slot")
+        raise ValueError(f"{len(seqs)} kiosk ids do not fit in a {SLOT_SIZE}-byte slot")
     return slot.ljust(SLOT_SIZE, b"\0")
 
 
@@ -84,6 +111,7 @@ class HighWaterMark:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._fd: int | None = None
+        self._trimmed = False
 
     def read(self) -> dict[str, int] | None:
         """The last committed seq per kiosk id; None when there is no mark file.
@@ -100,23 +128,26 @@ class HighWaterMark:
             raise MarkUnreadable(f"the high-water mark {self.path} holds no valid mark (damaged or replaced)")
         return current[1]
 
-    def store(self, seqs: dict[str, int]) -> None:
-        """Raise the mark to at least ``seqs`` (creating the file, or replacing an unreadable one)."""
+    def store(self, seqs: dict[str, int], *, keep_first: Collection[str] = ()) -> None:
+        """Raise the mark to at least ``seqs`` (creating the file, or replacing an unreadable one).
+
+        When more kiosk ids than fit in a slot are known, the ids in ``keep_first`` (the outbox's
+        own) are kept, then those with the highest seqs (:func:`_fit`)."""
         if self._fd is None:
             try:
                 self._open()
             except (FileNotFoundError, MarkUnreadable):
-                self._create(seqs)
+                self._create(self._fitted(1, seqs, keep_first))
                 return
         with self._locked() as current:
             generation, old = current
             merged = {**old, **{k: max(v, old.get(k, 0)) for k, v in seqs.items()}}
             if merged != old:
-                self._write_slot(generation + 1, merged)
+                self._write_slot(generation + 1, self._fitted(generation + 1, merged, keep_first))
 
     def advance(self, kiosk_id: str, seq: int) -> None:
         """``seq`` is committed for ``kiosk_id``: raise the mark to it; durable when this returns."""
-        self.store({kiosk_id: seq})
+        self.store({kiosk_id: seq}, keep_first=[kiosk_id])
 
     def close(self) -> None:
         if self._fd is not None:
@@ -162,15 +193,17 @@ class HighWaterMark:
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
+    def _fitted(self, generation: int, seqs: dict[str, int], keep_first: Collection[str]) -> dict[str, int]:
+        kept = _fit(generation, seqs, keep_first)
+        if len(kept) < len(seqs) and not self._trimmed:
+            self._trimmed = True  # once per process: every commit would say it again
+            log.warning(
+                "high-water mark %s: %d kiosk ids do not fit, keeping %d (this one and the highest seqs)", self.path, len(seqs), len(kept)
+            )
+        return kept
+
     def _write_slot(self, generation: int, seqs: dict[str, int]) -> None:
-        try:
-            slot = _encode(generation, seqs)
-        except OverflowError:
-            # Only kiosk ids used on this outbox are listed; this many means years of renames.
-            # Keep the highest marks that fit: losing an old id's mark only blinds that id's check.
-            log.warning("high-water mark %s: too many kiosk ids, keeping the newest", self.path)
-            keep = dict(sorted(seqs.items(), key=lambda kv: kv[1], reverse=True)[:32])
-            slot = _encode(generation, keep)
+        slot = _encode(generation, seqs)
         assert self._fd is not None  # written only under _locked(), which holds it open
         # The older slot is overwritten: the newer one stays valid if this write is torn.
         os.pwrite(self._fd, slot, (generation % 2) * SLOT_SIZE)

@@ -11,6 +11,7 @@ it read-only, and a command that would write is told to use sudo before anything
 from __future__ import annotations
 
 import os
+import pwd
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,9 +26,19 @@ def become_owner(path: Path) -> None:
 
     SQLite creates the -wal and -shm files as whoever opens the database first; root-owned ones
     would lock the daemon (user kiosk) out of its own outbox (or replaced-card list).
+
+    With the owner's supplementary groups too (``initgroups``): the token (root:kiosk 0640) is read
+    through the group kiosk, and without it `sudo kiosk diag api` and `sudo kiosk revocations sync`
+    could not read the token they send once they had become the owner.
     """
     owner = path.stat()
     if os.geteuid() == 0 and owner.st_uid != 0:
+        try:
+            user = pwd.getpwuid(owner.st_uid)
+        except KeyError:  # a number without a name: no groups to take
+            os.setgroups([owner.st_gid])
+        else:
+            os.initgroups(user.pw_name, user.pw_gid)
         os.setegid(owner.st_gid)
         os.seteuid(owner.st_uid)
 

@@ -45,7 +45,9 @@ import logging
 import os
 import re
 import sqlite3
+import stat
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -64,6 +66,7 @@ from device.outbox.fsync import fsync_dir
 from device.outbox.highwater import HighWaterMark, MarkUnreadable
 from device.outbox.salvage import salvage_into
 from device.outbox.schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION
+from device.path_kinds import database_problem, mark_path
 from device.pos_template import PosOutcome
 from device.redact import escape
 from device.sqlite_readers import read_only_uri
@@ -91,6 +94,12 @@ MIN_ID_PREFIX = 4
 MAX_MATCHES_LISTED = 10
 #: Largest integer SQLite stores; a longer run of digits is no seq.
 _MAX_SEQ = 2**63 - 1
+#: The daemon's outbox that cannot be opened at start (a full disk, a folder it may not write) is
+#: opened again at most this often while the daemon runs degraded (``retry_open_s``).
+DEFAULT_RETRY_OPEN_S = 5.0
+#: Less free space than this where the outbox is makes SQLite's "disk I/O error" (it could not grow
+#: its -shm or -wal) a full disk: two -shm segments of 32 KiB.
+FULL_BELOW_BYTES = 64 * 1024
 
 
 class OutboxError(Exception):
@@ -188,6 +197,7 @@ class OpenOptions(TypedDict, total=False):
     create: bool
     read_only: bool
     max_page_count: int | None
+    retry_open_s: float
 
 
 def _row(values: _Row) -> Identification:
@@ -212,7 +222,10 @@ class Outbox:
     (a reader with a wrong path). ``read_only=True`` (implies both): open it only to read, as a
     technician who may read the files but not write their folder does (no migration, no chmod;
     any write raises :class:`OutboxError`). ``max_page_count`` limits the file's size in pages,
-    for emulating a full disk in tests (also :meth:`set_max_page_count`).
+    for emulating a full disk in tests (also :meth:`set_max_page_count`). ``retry_open_s`` (the
+    daemon): an outbox that cannot be opened does not raise; :attr:`open_error` says why, every
+    use raises :class:`OutboxError` with it, and the open is tried again at most this often, so a
+    start on a full disk runs degraded and recovers by itself once there is space.
 
     The owner (``on_corrupt="move-aside"``) also salvages a file it moved aside and checks the
     database against its high-water mark at open; a reader does neither, and never writes the mark.
@@ -233,6 +246,7 @@ class Outbox:
         create: bool = True,
         read_only: bool = False,
         max_page_count: int | None = None,
+        retry_open_s: float = 0.0,
     ):
         if read_only:
             on_corrupt, create = "raise", False
@@ -252,14 +266,61 @@ class Outbox:
         #: Why the last commit failed (disk full, ...), until a commit succeeds again: for status.
         self.last_commit_error: str | None = None
         #: The high-water mark beside the database (``<outbox>.hwm``), see :mod:`device.outbox.highwater`.
-        self.mark = HighWaterMark(Path(f"{self.path}.hwm"))
+        self.mark = HighWaterMark(mark_path(self.path))
         #: Why the mark could not be written, until it can again: the loss check is blind meanwhile.
         self.mark_error: str | None = None
         self._lock = threading.RLock()
         self.read_only = read_only
-        self.db = self._open_read_only() if read_only else self._open(on_corrupt, check_integrity)
+        if problem := database_problem(self.path, mark=self.mark.path):
+            # A typo must not make the kiosk chmod, move aside or replace someone else's file (or /dev/null).
+            raise OutboxError(f"outbox.path: {problem}")
+        #: (wall, monotonic) at the latest wall time seen: the timeline before a step back (:meth:`age_s`).
+        self._timeline: tuple[datetime, float] | None = None
+        #: Why the outbox is not open (a degraded start, ``retry_open_s``), None once it is.
+        self.open_error: str | None = None
+        self._reopen = (on_corrupt, check_integrity, retry_open_s)
+        self._retry_open_at = 0.0
+        self._db: sqlite3.Connection | None = None
+        try:
+            self._db = self._open_read_only() if read_only else self._open(on_corrupt, check_integrity)
+        except OutboxError as e:
+            if not retry_open_s or read_only:
+                raise
+            self._not_open(e)
+            log.error("%s; the kiosk runs without storing identifications and tries again every %g s", self.open_error, retry_open_s)
         if max_page_count is not None:
             self.set_max_page_count(max_page_count)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection. While the outbox is not open (:attr:`open_error`), each use tries to
+        open it again (at most every ``retry_open_s``) and raises :class:`OutboxError` saying why."""
+        db = self._db
+        if db is None:
+            with self._lock:
+                db = self._db or self._open_again()
+        return db
+
+    def _open_again(self) -> sqlite3.Connection:
+        on_corrupt, check_integrity, retry_open_s = self._reopen
+        if time.monotonic() < self._retry_open_at:
+            raise OutboxError(self.open_error or f"the outbox {self.path} is closed")
+        try:
+            self._db = self._open(on_corrupt, check_integrity)
+        except OutboxError as e:
+            self._not_open(e)
+            raise OutboxError(self.open_error) from e
+        log.info("outbox %s opened: identifications are stored again (it could not be opened: %s)", self.path, self.open_error)
+        self.open_error = None
+        return self._db
+
+    def _not_open(self, error: OutboxError) -> None:
+        self.open_error = str(error)
+        self._retry_open_at = time.monotonic() + self._reopen[2]
+
+    def store_problem(self) -> str | None:
+        """Why identifications cannot be stored now (the outbox not open, the last commit refused), or None."""
+        return self.open_error or self.last_commit_error
 
     @classmethod
     def from_config(cls, cfg: Config, **options: Unpack[OpenOptions]) -> Outbox:
@@ -279,6 +340,8 @@ class Outbox:
             self._make_folders(self.path.parent)
             self._ensure_private_files()
         except OSError as e:
+            if full := self._full_disk():
+                raise OutboxFull(f"{full}: cannot create the outbox {self.path}") from e
             raise OutboxError(
                 cannot_write(self.path)
                 or f"cannot create the outbox {self.path}: {e.strerror or e}; check the directory and its permissions"
@@ -294,8 +357,9 @@ class Outbox:
                 db.close()
             db = None
             if not _is_corruption(e) and not isinstance(e, _IntegrityFailed):
+                error = self._error("open", e)
                 why = cannot_write(self.path) if on_corrupt == "move-aside" else None  # the owner (the daemon) opening
-                raise (OutboxError(why) if why else self._error("open", e)) from e
+                raise (OutboxError(why) if why and not isinstance(error, OutboxFull) else error) from e
             if on_corrupt == "raise":
                 raise OutboxCorrupt(f"the outbox {self.path} is damaged ({e}); the kiosk daemon moves it aside at its next start") from e
         except BaseException:
@@ -430,10 +494,14 @@ class Outbox:
         """Raise the high-water mark to ``seqs``. A failure is kept in :attr:`mark_error` (status
         and a fault say so): the identification is durable in the database all the same."""
         try:
-            self.mark.store(seqs)
-        except (OSError, MarkUnreadable) as e:
+            self.mark.store(seqs, keep_first=[self.kiosk_id])
+        except Exception as e:  # OSError, MarkUnreadable, or a bug: a fault, never an exception after the commit
             if self.mark_error is None:
-                log.error("the high-water mark %s cannot be written (%s): lost identifications would go unnoticed", self.mark.path, e)
+                unexpected = None if isinstance(e, (OSError, MarkUnreadable)) else e  # a bug: its traceback, once
+                log.error(
+                    "the high-water mark %s cannot be written (%s): lost identifications would go unnoticed", self.mark.path, e,
+                    exc_info=unexpected,
+                )  # fmt: skip
             self.mark_error = f"the high-water mark {self.mark.path} cannot be written: {e}"
             return
         self.mark_error = None
@@ -479,7 +547,8 @@ class Outbox:
         # SQLite gives new -wal/-shm files the database's mode; existing ones are fixed here.
         for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
             try:
-                if p.exists() and p.stat().st_mode & 0o777 != FILE_MODE:
+                # lstat: a symlink or anything but a regular file is never chmodded (it may be someone else's).
+                if p.exists() and stat.S_ISREG(p.lstat().st_mode) and p.stat().st_mode & 0o777 != FILE_MODE:
                     p.chmod(FILE_MODE)
             except PermissionError:
                 log.warning("outbox file %s is not mode 0600 and cannot be changed by this user", p)
@@ -507,6 +576,8 @@ class Outbox:
             log.info("outbox %s schema now at version %d", self.path, version)
 
     def _move_aside(self) -> Path:
+        if problem := database_problem(self.path, mark=self.mark.path):
+            raise OutboxError(f"the outbox {self.path} cannot be opened and is not moved aside: {problem}")
         stamp = self.clock.now().strftime("%Y%m%dT%H%M%SZ")
         target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         n = 1
@@ -563,8 +634,24 @@ class Outbox:
                 raise self._error(what, e) from e
             raise
 
+    def _full_disk(self) -> str | None:
+        """``outbox folder full: 0 bytes free on /var/lib/kiosk`` when the file system of the
+        outbox's folder has (almost) no space left for this user, else None."""
+        folder = self.path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        try:
+            st = os.statvfs(folder)
+        except OSError:
+            return None
+        free = st.f_bavail * st.f_frsize
+        return f"outbox folder full: {free} bytes free on {folder}" if free < FULL_BELOW_BYTES else None
+
     def _error(self, what: str, e: sqlite3.Error) -> OutboxError:
         code = getattr(e, "sqlite_errorcode", None)
+        # SQLite says "disk I/O error" when it cannot grow its -shm on a full disk: statvfs tells.
+        if (code or 0) & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN) and (full := self._full_disk()):
+            return OutboxFull(f"{full}: could not {what}; free disk space (identifications are stored again as soon as there is)")
         if code == sqlite3.SQLITE_FULL:
             return OutboxFull(f"the outbox {self.path} is full (disk or size limit): could not {what}; free disk space: {e}")
         if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
@@ -730,13 +817,18 @@ class Outbox:
                 raise self._error("read", e) from e
 
     def due(
-        self, limit: int, *, now: datetime | None = None, max_wait_s: float | None = None, force: bool = False
+        self, limit: int, *, now: datetime | None = None, max_wait_s: float | None = None, force: bool = False, waiting: bool = False
     ) -> builtins.list[Identification]:
         """Up to ``limit`` pending records to send now, oldest first (by ``seq``).
 
         In order: while the oldest pending record waits for its next attempt, nothing is due (new
         records do not overtake it, and an outage is not hammered by each new identification).
-        A next attempt more than ``max_wait_s`` ahead is due anyway (the wall clock jumped back).
+        A next attempt stored at a wall time later than now (``updated_at``: the clock was stepped
+        back since, as NTP does on a Pi without a hardware clock) is due: its wait is unknown, and
+        waiting for the old timeline would stall delivery as long as the step. A next attempt more
+        than ``max_wait_s`` ahead is due anyway. Waits within a process are the forwarder's, on the
+        monotonic clock: ``waiting`` says the caller's own wait for them still runs, so one stored
+        before a step back is not due early.
         ``force`` ignores the waits (a technician fixed the token).
 
         Each record's checksum is verified here, before anything can send it: one that fails is
@@ -746,12 +838,14 @@ class Outbox:
         now = now or self.clock.now()
         now_text = utc_iso(now)
         horizon = utc_iso(now + timedelta(seconds=self.max_wait_s if max_wait_s is None else max_wait_s))
-        waiting = "(next_attempt_at IS NOT NULL AND next_attempt_at > ? AND next_attempt_at <= ?)"
+        stored_before_now = "TRUE" if waiting else "updated_at <= ?"
+        wait = f"(next_attempt_at IS NOT NULL AND next_attempt_at > ? AND next_attempt_at <= ? AND {stored_before_now})"
+        marks: builtins.list[object] = [now_text, horizon] if waiting else [now_text, horizon, now_text]
         if not force:
-            head = self._read(f"SELECT {waiting} FROM identifications WHERE state = 'pending' ORDER BY seq LIMIT 1", [now_text, horizon])
+            head = self._read(f"SELECT {wait} FROM identifications WHERE state = 'pending' ORDER BY seq LIMIT 1", marks)
             if not head or head[0][0]:
                 return []
-            rows = self._read(f"{_SELECT} WHERE state = 'pending' AND NOT {waiting} ORDER BY seq LIMIT ?", [now_text, horizon, limit])
+            rows = self._read(f"{_SELECT} WHERE state = 'pending' AND NOT {wait} ORDER BY seq LIMIT ?", [*marks, limit])
         else:
             rows = self._read(f"{_SELECT} WHERE state = 'pending' ORDER BY seq LIMIT ?", [limit])
         records = [_row(r) for r in rows]
@@ -783,12 +877,13 @@ class Outbox:
 
     def seconds_until_due(self, *, now: datetime | None = None, max_wait_s: float | None = None) -> float | None:
         """How long until :meth:`due` has something: 0 if now, None if nothing is pending."""
-        row = self._read("SELECT next_attempt_at FROM identifications WHERE state = 'pending' ORDER BY seq LIMIT 1")
+        row = self._read("SELECT next_attempt_at, updated_at FROM identifications WHERE state = 'pending' ORDER BY seq LIMIT 1")
         if not row:
             return None
-        if row[0][0] is None:
+        now = now or self.clock.now()
+        if row[0][0] is None or parse_utc(row[0][1]) > now:  # due now, or stored before a step back: due
             return 0.0
-        wait = (parse_utc(row[0][0]) - (now or self.clock.now())).total_seconds()
+        wait = (parse_utc(row[0][0]) - now).total_seconds()
         cap = self.max_wait_s if max_wait_s is None else max_wait_s
         return 0.0 if wait <= 0 or wait > cap else wait
 
@@ -898,7 +993,7 @@ class Outbox:
             summary.insert(0, f"{open_problems} problems, the newest:")
         age = None
         if oldest:
-            age = max(0.0, (self.clock.now() - parse_utc(oldest[0][0])).total_seconds())
+            age = self.age_s(parse_utc(oldest[0][0]))
         return OutboxHealth(
             path=str(self.path),
             pending=counts[PENDING],
@@ -921,6 +1016,18 @@ class Outbox:
             integrity_fault="; ".join(summary) or None,
         )
 
+    def age_s(self, moment: datetime) -> float:
+        """Seconds since ``moment`` (a stored wall time). One stored before the wall clock was
+        stepped back is ahead of now: it is measured on the timeline this process saw before the
+        step (the latest wall time seen, plus the monotonic time since), not as 0 s old."""
+        now, mono = self.clock.now(), self.clock.monotonic()
+        with self._lock:
+            seen = self._timeline
+            if seen is None or now >= seen[0] + timedelta(seconds=mono - seen[1]):
+                self._timeline = seen = (now, mono)
+        reference = now if moment <= now else seen[0] + timedelta(seconds=mono - seen[1])
+        return max(0.0, (reference - moment).total_seconds())
+
     def acknowledge_integrity(self) -> int:
         """A technician has seen the integrity problems: they leave status and the fault clears.
         The records stay as they are (a quarantined one is still never sent). Returns how many."""
@@ -930,7 +1037,8 @@ class Outbox:
 
     def close(self) -> None:
         with self._lock:
-            self.db.close()
+            if self._db is not None:
+                self._db.close()
             self.mark.close()
 
     def __enter__(self) -> Outbox:

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from device.clock import Clock, SystemClock, parse_utc, utc_iso
+from device.path_kinds import database_problem
 from device.revocations.document import ReplacedList
 from device.sqlite_readers import read_only_uri
 
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 #: as the outbox (contract numbers are personal data: nobody else).
 FILE_MODE = 0o640
 BUSY_TIMEOUT_S = 10.0
+#: The daemon's copy that cannot be made at start (a full disk) is tried again at most this often.
+RETRY_OPEN_S = 5.0
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS cards (contract TEXT PRIMARY KEY, current_issue INTEGER NOT NULL) WITHOUT ROWID",
@@ -59,9 +62,14 @@ class RevocationsError(Exception):
 
 
 class ReplacedCards:
-    """The copy in ``path``; ``create=False`` for a reader (the CLI): never made, opened read-only."""
+    """The copy in ``path``; ``create=False`` for a reader (the CLI): never made, opened read-only.
 
-    def __init__(self, path: str | os.PathLike, *, clock: Clock | None = None, create: bool = True):
+    ``retry_s`` (the daemon): a copy that cannot be made or opened (a full disk) does not raise
+    here; every use raises :class:`RevocationsError` saying why (the ``revocations`` fault, cards
+    still identified) and tries again, at most every ``retry_s``, until it works.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, clock: Clock | None = None, create: bool = True, retry_s: float = 0.0):
         self.path = Path(path)
         self.clock = clock or SystemClock()
         self._local = threading.local()
@@ -71,15 +79,45 @@ class ReplacedCards:
             raise RevocationsError(f"there is no replaced-card list at {self.path} yet (the daemon or `kiosk revocations sync` makes it)")
         #: Where a damaged copy found at this open was moved to (None if it was fine).
         self.moved_aside: Path | None = None
+        if problem := database_problem(self.path):
+            raise RevocationsError(f"revocations.path: {problem}")
+        #: Why the copy could not be made yet (``retry_s``), None once it is.
+        self.unmade: str | None = None
+        self._retry_s, self._retry_at = retry_s, 0.0
+        self._make_lock = threading.Lock()
         if create:
             try:
-                self._create()
-            except sqlite3.DatabaseError as e:
-                if getattr(e, "sqlite_errorcode", None) not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
-                    raise RevocationsError(f"cannot open the replaced-card list {self.path}: {e}") from e
-                self._move_aside(e)
-            except OSError as e:
-                raise RevocationsError(f"cannot open the replaced-card list {self.path}: {e.strerror or e}") from e
+                self._make()
+            except RevocationsError as e:
+                if not retry_s:
+                    raise
+                self.unmade, self._retry_at = str(e), time.monotonic() + retry_s
+                log.error("%s; cards are identified without it meanwhile, and it is tried again every %g s", e, retry_s)
+
+    def _make(self) -> None:
+        try:
+            self._create()
+        except sqlite3.DatabaseError as e:
+            if getattr(e, "sqlite_errorcode", None) not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+                raise RevocationsError(f"cannot open the replaced-card list {self.path}: {e}") from e
+            self._move_aside(e)
+        except OSError as e:
+            raise RevocationsError(f"cannot open the replaced-card list {self.path}: {e.strerror or e}") from e
+
+    def _make_again(self) -> None:
+        """The copy could not be made at start: try again (at most every ``retry_s``), or say why not."""
+        with self._make_lock:
+            if self.unmade is None:
+                return
+            if time.monotonic() < self._retry_at:
+                raise RevocationsError(self.unmade)
+            why, self.unmade = self.unmade, None  # _create's own connection must not come back here
+            try:
+                self._make()
+            except RevocationsError as e:
+                self.unmade, self._retry_at = str(e), time.monotonic() + self._retry_s
+                raise
+            log.info("the replaced-card list %s is opened (it could not be at start: %s)", self.path, why)
 
     def _create(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -94,6 +132,8 @@ class ReplacedCards:
         """A damaged copy is only a cache of the central's list: kept aside for a look, a new one
         started (the next sync fills it; until then the ``revocations`` fault says there is none)."""
         self.close()
+        if problem := database_problem(self.path):  # never someone else's file (a typo in revocations.path)
+            raise RevocationsError(f"the replaced-card list {self.path} cannot be opened ({error}) and is not moved aside: {problem}")
         stamp = self.clock.now().strftime("%Y%m%dT%H%M%SZ")
         target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         try:
@@ -112,6 +152,8 @@ class ReplacedCards:
 
     def _db(self) -> sqlite3.Connection:
         """This thread's connection (the scan loop reads on its own, the sync thread writes on its own)."""
+        if self.unmade is not None:
+            self._make_again()
         db = getattr(self._local, "db", None)
         if db is None and self.read_only:
             # As the outbox's readers do (device.sqlite_readers).

@@ -52,7 +52,7 @@ from device.revocations.apply import (
     lower_priority,
 )  # fmt: skip
 from device.revocations.document import KEY_ID_HEADER, SIGNATURE_HEADER
-from device.revocations.store import ReplacedCards, RevocationsError
+from device.revocations.store import RETRY_OPEN_S, ReplacedCards, RevocationsError
 from device.runtime_dir import SYNC_PREFIX
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class RevocationSync:
         except ValueError as e:
             raise ConfigError("revocations.public_key_file", str(e), cfg.source) from None
         return cls(
-            copy or ReplacedCards.from_config(cfg),
+            copy or ReplacedCards.from_config(cfg, retry_s=RETRY_OPEN_S),
             client or CentralClient.from_config(cfg),
             key,
             interval_s=r.interval_s,

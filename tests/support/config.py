@@ -24,10 +24,13 @@ QUICK_RETRY = {"backoff_base_s": 0.05, "backoff_cap_s": 0.5}
 
 
 def write_config(path: Path, **sections) -> Path:
-    """A kiosk.toml at ``path`` holding exactly ``section={key: value}``."""
+    """A kiosk.toml at ``path`` holding exactly ``section={key: value}``; mode 0600 when it holds
+    ``api.token`` (the kiosk refuses a token in a config file others may read)."""
     import tomli_w
 
     path.write_text(tomli_w.dumps(sections))
+    if "token" in sections.get("api", {}):
+        path.chmod(0o600)
     return path
 
 

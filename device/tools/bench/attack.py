@@ -92,6 +92,7 @@ class AttackedDaemon:
             f"[preview]\nenabled = {'true' if self.preview else 'false'}\n"
             '[feedback]\npin_factory = "mock"\n'
         )
+        config.chmod(0o600)  # it holds api.token: a config others may read with a token is refused
         self.config = config
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(self.folder / "notify.sock"))

@@ -133,6 +133,7 @@ def _kiosk(tmp: Path, source: FrameSource, central_url: str, token: str, look_ev
         f'[kiosk]\nid = "bench-idle"\nruntime_dir = "{tmp / "run"}"\n[outbox]\npath = "{tmp / "outbox.db"}"\n'
         f'[api]\nurl = "{central_url}"\ntoken = "{token}"\n' + (f"[scan]\nquiet_look_every = {look_every}\n" if look_every else "")
     )
+    (tmp / "kiosk.toml").chmod(0o600)  # it holds api.token: refused in a config file others may read
     cfg = load(tmp / "kiosk.toml", environ={})
     outbox = open_outbox(cfg)
     return Kiosk(source, Pipeline.from_config(cfg), outbox, make_forwarder(cfg, outbox), runtime_dir=tmp / "run")

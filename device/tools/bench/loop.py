@@ -162,6 +162,7 @@ def run_daemon(video: str, folder: Path, metrics: str, cfg, pace: str, central_u
         sections["metrics"] = {"textfile": str(folder / "node-exporter" / "kiosk.prom"), "interval_s": 1}
     path = folder / "kiosk.toml"
     path.write_text(tomli_w.dumps(sections), encoding="utf-8")
+    path.chmod(0o600)  # it holds api.token: refused in a config file others may read
     # The metrics output alone (none when off): no GPIO feedback, no live view, in both runs.
     kiosk = build_kiosk(load(path, environ={}), output_factories=[metrics_output])
     code, timed = run_timed(kiosk)

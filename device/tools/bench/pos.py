@@ -126,6 +126,7 @@ def _write_config(folder: Path, video: Path, pace: str, central_url: str, pos: d
     }
     path = folder / "kiosk.toml"
     path.write_text(tomli_w.dumps(sections), encoding="utf-8")
+    path.chmod(0o600)  # it holds api.token: refused in a config file others may read
     return path
 
 
