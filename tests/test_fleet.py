@@ -11,8 +11,8 @@ token comes from ansible-vault.
 
 The refs are commits of a temporary repository made of this checkout's files as they are now (a
 developer's uncommitted changes included): A, then B (a later commit), then C, whose file camera
-stalls after its first frame: its daemon starts and says READY=1, but no frames come, so the gate
-must fail it. The tests are one scenario, in file order: roll out A; run again, nothing changes;
+stalls before its first frame: its daemon starts and says READY=1, but no frames come (and the
+watchdog restarts it), so the gate must fail it. The tests are one scenario, in file order: roll out A; run again, nothing changes;
 upgrade to B; C is rolled back on the first batch's kiosks and never reaches the second batch; the
 fleet table. Each run of ansible-playbook is timed and the times are printed in the test log
 (the terminal summary of a ``.ci/run``).
@@ -371,7 +371,10 @@ def test_a_ref_that_fails_the_gate_is_rolled_back_and_stops_the_rollout(fleet, r
         # C was installed and run, failed its gate, and the kiosk runs B again.
         assert broken in fleet.releases(name)
         assert f"{name} failed on release {broken}" in result.stdout, result.stdout[-6000:]
-        assert "the camera delivers no frames" in result.stdout or "daemon restarted" in result.stdout, result.stdout[-6000:]
+        # The scan loop hangs in the camera's read: the gate sees no frames, or the daemon between
+        # the watchdog's kill and its restart; never a config or install failure.
+        reasons = ("the camera delivers no frames", "daemon restarted", "the daemon does not run")
+        assert any(reason in result.stdout for reason in reasons), result.stdout[-6000:]
         assert os.readlink(fleet.machines[name].root / "opt/kiosk/venv") == f"/opt/kiosk/releases/{good}/venv"
         report = fleet.status(name)
         assert report["running"] and report["daemon"]["version"] == good and not report["daemon"]["faults"], report
