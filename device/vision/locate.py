@@ -43,7 +43,10 @@ class Region:
     drawing), ``score`` orders regions, most barcode-like first. ``module_px`` is the estimated
     narrowest-bar width in the crop, ``bars`` the x range of the outermost bar edges in the crop.
     The crop's grey levels are stretched: bars near 0, spaces near 255, anything lighter than the
-    spaces (glare, a white sheet beside the card) clipped to 255.
+    spaces (glare, a white sheet beside the card) clipped to 255. ``linear`` is the same crop
+    before that (None: the same as ``image``): its grey levels are the light's, unclipped, for a
+    fit of a model of the bars (clipping a smeared code's wide spaces and quiet zone at the
+    brightest narrow one bends the very profile such a fit explains).
     """
 
     image: np.ndarray
@@ -53,6 +56,7 @@ class Region:
     score: float
     module_px: float
     bars: tuple[float, float] = (0.0, 0.0)
+    linear: np.ndarray | None = None
 
     def to_frame(self, points) -> tuple[Point, ...] | None:
         """Crop pixel coordinates (e.g. ``Symbol.quad``) mapped to frame coordinates."""
@@ -66,6 +70,13 @@ class Region:
         """Whether a frame point lies inside this region's crop."""
         contour = np.asarray(self.corners, dtype=np.float32).reshape(-1, 1, 2)
         return cv2.pointPolygonTest(contour, (float(point[0]), float(point[1])), False) >= 0
+
+
+#: The locator's default ``min_edges``: fewer edges along a crop's middle is no barcode.
+_FEW_EDGES = 12
+#: Fewer edges than this (a Code 128 of 4 characters has about 40, a card's 80) and the bars
+#: are looked for again with a wider derivative (:func:`_bar_box`): they may be smeared.
+_SMEARED_EDGES = 40
 
 
 class Locator:
@@ -99,7 +110,7 @@ class Locator:
         min_coherence: float = 0.6,
         min_contrast: float = 12.0,
         max_regions: int = DEFAULTS.scan.max_regions,
-        min_edges: int = 12,
+        min_edges: int = _FEW_EDGES,
         target_module_px: float = 3.5,
         max_crop_height: int = 160,
     ) -> None:
@@ -290,7 +301,8 @@ class Locator:
             affine = np.diag([size[0] / full.shape[1], size[1] / full.shape[0]]) @ affine
         # Anything lighter than the spaces is background too: without this a white sheet
         # or glare beside the code makes a binarizer see the grey quiet zone as dark. And
-        # stretch to full range, for dim scenes.
+        # stretch to full range, for dim scenes. (A new array: the crop as cut is kept.)
+        linear = crop
         if box.light - box.dark >= 8.0:
             scale_levels = 255.0 / (box.light - box.dark)
             crop = cv2.convertScaleAbs(
@@ -303,7 +315,7 @@ class Locator:
             for x, y in ((0, 0), (cw, 0), (cw, ch), (0, ch))
         )
         bars = ((box.first - x0) * kx, (box.last - x0) * kx)
-        return Region(crop, back, math.degrees(theta), corners, blob.score, module * kx, bars)
+        return Region(crop, back, math.degrees(theta), corners, blob.score, module * kx, bars, linear)
 
     def _warp(self, grey, cx, cy, theta, width, height) -> np.ndarray:
         affine = self._affine(cx, cy, theta, width, height, 1.0, 1.0)
@@ -461,13 +473,30 @@ def _bar_box(crop: np.ndarray) -> _Bars | None:
 
     A bar row has strong horizontal change and little vertical change; text rows have both,
     blank rows neither. The longest run of bar rows wins (bars are one contiguous block).
+
+    Bars smeared by motion along the code (or far out of focus) change by a few grey levels per
+    pixel over several pixels: against the noise's vertical change no row looks like bars, and
+    no pixel step is an edge, or only the few strongest are (then the module looks several
+    times too wide and the crop is shrunk to nothing). The change over three pixels shows them;
+    it is looked at only when the pixel steps found no bars or fewer edges than a short code
+    has, so the bars of a card (80 edges) and of most codes are measured as before.
     """
+    box = _bar_box_at(crop, 1)
+    if box is None or box.edges < _SMEARED_EDGES:
+        wider = _bar_box_at(crop, 3)
+        if wider is not None and (box is None or wider.edges > box.edges):
+            return wider
+    return box
+
+
+def _bar_box_at(crop: np.ndarray, baseline: int) -> _Bars | None:
+    """:func:`_bar_box` with horizontal changes taken over ``baseline`` pixels."""
     h, w = crop.shape[:2]
     if h < 4 or w < 16:
         return None
     # Mean absolute differences per row; OpenCV's saturating uint8 absdiff and row reduce are
     # exact here and several times cheaper than numpy's int16 diff on a full-resolution crop.
-    dx = cv2.reduce(cv2.absdiff(crop[:, 1:], crop[:, :-1]), 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F).ravel()[:-1]  # h-1 rows
+    dx = cv2.reduce(cv2.absdiff(crop[:, baseline:], crop[:, :-baseline]), 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F).ravel()[:-1]  # h-1 rows
     dy = cv2.reduce(cv2.absdiff(crop[1:], crop[:-1]), 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F).ravel()
     score = dx - 2.0 * dy
     # Smooth over a few rows: a scratch or a noisy row must not split the block.
@@ -487,7 +516,7 @@ def _bar_box(crop: np.ndarray) -> _Bars | None:
     # label) smear when averaged over the whole height.
     mid, half = (y0 + y1) // 2, max(1, min((y1 - y0) // 8, 6))
     profile = crop[mid - half : mid + half + 1].mean(axis=0, dtype=np.float32)
-    span = _bar_span(profile)
+    span = _bar_span(profile, baseline)
     if span is None:
         return None
     first, last, edges, module = span
@@ -500,16 +529,17 @@ def _bar_box(crop: np.ndarray) -> _Bars | None:
     return _Bars(first - quiet, last + 1 + quiet, y0, y1, edges, module, dark, light, first, last)
 
 
-def _bar_span(profile: np.ndarray) -> tuple[int, int, int, float] | None:
+def _bar_span(profile: np.ndarray, baseline: int = 1) -> tuple[int, int, int, float] | None:
     """``(first, last, edges, module)``: the bars in a 1-D brightness profile across them.
 
-    Edges are the peaks of the profile's derivative that are strong relative to its contrast.
+    Edges are the peaks of the profile's derivative (its change over ``baseline`` pixels) that
+    are strong relative to its contrast.
     Bars belong together while the gap between edges stays below a quiet zone: neighbouring
     lines (a label's edge, text beside the code) are cut off there. The group with the most
     edges is the code. Code 128, EAN and ITF average ~1.8 modules per bar or space, which turns
     the edge spacing into a module width (pixels).
     """
-    deriv = np.diff(profile)
+    deriv = profile[baseline:] - profile[:-baseline]
     if len(deriv) < 3:
         return None
     lo, hi = _percentiles(profile, 5, 95)
@@ -532,7 +562,8 @@ def _bar_span(profile: np.ndarray) -> tuple[int, int, int, float] | None:
     if edges < 2:
         return None
     module = float(idx[i1] - idx[i0]) / (edges - 1) / 1.8
-    return int(idx[i0]), int(idx[i1]), edges, module
+    shift = (baseline - 1) // 2  # a change over several pixels is centred within them
+    return int(idx[i0]) + shift, int(idx[i1]) + shift, edges, module
 
 
 def _percentiles(values: np.ndarray, *qs: float) -> list[float]:

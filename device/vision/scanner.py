@@ -38,7 +38,7 @@ import numpy as np
 
 from device.config import DEFAULTS, ScanSection
 from device.vision import Symbol
-from device.vision.card_decoder import CardDecoder, layouts_for
+from device.vision.card_decoder import CardDecoder, CardRead, layouts_for
 from device.vision.code128_fit import Code128Fit
 from device.vision.decoders import (
     DEFAULT_SYMBOLOGIES,
@@ -83,7 +83,9 @@ class Scanner:
     decoder could not (default: the default formats; empty: no card decoder). Only with Code 128
     among the symbologies. ``code128_fit``: after both, whether
     :class:`~device.vision.code128_fit.Code128Fit` reads any Code 128 text in the regions still
-    unread (only with Code 128 among the symbologies; False: for comparison).
+    unread (only with Code 128 among the symbologies; False: for comparison). ``smear_model``:
+    whether those two also fit a motion smear along the code when the plain fit does not read
+    (False: for comparison).
 
     >>> scanner = Scanner(symbologies=("Code128",))
     >>> scanner.decode(np.full((480, 640), 255, np.uint8))
@@ -104,14 +106,15 @@ class Scanner:
         work_size: int = DEFAULTS.scan.work_size,
         card_formats: Sequence | None = None,
         code128_fit: bool = True,
+        smear_model: bool = True,
     ) -> None:
         self.decoder: Decoder = make_decoder(decoder, symbologies)
         self.region_decoder: Decoder = make_decoder(decoder, symbologies, upright=True)
         if card_formats is None:
             from device.card import FORMATS as card_formats
         layouts = layouts_for(card_formats) if "Code128" in self.decoder.symbologies else []
-        self.card_decoder = CardDecoder(layouts) if layouts and locate else None
-        self.code128_fit = Code128Fit() if code128_fit and "Code128" in self.decoder.symbologies and locate else None
+        self.card_decoder = CardDecoder(layouts, smear=smear_model) if layouts and locate else None
+        self.code128_fit = Code128Fit(smear=smear_model) if code128_fit and "Code128" in self.decoder.symbologies and locate else None
         self.gate = Gate(
             full_look_interval_s=full_look_interval_s,
             settle_s=settle_s,
@@ -184,6 +187,9 @@ class Scanner:
                 inside = [r for r in cut if symbol.quad and r.contains(_centre(symbol.quad))]
                 if not any(not _explains(_to_crop(symbol, r), r, 0.0) for r in inside):
                     found.setdefault((symbol.symbology, symbol.text), symbol)
+        if not found and self.card_decoder is not None:
+            for symbol in self._smeared_cards(cut):
+                found[(symbol.symbology, symbol.text)] = symbol
         if not found and self.code128_fit is not None:
             for symbol in self._fit_regions(cut):
                 found[(symbol.symbology, symbol.text)] = symbol
@@ -208,17 +214,39 @@ class Scanner:
                 return [Symbol("Code128", read.text, "card-decoder", ((x0, 0.0), (x1, 0.0), (x1, h), (x0, h)))]
         return []
 
+    def _smeared_cards(self, cut: list[Region]) -> list[Symbol]:
+        """A card smeared by motion in the regions nothing else read (the card decoder with its
+        smear model, several times the plain fit's cost): only on frames where every plain
+        reader found nothing, so a frame with a card read plainly pays nothing for it."""
+        for region in cut:
+            read = self.card_decoder.decode(_linear(region), region.bars, smeared=True)
+            if read is not None:
+                return [_region_symbol(region, read, "card-decoder")]
+        return []
+
     def _fit_regions(self, cut: list[Region]) -> list[Symbol]:
         """Any Code 128 text in the regions nothing else read, by the general fit: the costliest
         reader (several ms a region that is no code), so it runs only on frames where every
-        other reader found nothing, and a frame with a card pays nothing for it."""
-        for region in cut:
-            read = self.code128_fit.decode(region.image, region.bars)
-            if read is not None:
-                (x0, x1), h = read.x_range, float(region.image.shape[0])
-                quad = region.to_frame(((x0, 0.0), (x1, 0.0), (x1, h), (x0, h)))
-                return [Symbol("Code128", read.text, "code128-fit", quad)]
+        other reader found nothing, and a frame with a card pays nothing for it. Plainly first
+        in every region, then with its smear model."""
+        for smeared in (False, True):
+            for region in cut:
+                read = self.code128_fit.decode(_linear(region) if smeared else region.image, region.bars, smeared=smeared)
+                if read is not None:
+                    return [_region_symbol(region, read, "code128-fit")]
         return []
+
+
+def _linear(region: Region) -> np.ndarray:
+    """The region's crop as the light fell on it (not stretched and clipped): what a fit of a
+    smear model explains."""
+    return region.image if region.linear is None else region.linear
+
+
+def _region_symbol(region: Region, read: CardRead, decoder: str) -> Symbol:
+    """A fit's read in a region's crop as a symbol in the frame."""
+    (x0, x1), h = read.x_range, float(region.image.shape[0])
+    return Symbol("Code128", read.text, decoder, region.to_frame(((x0, 0.0), (x1, 0.0), (x1, h), (x0, h))))
 
 
 @dataclass(frozen=True)
