@@ -240,7 +240,7 @@ def _step(d: np.ndarray, sigma, smear=None) -> np.ndarray:
     ``smear`` is given, smeared by a box that long (a card that moved while the shutter was open):
     the box's average of the blurred edge, in closed form (``sigma``, ``smear`` broadcast with ``d``).
 
-    >>> float(_step(np.float32(0.0), 1.0)), float(_step(np.float32(0.0), 1.0, 4.0))
+    >>> round(float(_step(np.float32(0.0), 1.0)), 4), round(float(_step(np.float32(0.0), 1.0, 4.0)), 4)
     (0.5, 0.5)
     >>> round(float(_step(np.float32(1.0), 0.1, 4.0)), 2)  # a quarter of the box past the middle
     0.75

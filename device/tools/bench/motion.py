@@ -149,8 +149,8 @@ def smear_read(rates: dict[float, float], level: float = 0.9) -> float | None:
     """The longest smear up to which every smear reads at least ``level``, linearly interpolated
     towards the first smear below it; None if the shortest smear does not reach it.
 
-    >>> smear_read({0.0: 1.0, 1.0: 1.0, 2.0: 0.95, 3.0: 0.5, 4.0: 1.0})
-    2.1
+    >>> smear_read({0.0: 1.0, 1.0: 1.0, 2.0: 1.0, 3.0: 0.5, 4.0: 1.0})
+    2.2
     >>> smear_read({0.0: 1.0, 1.0: 0.9}), smear_read({0.0: 0.5, 1.0: 1.0})
     (1.0, None)
     """
