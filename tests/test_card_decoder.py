@@ -85,22 +85,29 @@ def test_never_returns_a_non_card():
     assert DECODER.decode(np.full((40, 600), 255, np.uint8)) is None
 
 
+def reads_in_frames(cards: list[tuple[str, np.ndarray]], scanners: list[Scanner], size: tuple[int, int], noise: float) -> list[int]:
+    """How many ``cards`` (text, bars) each scanner reads, each card's bars pasted in a frame of
+    ``size`` with sensor ``noise``; the first scanner must read nothing else."""
+    counts = [0] * len(scanners)
+    w, h = size
+    for i, (text, bars) in enumerate(cards):
+        frame = np.full((h, w), 200, np.uint8)
+        y, x = h * 5 // 12, (w - bars.shape[1]) // 2
+        frame[y : y + bars.shape[0], x : x + bars.shape[1]] = bars
+        frame = np.clip(frame + np.random.default_rng(i).normal(0, noise, frame.shape), 0, 255).astype(np.uint8)
+        for j, scanner in enumerate(scanners):
+            symbols = scanner.decode(frame)
+            assert j or all(s.text == text for s in symbols)
+            counts[j] += any(s.text == text for s in symbols)
+    return counts
+
+
 def test_scanner_reads_a_low_resolution_card_in_a_frame():
     # Through the whole pipeline: locate, decoders fail, the card decoder reads.
-    texts = payloads(4, seed=21)
+    cards = [(text, strip(modules_of(text), 1.2, blur=0.9, noise=0.0, seed=i)) for i, text in enumerate(payloads(4, seed=21))]
     with_card = Scanner(symbologies=("Code128",))
     without = Scanner(symbologies=("Code128",), card_formats=(), code128_fit=False)
-    read = read_before = 0
-    for i, text in enumerate(texts):
-        frame = np.full((480, 640), 200, np.uint8)
-        bars = strip(modules_of(text), 1.2, blur=0.9, noise=0.0, seed=i)
-        y, x = 200, (640 - bars.shape[1]) // 2
-        frame[y : y + bars.shape[0], x : x + bars.shape[1]] = bars
-        frame = np.clip(frame + np.random.default_rng(i).normal(0, 2.5, frame.shape), 0, 255).astype(np.uint8)
-        symbols = with_card.decode(frame)
-        assert all(s.text == text for s in symbols)
-        read += any(s.text == text for s in symbols)
-        read_before += any(s.text == text for s in without.decode(frame))
+    read, read_before = reads_in_frames(cards, [with_card, without], (640, 480), 2.5)
     assert read >= 3
     assert read > read_before
 
@@ -166,20 +173,12 @@ def test_a_smeared_foreign_code_is_never_a_card():
 
 def test_scanner_reads_a_smeared_card_in_a_frame():
     # Through the whole pipeline: the locator finds the smeared bars, nothing reads them plainly,
-    # the card decoder's smear model does; without it the pipeline reads nothing.
-    texts = payloads(4, seed=51)
-    scanner = Scanner(symbologies=("Code128",))
-    plain = Scanner(symbologies=("Code128",), smear_model=False)
-    read = read_plain = 0
-    for i, text in enumerate(texts):
-        frame = np.full((720, 1280), 205, np.uint8)
-        bars = np.repeat(strip(modules_of(text), 2.8, blur=0.6, noise=0.0, seed=i, smear=4.0), 4, axis=0)
-        y, x = 300, (1280 - bars.shape[1]) // 2
-        frame[y : y + bars.shape[0], x : x + bars.shape[1]] = bars
-        frame = np.clip(frame + np.random.default_rng(i).normal(0, 2.0, frame.shape), 0, 255).astype(np.uint8)
-        symbols = scanner.decode(frame)
-        assert all(s.text == text for s in symbols)
-        read += any(s.text == text for s in symbols)
-        read_plain += any(s.text == text for s in plain.decode(frame))
+    # the card decoder's smear model does.
+    cards = [
+        (text, np.repeat(strip(modules_of(text), 2.8, blur=0.6, noise=0.0, seed=i, smear=4.0), 4, axis=0))
+        for i, text in enumerate(payloads(4, seed=51))
+    ]
+    scanners = [Scanner(symbologies=("Code128",)), Scanner(symbologies=("Code128",), smear_model=False)]
+    read, read_plain = reads_in_frames(cards, scanners, (1280, 720), 2.0)
     assert read >= 3
     assert read_plain < read

@@ -36,6 +36,7 @@ from typing import TextIO
 import numpy as np
 
 from device.card import CARD_MODULE_MM, Card, identify
+from device.tools.bench import resolution
 from device.tools.bench.resolution import ANGLES, NEGATIVES, _floats, _random_card, conditions_for, frame_for, negative_card
 from device.tools.synth.card import render_card
 from device.tools.synth.scene import card_quad, render_scene
@@ -51,20 +52,9 @@ AUTO_EXPOSURES_US = (1000, 20000)
 
 
 def readers() -> dict[str, Callable[[np.ndarray], list]]:
-    """The four readers, by table name (BGR image -> symbols)."""
-    from device.vision.decoders import as_grey, make_decoder
-    from device.vision.scanner import Scanner
-
-    zxing = make_decoder("zxing-cpp", ("Code128",))
-    zbar = make_decoder("pyzbar", ("Code128",))
-    plain = Scanner(symbologies=("Code128",), smear_model=False)
-    after = Scanner(symbologies=("Code128",))
-    return {
-        "raw zxing-cpp": lambda img: zxing.decode(as_grey(img)),
-        "raw pyzbar": lambda img: zbar.decode(as_grey(img)),
-        "pipeline, no smear model": plain.decode,
-        "pipeline": after.decode,
-    }
+    """The four readers, by table name (BGR image -> symbols): raw zxing-cpp, raw pyzbar, the
+    pipeline without its smear model and the pipeline."""
+    return resolution.readers("pipeline, no smear model", smear_model=False)
 
 
 def shoot(card, module_px: float, angle: float, smear: float, rng: np.random.Generator) -> np.ndarray:
@@ -199,9 +189,8 @@ def report(
     names = curve.names
     out.write(f"machine: {machine()}\n")
     out.write(
-        f"cards per cell: {per_cell * len(angles)} (angles {', '.join(format(a, 'g') for a in angles)} deg, +-2), smeared along "
-        f"the code's axis, focus blur 0-1.5 px, noise 1-4, JPEG q60-95, seed {seed}; negatives per cell: "
-        f"{negatives * len(NEGATIVES) * len(angles)} ({', '.join(NEGATIVES)})\n\n"
+        f"cards per cell, smeared along the code's axis: {resolution.shots(per_cell * len(angles), angles, seed)}; negatives per "
+        f"cell: {negatives * len(NEGATIVES) * len(angles)} ({', '.join(NEGATIVES)})\n\n"
     )
     out.write("| px per module | smear (modules) | smear (px) | frame | " + " | ".join(names) + " | misreads | false cards |\n")
     out.write("|---:|---:|---:|---|" + "---:|" * len(names) + "---:|---:|\n")
@@ -236,10 +225,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--modules", type=lambda t: _floats(t, 0.5), default=MODULES, metavar="PX,...", help="module sizes in frame pixels (default 2,2.8)"
     )
     p.add_argument("--smears", type=_floats, default=SMEARS, metavar="MODULES,...", help="smear lengths in modules (default 0,1,2,3,4,5)")
-    p.add_argument("--angles", type=_floats, default=ANGLES, metavar="DEG,...", help="in-plane angles (default 0,30,60,90)")
-    p.add_argument("--per-cell", type=int, default=4, help="cards per module size, smear and angle (default 4)")
-    p.add_argument("--negatives", type=int, default=1, help="of each negative kind per module size, smear and angle (default 1; 0 = none)")
-    p.add_argument("--seed", type=int, default=1, help="seed (default 1); same seed, same frames")
+    resolution.add_cell_arguments(p, "module size, smear and angle", per_cell=4)
     p.add_argument(
         "--exposure-us",
         type=lambda t: _floats(t, 1.0),
