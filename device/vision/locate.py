@@ -46,7 +46,8 @@ class Region:
     spaces (glare, a white sheet beside the card) clipped to 255. ``linear`` is the same crop
     before that (None: the same as ``image``): its grey levels are the light's, unclipped, for a
     fit of a model of the bars (clipping a smeared code's wide spaces and quiet zone at the
-    brightest narrow one bends the very profile such a fit explains).
+    brightest narrow one bends the very profile such a fit explains). ``edges``: how many bar
+    edges were counted along its middle (0: not counted).
     """
 
     image: np.ndarray
@@ -57,6 +58,7 @@ class Region:
     module_px: float
     bars: tuple[float, float] = (0.0, 0.0)
     linear: np.ndarray | None = None
+    edges: int = 0
 
     def to_frame(self, points) -> tuple[Point, ...] | None:
         """Crop pixel coordinates (e.g. ``Symbol.quad``) mapped to frame coordinates."""
@@ -132,9 +134,10 @@ class Locator:
 
     # -- public ---------------------------------------------------------------------------
 
-    def find(self, grey: np.ndarray) -> list[Region]:
-        """Upright crops of the likely barcode regions in ``grey`` (2-D uint8), best first."""
-        regions = (candidate.cut() for candidate in self.candidates(grey))
+    def find(self, grey: np.ndarray, *, smeared: bool = False) -> list[Region]:
+        """Upright crops of the likely barcode regions in ``grey`` (2-D uint8), best first;
+        ``smeared`` as for :meth:`Candidate.cut`."""
+        regions = (candidate.cut(smeared=smeared) for candidate in self.candidates(grey))
         return [region for region in regions if region is not None]
 
     def candidates(self, grey: np.ndarray) -> list[Candidate]:
@@ -241,7 +244,7 @@ class Locator:
 
     # -- stage 2: cut out upright at frame resolution -------------------------------------
 
-    def _cut(self, grey: np.ndarray, blob: _Blob, scale: float) -> Region | None:
+    def _cut(self, grey: np.ndarray, blob: _Blob, scale: float, smeared: bool = False) -> Region | None:
         inv = 1.0 / scale
         cx, cy, theta = blob.cx * inv, blob.cy * inv, blob.theta
         # The grid's angle is good to a few degrees; a long code needs better (a row must stay
@@ -254,7 +257,7 @@ class Locator:
         # Most candidates in a cluttered scene are no barcode: a look at the grid's angle
         # already shows no bars there (a few degrees off smear little over the few middle rows
         # it averages), which rejects them before the costlier angle refinement.
-        if _bar_box(self._warp(grey, cx, cy, theta, width, height)) is None:
+        if _bar_box(self._warp(grey, cx, cy, theta, width, height), smeared) is None:
             return None
         probe_w, probe_h = max(16.0, blob.width * inv * 0.6), max(8.0, blob.height * inv * 0.5)
         for _ in range(2):
@@ -266,7 +269,7 @@ class Locator:
         crop = self._warp(grey, cx, cy, theta, width, height)
         # Trim to the rows that look like bars (not the text or edges merged into the region)
         # and to the span of the bars plus a quiet zone.
-        box = _bar_box(crop)
+        box = _bar_box(crop, smeared)
         if box is None:
             return None
         x0, x1, y0, y1, module = box.x0, box.x1, box.y0, box.y1, box.module
@@ -315,7 +318,7 @@ class Locator:
             for x, y in ((0, 0), (cw, 0), (cw, ch), (0, ch))
         )
         bars = ((box.first - x0) * kx, (box.last - x0) * kx)
-        return Region(crop, back, math.degrees(theta), corners, blob.score, module * kx, bars, linear)
+        return Region(crop, back, math.degrees(theta), corners, blob.score, module * kx, bars, linear, box.edges)
 
     def _warp(self, grey, cx, cy, theta, width, height) -> np.ndarray:
         affine = self._affine(cx, cy, theta, width, height, 1.0, 1.0)
@@ -348,10 +351,21 @@ class Candidate:
         self.theta = blob.theta
         #: Extent across the bars, frame pixels (the coherent area: about the bars' span).
         self.width = blob.width / scale
+        self._cuts: dict[bool, Region | None] = {}  # by ``smeared``
 
-    def cut(self) -> Region | None:
-        """The upright crop (:class:`Region`), or None when it shows no bars after all."""
-        return self._locator._cut(self._grey, self._blob, self._scale)
+    def cut(self, *, smeared: bool = False) -> Region | None:
+        """The upright crop (:class:`Region`), or None when it shows no bars after all.
+
+        ``smeared``: look for bars smeared by motion too (see :func:`_bar_box`), for a frame
+        nothing read as it was cut at first; the same region when that cut counted edges enough.
+        """
+        if smeared:
+            plain = self._cuts.get(False, False)
+            if plain is not False and plain is not None and plain.edges >= _SMEARED_EDGES:
+                return plain
+        if smeared not in self._cuts:
+            self._cuts[smeared] = self._locator._cut(self._grey, self._blob, self._scale, smeared)
+        return self._cuts[smeared]
 
 
 @dataclass(frozen=True)
@@ -467,7 +481,7 @@ class _Bars:
     last: int
 
 
-def _bar_box(crop: np.ndarray) -> _Bars | None:
+def _bar_box(crop: np.ndarray, smeared: bool = False) -> _Bars | None:
     """The rows of ``crop`` that look like vertical bars, the columns the bars span plus a
     quiet zone, and their grey levels; None when nothing looks like bars.
 
@@ -477,12 +491,12 @@ def _bar_box(crop: np.ndarray) -> _Bars | None:
     Bars smeared by motion along the code (or far out of focus) change by a few grey levels per
     pixel over several pixels: against the noise's vertical change no row looks like bars, and
     no pixel step is an edge, or only the few strongest are (then the module looks several
-    times too wide and the crop is shrunk to nothing). The change over three pixels shows them;
-    it is looked at only when the pixel steps found no bars or fewer edges than a short code
-    has, so the bars of a card (80 edges) and of most codes are measured as before.
+    times too wide and the crop is shrunk to nothing). With ``smeared`` the change over three
+    pixels is looked at too when the pixel steps found no bars or fewer edges than a short code
+    has (the bars of a card have 80): the scanner asks for that only on a frame nothing read.
     """
     box = _bar_box_at(crop, 1)
-    if box is None or box.edges < _SMEARED_EDGES:
+    if smeared and (box is None or box.edges < _SMEARED_EDGES):
         wider = _bar_box_at(crop, 3)
         if wider is not None and (box is None or wider.edges > box.edges):
             return wider

@@ -162,8 +162,9 @@ class Scanner:
             return [], 0
         found: dict[tuple[str, str], Symbol] = {}
         cut: list[Region] = []
+        candidates = [] if self.locator is None else self.locator.candidates(grey)
         if self.locator is not None:
-            for candidate in self.locator.candidates(grey):
+            for candidate in candidates:
                 # A symbol already read across this place (the same code found again in a
                 # neighbouring orientation band): do not pay for the cut (about 2 ms at 1280x720).
                 if any(s.quad and _covers(s.quad, candidate) for s in found.values()):
@@ -188,10 +189,10 @@ class Scanner:
                 if not any(not _explains(_to_crop(symbol, r), r, 0.0) for r in inside):
                     found.setdefault((symbol.symbology, symbol.text), symbol)
         if not found and self.card_decoder is not None:
-            for symbol in self._smeared_cards(cut):
+            for symbol in self._smeared_cards(candidates):
                 found[(symbol.symbology, symbol.text)] = symbol
         if not found and self.code128_fit is not None:
-            for symbol in self._fit_regions(cut):
+            for symbol in self._fit_regions(cut, candidates):
                 found[(symbol.symbology, symbol.text)] = symbol
         return _one_code_per_place(list(found.values())), len(cut)
 
@@ -214,27 +215,42 @@ class Scanner:
                 return [Symbol("Code128", read.text, "card-decoder", ((x0, 0.0), (x1, 0.0), (x1, h), (x0, h)))]
         return []
 
-    def _smeared_cards(self, cut: list[Region]) -> list[Symbol]:
-        """A card smeared by motion in the regions nothing else read (the card decoder with its
-        smear model, several times the plain fit's cost): only on frames where every plain
-        reader found nothing, so a frame with a card read plainly pays nothing for it."""
-        for region in cut:
+    def _smeared_cards(self, candidates: list[Candidate]) -> list[Symbol]:
+        """A card smeared by motion in a frame nothing else read: the candidates cut again
+        looking for smeared bars too, and the card decoder with its smear model (several times
+        the plain fit's cost). Only on frames where every plain reader found nothing, so a frame
+        with a card read plainly pays nothing for it."""
+        if not self.card_decoder.smear:
+            return []
+        for region in _smeared_regions(candidates):
             read = self.card_decoder.decode(_linear(region), region.bars, smeared=True)
             if read is not None:
                 return [_region_symbol(region, read, "card-decoder")]
         return []
 
-    def _fit_regions(self, cut: list[Region]) -> list[Symbol]:
+    def _fit_regions(self, cut: list[Region], candidates: list[Candidate]) -> list[Symbol]:
         """Any Code 128 text in the regions nothing else read, by the general fit: the costliest
         reader (several ms a region that is no code), so it runs only on frames where every
         other reader found nothing, and a frame with a card pays nothing for it. Plainly first
-        in every region, then with its smear model."""
-        for smeared in (False, True):
-            for region in cut:
-                read = self.code128_fit.decode(_linear(region) if smeared else region.image, region.bars, smeared=smeared)
+        in every region, then with its smear model in the regions cut looking for smeared bars."""
+        for region in cut:
+            read = self.code128_fit.decode(region.image, region.bars)
+            if read is not None:
+                return [_region_symbol(region, read, "code128-fit")]
+        if self.code128_fit.smear:
+            for region in _smeared_regions(candidates):
+                read = self.code128_fit.decode(_linear(region), region.bars, smeared=True)
                 if read is not None:
                     return [_region_symbol(region, read, "code128-fit")]
         return []
+
+
+def _smeared_regions(candidates: list[Candidate]):
+    """The candidates cut out looking for smeared bars too (:meth:`Candidate.cut`)."""
+    for candidate in candidates:
+        region = candidate.cut(smeared=True)
+        if region is not None:
+            yield region
 
 
 def _linear(region: Region) -> np.ndarray:
