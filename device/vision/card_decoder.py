@@ -583,6 +583,9 @@ _SMEAR_STAGES = (
     _STAGES[1],
     _STAGES[3],
 )
+#: The position search alone with one Gaussian as wide as a middling smear: to compare pitch
+#: guesses cheaply (``coarse``).
+_SMEAR_COARSE = (np.arange(-1.5, 1.51, 0.25), np.zeros(1), np.array([1.2]), None)
 #: The average modules of a symbol nobody knows yet: what a smear brings into an anchor from the
 #: symbol beside it.
 _MEAN_SYMBOL = _SYMBOLS.mean(axis=0)
@@ -602,7 +605,7 @@ def _left_fit(y: np.ndarray, lo: float, p0: float, plan: _Plan, at=None, coarse:
         run = np.concatenate([run, _MEAN_SYMBOL[1:]])
     xs = np.arange(len(y), dtype=np.float32) + 0.5
     search = _SMEAR_STAGES if smeared else _STAGES
-    stages = (search[0],) if coarse else None if at is None else ((np.zeros(1), np.zeros(1), None, None),)
+    stages = ((_SMEAR_COARSE if smeared else search[0]),) if coarse else None if at is None else ((np.zeros(1), np.zeros(1), None, None),)
     guess, sigma, smear = (lo, None, None) if at is None else (at[0], at[2], at[6])
     return _fit_anchor(y, xs, run, -float(_QUIET), 0.0, (-float(_QUIET), end), guess, p0, stages or search, sigma, smear)
 
@@ -619,7 +622,8 @@ def _right_fit(y: np.ndarray, hi: float, p0: float, modules: int, coarse: bool =
         first -= 10
     xs = np.arange(len(y), dtype=np.float32) + 0.5
     search = _SMEAR_STAGES if smeared else _STAGES
-    fit = _fit_anchor(y, xs, run, first, float(modules), (stop_at - 0.5, modules + _QUIET), hi, p0, (search[0],) if coarse else search)
+    stages = ((_SMEAR_COARSE if smeared else search[0]),) if coarse else search
+    fit = _fit_anchor(y, xs, run, first, float(modules), (stop_at - 0.5, modules + _QUIET), hi, p0, stages)
     if fit is None:
         return None
     end, pitch, *rest = fit

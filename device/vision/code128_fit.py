@@ -162,7 +162,10 @@ class Code128Fit:
             if fit is not None:
                 coarse.append((fit[3] / fit[4] / fit[5], guess))
         best_left = None
-        for _, guess in sorted(coarse)[:2]:
+        # The best two guesses fitted fully; smeared, the best one (a smeared fit costs several
+        # times as much, and the coarse search already sees the smear).
+        tried = 1 if smeared else 2
+        for _, guess in sorted(coarse)[:tried]:
             for start in _STARTS:
                 left = _left_fit(y, a, guess, _Plan(start, (), 1), smeared=smeared)
                 if left is None:
@@ -182,7 +185,7 @@ class Code128Fit:
             if fit is not None:
                 coarse.append((fit[3] / fit[4] / fit[5], scale))
         right = None
-        for _, scale in sorted(coarse)[:2]:
+        for _, scale in sorted(coarse)[:tried]:
             fit = _right_fit(y, b, pitch * scale, 0, smeared=smeared)
             if fit is not None and (right is None or fit[3] / fit[4] / fit[5] < right[3] / right[4] / right[5]):
                 right = fit
