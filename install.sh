@@ -8,6 +8,15 @@
 #   sudo ./install.sh --uninstall --purge  remove those too
 #   sudo ./install.sh --usb-keyboard       install, and make the Pi a USB keyboard for the counter's
 #                                          POS at every boot (kiosk-usb-keyboard.service; docs/POS.md)
+#   sudo ./install.sh --release WHEEL WHEELHOUSE
+#                                          install the kiosk of WHEEL, its dependencies from the
+#                                          folder WHEELHOUSE (no network), as a release beside the
+#                                          others in /opt/kiosk/releases; it does not switch to it
+#                                          (Ansible's role does: docs/ANSIBLE.md)
+#   sudo ./install.sh --switch VERSION     run release VERSION: /opt/kiosk/venv points at it, and the
+#                                          service restarts when it runs (also the rollback)
+#   ./install.sh --constraints             the pip constraints of this machine (the numpy pin on a Pi),
+#                                          for a wheelhouse built elsewhere
 #   ./install.sh --dev                     a development checkout: .venv here, with every tool the
 #                                          tests use (apt's as root; otherwise it says what to install)
 #
@@ -60,7 +69,12 @@ steps_done() { [ -z "$STEP_LOG" ] || rm -f "$STEP_LOG"; }
 
 # Where the system install puts things (the unit file names the same paths).
 readonly OPT_DIR=/opt/kiosk
+# The venv the unit's ExecStart and /usr/local/bin/kiosk name: a folder (the plain install), or a
+# link to the venv of one release (--release, --switch): switching back is a rollback, no reinstall.
 readonly VENV="$OPT_DIR/venv"
+# The releases side by side: $RELEASES/<version>/venv, its installer, and a marker written last.
+readonly RELEASES="$OPT_DIR/releases"
+readonly RELEASE_MARKER=installed
 readonly ETC_DIR=/etc/kiosk
 readonly CONFIG="$ETC_DIR/kiosk.toml"
 readonly TOKEN="$ETC_DIR/token"
@@ -146,6 +160,9 @@ readonly DEV_PACKAGES=(
     debootstrap       # a fresh Debian root for the system install (tests/test_install.py)
     systemd-container # systemd-nspawn, which boots that root (tests/test_unit_boot.py)
     git               # which files of the checkout go into that root (tests/debian_root.py)
+    openssh-client    # ssh and ssh-keygen: Ansible reaches the test fleet's kiosks over SSH (tests/test_fleet.py)
+    prometheus        # promtool, which checks and unit-tests the example alert rules (tests/test_alert_rules.py);
+                      #   the package also brings a Prometheus server, which systemd starts on port 9090
 )
 
 # As root: install what is missing. Otherwise: stop when the kiosk itself cannot run (no zbar, no
@@ -247,8 +264,13 @@ ensure_user() {
 # The venv is kept across upgrades (pip only replaces what changed) unless it no longer fits:
 # the OS moved to another Python, or system site packages are wanted (Pi) but not set.
 ensure_venv() {
-    local site="false" args=() version='import sys; print(sys.version_info[:2])'
-    if is_pi; then site="true"; args+=(--system-site-packages); fi
+    local site="false" version='import sys; print(sys.version_info[:2])'
+    if is_pi; then site="true"; fi
+    # A link to a release (--switch): the plain install makes a venv of its own, the releases stay.
+    if [ -L "$VENV" ]; then
+        say "replacing the link $VENV -> $(readlink "$VENV") with a venv of its own"
+        rm -f "$VENV"
+    fi
     if [ -x "$VENV/bin/python" ] \
         && [ "$("$VENV/bin/python" -c "$version" 2>/dev/null)" = "$(python3 -c "$version")" ] \
         && grep -qx "include-system-site-packages = $site" "$VENV/pyvenv.cfg"; then
@@ -256,9 +278,16 @@ ensure_venv() {
     fi
     [ -e "$VENV" ] && say "re-creating $VENV (it does not fit this system any more)"
     rm -rf "$VENV"
-    say "creating $VENV${args[*]:+ (${args[*]}, for picamera2)}"
-    install -d -m 0755 "$OPT_DIR"
-    python3 -m venv "${args[@]}" "$VENV"
+    make_venv "$VENV"
+}
+
+# make_venv DIR: a new venv in DIR; on a Pi it sees apt's packages (picamera2).
+make_venv() {
+    local args=()
+    if is_pi; then args+=(--system-site-packages); fi
+    say "creating $1${args[*]:+ (${args[*]}, for picamera2)}"
+    install -d -m 0755 "$(dirname "$1")"
+    python3 -m venv "${args[@]}" "$1"
 }
 
 # The pin that keeps pip on apt's numpy (picamera2 and simplejpeg are built against it; numpy 2
@@ -282,6 +311,12 @@ numpy_constraint() {
     esac
 }
 
+# The pip constraints of this machine: on a Pi the venv sees apt's numpy, so pin it, and the OpenCV
+# releases built for it; elsewhere none.
+pip_constraints() {
+    if is_pi; then numpy_constraint; fi
+}
+
 # pip builds in the source folder (build/, *.egg-info): build from a copy, so that the checkout
 # stays untouched by root and stale build files never end up in the install.
 install_package() {
@@ -291,11 +326,7 @@ install_package() {
     trap "rm -rf '$stage'" EXIT
     tar -C "$here" --exclude='./.*' --exclude=./build --exclude=./dist --exclude='*.egg-info' \
         --exclude=__pycache__ -cf - . | tar -C "$stage" -xf -
-    # On a Pi the venv sees apt's numpy: pin it, and the OpenCV releases built for it.
-    : >"$stage/constraints.txt"
-    if is_pi; then
-        numpy_constraint >>"$stage/constraints.txt"
-    fi
+    pip_constraints >"$stage/constraints.txt"
     # Without --upgrade: dependencies already satisfied stay as they are.
     "$VENV/bin/python" -m pip install --disable-pip-version-check \
         -c "$stage/constraints.txt" -r "$stage/requirements.txt"
@@ -422,15 +453,21 @@ start_service() {
     say "running: kiosk status   (logs: journalctl -u kiosk)"
 }
 
+# What the kiosk needs from apt, one a line: picamera2 for CSI cameras and lgpio for gpiozero on a
+# Pi 5 (pip's gpiozero does not bring it) only on a Pi.
+system_packages() {
+    printf '%s\n' python3 python3-venv libzbar0
+    if is_pi; then printf '%s\n' python3-picamera2 python3-lgpio; fi
+}
+
 # $1: yes to also install the USB keyboard gadget's unit (--usb-keyboard).
 install_system() {
     local usb_keyboard="${1:-no}" again="$0"
     if [ "$usb_keyboard" = yes ]; then again="$0 --usb-keyboard"; fi
     need_root "$again"
     warn_if_untested_os
-    local packages=(python3 python3-venv libzbar0)
-    # picamera2 for CSI cameras; lgpio for gpiozero on a Pi 5 (pip's gpiozero does not bring it).
-    if is_pi; then packages+=(python3-picamera2 python3-lgpio); fi
+    local packages=()
+    mapfile -t packages < <(system_packages)
     STEPS=8
     if [ "$usb_keyboard" = yes ]; then STEPS=9; fi
     run_step "system packages (apt: ${packages[*]})" system_packages "${packages[@]}"
@@ -483,6 +520,110 @@ uninstall_system() {
     say "uninstalled"
 }
 
+# --- Releases side by side (--release, --switch; Ansible's role uses them, docs/ANSIBLE.md) -----
+
+# The version in a kiosk wheel's name: counter_kiosk-0.1.0+g1a2b3c4-py3-none-any.whl -> 0.1.0+g1a2b3c4.
+wheel_version() {
+    local name="${1##*/}"
+    case "$name" in
+        counter_kiosk-*-py3-none-any.whl) name="${name#counter_kiosk-}"; printf '%s\n' "${name%%-*}" ;;
+        *) die "$1 is no kiosk wheel (counter_kiosk-VERSION-py3-none-any.whl)" ;;
+    esac
+}
+
+# The releases that are complete (their marker written), one a line.
+installed_releases() {
+    local marker
+    for marker in "$RELEASES"/*/"$RELEASE_MARKER"; do
+        [ -e "$marker" ] || continue
+        marker="${marker%/*}"
+        printf '%s\n' "${marker##*/}"
+    done
+}
+
+# The release the service runs (the one $VENV links to), or nothing (a plain install, none yet).
+current_release() {
+    local target
+    [ -L "$VENV" ] || return 0
+    target="$(readlink "$VENV")"
+    target="${target%/venv}"
+    printf '%s\n' "${target##*/}"
+}
+
+# The kiosk of wheel $1 into $RELEASES/$3, its dependencies from folder $2 only (no index: a Pi on
+# a slow link downloads nothing). The release keeps the installer it came with (this script, the
+# units, the example config) for --switch. The marker comes last: a release without one is half
+# made (pip failed, the power went) and is made again.
+install_release_venv() {
+    local wheel="$1" wheelhouse="$2" version="$3" dir="$RELEASES/$3"
+    if [ -e "$dir/$RELEASE_MARKER" ]; then
+        say "release $version is installed already"
+        return 0
+    fi
+    rm -rf "$dir"
+    make_venv "$dir/venv"
+    pip_constraints >"$dir/constraints.txt"
+    "$dir/venv/bin/python" -m pip install --disable-pip-version-check --no-index --find-links "$wheelhouse" \
+        -c "$dir/constraints.txt" "$wheel"
+    install -d -m 0755 "$dir/installer/systemd" "$dir/installer/config"
+    install -m 0755 "$here/install.sh" "$dir/installer/install.sh"
+    install -m 0644 "$here"/systemd/*.service "$dir/installer/systemd/"
+    install -m 0644 "$here/config/kiosk.toml" "$dir/installer/config/kiosk.toml"
+    local installed
+    installed="$("$dir/venv/bin/kiosk" --version)"
+    [ "$installed" = "kiosk $version" ] || die "the wheel's kiosk says \"$installed\", its name says $version"
+    date -u +%FT%TZ >"$dir/$RELEASE_MARKER"
+}
+
+# --release WHEEL WHEELHOUSE: the system parts as the plain install has them (packages, users,
+# config, unit), and the kiosk as a release beside the others. It does not switch to it.
+install_release() {
+    local wheel="$1" wheelhouse="$2" version packages=()
+    need_root "$0 --release $wheel $wheelhouse"
+    [ -f "$wheel" ] || die "no such wheel: $wheel"
+    [ -d "$wheelhouse" ] || die "no such folder of wheels: $wheelhouse"
+    version="$(wheel_version "$wheel")"
+    warn_if_untested_os
+    mapfile -t packages < <(system_packages)
+    STEPS=6
+    run_step "system packages (apt: ${packages[*]})" apt_install "${packages[@]}"
+    run_step "python 3.11 with venv" need_python
+    run_step "the $USER_NAME user and groups" ensure_user
+    run_step "release $version into $RELEASES/$version (wheels from $wheelhouse, no network)" \
+        install_release_venv "$wheel" "$wheelhouse" "$version"
+    run_step "config and token in $ETC_DIR, outbox folder $STATE_DIR" install_config
+    run_step "systemd unit $UNIT" install_unit
+    steps_done
+    say "installed release $version; run it: sudo $RELEASES/$version/installer/install.sh --switch $version"
+}
+
+# --switch VERSION: the service runs release VERSION from now on. $VENV becomes a link to its venv,
+# replaced in one rename (a start in between finds the old release or the new one, never none); a
+# running service restarts into it. A plain install's venv folder goes: the releases replace it.
+switch_release() {
+    local version="$1" current
+    need_root "$0 --switch $version"
+    [ -e "$RELEASES/$version/$RELEASE_MARKER" ] \
+        || die "release $version is not installed in $RELEASES (installed: $(installed_releases | tr '\n' ' '))"
+    current="$(current_release)"
+    if [ "$current" = "$version" ]; then
+        say "release $version runs already"
+        return 0
+    fi
+    if [ -d "$VENV" ] && [ ! -L "$VENV" ]; then
+        say "removing the plain install's $VENV (the releases replace it)"
+        rm -rf "$VENV"
+    fi
+    ln -sfn "$RELEASES/$version/venv" "$VENV.switch"
+    mv -T "$VENV.switch" "$VENV"
+    ln -sfn "$VENV/bin/kiosk" "$COMMAND_LINK"
+    say "switched to release $version (was ${current:-none})"
+    if systemd_running && systemctl is-active --quiet kiosk; then
+        say "restarting kiosk.service"
+        systemctl restart kiosk || die "kiosk.service did not come back on release $version: journalctl -u kiosk -n 50"
+    fi
+}
+
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 # Sourced (tests: `source install.sh` to call one function), it only defines the functions.
@@ -492,6 +633,9 @@ case "${1:-}:${2:-}" in
     --dev:) install_dev ;;
     :) install_system ;;
     --usb-keyboard:) install_system yes ;;
+    --release:*) [ "$#" -eq 3 ] || die "usage: $0 --release WHEEL WHEELHOUSE"; install_release "$2" "$3" ;;
+    --switch:?*) [ "$#" -eq 2 ] || die "usage: $0 --switch VERSION"; switch_release "$2" ;;
+    --constraints:) pip_constraints ;;
     --uninstall:) uninstall_system no ;;
     --uninstall:--purge | --purge:--uninstall) uninstall_system yes ;;
     -h: | --help:) usage ;;

@@ -62,8 +62,18 @@ def pos_output(cfg: Config, kiosk: Kiosk) -> Output | None:
     return PosOutput.from_config(cfg.pos, outcomes=kiosk.outbox, faults=kiosk.faults)
 
 
+def metrics_output(cfg: Config, kiosk: Kiosk) -> Output | None:
+    """The Prometheus metrics (``[metrics]``): a file for node_exporter and/or ``/metrics`` on a
+    loopback port; a file it cannot write is the kiosk's ``metrics`` fault. None when both are off."""
+    if not cfg.metrics.textfile and not cfg.metrics.listen:
+        return None
+    from device.outputs.metrics.output import MetricsOutput
+
+    return MetricsOutput.from_config(cfg, faults=kiosk.faults)
+
+
 #: Every configurable output, in the order they are told (after the log lines, which every kiosk has).
-OUTPUT_FACTORIES: tuple[OutputFactory, ...] = (feedback_output, preview_output, pos_output)
+OUTPUT_FACTORIES: tuple[OutputFactory, ...] = (feedback_output, preview_output, pos_output, metrics_output)
 
 
 def check_delivery_config(cfg: Config) -> None:

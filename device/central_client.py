@@ -36,6 +36,7 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import json
 import socket
 import ssl
@@ -125,6 +126,13 @@ class CentralRefusedToken(CentralProblem):
     """The central refused the token (401/403), or there is no usable token to send (``status`` None)."""
 
     NEXT_STEP = "check api.token / api.token_file (the token operations issued for this kiosk)"
+
+
+class CentralNoDescriptors(CentralProblem):
+    """The kiosk itself has no file descriptor free (EMFILE/ENFILE) to read the token or open a
+    connection: a local fault (the ``open-files`` one names it), never "token unreadable"."""
+
+    NEXT_STEP = "kiosk status names the open-files fault; sudo systemctl restart kiosk frees them"
 
 
 class CentralBusy(CentralProblem):
@@ -256,15 +264,24 @@ class CentralClient:
     # --- the token -----------------------------------------------------------------------------
 
     def read_token(self) -> tuple[str, str | None]:
-        """The token to send, or a problem to report: "token file missing: PATH", "... empty: PATH", ..."""
+        """The token to send, or a problem to report: "token file missing: PATH", "... empty: PATH", ...
+
+        :class:`CentralNoDescriptors` when the process has no descriptor free to open the file:
+        that is the kiosk's own trouble, not the token's."""
         if self._token_file:
             shown = escape(self._token_file, 300)
             try:
                 token = Path(self._token_file).read_text(encoding="utf-8").strip()
             except FileNotFoundError:
                 return "", f"token file missing: {shown} (api.token_file)"
-            except (OSError, UnicodeDecodeError) as e:
-                return "", f"token file unreadable: {shown} ({getattr(e, 'strerror', None) or e})"
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE):
+                    raise CentralNoDescriptors(
+                        f"no file descriptor free to read the token file {shown} ({e.strerror}): the kiosk has too many files open"
+                    ) from None
+                return "", f"token file unreadable: {shown} ({e.strerror or e})"
+            except UnicodeDecodeError as e:
+                return "", f"token file unreadable: {shown} ({e})"
             if not token:
                 return "", f"token file empty: {shown} (api.token_file)"
         else:

@@ -649,14 +649,20 @@ class FeedbackSection:
 class PreviewSection:
     enabled: bool = opt(
         False,
-        "The daemon serves `kiosk preview`'s live view of the camera (for aiming it) on 127.0.0.1:preview.port "
-        "only, reached from a laptop with ssh -L; nothing is drawn or encoded while nobody watches.",
+        "The daemon serves `kiosk preview`'s live view of the camera (for aiming it) on a Unix socket, "
+        "kiosk.runtime_dir/preview.sock, that only the technicians' group may connect to (no TCP port), reached from "
+        "a laptop with ssh -L 8088:/run/kiosk/preview.sock; nothing is drawn or encoded while nobody watches.",
     )
     port: int = opt(
         8088,
-        "TCP port of the live view, on 127.0.0.1 (`kiosk preview --port` chooses another when the daemon is stopped).",
+        "The laptop's port in the ssh -L line `kiosk preview` prints (http://localhost:PORT/ there); the kiosk opens no TCP port.",
         minimum=1,
         maximum=65535,
+    )
+    unblurred: bool = opt(
+        False,
+        "Show the live view's picture whole: by default it is blurred outside the barcodes read, as snapshots are, "
+        "so the client's name and address are not for whoever watches.",
     )
 
 
@@ -738,6 +744,74 @@ class PosSection:
     )
 
 
+#: Where node_exporter's textfile collector reads on Debian and Raspberry Pi OS (prometheus-node-exporter's
+#: --collector.textfile.directory): the usual folder for ``metrics.textfile``.
+TEXTFILE_DIRECTORY = "/var/lib/prometheus/node-exporter"
+
+
+def _check_textfile(value: str) -> str | None:
+    """``metrics.textfile``: empty (off), or an absolute path ending in ``.prom``, the only files the collector reads.
+
+    >>> _check_textfile("/var/lib/prometheus/node-exporter/kiosk.prom") is None
+    True
+    >>> print(_check_textfile("/var/lib/prometheus/node-exporter/kiosk.txt"))
+    must end in .prom (node_exporter's textfile collector reads only *.prom files), got "/var/lib/prometheus/node-exporter/kiosk.txt"
+    """
+    if not value:
+        return None
+    if problem := _check_path(value):
+        return problem
+    shown = escape(value, SHOWN_CHARS)
+    if not value.startswith("/"):
+        return f'expected an absolute path such as {TEXTFILE_DIRECTORY}/kiosk.prom, got "{shown}"'
+    name = value.rpartition("/")[2]
+    if not name.endswith(".prom") or name == ".prom":
+        return f'must end in .prom (node_exporter\'s textfile collector reads only *.prom files), got "{shown}"'
+    return None
+
+
+def _check_metrics_listen(value: str) -> str | None:
+    """``metrics.listen``: empty (off), or a loopback HOST:PORT (the metrics leave the kiosk through node_exporter)."""
+    if not value:
+        return None
+    if problem := _check_listen(value):
+        return problem
+    host, _ = listen_address(value)
+    if not is_loopback(host):
+        return (
+            f"{escape(host, SHOWN_CHARS)} is not a loopback address: /metrics is served on 127.0.0.1 or [::1] only "
+            "(Prometheus reads the kiosk through node_exporter and metrics.textfile, or an ssh tunnel)"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    textfile: str = opt(
+        "",
+        "File the daemon writes its Prometheus metrics to, atomically, for node_exporter's textfile collector: a "
+        f"*.prom file in its --collector.textfile.directory ({TEXTFILE_DIRECTORY} on Debian and Raspberry Pi OS, "
+        "writable by the kiosk user; see docs/METRICS.md). Empty: no file. A file that cannot be written is the "
+        "metrics fault, never a stop.",
+        check=_check_textfile,
+        allowed="empty, or an absolute path ending in .prom",
+    )
+    interval_s: float = opt(
+        15.0,
+        "How often metrics.textfile is rewritten (at the first status turn, every 2 s, after this long); and once "
+        "more when the daemon stops.",
+        minimum=1,
+        maximum=3600,
+    )
+    listen: str = opt(
+        "",
+        "Also serve the metrics over plain HTTP at http://HOST:PORT/metrics, on a loopback address only (a local "
+        "Prometheus agent, or a look over ssh -L). Empty: not served.",
+        check=_check_metrics_listen,
+        allowed="empty, or a loopback HOST:PORT (127.0.0.1:9102, [::1]:9102)",
+    )
+
+
 @dataclass(frozen=True)
 class LogSection:
     level: str = opt("INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"), env=True)
@@ -757,6 +831,7 @@ class Config:
     feedback: FeedbackSection = field(default_factory=FeedbackSection)
     preview: PreviewSection = field(default_factory=PreviewSection)
     pos: PosSection = field(default_factory=PosSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
     log: LogSection = field(default_factory=LogSection)
     #: Where it was read from ("" for defaults only); not a key.
     source: str = field(default="", compare=False)

@@ -11,10 +11,10 @@ the method named after it (``on_identified``, ``on_delivered``, ...)::
     >>> FaultRaised.kind, FrameScanned.kind
     ('fault_raised', 'frame')
     >>> [kind.kind for kind in EVENT_TYPES if kind.droppable]
-    ['frame']
+    ['frame', 'status']
 
-Only :class:`FrameScanned` may be dropped when an output falls behind: the next frame says
-the same. This module imports nothing heavy (no OpenCV, no numpy, no SQLite): the record and
+Only :class:`FrameScanned` and :class:`StatusPublished` may be dropped when an output falls
+behind: the next frame, the next status, says the same. This module imports nothing heavy (no OpenCV, no numpy, no SQLite): the record and
 reading types are for the type checker only.
 """
 
@@ -23,9 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from device.health.delivery import DeliveryFailure
+
 if TYPE_CHECKING:  # for the annotations only: importing them would load numpy and the outbox
     from device.outbox import Identification
     from device.pipeline import FrameResult, Reading
+    from device.status.report import DaemonStatus
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,10 @@ class Identified(Event):
     ``record`` is the outbox record (kind ``identification``); ``frame_index`` the camera frame
     (:attr:`device.camera.Frame.index`) it was read in, since outputs hear of it a little later;
     ``committed_monotonic`` the :func:`time.monotonic` right after the commit, so an output can
-    tell how old the identification is when its turn comes (the POS hand-off's ``pos.max_age_s``).
+    tell how old the identification is when its turn comes (the POS hand-off's ``pos.max_age_s``);
+    ``module_px`` the width of one bar module in the frame, in pixels, as the locator estimated it
+    for the read (None for a read of the whole frame): the metrics' sign of a lens drifting out of
+    focus or a camera moved.
     """
 
     kind: ClassVar[str] = "identified"
@@ -52,19 +58,22 @@ class Identified(Event):
     record: Identification
     frame_index: int
     committed_monotonic: float
+    module_px: float | None = None
 
 
 @dataclass(frozen=True)
 class Refused(Event):
     """A replaced card (lost, re-issued) was shown: not identified; its refusal is durable.
 
-    ``record`` is the outbox record of kind ``refusal``, with the contract's ``current_issue``.
+    ``record`` is the outbox record of kind ``refusal``, with the contract's ``current_issue``;
+    ``module_px`` as :class:`Identified`'s.
     """
 
     kind: ClassVar[str] = "refused"
 
     record: Identification
     frame_index: int
+    module_px: float | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,18 @@ class Dead(Event):
 
 
 @dataclass(frozen=True)
+class DeliveryFailed(Event):
+    """One attempt to deliver failed and its records stay pending (``cause``, a
+    :class:`~device.health.delivery.DeliveryFailure`; ``error`` the forwarder's words): published by
+    the forwarder once per failed attempt, which its backoff spaces out."""
+
+    kind: ClassVar[str] = "delivery_failed"
+
+    cause: DeliveryFailure
+    error: str
+
+
+@dataclass(frozen=True)
 class FaultRaised(Event):
     """Fault ``name`` (see :mod:`device.fault_names`) started: told once until it clears."""
 
@@ -135,5 +156,20 @@ class FrameScanned(Event):
     frame_index: int
 
 
+@dataclass(frozen=True)
+class StatusPublished(Event):
+    """The daemon's status, as the supervisor builds it every couple of seconds (what ``kiosk
+    status`` shows): for outputs that report the counts no single event carries (the outbox's
+    backlog, the replaced-card list's age). Published only while an output handles it or the
+    status file is written; may be dropped when an output falls behind: the next one says more."""
+
+    kind: ClassVar[str] = "status"
+    droppable: ClassVar[bool] = True
+
+    status: DaemonStatus
+
+
 #: Every event type, in the order of a presentation's life.
-EVENT_TYPES: tuple[type[Event], ...] = (Identified, Refused, NotACard, Delivered, Dead, FaultRaised, FaultCleared, FrameScanned)
+EVENT_TYPES: tuple[type[Event], ...] = (
+    Identified, Refused, NotACard, Delivered, DeliveryFailed, Dead, FaultRaised, FaultCleared, FrameScanned, StatusPublished,
+)  # fmt: skip

@@ -18,3 +18,10 @@ OUTBOX_INTEGRITY = "outbox-integrity"  # identifications lost, salvaged or quara
 REVOCATIONS = "revocations"  # the replaced-card list: refused (signature, version, format), unreachable, too old, or none yet
 REVOCATIONS_LOOKUP = "revocations-lookup"  # a card could not be checked against the copy (it is identified): the scan loop's
 POS = "pos"  # the counter's POS took nothing (pos.output): the cause; cleared by the next hand-over that works
+OPEN_FILES = "open-files"  # the daemon's file descriptors nearly or all used (EMFILE): its own fault, never the token's
+METRICS = "metrics"  # metrics.textfile cannot be written (folder missing, not writable, disk full): the cause; cleared by the next write
+
+#: Every fault name above, for what shows them all (the metrics export each as 0 while it is off, so
+#: an alert sees it turn 1). A failing thread's fault is named after the thread (``thread forwarder``),
+#: so it is not among them.
+KNOWN = (CAMERA, OUTBOX, DELIVERY_AUTH, DELIVERY, BACKLOG, OUTBOX_INTEGRITY, REVOCATIONS, REVOCATIONS_LOOKUP, POS, METRICS, OPEN_FILES)

@@ -25,7 +25,8 @@ counts each id once, so at least once here is "counted once" there.
 - What reached the central is published, after the outbox has recorded it: a
   :class:`~device.events.Delivered` per batch the central holds, a :class:`~device.events.Dead`
   per record it refused for good (``publish``; the kiosk connects it to its outputs), so an
-  output learns of deliveries without reading the outbox.
+  output learns of deliveries without reading the outbox; and a
+  :class:`~device.events.DeliveryFailed` per failed attempt, with its cause (:func:`failure_cause`).
 
 In the daemon it runs in its own thread; tests and ``kiosk run``'s drain call
 :meth:`Forwarder.deliver_once` / :meth:`Forwarder.drain`::
@@ -52,16 +53,20 @@ from device.central_client import (
     CENTRAL_FAULT_NEXT_STEP,
     IDENTIFICATIONS_PATH,
     CentralAborted,
+    CentralBusy,
     CentralClient,
     CentralError,
     CentralMalformed,
+    CentralNoDescriptors,
     CentralProblem,
     CentralRefusedToken,
+    CentralTooSlow,
+    CentralUnreachable,
 )
 from device.clock import Clock, utc_iso
 from device.config import DEFAULTS, Config
-from device.events import Dead, Delivered, Event
-from device.health.delivery import DeliveryHealth, DeliveryState
+from device.events import Dead, Delivered, DeliveryFailed, Event
+from device.health.delivery import DeliveryFailure, DeliveryHealth, DeliveryState
 from device.outbox import Identification, Outbox, OutboxError
 from device.redact import describe_text, escape
 from device.request_deadline import Cancel
@@ -103,6 +108,25 @@ class Outcome:
 
 class _Untrusted(Exception):
     """A 2xx answer whose results cannot be trusted as a whole: every record stays pending."""
+
+
+def failure_cause(problem: CentralProblem) -> DeliveryFailure:
+    """The cause of a failed call to the central, as the metrics group it.
+
+    >>> failure_cause(CentralTooSlow("no answer within 15 s")), failure_cause(CentralBusy("HTTP 503", status=503))
+    (<DeliveryFailure.TIMEOUT: 'timeout'>, <DeliveryFailure.BUSY: 'busy'>)
+    """
+    if isinstance(problem, CentralTooSlow):  # before its base class, CentralUnreachable
+        return DeliveryFailure.TIMEOUT
+    if isinstance(problem, CentralUnreachable):
+        return DeliveryFailure.UNREACHABLE
+    if isinstance(problem, CentralRefusedToken):
+        return DeliveryFailure.TOKEN_REFUSED if problem.status is not None else DeliveryFailure.NO_TOKEN
+    if isinstance(problem, CentralBusy):
+        return DeliveryFailure.BUSY
+    if isinstance(problem, CentralMalformed):
+        return DeliveryFailure.MALFORMED
+    return DeliveryFailure.HTTP_ERROR
 
 
 def wire_record(record: Identification) -> dict[str, object]:
@@ -268,7 +292,7 @@ class Forwarder:
                 survived(e, "a delivery step")
                 error = f"internal error: {e}"
                 outcome = Outcome(FAILED, error=error, wait_s=self.backoff.delay(self.consecutive_failures + 1))
-                self._note_failure(error)
+                self._note_failure(error, DeliveryFailure.INTERNAL)
             self._pause(stop, outcome.wait_s)
 
     def _pause(self, stop: threading.Event, seconds: float) -> None:
@@ -307,7 +331,11 @@ class Forwarder:
         (:data:`STOPPED`).
         """
         self._wake.clear()
-        token, token_problem = self.client.read_token()
+        try:
+            token, token_problem = self.client.read_token()
+        except CentralNoDescriptors as e:  # the kiosk's own descriptors ran out: not the token's fault, no auth pause
+            self._note_failure(e.cause, DeliveryFailure.NO_DESCRIPTORS, e.next_step)
+            return Outcome(FAILED, error=e.cause, wait_s=self.backoff.delay(self.consecutive_failures))
         if token_problem is not None:
             token_problem = f"{token_problem}; {PAUSED}"
         force = False
@@ -319,7 +347,7 @@ class Forwarder:
         try:
             batch = self.outbox.due(self.batch_size, max_wait_s=self._max_wait_s, force=force)
         except OutboxError as e:
-            self._note_failure(str(e))
+            self._note_failure(str(e), DeliveryFailure.OUTBOX)
             return Outcome(FAILED, error=str(e), wait_s=self.backoff.delay(self.consecutive_failures))
         if not batch:
             try:
@@ -329,7 +357,7 @@ class Forwarder:
             return Outcome(IDLE, wait_s=self.idle_poll_s if until is None else min(max(until, 0.05), self.idle_poll_s))
         if token_problem is not None:
             self._pause_for_auth(token_problem, None)
-            self._note_failure(token_problem)
+            self._note_failure(token_problem, DeliveryFailure.NO_TOKEN)
             return Outcome(AUTH, error=token_problem, wait_s=min(5.0, self.auth_retry_s))
         # One request carries one kiosk: records committed under an earlier kiosk id or site go alone.
         head = (batch[0].kiosk_id, batch[0].site)
@@ -340,8 +368,8 @@ class Forwarder:
         work = [batch]  # chunks still to send, in order
         sent = delivered = dead = kept = 0
         problems: list[tuple[str, float]] = []
-        # (records left, error, Retry-After, next step) of the failure that ends this step
-        pending_error: tuple[list[Identification], str, float | None, str] | None = None
+        # (records left, error, Retry-After, next step, cause) of the failure that ends this step
+        pending_error: tuple[list[Identification], str, float | None, str, DeliveryFailure] | None = None
         while work:
             chunk = work.pop(0)
             sent += len(chunk)
@@ -355,7 +383,7 @@ class Forwarder:
             except CentralRefusedToken as e:
                 error = f"{e}; {PAUSED}"
                 self._pause_for_auth(error, token)
-                self._store_failure(_left(chunk, work), error, self.auth_retry_s)
+                self._store_failure(_left(chunk, work), error, self.auth_retry_s, cause=failure_cause(e))
                 return Outcome(AUTH, sent=sent, delivered=delivered, dead=dead, kept=kept + len(chunk) + sum(map(len, work)),
                                error=error, wait_s=min(5.0, self.auth_retry_s))  # fmt: skip
             except CentralError as e:
@@ -369,7 +397,7 @@ class Forwarder:
                         try:
                             marked = self.outbox.mark_dead(chunk[0].id, reason)
                         except OutboxError as oe:
-                            pending_error = (_left(chunk, work), str(oe), None, "")
+                            pending_error = (_left(chunk, work), str(oe), None, "", DeliveryFailure.OUTBOX)
                             break
                         log.warning("central refused identification seq %d (%s): moved to dead", chunk[0].seq, describe_text(reason))
                         dead += 1
@@ -377,15 +405,15 @@ class Forwarder:
                             self.publish(Dead(chunk[0], reason))
                         continue
                     error = f"the central answered HTTP 413 (too large) for a single identification{e.detail}"
-                    pending_error = (_left(chunk, work), error, e.retry_after_s, CENTRAL_FAULT_NEXT_STEP)
+                    pending_error = (_left(chunk, work), error, e.retry_after_s, CENTRAL_FAULT_NEXT_STEP, DeliveryFailure.HTTP_ERROR)
                     break
-                pending_error = (_left(chunk, work), str(e), e.retry_after_s, e.next_step)
+                pending_error = (_left(chunk, work), str(e), e.retry_after_s, e.next_step, failure_cause(e))
                 break
             except CentralProblem as e:  # unreachable, busy, malformed: all worth another try
-                pending_error = (_left(chunk, work), str(e), e.retry_after_s, e.next_step)
+                pending_error = (_left(chunk, work), str(e), e.retry_after_s, e.next_step, failure_cause(e))
                 break
             except _Untrusted as e:
-                pending_error = (_left(chunk, work), str(e), None, CentralMalformed.NEXT_STEP)
+                pending_error = (_left(chunk, work), str(e), None, CentralMalformed.NEXT_STEP, DeliveryFailure.MALFORMED)
                 break
             try:
                 if ok_ids:
@@ -400,17 +428,18 @@ class Forwarder:
                         self.publish(Dead(next(r for r in chunk if r.id == record_id), reason))
             except OutboxError as e:
                 # Not marked: they stay pending and the retry is answered "duplicate".
-                pending_error = (_left(chunk, work), str(e), None, "")
+                pending_error = (_left(chunk, work), str(e), None, "", DeliveryFailure.OUTBOX)
                 break
             self._note_success(len(ok_ids))
             if missing:
                 problem = f"the central's answer has no result for {len(missing)} of {len(chunk)} identifications; they stay queued"
                 kept += len(missing)
-                problems.append((problem, self._store_failure(missing, problem, None, CentralMalformed.NEXT_STEP)))
+                wait = self._store_failure(missing, problem, None, CentralMalformed.NEXT_STEP, cause=DeliveryFailure.MALFORMED)
+                problems.append((problem, wait))
         if pending_error is not None:
-            records, error, retry_after, next_step = pending_error
+            records, error, retry_after, next_step, cause = pending_error
             kept += len(records)
-            wait = self._store_failure(records, error, retry_after, next_step)
+            wait = self._store_failure(records, error, retry_after, next_step, cause=cause)
             return Outcome(FAILED, sent=sent, delivered=delivered, dead=dead, kept=kept, error=error, wait_s=wait)
         if problems:
             error, wait = problems[-1]
@@ -425,9 +454,11 @@ class Forwarder:
 
     # --- bookkeeping ------------------------------------------------------------------------
 
-    def _store_failure(self, records: list[Identification], error: str, retry_after_s: float | None, next_step: str = "") -> float:
+    def _store_failure(
+        self, records: list[Identification], error: str, retry_after_s: float | None, next_step: str = "", *, cause: DeliveryFailure
+    ) -> float:
         """Count a failed attempt for ``records`` and store when to try them again. Returns the wait."""
-        self._note_failure(error, next_step)
+        self._note_failure(error, cause, next_step)
         attempt = max(self.consecutive_failures, max((r.attempts for r in records), default=0) + 1)
         wait = self.backoff.delay(attempt)
         if retry_after_s is not None:
@@ -440,7 +471,7 @@ class Forwarder:
             log.warning("could not record the failed attempt in the outbox: %s", e)
         return wait
 
-    def _note_failure(self, error: str, next_step: str = "") -> None:
+    def _note_failure(self, error: str, cause: DeliveryFailure, next_step: str = "") -> None:
         with self._lock:
             first = self.consecutive_failures == 0 or error != self.last_error
             if self._failing_since is None:
@@ -452,6 +483,7 @@ class Forwarder:
             self.last_error_at = utc_iso(self.clock.now())
         if first:
             log.warning("delivery to the central failed (identifications stay queued): %s", error)
+        self.publish(DeliveryFailed(cause, error))
 
     def _note_success(self, delivered: int) -> None:
         with self._lock:

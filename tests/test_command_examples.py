@@ -91,18 +91,15 @@ def test_the_preview_example_prints_what_the_readme_shows(counter_files):
         kiosk={"runtime_dir": str(counter_files / "run")},
         camera={"source": f"file:{counter_files / 'counter.avi'}"},
     )
-    proc = subprocess.Popen(
-        kiosk_cmd("preview", "--config", str(cfg), "--port", "0"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
-    )
+    proc = subprocess.Popen(kiosk_cmd("preview", "--config", str(cfg)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
         printed = [proc.stdout.readline().rstrip("\n") for _ in expected]
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
-    port = re.search(r"127\.0\.0\.1:(\d+)/", printed[1]).group(1)
     machine = {
         "v4l2:/dev/v4l/by-id/usb-046d_HD_Pro_Webcam_C920_1234ABCD-video-index0": r"\S+",
-        "8088": port,
+        "/run/kiosk/preview.sock": re.escape(str(counter_files / "run" / "preview.sock")),
         "tech@kiosk-riga-07": r"\S+@\S+",
     }
     for want, got in zip(expected, printed, strict=True):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from support.cards import card_photo, contracts
+from support.cards import card_photo, contracts, name_and_address
 from support.config import kiosk_config
 from support.daemon import AnsweringDaemon
 from support.kiosk import run_kiosk
@@ -23,7 +23,6 @@ from support.unprivileged import kiosk_as_nobody
 from device import status
 from device.daemon.snapshot import SnapshotOptions, SnapshotService, from_daemon
 from device.pipeline import Pipeline
-from device.tools.synth.card import card_size_px, mm_to_px
 from device.vision.scanner import Scanner
 
 CONTRACT = contracts(1, start=4321987)[0]
@@ -40,18 +39,6 @@ def card_on_the_counter(folder: Path) -> tuple[np.ndarray, Path]:
     path = folder / "card.png"
     cv2.imwrite(str(path), photo)
     return photo, path
-
-
-def name_and_address(image: np.ndarray) -> np.ndarray:
-    """The part of a :func:`card_photo` where the client's name, contract and address are printed."""
-    w, h = card_size_px(PHOTO_DPI)
-    left, top = (PHOTO_SIZE[0] - w) // 2, (PHOTO_SIZE[1] - h) // 2
-
-    def px(mm: float) -> int:
-        return mm_to_px(mm, PHOTO_DPI)
-
-    # The layout of render_card: the band (9.5 mm), 3.5 mm, name, contract and address lines.
-    return image[top + px(12.0) : top + px(28.5), left + px(4.0) : left + w * 2 // 3]
 
 
 def sharpness(image: np.ndarray) -> float:

@@ -31,9 +31,9 @@ from support.waiting import wait_until
 from device.card import Card
 from device.clock import FakeClock, SystemClock, parse_utc
 from device.config import ApiSection, Config
-from device.events import Dead, Delivered
+from device.events import Dead, Delivered, DeliveryFailed
 from device.forwarder import AUTH, FAILED, IDLE, OK, Forwarder
-from device.health.delivery import DeliveryState
+from device.health.delivery import DeliveryFailure, DeliveryState
 from device.outbox import DEAD, DELIVERED, PENDING, Outbox
 
 TOKEN = "test-token"
@@ -316,6 +316,38 @@ def test_nothing_is_published_for_records_that_stay_pending(outbox, stub, tmp_pa
     assert told == {r.id for r in records} - pending
 
 
+FAILED_ATTEMPTS = [
+    (unavailable, DeliveryFailure.BUSY),
+    (lambda: html_error(502), DeliveryFailure.HTTP_ERROR),
+    (with_unknown_id, DeliveryFailure.MALFORMED),
+    (without_result_for_last, DeliveryFailure.MALFORMED),
+    (reset, DeliveryFailure.UNREACHABLE),
+    (lambda: answer(401, {"error": "unknown token"}), DeliveryFailure.TOKEN_REFUSED),
+]
+
+
+@pytest.mark.parametrize("behaviour, cause", FAILED_ATTEMPTS, ids=[c.value + str(i) for i, (_, c) in enumerate(FAILED_ATTEMPTS)])
+def test_each_failed_attempt_is_published_once_with_its_cause(outbox, stub, tmp_path, behaviour, cause):
+    """What the metrics count as kiosk_delivery_failures_total{cause}: one event per failed attempt."""
+    commit(outbox, n=2)
+    stub.then(behaviour())
+    fwd = forwarder_for(outbox, stub.url)
+    fwd.publish = published = Published(tmp_path / "outbox.db")
+    assert fwd.deliver_once().kind in (FAILED, AUTH)
+    failed = [e for e, _ in published.events if isinstance(e, DeliveryFailed)]
+    assert [e.cause for e in failed] == [cause]
+    assert failed[0].error == fwd.status().last_error
+
+
+def test_no_usable_token_is_a_failure_of_its_own_cause(outbox, stub, tmp_path):
+    commit(outbox)
+    fwd = forwarder_for(outbox, stub.url, token="", token_file=str(tmp_path / "no-such-token"))
+    fwd.publish = published = Published(tmp_path / "outbox.db")
+    assert fwd.deliver_once().kind == AUTH
+    assert [e.cause for e, _ in published.events] == [DeliveryFailure.NO_TOKEN]
+    assert stub.posts == []  # nothing was sent: the central refused nothing
+
+
 def test_a_400_for_a_single_record_is_dead(outbox, stub):
     commit(outbox)
     stub.then(answer(400, "<html>bad</html>", {"Content-Type": "text/html"}))
@@ -473,3 +505,58 @@ def test_every_identification_reaches_the_reference_central_exactly_once_through
     assert box.stats().pending == 0 and [r.contract for r in box.list(DEAD)] == [CLOSED.contract] * 3
     assert any(r["receipts"] > 1 for r in held)  # faults did happen: answers were lost, records resent
     box.close()
+
+
+def _without_free_descriptors(action):
+    """``action()`` run while this process has no file descriptor free (a real EMFILE), then undone."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 8, hard))
+    try:
+        try:
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+        return action()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_no_descriptor_free_is_its_own_cause_never_token_unreadable(outbox, stub, tmp_path):
+    """Issue 20, finding 5: slow connections used up the daemon's descriptors, and delivery paused
+    with a false "token file unreadable" alert (the delivery-auth fault)."""
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    fwd = forwarder_for(outbox, stub.url, token="", token_file=str(token_file))
+    commit(outbox)
+    outcome = _without_free_descriptors(fwd.deliver_once)
+    assert outcome.kind == FAILED
+    status = fwd.status()
+    assert not status.paused_by_auth and status.auth_fault is None and status.state == DeliveryState.RETRYING
+    assert "no file descriptor free to read the token file" in status.last_error and "unreadable" not in status.last_error
+    assert "open-files" in status.next_step
+    # Descriptors free again: delivered once its backoff allows.
+    wait_until(lambda: fwd.deliver_once() and states(outbox) == [DELIVERED], what="the record delivered")
+
+
+def test_the_open_files_fault_names_the_descriptors_in_use():
+    from types import SimpleNamespace
+
+    from device.daemon.faults import FaultRegistry
+    from device.daemon.supervisor import Supervisor
+    from device.fault_names import OPEN_FILES
+
+    faults = FaultRegistry(lambda event: None)
+    kiosk = SimpleNamespace(faults=faults)
+    Supervisor.check_descriptors(kiosk)
+    assert OPEN_FILES not in faults.active()
+    _without_free_descriptors(lambda: Supervisor.check_descriptors(kiosk))
+    assert "file descriptor" in faults.active()[OPEN_FILES]
+    Supervisor.check_descriptors(kiosk)
+    assert OPEN_FILES not in faults.active()

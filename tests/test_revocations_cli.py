@@ -9,7 +9,7 @@ from support.config import kiosk_config, write_config
 from support.daemon import Daemon, wait_for_status, with_empty_tail
 from support.kiosk import run_kiosk
 from support.revocations import ADMIN_TOKEN, LOST, OTHER
-from support.unprivileged import kiosk_as_nobody
+from support.unprivileged import installed_config, kiosk_as_nobody
 
 
 def cli_config(tmp_path, central_url, public_key, source="file:/dev/null", pace="fast"):
@@ -137,33 +137,14 @@ def test_a_technician_in_the_files_group_reads_the_list_without_sudo(tmp_path, s
 def test_a_technician_in_the_group_asks_the_running_daemon_to_sync_without_sudo(
     tmp_path, signing_central, list_keys, card_folder, technicians_group
 ):
-    import os
-    import shutil
-
     from device import status
 
     signing_central.reissue(LOST, 2, ADMIN_TOKEN)
     images = with_empty_tail(card_folder([OTHER]), 120)
     with kiosk_as_nobody(groups=(technicians_group,)) as (folder, as_nobody):
-        key = folder / "list.pub"
-        shutil.copy(list_keys[1], key)
-        key.chmod(0o644)
-        # As install.sh and the unit leave them: the daemon's folders, their group the technicians'
-        # (setgid here, as this daemon runs as root), 0750.
-        for name in ("lib", "run"):
-            (folder / name).mkdir()
-            os.chown(folder / name, 0, technicians_group)
-            (folder / name).chmod(0o2750)
-        cfg = kiosk_config(
-            folder,
-            central=signing_central,
-            source=f"file:{images}",
-            pace="realtime",
-            kiosk={"id": "kiosk-rev-cli"},
-            outbox={"path": str(folder / "lib" / "outbox.db")},
-            revocations={"enabled": True, "public_key_file": str(key), "interval_s": 3600},
+        cfg = installed_config(
+            folder, technicians_group, list_keys[1], central=signing_central, source=f"file:{images}", kiosk_id="kiosk-rev-cli"
         )
-        cfg.chmod(0o644)
         with Daemon(tmp_path, cfg):
             wait_for_status(cfg, lambda r: (r["daemon"].get("revocations") or {}).get("version") == 1)
             requests = folder / "run" / status.REQUESTS_DIR

@@ -8,7 +8,7 @@ HELP = {"bench": "measure read rates and speed"}
 
 
 def register(sub) -> None:
-    from device.tools.bench import command, decode, idle, loop, motion, outbox, pos, resolution, revocations, scenes
+    from device.tools.bench import command, decode, flood, idle, loop, motion, outbox, pos, resolution, revocations, scenes, slow_preview
 
     bsub = add_group(
         sub,
@@ -37,5 +37,7 @@ def register(sub) -> None:
         ),
         ("command", command, "CPU time of a technician's command (e.g. status) for one or more installs, side by side"),
         ("pos", pos, "the POS hand-off: scan-loop time per frame with pos.output none and keyboard, and commit-to-typed latency"),
+        ("requests", flood, "hostile requests: FIFOs, directories, symlinks, huge files and 2,000 requests against the running daemon"),
+        ("preview", slow_preview, "1,000 slow connections to the live view: the daemon's descriptors, frame rate, watchdog and faults"),
     ):
         add_module_command(bsub, f"bench {name}", module, help_text)

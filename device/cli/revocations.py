@@ -84,8 +84,9 @@ def cmd_sync(args) -> int:
 
     Says what came of it. While the daemon runs, it is asked
     to sync (a request in kiosk.runtime_dir's request folder, which the technicians' group may
-    write: no sudo needed; answered within a second) and the command waits for its result; without the
-    daemon, the command syncs the copy itself (as the copy's owner).
+    write: no sudo needed; taken within a few seconds, at most one sync a minute on request) and
+    the command waits for its result; without the daemon, the command syncs the copy itself (as
+    the copy's owner).
     Exit 0 when the list was applied or is current, 1 when it was refused or not reachable (the
     copy in force stays as it was).
 

@@ -6,7 +6,7 @@
 * :mod:`device.daemon.faults` -- the fault registry: each fault published once when raised, once when cleared
 * :mod:`device.daemon.supervisor` -- threads, watchdog, status file, systemd, device classes
 * :mod:`device.daemon.snapshot` -- ``kiosk diag camera``: snapshots, from the daemon or the camera
-* :mod:`device.daemon.masking` -- snapshots blurred but for the barcodes read (names, addresses hidden)
+* :mod:`device.daemon.requests` -- the request folder, screened: nothing left there blocks or floods the daemon
 * :mod:`device.daemon.notify` -- systemd's notify protocol (READY, STATUS, WATCHDOG)
 * :mod:`device.daemon.devclass` -- device classes that appeared after start (restart to allow them)
 """

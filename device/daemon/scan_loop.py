@@ -152,8 +152,9 @@ class ScanLoop:
             return
         self.faults.clear(OUTBOX, "identifications are stored again")
         self.cards.identified(card, now)
+        module_px = reading.symbol.module_px
         if current_issue is not None:
-            self._refused(identification, index)
+            self._refused(identification, index, module_px)
             return
         self.counters.identifications += 1
         self.counters.last_identification_at = now
@@ -163,7 +164,7 @@ class ScanLoop:
             "seq": identification.seq,
             "scanned_at": identification.scanned_at,
         }
-        self.publish(Identified(identification, index, committed))
+        self.publish(Identified(identification, index, committed, module_px))
         self.on_commit()
 
     def _replaced_by(self, card) -> int | None:
@@ -180,7 +181,7 @@ class ScanLoop:
         self.faults.clear(REVOCATIONS_LOOKUP, "cards are checked against the replaced-card list again")
         return current
 
-    def _refused(self, refusal: Identification, index: int) -> None:
+    def _refused(self, refusal: Identification, index: int, module_px: float | None) -> None:
         """A replaced card: its refusal is durable; no identification, its own signal."""
         self.counters.refusals += 1
         self.counters.last_refusal = {
@@ -190,5 +191,5 @@ class ScanLoop:
             "seq": refusal.seq,
             "scanned_at": refusal.scanned_at,
         }
-        self.publish(Refused(refusal, index))
+        self.publish(Refused(refusal, index, module_px))
         self.on_commit()

@@ -1,7 +1,7 @@
 """Camera snapshots for the technician: ``kiosk diag camera`` with or without the daemon.
 
 A snapshot is one frame, what was decoded in it, and a picture: by default the card's printed
-name and address are blurred beyond reading outside the barcodes (:mod:`device.daemon.masking`)
+name and address are blurred beyond reading outside the barcodes (:mod:`device.outputs.masking`)
 and the located barcodes are drawn on it (:func:`~device.outputs.annotate.annotate`); ``raw`` leaves the drawings off (the
 picture can be scanned again with ``kiosk scan``), ``unmask`` keeps the whole picture. Snapshot
 files are written 0600 (the one in the runtime directory 0640, see :data:`RUNTIME_MODE`).
@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import tempfile
 import time
 import uuid
@@ -36,8 +35,9 @@ import numpy as np
 
 from device import status
 from device.camera.frame import Frame
-from device.daemon.masking import barcode_areas, blur_outside
+from device.daemon.requests import Request, RequestFolder
 from device.outputs.annotate import annotate
+from device.outputs.masking import barcode_areas, blur_outside
 from device.pipeline import Reading
 from device.redact import describe_text, mask_contract
 from device.vision.decoders import as_grey
@@ -270,75 +270,83 @@ def _read_answer(path: Path) -> dict:
     return found if isinstance(found, dict) else {}
 
 
-#: Request ids the daemon takes: what :func:`from_daemon` makes (a uuid4 in hex), nothing that
-#: could name another path.
-_REQUEST_NAME = re.compile(rf"{re.escape(status.SNAPSHOT_PREFIX)}([0-9a-f]{{32}})\.request")
 #: Answers nobody collected (the asker was a technician, who may not remove them, or gave up)
 #: are removed after this many seconds.
 ANSWER_KEEP_S = 60.0
-#: At most this many requests are answered per housekeeping turn (a flood waits its turn).
-MAX_ANSWERS_PER_TURN = 4
+#: At most this many requests are answered per housekeeping turn, newest first (a flood waits its
+#: turn); one frame answers them all: its picture is written once per set of options and linked
+#: as each answer's picture, so a flood costs links and small JSON files, never a picture each.
+MAX_ANSWERS_PER_TURN = 64
 
 
 class SnapshotService:
     """Answers ``kiosk diag camera`` requests left in the runtime directory's request folder.
 
-    It makes the folder (:data:`status.REQUESTS_DIR`, sticky, writable by the daemon's group:
-    technicians ask without root, and none removes another's request). Each request
-    (``snapshot-<id>.request``, JSON ``raw`` and ``unmask``) is answered with the latest decoded
-    frame: the picture, then the readings naming the size, or an error when no frame has been
-    decoded yet (:func:`answer_paths`). Answers nobody took are removed after :data:`ANSWER_KEEP_S`.
+    The folder (:data:`status.REQUESTS_DIR`) is screened by a
+    :class:`~device.daemon.requests.RequestFolder`: only regular files named
+    ``snapshot-<id>.request`` (JSON ``raw`` and ``unmask``) are read, without ever blocking; the
+    newest are answered first, each requester at most so many a minute. Each is answered with the
+    latest decoded frame: the picture, then the readings naming the size, or an error when no
+    frame has been decoded yet (:func:`answer_paths`). Answers nobody took are removed after
+    :data:`ANSWER_KEEP_S`.
 
     :param runtime_dir: ``kiosk.runtime_dir``, where the requests and the answers live.
     :param unmask: ``log.unmask``: whole contract numbers in the labels and readings.
+    :param requests: the screened request folder (the supervisor shares it with sync requests).
     """
 
-    def __init__(self, runtime_dir: Path, *, unmask: bool):
+    def __init__(self, runtime_dir: Path, *, unmask: bool, requests: RequestFolder | None = None):
         self.runtime_dir = runtime_dir
-        self.folder = runtime_dir / status.REQUESTS_DIR
+        self.requests = requests or RequestFolder(runtime_dir / status.REQUESTS_DIR)
+        self.folder = self.requests.folder
         self.unmask = unmask
 
-    def answer(self, latest: tuple[np.ndarray, list[Reading]] | None) -> None:
-        """Answer the requests that wait with ``latest`` (the last decoded frame and its readings)."""
-        try:
-            self._make_folder()
-            names = sorted(os.listdir(self.folder))
-        except OSError as e:  # a full or read-only runtime directory: no snapshots, the daemon goes on
-            log.warning("cannot take snapshot requests in %s: %s", self.folder, e)
-            return
-        waiting = [m.group(1) for m in map(_REQUEST_NAME.fullmatch, names) if m]
-        for ident in waiting[:MAX_ANSWERS_PER_TURN]:
-            self._answer_one(ident, latest)
+    def answer(self, latest: tuple[np.ndarray, list[Reading]] | None, waiting: list[Request] | None = None) -> None:
+        """Answer the requests that wait (``waiting``, newest first; by default the folder is
+        screened now) with ``latest`` (the last decoded frame and its readings)."""
+        if waiting is None:
+            waiting = self.requests.scan().snapshots
+        taken: dict[SnapshotOptions, list[str]] = {}
+        answered = 0
+        for request in waiting:
+            if answered >= MAX_ANSWERS_PER_TURN:
+                break
+            if not self.requests.allowed(request):
+                continue  # this requester asked too often: it waits, the others go on
+            data = self.requests.read(request)
+            if data is None or not self.requests.take(request):
+                continue
+            taken.setdefault(_parse_request(data), []).append(request.ident)
+            answered += 1
+        for options, idents in taken.items():
+            self._answer(idents, options, latest)
+        self.requests.counts.answered += answered
         self._remove_old_answers()
 
-    def _make_folder(self) -> None:
-        if self.folder.is_dir():
-            return
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.folder.chmod(0o1770)  # not left to the umask: the group must write here
-
-    def _answer_one(self, ident: str, latest: tuple[np.ndarray, list[Reading]] | None) -> None:
-        request = self.folder / f"{status.SNAPSHOT_PREFIX}{ident}.request"
-        options = _parse_request(request)
-        picture, answer_file = answer_paths(self.runtime_dir, ident)
+    def _answer(self, idents: list[str], options: SnapshotOptions, latest: tuple[np.ndarray, list[Reading]] | None) -> None:
+        """Answer the requests ``idents`` (all asking ``options``) with one snapshot of ``latest``."""
+        answer: dict = {}
+        shared = None
         try:
-            request.unlink()  # the daemon owns the folder, so it may remove anyone's request
-        except FileNotFoundError:
-            return  # the asker gave up meanwhile
-        except OSError as e:
-            log.warning("cannot take the snapshot request %s: %s", request, e)
-            return
-        try:
-            answer: dict = {}
             if latest is None:
                 answer["error"] = "no frame decoded since the daemon started (is the camera down?)"
             else:
                 shot = make_snapshot(*latest, options, self.unmask)
-                write_image(picture, shot.image, RUNTIME_MODE)
+                shared = self.runtime_dir / f".{status.SNAPSHOT_PREFIX}shared-{uuid.uuid4().hex}.png"
+                write_image(shared, shot.image, RUNTIME_MODE)
                 answer.update(size=list(shot.size), readings=shot.readings)
-            _write_atomically(answer_file, json.dumps(answer).encode(), RUNTIME_MODE)
-        except OSError as e:  # a full runtime directory: the request fails, the daemon goes on
+            body = json.dumps(answer).encode()
+            for ident in idents:
+                picture, answer_file = answer_paths(self.runtime_dir, ident)
+                if shared is not None:
+                    picture.unlink(missing_ok=True)  # an id asked again: the new answer replaces the old
+                    os.link(shared, picture)  # the same picture, no copy: a flood costs no space
+                _write_atomically(answer_file, body, RUNTIME_MODE)
+        except OSError as e:  # a full runtime directory: the requests fail, the daemon goes on
             log.warning("cannot answer the snapshot request: %s", e)
+        finally:
+            if shared is not None:
+                shared.unlink(missing_ok=True)
 
     def _remove_old_answers(self) -> None:
         now = time.time()
@@ -350,13 +358,15 @@ class SnapshotService:
                 pass  # taken meanwhile
 
 
-def _parse_request(path: Path) -> SnapshotOptions:
-    """The request's options; anything unreadable (or too long to be one) gives the defaults
-    (masked, drawn)."""
+def _parse_request(data: bytes) -> SnapshotOptions:
+    """The request's options; anything that is not a JSON object gives the defaults (masked, drawn).
+
+    >>> _parse_request(b'{"raw": true}'), _parse_request(b"not json") == SnapshotOptions()
+    (SnapshotOptions(raw=True, unmask=False, masked=False), True)
+    """
     try:
-        with path.open("rb") as f:
-            request = json.loads(f.read(4096))
-    except (OSError, ValueError):
+        request = json.loads(data)
+    except ValueError:
         request = None
     if not isinstance(request, dict):
         return SnapshotOptions()

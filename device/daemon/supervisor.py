@@ -17,8 +17,10 @@ housekeeping turn
 * stops the daemon for a restart when a device class appeared that it was not allowed at start;
 * raises and clears the delivery faults (token refused, backlog too old) and the outbox's
   integrity fault (identifications lost, salvaged or quarantined, until acknowledged);
-* answers ``kiosk diag camera``, writes the status file (``kiosk status``) and tells systemd
-  ``STATUS=``.
+* answers ``kiosk diag camera`` and ``kiosk revocations sync`` from the request folder, screened
+  so that nothing a technician leaves there blocks or floods it (:mod:`device.daemon.requests`),
+  writes the status file (``kiosk status``), hands the same status to the outputs that want it
+  (:class:`~device.events.StatusPublished`: the metrics) and tells systemd ``STATUS=``.
 
 ::
 
@@ -43,9 +45,11 @@ from device.daemon.camera_outage import CameraOutage
 from device.daemon.devclass import DeviceClassWatch
 from device.daemon.faults import FaultRegistry
 from device.daemon.notify import Notifier
+from device.daemon.requests import RequestFolder, SyncRequests
 from device.daemon.scan_loop import ScanLoop
 from device.daemon.snapshot import SnapshotService
-from device.fault_names import BACKLOG, DELIVERY, DELIVERY_AUTH, OUTBOX_INTEGRITY, REVOCATIONS
+from device.events import StatusPublished
+from device.fault_names import BACKLOG, DELIVERY, DELIVERY_AUTH, OPEN_FILES, OUTBOX_INTEGRITY, REVOCATIONS
 from device.forwarder import Forwarder
 from device.health.delivery import DeliveryHealth
 from device.outbox import Outbox, OutboxError, OutboxHealth
@@ -57,6 +61,7 @@ from device.status.report import (
     QueueStatus,
     ReplacedListState,
     ReplacedListStatus,
+    RequestsStatus,
     ScanStatus,
     Unreadable,
 )
@@ -68,6 +73,8 @@ log = logging.getLogger("device.daemon")
 #: record) takes longer than this many requests at their time limits, and never less than a minute.
 FORWARDER_STALL_REQUESTS = 10
 FORWARDER_STALL_MIN_S = 60.0
+#: The ``open-files`` fault is raised with this share of the descriptor limit (RLIMIT_NOFILE) in use.
+OPEN_FILES_ALERT = 0.9
 #: The name of the caller's thread in faults: it runs the scan loop.
 SCAN_LOOP = "scan loop"
 
@@ -134,7 +141,13 @@ class Supervisor:
         self.outbox = outbox
         self.faults = faults
         self.outputs = outputs
-        self.snapshots = SnapshotService(settings.runtime_dir, unmask=settings.unmask) if settings.runtime_dir is not None else None
+        # What technicians leave in the request folder, screened once a turn (snapshots, syncs).
+        self.requests: RequestFolder | None = None
+        self.snapshots: SnapshotService | None = None
+        if settings.runtime_dir is not None:
+            self.requests = RequestFolder(settings.runtime_dir / status.REQUESTS_DIR)
+            self.snapshots = SnapshotService(settings.runtime_dir, unmask=settings.unmask, requests=self.requests)
+        self.sync_requests = SyncRequests()
         source_name = getattr(loop.source, "name", None)
         live = settings.runtime_dir is not None and isinstance(source_name, str) and callable(getattr(loop.source, "carry_outage", None))
         self.camera_outage = CameraOutage(settings.runtime_dir, source_name) if live else None
@@ -291,13 +304,40 @@ class Supervisor:
         integrity = queue.integrity_fault if isinstance(queue, OutboxHealth) else None
         self.faults.set(OUTBOX_INTEGRITY, bool(integrity), integrity or "", "acknowledged by a technician (kiosk queue ack)")
         revocations = self.check_revocations()
+        self.check_descriptors()
         if self.settings.runtime_dir is not None:
-            self.snapshots.answer(self.loop.latest)
+            self.take_requests()  # first, so that this turn's status counts them
+        published = self.outputs.wants(StatusPublished)  # the metrics
+        if self.settings.runtime_dir is not None or published:
             daemon = self.status(queue, delivery, revocations)
-            if self.camera_outage is not None:
-                self.camera_outage.update(daemon.camera.state, daemon.camera.counters.get("down_for_s"))
-            self.write_status(daemon)
+            if self.settings.runtime_dir is not None:
+                if self.camera_outage is not None:
+                    self.camera_outage.update(daemon.camera.state, daemon.camera.counters.get("down_for_s"))
+                self.write_status(daemon)
+            if published:
+                self.outputs.publish(StatusPublished(daemon))
         self.notifier.status(self.summary())
+
+    def check_descriptors(self) -> None:
+        """The ``open-files`` fault while the daemon's descriptors are nearly all used: whatever
+        then fails to open (the token, a connection, the outbox) says EMFILE, and this names why."""
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        try:
+            used = len(os.listdir("/proc/self/fd"))
+            text = f"{used} of {limit} file descriptors open (LimitNOFILE): opening a file or a connection fails soon"
+        except OSError as e:  # EMFILE: not even this one
+            used, text = limit, f"no file descriptor free ({e.strerror}): opening a file or a connection fails"
+        high = limit != resource.RLIM_INFINITY and used >= OPEN_FILES_ALERT * limit
+        self.faults.set(OPEN_FILES, high, f"{text}; sudo systemctl restart kiosk frees them", "descriptors free again")
+
+    def take_requests(self) -> None:
+        """Answer what technicians asked in the request folder: snapshots, and a sync of the
+        replaced-card list (at most once a minute). Nothing in it can block this turn."""
+        waiting = self.requests.scan()
+        self.snapshots.answer(self.loop.latest, waiting.snapshots)
+        self.sync_requests.take(self.requests, waiting.syncs, self.revocations.request if self.revocations is not None else None)
 
     def check_revocations(self) -> ReplacedListState | None:
         """The replaced-card list's state for status, its fault raised or cleared; None when off.
@@ -447,4 +487,5 @@ class Supervisor:
             clock_synced=ntp_synchronized(),
             cpu_temperature_c=status.cpu_temperature_c(),
             revocations=revocations,
+            requests=RequestsStatus(**asdict(self.requests.counts)) if self.requests is not None else None,
         )

@@ -40,6 +40,26 @@ _LABELS = {
 }
 
 
+class DeliveryFailure(StrEnum):
+    """Why one delivery attempt failed, in a few words a fleet's alert can group by (the metrics'
+    ``cause`` label); the value is the label's text. The forwarder's ``last_error`` says it in full.
+
+    >>> DeliveryFailure("unreachable") is DeliveryFailure.UNREACHABLE, str(DeliveryFailure.TOKEN_REFUSED)
+    (True, 'token-refused')
+    """
+
+    UNREACHABLE = "unreachable"  #: no answer: connection refused, DNS, TLS not trusted, connection cut
+    TIMEOUT = "timeout"  #: no whole answer within the request's deadline
+    BUSY = "busy"  #: the central said "not now" (408, 429, 503)
+    HTTP_ERROR = "http-error"  #: another HTTP status (a 404 for a wrong api.url, 5xx, 413 for one record)
+    MALFORMED = "malformed"  #: an answer the kiosk cannot use (not JSON, no result for some record)
+    TOKEN_REFUSED = "token-refused"  #: 401/403: delivery paused until the token changes
+    NO_TOKEN = "no-token"  #: no usable token to send (the token file missing, empty, unreadable)
+    NO_DESCRIPTORS = "no-descriptors"  #: the kiosk's own file descriptors ran out (EMFILE): the open-files fault, not the token's
+    OUTBOX = "outbox"  #: the outbox could not be read or marked
+    INTERNAL = "internal"  #: a bug in a delivery step (its traceback in the log)
+
+
 @dataclass(frozen=True)
 class DeliveryHealth:
     """What :meth:`device.forwarder.Forwarder.status` says, for ``kiosk status`` and the delivery faults.

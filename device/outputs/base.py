@@ -30,11 +30,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from device.events import (
     EVENT_TYPES,
     Dead,
     Delivered,
+    DeliveryFailed,
     Event,
     FaultCleared,
     FaultRaised,
@@ -42,6 +44,7 @@ from device.events import (
     Identified,
     NotACard,
     Refused,
+    StatusPublished,
 )
 from device.health.outputs import OutputHealth
 from device.threads import HEARTBEAT_S, StopFlag, SupervisedThread
@@ -51,6 +54,17 @@ log = logging.getLogger(__name__)
 #: An output busy with one event for this long is stuck (a driver hung in the kernel): a shorter
 #: block costs only that output its frames, this one has the daemon restarted.
 OUTPUT_STALL_S = 60.0
+
+
+class FaultSwitch(Protocol):
+    """The kiosk's faults (:class:`device.daemon.faults.FaultRegistry`): on with a cause, off with why.
+
+    An output that can fail on its own (the POS link, the metrics file) is given them, since outputs
+    do not import the daemon."""
+
+    def raise_(self, name: str, message: str) -> None: ...
+
+    def clear(self, name: str, how: str) -> None: ...
 
 
 def handler_name(kind: type[Event]) -> str:
@@ -83,6 +97,9 @@ class Output:
     def on_delivered(self, event: Delivered) -> None:
         """The central holds these records and the outbox says so (after the commit)."""
 
+    def on_delivery_failed(self, event: DeliveryFailed) -> None:
+        """A delivery attempt failed (its cause); its records stay pending and are tried again."""
+
     def on_dead(self, event: Dead) -> None:
         """The central refused a record for good and the outbox says so (after the commit)."""
 
@@ -94,6 +111,9 @@ class Output:
 
     def on_frame(self, event: FrameScanned) -> None:
         """A frame went through the pipeline. Dropped, oldest first, when the output falls behind."""
+
+    def on_status(self, event: StatusPublished) -> None:
+        """The daemon's status, every couple of seconds. Dropped, oldest first, when the output falls behind."""
 
     def close(self) -> None:
         """The kiosk stops: release hardware. Called once, after the last event."""
@@ -201,9 +221,9 @@ class OutputRunner:
 
     :meth:`publish` queues an event for each output that handles it and returns at once; any
     thread may call it (the scan loop, the forwarder, the fault registry). When an output falls
-    ``queue_size`` events behind, its oldest droppable events (:class:`~device.events.FrameScanned`)
-    are dropped; other events are dropped only when the queue holds nothing else, counted in
-    :meth:`status` and logged once.
+    ``queue_size`` events behind, its oldest droppable events (:class:`~device.events.FrameScanned`
+    and :class:`~device.events.StatusPublished`) are dropped; other events are dropped only when
+    the queue holds nothing else, counted in :meth:`status` and logged once.
 
         outputs = OutputRunner([LogOutput(unmask=False)])
         outputs.publish(FaultRaised("camera", "no frames"))
@@ -229,6 +249,10 @@ class OutputRunner:
     def threads(self) -> list[SupervisedThread]:
         """Each output's thread, for the daemon's supervisor."""
         return [w.thread for w in self._workers]
+
+    def wants(self, kind: type[Event]) -> bool:
+        """True when some output handles events of type ``kind`` (so making one is worth it)."""
+        return any(kind in w.wants for w in self._workers)
 
     def publish(self, event: Event) -> None:
         """Queue ``event`` for every output that handles it; returns at once."""

@@ -1,15 +1,16 @@
-"""The live view for aiming the camera: an MJPEG page on 127.0.0.1, reached over ``ssh -L``.
+"""The live view for aiming the camera: an MJPEG page on a Unix socket only technicians reach.
 
 An :class:`~device.outputs.base.Output` that keeps the newest frame the pipeline looked at and
-serves, on 127.0.0.1 only, a page with the camera image (located regions and reads drawn, contracts
+serves, on a Unix socket (``<kiosk.runtime_dir>/preview.sock``), a page with the camera image
+(blurred outside the barcodes read, as snapshots are; located regions and reads drawn, contracts
 masked unless ``log.unmask``), the frame rate, a sharpness and a contrast figure for the barcode
 region, the zone where cards have read (a dashed rectangle: "hold the card here"), and the exposure
 the camera reported with the smear a card moving at 20 cm/s gets in it (:func:`exposure_text`)::
 
-    preview = PreviewOutput(port=8088, unmask=False, title="kiosk-riga-07")
+    preview = PreviewOutput(socket_path=Path("/run/kiosk/preview.sock"), unmask=False, title="kiosk-riga-07")
     kiosk.add_output(preview)          # the daemon (preview.enabled); or feed it frames yourself:
     preview.on_frame(FrameScanned(pipeline.frame(frame, frame.monotonic), frame.index))
-    print(preview.url)                 # http://127.0.0.1:8088/
+    print(preview.ssh_line("pi", "kiosk-riga-07", 8088))   # ssh -L 8088:/run/kiosk/preview.sock pi@kiosk-riga-07
     preview.close()
 
 The paths: ``/`` (the page), ``/stream.mjpg`` (the image) and ``/figures.json`` (the figures);
@@ -20,11 +21,21 @@ drawn and encoded only while a stream is open, once per new frame whatever the n
 watchers, at most :data:`STREAM_FPS` a second. While nobody watches, a frame costs a reference
 kept and a counter bumped (:attr:`PreviewOutput.encodes` stays put; tests count it).
 
-Who may look: the socket is bound to 127.0.0.1 and nothing else, so only this machine (and an
-``ssh -L`` tunnel into it) reaches it. A request whose ``Host`` is not localhost, 127.0.0.1 or
-[::1] is refused (a web page in the technician's browser cannot point its own host name at
-127.0.0.1 and read the stream: DNS rebinding); no CORS headers are sent, and
+Who may look: the technicians. The socket is 0660, its group the technicians' (the daemon's main
+group under the unit, kiosk-tech; the folder's group otherwise), in the runtime directory (0750,
+the same group): an account outside that group cannot connect, and no TCP port is open at all.
+A technician's laptop reaches it with OpenSSH's forwarding to a Unix socket
+(``ssh -L 8088:/run/kiosk/preview.sock pi@kiosk``, then http://localhost:8088/). The picture is
+blurred outside the barcodes read (:mod:`device.outputs.masking`), unless ``preview.unblurred``
+(root's config file) says otherwise. A request whose ``Host`` is not localhost, 127.0.0.1 or
+[::1] is refused (a web page in the technician's browser cannot point its own host name at the
+tunnel and read the stream: DNS rebinding); no CORS headers are sent, and
 ``Cross-Origin-Resource-Policy: same-origin`` keeps other sites from embedding the image.
+
+What a connection may cost: at most :data:`MAX_CONNECTIONS` are served at once (one more is
+answered 503 at once and closed, so descriptors stay bounded), its request line and headers must
+arrive within :data:`HEADER_DEADLINE_S` in all (a deadline, not renewed by each byte), and a
+viewer that leaves early is one line in the log, never a traceback.
 """
 
 from __future__ import annotations
@@ -33,11 +44,18 @@ import base64
 import hashlib
 import html
 import http.server
+import io
 import json
 import logging
+import os
+import socket
+import socketserver
+import stat
+import sys
 import threading
 import time
 from collections import deque
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import cv2
@@ -49,18 +67,25 @@ from device.events import FaultCleared, FaultRaised, FrameScanned
 from device.fault_names import CAMERA
 from device.outputs.annotate import annotate
 from device.outputs.base import Output
+from device.outputs.masking import barcode_areas, blur_outside
 from device.pipeline import Reading
+from device.runtime_dir import PREVIEW_SOCKET
 from device.vision.decoders import as_grey
 from device.vision.locate import Locator
 
 log = logging.getLogger(__name__)
 
-#: Where the live view listens: loopback only (reach it with ``ssh -L``).
-HOST = "127.0.0.1"
+#: Its mode: the daemon and the technicians' group (connecting needs write permission).
+SOCKET_MODE = 0o660
 #: Frames a second sent to a watcher, at most (enough to aim; a Pi's CPU belongs to the scan loop).
 STREAM_FPS = 8.0
 #: Open streams at a time, at most (each may cost an encode per frame).
 MAX_WATCHERS = 4
+#: Connections served at once, at most (streams, the page, its figures): each is a thread and a
+#: descriptor, so a flood of connections costs a bounded number of both; the rest get 503 at once.
+MAX_CONNECTIONS = 8
+#: The request line and headers must arrive within this many seconds in all.
+HEADER_DEADLINE_S = 5.0
 #: The frame rate is counted over this many seconds.
 FPS_WINDOW_S = 2.0
 #: The read zone is the bounding box of the card barcodes in this many most recent reads.
@@ -175,18 +200,22 @@ class ReadZone:
 
 
 class PreviewOutput(Output):
-    """The live view, served from its own thread on 127.0.0.1:``port`` (0: a port the OS picks).
+    """The live view, served from its own thread on the Unix socket ``socket_path``.
 
-    :param port: ``preview.port`` (or ``kiosk preview --port``).
+    :param socket_path: where to listen (``<kiosk.runtime_dir>/preview.sock``); a socket left
+        there by an earlier run is replaced, anything else there is refused (``OSError``).
     :param unmask: ``log.unmask``: whole contract numbers in the drawn labels.
+    :param unblurred: ``preview.unblurred``: the whole picture, not blurred outside the barcodes.
     :param title: the kiosk's name, shown on the page.
     :param camera: what the camera is (``camera.source``), shown on the page.
 
-    Binding the port raises ``OSError`` (in use, not allowed) before anything else starts.
+    Listening raises ``OSError`` (a path too long, a folder it may not write) before anything
+    else starts.
     """
 
-    def __init__(self, *, port: int, unmask: bool, title: str = "", camera: str = ""):
+    def __init__(self, *, socket_path: Path, unmask: bool, unblurred: bool = False, title: str = "", camera: str = ""):
         self.unmask = unmask
+        self.unblurred = unblurred
         self.title = title
         self.camera = camera
         self.encodes = 0  # frames drawn and encoded, for "no cost while nobody watches"
@@ -202,34 +231,40 @@ class PreviewOutput(Output):
         self._closing = False
         self._render_lock = threading.Lock()
         self._rendered: tuple[int, bytes, dict] = (0, b"", {})
-        self._server = _Server((HOST, port), self)
+        self._server = _Server(Path(socket_path), self)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.25}, name="preview-http", daemon=True)
         self._thread.start()
-        log.info(
-            "preview: the live view is served at %s (from a laptop: ssh -L %d:localhost:%d, then http://localhost:%d/)",
-            self.url,
-            self.port,
-            self.port,
-            self.port,
-        )
+        log.info("preview: the live view is served on %s (from a laptop: %s)", self.socket_path, self.ssh_line("USER", "KIOSK"))
 
     @classmethod
-    def from_config(cls, cfg, *, port: int | None = None) -> PreviewOutput:
-        """The live view of the ``[preview]`` section (``port`` overrides ``preview.port``)."""
-        return cls(port=cfg.preview.port if port is None else port, unmask=cfg.log.unmask, title=cfg.kiosk.id, camera=cfg.camera.source)
+    def from_config(cls, cfg, *, socket_path: Path | None = None) -> PreviewOutput:
+        """The live view of the ``[preview]`` section, on ``socket_path`` (default: in ``kiosk.runtime_dir``)."""
+        return cls(
+            socket_path=socket_path or default_socket(cfg),
+            unmask=cfg.log.unmask,
+            unblurred=cfg.preview.unblurred,
+            title=cfg.kiosk.id,
+            camera=cfg.camera.source,
+        )
 
     @property
-    def address(self) -> tuple[str, int]:
-        """The (host, port) the socket is bound to."""
-        return self._server.server_address[:2]
+    def socket_path(self) -> Path:
+        """The socket it listens on."""
+        return self._server.path
 
     @property
-    def port(self) -> int:
-        return self.address[1]
+    def connections(self) -> int:
+        """Connections served now (at most :data:`MAX_CONNECTIONS`)."""
+        return self._server.connections
 
     @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}/"
+    def refused(self) -> int:
+        """Connections answered 503 because :data:`MAX_CONNECTIONS` were served already."""
+        return self._server.refused
+
+    def ssh_line(self, user: str, host: str, port: int = 8088) -> str:
+        """The command that brings the live view to a laptop's ``http://localhost:PORT/``."""
+        return ssh_line(self.socket_path, user, host, port)
 
     @property
     def watchers(self) -> int:
@@ -273,6 +308,7 @@ class PreviewOutput(Output):
             self._changed.notify_all()
         self._server.shutdown()
         self._server.server_close()
+        self._server.remove_socket()
 
     # --- what the server asks (its threads) ---------------------------------------------------
 
@@ -336,7 +372,10 @@ class PreviewOutput(Output):
             size = (image.shape[1], image.shape[0])
             measured_on, corners = measured_region(readings, regions, size)
             sharpness, contrast = region_figures(grey, corners)
-            drawn = annotate(image, readings, self.unmask, regions=regions)
+            # Blurred outside the barcodes read, as snapshots are: the client's name and address
+            # are not for whoever watches (regions found on the frame itself, before the blur).
+            picture = image if self.unblurred else blur_outside(image, barcode_areas(readings))
+            drawn = annotate(picture, readings, self.unmask, regions=regions)
             if zone:
                 draw_dashed_box(drawn, zone, ZONE_BGR)
                 x0, y0 = zone[:2]
@@ -381,17 +420,31 @@ class PreviewOutput(Output):
         return PAGE.replace("{{title}}", html.escape(self.title or "kiosk")).encode()
 
 
+def default_socket(cfg) -> Path:
+    """The live view's socket: :data:`~device.runtime_dir.PREVIEW_SOCKET` in ``kiosk.runtime_dir``."""
+    return Path(cfg.kiosk.runtime_dir) / PREVIEW_SOCKET
+
+
+def ssh_line(socket_path: Path, user: str, host: str, port: int = 8088) -> str:
+    """The OpenSSH command that forwards a laptop's ``localhost:port`` to the live view's socket.
+
+    >>> ssh_line(Path("/run/kiosk/preview.sock"), "pi", "kiosk-7")
+    'ssh -L 8088:/run/kiosk/preview.sock pi@kiosk-7'
+    """
+    return f"ssh -L {port}:{socket_path} {user}@{host}"
+
+
 def daemon_preview(cfg) -> PreviewOutput | None:
-    """The daemon's live view when ``preview.enabled``; None when it is not, or when its port
-    cannot be had (logged): a live view must never stop the kiosk."""
+    """The daemon's live view when ``preview.enabled``; None when it is not, or when its socket
+    cannot be made (logged): a live view must never stop the kiosk."""
     if not cfg.preview.enabled:
         return None
+    path = default_socket(cfg)
     try:
-        return PreviewOutput.from_config(cfg)
+        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        return PreviewOutput.from_config(cfg, socket_path=path)
     except OSError as e:
-        log.error(
-            "preview: cannot listen on %s:%d (%s): the live view is off; set another preview.port", HOST, cfg.preview.port, e.strerror or e
-        )
+        log.error("preview: cannot listen on %s (%s): the live view is off (check kiosk.runtime_dir)", path, e.strerror or e)
         return None
 
 
@@ -430,13 +483,116 @@ def watch_camera(source, reopen, cfg, preview: PreviewOutput, stop: threading.Ev
 # --- the HTTP side ----------------------------------------------------------------------------
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """The HTTP server on a Unix socket: at most :data:`MAX_CONNECTIONS` connections at a time,
+    each in its own thread; one more is answered 503 at once and closed."""
 
-    def __init__(self, address: tuple[str, int], preview: PreviewOutput):
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, path: Path, preview: PreviewOutput):
         self.preview = preview
-        super().__init__(address, _Handler)
+        self.path = path
+        self.connections = 0
+        self.refused = 0
+        self._count = threading.Lock()
+        super().__init__(str(path), _Handler)
+
+    def server_bind(self) -> None:
+        """Bind to :attr:`path`: a socket an earlier run left there is replaced, anything else is
+        not the kiosk's to remove; then 0660 and the folder's group (the technicians')."""
+        try:
+            found = os.lstat(self.path)
+        except FileNotFoundError:
+            pass
+        else:
+            if not stat.S_ISSOCK(found.st_mode):
+                raise FileExistsError(17, "exists and is not a socket (not the kiosk's to remove)", str(self.path))
+            self.path.unlink()
+        self.socket.bind(str(self.path))
+        os.chmod(self.path, SOCKET_MODE)
+        group = self.path.parent.stat().st_gid
+        if os.stat(self.path).st_gid != group:
+            try:
+                os.chown(self.path, -1, group)  # root's `kiosk preview`: the technicians' group, as the folder's
+            except PermissionError:
+                pass  # not ours to give: it stays the process's group
+        self.server_address = str(self.path)
+
+    def remove_socket(self) -> None:
+        try:
+            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                self.path.unlink()
+        except OSError:
+            pass
+
+    def process_request(self, request, client_address) -> None:
+        with self._count:
+            busy = self.connections >= MAX_CONNECTIONS
+            if not busy:
+                self.connections += 1
+            else:
+                self.refused += 1
+        if busy:
+            _refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._done()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._done()
+
+    def _done(self) -> None:
+        with self._count:
+            self.connections -= 1
+
+    def handle_error(self, request, client_address) -> None:
+        """A viewer that left early (a closed tab, a dropped tunnel) is one line; anything else is a bug, with its traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            log.info("preview: a viewer left before its answer was sent (%s)", type(error).__name__)
+        else:
+            log.exception("preview: a request failed")
+
+
+def _refuse(request: socket.socket) -> None:
+    """503 to a connection over :data:`MAX_CONNECTIONS`, without waiting for it to read, then closed."""
+    body = f"{MAX_CONNECTIONS} connections are served already: try again\n".encode()
+    try:
+        request.setblocking(False)
+        request.send(
+            b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+    except OSError:
+        pass
+    finally:
+        request.close()
+
+
+class _UntilDeadline(io.RawIOBase):
+    """A connection's reading side that ends at ``deadline`` (monotonic) in all: each read waits
+    only what is left, so a client sending a byte at a time cannot stretch it."""
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        self.sock = sock
+        self.deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no request within {HEADER_DEADLINE_S:g} s")
+        self.sock.settimeout(left)
+        return self.sock.recv_into(buffer)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -447,8 +603,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     sys_version = ""
     timeout = 15  # a watcher that stops reading is let go, not waited for
 
+    def setup(self) -> None:
+        super().setup()
+        # The request line and headers within HEADER_DEADLINE_S in all; GETs have no body.
+        self.rfile = io.BufferedReader(_UntilDeadline(self.connection, time.monotonic() + HEADER_DEADLINE_S))
+
+    def address_string(self) -> str:
+        return "a local viewer"  # a Unix socket's peer has no address
+
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         preview = self.server.preview
+        self.connection.settimeout(self.timeout)  # the headers are in: writes wait per send, as a stream needs
         if not self._host_is_local():
             self._send(403, "text/plain; charset=utf-8", b"the live view answers only to localhost, 127.0.0.1 or [::1]\n")
             return
@@ -503,8 +668,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.flush()
                 # At most STREAM_FPS a second: the rest of the time belongs to the scan loop.
                 time.sleep(max(0.0, started + 1.0 / STREAM_FPS - time.monotonic()))
-        except OSError:  # the watcher went away (closed the tab, the tunnel dropped)
-            pass
+        except OSError as e:  # the watcher went away (closed the tab, the tunnel dropped): one line
+            log.info("preview: a viewer stopped watching (%s)", type(e).__name__)
         finally:
             preview.stopped_watching()
 

@@ -22,7 +22,9 @@ scans once it is done, or after :data:`START_WAIT_S`, so a card replaced before 
 is refused from the first frame), then every
 ``revocations.interval_s`` with jitter (a fleet restarted together does not sync in step), and at
 once when ``kiosk revocations sync`` leaves a request in the runtime directory's request folder
-(:data:`device.runtime_dir.REQUESTS_DIR`, which the technicians' group may write). The scan
+(:data:`device.runtime_dir.REQUESTS_DIR`, which the technicians' group may write): the
+supervisor's housekeeping screens that folder (:mod:`device.daemon.requests`) and calls
+:meth:`RevocationSync.request`, at most once a minute; this thread never looks at it. The scan
 loop never waits for it: it reads the copy on its own connection. A verified answer larger than
 a delta is parsed and applied in a child process (:mod:`device.revocations.apply`), so the scan
 loop keeps the interpreter while a complete list of a million contracts is written.
@@ -31,13 +33,10 @@ loop keeps the interpreter while a complete list of a million contracts is writt
 from __future__ import annotations
 
 import logging
-import os
 import random
-import re
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from device.central_client import REPLACED_CARDS_PATH, CentralAborted, CentralClient, CentralProblem
 from device.revocations import document
@@ -54,7 +53,7 @@ from device.revocations.apply import (
 )  # fmt: skip
 from device.revocations.document import KEY_ID_HEADER, SIGNATURE_HEADER
 from device.revocations.store import ReplacedCards, RevocationsError
-from device.runtime_dir import REQUESTS_DIR
+from device.runtime_dir import SYNC_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +61,7 @@ log = logging.getLogger(__name__)
 JITTER = 0.2
 #: ``kiosk revocations sync`` asks the daemon with a file named so in the runtime directory's
 #: request folder (:data:`device.runtime_dir.REQUESTS_DIR`): ``revocations-<32 hex>.request``.
-REQUEST_PREFIX = "revocations-"
-_REQUEST_NAME = re.compile(rf"{re.escape(REQUEST_PREFIX)}[0-9a-f]{{32}}\.request")
-#: How often the thread looks for that file.
-REQUEST_POLL_S = 1.0
+REQUEST_PREFIX = SYNC_PREFIX
 #: How long the daemon waits at start for the first sync before it scans (against the copy on
 #: disk, or none): a kiosk whose central is down starts scanning after this at the latest.
 START_WAIT_S = 15.0
@@ -98,7 +94,6 @@ class RevocationSync:
         max_age_s: float,
         max_bytes: int,
         deadline_s: float,
-        runtime_dir: Path | None = None,
         rng: random.Random | None = None,
     ):
         self.copy = copy
@@ -109,7 +104,6 @@ class RevocationSync:
         self.max_age_s = max_age_s
         self.max_bytes = max_bytes
         self.deadline_s = deadline_s
-        self.runtime_dir = runtime_dir
         self.rng = rng or random.Random()
         self._wake = threading.Event()
         #: Set once the thread's first sync is done, whatever its outcome (the daemon waits for it at start).
@@ -141,7 +135,6 @@ class RevocationSync:
             max_age_s=r.max_age_s,
             max_bytes=r.max_bytes,
             deadline_s=r.deadline_s,
-            runtime_dir=Path(cfg.kiosk.runtime_dir),
         )
 
     # --- one sync -------------------------------------------------------------------------------
@@ -217,14 +210,13 @@ class RevocationSync:
         lower_priority()
         while not stop.is_set():
             self._wake.clear()
-            self._take_request()
             try:
                 result = self.sync_once(cancel=stop)
             finally:
                 self.first_attempt.set()
             deadline = time.monotonic() + self.next_wait_s(result.kind)
             while not stop.is_set() and time.monotonic() < deadline:
-                if self._wake.wait(min(REQUEST_POLL_S, max(deadline - time.monotonic(), 0.0))) or self._requested():
+                if self._wake.wait(max(deadline - time.monotonic(), 0.0)):
                     break
 
     def next_wait_s(self, kind: str) -> float:
@@ -234,28 +226,6 @@ class RevocationSync:
         if kind in (FAILED, REFUSED):
             wait = min(wait, RETRY_S * self.rng.uniform(1 - JITTER, 1 + JITTER))
         return wait
-
-    def _requests(self) -> list[Path]:
-        """The sync requests waiting in the request folder (names as ``kiosk revocations sync`` makes them)."""
-        if self.runtime_dir is None:
-            return []
-        folder = self.runtime_dir / REQUESTS_DIR
-        try:
-            return [folder / name for name in os.listdir(folder) if _REQUEST_NAME.fullmatch(name)]
-        except OSError:  # no folder yet (the housekeeping turn makes it): nobody asked
-            return []
-
-    def _requested(self) -> bool:
-        return bool(self._requests())
-
-    def _take_request(self) -> None:
-        for path in self._requests():
-            try:
-                path.unlink()  # the daemon owns the sticky folder, so it may remove anyone's request
-            except FileNotFoundError:
-                pass
-            except OSError as e:
-                log.warning("cannot remove the sync request %s: %s", path, e)
 
 
 def fault_of(info: dict, max_age_s: float) -> str | None:

@@ -22,12 +22,21 @@ loads no stage's types::
         ...
 """
 
-from device.runtime_dir import REQUESTS_DIR, SNAPSHOT_PREFIX, STALE_AFTER_S, STATUS_FILE, WRITE_INTERVAL_S, no_request_folder
+from device.runtime_dir import (
+    PREVIEW_SOCKET,
+    REQUESTS_DIR,
+    SNAPSHOT_PREFIX,
+    STALE_AFTER_S,
+    STATUS_FILE,
+    WRITE_INTERVAL_S,
+    no_request_folder,
+)
 from device.status.access import TECHNICIANS_GROUP, TOKEN_READERS, permission_advice, token_file_warning
 from device.status.file import Snapshot, boot_id, read_status, remove_status, write_status
 from device.status.host import cpu_temperature_c, disk_free_bytes
 
 __all__ = [
+    "PREVIEW_SOCKET",
     "REQUESTS_DIR",
     "SNAPSHOT_PREFIX",
     "STALE_AFTER_S",

@@ -68,6 +68,12 @@ def _daemon_lines(daemon: DaemonStatus) -> list[str]:
         lines.append("last card   none since start")
     refused = f", {scan.refusals} replaced cards refused" if scan.refusals else ""
     lines.append(f"today       {scan.identifications} identified{refused}, {scan.not_a_card} not a card (since start)")
+    asked = daemon.requests
+    if asked is not None and (asked.ignored or asked.expired):
+        lines.append(
+            f"requests    {asked.ignored} ignored (not a request: journalctl -u kiosk | grep 'request folder'), "
+            f"{asked.expired} expired, {asked.answered} answered"
+        )
     return lines
 
 

@@ -112,6 +112,16 @@ class LastRefusal:
 
 
 @dataclass(frozen=True)
+class RequestsStatus:
+    """What the daemon made of its request folder since it started (:mod:`device.daemon.requests`)."""
+
+    ignored: int = 0  #: entries named like a request that are none (a FIFO, a directory, a symlink, a huge file): each logged once
+    answered: int = 0  #: snapshot requests answered
+    expired: int = 0  #: requests removed unanswered, older than two minutes
+    waiting: int = 0  #: requests in the folder at the last turn
+
+
+@dataclass(frozen=True)
 class ScanStatus:
     """What the scan loop has done since the daemon started."""
 
@@ -199,6 +209,7 @@ class DaemonStatus:
     clock_synced: bool
     cpu_temperature_c: float | None
     revocations: ReplacedListState | None = None
+    requests: RequestsStatus | None = None
     boot_id: str = ""
     written_monotonic: float | None = None
     written_at: float | None = None
@@ -222,13 +233,15 @@ class DaemonStatus:
         }
         if self.revocations is not None:  # no key with the list off, as before
             data["revocations"] = self.revocations.to_json()
+        if self.requests is not None:
+            data["requests"] = asdict(self.requests)
         return {**data, "boot_id": self.boot_id, "written_monotonic": self.written_monotonic, "written_at": self.written_at}
 
     @classmethod
     def from_json(cls, data: dict) -> DaemonStatus:
         """The daemon's status from its file's JSON; :class:`StatusFormatError` names what is missing."""
         check_version(data, "the daemon")
-        values = _all(cls, data, optional=("revocations",))
+        values = _all(cls, data, optional=("revocations", "requests"))
         return cls(
             **{
                 **values,
@@ -238,6 +251,7 @@ class DaemonStatus:
                 "delivery": _part(DeliveryHealth.from_json, values["delivery"], "delivery"),
                 "outputs": {name: _part(OutputHealth.from_json, health, f"outputs.{name}") for name, health in values["outputs"].items()},
                 "revocations": _revocations(values["revocations"]),
+                "requests": _optional(RequestsStatus, values["requests"], "requests"),
             }
         )
 

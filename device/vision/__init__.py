@@ -20,10 +20,13 @@ class Symbol:
     ``symbology`` is the barcode type, in zxing-cpp's names whatever the decoder ("Code128", "EAN13", "ITF", ...).
     ``text`` is the decoded text as the decoder gave it (may hold any character: escape before
     logging). ``decoder`` is "zxing-cpp" or "pyzbar". ``quad`` is the symbol's corners in the
-    frame's pixel coordinates, when known (for drawing in ``kiosk diag camera``).
+    frame's pixel coordinates, when known (for drawing in ``kiosk diag camera``). ``module_px`` is
+    the width of its narrowest bar in the frame, in pixels, as the locator estimated it for the
+    region it was read in (None for a read of the whole frame); blur makes the estimate err high.
     """
 
     symbology: str
     text: str
     decoder: str
     quad: tuple[tuple[float, float], ...] | None = None
+    module_px: float | None = None

@@ -41,7 +41,8 @@ class Region:
     pixel coordinates back to the frame. ``angle`` is the direction across the bars in the frame,
     in degrees (0 = bars already vertical). ``corners`` are the crop's corners in the frame (for
     drawing), ``score`` orders regions, most barcode-like first. ``module_px`` is the estimated
-    narrowest-bar width in the crop, ``bars`` the x range of the outermost bar edges in the crop.
+    narrowest-bar width in the crop, ``frame_module_px`` the same in the frame (before the crop was
+    rescaled), ``bars`` the x range of the outermost bar edges in the crop.
     The crop's grey levels are stretched: bars near 0, spaces near 255, anything lighter than the
     spaces (glare, a white sheet beside the card) clipped to 255. ``linear`` is the same crop
     before that (None: the same as ``image``): its grey levels are the light's, unclipped, for a
@@ -57,6 +58,7 @@ class Region:
     score: float
     module_px: float
     bars: tuple[float, float] = (0.0, 0.0)
+    frame_module_px: float = 0.0
     linear: np.ndarray | None = None
     edges: int = 0
 
@@ -318,7 +320,9 @@ class Locator:
             for x, y in ((0, 0), (cw, 0), (cw, ch), (0, ch))
         )
         bars = ((box.first - x0) * kx, (box.last - x0) * kx)
-        return Region(crop, back, math.degrees(theta), corners, blob.score, module * kx, bars, linear, box.edges)
+        return Region(
+            crop, back, math.degrees(theta), corners, blob.score, module * kx, bars, frame_module_px=module, linear=linear, edges=box.edges
+        )
 
     def _warp(self, grey, cx, cy, theta, width, height) -> np.ndarray:
         affine = self._affine(cx, cy, theta, width, height, 1.0, 1.0)

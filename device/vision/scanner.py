@@ -189,7 +189,8 @@ class Scanner:
                 for symbol in self._decode_region(region):
                     key = (symbol.symbology, symbol.text)
                     if key not in found:
-                        found[key] = Symbol(symbol.symbology, symbol.text, symbol.decoder, region.to_frame(symbol.quad))
+                        quad = region.to_frame(symbol.quad)
+                        found[key] = Symbol(symbol.symbology, symbol.text, symbol.decoder, quad, region.frame_module_px or None)
         if not found:
             # Nothing located read: the whole frame, for codes the locator does not take for
             # bars (a code filling the view, a damaged one). Last, not first: a frame with a
@@ -278,7 +279,7 @@ def _linear(region: Region) -> np.ndarray:
 def _region_symbol(region: Region, read: CardRead, decoder: str) -> Symbol:
     """A fit's read in a region's crop as a symbol in the frame."""
     (x0, x1), h = read.x_range, float(region.image.shape[0])
-    return Symbol("Code128", read.text, decoder, region.to_frame(((x0, 0.0), (x1, 0.0), (x1, h), (x0, h))))
+    return Symbol("Code128", read.text, decoder, region.to_frame(((x0, 0.0), (x1, 0.0), (x1, h), (x0, h))), region.frame_module_px or None)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,20 @@ def card_photo(contract: str, issue: int = 1, *, payload: str | None = None, siz
     return np.asarray(canvas)[:, :, ::-1].copy()
 
 
+def name_and_address(image: np.ndarray, size=(960, 600), dpi: int = 150) -> np.ndarray:
+    """The part of a :func:`card_photo` (of ``size`` and ``dpi``) where the client's name, contract and address are printed."""
+    from device.tools.synth.card import card_size_px, mm_to_px
+
+    w, h = card_size_px(dpi)
+    left, top = (size[0] - w) // 2, (size[1] - h) // 2
+
+    def px(mm: float) -> int:
+        return mm_to_px(mm, dpi)
+
+    # The layout of render_card: the band (9.5 mm), 3.5 mm, name, contract and address lines.
+    return image[top + px(12.0) : top + px(28.5), left + px(4.0) : left + w * 2 // 3]
+
+
 def empty_counter(size=(960, 600)) -> np.ndarray:
     """The counter with no card on it, BGR."""
     return np.full((size[1], size[0], 3), (110, 118, 120), np.uint8)

@@ -75,8 +75,11 @@ def committed_states(outbox_path: Path, ids) -> list[str]:
 
 
 def record_ids(event) -> list[str]:
-    """The outbox records a delivery event (Delivered, Dead) is about, by id."""
-    return [r.id for r in event.records] if hasattr(event, "records") else [event.record.id]
+    """The outbox records a delivery event is about, by id: Delivered's and Dead's (a failed
+    attempt, DeliveryFailed, names none: its records stay pending)."""
+    if hasattr(event, "records"):
+        return [r.id for r in event.records]
+    return [event.record.id] if hasattr(event, "record") else []
 
 
 class Published:

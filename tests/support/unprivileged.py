@@ -129,3 +129,30 @@ def unprivileged():
     """A folder any user may enter, and ``as_nobody(*kiosk_args)`` to run the kiosk as ``nobody``."""
     with kiosk_as_nobody(probe="cv2, device") as found:
         yield found
+
+
+def installed_config(folder: Path, technicians_group: int, list_key: Path, *, central, source: str, kiosk_id: str) -> Path:
+    """The config of a daemon laid out in ``folder`` as install.sh and the unit leave it: its
+    folders ``lib`` (the outbox) and ``run`` (the runtime directory) 0750, their group the
+    technicians' (setgid here, as the daemon in the tests runs as root); the replaced-card list
+    on, verified with a copy of ``list_key`` others may read; the config readable by all."""
+    from support.config import kiosk_config
+
+    key = folder / "list.pub"
+    shutil.copy(list_key, key)
+    key.chmod(0o644)
+    for name in ("lib", "run"):
+        (folder / name).mkdir()
+        os.chown(folder / name, 0, technicians_group)
+        (folder / name).chmod(0o2750)
+    cfg = kiosk_config(
+        folder,
+        central=central,
+        source=source,
+        pace="realtime",
+        kiosk={"id": kiosk_id},
+        outbox={"path": str(folder / "lib" / "outbox.db")},
+        revocations={"enabled": True, "public_key_file": str(key), "interval_s": 3600},
+    )
+    cfg.chmod(0o644)
+    return cfg

@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from device.outputs.bounded_http import BoundedHTTPServer, bound_address, serve_in_thread, url_of
 from device.outputs.pos.link import PosOffline
 
 log = logging.getLogger(__name__)
@@ -87,21 +88,18 @@ class HttpPollLink:
         self._waiting: _Poll | None = None
         self._closing = False
         self._server = _Server(address, self)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.25}, name="pos-http", daemon=True)
-        self._thread.start()
+        self._thread = serve_in_thread(self._server, "pos-http")
         log.info("pos: POS software takes identifications with GET %s", self.url)
 
     @property
     def address(self) -> tuple[str, int]:
         """The (host, port) the socket is bound to."""
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
+        return bound_address(self._server)
 
     @property
     def url(self) -> str:
         """The long poll's URL, e.g. ``http://127.0.0.1:8089/v1/scan``."""
-        host, port = self.address
-        return f"http://{f'[{host}]' if ':' in host else host}:{port}{SCAN_PATH}"
+        return url_of(self._server, SCAN_PATH)
 
     # --- the kiosk's side -----------------------------------------------------------------------
 
@@ -188,29 +186,10 @@ class HttpPollLink:
 # --- the HTTP side ----------------------------------------------------------------------------
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class _Server(BoundedHTTPServer):
     def __init__(self, address: tuple[str, int], link: HttpPollLink):
         self.link = link
-        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
-
-    def process_request(self, request, client_address) -> None:
-        if not self.slots.acquire(blocking=False):  # bounded: a flood of connections costs no threads
-            log.warning("pos: %d connections open already; %s refused", MAX_CONNECTIONS, client_address[0])
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request, client_address) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.slots.release()
+        super().__init__(address, _Handler, max_connections=MAX_CONNECTIONS, name="pos")
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Protocol
 from device.card import REGISTRY
 from device.events import Identified
 from device.fault_names import POS
-from device.outputs.base import Output
+from device.outputs.base import FaultSwitch, Output
 from device.outputs.pos.link import PosLink, PosOffline
 from device.pos_template import PosFields, PosOutcome, render
 
@@ -46,14 +46,6 @@ class OutcomeRecord(Protocol):
     """Where outcomes are kept: the outbox (:meth:`device.outbox.Outbox.record_pos_outcome`)."""
 
     def record_pos_outcome(self, id: str, outcome: PosOutcome) -> bool: ...
-
-
-class FaultSwitch(Protocol):
-    """The kiosk's faults (:class:`device.daemon.faults.FaultRegistry`): on with a cause, off with why."""
-
-    def raise_(self, name: str, message: str) -> None: ...
-
-    def clear(self, name: str, how: str) -> None: ...
 
 
 def pos_fields(record: Identification) -> PosFields:

@@ -3,9 +3,16 @@
 Side by side in one run: the kiosk pipeline as configured (gate, locate, decode, card check) and,
 as the baseline, zxing-cpp on every whole frame of the same video, restricted to the same
 symbologies. Frames are decoded from the file before timing, so the numbers are the scan loop's
-own cost, not video decoding::
+own cost, not video decoding.
+
+Then the whole daemon (:func:`device.assembly.build_kiosk`, a reference central in its own
+process) on the same video with ``metrics.textfile`` off and on, alternating (``--metrics-rounds``
+of each), the file rewritten at every status turn (``metrics.interval_s`` 1): the scan loop's own
+time per frame, from a frame handed to it to its asking for the next (pipeline, commit, events;
+not the wait for the camera), which the metrics must not raise::
 
     kiosk bench loop --video counter.avi
+    kiosk bench loop --video counter.avi --metrics-rounds 0     # the pipeline rows only
 """
 
 from __future__ import annotations
@@ -13,7 +20,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TextIO
 
 import cv2
@@ -24,6 +34,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, default=2000, help="frames to measure at most (default 2000)")
     p.add_argument("--fps", type=float, default=0.0, help="timeline for the gate (default: the video's own fps)")
     p.add_argument("--config", metavar="PATH", help="kiosk config whose [scan] settings to use (default: built-in defaults)")
+    p.add_argument(
+        "--metrics-rounds",
+        type=int,
+        default=2,
+        help="daemon runs with metrics.textfile off, then on, this many times each (default 2; 0: none)",
+    )
+    p.add_argument(
+        "--pace",
+        choices=("realtime", "fast"),
+        default="realtime",
+        help="how the daemon runs play the video: at its frame rate, as a camera (default), or as fast as scanned",
+    )
 
 
 def _load_frames(path: str, limit: int) -> tuple[list, float]:
@@ -99,6 +121,94 @@ def report(rows: list[dict], out: TextIO) -> None:
         out.write(f"pipeline CPU / raw zxing-cpp CPU: {rows[0]['cpu_ms_per_frame'] / rows[1]['cpu_ms_per_frame']:.2f}x\n")
 
 
+#: The metrics' two settings side by side.
+METRICS_MODES = ("off", "on")
+TOKEN = "bench-loop"
+
+
+@dataclass
+class DaemonRun:
+    """One daemon run's scan-loop times per frame and what its metrics output wrote."""
+
+    metrics: str
+    busy_ms: list[float] = field(default_factory=list)
+    frames: int = 0
+    identifications: int = 0
+    files_written: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def run_daemon(video: str, folder: Path, metrics: str, cfg, pace: str, central_url: str) -> DaemonRun:
+    """The daemon on ``video`` with ``metrics.textfile`` off or on (rewritten every status turn)."""
+    import dataclasses
+
+    import tomli_w
+
+    from device.assembly import build_kiosk, metrics_output
+    from device.config import load
+    from device.outputs.metrics.output import MetricsOutput
+    from device.tools.bench.pos import run_timed
+
+    folder.mkdir()
+    sections: dict[str, dict] = {
+        "kiosk": {"id": "bench-loop", "runtime_dir": str(folder / "run")},
+        "camera": {"source": f"file:{video}", "pace": pace},
+        "scan": dataclasses.asdict(cfg.scan),
+        "outbox": {"path": str(folder / "outbox.db")},
+        "api": {"url": central_url, "token": TOKEN},
+    }
+    if metrics == "on":
+        (folder / "node-exporter").mkdir()
+        sections["metrics"] = {"textfile": str(folder / "node-exporter" / "kiosk.prom"), "interval_s": 1}
+    path = folder / "kiosk.toml"
+    path.write_text(tomli_w.dumps(sections), encoding="utf-8")
+    # The metrics output alone (none when off): no GPIO feedback, no live view, in both runs.
+    kiosk = build_kiosk(load(path, environ={}), output_factories=[metrics_output])
+    code, timed = run_timed(kiosk)
+    run = DaemonRun(metrics, busy_ms=[1000 * s for s in timed.busy_s], frames=timed.frames, identifications=kiosk.counters.identifications)
+    run.files_written = sum(o.writes for o in kiosk.outputs.outputs if isinstance(o, MetricsOutput))
+    if code != 0:
+        run.problems.append(f"the daemon exited with {code}")
+    if metrics == "on" and not run.files_written:
+        run.problems.append("no metrics file was written")
+    return run
+
+
+def measure_metrics(video: str, cfg, rounds: int, pace: str) -> list[DaemonRun]:
+    """``rounds`` daemon runs with the metrics off and on each, alternating (off, on, off, on, ...)."""
+    from central.process import start_subprocess
+
+    runs: list[DaemonRun] = []
+    with tempfile.TemporaryDirectory(prefix="kiosk-bench-loop-") as tmp_name:
+        tmp = Path(tmp_name)
+        with start_subprocess(tmp / "central", TOKEN) as central:
+            for i in range(rounds):
+                for mode in METRICS_MODES:
+                    runs.append(run_daemon(video, tmp / f"{mode}-{i}", mode, cfg, pace, central.url))
+    return runs
+
+
+def report_metrics(runs: list[DaemonRun], pace: str, out: TextIO) -> None:
+    out.write(f"daemon scan loop per frame, metrics.textfile off and on alternating ({pace} pace, metrics.interval_s 1):\n")
+    merged: dict[str, list[float]] = {mode: [] for mode in METRICS_MODES}
+    for mode in METRICS_MODES:
+        mine = [r for r in runs if r.metrics == mode]
+        merged[mode] = [ms for r in mine for ms in r.busy_ms]
+        busy = merged[mode] or [float("nan")]
+        p95 = statistics.quantiles(busy, n=20)[-1] if len(busy) >= 2 else busy[0]
+        out.write(
+            f"  metrics {mode:<4} {len(mine)} runs, {sum(r.frames for r in mine)} frames: mean {statistics.fmean(busy):.2f} ms, "
+            f"median {statistics.median(busy):.2f} ms, p95 {p95:.2f} ms; {sum(r.identifications for r in mine)} identifications, "
+            f"{sum(r.files_written for r in mine)} files written\n"
+        )
+    if merged["off"] and merged["on"]:
+        ratio = statistics.fmean(merged["on"]) / statistics.fmean(merged["off"])
+        out.write(f"  metrics on / off, mean scan-loop time per frame: {ratio:.2f}x\n")
+    for run in runs:
+        for problem in run.problems:
+            out.write(f"  PROBLEM (metrics {run.metrics}): {problem}\n")
+
+
 def main(args, out: TextIO = sys.stdout) -> int:
     from device.config import load
 
@@ -112,4 +222,11 @@ def main(args, out: TextIO = sys.stdout) -> int:
     )
     rows = [measure_pipeline(frames, fps, cfg), measure_raw_zxing(frames, cfg.scan.symbologies)]
     report(rows, out)
-    return 0
+    if args.metrics_rounds <= 0:
+        return 0
+    from device.tools.bench.decode import machine
+
+    runs = measure_metrics(args.video, cfg, args.metrics_rounds, args.pace)
+    out.write(f"{machine()}\n")
+    report_metrics(runs, args.pace, out)
+    return 1 if any(run.problems for run in runs) else 0

@@ -78,6 +78,18 @@ class TimedSource:
         return getattr(self._source, name)
 
 
+def run_timed(kiosk) -> tuple[int, TimedSource]:
+    """Run ``kiosk`` (built with a finite ``file:`` camera) to its end, its scan loop timed per frame;
+    its exit code and the :class:`TimedSource` with the times. The kiosk is closed afterwards."""
+    timed = TimedSource(kiosk.loop.source)
+    kiosk.loop.source = timed
+    try:
+        code = kiosk.run(threading.Event(), drain_timeout_s=60)
+    finally:
+        kiosk.close()
+    return code, timed
+
+
 class Commits(Output):
     """Each identification's line as the POS should receive it, and the monotonic time right after its commit."""
 
@@ -134,12 +146,9 @@ def run_mode(mode: str, folder: Path, video: Path, args, central_url: str) -> Ru
     cfg = load(_write_config(folder, video, args.pace, central_url, pos), environ={})
     # The configured POS output alone (none with "none"): no GPIO feedback, no live view, in both runs.
     kiosk = build_kiosk(cfg, outputs=[commits], output_factories=[pos_output])
-    timed = TimedSource(kiosk.loop.source)
-    kiosk.loop.source = timed
     try:
-        code = kiosk.run(threading.Event(), drain_timeout_s=60)
+        code, timed = run_timed(kiosk)
     finally:
-        kiosk.close()
         if pos_host is not None:
             pos_host.close()  # the outputs are closed: every line typed is read
     run = Run(mode, frames=timed.frames, busy_ms=[1000 * s for s in timed.busy_s], identifications=len(commits.committed))
