@@ -142,3 +142,28 @@ def test_code_sets_shifts_and_fnc4_as_zxing_reads_them():
     assert decode_values(103, [33, 102, 34]) == "A\x1dB"  # a later FNC1 is GS
     for refused in ([102, 33], [33, 97], [33, 96], [33, 99], [33, 98], [33, 100]):
         assert decode_values(104, refused) is None, refused  # GS1, FNC2/3, a change or shift at the end
+
+
+def test_reads_smeared_code128_and_refuses_smeared_near_misses():
+    # A label moved along its code while the shutter was open (a box 4 modules long, 2.8 px
+    # per module): the fit's smear model reads what the plain fit does not, and refuses the
+    # near-misses smeared the same way.
+    read = plain = 0
+    for i, text in enumerate(TEXTS):
+        crop = upright_crop(strip(modules_of(text), 2.8, blur=0.6, noise=2.0, seed=i, quiet=14, smear=4.0), 2.8)
+        result = FIT.decode(crop, smeared=True)
+        assert result is None or result.text == text, result.text
+        read += result is not None
+        plain += FIT.decode(crop) is not None
+    assert read >= 4, f"read {read}/{len(TEXTS)} smeared"
+    assert plain <= 1
+    values = [104, *(ord(c) - 32 for c in "Order 7/12 a")]
+    genuine = FIT.decode(upright_crop(strip(code(values), 2.8, blur=0.6, noise=2.0, seed=0, quiet=14, smear=4.0), 2.8), smeared=True)
+    assert genuine is not None and genuine.text == "Order 7/12 a"
+    for i, modules in enumerate(
+        [one_bar_off(code(values), 3), one_bar_off(code(values), 8), code(values, check_off=1), code(values)[:-13]]
+    ):
+        for seed in range(2):
+            grey = strip(modules, 2.8, blur=0.6, noise=2.0, seed=seed, quiet=14, smear=4.0)
+            result = FIT.decode(upright_crop(grey, 2.8), smeared=True)
+            assert result is None, f"near-miss {i} read smeared as {result.text!r}"

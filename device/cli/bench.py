@@ -8,7 +8,7 @@ HELP = {"bench": "measure read rates and speed"}
 
 
 def register(sub) -> None:
-    from device.tools.bench import command, decode, flood, idle, loop, outbox, pos, resolution, revocations, scenes, slow_preview
+    from device.tools.bench import command, decode, flood, idle, loop, motion, outbox, pos, resolution, revocations, scenes, slow_preview
 
     bsub = add_group(
         sub,
@@ -22,6 +22,11 @@ def register(sub) -> None:
         ("decode", decode, "read rate, misreads and ms per image: raw zxing-cpp, raw pyzbar and the pipeline, per rotation"),
         ("scenes", scenes, "read rate on synthetic counter scenes: the pipeline against the raw decoders"),
         ("resolution", resolution, "read rate against module size (0.8-3 px): raw decoders, the pipeline before and with the card decoder"),
+        (
+            "motion",
+            motion,
+            "read rate against motion smear along the code (0-5 modules), and the fastest card speed read at the configured exposure",
+        ),
         ("loop", loop, "frames per second, CPU per frame and gate skips of the scan loop on a video"),
         ("outbox", outbox, "commit latency with synchronous=FULL and the drain rate of a backlog into the central"),
         ("idle", idle, "the idle daemon (camera on, nobody at the counter): CPU share, and memory over 50,000 frames"),

@@ -230,11 +230,36 @@ def _phi(z: np.ndarray) -> np.ndarray:
     return 0.5 + 0.5 * np.tanh(0.7978846 * (z + 0.044715 * z * z * z))
 
 
-def _render_edges(xs: np.ndarray, edges: np.ndarray, signs: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+def _phi_integral(z: np.ndarray) -> np.ndarray:
+    """The integral of :func:`_phi` from minus infinity: z Phi(z) + phi(z)."""
+    return z * _phi(z) + np.float32(0.3989423) * np.exp(np.float32(-0.5) * z * z)
+
+
+def _step(d: np.ndarray, sigma, smear=None) -> np.ndarray:
+    """Darkness ``d`` samples past an edge into a bar, blurred by a Gaussian of ``sigma`` and, if
+    ``smear`` is given, smeared by a box that long (a card that moved while the shutter was open):
+    the box's average of the blurred edge, in closed form (``sigma``, ``smear`` broadcast with ``d``).
+
+    >>> round(float(_step(np.float32(0.0), 1.0)), 4), round(float(_step(np.float32(0.0), 1.0, 4.0)), 4)
+    (0.5, 0.5)
+    >>> round(float(_step(np.float32(1.0), 0.1, 4.0)), 2)  # a quarter of the box past the middle
+    0.75
+    """
+    if smear is None:
+        return _phi(d / sigma)
+    # A box far shorter than the blur is the blur alone (and the difference below would cancel).
+    width = np.maximum(smear, np.float32(0.05) * sigma)
+    half = np.float32(0.5) * width
+    return (sigma / width) * (_phi_integral((d + half) / sigma) - _phi_integral((d - half) / sigma))
+
+
+def _render_edges(xs: np.ndarray, edges: np.ndarray, signs: np.ndarray, sigma: np.ndarray, smear: np.ndarray | None = None) -> np.ndarray:
     """Darkness at ``xs`` of bars whose edges sit at ``edges`` (..., E) with ``signs`` (+1 into
-    a bar), blurred by ``sigma`` (..., 1); result (..., len(xs))."""
-    z = (xs[None, :] - edges[..., :, None]) / sigma[..., None]
-    return np.matmul(signs, _phi(z))  # summed over the edges; matmul is far cheaper than einsum
+    a bar), blurred by ``sigma`` (..., 1) and smeared by ``smear`` (..., 1; None: no smear);
+    result (..., len(xs))."""
+    d = xs[None, :] - edges[..., :, None]
+    step = _step(d, sigma[..., None], None if smear is None else smear[..., None])
+    return np.matmul(signs, step)  # summed over the edges; matmul is far cheaper than einsum
 
 
 def _edges_of(modules: np.ndarray, first: float) -> tuple[np.ndarray, np.ndarray]:
@@ -363,27 +388,33 @@ class CardDecoder:
     >>> CardDecoder([CardLayout("LE", 14, lambda t: True)]).decode(np.full((40, 400), 255, np.uint8))
     """
 
-    def __init__(self, layouts: Sequence[CardLayout], *, limits: FitLimits = CARD_LIMITS, samples_per_module: float = 2.5) -> None:
+    def __init__(
+        self, layouts: Sequence[CardLayout], *, limits: FitLimits = CARD_LIMITS, samples_per_module: float = 2.5, smear: bool = True
+    ) -> None:
         self.layouts = tuple(layouts)
         self._plans = [(layout, plan) for layout in self.layouts for plan in _plans(layout)]
         self.limits = limits
         self.samples_per_module = samples_per_module
+        self.smear = smear
 
-    def decode(self, crop: np.ndarray, bars: tuple[float, float] | None = None) -> CardRead | None:
+    def decode(self, crop: np.ndarray, bars: tuple[float, float] | None = None, *, smeared: bool = False) -> CardRead | None:
         """The card read in ``crop`` (grey, bars vertical), or None. ``bars``: the x range of the
-        outermost bar edges if known (:attr:`device.vision.locate.Region.bars`)."""
-        if not self._plans:
+        outermost bar edges if known (:attr:`device.vision.locate.Region.bars`). ``smeared``: fit
+        a motion smear along the code too (a box of unknown length, 0-6.5 modules), for a crop
+        the plain fit did not read; it costs several times as much (None if made with
+        ``smear=False``)."""
+        if not self._plans or (smeared and not self.smear):
             return None
         found = bars_profile(crop, bars)
         if found is None:
             return None
-        reads = self._cards(*found)
+        reads = self._cards(*found, smeared=smeared)
         texts = {r.text for r in reads}
         if len(texts) != 1:
             return None  # nothing, or two readings disagree: no read
         return max(reads, key=lambda r: r.margin)
 
-    def _cards(self, raw: np.ndarray, span: tuple[float, float]) -> list[CardRead]:
+    def _cards(self, raw: np.ndarray, span: tuple[float, float], smeared: bool = False) -> list[CardRead]:
         """Readings of the card layouts, in either orientation."""
         # The left anchor (quiet zone, start, prefix, CODE C) tells the orientation and the
         # start code: the right one (stop) is fitted only for the plausible ones.
@@ -404,10 +435,10 @@ class CardDecoder:
                     # Another start code at the same place: only worth a search if it fits about
                     # as well at the geometry found for the first (start A and B differ in 4
                     # modules).
-                    here = _left_fit(y, a, near[1], plan, at=near)
+                    here = _left_fit(y, a, near[1], plan, at=near, smeared=smeared)
                     if here is None or here[3] > 1.3 * near[3]:
                         continue
-                left = _left_fit(y, a, (b - a) / plan.modules, plan)
+                left = _left_fit(y, a, (b - a) / plan.modules, plan, smeared=smeared)
                 if left is not None:
                     searched.setdefault((plan.modules, rev), left)
                     lefts.append((left[3] / left[4] / left[5], left, y, a, b, step, rev, layout, plan))
@@ -421,7 +452,7 @@ class CardDecoder:
                 continue
             key = (plan.modules, rev, step)
             if key not in rights:
-                rights[key] = _right_fit(y, b, (b - a) / plan.modules, plan.modules)
+                rights[key] = _right_fit(y, b, (b - a) / plan.modules, plan.modules, smeared=smeared)
             geometry = _geometry(y, plan, left, rights[key])
             if geometry is not None:
                 fits.append((geometry, y, step, rev, layout, plan))
@@ -443,7 +474,7 @@ class CardDecoder:
         ``solve(costs, free, check_at, known)`` finds the best and second-best valid readings
         from the per-position costs; ``values``: the data symbols' candidates (0..values-1)."""
         xs = np.arange(len(y), dtype=np.float32) + 0.5
-        pos, sigma = g.pos, g.sigma
+        pos, sigma, smear = g.pos, g.sigma, g.smear
         free = list(range(1 + len(plan.fixed), 1 + len(plan.fixed) + plan.pairs))
         check_at = plan.symbols - 1
         known: dict[int, int] = {0: plan.start, **{1 + i: v for i, v in enumerate(plan.fixed)}}
@@ -460,13 +491,22 @@ class CardDecoder:
         # Round 1 with average neighbours and no shift search; round 2 with the guessed ones.
         for shifts in ((0.0,), _SHIFTS):
             for k in [*free, check_at]:
-                costs[k] = _symbol_costs(y, xs, pos, 11 * k, *neighbours(k), sigma, shifts)
+                costs[k] = _symbol_costs(y, xs, pos, 11 * k, *neighbours(k), sigma, shifts, smear=smear)
                 guess[k] = _SYMBOLS[int(np.argmin(costs[k][:values] if k != check_at else costs[k][:103]))]
         best = solve(costs, free, check_at, known)
+        if best is not None and smear is not None:
+            # A smear carries a third of a symbol's neighbours into its window or more: fitted
+            # beside their best single guesses, a symbol whose neighbour was guessed wrong fits
+            # worse than it is. Once more beside the reading's own symbols; it must hold.
+            guess.update({k: _MODULES[v] for k, v in best[3].items()})
+            for k in [*free, check_at]:
+                costs[k] = _symbol_costs(y, xs, pos, 11 * k, *neighbours(k), sigma, _SHIFTS, smear=smear)
+            again = solve(costs, free, check_at, known)
+            best = again if again is not None and again[0] == best[0] else None
         if best is None:
             return None
         text, total, second, chosen = best
-        fixed = {k: _symbol_costs(y, xs, pos, 11 * k, *neighbours(k), sigma, _SHIFTS) for k in known}
+        fixed = {k: _symbol_costs(y, xs, pos, 11 * k, *neighbours(k), sigma, _SHIFTS, smear=smear) for k in known}
         # Each symbol's residual per sample; their median is the noise unit (noise plus model
         # error, as it is along this code), floored at 2% of the contrast (a clean average).
         each = {k: float(costs[k][v]) / _window_samples(pos, 11 * k) for k, v in chosen.items()}
@@ -484,7 +524,7 @@ class CardDecoder:
         # the search above did (what perspective and a bent card do to a genuine one).
         worst = 0.0
         for k, v in [*chosen.items(), *known.items()]:
-            c = _symbol_costs(y, xs, pos, 11 * k, *neighbours(k), sigma, _WIDE, only=v)
+            c = _symbol_costs(y, xs, pos, 11 * k, *neighbours(k), sigma, _WIDE, only=v, smear=smear)
             worst = max(worst, float(c[0]) / _window_samples(pos, 11 * k) / unit)
         residual = float(np.median(list(each.values()))) / (
             float(np.var(y[int(max(0, pos(0))) : int(min(len(y), pos(plan.modules)))])) + 1e-6
@@ -506,7 +546,8 @@ _WIDE = tuple(np.round(np.arange(-0.6, 0.61, 0.1), 2))
 @dataclass(frozen=True)
 class _Geometry:
     """Module number -> position x(m) = o + p m + q m^2; blur ``sigma``; ``noise``: the anchors'
-    residual per sample; ``fit``: that residual over the profile's variance (0 = perfect)."""
+    residual per sample; ``fit``: that residual over the profile's variance (0 = perfect);
+    ``smear``: the motion smear's length in samples (None: not modelled)."""
 
     o: float
     p: float
@@ -514,6 +555,7 @@ class _Geometry:
     sigma: float
     noise: float
     fit: float
+    smear: float | None = None
 
     def pos(self, m):
         return self.o + self.p * m + self.q * m * m
@@ -522,41 +564,66 @@ class _Geometry:
 #: After the coarse search, a residual above this share of the samples' variance means the run
 #: is not there (the cards read in the benchmarks were all below 0.4; other regions ~0.97).
 _HOPELESS = 0.85
+#: The anchor search, coarse to fine: (position steps, pitch steps, blurs, smears) in modules
+#: (pitch steps relative); None keeps the value found so far.
 _STAGES = (
-    (np.arange(-1.5, 1.51, 0.25), np.zeros(1), None),
-    (np.arange(-0.25, 0.26, 0.25), np.arange(-0.08, 0.081, 0.02), None),
-    (np.zeros(1), np.zeros(1), np.array([0.3, 0.45, 0.6, 0.8, 1.0, 1.25])),
-    (np.arange(-0.1, 0.11, 0.1), np.arange(-0.008, 0.0081, 0.004), None),
+    (np.arange(-1.5, 1.51, 0.25), np.zeros(1), None, None),
+    (np.arange(-0.25, 0.26, 0.25), np.arange(-0.08, 0.081, 0.02), None, None),
+    (np.zeros(1), np.zeros(1), np.array([0.3, 0.45, 0.6, 0.8, 1.0, 1.25]), None),
+    (np.arange(-0.1, 0.11, 0.1), np.arange(-0.008, 0.0081, 0.004), None, None),
 )
+#: The same with a motion smear along the code (a box up to 6.5 modules long). The position is
+#: searched further (a smeared first bar moves the bars' outer edge) and with wider Gaussians
+#: only (a box is symmetric: a Gaussian as wide finds its middle, at a fraction of the cost);
+#: then blur and smear together (a box is no Gaussian: the fit tells them apart by the bars it
+#: flattens most), then position and pitch as before.
+_SMEAR_STAGES = (
+    (np.arange(-2.5, 2.51, 0.25), np.zeros(1), np.array([0.6, 1.2, 1.8]), None),
+    (np.zeros(1), np.zeros(1), np.array([0.3, 0.5, 0.75, 1.0]), np.arange(0.0, 6.6, 0.5)),
+    _STAGES[1],
+    _STAGES[3],
+)
+#: The position search alone with one Gaussian as wide as a middling smear: to compare pitch
+#: guesses cheaply (``coarse``).
+_SMEAR_COARSE = (np.arange(-1.5, 1.51, 0.25), np.zeros(1), np.array([1.2]), None)
+#: The average modules of a symbol nobody knows yet: what a smear brings into an anchor from the
+#: symbol beside it.
+_MEAN_SYMBOL = _SYMBOLS.mean(axis=0)
 
 
 def _left_run(plan: _Plan) -> np.ndarray:
     return np.concatenate([np.zeros(_QUIET, np.float32), _MODULES[plan.start], *(_MODULES[v] for v in plan.fixed), [1.0]])
 
 
-def _left_fit(y: np.ndarray, lo: float, p0: float, plan: _Plan, at=None, coarse: bool = False):
+def _left_fit(y: np.ndarray, lo: float, p0: float, plan: _Plan, at=None, coarse: bool = False, smeared: bool = False):
     """The quiet zone, start and fixed symbols fitted near the first bar edge ``lo``; ``at``: no
-    search, only the cost at that (position, pitch, blur); ``coarse``: the position search only
-    (to compare pitch guesses cheaply)."""
+    search, only the cost at that (position, pitch, blur, smear); ``coarse``: the position search
+    only (to compare pitch guesses cheaply); ``smeared``: a motion smear fitted too."""
     run = _left_run(plan)
+    end = len(run) - _QUIET - 0.5
+    if smeared:  # the next symbol's smear reaches into the run's end: its average modules
+        run = np.concatenate([run, _MEAN_SYMBOL[1:]])
     xs = np.arange(len(y), dtype=np.float32) + 0.5
-    stages = (_STAGES[0],) if coarse else None if at is None else ((np.zeros(1), np.zeros(1), None),)
-    guess = lo if at is None else at[0]
-    return _fit_anchor(
-        y, xs, run, -float(_QUIET), 0.0, (-float(_QUIET), len(run) - _QUIET - 0.5), guess, p0, stages, None if at is None else at[2]
-    )
+    search = _SMEAR_STAGES if smeared else _STAGES
+    stages = ((_SMEAR_COARSE if smeared else search[0]),) if coarse else None if at is None else ((np.zeros(1), np.zeros(1), None, None),)
+    guess, sigma, smear = (lo, None, None) if at is None else (at[0], at[2], at[6])
+    return _fit_anchor(y, xs, run, -float(_QUIET), 0.0, (-float(_QUIET), end), guess, p0, stages or search, sigma, smear)
 
 
-def _right_fit(y: np.ndarray, hi: float, p0: float, modules: int, coarse: bool = False):
+def _right_fit(y: np.ndarray, hi: float, p0: float, modules: int, coarse: bool = False, smeared: bool = False):
     """The check's last module, the stop and the quiet zone fitted near the last bar edge ``hi``
     (anchored there: a pitch off does not move it). Returns it as :func:`_fit_anchor` does, but
-    for the stop's first module; ``coarse`` as for :func:`_left_fit`."""
+    for the stop's first module; ``coarse``, ``smeared`` as for :func:`_left_fit`."""
     stop_at = modules - 13
     run = np.concatenate([[0.0], _MODULES[STOP], np.zeros(_QUIET, np.float32)]).astype(np.float32)
+    first = stop_at - 1.0
+    if smeared:  # the check symbol's smear reaches into the run's start
+        run = np.concatenate([_MEAN_SYMBOL[:10], run]).astype(np.float32)
+        first -= 10
     xs = np.arange(len(y), dtype=np.float32) + 0.5
-    fit = _fit_anchor(
-        y, xs, run, stop_at - 1.0, float(modules), (stop_at - 0.5, modules + _QUIET), hi, p0, (_STAGES[0],) if coarse else None
-    )
+    search = _SMEAR_STAGES if smeared else _STAGES
+    stages = ((_SMEAR_COARSE if smeared else search[0]),) if coarse else search
+    fit = _fit_anchor(y, xs, run, first, float(modules), (stop_at - 0.5, modules + _QUIET), hi, p0, stages)
     if fit is None:
         return None
     end, pitch, *rest = fit
@@ -569,8 +636,8 @@ def _geometry(y: np.ndarray, plan: _Plan, fit_l, fit_r) -> _Geometry | None:
         return None
     modules = plan.modules
     stop_at = modules - 13
-    o_l, pitch_l, sigma_l, ssd_l, cnt_l, _ = fit_l
-    stop_x, _pitch_r, sigma_r, ssd_r, cnt_r, _ = fit_r
+    o_l, pitch_l, sigma_l, ssd_l, cnt_l, _, smear_l = fit_l
+    stop_x, _pitch_r, sigma_r, ssd_r, cnt_r, _, smear_r = fit_r
     # x(0) = o_l, x'(middle of the left run) = pitch_l, x(stop_at) = stop_x.
     ml = (len(_left_run(plan)) - _QUIET) / 2.0
     q = (stop_x - o_l - pitch_l * stop_at) / (stop_at * stop_at - 2.0 * ml * stop_at)
@@ -580,7 +647,9 @@ def _geometry(y: np.ndarray, plan: _Plan, fit_l, fit_r) -> _Geometry | None:
     noise = (ssd_l + ssd_r) / (cnt_l + cnt_r)
     code = y[int(max(0, o_l)) : int(min(len(y), stop_x + 13 * p))]
     fit = noise / (float(code.var()) + 1e-6) if len(code) > 8 else 1.0
-    return _Geometry(o_l, p, q, 0.5 * (sigma_l + sigma_r), noise, fit)
+    # One motion smears the whole code alike (in pixels): the two ends' estimates averaged.
+    smear = None if smear_l is None or smear_r is None else 0.5 * (smear_l + smear_r)
+    return _Geometry(o_l, p, q, 0.5 * (sigma_l + sigma_r), noise, fit, smear)
 
 
 def _window_samples(pos, m0: int) -> float:
@@ -588,11 +657,22 @@ def _window_samples(pos, m0: int) -> float:
 
 
 def _symbol_costs(
-    y, xs, pos, m0: int, prev: np.ndarray, nxt: np.ndarray, sigma: float, shifts=_SHIFTS, only: int | None = None, per_shift: bool = False
+    y,
+    xs,
+    pos,
+    m0: int,
+    prev: np.ndarray,
+    nxt: np.ndarray,
+    sigma: float,
+    shifts=_SHIFTS,
+    only: int | None = None,
+    per_shift: bool = False,
+    smear: float | None = None,
 ) -> np.ndarray:
     """Fit residual of every symbol (106) at modules m0..m0+11, neighbours ``prev``/``nxt``,
     the least over a few sub-module shifts; ``only``: of that symbol value alone; ``per_shift``:
-    not the least but one row per shift (for :mod:`device.vision.code128_fit`)."""
+    not the least but one row per shift (for :mod:`device.vision.code128_fit`); ``smear``: the
+    motion smear's length in samples (None: none)."""
     n = len(y)
     a, b = pos(m0 - 0.5), pos(m0 + 11.5)
     i0, i1 = max(0, int(math.floor(a))), min(n, int(math.ceil(b)))
@@ -604,7 +684,8 @@ def _symbol_costs(
     bounds = pos(ms)
     pitch = (b - a) / 12.0
     edges = (bounds[None, :] + np.asarray(shifts)[:, None] * pitch).astype(np.float32)  # shifts x boundaries
-    cdf = _phi((win[None, :, None] - edges[:, None, :]) / np.float32(sigma))  # shifts x samples x boundaries
+    # shifts x samples x boundaries
+    cdf = _step(win[None, :, None] - edges[:, None, :], np.float32(sigma), None if smear is None else np.float32(smear))
     basis = cdf[:, :, :-1] - cdf[:, :, 1:]  # ... x modules: each module's blurred footprint
     ctx = basis[:, :, : len(prev)] @ prev + basis[:, :, len(prev) + 11 :] @ nxt  # shifts x samples
     symbols = _SYMBOLS if only is None else _SYMBOLS[only : only + 1]
@@ -624,37 +705,40 @@ def _fit_anchor(
     span: tuple[float, float],
     guess_x: float,
     p0: float,
-    stages=None,
+    stages=_STAGES,
     sigma: float | None = None,
+    smear: float | None = None,
 ):
     """Fit a known run of ``modules`` (the first one is module number ``first`` of the code)
     to the samples between modules ``span``; positions are x(m) = xa + p (m - ``anchor``), xa
     searched near ``guess_x``, p within 8% of ``p0`` (perspective changes the pitch locally).
-    Returns (xa, p, sigma, ssd, samples, variance of those samples) or None. ``stages``, ``sigma``: another search (or
-    none) from that blur."""
+    Returns (xa, p, sigma, ssd, samples, variance of those samples, smear) or None; the smear
+    (samples) is None unless ``stages`` search one (:data:`_SMEAR_STAGES`). ``stages``, ``sigma``,
+    ``smear``: another search (or none) from that blur and smear."""
     edges_m, signs = _edges_of(modules, first)
     rel = edges_m - anchor
     n = len(y)
-    best = (guess_x, p0, 0.6 * p0 if sigma is None else sigma)
+    best = (guess_x, p0, 0.6 * p0 if sigma is None else sigma, 0.0, 1, 1.0, smear)
     # Coarse to fine: position, then pitch (perspective changes it locally), blur, both finely.
-    stages = stages or _STAGES
-    for stage, (dos, dps, sigmas) in enumerate(stages):
+    for stage, (dos, dps, sigmas, smears) in enumerate(stages):
         if stage == 1 and best[3] / best[4] / best[5] > _HOPELESS:
             return None  # nothing like the run anywhere near: no finer search will change that
-        o_c, p_c, s_c = best[0], best[1], best[2]
+        o_c, p_c, s_c, l_c = best[0], best[1], best[2], best[6]
         ss = sigmas * p_c if sigmas is not None else np.array([s_c])
-        oo, pp, ss = np.meshgrid(o_c + dos * p_c, p_c * (1 + dps), ss, indexing="ij")
-        oo, pp, ss = oo.ravel(), pp.ravel(), ss.ravel()
+        ll = smears * p_c if smears is not None else np.array([np.nan if l_c is None else l_c])
+        oo, pp, ss, ll = (a.ravel() for a in np.meshgrid(o_c + dos * p_c, p_c * (1 + dps), ss, ll, indexing="ij"))
         i0 = max(0, int(o_c + p_c * (span[0] - anchor)))
         i1 = min(n, int(math.ceil(o_c + p_c * (span[1] - anchor))))
         if i1 - i0 < 8:
             return None
         win = xs[i0:i1]
         edges = (oo[:, None] + pp[:, None] * rel[None, :]).astype(np.float32)
-        pred = _render_edges(win, edges, signs, ss.astype(np.float32)[:, None])
+        modelled = smears is not None or l_c is not None
+        pred = _render_edges(win, edges, signs, ss.astype(np.float32)[:, None], ll.astype(np.float32)[:, None] if modelled else None)
         c = _fit_ssd(y[i0:i1], pred)
         k = int(np.argmin(c))
-        best = (float(oo[k]), float(pp[k]), float(ss[k]), float(c[k]), i1 - i0, float(y[i0:i1].var()) + 1e-6)
+        found = float(ll[k]) if modelled else None
+        best = (float(oo[k]), float(pp[k]), float(ss[k]), float(c[k]), i1 - i0, float(y[i0:i1].var()) + 1e-6, found)
     return best
 
 

@@ -51,6 +51,7 @@ from device.vision.card_decoder import (
     _Plan,
     _resample,
     _right_fit,
+    _step,
     _symbol_costs,
     bars_profile,
 )
@@ -67,6 +68,7 @@ class _Knots:
     ms: np.ndarray
     xs: np.ndarray
     sigma: float
+    smear: float | None = None
 
     def pos(self, m):
         m = np.asarray(m, np.float64)
@@ -78,11 +80,12 @@ class _Knots:
 
 @dataclass(frozen=True)
 class _Start:
-    """Where module 0 is, the pitch there, the blur (from the start's fit)."""
+    """Where module 0 is, the pitch there, the blur and smear (from the start's fit)."""
 
     o: float
     p: float
     sigma: float
+    smear: float | None = None
 
 
 #: Stricter than a card's: any text may be read here, with no layout or check digits of a card's
@@ -100,31 +103,41 @@ class Code128Fit:
     """
 
     def __init__(
-        self, *, min_symbols: int = 4, max_symbols: int = 40, limits: FitLimits = GENERAL_LIMITS, samples_per_module: float = 2.5
+        self,
+        *,
+        min_symbols: int = 4,
+        max_symbols: int = 40,
+        limits: FitLimits = GENERAL_LIMITS,
+        samples_per_module: float = 2.5,
+        smear: bool = True,
     ) -> None:
         self.min_symbols = min_symbols
         self.max_symbols = max_symbols
         self.samples_per_module = samples_per_module
+        self.smear = smear
         # The per-symbol fit and its tests are the card decoder's; it is given no layouts.
         self._fit = CardDecoder([], limits=limits)
 
-    def decode(self, crop: np.ndarray, bars: tuple[float, float] | None = None) -> CardRead | None:
-        """The Code 128 read in ``crop`` (grey, bars vertical), or None; ``bars`` as for the
-        card decoder. The read's ``text`` is zxing-cpp's text of the same code."""
+    def decode(self, crop: np.ndarray, bars: tuple[float, float] | None = None, *, smeared: bool = False) -> CardRead | None:
+        """The Code 128 read in ``crop`` (grey, bars vertical), or None; ``bars`` and
+        ``smeared`` as for the card decoder. The read's ``text`` is zxing-cpp's text of the
+        same code."""
+        if smeared and not self.smear:
+            return None
         found = bars_profile(crop, bars)
         if found is None:
             return None
         raw, span = found
         reads = []
         for rev in (False, True):
-            read = self._oriented(raw, span, rev)
+            read = self._oriented(raw, span, rev, smeared)
             if read is not None:
                 reads.append(read)
         if len({r.text for r in reads}) != 1:
             return None
         return reads[0]
 
-    def _oriented(self, raw: np.ndarray, span: tuple[float, float], rev: bool) -> CardRead | None:
+    def _oriented(self, raw: np.ndarray, span: tuple[float, float], rev: bool, smeared: bool = False) -> CardRead | None:
         width = span[1] - span[0]
         # The pitch from the widest plausible code down: at most max_symbols, at least ~0.6 px.
         shortest = 11 * (self.min_symbols + 2) + 13
@@ -145,13 +158,16 @@ class Code128Fit:
         # starts share their first three elements); the best two fitted fully with each start.
         coarse = []
         for guess in _pitch_guesses(y, a, b):
-            fit = _left_fit(y, a, guess, _Plan(START_B, (), 1), coarse=True)
+            fit = _left_fit(y, a, guess, _Plan(START_B, (), 1), coarse=True, smeared=smeared)
             if fit is not None:
                 coarse.append((fit[3] / fit[4] / fit[5], guess))
         best_left = None
-        for _, guess in sorted(coarse)[:2]:
+        # The best two guesses fitted fully; smeared, the best one (a smeared fit costs several
+        # times as much, and the coarse search already sees the smear).
+        tried = 1 if smeared else 2
+        for _, guess in sorted(coarse)[:tried]:
             for start in _STARTS:
-                left = _left_fit(y, a, guess, _Plan(start, (), 1))
+                left = _left_fit(y, a, guess, _Plan(start, (), 1), smeared=smeared)
                 if left is None:
                     continue
                 quality = left[3] / left[4] / left[5]
@@ -165,12 +181,12 @@ class Code128Fit:
         # smaller (the anchor fit searches +-8% of each guess).
         coarse = []
         for scale in (0.7, 0.8, 0.9, 1.0, 1.12, 1.25, 1.4, 1.55):
-            fit = _right_fit(y, b, pitch * scale, 0, coarse=True)
+            fit = _right_fit(y, b, pitch * scale, 0, coarse=True, smeared=smeared)
             if fit is not None:
                 coarse.append((fit[3] / fit[4] / fit[5], scale))
         right = None
-        for _, scale in sorted(coarse)[:2]:
-            fit = _right_fit(y, b, pitch * scale, 0)
+        for _, scale in sorted(coarse)[:tried]:
+            fit = _right_fit(y, b, pitch * scale, 0, smeared=smeared)
             if fit is not None and (right is None or fit[3] / fit[4] / fit[5] < right[3] / right[4] / right[5]):
                 right = fit
         if right is None or right[3] / right[4] / right[5] > 0.5:
@@ -185,7 +201,8 @@ class Code128Fit:
             if not self.min_symbols <= data <= self.max_symbols:
                 continue
             plan = _Plan(start, (), data)
-            read = self._read(y, _Start(left[0], pitch, 0.5 * (left[2] + right[2])), plan, stop_x, right[1])
+            smear = None if left[6] is None or right[6] is None else 0.5 * (left[6] + right[6])
+            read = self._read(y, _Start(left[0], pitch, 0.5 * (left[2] + right[2]), smear), plan, stop_x, right[1])
             if read is not None:
                 x0, x1 = float(read[1].pos(0)) * step, float(read[1].pos(plan.modules)) * step
                 if rev:
@@ -256,10 +273,10 @@ def _track(y: np.ndarray, g: _Start, plan: _Plan, stop_x: float, stop_pitch: flo
             return pred + (np.asarray(m, np.float64) - m0) * pitch
 
         if k == n:
-            c = _stop_costs(y, xs, local, m0, g.sigma, wide)
+            c = _stop_costs(y, xs, local, m0, g.sigma, wide, g.smear)
         else:
             nxt = _MODULES[STOP] if k == n - 1 else mean
-            table = _symbol_costs(y, xs, local, m0, prev, nxt, g.sigma, wide, per_shift=True)[:, :103]
+            table = _symbol_costs(y, xs, local, m0, prev, nxt, g.sigma, wide, per_shift=True, smear=g.smear)[:, :103]
             c = table.min(axis=1)
         j = int(np.argmin(c))
         frac = 0.0
@@ -276,11 +293,12 @@ def _track(y: np.ndarray, g: _Start, plan: _Plan, stop_x: float, stop_pitch: flo
     if abs(places[-1] - stop_x) > 0.5 * stop_pitch:
         return None
     ms = 11.0 * np.arange(n + 1)
-    return _Knots(ms, np.asarray(places), float(g.sigma))
+    return _Knots(ms, np.asarray(places), float(g.sigma), g.smear)
 
 
-def _stop_costs(y, xs, pos, m0, sigma, shifts):
-    """The stop pattern's fit residual at modules m0..m0+13 at each shift."""
+def _stop_costs(y, xs, pos, m0, sigma, shifts, smear=None):
+    """The stop pattern's fit residual at modules m0..m0+13 at each shift (``smear`` as for
+    the card decoder's symbols)."""
     stop = _MODULES[STOP]
     a, b = pos(m0 - 0.5), pos(m0 + 13.5)
     i0, i1 = max(0, int(np.floor(a))), min(len(y), int(np.ceil(b)))
@@ -289,12 +307,10 @@ def _stop_costs(y, xs, pos, m0, sigma, shifts):
     win = xs[i0:i1]
     pitch = (b - a) / 14.0
     ms = np.arange(m0 - 1, m0 + 15, dtype=np.float64)
-    from device.vision.card_decoder import _phi
-
     out = []
     for s in shifts:
         bounds = (pos(ms) + s * pitch).astype(np.float32)
-        cdf = _phi((win[:, None] - bounds[None, :]) / np.float32(sigma))
+        cdf = _step(win[:, None] - bounds[None, :], np.float32(sigma), None if smear is None else np.float32(smear))
         basis = cdf[:, :-1] - cdf[:, 1:]
         modules = np.concatenate(([1.0], stop, [0.0])).astype(np.float32)
         out.append(float(_fit_ssd(y[i0:i1], (basis @ modules)[None, :])[0]))

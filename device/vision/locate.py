@@ -44,7 +44,11 @@ class Region:
     narrowest-bar width in the crop, ``frame_module_px`` the same in the frame (before the crop was
     rescaled), ``bars`` the x range of the outermost bar edges in the crop.
     The crop's grey levels are stretched: bars near 0, spaces near 255, anything lighter than the
-    spaces (glare, a white sheet beside the card) clipped to 255.
+    spaces (glare, a white sheet beside the card) clipped to 255. ``linear`` is the same crop
+    before that (None: the same as ``image``): its grey levels are the light's, unclipped, for a
+    fit of a model of the bars (clipping a smeared code's wide spaces and quiet zone at the
+    brightest narrow one bends the very profile such a fit explains). ``edges``: how many bar
+    edges were counted along its middle (0: not counted).
     """
 
     image: np.ndarray
@@ -55,6 +59,8 @@ class Region:
     module_px: float
     bars: tuple[float, float] = (0.0, 0.0)
     frame_module_px: float = 0.0
+    linear: np.ndarray | None = None
+    edges: int = 0
 
     def to_frame(self, points) -> tuple[Point, ...] | None:
         """Crop pixel coordinates (e.g. ``Symbol.quad``) mapped to frame coordinates."""
@@ -68,6 +74,13 @@ class Region:
         """Whether a frame point lies inside this region's crop."""
         contour = np.asarray(self.corners, dtype=np.float32).reshape(-1, 1, 2)
         return cv2.pointPolygonTest(contour, (float(point[0]), float(point[1])), False) >= 0
+
+
+#: The locator's default ``min_edges``: fewer edges along a crop's middle is no barcode.
+_FEW_EDGES = 12
+#: Fewer edges than this (a Code 128 of 4 characters has about 40, a card's 80) and the bars
+#: are looked for again with a wider derivative (:func:`_bar_box`): they may be smeared.
+_SMEARED_EDGES = 40
 
 
 class Locator:
@@ -101,7 +114,7 @@ class Locator:
         min_coherence: float = 0.6,
         min_contrast: float = 12.0,
         max_regions: int = DEFAULTS.scan.max_regions,
-        min_edges: int = 12,
+        min_edges: int = _FEW_EDGES,
         target_module_px: float = 3.5,
         max_crop_height: int = 160,
     ) -> None:
@@ -123,9 +136,10 @@ class Locator:
 
     # -- public ---------------------------------------------------------------------------
 
-    def find(self, grey: np.ndarray) -> list[Region]:
-        """Upright crops of the likely barcode regions in ``grey`` (2-D uint8), best first."""
-        regions = (candidate.cut() for candidate in self.candidates(grey))
+    def find(self, grey: np.ndarray, *, smeared: bool = False) -> list[Region]:
+        """Upright crops of the likely barcode regions in ``grey`` (2-D uint8), best first;
+        ``smeared`` as for :meth:`Candidate.cut`."""
+        regions = (candidate.cut(smeared=smeared) for candidate in self.candidates(grey))
         return [region for region in regions if region is not None]
 
     def candidates(self, grey: np.ndarray) -> list[Candidate]:
@@ -232,7 +246,7 @@ class Locator:
 
     # -- stage 2: cut out upright at frame resolution -------------------------------------
 
-    def _cut(self, grey: np.ndarray, blob: _Blob, scale: float) -> Region | None:
+    def _cut(self, grey: np.ndarray, blob: _Blob, scale: float, smeared: bool = False) -> Region | None:
         inv = 1.0 / scale
         cx, cy, theta = blob.cx * inv, blob.cy * inv, blob.theta
         # The grid's angle is good to a few degrees; a long code needs better (a row must stay
@@ -245,7 +259,7 @@ class Locator:
         # Most candidates in a cluttered scene are no barcode: a look at the grid's angle
         # already shows no bars there (a few degrees off smear little over the few middle rows
         # it averages), which rejects them before the costlier angle refinement.
-        if _bar_box(self._warp(grey, cx, cy, theta, width, height)) is None:
+        if _bar_box(self._warp(grey, cx, cy, theta, width, height), smeared) is None:
             return None
         probe_w, probe_h = max(16.0, blob.width * inv * 0.6), max(8.0, blob.height * inv * 0.5)
         for _ in range(2):
@@ -257,7 +271,7 @@ class Locator:
         crop = self._warp(grey, cx, cy, theta, width, height)
         # Trim to the rows that look like bars (not the text or edges merged into the region)
         # and to the span of the bars plus a quiet zone.
-        box = _bar_box(crop)
+        box = _bar_box(crop, smeared)
         if box is None:
             return None
         x0, x1, y0, y1, module = box.x0, box.x1, box.y0, box.y1, box.module
@@ -292,7 +306,8 @@ class Locator:
             affine = np.diag([size[0] / full.shape[1], size[1] / full.shape[0]]) @ affine
         # Anything lighter than the spaces is background too: without this a white sheet
         # or glare beside the code makes a binarizer see the grey quiet zone as dark. And
-        # stretch to full range, for dim scenes.
+        # stretch to full range, for dim scenes. (A new array: the crop as cut is kept.)
+        linear = crop
         if box.light - box.dark >= 8.0:
             scale_levels = 255.0 / (box.light - box.dark)
             crop = cv2.convertScaleAbs(
@@ -305,7 +320,9 @@ class Locator:
             for x, y in ((0, 0), (cw, 0), (cw, ch), (0, ch))
         )
         bars = ((box.first - x0) * kx, (box.last - x0) * kx)
-        return Region(crop, back, math.degrees(theta), corners, blob.score, module * kx, bars, frame_module_px=module)
+        return Region(
+            crop, back, math.degrees(theta), corners, blob.score, module * kx, bars, frame_module_px=module, linear=linear, edges=box.edges
+        )
 
     def _warp(self, grey, cx, cy, theta, width, height) -> np.ndarray:
         affine = self._affine(cx, cy, theta, width, height, 1.0, 1.0)
@@ -338,10 +355,21 @@ class Candidate:
         self.theta = blob.theta
         #: Extent across the bars, frame pixels (the coherent area: about the bars' span).
         self.width = blob.width / scale
+        self._cuts: dict[bool, Region | None] = {}  # by ``smeared``
 
-    def cut(self) -> Region | None:
-        """The upright crop (:class:`Region`), or None when it shows no bars after all."""
-        return self._locator._cut(self._grey, self._blob, self._scale)
+    def cut(self, *, smeared: bool = False) -> Region | None:
+        """The upright crop (:class:`Region`), or None when it shows no bars after all.
+
+        ``smeared``: look for bars smeared by motion too (see :func:`_bar_box`), for a frame
+        nothing read as it was cut at first; the same region when that cut counted edges enough.
+        """
+        if smeared:
+            plain = self._cuts.get(False, False)
+            if plain is not False and plain is not None and plain.edges >= _SMEARED_EDGES:
+                return plain
+        if smeared not in self._cuts:
+            self._cuts[smeared] = self._locator._cut(self._grey, self._blob, self._scale, smeared)
+        return self._cuts[smeared]
 
 
 @dataclass(frozen=True)
@@ -457,19 +485,36 @@ class _Bars:
     last: int
 
 
-def _bar_box(crop: np.ndarray) -> _Bars | None:
+def _bar_box(crop: np.ndarray, smeared: bool = False) -> _Bars | None:
     """The rows of ``crop`` that look like vertical bars, the columns the bars span plus a
     quiet zone, and their grey levels; None when nothing looks like bars.
 
     A bar row has strong horizontal change and little vertical change; text rows have both,
     blank rows neither. The longest run of bar rows wins (bars are one contiguous block).
+
+    Bars smeared by motion along the code (or far out of focus) change by a few grey levels per
+    pixel over several pixels: against the noise's vertical change no row looks like bars, and
+    no pixel step is an edge, or only the few strongest are (then the module looks several
+    times too wide and the crop is shrunk to nothing). With ``smeared`` the change over three
+    pixels is looked at too when the pixel steps found no bars or fewer edges than a short code
+    has (the bars of a card have 80): the scanner asks for that only on a frame nothing read.
     """
+    box = _bar_box_at(crop, 1)
+    if smeared and (box is None or box.edges < _SMEARED_EDGES):
+        wider = _bar_box_at(crop, 3)
+        if wider is not None and (box is None or wider.edges > box.edges):
+            return wider
+    return box
+
+
+def _bar_box_at(crop: np.ndarray, baseline: int) -> _Bars | None:
+    """:func:`_bar_box` with horizontal changes taken over ``baseline`` pixels."""
     h, w = crop.shape[:2]
     if h < 4 or w < 16:
         return None
     # Mean absolute differences per row; OpenCV's saturating uint8 absdiff and row reduce are
     # exact here and several times cheaper than numpy's int16 diff on a full-resolution crop.
-    dx = cv2.reduce(cv2.absdiff(crop[:, 1:], crop[:, :-1]), 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F).ravel()[:-1]  # h-1 rows
+    dx = cv2.reduce(cv2.absdiff(crop[:, baseline:], crop[:, :-baseline]), 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F).ravel()[:-1]  # h-1 rows
     dy = cv2.reduce(cv2.absdiff(crop[1:], crop[:-1]), 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F).ravel()
     score = dx - 2.0 * dy
     # Smooth over a few rows: a scratch or a noisy row must not split the block.
@@ -489,7 +534,7 @@ def _bar_box(crop: np.ndarray) -> _Bars | None:
     # label) smear when averaged over the whole height.
     mid, half = (y0 + y1) // 2, max(1, min((y1 - y0) // 8, 6))
     profile = crop[mid - half : mid + half + 1].mean(axis=0, dtype=np.float32)
-    span = _bar_span(profile)
+    span = _bar_span(profile, baseline)
     if span is None:
         return None
     first, last, edges, module = span
@@ -502,16 +547,17 @@ def _bar_box(crop: np.ndarray) -> _Bars | None:
     return _Bars(first - quiet, last + 1 + quiet, y0, y1, edges, module, dark, light, first, last)
 
 
-def _bar_span(profile: np.ndarray) -> tuple[int, int, int, float] | None:
+def _bar_span(profile: np.ndarray, baseline: int = 1) -> tuple[int, int, int, float] | None:
     """``(first, last, edges, module)``: the bars in a 1-D brightness profile across them.
 
-    Edges are the peaks of the profile's derivative that are strong relative to its contrast.
+    Edges are the peaks of the profile's derivative (its change over ``baseline`` pixels) that
+    are strong relative to its contrast.
     Bars belong together while the gap between edges stays below a quiet zone: neighbouring
     lines (a label's edge, text beside the code) are cut off there. The group with the most
     edges is the code. Code 128, EAN and ITF average ~1.8 modules per bar or space, which turns
     the edge spacing into a module width (pixels).
     """
-    deriv = np.diff(profile)
+    deriv = profile[baseline:] - profile[:-baseline]
     if len(deriv) < 3:
         return None
     lo, hi = _percentiles(profile, 5, 95)
@@ -534,7 +580,8 @@ def _bar_span(profile: np.ndarray) -> tuple[int, int, int, float] | None:
     if edges < 2:
         return None
     module = float(idx[i1] - idx[i0]) / (edges - 1) / 1.8
-    return int(idx[i0]), int(idx[i1]), edges, module
+    shift = (baseline - 1) // 2  # a change over several pixels is centred within them
+    return int(idx[i0]) + shift, int(idx[i1]) + shift, edges, module
 
 
 def _percentiles(values: np.ndarray, *qs: float) -> list[float]:

@@ -15,11 +15,15 @@ that does not decode adds nothing. A region no decoder read goes to
 :class:`~device.vision.card_decoder.CardDecoder`, which reads only the enabled card formats'
 Code 128 (down to about 1 px per module, where the decoders need 1.5-2) and only when both the
 code's and the card's checks pass with a clear margin. Only when no region read anything: the
-whole frame (codes the locator does not take for bars), and then
-:class:`~device.vision.code128_fit.Code128Fit` on the regions, which reads Code 128 of any text
-as the card decoder does (following a perspective or a bend along the code) when its check
-passes with a clearer margin. Cheapest first: a frame with a card pays for neither. Symbols are
-deduplicated by (format, text).
+whole frame (codes the locator does not take for bars); then, on a frame whose view changed
+(a card moving: the gate's reasons :data:`MOVING`; always for still images), the card decoder's
+smear model on the candidates cut again looking for smeared bars too (a card moved along its
+code while the shutter was open, several modules: the bars are a box filter's average of
+themselves); then :class:`~device.vision.code128_fit.Code128Fit` on the regions, which reads
+Code 128 of any text as the card decoder does (following a perspective or a bend along the
+code) when its check passes with a clearer margin, plainly and then, on such a frame, with its
+smear model. Cheapest first: a frame with a card read plainly pays for none of them. Symbols
+are deduplicated by (format, text).
 
 Bad input: ``None``, non-arrays, non-uint8 arrays, zero-size arrays and shapes other than
 H x W, H x W x 1, H x W x 3 (BGR) or H x W x 4 (BGRA) raise ``ValueError`` with a message for
@@ -38,7 +42,7 @@ import numpy as np
 
 from device.config import DEFAULTS, ScanSection
 from device.vision import Symbol
-from device.vision.card_decoder import CardDecoder, layouts_for
+from device.vision.card_decoder import CardDecoder, CardRead, layouts_for
 from device.vision.code128_fit import Code128Fit
 from device.vision.decoders import (
     DEFAULT_SYMBOLOGIES,
@@ -50,6 +54,13 @@ from device.vision.decoders import (
 from device.vision.figures import code_figures
 from device.vision.gate import Gate
 from device.vision.locate import Candidate, Locator, Region
+
+#: The gate's reasons (:data:`device.vision.gate.REASONS`) for a frame whose view just changed:
+#: only such a frame can show a card smeared by its motion.
+MOVING = ("change", "settle")
+#: Bar edges a region must count along its middle to be fitted with a smear model (see
+#: :func:`_smeared_regions`).
+SMEARED_CARD_EDGES = 36
 
 
 @dataclass(frozen=True)
@@ -84,10 +95,12 @@ class Scanner:
     decoder could not (default: the default formats; empty: no card decoder). Only with Code 128
     among the symbologies. ``code128_fit``: after both, whether
     :class:`~device.vision.code128_fit.Code128Fit` reads any Code 128 text in the regions still
-    unread (only with Code 128 among the symbologies; False: for comparison). ``ignore``: a
-    place in the view, as (x, y, w, h) fractions of the frame, whose codes are not read (the
-    camera check's reference target, ``camera.target_region``). A symbol read from a located
-    region carries its :class:`~device.vision.CodeFigures` (pixels per module, edge width).
+    unread (only with Code 128 among the symbologies; False: for comparison). ``smear_model``:
+    whether those two also fit a motion smear along the code when the plain fit does not read
+    (False: for comparison). ``ignore``: a place in the view, as (x, y, w, h) fractions of the
+    frame, whose codes are not read (the camera check's reference target, ``camera.target_region``).
+    A symbol read from a located region carries its :class:`~device.vision.CodeFigures` (pixels
+    per module, edge width).
 
     >>> scanner = Scanner(symbologies=("Code128",))
     >>> scanner.decode(np.full((480, 640), 255, np.uint8))
@@ -109,6 +122,7 @@ class Scanner:
         card_formats: Sequence | None = None,
         code128_fit: bool = True,
         ignore: tuple[float, float, float, float] | None = None,
+        smear_model: bool = True,
     ) -> None:
         self.ignore = ignore
         self.decoder: Decoder = make_decoder(decoder, symbologies)
@@ -116,8 +130,8 @@ class Scanner:
         if card_formats is None:
             from device.card import FORMATS as card_formats
         layouts = layouts_for(card_formats) if "Code128" in self.decoder.symbologies else []
-        self.card_decoder = CardDecoder(layouts) if layouts and locate else None
-        self.code128_fit = Code128Fit() if code128_fit and "Code128" in self.decoder.symbologies and locate else None
+        self.card_decoder = CardDecoder(layouts, smear=smear_model) if layouts and locate else None
+        self.code128_fit = Code128Fit(smear=smear_model) if code128_fit and "Code128" in self.decoder.symbologies and locate else None
         self.gate = Gate(
             full_look_interval_s=full_look_interval_s,
             settle_s=settle_s,
@@ -152,7 +166,9 @@ class Scanner:
         t1 = time.perf_counter()
         if not decision.decode:
             return ScanResult(decoded=False, reason=decision.reason, gate_ms=(t1 - t0) * 1000)
-        symbols, regions = self._decode(as_grey(image))
+        # Only a card that moves is smeared, and only a view that changed shows one moving: a
+        # still view (a full look at an idle counter) does not pay for the smear model.
+        symbols, regions = self._decode(as_grey(image), smear=decision.reason in MOVING)
         t2 = time.perf_counter()
         return ScanResult(symbols, True, decision.reason, regions, (t1 - t0) * 1000, (t2 - t1) * 1000)
 
@@ -161,16 +177,15 @@ class Scanner:
         check_image(image)
         return self._decode(as_grey(image))[0]
 
-    def _decode(self, grey: np.ndarray) -> tuple[list[Symbol], int]:
+    def _decode(self, grey: np.ndarray, smear: bool = True) -> tuple[list[Symbol], int]:
         if min(grey.shape) < 8:
             return [], 0
         found: dict[tuple[str, str], Symbol] = {}
         cut: list[Region] = []
         ignored = _ignored(self.ignore, grey.shape)
+        candidates = [] if self.locator is None else [c for c in self.locator.candidates(grey) if not ignored(c.centre)]
         if self.locator is not None:
-            for candidate in self.locator.candidates(grey):
-                if ignored(candidate.centre):
-                    continue
+            for candidate in candidates:
                 # A symbol already read across this place (the same code found again in a
                 # neighbouring orientation band): do not pay for the cut (about 2 ms at 1280x720).
                 if any(s.quad and _covers(s.quad, candidate) for s in found.values()):
@@ -198,8 +213,11 @@ class Scanner:
                 inside = [r for r in cut if symbol.quad and r.contains(_centre(symbol.quad))]
                 if not any(not _explains(_to_crop(symbol, r), r, 0.0) for r in inside):
                     found.setdefault((symbol.symbology, symbol.text), symbol)
+        if not found and self.card_decoder is not None and smear:
+            for symbol in self._smeared_cards(candidates):
+                found[(symbol.symbology, symbol.text)] = symbol
         if not found and self.code128_fit is not None:
-            for symbol in self._fit_regions(cut):
+            for symbol in self._fit_regions(cut, candidates if smear else []):
                 found[(symbol.symbology, symbol.text)] = symbol
         return _one_code_per_place(list(found.values())), len(cut)
 
@@ -222,17 +240,57 @@ class Scanner:
                 return [Symbol("Code128", read.text, "card-decoder", ((x0, 0.0), (x1, 0.0), (x1, h), (x0, h)))]
         return []
 
-    def _fit_regions(self, cut: list[Region]) -> list[Symbol]:
+    def _smeared_cards(self, candidates: list[Candidate]) -> list[Symbol]:
+        """A card smeared by motion in a frame nothing else read: the candidates cut again
+        looking for smeared bars too, and the card decoder with its smear model (several times
+        the plain fit's cost). Only on frames where every plain reader found nothing, so a frame
+        with a card read plainly pays nothing for it."""
+        if not self.card_decoder.smear:
+            return []
+        for region in _smeared_regions(candidates, 2):
+            read = self.card_decoder.decode(_linear(region), region.bars, smeared=True)
+            if read is not None:
+                return [_region_symbol(region, read, "card-decoder")]
+        return []
+
+    def _fit_regions(self, cut: list[Region], candidates: list[Candidate]) -> list[Symbol]:
         """Any Code 128 text in the regions nothing else read, by the general fit: the costliest
         reader (several ms a region that is no code), so it runs only on frames where every
-        other reader found nothing, and a frame with a card pays nothing for it."""
+        other reader found nothing, and a frame with a card pays nothing for it. Plainly first
+        in every region, then with its smear model in the regions cut looking for smeared bars."""
         for region in cut:
             read = self.code128_fit.decode(region.image, region.bars)
             if read is not None:
-                (x0, x1), h = read.x_range, float(region.image.shape[0])
-                quad = region.to_frame(((x0, 0.0), (x1, 0.0), (x1, h), (x0, h)))
-                return [Symbol("Code128", read.text, "code128-fit", quad, code_figures(region))]
+                return [_region_symbol(region, read, "code128-fit")]
+        if self.code128_fit.smear:
+            for region in _smeared_regions(candidates, 1):
+                read = self.code128_fit.decode(_linear(region), region.bars, smeared=True)
+                if read is not None:
+                    return [_region_symbol(region, read, "code128-fit")]
         return []
+
+
+def _smeared_regions(candidates: list[Candidate], most: int) -> list[Region]:
+    """The candidates cut out looking for smeared bars too (:meth:`Candidate.cut`), the ``most``
+    that count the most bar edges along their middle, and only those with a card's share of them.
+
+    The smear fits cost several milliseconds a region; a frame whose view changed without a card
+    (a hand, a sleeve, papers moved) has a few regions of text and edges, most with under 30 bar
+    edges, while a card's code smeared by up to 5 modules still shows 37-67 (of 80 sharp)."""
+    regions = [r for r in (c.cut(smeared=True) for c in candidates) if r is not None and r.edges >= SMEARED_CARD_EDGES]
+    return sorted(regions, key=lambda r: -r.edges)[:most]
+
+
+def _linear(region: Region) -> np.ndarray:
+    """The region's crop as the light fell on it (not stretched and clipped): what a fit of a
+    smear model explains."""
+    return region.image if region.linear is None else region.linear
+
+
+def _region_symbol(region: Region, read: CardRead, decoder: str) -> Symbol:
+    """A fit's read in a region's crop as a symbol in the frame."""
+    (x0, x1), h = read.x_range, float(region.image.shape[0])
+    return Symbol("Code128", read.text, decoder, region.to_frame(((x0, 0.0), (x1, 0.0), (x1, h), (x0, h))), code_figures(region))
 
 
 @dataclass(frozen=True)

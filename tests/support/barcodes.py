@@ -29,11 +29,15 @@ def modules_from_values(values: list[int]) -> str:
     return "".join("".join(("1" if j % 2 == 0 else "0") * int(w) for j, w in enumerate(PATTERNS[v])) for v in [*values, check, 106])
 
 
-def strip(modules: str, module_px: float, *, blur: float, noise: float, seed: int, quiet: int = 12) -> np.ndarray:
-    """The bars as a camera at ``module_px`` pixels per module sees them (grey, level)."""
+def strip(modules: str, module_px: float, *, blur: float, noise: float, seed: int, quiet: int = 12, smear: float = 0.0) -> np.ndarray:
+    """The bars as a camera at ``module_px`` pixels per module sees them (grey, level);
+    ``smear``: moved that many modules along the code while the shutter was open (a box filter)."""
     rng = np.random.default_rng(seed)
     bits = np.array([0] * quiet + [int(c) for c in modules] + [0] * quiet, np.float32)
     fine = np.repeat(1.0 - bits, 10)[None, :].repeat(60, axis=0) * 215.0 + 30.0
+    if smear:
+        length = round(smear * 10)
+        fine = cv2.blur(fine, (length, 1), borderType=cv2.BORDER_REPLICATE)
     k = module_px / 10.0
     if blur:
         fine = cv2.GaussianBlur(fine, (0, 0), sigmaX=blur / k, sigmaY=0.1)

@@ -40,21 +40,30 @@ _CARD_MODULE_PX = 5
 NEGATIVES = ("bad check digits", "other prefix", "foreign Code 128", "EAN-13 product")
 
 
-def readers() -> dict[str, Callable[[np.ndarray], list]]:
-    """The four readers, by table name (BGR image -> symbols)."""
+def readers(before: str = "pipeline before", **without) -> dict[str, Callable[[np.ndarray], list]]:
+    """The four readers, by table name (BGR image -> symbols): raw zxing-cpp, raw pyzbar, the
+    pipeline made with the ``Scanner`` arguments ``without`` (default: no card decoder and no
+    general Code 128 fit), named ``before``, and the pipeline."""
     from device.vision.decoders import as_grey, make_decoder
     from device.vision.scanner import Scanner
 
     zxing = make_decoder("zxing-cpp", ("Code128",))
     zbar = make_decoder("pyzbar", ("Code128",))
-    before = Scanner(symbologies=("Code128",), card_formats=(), code128_fit=False)
+    baseline = Scanner(symbologies=("Code128",), **(without or {"card_formats": (), "code128_fit": False}))
     after = Scanner(symbologies=("Code128",))
     return {
         "raw zxing-cpp": lambda img: zxing.decode(as_grey(img)),
         "raw pyzbar": lambda img: zbar.decode(as_grey(img)),
-        "pipeline before": before.decode,
+        before: baseline.decode,
         "pipeline": after.decode,
     }
+
+
+def shots(count: int, angles, seed: int) -> str:
+    """How the cards of a cell were shot, for a report's header."""
+    return (
+        f"{count} (angles {', '.join(format(a, 'g') for a in angles)} deg, +-2), focus blur 0-1.5 px, noise 1-4, JPEG q60-95, seed {seed}"
+    )
 
 
 def frame_for(module_px: float) -> tuple[int, int]:
@@ -199,10 +208,7 @@ def report(out: TextIO, modules=MODULES, angles=ANGLES, per_cell: int = 6, negat
 
     names, rates, misread, false_cards, negative_frames, ms = measure(modules, angles, per_cell, negatives, seed)
     out.write(f"machine: {machine()}\n")
-    out.write(
-        f"cards per module size: {per_cell * len(angles)} (angles {', '.join(format(a, 'g') for a in angles)} deg, +-2), "
-        f"focus blur 0-1.5 px, noise 1-4, JPEG q60-95, seed {seed}\n\n"
-    )
+    out.write(f"cards per module size: {shots(per_cell * len(angles), angles, seed)}\n\n")
     out.write("| px per module | frame | " + " | ".join(names) + " |\n")
     out.write("|---:|---|" + "---:|" * len(names) + "\n")
     for m in modules:
@@ -238,6 +244,15 @@ def _modules(text: str) -> tuple[float, ...]:
     return _floats(text, 0.5)
 
 
+def add_cell_arguments(p: argparse.ArgumentParser, cell: str, per_cell: int) -> None:
+    """``--angles``, ``--per-cell``, ``--negatives`` and ``--seed``: what is shot per ``cell``
+    (e.g. "module size and angle")."""
+    p.add_argument("--angles", type=_floats, default=ANGLES, metavar="DEG,...", help="in-plane angles (default 0,30,60,90)")
+    p.add_argument("--per-cell", type=int, default=per_cell, help=f"cards per {cell} (default {per_cell})")
+    p.add_argument("--negatives", type=int, default=1, help=f"of each negative kind per {cell} (default 1; 0 = none)")
+    p.add_argument("--seed", type=int, default=1, help="seed (default 1); same seed, same frames")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``kiosk bench resolution``."""
     p.add_argument(
@@ -247,10 +262,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="PX,...",
         help="module sizes in frame pixels (default 0.8,0.9,1,1.1,1.2,1.3,1.5,1.75,2,2.5,3)",
     )
-    p.add_argument("--angles", type=_floats, default=ANGLES, metavar="DEG,...", help="in-plane angles (default 0,30,60,90)")
-    p.add_argument("--per-cell", type=int, default=6, help="cards per module size and angle (default 6)")
-    p.add_argument("--negatives", type=int, default=1, help="of each negative kind per module size and angle (default 1; 0 = none)")
-    p.add_argument("--seed", type=int, default=1, help="seed (default 1); same seed, same frames")
+    add_cell_arguments(p, "module size and angle", per_cell=6)
     p.add_argument(
         "--photos",
         type=Path,
