@@ -44,7 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-kiosk", type=int, default=10, help="identifications each storm kiosk holds (default 10)")
     p.add_argument("--lost", type=float, default=0.01, help="share of answered batches whose answer is dropped and resent (default 0.01)")
     p.add_argument("--resend", type=float, default=0.01, help="share of acknowledged records sent again later (default 0.01)")
-    p.add_argument("--kill-at", type=float, default=0.3, help="SIGKILL a worker when this share of the storm is held (default 0.3; 0: none)")
+    p.add_argument(
+        "--kill-at", type=float, default=0.3, help="SIGKILL a worker when this share of the storm is held (default 0.3; 0: none)"
+    )
     p.add_argument("--connections", type=int, default=200, help="sockets the simulated fleet opens at most (default 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the jitter and the injected faults (default 0)")
     p.add_argument("--dir", help="where the centrals' files go (default: a new folder in the current directory, this disk)")
@@ -59,8 +61,10 @@ def _row(central: str, phase: str, result) -> str:
     )
 
 
-HEADER = (
-    f"{'central':<20} {'phase':<7} {'kiosks':>6} {'idents':>7} {'seconds':>8} {'ident/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'retries':>7}  requests"
+#: The table's head, aligned with :func:`_row`.
+HEADER = " ".join(
+    (f"{'central':<20}", f"{'phase':<7}", f"{'kiosks':>6}", f"{'idents':>7}", f"{'seconds':>8}", f"{'ident/s':>8}")
+    + (f"{'p50 ms':>7}", f"{'p99 ms':>7}", f"{'retries':>7}", " requests")
 )
 
 

@@ -1,7 +1,7 @@
 """The load itself: simulated kiosks posting to a central over HTTP, with the kiosk's retry rules.
 
 Every kiosk runs as one asyncio task in this process, with one request in flight at a time (as the
-forwarder), batches of up to 100, and the forwarder's rules on failure (:class:`RetryRules`, the
+forwarder), batches of up to ``api.batch_size`` (100), and the forwarder's rules on failure (:class:`ForwarderRules`, the
 kiosk's ``api.*`` defaults): attempt ``n`` waits a full-jitter draw below ``backoff_base_s * 2**(n-1)``
 capped at ``backoff_cap_s`` (:class:`device.backoff.Backoff`), at least ``Retry-After`` (up to
 ``retry_after_cap_s``) on 408/429/5xx; refused or reset connections and timeouts are retried the
@@ -39,7 +39,6 @@ from device import __version__
 from device.backoff import Backoff
 from device.central_client import BUSY_STATUSES, parse_retry_after
 from device.config import DEFAULTS
-from device.wire import MAX_BATCH
 
 #: Sockets the client opens at most (see the module docstring); below the central's connection cap.
 DEFAULT_CONNECTIONS = 200
@@ -48,13 +47,14 @@ MAX_PROBLEMS_KEPT = 20
 
 
 @dataclass(frozen=True)
-class RetryRules:
-    """The forwarder's waits and timeouts; :meth:`kiosk_defaults` reads them from the kiosk's schema.
+class ForwarderRules:
+    """The forwarder's batch size, waits and timeouts; :meth:`kiosk_defaults` reads them from the kiosk's schema.
 
-    >>> RetryRules.kiosk_defaults().backoff_cap_s, RetryRules.kiosk_defaults().retry_after_cap_s
-    (300.0, 3600.0)
+    >>> ForwarderRules.kiosk_defaults().batch_size, ForwarderRules.kiosk_defaults().backoff_cap_s
+    (100, 300.0)
     """
 
+    batch_size: int
     backoff_base_s: float
     backoff_cap_s: float
     retry_after_cap_s: float
@@ -62,9 +62,9 @@ class RetryRules:
     read_timeout_s: float
 
     @classmethod
-    def kiosk_defaults(cls) -> RetryRules:
+    def kiosk_defaults(cls) -> ForwarderRules:
         api = DEFAULTS.api
-        return cls(api.backoff_base_s, api.backoff_cap_s, api.retry_after_cap_s, api.connect_timeout_s, api.read_timeout_s)
+        return cls(api.batch_size, api.backoff_base_s, api.backoff_cap_s, api.retry_after_cap_s, api.connect_timeout_s, api.read_timeout_s)
 
     def wait_s(self, backoff: Backoff, attempt: int, retry_after_s: float | None) -> float:
         """The forwarder's wait after failed attempt ``attempt``: the backoff draw, at least Retry-After (capped)."""
@@ -181,7 +181,7 @@ class _Run:
         self,
         session: aiohttp.ClientSession,
         url: str,
-        rules: RetryRules,
+        rules: ForwarderRules,
         faults: ClientFaults,
         connections: int,
         rng: random.Random,
@@ -240,7 +240,7 @@ class _Run:
         backoff = Backoff(self.rules.backoff_base_s, self.rules.backoff_cap_s, rng=random.Random(self.rng.getrandbits(64)))
         attempt = 0
         while kiosk.has_work():
-            batch = kiosk.next_batch(MAX_BATCH)
+            batch = kiosk.next_batch(self.rules.batch_size)
             answer = await self.post(kiosk, batch)
             tally.requests_by_status[str(answer.status) if answer.status is not None else answer.error or "error"] += 1
             if answer.results is not None:
@@ -316,7 +316,7 @@ class _Run:
         )
 
 
-def _session(rules: RetryRules, connections: int) -> aiohttp.ClientSession:
+def _session(rules: ForwarderRules, connections: int) -> aiohttp.ClientSession:
     # sock_connect/sock_read, not total: the time a kiosk waits for one of our sockets is not its timeout
     # (a real kiosk has a socket of its own).
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=rules.connect_timeout_s, sock_read=rules.read_timeout_s)
@@ -331,7 +331,7 @@ async def drain_async(
     url: str,
     kiosks: Sequence[SimulatedKiosk],
     *,
-    rules: RetryRules | None = None,
+    rules: ForwarderRules | None = None,
     faults: ClientFaults = ClientFaults(),
     connections: int = DEFAULT_CONNECTIONS,
     kill: Callable[[], str] | None = None,
@@ -339,7 +339,7 @@ async def drain_async(
     seed: int = 0,
 ) -> RunResult:
     """Every kiosk starts at once and sends its backlog until the central holds all of it (see :func:`drain`)."""
-    rules = rules or RetryRules.kiosk_defaults()
+    rules = rules or ForwarderRules.kiosk_defaults()
     total = sum(len(k.pending) for k in kiosks)
     async with _session(rules, connections) as session:
         run = _Run(session, url, rules, faults, connections, random.Random(seed), kill, max(1, int(kill_after_share * total)))
@@ -365,14 +365,15 @@ async def steady_async(
     *,
     rate_per_s: float,
     seconds: float,
-    batch_size: int = MAX_BATCH,
-    rules: RetryRules | None = None,
+    batch_size: int | None = None,
+    rules: ForwarderRules | None = None,
     faults: ClientFaults = ClientFaults(),
     connections: int = DEFAULT_CONNECTIONS,
     seed: int = 0,
 ) -> RunResult:
     """Open-loop load (see :func:`steady`)."""
-    rules = rules or RetryRules.kiosk_defaults()
+    rules = rules or ForwarderRules.kiosk_defaults()
+    batch_size = batch_size or rules.batch_size
     interval_s = batch_size / rate_per_s
     arrivals = max(1, round(rate_per_s * seconds / batch_size))
     async with _session(rules, connections) as session:
@@ -407,7 +408,7 @@ async def steady_async(
 
 
 def steady(url: str, kiosks: Sequence[SimulatedKiosk], **options) -> RunResult:
-    """Steady peak load: a batch of ``batch_size`` new identifications arrives every
+    """Steady peak load: a batch of ``batch_size`` (default: the kiosk's ``api.batch_size``, 100) new identifications arrives every
     ``batch_size / rate_per_s`` seconds at the next kiosk in turn for ``seconds`` (open loop: arrivals
     do not wait for answers; a kiosk still has one request in flight at a time), each delivered with
     the kiosk's rules. ``kiosks`` start with empty backlogs (``per_kiosk=0``). The result's

@@ -2,9 +2,10 @@
 
 A :class:`SimulatedKiosk` holds what a real kiosk's outbox would: identifications numbered 1, 2, 3,
 ... without gaps (seq), each with a permanent UUID id, pending until an answer from the central
-names them. Batches are taken from the head, at most :data:`device.wire.MAX_BATCH` (100), as the
-forwarder takes them; records picked for a resend (the client-side fault "a record is sent again in
-a later batch") go in the next batch beside fresh ones::
+names them. Batches are taken from the head, at most the kiosk's ``api.batch_size`` (100) and never
+more than the central takes (:data:`device.wire.MAX_BATCH`), as the forwarder takes them; records
+picked for a resend (the client-side fault "a record is sent again in a later batch") go in the
+next batch beside fresh ones::
 
     >>> fleet = build_fleet(shared_credentials(kiosk_ids("k", 2), "secret"), per_kiosk=3, seed=1)
     >>> [k.kiosk_id for k in fleet], [r["seq"] for r in fleet[0].next_batch(100).records]
@@ -95,7 +96,7 @@ class SimulatedKiosk:
     def has_work(self) -> bool:
         return bool(self.pending or self.resends)
 
-    def next_batch(self, size: int = MAX_BATCH) -> Batch:
+    def next_batch(self, size: int) -> Batch:
         """The next request's records: pending ones in seq order first, resends after them."""
         fresh = list(islice(self.pending, min(size, MAX_BATCH)))
         resends = self.resends[: max(0, min(size, MAX_BATCH) - len(fresh))]
