@@ -53,7 +53,7 @@ def dev_checkout(tmp_path) -> Path:
     """A copy of install.sh and the requirements it names, where ``./install.sh --dev`` can run."""
     checkout = tmp_path / "checkout"
     checkout.mkdir()
-    for name in ("install.sh", "requirements.txt", "requirements-dev.txt"):
+    for name in ("install.sh", "requirements.txt", "requirements-dev.txt", "requirements-central.txt"):
         (checkout / name).write_bytes((REPO / name).read_bytes())
     (checkout / "install.sh").chmod(0o755)
     return checkout

@@ -8,6 +8,9 @@ HELP = {"bench": "measure read rates and speed"}
 
 
 def register(sub) -> None:
+    # The central's load test lives with the central (it measures any central over HTTP); its module
+    # imports nothing heavy until the command runs.
+    from central.loadtest import bench as central_bench
     from device.tools.bench import command, decode, flood, idle, loop, motion, outbox, pos, resolution, revocations, scenes, slow_preview
 
     bsub = add_group(
@@ -39,5 +42,10 @@ def register(sub) -> None:
         ("pos", pos, "the POS hand-off: scan-loop time per frame with pos.output none and keyboard, and commit-to-typed latency"),
         ("requests", flood, "hostile requests: FIFOs, directories, symlinks, huge files and 2,000 requests against the running daemon"),
         ("preview", slow_preview, "1,000 slow connections to the live view: the daemon's descriptors, frame rate, watchdog and faults"),
+        (
+            "central",
+            central_bench,
+            "the central at fleet scale, SQLite and PostgreSQL side by side: ingest rate, p99 at a target rate, a reconnect storm",
+        ),
     ):
         add_module_command(bsub, f"bench {name}", module, help_text)
