@@ -144,9 +144,10 @@ def _sqlite_2(db: sqlite3.Connection) -> None:
         db.execute(f"CREATE TABLE conflicts_migrated AS SELECT rowid AS arrival, * FROM identifications WHERE rowid IN ({later})")
         db.execute(
             "INSERT INTO conflicts (kiosk, seq, id, key, reason, received_at, first_id) "
-            f"SELECT m.kiosk, m.seq, m.id, 'seq', '{_MOVED}', m.received_at, "
+            "SELECT m.kiosk, m.seq, m.id, 'seq', ?, m.received_at, "
             "(SELECT f.id FROM identifications f WHERE f.kiosk = m.kiosk AND f.seq = m.seq ORDER BY f.rowid LIMIT 1) "
-            "FROM conflicts_migrated m ORDER BY m.arrival"
+            "FROM conflicts_migrated m ORDER BY m.arrival",
+            (_MOVED,),
         )
         db.execute(f"DELETE FROM identifications WHERE rowid IN ({later})")
     db.execute("DROP INDEX IF EXISTS identifications_kiosk_seq")
