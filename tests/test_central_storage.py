@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import subprocess
 import threading
 import uuid
 
 import pytest
+from support.kiosk import REPO
 
 from central.contract import REFUSAL, Identification
 from central.credentials import new_token, token_hash
@@ -207,13 +209,14 @@ def test_tokens_issue_rotate_and_revoke(store):
     assert store.kiosk_of_token(token_hash(first)) == "k-1"
     # Rotated with a grace: both work until the grace ends.
     assert store.set_token("k-1", token_hash(second), old_valid_s=3600) == 1
+    assert store.valid_tokens("k-1") == 2 and store.valid_tokens("k-2") == 0
     assert store.kiosk_of_token(token_hash(first)) == "k-1" and store.kiosk_of_token(token_hash(second)) == "k-1"
     # Rotated without one: only the newest works.
     assert store.set_token("k-1", token_hash(third), old_valid_s=0) == 2
     assert [store.kiosk_of_token(token_hash(t)) for t in (first, second, third)] == [None, None, "k-1"]
     assert store.revoke_tokens("k-1") == 1
     assert store.kiosk_of_token(token_hash(third)) is None
-    assert store.revoke_tokens("k-1") == 0
+    assert store.revoke_tokens("k-1") == 0 and store.valid_tokens("k-1") == 0
     assert store.kiosk_of_token(token_hash(new_token())) is None
 
 
@@ -394,3 +397,53 @@ def _migrations(url: str) -> list[int]:
 
     with psycopg.connect(url) as conn:
         return [v for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+
+
+# --- kiosk central token issue | rotate | revoke, as an operator runs them -------------------------
+
+
+def token_command(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(REPO / ".venv" / "bin" / "kiosk"), "central", "token", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_token_commands_issue_rotate_and_revoke(store_url):
+    issued = token_command("issue", "k-riga-07", "--db", store_url)
+    assert issued.returncode == 0, issued.stderr
+    (first,) = issued.stdout.split()  # the token alone on stdout
+    assert "shown once" in issued.stderr
+    again = token_command("issue", "k-riga-07", "--db", store_url)
+    assert again.returncode == 1 and "use kiosk central token rotate" in again.stderr and again.stdout == ""
+
+    rotated = token_command("rotate", "k-riga-07", "--db", store_url)  # the default grace: 24 h
+    assert rotated.returncode == 0, rotated.stderr
+    (second,) = rotated.stdout.split()
+    store = open_store(store_url)
+    try:
+        assert [store.kiosk_of_token(token_hash(t)) for t in (first, second)] == ["k-riga-07", "k-riga-07"]
+    finally:
+        store.close()
+
+    now = token_command("rotate", "k-riga-07", "--db", store_url, "--grace-hours", "0")
+    assert now.returncode == 0, now.stderr
+    (third,) = now.stdout.split()
+    store = open_store(store_url)
+    try:
+        assert [store.kiosk_of_token(token_hash(t)) for t in (first, second, third)] == [None, None, "k-riga-07"]
+    finally:
+        store.close()
+
+    revoked = token_command("revoke", "k-riga-07", "--db", store_url)
+    assert (revoked.returncode, revoked.stdout) == (0, "k-riga-07: 1 token revoked\n")
+    store = open_store(store_url)
+    try:
+        assert store.kiosk_of_token(token_hash(third)) is None
+    finally:
+        store.close()
+
+
+def test_token_commands_name_db_when_it_cannot_be_opened_and_refuse_bad_usage(tmp_path, pg_cluster):
+    for url in (f"sqlite:{tmp_path / 'no-such-folder' / 'central.db'}", pg_cluster.url("no_such_db")):
+        run = token_command("issue", "k-1", "--db", url)
+        assert run.returncode == 1 and run.stderr.startswith("kiosk: --db ") and "cannot open" in run.stderr, run.stderr
+    assert token_command("issue", "k-1").returncode == 2  # no --db
+    assert token_command("rotate", "k-1", "--db", f"sqlite:{tmp_path / 'c.db'}", "--grace-hours", "-1").returncode == 2

@@ -289,6 +289,10 @@ class PostgresStore:
             conn.execute("INSERT INTO tokens (token_hash, kiosk, created_at) VALUES (%s, %s, %s)", (token_hash, kiosk_id, now))
         return earlier
 
+    def valid_tokens(self, kiosk_id: str) -> int:
+        with self._connection() as conn:
+            return conn.execute(f"SELECT COUNT(*) FROM tokens WHERE kiosk = %s AND {_VALID}", (kiosk_id, datetime.now(UTC))).fetchone()[0]
+
     def revoke_tokens(self, kiosk_id: str) -> int:
         now = datetime.now(UTC)
         with self._connection() as conn, conn.transaction():

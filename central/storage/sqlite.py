@@ -88,7 +88,7 @@ class SqliteStore:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=5000")
             migrate_sqlite(self._db, self.path)
-        except sqlite3.Error as e:
+        except (sqlite3.Error, OSError) as e:
             raise StoreError(f"{self.path}: cannot open the SQLite database: {e}") from e
 
     @contextmanager
@@ -270,6 +270,10 @@ class SqliteStore:
             )
             db.execute("INSERT INTO tokens (token_hash, kiosk, created_at) VALUES (?, ?, ?)", (token_hash, kiosk_id, _text(now)))
         return earlier
+
+    def valid_tokens(self, kiosk_id: str) -> int:
+        sql = "SELECT COUNT(*) FROM tokens WHERE kiosk = ? AND (valid_until IS NULL OR valid_until > ?)"
+        return self._read(lambda db: db.execute(sql, (kiosk_id, _text(_now()))).fetchone()[0])
 
     def revoke_tokens(self, kiosk_id: str) -> int:
         now = _text(_now())
