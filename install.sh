@@ -163,6 +163,8 @@ readonly DEV_PACKAGES=(
     openssh-client    # ssh and ssh-keygen: Ansible reaches the test fleet's kiosks over SSH (tests/test_fleet.py)
     prometheus        # promtool, which checks and unit-tests the example alert rules (tests/test_alert_rules.py);
                       #   the package also brings a Prometheus server, which systemd starts on port 9090
+    postgresql        # initdb and pg_ctl: the central's store tests and benchmarks start a throwaway cluster
+                      #   (central/pgcluster.py); the package's own cluster on port 5432 is not used
 )
 
 # As root: install what is missing. Otherwise: stop when the kiosk itself cannot run (no zbar, no

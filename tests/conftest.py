@@ -4,7 +4,8 @@ Everything is generated into tmp_path: no media in git, and no test needs the ZX
 fixtures of the support modules named in ``pytest_plugins`` are everyone's: ``central`` and
 ``central_factory`` (the reference central), ``list_keys`` and ``signing_central`` (the
 replaced-card list), ``small_disk`` (a real 2 MiB tmpfs), ``unprivileged`` and
-``technicians_group`` (the kiosk as ``nobody``), ``clock`` and ``path`` (an outbox file).
+``technicians_group`` (the kiosk as ``nobody``), ``clock`` and ``path`` (an outbox file),
+``store_url`` (each central store: SQLite and PostgreSQL), ``pg_cluster`` and ``pg_url``.
 
 No test reads the installed ``/etc/kiosk/kiosk.toml``: the default config file of this process
 and of every ``kiosk`` it starts is one that does not exist (``KIOSK_CONFIG_FILE``, see
@@ -26,7 +27,7 @@ from support.cards import write_card_folder
 from device.card import CARD_V1
 from device.config import DEFAULT_PATH_ENV
 
-pytest_plugins = ["support.central", "support.revocations", "support.disk", "support.unprivileged", "support.outbox"]
+pytest_plugins = ["support.central", "support.revocations", "support.disk", "support.unprivileged", "support.outbox", "support.postgres"]
 
 _no_default_config = tempfile.TemporaryDirectory(prefix="kiosk-tests-")
 os.environ[DEFAULT_PATH_ENV] = str(Path(_no_default_config.name) / "no-such-kiosk.toml")

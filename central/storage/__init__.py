@@ -88,6 +88,10 @@ class Store(Protocol):
         seconds more (0: revoked now). The number of earlier tokens that were still valid."""
         ...
 
+    def valid_tokens(self, kiosk_id: str) -> int:
+        """How many tokens of ``kiosk_id`` are valid now (``token issue`` refuses a kiosk that has one)."""
+        ...
+
     def revoke_tokens(self, kiosk_id: str) -> int:
         """Revoke every token of ``kiosk_id`` now; how many were valid."""
         ...
