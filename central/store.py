@@ -7,7 +7,7 @@ a ``duplicate``: the stored record stays as first received, only its ``receipts`
 >>> store = Store(":memory:")
 >>> rec = Identification("3f1c0a52-6a3e-4c1e-9a57-0d3a1f2b9c10", 1, "0012345678", 1,
 ...                      "2024-05-02T09:15:00Z", True, "Code128")
->>> store.record("k-1", "Riga 5", [rec, rec])
+>>> [o.status for o in store.record("k-1", "Riga 5", [rec, rec])]
 ['accepted', 'duplicate']
 >>> store.identifications()[0]["receipts"]
 2
@@ -18,10 +18,12 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from central.contract import ACCEPTED, DUPLICATE, Identification
+from central.storage import Outcome, StoreBusy
 
 SCHEMA_VERSION = 3
 
@@ -126,22 +128,27 @@ class Store:
             self._db.execute(_INDEX)
             for statement in _CARDS:
                 self._db.execute(statement)
+            # Stand-in for central/storage/sqlite.py's tables until it lands: tokens by hash, last contact.
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS kiosk_tokens (hash TEXT PRIMARY KEY, kiosk TEXT NOT NULL, valid_until REAL)"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS kiosk_contact (kiosk TEXT PRIMARY KEY, site TEXT, version TEXT, last_contact TEXT)"
+            )
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
 
-    def record(self, kiosk_id: str, site: str, records: list[Identification]) -> list[str]:
-        """Store a batch; return ``accepted`` or ``duplicate`` for each record, in order.
+    def record(self, kiosk_id: str, site: str, records: list[Identification], *, version: str | None = None) -> list[Outcome]:
+        """Store a batch; an ``accepted`` or ``duplicate`` :class:`Outcome` for each record, in order.
 
         A repeat of an id (from an earlier batch or earlier in this one) only adds a receipt.
         """
-        if not records:
-            return []
         received_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._begin()
             try:
                 known = self._known_ids([r.id for r in records])
                 statuses, new_rows, repeats = [], [], []
@@ -159,11 +166,71 @@ class Store:
                 names = [*_COLUMNS[:-1], *_REFUSAL_COLUMNS]
                 self._db.executemany(f"INSERT INTO identifications ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", new_rows)
                 self._db.executemany("UPDATE identifications SET receipts = receipts + 1 WHERE id = ?", repeats)
+                self._db.execute(
+                    "INSERT INTO kiosk_contact VALUES (?, ?, ?, ?) ON CONFLICT (kiosk) DO UPDATE SET site = excluded.site, "
+                    "version = COALESCE(excluded.version, version), last_contact = excluded.last_contact",
+                    (kiosk_id, site, version, received_at),
+                )
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-        return statuses
+        return [Outcome(status) for status in statuses]
+
+    def _begin(self) -> None:
+        """BEGIN IMMEDIATE; StoreBusy when another writer holds the file past the busy timeout."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e) or "busy" in str(e):
+                raise StoreBusy("the SQLite file is locked by another writer") from e
+            raise
+
+    def conflicts(self, limit: int) -> list[dict]:
+        return []  # the stand-in keeps the first version of a record and reports no conflicts
+
+    def fleet(self) -> list[dict]:
+        """Every kiosk's last contact, site, version, and its accounting (a plain query: the stand-in)."""
+        with self._lock:
+            rows = self._db.execute("SELECT kiosk, site, version, last_contact FROM kiosk_contact ORDER BY kiosk").fetchall()
+        out = []
+        for kiosk, site, version, last_contact in rows:
+            seqs = self.seqs_held(kiosk, 0)
+            out.append({"kiosk": kiosk, "site": site, "version": version, "last_contact": last_contact, "highest": seqs["highest"],
+                        "contiguous_through": seqs["contiguous_through"], "missing": seqs["missing"], "repeats": seqs["repeats"],
+                        "conflicts": 0})  # fmt: skip
+        return out
+
+    def kiosk_of_token(self, token_hash: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT kiosk FROM kiosk_tokens WHERE hash = ? AND (valid_until IS NULL OR valid_until > ?)", (token_hash, time.time())
+            ).fetchone()
+        return row[0] if row else None
+
+    def set_token(self, kiosk_id: str, token_hash: str, *, old_valid_s: float) -> int:
+        now = time.time()
+        with self._lock:
+            self._begin()
+            valid = self._db.execute(
+                "UPDATE kiosk_tokens SET valid_until = ? WHERE kiosk = ? AND (valid_until IS NULL OR valid_until > ?)",
+                (now + old_valid_s, kiosk_id, now),
+            ).rowcount
+            self._db.execute("INSERT INTO kiosk_tokens VALUES (?, ?, NULL)", (token_hash, kiosk_id))
+            self._db.execute("COMMIT")
+        return valid
+
+    def revoke_tokens(self, kiosk_id: str) -> int:
+        now = time.time()
+        with self._lock:
+            return self._db.execute(
+                "UPDATE kiosk_tokens SET valid_until = ? WHERE kiosk = ? AND (valid_until IS NULL OR valid_until > ?)", (now, kiosk_id, now)
+            ).rowcount
+
+    def ping(self) -> None:
+        with self._lock:
+            self._db.execute("SELECT 1").fetchone()
 
     def _known_ids(self, ids: list[str]) -> set[str]:
         known: set[str] = set()
