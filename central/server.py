@@ -478,8 +478,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, db_required: bool = True) 
         type=_non_negative_float,
         default=DEFAULT_KIOSK_RATE,
         metavar="R",
-        help=f"requests per second per kiosk id, per process (0: no limit; default {DEFAULT_KIOSK_RATE:g}); more is 429 "
-        "with Retry-After; with N workers a kiosk may get up to N times R",
+        help=f"requests per second per kiosk id, per process (0: no limit; default {DEFAULT_KIOSK_RATE:g}), for requests "
+        "with a kiosk's own token; more is 429 with Retry-After; with N workers a kiosk may get up to N times R",
     )
     limits.add_argument(
         "--kiosk-burst",

@@ -474,11 +474,12 @@ def test_tokens_can_come_from_a_file(tmp_path):
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as process:
         try:
             url = process.stdout.readline().strip().removeprefix("central listening on ")
+            # A kiosk's endpoint: the listings of every client's records need an admin token.
             for token in ("first-token", "second-token"):
-                response = requests.get(url + "/v1/identifications", headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT)
-                assert response.json() == {"identifications": []}
+                response = requests.get(url + "/v1/kiosks/k-1/seqs", headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT)
+                assert response.json()["held"] == 0
             assert (
-                requests.get(url + "/v1/identifications", headers={"Authorization": "Bearer # one per line"}, timeout=TIMEOUT).status_code
+                requests.get(url + "/v1/kiosks/k-1/seqs", headers={"Authorization": "Bearer # one per line"}, timeout=TIMEOUT).status_code
                 == 401
             )
         finally:
