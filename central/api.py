@@ -314,7 +314,9 @@ class Api:
         except TooLarge as e:
             return error(413, "too-large", str(e))
         if caller.role == "kiosk" and batch.kiosk_id != caller.kiosk_id:
-            log.warning("kiosk %s posted a batch in the name of kiosk %s: 403, nothing stored", _shown(caller.kiosk_id), _shown(batch.kiosk_id))
+            log.warning(
+                "kiosk %s posted a batch in the name of kiosk %s: 403, nothing stored", _shown(caller.kiosk_id), _shown(batch.kiosk_id)
+            )
             return error(403, "forbidden", "a kiosk's token posts only in its own kiosk's name (kiosk.id)")
         results = self.receive(batch, kiosk_version(route.head.headers.get("user-agent")))
         return Response(200, json.dumps({"results": results}).encode(), results=results)
@@ -394,7 +396,6 @@ def _card_in(path: str) -> str | None:
         return None
     rest = unquote(path[len(head) :])
     return rest if rest and "/" not in rest else None
-
 
 
 @dataclass(frozen=True)

@@ -129,9 +129,7 @@ class Store:
             for statement in _CARDS:
                 self._db.execute(statement)
             # Stand-in for central/storage/sqlite.py's tables until it lands: tokens by hash, last contact.
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS kiosk_tokens (hash TEXT PRIMARY KEY, kiosk TEXT NOT NULL, valid_until REAL)"
-            )
+            self._db.execute("CREATE TABLE IF NOT EXISTS kiosk_tokens (hash TEXT PRIMARY KEY, kiosk TEXT NOT NULL, valid_until REAL)")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS kiosk_contact (kiosk TEXT PRIMARY KEY, site TEXT, version TEXT, last_contact TEXT)"
             )

@@ -23,7 +23,6 @@ from support.central import CENTRAL_TOKEN
 from support.waiting import wait_until
 
 from central.credentials import new_token, token_hash
-from central.server import start_subprocess
 
 TIMEOUT = (5, 30)
 SERVERS = {"reference": {}, "workers": {"workers": 2}}
@@ -106,7 +105,9 @@ def test_both_servers_answer_the_api_alike(start):
     for path, code in (("/v2/x", 404), ("/v1/identifications", 401)):
         answer = get(server, path)
         assert answer.status_code == code and set(answer.json()) == {"error", "message"}
-    bad = requests.post(server.url + "/v1/identifications", data=b"nope", headers={"Authorization": f"Bearer {CENTRAL_TOKEN}"}, timeout=TIMEOUT)
+    bad = requests.post(
+        server.url + "/v1/identifications", data=b"nope", headers={"Authorization": f"Bearer {CENTRAL_TOKEN}"}, timeout=TIMEOUT
+    )
     assert bad.status_code == 400 and bad.json()["error"] == "bad-request"
     assert requests.delete(server.url + "/v1/identifications", timeout=TIMEOUT).headers["Allow"] == "GET, POST"
     assert [r["id"] for r in server.identifications()] == [record["id"]]
