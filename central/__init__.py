@@ -1,11 +1,14 @@
-"""Reference implementation of the central API that kiosks deliver identifications to.
+"""The central API that kiosks deliver identifications to: a reference server and a production one.
 
-The contract is docs/openapi.yaml (described in docs/CENTRAL_API.md). This package is the server
-for tests, the demo and integrators, not the utility's production system:
+The contract is docs/openapi.yaml (described in docs/CENTRAL_API.md); running it for a fleet is
+docs/CENTRAL.md.
 
-- :mod:`central.contract`  what a batch must look like; statuses and limits
-- :mod:`central.store`     SQLite, each identification once under its id
-- :mod:`central.faults`    the failures a kiosk must survive, on demand
-- :mod:`central.server`    HTTP, the command line (``kiosk central``, ``python -m central.server``)
-- :mod:`central.process`   run it as a real subprocess from tests: ``start_subprocess``
+- :mod:`central.contract`     what a batch must look like; statuses and limits
+- :mod:`central.storage`      where it is kept: SQLite (embedded) or PostgreSQL (a fleet), one interface
+- :mod:`central.credentials`  per-kiosk tokens, stored as hashes
+- :mod:`central.api`          the API's semantics, shared by both servers
+- :mod:`central.server`       the command line (``kiosk central``) and the reference server, with faults
+- :mod:`central.workers`      the production server: Starlette on uvicorn worker processes
+- :mod:`central.faults`       the failures a kiosk must survive, on demand
+- :mod:`central.process`      run it as a real subprocess from tests: ``start_subprocess``
 """

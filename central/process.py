@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import secrets
 import signal
 import subprocess
 import sys
@@ -47,15 +48,22 @@ _FAULT_FLAGS = {
     # Not faults: the replaced-card list's signing key and the admin tokens' file (paths).
     "signing_key": "--signing-key",
     "admin_token_file": "--admin-token-file",
+    # Not faults either: the production server's processes, and the limits of both servers.
+    "workers": "--workers",
+    "max_connections": "--max-connections",
+    "header_timeout_s": "--header-timeout-s",
+    "kiosk_rate": "--kiosk-rate",
+    "kiosk_burst": "--kiosk-burst",
 }
 
 _REPO = Path(__file__).resolve().parent.parent
 
 
 class CentralProcess:
-    """A running reference central: ``url``, ``port``, ``db``, ``tokens``, ``log_path``, ``process``.
+    """A running central: ``url``, ``port``, ``db``, ``tokens``, ``admin_token``, ``log_path``, ``process``.
 
-    A context manager; leaving it stops the server.
+    A context manager; leaving it stops the server. ``admin_token`` is made for this process (kept
+    in a 0600 file beside the database, never on the command line): the listings use it.
     """
 
     def __init__(self, db: Path, tokens: list[str], host: str, port: int, faults: dict[str, Any], log_path: Path, startup_timeout: float):
@@ -64,6 +72,11 @@ class CentralProcess:
         fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write("".join(f"{t}\n" for t in tokens))
+        self.admin_token = secrets.token_urlsafe(32)
+        self.admin_token_file = db.with_name(db.name + ".admin-token")
+        fd = os.open(self.admin_token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(self.admin_token + "\n")
         self.log_path = log_path
         self.startup_timeout = startup_timeout
         self.faults = faults
@@ -92,6 +105,8 @@ class CentralProcess:
             str(self.db),
             "--token-file",
             str(self.token_file),
+            "--admin-token-file",
+            str(self.admin_token_file),
         ]
         for name, value in self.faults.items():
             if name in _LIST_FLAGS:
@@ -171,12 +186,20 @@ class CentralProcess:
         return self
 
     def identifications(self) -> list[dict]:
-        """``GET /v1/identifications`` with the first token: everything the central holds."""
-        return self._get(contract.IDENTIFICATIONS_PATH)["identifications"]
+        """``GET /v1/identifications`` with the admin token: everything the central holds."""
+        return self._get(contract.IDENTIFICATIONS_PATH, self.admin_token)["identifications"]
 
     def refusals(self) -> list[dict]:
-        """``GET /v1/refusals``: every refusal of a replaced card the central holds."""
-        return self._get(contract.REFUSALS_PATH)["refusals"]
+        """``GET /v1/refusals`` (admin token): every refusal of a replaced card the central holds."""
+        return self._get(contract.REFUSALS_PATH, self.admin_token)["refusals"]
+
+    def conflicts(self) -> list[dict]:
+        """``GET /v1/conflicts`` (admin token): the latest records refused as contradicting one held."""
+        return self._get(contract.API_PREFIX + "/conflicts", self.admin_token)["conflicts"]
+
+    def fleet(self) -> list[dict]:
+        """``GET /v1/kiosks`` (admin token): every kiosk's last contact, version and accounting."""
+        return self._get(contract.API_PREFIX + "/kiosks", self.admin_token)["kiosks"]
 
     def reissue(self, contract_number: str, current_issue: int, admin_token: str) -> dict:
         """``PUT /v1/cards/{contract}``: record that the contract's card was re-issued (an admin token)."""
@@ -194,8 +217,8 @@ class CentralProcess:
         path = contract.KIOSK_SEQS_PATH.format(kiosk=quote(kiosk_id, safe=""))
         return self._get(path)
 
-    def _get(self, path: str) -> dict:
-        request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.token}"})
+    def _get(self, path: str, token: str | None = None) -> dict:
+        request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {token or self.token}"})
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.load(response)
 
@@ -247,7 +270,9 @@ def start_subprocess(
     several. ``faults``: ``fail_rate``, ``retry_after``, ``reset_rate``, ``latency_ms``,
     ``drop_after_commit_rate``, ``malformed_rate``, ``malformed_kind``, ``reject_contracts`` (a list),
     ``accept_formats`` (a list of card formats, "xu:8:9"), ``seed``, ``signing_key`` and ``admin_token_file``
-    (paths) -- the command-line options of the same names. The server's log goes to ``<db>.log``.
+    (paths; an admin token of its own is always added), ``workers`` (N: the production server, uvicorn with N
+    processes; no faults then), ``max_connections``, ``header_timeout_s``, ``kiosk_rate``, ``kiosk_burst``
+    -- the command-line options of the same names. The server's log goes to ``<db>.log``.
     Raises RuntimeError (with the log) if it does not listen within ``startup_timeout``.
     """
     path = Path(db)

@@ -1,8 +1,10 @@
-"""The reference central server: the central API of docs/openapi.yaml over HTTP, with SQLite.
+"""The central server: the central API of docs/openapi.yaml over HTTP, two ways.
 
-For tests, the demo and integrators. It stores identifications under their permanent id (a repeat
-is a ``duplicate`` and only counts a receipt), checks bearer tokens and payloads, lists what it
-holds, and can inject the faults a kiosk must survive. Run it as ``kiosk central`` or::
+Without ``--workers``: the reference server (a thread per connection, at most ``--max-connections``,
+one process), for tests, the demo and integrators; it can inject the faults a kiosk must survive.
+With ``--workers N``: the production server (:mod:`central.workers`: uvicorn with N processes
+sharing the socket, the same :class:`central.api.Api`); fault options are refused there. Run it as
+``kiosk central`` or::
 
     python -m central.server --db /tmp/central.db --token secret --port 0
     central listening on http://127.0.0.1:40123
@@ -17,7 +19,6 @@ port). Logs go to stderr. SIGTERM or SIGINT stops it (exit 0). From Python, for 
 from __future__ import annotations
 
 import argparse
-import hmac
 import json
 import logging
 import signal
@@ -29,84 +30,72 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import urlsplit
 
 from central import contract
-from central.contract import REJECTED, BadRequest, Item, TooLarge
+from central.api import REFUSED_REASON, Api, ApiSettings, RequestHead, Response, error
+from central.connections import DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, BurstLog, HeaderDeadlines
 from central.faults import MALFORMED_KINDS, Faults
 from central.process import LISTENING_PREFIX, CentralProcess, start_subprocess
-from central.store import Store
+from central.storage import Store, StoreError, open_store
+from device.outputs.bounded_http import BoundedHTTPServer
 
-__all__ = ["LISTENING_PREFIX", "Central", "CentralProcess", "add_arguments", "main", "serve", "start_subprocess"]
+__all__ = ["LISTENING_PREFIX", "REFUSED_REASON", "CentralProcess", "add_arguments", "main", "open_database", "serve", "start_subprocess"]
 
 log = logging.getLogger("central")
 
-#: Reason given for identifications refused through ``--reject-contract``.
-REFUSED_REASON = "contract-refused: the central does not accept identifications for this contract"
+#: The fault options (destinations) that need the reference server, with their "off" values.
+FAULT_DEFAULTS = {
+    "fail_rate": 0.0,
+    "reset_rate": 0.0,
+    "latency_ms": 0,
+    "drop_after_commit_rate": 0.0,
+    "malformed_rate": 0.0,
+    "malformed_kind": "any",
+    "reject_contracts": [],
+    "seed": None,
+}
 
 
-class Central:
-    """What the server knows: its store, its tokens, its faults. Shared by all handler threads."""
-
-    def __init__(
-        self, store: Store, tokens: list[str], faults: Faults, formats: dict[str, contract.CardFormat] = contract.FORMATS,
-        *, admin_tokens: list[str] = (), signing_key=None,
-    ):  # fmt: skip
-        if not tokens:
-            raise ValueError("at least one token is needed")
-        self.store = store
-        self._tokens = [t.encode() for t in tokens]
-        #: Tokens that may record re-issues (``PUT /v1/cards/{contract}``); kiosks' tokens may not.
-        self._admin_tokens = [t.encode() for t in admin_tokens]
-        #: The Ed25519 private key that signs the replaced-card list (None: the list is not served).
-        self.signing_key = signing_key
-        self.faults = faults
-        #: The card formats accepted, by name (v1 and those given with ``--accept-format``).
-        self.formats = dict(formats)
-
-    def authorized(self, header: str | None, admin: bool = False) -> bool:
-        scheme, _, token = (header or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return False
-        given = token.strip().encode("utf-8", "replace")
-        # Compare against every token, always: the time taken says nothing about which one is near.
-        matches = [hmac.compare_digest(given, t) for t in (self._admin_tokens if admin else self._tokens)]
-        return any(matches)
-
-    def receive(self, batch: contract.Batch) -> list[dict]:
-        """Store the valid identifications of a batch (one transaction); the results, in order."""
-        items: list[Item] = []
-        for item in batch.items:
-            if item.record is not None and item.record.contract in self.faults.reject_contracts:
-                item = Item(item.sent_id, None, REFUSED_REASON)
-            items.append(item)
-        valid = [item.record for item in items if item.record is not None]
-        statuses = iter(self.store.record(batch.kiosk_id, batch.site, valid))
-        results = [contract.result(item, next(statuses) if item.record is not None else REJECTED) for item in items]
-        counts = {status: sum(r["status"] == status for r in results) for status in contract.STATUSES}
-        log.info(
-            "kiosk %s: %d accepted, %d duplicate, %d rejected",
-            ascii(batch.kiosk_id)[1:-1][:64],
-            counts[contract.ACCEPTED],
-            counts[contract.DUPLICATE],
-            counts[contract.REJECTED],
-        )
-        return results
+def open_database(url: str) -> Store:
+    """The store a ``--db`` value names (every server process opens its own)."""
+    return open_store(url)
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """HTTP/1.1 with keep-alive: every answer has a Content-Length, every request body is consumed."""
+    """HTTP/1.1 with keep-alive: every answer has a Content-Length, every request body is consumed.
+
+    The API's semantics are :class:`central.api.Api`'s; this class is the transport: the body's
+    length rules, the header deadline, and the faults that need the socket."""
 
     protocol_version = "HTTP/1.1"
     server_version = "kiosk-central/1"
     # Headers and body go out in two writes; with Nagle on, the second waits for a delayed ACK (40 ms).
     disable_nagle_algorithm = True
-    # An idle keep-alive connection is closed after this many seconds (frees its thread).
+    # A body that stops arriving for this many seconds ends the connection (the headers have their deadline).
     timeout = 60
     server: _Server
 
     def version_string(self) -> str:
         return self.server_version  # not the Python version: nobody outside needs it
+
+    # --- the header deadline -----------------------------------------------------------------------
+
+    def handle_one_request(self) -> None:
+        self.server.deadlines.waiting(self.connection)
+        try:
+            super().handle_one_request()
+        except OSError:  # the deadline shut the socket, or the client went away mid-request
+            self.close_connection = True
+        finally:
+            self.server.deadlines.done(self.connection)
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        if self.server.deadlines.done(self.connection):
+            self.close_connection = True  # too slow: whatever arrived is not a whole request
+            return False
+        return parsed
 
     # --- routing ---------------------------------------------------------------------------------
 
@@ -126,30 +115,26 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         self._body_read = False
         self._answered = False
+        api = self.server.api
         try:
-            path = urlsplit(self.path).path
-            kiosk_id = _kiosk_in(path)
-            if kiosk_id is not None:
-                path = contract.KIOSK_SEQS_PATH
-            card = _card_in(path)
-            if card is not None:
-                path = contract.CARD_PATH
-            routes = {
-                (contract.HEALTH_PATH, "GET"): self._health,
-                (contract.IDENTIFICATIONS_PATH, "GET"): self._list,
-                (contract.IDENTIFICATIONS_PATH, "POST"): self._post,
-                (contract.KIOSK_SEQS_PATH, "GET"): lambda: self._seqs(kiosk_id),
-                (contract.REPLACED_CARDS_PATH, "GET"): self._replaced,
-                (contract.CARD_PATH, "PUT"): lambda: self._reissue(card),
-                (contract.REFUSALS_PATH, "GET"): self._refusals,
-            }
-            allowed = sorted(method for (p, method) in routes if p == path)
-            if not allowed:
-                self._error(404, "not-found", "no such endpoint; see docs/CENTRAL_API.md")
-            elif self.command not in allowed:
-                self._error(405, "method-not-allowed", f"use {' or '.join(allowed)}", headers={"Allow": ", ".join(allowed)})
-            else:
-                routes[(path, self.command)]()
+            target = urlsplit(self.path)
+            head = RequestHead(self.command, target.path, target.query, {k.lower(): v for k, v in self.headers.items()})
+            route = api.route(head)
+            if isinstance(route, Response):
+                self._send(route)
+                return
+            body = b""
+            if route.reads_body:
+                raw = self._read_body()
+                if raw is None:
+                    return
+                body = raw
+            if route.endpoint == "post_batch" and self._fault_before_storing():
+                return
+            response = api.handle(route, body)
+            if response.results is not None and self._fault_after_commit(response.results):
+                return
+            self._send(response)
         except (TimeoutError, BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             # The client went away (often on purpose: it timed out). Nothing to answer.
             log.debug("client %s went away", self.client_address[0])
@@ -159,157 +144,81 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             if not self._answered:
                 try:
-                    self._error(500, "internal-error", "the central failed; try again later", retry_after=True)
+                    self._send(api.internal_error())
                 except OSError:
                     pass
 
-    # --- endpoints -------------------------------------------------------------------------------
+    # --- faults (the reference server only: they need the socket) --------------------------------
 
-    def _health(self) -> None:
-        self._json(200, {"status": "ok"})
-
-    def _list(self) -> None:
-        if not self._authorize():
-            return
-        self._json(200, {"identifications": self.server.central.store.identifications()})
-
-    def _refusals(self) -> None:
-        if not self._authorize():
-            return
-        self._json(200, {"refusals": self.server.central.store.identifications(contract.REFUSAL)})
-
-    def _replaced(self) -> None:
-        """The replaced-card list since ``?since=N`` (complete for 0, absent, or a version newer than ours), signed."""
-        central = self.server.central
-        if not self._authorize():
-            return
-        since_text = parse_qs(urlsplit(self.path).query).get("since", ["0"])[-1]
-        if not since_text.isascii() or not since_text.isdigit() or len(since_text) > 18:
-            self._error(400, "bad-request", "since must be a list version: a whole number, 0 or more")
-            return
-        if central.signing_key is None:
-            self._error(501, "not-configured", "this central has no signing key (--signing-key): it serves no replaced-card list")
-            return
-        from datetime import UTC, datetime
-
-        from device.revocations import document
-
-        version, complete, rows = central.store.replaced_since(int(since_text))
-        issued_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        body = document.encode(version, complete, None if complete else int(since_text), issued_at, rows)
-        key_id, signature = document.sign(central.signing_key, body)
-        log.info("replaced-card list version %d (%s, %d contracts)", version, "complete" if complete else f"since {since_text}", len(rows))
-        self._send(200, body, "application/json", {document.KEY_ID_HEADER: key_id, document.SIGNATURE_HEADER: signature})
-
-    def _reissue(self, card: str) -> None:
-        """``PUT /v1/cards/{contract}`` ``{"current_issue": N}`` with an admin token: the card was re-issued."""
-        central = self.server.central
-        if not central.authorized(self.headers.get("Authorization"), admin=True):
-            self._error(
-                401,
-                "unauthorized",
-                "recording a re-issue needs an admin token (--admin-token-file)",
-                headers={"WWW-Authenticate": 'Bearer realm="central-admin"'},
-            )
-            return
-        raw = self._read_body()
-        if raw is None:
-            return
-        if not contract.is_card_contract(card):
-            self._error(400, "bad-request", "the contract must be 1-32 ASCII digits, not all zeros")
-            return
-        try:
-            body = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            self._error(400, "bad-request", "the body is not JSON (UTF-8)")
-            return
-        issue = contract._as_int(body.get("current_issue")) if isinstance(body, dict) else None
-        if issue is None or not 1 <= issue <= 9999:
-            self._error(400, "bad-request", 'the body must be {"current_issue": N}, N from 1 to 9999')
-            return
-        try:
-            version, changed = central.store.reissue(card, issue)
-        except ValueError as e:
-            self._error(409, "conflict", str(e))
-            return
-        log.info("card re-issued: contract ...%s now at issue %d (list version %d)", card[-4:], issue, version)
-        self._json(200, {"contract": card, "current_issue": issue, "version": version, "changed": changed})
-
-    def _seqs(self, kiosk_id: str) -> None:
-        if not self._authorize():
-            return
-        self._json(200, self.server.central.store.seqs_held(kiosk_id, contract.MAX_GAPS_LISTED))
-
-    def _post(self) -> None:
-        central = self.server.central
-        faults = central.faults
-        if not self._authorize():
-            return
-        raw = self._read_body()
-        if raw is None:
-            return
+    def _fault_before_storing(self) -> bool:
+        """fail-rate, reset-rate and latency, in that order; True if the request ends here."""
+        faults = self.server.faults
         if faults.roll(faults.fail_rate):
             log.info("fault: 503 (fail-rate)")
-            self._error(503, "unavailable", "the central is unavailable; retry later", retry_after=True)
-            return
+            self._send(error(503, "unavailable", "the central is unavailable; retry later", {"Retry-After": str(faults.retry_after_s)}))
+            return True
         if faults.roll(faults.reset_rate):
             log.info("fault: connection reset before storing (reset-rate)")
             self._reset_connection()
-            return
+            return True
         if faults.latency_ms:
             time.sleep(faults.latency_ms / 1000)
-        try:
-            body = json.loads(raw.decode("utf-8"))
-            batch = contract.parse_batch(body, central.formats)
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            self._error(400, "bad-request", "the body is not JSON (UTF-8)")
-            return
-        except BadRequest as e:
-            self._error(400, "bad-request", str(e))
-            return
-        except TooLarge as e:
-            self._error(413, "too-large", str(e))
-            return
-        results = central.receive(batch)
-        # Committed. From here on, whatever happens to the answer, the batch is stored.
+        return False
+
+    def _fault_after_commit(self, results: list[dict]) -> bool:
+        """The batch is stored: drop the answer, or send a malformed one. True if the request ends here."""
+        faults = self.server.faults
         if faults.roll(faults.drop_after_commit_rate):
             log.info("fault: connection dropped after commit (drop-after-commit-rate)")
             self.close_connection = True
             self._answered = True
             self.connection.shutdown(socket.SHUT_RDWR)
-            return
+            return True
         if faults.roll(faults.malformed_rate):
             self._malformed(faults.pick_malformed(), results)
-            return
-        self._json(200, {"results": results})
-
-    # --- helpers ---------------------------------------------------------------------------------
-
-    def _authorize(self) -> bool:
-        if self.server.central.authorized(self.headers.get("Authorization")):
             return True
-        self._error(401, "unauthorized", "missing or unknown bearer token", headers={"WWW-Authenticate": 'Bearer realm="central"'})
         return False
+
+    def _reset_connection(self) -> None:
+        """Abort with a TCP RST: SO_LINGER 0, then close every reference to the socket."""
+        self._answered = True
+        self.close_connection = True
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # The file objects hold references; the descriptor (and so the RST) goes only with the last.
+        self.rfile.close()
+        self.wfile.close()
+        self.connection.close()
+
+    def _malformed(self, kind: str, results: list[dict]) -> None:
+        log.info("fault: malformed answer %s after commit (malformed-rate)", kind)
+        content_type, body = MALFORMED_KINDS[kind]
+        if kind == "missing-result":
+            body = json.dumps({"results": results[:-1]}).encode()
+        elif kind == "unknown-status":
+            body = json.dumps({"results": [dict(r, status="maybe") for r in results]}).encode()
+        self._send(Response(200, body, content_type))
+
+    # --- the body --------------------------------------------------------------------------------
 
     def _content_length(self) -> int | None:
         """The declared body length; None (and an answer sent) when it is missing or unusable."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             self.close_connection = True  # the chunked body stays unread
-            self._error(411, "length-required", "send the body with a Content-Length, not chunked")
+            self._send(error(411, "length-required", "send the body with a Content-Length, not chunked"))
             return None
         text = self.headers.get("Content-Length")
         if text is None:
             self._body_read = True  # no header, no body (RFC 9112 6.3)
-            self._error(411, "length-required", "a Content-Length header is required")
+            self._send(error(411, "length-required", "a Content-Length header is required"))
             return None
         if not text.strip().isdigit():
             self.close_connection = True
-            self._error(400, "bad-request", "Content-Length must be a non-negative integer")
+            self._send(error(400, "bad-request", "Content-Length must be a non-negative integer"))
             return None
         length = int(text)
         if length > contract.MAX_BODY_BYTES:
             self.close_connection = True  # not worth reading: answer and hang up
-            self._error(413, "too-large", f"the body is over {contract.MAX_BODY_BYTES} bytes; split the batch")
+            self._send(error(413, "too-large", f"the body is over {contract.MAX_BODY_BYTES} bytes; split the batch"))
             return None
         return length
 
@@ -339,49 +248,22 @@ class _Handler(BaseHTTPRequestHandler):
         if int(text):
             self.rfile.read(int(text))
 
-    def _reset_connection(self) -> None:
-        """Abort with a TCP RST: SO_LINGER 0, then close every reference to the socket."""
-        self._answered = True
-        self.close_connection = True
-        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        # The file objects hold references; the descriptor (and so the RST) goes only with the last.
-        self.rfile.close()
-        self.wfile.close()
-        self.connection.close()
-
-    def _malformed(self, kind: str, results: list[dict]) -> None:
-        log.info("fault: malformed answer %s after commit (malformed-rate)", kind)
-        content_type, body = MALFORMED_KINDS[kind]
-        if kind == "missing-result":
-            body = json.dumps({"results": results[:-1]}).encode()
-        elif kind == "unknown-status":
-            body = json.dumps({"results": [dict(r, status="maybe") for r in results]}).encode()
-        self._send(200, body, content_type)
-
-    def _json(self, code: int, payload: dict, headers: dict[str, str] | None = None) -> None:
-        self._send(code, json.dumps(payload).encode(), "application/json", headers)
-
-    def _error(self, code: int, error: str, message: str, headers: dict[str, str] | None = None, retry_after: bool = False) -> None:
-        """The error body every non-200 answer has: ``{"error": code, "message": text}``."""
-        headers = dict(headers or {})
-        if retry_after:
-            headers["Retry-After"] = str(self.server.central.faults.retry_after_s)
-        self._json(code, {"error": error, "message": message}, headers)
-
-    def _send(self, code: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+    def _send(self, response: Response) -> None:
+        if response.close:
+            self.close_connection = True
         self._discard_body()
         self._answered = True
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
         self.send_header("Cache-Control", "no-store")
-        for name, value in (headers or {}).items():
+        for name, value in response.headers.items():
             self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            self.wfile.write(response.body)
 
     # --- the base class's own answers and logs, made JSON and routed to logging --------------------
 
@@ -390,10 +272,12 @@ class _Handler(BaseHTTPRequestHandler):
 
         The base class's ``message`` can quote the request line: only the generic text goes out.
         """
-        log.info("%s: %d %s", self.client_address[0], code, ascii(message or "")[1:-1][:120])
         self.close_connection = True
         self._body_read = True  # the request was not understood: do not try to read a body
         self._answered = True
+        if self.server.deadlines.passed(self.connection):
+            return  # shut by the header deadline: counted there, nothing to send
+        log.info("%s: %d %s", self.client_address[0], code, ascii(message or "")[1:-1][:120])
         if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
             self.request_version = "HTTP/1.0"  # HTTP/0.9 answers have no status line or headers
         short, long = self.responses.get(code, ("Error", "The request was not understood"))
@@ -413,18 +297,36 @@ class _Handler(BaseHTTPRequestHandler):
         log.info("%s %s", self.client_address[0], format % args)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # an idle keep-alive connection must not hold up the exit
-    request_queue_size = 128
-    central: Central
+class _Server(BoundedHTTPServer):
+    """A thread per connection, at most ``max_connections`` at once, each with a header deadline."""
+
+    request_queue_size = 1024  # a reconnect storm's SYNs wait in the backlog rather than being dropped
+    api: Api
+    faults: Faults
+    deadlines: HeaderDeadlines
+    refused: BurstLog
+
+    def process_request(self, request, client_address) -> None:
+        # BoundedHTTPServer's slots, with one log line per burst of refusals (not one per connection).
+        if not self.slots.acquire(blocking=False):
+            self.refused.note()
+            self.shutdown_request(request)
+            return
+        try:
+            ThreadingHTTPServer.process_request(self, request, client_address)  # its thread releases the slot
+        except BaseException:
+            self.slots.release()
+            raise
 
 
-def serve(host: str, port: int, central: Central) -> _Server:
-    """A bound, not yet serving, HTTP server for ``central`` (``port`` 0: a free port)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    server_class = type("_Server", (_Server,), {"address_family": family})
-    server = server_class((host, port), _Handler)
-    server.central = central
+def serve(host: str, port: int, api: Api, faults: Faults, *, max_connections: int, header_timeout_s: float) -> _Server:
+    """A bound, not yet serving, HTTP server for ``api`` (``port`` 0: a free port)."""
+    server = _Server((host, port), _Handler, max_connections=max_connections, name="central")
+    server.api = api
+    server.faults = faults
+    server.refused = BurstLog(log, f"connections refused: {max_connections} open already (--max-connections)")
+    server.deadlines = HeaderDeadlines(header_timeout_s, log)
+    server.deadlines.on_tick.append(server.refused.flush)
     return server
 
 
@@ -463,6 +365,36 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0.0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number, 0 or more, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value <= 0.0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
+#: A kiosk's forwarder sends a batch, waits for the answer, sends the next: a few requests a second
+#: while draining a backlog, a heartbeat and a list sync now and then otherwise.
+DEFAULT_KIOSK_RATE = 20.0
+DEFAULT_KIOSK_BURST = 40
+
+
 def add_arguments(parser: argparse.ArgumentParser, *, db_required: bool = True) -> None:
     """The server's options, for ``kiosk central`` and ``python -m central.server`` alike.
 
@@ -470,7 +402,12 @@ def add_arguments(parser: argparse.ArgumentParser, *, db_required: bool = True) 
     :func:`main` asks for it."""
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     parser.add_argument("--port", type=_non_negative_int, default=8080, help="port (default 8080; 0 picks a free one)")
-    parser.add_argument("--db", metavar="PATH", required=db_required, help="SQLite file holding the identifications (created if missing)")
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        required=db_required,
+        help="where identifications are kept: sqlite:PATH or a file path (created if missing), or postgresql://...",
+    )
     parser.add_argument(
         "--token",
         action="append",
@@ -494,19 +431,63 @@ def add_arguments(parser: argparse.ArgumentParser, *, db_required: bool = True) 
         help="Ed25519 private key (PEM) that signs the replaced-card list (kiosk central keygen); without it the list is not served",
     )
     parser.add_argument(
-        "--admin-token-file", metavar="PATH", help="file with one admin token per line: may record re-issues (PUT /v1/cards/{contract})"
+        "--admin-token-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="file with one admin token per line (repeatable): may list every client's records, the fleet and the "
+        "conflicts, and record re-issues (PUT /v1/cards/{contract})",
     )
-    faults = parser.add_argument_group("fault injection (for tests; all off by default)")
-    faults.add_argument(
-        "--fail-rate", type=_rate, default=0.0, metavar="F", help="answer this share of batches 503 with Retry-After, storing nothing"
-    )
-    faults.add_argument(
+    parser.add_argument(
         "--retry-after",
         dest="retry_after_s",
         type=_non_negative_int,
         default=1,
         metavar="S",
-        help="seconds sent in Retry-After with 503 and 500 (default 1)",
+        help="seconds sent in Retry-After with 503 (database saturated, or the fail-rate fault) and 500 (default 1)",
+    )
+    limits = parser.add_argument_group("processes and limits")
+    limits.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="serve with uvicorn in N worker processes sharing the socket (production); without it: the "
+        "single-process reference server, which can inject faults",
+    )
+    limits.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help=f"connections served at once, per process; more are closed at once (default {DEFAULT_MAX_CONNECTIONS})",
+    )
+    limits.add_argument(
+        "--header-timeout-s",
+        type=_positive_float,
+        default=DEFAULT_HEADER_TIMEOUT_S,
+        metavar="S",
+        help=f"seconds from accept (or the previous answer) to the end of a request's headers; a slower client "
+        f"is cut off (default {DEFAULT_HEADER_TIMEOUT_S:g})",
+    )
+    limits.add_argument(
+        "--kiosk-rate",
+        type=_non_negative_float,
+        default=DEFAULT_KIOSK_RATE,
+        metavar="R",
+        help=f"requests per second per kiosk id, per process (0: no limit; default {DEFAULT_KIOSK_RATE:g}), for requests "
+        "with a kiosk's own token; more is 429 with Retry-After; with N workers a kiosk may get up to N times R",
+    )
+    limits.add_argument(
+        "--kiosk-burst",
+        type=_positive_int,
+        default=DEFAULT_KIOSK_BURST,
+        metavar="B",
+        help=f"requests a kiosk may send at once before --kiosk-rate applies (default {DEFAULT_KIOSK_BURST})",
+    )
+    faults = parser.add_argument_group("fault injection (reference server only, for tests; all off by default)")
+    faults.add_argument(
+        "--fail-rate", type=_rate, default=0.0, metavar="F", help="answer this share of batches 503 with Retry-After, storing nothing"
     )
     faults.add_argument(
         "--reset-rate",
@@ -559,70 +540,70 @@ def _read_token_file(path: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
-def _kiosk_in(path: str) -> str | None:
-    """The kiosk id in a ``/v1/kiosks/{kiosk}/seqs`` path (percent-decoded), else None.
-
-    >>> _kiosk_in("/v1/kiosks/riga%2F5/seqs"), _kiosk_in("/v1/identifications")
-    ('riga/5', None)
-    """
-    head, _, tail = contract.KIOSK_SEQS_PATH.partition("{kiosk}")
-    if not (path.startswith(head) and path.endswith(tail)) or len(path) <= len(head) + len(tail):
-        return None
-    encoded = path[len(head) : len(path) - len(tail)]
-    return None if "/" in encoded else unquote(encoded)
-
-
-def _card_in(path: str) -> str | None:
-    """The contract in a ``/v1/cards/{contract}`` path (not ``/v1/cards/replaced``), else None.
-
-    >>> _card_in("/v1/cards/0012345678"), _card_in("/v1/cards/replaced")
-    ('0012345678', None)
-    """
-    head = contract.CARD_PATH.partition("{contract}")[0]
-    if not path.startswith(head) or path == contract.REPLACED_CARDS_PATH:
-        return None
-    rest = unquote(path[len(head) :])
-    return rest if rest and "/" not in rest else None
-
-
 def main(args: argparse.Namespace) -> int:
     """Run the server until SIGTERM or SIGINT; 0 on a clean stop, 1 if it cannot start, 2 usage."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not args.db:
-        print("central: give --db PATH (the SQLite file holding the identifications)", file=sys.stderr)
+        print("central: give --db URL (sqlite:PATH, a file path, or postgresql://...)", file=sys.stderr)
+        return 2
+    faults_given = sorted(name for name, off in FAULT_DEFAULTS.items() if getattr(args, name) != off)
+    if args.workers is not None and faults_given:
+        names = ", ".join("--reject-contract" if name == "reject_contracts" else "--" + name.replace("_", "-") for name in faults_given)
+        print(f"central: fault injection ({names}) needs the reference server: drop --workers, or the fault options", file=sys.stderr)
         return 2
     try:
         tokens = _read_tokens(args)
     except OSError as e:
         print(f"central: cannot read --token-file: {e.strerror or e}", file=sys.stderr)
         return 1
-    if not tokens:
-        print("central: give at least one --token or a --token-file", file=sys.stderr)
-        return 2
-    faults = Faults.from_args(args)
     try:
-        admin_tokens = _read_token_file(args.admin_token_file) if args.admin_token_file else []
+        admin_tokens = [t for path in args.admin_token_file for t in _read_token_file(path)]
     except OSError as e:
         print(f"central: cannot read --admin-token-file: {e.strerror or e}", file=sys.stderr)
         return 1
-    signing_key = None
-    if args.signing_key:
-        from device.revocations.document import load_private_key
-
-        try:
-            signing_key = load_private_key(args.signing_key)
-        except (OSError, ValueError) as e:
-            print(f"central: cannot use --signing-key: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
-            return 1
+    if not tokens and not admin_tokens:
+        print("central: give at least one --token or a --token-file (or an --admin-token-file and kiosks' own tokens)", file=sys.stderr)
+        return 2
+    settings = ApiSettings(
+        db=args.db,
+        shared_tokens=tuple(tokens),
+        admin_tokens=tuple(admin_tokens),
+        formats=tuple(args.accept_format),
+        signing_key_path=args.signing_key,
+        kiosk_rate_per_s=args.kiosk_rate,
+        kiosk_burst=args.kiosk_burst,
+        retry_after_s=args.retry_after_s,
+        reject_contracts=frozenset(args.reject_contracts),
+    )
     try:
-        store = Store(args.db)
-    except (OSError, sqlite3.Error, RuntimeError) as e:
+        # Opened here for the reference server, and for the production one too: its schema is
+        # migrated once, by this process, before any worker starts.
+        store = open_database(args.db)
+    except (OSError, sqlite3.Error, RuntimeError, StoreError) as e:
         print(f"central: cannot open the database {args.db}: {e}", file=sys.stderr)
         return 1
     try:
-        formats = {**contract.FORMATS, **{f.name: f for f in args.accept_format}}
-        server = serve(args.host, args.port, Central(store, tokens, faults, formats, admin_tokens=admin_tokens, signing_key=signing_key))
+        api = settings.build(store)
+    except (OSError, ValueError) as e:
+        store.close()
+        print(f"central: cannot use --signing-key: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
+        return 1
+    if args.workers is not None:
+        store.close()
+        from central import workers
+
+        return workers.run(
+            settings,
+            args.host,
+            args.port,
+            processes=args.workers,
+            max_connections=args.max_connections,
+            header_timeout_s=args.header_timeout_s,
+        )
+    faults = Faults.from_args(args)
+    try:
+        server = serve(args.host, args.port, api, faults, max_connections=args.max_connections, header_timeout_s=args.header_timeout_s)
     except OSError as e:
         store.close()
         print(f"central: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)
@@ -633,15 +614,25 @@ def main(args: argparse.Namespace) -> int:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda signum, frame: stop.set())
+    server.deadlines.start()
     worker = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="central-http", daemon=True)
     worker.start()
-    log.info("database %s, %d token(s), faults: %s", args.db, len(tokens), faults.describe())
+    log.info(
+        "reference server: database %s, %d shared token(s), %d admin token(s), at most %d connections, headers within %g s, faults: %s",
+        args.db,
+        len(tokens),
+        len(admin_tokens),
+        args.max_connections,
+        args.header_timeout_s,
+        faults.describe(),
+    )
     print(LISTENING_PREFIX + url_of(server), flush=True)
     try:
         stop.wait()
     finally:
         server.shutdown()
         server.server_close()
+        server.deadlines.stop()
         store.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

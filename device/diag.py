@@ -101,7 +101,7 @@ def check_seqs(client: CentralClient, kiosk_id: str, delivered: Iterable[int]) -
             False, f"the central lacks {len(missing)} identification(s) the outbox marks delivered: seq {_ranges(missing)}", missing
         )
     if reused:
-        return SeqCheck(False, f"the central holds seq {_ranges(reused)} of this kiosk under more than one id")
+        return SeqCheck(False, f"the central refused seq {_ranges(reused)} of this kiosk as a conflict: it holds another id there")
     tail = f", then {held.get('missing', '?')} missing up to {highest} (still queued here?)" if highest > through else ""
     return SeqCheck(True, f"the central holds seq 1-{through} of {kiosk_id} without gaps{tail}")
 

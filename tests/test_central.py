@@ -7,6 +7,7 @@ stack trace), and every fault the kiosk's tests need can be switched on.
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import sqlite3
@@ -28,10 +29,15 @@ KIOSK = {"id": "kiosk-7", "site": "Riga, Brivibas 5"}
 TIMEOUT = (5, 30)
 
 
+#: Seqs of test records: a kiosk numbers its identifications without repeats, and the central
+#: refuses a (kiosk, seq) held under another id as a conflict.
+_SEQS = itertools.count(1)
+
+
 def identification(**overrides) -> dict:
     record = {
         "id": str(uuid.uuid4()),
-        "seq": 1,
+        "seq": next(_SEQS),
         "contract": "0012345678",
         "card_issue": 1,
         "scanned_at": "2024-05-02T09:15:00.123456+00:00",
@@ -139,14 +145,25 @@ def test_accepted_identifications_are_listed_with_kiosk_and_site(central):
 def test_a_repeated_id_is_a_duplicate_stored_once_with_its_receipts_counted(central):
     record = identification()
     assert statuses(post(central, [record])) == ["accepted"]
-    # The repeat differs (a kiosk bug, or a forged copy): it changes nothing but the receipt count.
-    again = dict(record, contract="0098765432")
-    results = post(central, [again]).json()["results"]
-    assert results == [{"id": record["id"], "status": "duplicate", "reason": None}]
+    results = post(central, [dict(record, id=record["id"].upper())]).json()["results"]  # a retry: the same record
+    assert results == [{"id": record["id"].upper(), "status": "duplicate", "reason": None}]
     stored = held(central)
-    assert list(stored) == [record["id"]]
-    assert stored[record["id"]]["receipts"] == 2
-    assert stored[record["id"]]["contract"] == "0012345678"
+    assert list(stored) == [record["id"]] and stored[record["id"]]["receipts"] == 2
+
+
+def test_a_repeated_id_with_another_payload_is_a_conflict_rejected_alone_and_listed(central):
+    record = identification()
+    assert statuses(post(central, [record])) == ["accepted"]
+    # Same id, another contract: a kiosk bug or a forged copy, never a silent duplicate.
+    forged, fresh = dict(record, contract="0098765432", seq=next(_SEQS)), identification()
+    results = post(central, [forged, fresh]).json()["results"]
+    assert [r["status"] for r in results] == ["rejected", "accepted"]
+    assert results[0]["reason"].startswith("conflict: ") and "contract" in results[0]["reason"]
+    assert "0098765432" not in results[0]["reason"]  # the reason names fields, never values
+    stored = held(central)
+    assert stored[record["id"]]["contract"] == "0012345678" and stored[record["id"]]["receipts"] == 1 and fresh["id"] in stored
+    assert [(c["id"], c["kiosk"]) for c in central.conflicts()] == [(record["id"], KIOSK["id"])]
+    assert "CONFLICT" in central.log_text() and "0098765432" not in central.log_text()
 
 
 # --- per-kiosk accounting -------------------------------------------------------------------------
@@ -155,12 +172,12 @@ def test_a_repeated_id_is_a_duplicate_stored_once_with_its_receipts_counted(cent
 def test_the_seqs_held_per_kiosk_show_the_contiguous_run_gaps_reuse_and_repeats(central):
     records = [identification(seq=s) for s in (1, 2, 3, 5, 8, 9)]
     reused = identification(seq=9)  # another id under a seq already held: the kiosk numbered two alike
-    assert statuses(post(central, [*records, reused])) == ["accepted"] * 7
+    assert statuses(post(central, [*records, reused])) == ["accepted"] * 6 + ["rejected"]
     assert statuses(post(central, records[:2])) == ["duplicate"] * 2  # retries: harmless
     assert statuses(post(central, [identification(seq=4)], kiosk={"id": "other", "site": ""})) == ["accepted"]
     assert central.seqs_held("kiosk-7") == {
         "kiosk": "kiosk-7",
-        "held": 7,
+        "held": 6,
         "highest": 9,
         "contiguous_through": 3,
         "missing": 3,
@@ -168,6 +185,7 @@ def test_the_seqs_held_per_kiosk_show_the_contiguous_run_gaps_reuse_and_repeats(
         "gaps_truncated": False,
         "reused": [9],
         "repeats": 2,
+        "conflicts": 1,
     }
     other = central.seqs_held("other")
     assert (other["held"], other["contiguous_through"], other["gaps"]) == (1, 0, [{"first": 1, "last": 3}])
@@ -225,7 +243,7 @@ def test_an_id_twice_in_one_batch_is_accepted_then_duplicate(central):
     ],
 )
 def test_an_invalid_record_is_rejected_alone_with_a_reason(shared_central, field, value, reason_start):
-    good_before, bad, good_after = identification(seq=1), identification(**{"seq": 2, field: value}), identification(seq=3)
+    good_before, bad, good_after = identification(), identification(**{field: value}), identification()
     before = len(shared_central.identifications())
     results = post(shared_central, [good_before, bad, good_after]).json()["results"]
     assert [r["status"] for r in results] == ["accepted", "rejected", "accepted"]
@@ -314,10 +332,10 @@ def test_a_body_that_is_not_json_or_not_the_right_shape_is_400_json(shared_centr
 
 def test_a_batch_over_the_limit_is_413_and_stores_nothing(shared_central):
     before = len(shared_central.identifications())
-    response = post(shared_central, [identification(seq=i + 1) for i in range(MAX_BATCH + 1)])
+    response = post(shared_central, [identification() for _ in range(MAX_BATCH + 1)])
     assert_json_error(response, 413)
     assert len(shared_central.identifications()) == before
-    assert statuses(post(shared_central, [identification(seq=i + 1) for i in range(MAX_BATCH)])) == ["accepted"] * MAX_BATCH
+    assert statuses(post(shared_central, [identification() for _ in range(MAX_BATCH)])) == ["accepted"] * MAX_BATCH
 
 
 def test_unknown_paths_and_methods_are_json_errors(shared_central):
@@ -474,11 +492,12 @@ def test_tokens_can_come_from_a_file(tmp_path):
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as process:
         try:
             url = process.stdout.readline().strip().removeprefix("central listening on ")
+            # A kiosk's endpoint: the listings of every client's records need an admin token.
             for token in ("first-token", "second-token"):
-                response = requests.get(url + "/v1/identifications", headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT)
-                assert response.json() == {"identifications": []}
+                response = requests.get(url + "/v1/kiosks/k-1/seqs", headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT)
+                assert response.json()["held"] == 0
             assert (
-                requests.get(url + "/v1/identifications", headers={"Authorization": "Bearer # one per line"}, timeout=TIMEOUT).status_code
+                requests.get(url + "/v1/kiosks/k-1/seqs", headers={"Authorization": "Bearer # one per line"}, timeout=TIMEOUT).status_code
                 == 401
             )
         finally:
@@ -544,7 +563,7 @@ def test_accept_format_checks_the_contract_by_its_format(central_factory):
 
 
 def test_a_version_1_database_is_upgraded_keeping_its_records_in_order(tmp_path):
-    from central.store import Store
+    from central.storage.sqlite import SqliteStore as Store
 
     path = tmp_path / "central.db"
     conn = sqlite3.connect(path)

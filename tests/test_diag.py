@@ -7,6 +7,7 @@ the kiosk's seqs is compared with what the outbox marks delivered.
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 
 from support.cards import contracts
@@ -26,27 +27,32 @@ def diag_api(cfg):
     return run.returncode, json.loads(run.stdout)
 
 
-def test_diag_api_finds_every_delivered_seq_at_the_central_and_names_one_it_lost(tmp_path, card_folder, central_factory):
+def test_diag_api_finds_every_delivered_seq_at_the_central_and_names_what_it_lost(tmp_path, card_folder, central_factory):
     central = central_factory()
-    cfg = kiosk_config(tmp_path, central=central, source=f"file:{card_folder(contracts(3))}", kiosk=KIOSK)
+    first, later = contracts(3)[:1], contracts(3)[1:]
+    cfg = kiosk_config(tmp_path, central=central, source=f"file:{card_folder(first, name='first')}", kiosk=KIOSK)
+    assert run_kiosk("run", "--config", str(cfg)).returncode == 0
+    # A backup of the central after seq 1 (stopped: the file and its WAL are one consistent copy).
+    central.stop()
+    backup = tmp_path / "central-backup.db"
+    shutil.copyfile(central.db, backup)
+    central.restart()
+    cfg = kiosk_config(tmp_path, central=central, source=f"file:{card_folder(later, name='later')}", kiosk=KIOSK)
     assert run_kiosk("run", "--config", str(cfg)).returncode == 0
     code, report = diag_api(cfg)
     assert code == 0 and report["ok"]
     assert report["seqs"] == {"ok": True, "detail": "the central holds seq 1-3 of kiosk-diag-1 without gaps", "missing": []}
 
-    # The central loses seq 2 (a restore from an old backup): the kiosk's record says delivered.
+    # The central is restored from that backup: seqs 2 and 3 are gone; the kiosk's records say delivered.
     central.stop()
-    db = sqlite3.connect(central.db)
-    with db:
-        db.execute("DELETE FROM identifications WHERE seq = 2")
-    db.close()
+    shutil.copyfile(backup, central.db)
     central.restart()
     code, report = diag_api(cfg)
     assert code == 1 and not report["ok"]
-    assert report["seqs"]["missing"] == [2]
-    assert "lacks 1 identification(s) the outbox marks delivered: seq 2" in report["seqs"]["detail"]
+    assert report["seqs"]["missing"] == [2, 3]
+    assert "lacks 2 identification(s) the outbox marks delivered: seq 2-3" in report["seqs"]["detail"]
     text = run_kiosk("diag", "api", "--config", str(cfg)).stdout
-    assert "PROBLEM: the central lacks 1" in text
+    assert "PROBLEM: the central lacks 2" in text
 
 
 def test_a_central_without_accounting_is_a_note_not_a_failure(tmp_path):
@@ -74,6 +80,6 @@ def test_seqs_in_a_gap_or_above_the_highest_are_missing_and_reuse_is_a_problem()
     lost = check_seqs(Answer(held), "k", [1, 4, 6, 7, 10, 11])
     assert (lost.ok, lost.missing) == (False, (4, 6, 7, 10, 11)) and lost.detail.endswith("seq 4, 6-7, 10-11")
     reused = check_seqs(Answer(dict(held, reused=[2])), "k", [1])
-    assert reused.ok is False and "seq 2 of this kiosk under more than one id" in reused.detail
+    assert reused.ok is False and "seq 2 of this kiosk as a conflict" in reused.detail
     odd = check_seqs(Answer({"highest": "x"}), "k", [1])
     assert odd.ok is None and "not of the documented shape" in odd.detail

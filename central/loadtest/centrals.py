@@ -63,7 +63,7 @@ def reference_central(folder: Path, **faults: Any) -> Iterator[CentralUnderTest]
             return f"SIGKILL to the reference central (pid {pid}; one process, no workers), started again on port {central.port}"
 
         yield CentralUnderTest(
-            "sqlite (reference)", central.url, SHARED_TOKEN, lambda ids: shared_credentials(ids, SHARED_TOKEN), crash_and_restart
+            "sqlite (reference)", central.url, central.admin_token, lambda ids: shared_credentials(ids, SHARED_TOKEN), crash_and_restart
         )
 
 

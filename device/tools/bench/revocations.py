@@ -92,7 +92,7 @@ def _run(args, folder: Path, out: TextIO) -> dict | None:
     import requests
 
     from central.process import start_subprocess
-    from central.store import Store
+    from central.storage.sqlite import SqliteStore as Store
     from device.card import Card
     from device.central_client import REPLACED_CARDS_PATH, CentralClient
     from device.revocations import document
