@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 
 from support.cards import contracts
 from support.central import CENTRAL_TOKEN, FakeCentral, answer, well_behaved
