@@ -66,18 +66,21 @@ class CentralProcess:
     in a 0600 file beside the database, never on the command line): the listings use it.
     """
 
-    def __init__(self, db: Path, tokens: list[str], host: str, port: int, faults: dict[str, Any], log_path: Path, startup_timeout: float):
+    def __init__(
+        self, db: Path | str, files: Path, tokens: list[str], host: str, port: int, faults: dict[str, Any], startup_timeout: float
+    ):  # fmt: skip
+        # db: the SQLite file, or a postgresql:// URL; files: the path its token files and log are named after.
         self.db, self.tokens, self.host = db, tokens, host
-        self.token_file = db.with_name(db.name + ".tokens")
+        self.token_file = files.with_name(files.name + ".tokens")
         fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write("".join(f"{t}\n" for t in tokens))
         self.admin_token = secrets.token_urlsafe(32)
-        self.admin_token_file = db.with_name(db.name + ".admin-token")
+        self.admin_token_file = files.with_name(files.name + ".admin-token")
         fd = os.open(self.admin_token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(self.admin_token + "\n")
-        self.log_path = log_path
+        self.log_path = files.with_name(files.name + ".log")
         self.startup_timeout = startup_timeout
         self.faults = faults
         self.process: subprocess.Popen | None = None
@@ -262,22 +265,28 @@ def start_subprocess(
     host: str = "127.0.0.1",
     port: int = 0,
     startup_timeout: float = 20.0,
+    files: str | os.PathLike | None = None,
     **faults: Any,
 ) -> CentralProcess:
-    """Start the reference central in its own process and wait until it listens.
+    """Start a central in its own process and wait until it listens.
 
-    ``db``: the SQLite file, or a directory in which ``central.db`` is used. ``token``: one token or
-    several. ``faults``: ``fail_rate``, ``retry_after``, ``reset_rate``, ``latency_ms``,
-    ``drop_after_commit_rate``, ``malformed_rate``, ``malformed_kind``, ``reject_contracts`` (a list),
+    ``db``: the SQLite file, a directory in which ``central.db`` is used, or a ``postgresql://`` URL
+    (then ``files`` names the folder for the token files and the log). ``token``: one token or
+    several (none: kiosks need tokens of their own, ``kiosk central token issue``). ``faults``:
+    ``fail_rate``, ``retry_after``, ``reset_rate``, ``latency_ms``, ``drop_after_commit_rate``,
+    ``malformed_rate``, ``malformed_kind``, ``reject_contracts`` (a list),
     ``accept_formats`` (a list of card formats, "xu:8:9"), ``seed``, ``signing_key`` and ``admin_token_file``
     (paths; an admin token of its own is always added), ``workers`` (N: the production server, uvicorn with N
     processes; no faults then), ``max_connections``, ``header_timeout_s``, ``kiosk_rate``, ``kiosk_burst``
-    -- the command-line options of the same names. The server's log goes to ``<db>.log``.
+    -- the command-line options of the same names. The server's log goes to ``<db>.log`` (``FILES/central.log``).
     Raises RuntimeError (with the log) if it does not listen within ``startup_timeout``.
     """
+    tokens = [token] if isinstance(token, str) else list(token)
+    if os.fspath(db).startswith(("postgresql://", "postgres://")):
+        if files is None:
+            raise TypeError("a central on PostgreSQL needs files=FOLDER for its token files and log")
+        return CentralProcess(os.fspath(db), Path(files) / "central", tokens, host, port, _check_faults(faults), startup_timeout)
     path = Path(db)
     if path.is_dir():
         path = path / "central.db"
-    tokens = [token] if isinstance(token, str) else list(token)
-    log_path = path.with_name(path.name + ".log")
-    return CentralProcess(path, tokens, host, port, _check_faults(faults), log_path, startup_timeout)
+    return CentralProcess(path, path, tokens, host, port, _check_faults(faults), startup_timeout)

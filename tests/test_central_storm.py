@@ -2,7 +2,7 @@
 
 200 kiosks with 5 identifications each start at once against ``kiosk central`` (a subprocess), with
 answers lost and records resent by the client, 503s with Retry-After from the central, and the
-central SIGKILLed part-way (started again on the same port). Afterwards the central's listing and
+central SIGKILLed part-way (started again on the same port; on PostgreSQL one worker killed). Afterwards the central's listing and
 each kiosk's accounting, read through the API, must show every identification once and no gap.
 
 The central comes from a factory (:data:`CENTRALS`), so the same storm runs against the production
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from central.loadtest.centrals import CentralFactory, reference_central
+from central.loadtest.centrals import CentralFactory, production_central, reference_central
 from central.loadtest.driver import ClientFaults, ForwarderRules, drain
 from central.loadtest.kiosks import build_fleet, kiosk_ids
 from central.loadtest.verify import NotExactlyOnce, check, fetch_async, sent_records, verify
@@ -25,8 +25,16 @@ def _reference_with_503s(folder):
     return reference_central(folder, fail_rate=0.1, retry_after=1, seed=3)
 
 
-#: The centrals the storm runs against, by name (the lead adds the PostgreSQL one with --workers).
-CENTRALS: dict[str, CentralFactory] = {"sqlite": _reference_with_503s}
+def _saturated_postgresql(folder):
+    # The production server, 2 workers, each with one database connection and one request waiting
+    # for it: the rest are the real "database saturated" answer, 503 with Retry-After.
+    return production_central(folder, "postgresql", 2, pool="pool_max_size=1&pool_max_waiting=1&pool_timeout_s=0.2")
+
+
+#: The centrals the storm runs against, by name: the reference server (503s injected, the process
+#: killed and restarted) and the production server on PostgreSQL (503s from a saturated pool, a
+#: worker killed and replaced by uvicorn's supervisor).
+CENTRALS: dict[str, CentralFactory] = {"sqlite": _reference_with_503s, "postgresql": _saturated_postgresql}
 
 
 @pytest.mark.parametrize("factory", CENTRALS.values(), ids=CENTRALS.keys())

@@ -6,9 +6,8 @@ length of a ``with`` block. Two are known:
 - :func:`reference_central`: ``kiosk central`` on SQLite (one process, the shared ``--token``); its
   "worker killed" is the whole process SIGKILLed and started again on the same port and database.
 - :func:`postgresql_central`: the production central on PostgreSQL with several workers, per-kiosk
-  tokens (:func:`issue_tokens`) and :func:`central.loadtest.workers.worker_killer`. It needs the
-  throwaway cluster and the multi-worker server of issue 25; until they are here it raises
-  :class:`CentralNotWired`, and ``kiosk bench central`` says so and measures the rest::
+  tokens (:func:`issue_tokens`) and :func:`central.loadtest.workers.worker_killer`, on a throwaway
+  PostgreSQL cluster; :func:`production_central` also runs it on SQLite::
 
     with reference_central(tmp_path) as central:
         fleet = build_fleet(central.credentials(kiosk_ids("storm", 200)), per_kiosk=5)
@@ -18,7 +17,7 @@ length of a ``with`` block. Two are known:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,10 +41,6 @@ class CentralUnderTest:
 
 
 CentralFactory = Callable[[Path], AbstractContextManager[CentralUnderTest]]
-
-
-class CentralNotWired(RuntimeError):
-    """This central cannot be started from here yet (the message says what is missing)."""
 
 
 @contextmanager
@@ -86,22 +81,52 @@ def issue_tokens(db_url: str, kiosk_ids: Sequence[str]) -> list[Credential]:
 
 
 @contextmanager
-def postgresql_central(folder: Path, workers: int = 2) -> Iterator[CentralUnderTest]:
-    """The production central: a throwaway PostgreSQL cluster in ``folder``, ``kiosk central --db URL
-    --workers N`` with an admin token, per-kiosk tokens from :func:`issue_tokens`, and
+def production_central(folder: Path, store: str = "postgresql", workers: int = 2, pool: str = "") -> Iterator[CentralUnderTest]:
+    """The production central: ``kiosk central --db URL --workers N`` with an admin token and no
+    shared token, per-kiosk tokens from :func:`issue_tokens`, and
     :func:`~central.loadtest.workers.worker_killer` of the server's pid.
 
-    To wire (issue 25, at merge): start the cluster (central.pgcluster), start the server on its URL
-    with ``--workers`` and ``--admin-token-file`` and read its URL as ``central.process`` does, then
-    ``yield CentralUnderTest("postgresql", url, admin, lambda ids: issue_tokens(db_url, ids),
-    worker_killer(server_pid))``.
+    ``store``: ``postgresql`` (a throwaway cluster of its own, :class:`central.pgcluster.TemporaryCluster`,
+    fsync on, in the system's temporary folder, which its server user can reach) or ``sqlite`` (a file in ``folder``).
+    ``pool``: the PostgreSQL pool's knobs as a URL query (``pool_max_size=1&pool_max_waiting=1``: a
+    central saturated at once, answering 503 with Retry-After).
     """
-    raise CentralNotWired(
-        "the PostgreSQL central is not wired into the load test yet: it needs central.pgcluster and "
-        "`kiosk central --workers` (central/loadtest/centrals.py: postgresql_central)"
-    )
-    yield  # unreachable: makes this a generator for @contextmanager
+    from central.loadtest.workers import worker_killer
+    from central.process import start_subprocess
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        if store == "postgresql":
+            from central.pgcluster import TemporaryCluster
+
+            cluster = stack.enter_context(TemporaryCluster())
+            db_url = cluster.create_database("central") + (f"?{pool}" if pool else "")
+        else:
+            db_url = str(Path(folder) / "production.db")
+        central = stack.enter_context(start_subprocess(db_url, (), files=folder, workers=workers))
+        assert central.process is not None
+        yield CentralUnderTest(
+            f"{store} (--workers {workers})",
+            central.url,
+            central.admin_token,
+            lambda ids: issue_tokens(db_url, ids),
+            worker_killer(central.process.pid),
+        )
+
+
+def postgresql_central(folder: Path) -> AbstractContextManager[CentralUnderTest]:
+    """The production central on PostgreSQL, 2 workers (:func:`production_central`)."""
+    return production_central(folder, "postgresql", 2)
+
+
+def sqlite_workers_central(folder: Path) -> AbstractContextManager[CentralUnderTest]:
+    """The production server on SQLite, 2 workers: what the workers add without PostgreSQL."""
+    return production_central(folder, "sqlite", 2)
 
 
 #: The centrals ``kiosk bench central --central NAME`` knows, by name.
-CENTRALS: dict[str, CentralFactory] = {"sqlite": reference_central, "postgresql": postgresql_central}
+CENTRALS: dict[str, CentralFactory] = {
+    "sqlite": reference_central,
+    "sqlite-workers": sqlite_workers_central,
+    "postgresql": postgresql_central,
+}

@@ -151,22 +151,38 @@ def check(sent: Sequence[SentRecord], listing: Sequence[Mapping], seqs: Mapping[
     )
 
 
+#: How often one read is tried when the central answers 429 or 503.
+BUSY_TRIES = 30
+
+
 async def fetch_async(url: str, admin_token: str, kiosk_ids: Sequence[str]) -> tuple[list[dict], dict[str, dict]]:
-    """The central's listing and each kiosk's accounting, through the API with ``admin_token``."""
+    """The central's listing and each kiosk's accounting, through the API with ``admin_token``.
+
+    A central that says "not now" (429, 503) is asked again after its ``Retry-After`` (at most
+    :data:`BUSY_TRIES` times), as an operator's tool would: a saturated central is not a wrong one."""
     url = url.rstrip("/")
     headers = {"Authorization": f"Bearer {admin_token}", "Accept": "application/json"}
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300)
     async with aiohttp.ClientSession(headers=headers, timeout=timeout, connector=aiohttp.TCPConnector(limit=SEQS_CONCURRENCY)) as session:
-        async with session.get(url + IDENTIFICATIONS_PATH) as response:
-            response.raise_for_status()
-            listing = (await response.json())["identifications"]
+
+        async def get_json(path: str) -> dict:
+            for _ in range(BUSY_TRIES - 1):
+                async with session.get(url + path) as response:
+                    if response.status not in (429, 503):
+                        response.raise_for_status()
+                        return await response.json()
+                    wait = float(response.headers.get("Retry-After", "1") or 1)
+                await asyncio.sleep(min(max(wait, 0.1), 10.0))
+            async with session.get(url + path) as response:
+                response.raise_for_status()
+                return await response.json()
+
+        listing = (await get_json(IDENTIFICATIONS_PATH))["identifications"]
         gate = asyncio.Semaphore(SEQS_CONCURRENCY)
 
         async def seqs_of(kiosk_id: str) -> tuple[str, dict]:
-            path = KIOSK_SEQS_PATH.format(kiosk=quote(kiosk_id, safe=""))
-            async with gate, session.get(url + path) as response:
-                response.raise_for_status()
-                return kiosk_id, await response.json()
+            async with gate:
+                return kiosk_id, await get_json(KIOSK_SEQS_PATH.format(kiosk=quote(kiosk_id, safe="")))
 
         seqs = dict(await asyncio.gather(*(seqs_of(k) for k in kiosk_ids)))
     return listing, seqs
