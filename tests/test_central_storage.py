@@ -302,6 +302,19 @@ def test_an_exhausted_postgresql_pool_is_store_busy(pg_url):
         store.close()
 
 
+def test_prepare_threshold_none_in_the_url_reaches_psycopg_not_libpq(pg_url):
+    # For PgBouncer in transaction mode (docs/CENTRAL.md): libpq refuses an unknown URL parameter,
+    # so the store must take it out and set it on every pooled connection itself.
+    store = open_store(pg_url + "?prepare_threshold=none&pool_max_size=1")
+    try:
+        for seq in range(1, 9):  # more than psycopg's default threshold (5) of the same statement
+            assert statuses(store.record("k-1", "Riga 5", [ident(seq)])) == ["accepted"]
+        with store._pool.connection() as conn:
+            assert conn.prepare_threshold is None
+    finally:
+        store.close()
+
+
 def test_a_database_that_cannot_be_reached_cannot_be_opened(pg_cluster):
     with pytest.raises(StoreError, match=r"postgresql://postgres@127.0.0.1:\d+/no_such_db: cannot open"):
         open_store(pg_cluster.url("no_such_db"))

@@ -53,12 +53,18 @@ _VALID = "(valid_until IS NULL OR valid_until > %s)"
 _PAYLOAD_COLUMNS = "kiosk, seq, format, contract, card_issue, scanned_at, clock_synced, symbology, kind, current_issue"
 
 
+#: psycopg's own default: a query run more than 5 times on a connection is prepared on the server.
+#: ``?prepare_threshold=none`` turns that off, for PgBouncer in transaction mode (docs/CENTRAL.md).
+DEFAULT_PREPARE_THRESHOLD = 5
+
+
 @dataclass(frozen=True)
 class PoolSettings:
     min_size: int
     max_size: int
     max_waiting: int
     timeout_s: float
+    prepare_threshold: int | None = DEFAULT_PREPARE_THRESHOLD
 
 
 def split_url(url: str) -> tuple[str, PoolSettings, str]:
@@ -67,11 +73,21 @@ def split_url(url: str) -> tuple[str, PoolSettings, str]:
     >>> conninfo, pool, shown = split_url("postgresql://c:secret@db/central?pool_max_size=4&sslmode=require")
     >>> conninfo, pool.max_size, pool.timeout_s, shown
     ('postgresql://c:secret@db/central?sslmode=require', 4, 5.0, 'postgresql://c@db/central')
+    >>> split_url("postgresql://c@db/central?prepare_threshold=none")[1].prepare_threshold is None
+    True
     """
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     values: dict[str, float] = dict(POOL_DEFAULTS)
+    prepare_threshold: int | None = DEFAULT_PREPARE_THRESHOLD
     for name, text in query:
+        if name == "prepare_threshold":
+            if text.lower() == "none":
+                prepare_threshold = None
+            elif text.isascii() and text.isdigit():
+                prepare_threshold = int(text)
+            else:
+                raise StoreError(f"--db: prepare_threshold must be a whole number or none, got {text!r}")
         if name in POOL_DEFAULTS:
             try:
                 values[name] = type(POOL_DEFAULTS[name])(text)
@@ -79,12 +95,13 @@ def split_url(url: str) -> tuple[str, PoolSettings, str]:
                 raise StoreError(f"--db: {name} must be a number, got {text!r}") from None
             if values[name] < (1 if name == "pool_max_size" else 0):
                 raise StoreError(f"--db: {name} is too small: {text}")
-    rest = [(n, v) for n, v in query if n not in POOL_DEFAULTS]
+    rest = [(n, v) for n, v in query if n not in POOL_DEFAULTS and n != "prepare_threshold"]
     netloc = parts.netloc.rpartition("@")
     shown_netloc = (netloc[0].partition(":")[0] + "@" + netloc[2]) if netloc[1] else parts.netloc
     pool = PoolSettings(
-        int(values["pool_min_size"]), int(values["pool_max_size"]), int(values["pool_max_waiting"]), values["pool_timeout_s"]
-    )
+        int(values["pool_min_size"]), int(values["pool_max_size"]), int(values["pool_max_waiting"]), values["pool_timeout_s"],
+        prepare_threshold,
+    )  # fmt: skip
     if pool.min_size > pool.max_size:
         raise StoreError(f"--db: pool_min_size ({pool.min_size}) is above pool_max_size ({pool.max_size})")
     return urlunsplit(parts._replace(query=urlencode(rest))), pool, urlunsplit((parts.scheme, shown_netloc, parts.path, "", ""))
@@ -112,7 +129,8 @@ class PostgresStore:
             max_size=s.max_size,
             max_waiting=s.max_waiting,
             timeout=s.timeout_s,
-            kwargs={"autocommit": True},  # transactions are explicit: conn.transaction()
+            # Transactions are explicit (conn.transaction()); prepare_threshold: see DEFAULT_PREPARE_THRESHOLD.
+            kwargs={"autocommit": True, "prepare_threshold": s.prepare_threshold},
             name="central",
             open=True,
         )
