@@ -30,6 +30,7 @@ import hmac
 import json
 import logging
 import math
+import random
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -39,6 +40,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from central import contract
+from central.connections import DEFAULT_BODY_TIMEOUT_S, BurstLog
 from central.contract import REJECTED, BadRequest, Item, TooLarge
 from central.credentials import token_hash
 from central.rate import KioskRate
@@ -145,7 +147,8 @@ class Api:
     ``shared_tokens``/``admin_tokens``: the bearer tokens of the command line and files (compared
     in constant time, all of them every time); kiosks' own tokens are looked up by hash in the
     store. ``rate``: the per-kiosk request limit (None: unlimited). ``retry_after_s``: sent with
-    503 (database saturated) and 500. ``reject_contracts``: refused by business rule (a test fault).
+    500, and with 503 (database saturated) plus a random 0 to ``retry_after_spread_s``.
+    ``reject_contracts``: refused by business rule (a test fault).
     """
 
     def __init__(
@@ -158,7 +161,9 @@ class Api:
         signing_key: Any = None,
         rate: KioskRate | None = None,
         retry_after_s: int = 1,
+        retry_after_spread_s: int = 0,
         reject_contracts: frozenset[str] = frozenset(),
+        body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     ):
         self.store = store
         self._shared = [t.encode() for t in shared_tokens]
@@ -167,6 +172,12 @@ class Api:
         self.signing_key = signing_key
         self.rate = rate
         self.retry_after_s = retry_after_s
+        self.retry_after_spread_s = retry_after_spread_s
+        #: How long the production transport waits for a whole request body (the reference one: per read).
+        self.body_timeout_s = body_timeout_s
+        self._spread = random.Random()
+        #: One warning per burst of 503s, with their count, not one line per request of a storm.
+        self._busy_log = BurstLog(log, "answered 503 busy: the database is saturated (pool or lock)")
         self.reject_contracts = frozenset(reject_contracts)
         self._conflicts_lock = threading.Lock()
         #: Conflicting records refused by this process since it started (each one is logged too).
@@ -185,7 +196,10 @@ class Api:
         endpoint, needs = _ROUTES[(path, head.method)]
         if needs == PUBLIC:
             return Route(head, endpoint, None, value)
-        caller = self.authenticate(head.headers.get("authorization"))
+        try:
+            caller = self.authenticate(head.headers.get("authorization"))
+        except StoreBusy as e:  # a kiosk's token is looked up in the database
+            return self._busy(e, endpoint)
         if caller is None:
             realm = "central-admin" if needs == ADMIN else "central"
             return error(401, "unauthorized", "missing or unknown bearer token", {"WWW-Authenticate": f'Bearer realm="{realm}"'})
@@ -223,8 +237,16 @@ class Api:
         try:
             return getattr(self, "_" + route.endpoint)(route, body)
         except StoreBusy as e:
-            log.warning("database busy (%s): %s answered 503, Retry-After %d s", e, route.endpoint, self.retry_after_s)
-            return error(503, "busy", "the central's database is saturated; retry later", {"Retry-After": str(self.retry_after_s)})
+            return self._busy(e, route.endpoint)
+
+    def _busy(self, e: StoreBusy, endpoint: str) -> Response:
+        """503 with a Retry-After drawn from ``retry_after_s`` to ``retry_after_s + retry_after_spread_s``:
+        the kiosks turned away in one moment of a storm come back spread out, not together again
+        (a kiosk waits at least Retry-After; its own backoff is short after few failures)."""
+        wait_s = self.retry_after_s + self._spread.randint(0, self.retry_after_spread_s)
+        self._busy_log.note_flushed_later()
+        log.debug("database busy (%s): %s answered 503, Retry-After %d s", e, endpoint, wait_s)
+        return error(503, "busy", "the central's database is saturated; retry later", {"Retry-After": str(wait_s)})
 
     def internal_error(self) -> Response:
         return error(500, "internal-error", "the central failed; try again later", {"Retry-After": str(self.retry_after_s)}, close=True)
@@ -413,7 +435,9 @@ class ApiSettings:
     kiosk_rate_per_s: float = 0.0
     kiosk_burst: int = 1
     retry_after_s: int = 1
+    retry_after_spread_s: int = 0
     reject_contracts: frozenset[str] = frozenset()
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
 
     def build(self, store: Store) -> Api:
         """The Api over ``store``; OSError or ValueError if the signing key cannot be read."""
@@ -430,5 +454,7 @@ class ApiSettings:
             signing_key=signing_key,
             rate=KioskRate(self.kiosk_rate_per_s, self.kiosk_burst) if self.kiosk_rate_per_s > 0 else None,
             retry_after_s=self.retry_after_s,
+            retry_after_spread_s=self.retry_after_spread_s,
             reject_contracts=self.reject_contracts,
+            body_timeout_s=self.body_timeout_s,
         )

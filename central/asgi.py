@@ -82,7 +82,7 @@ async def _answer(api: Api, request: Request) -> Response:
             return route
         body = b""
         if route.reads_body:
-            read = await _read_body(request, head)
+            read = await _read_body(request, head, api.body_timeout_s)
             if isinstance(read, Response):
                 return read
             body = read
@@ -92,8 +92,8 @@ async def _answer(api: Api, request: Request) -> Response:
         return api.internal_error()
 
 
-async def _read_body(request: Request, head: RequestHead) -> bytes | Response:
-    """The body, read chunk by chunk and cut at MAX_BODY_BYTES (413, then the connection is closed)."""
+async def _read_body(request: Request, head: RequestHead, timeout_s: float) -> bytes | Response:
+    """The body, read chunk by chunk and cut at MAX_BODY_BYTES (413) or ``timeout_s`` (408; both close the connection)."""
     too_large = error(413, "too-large", f"the body is over {contract.MAX_BODY_BYTES} bytes; split the batch", close=True)
     declared = head.headers.get("content-length")
     if declared is None and "chunked" not in head.headers.get("transfer-encoding", "").lower():
@@ -101,11 +101,17 @@ async def _read_body(request: Request, head: RequestHead) -> bytes | Response:
     if declared is not None and declared.strip().isdigit() and int(declared) > contract.MAX_BODY_BYTES:
         return too_large  # not worth reading
     chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > contract.MAX_BODY_BYTES:
-            return too_large
-        chunks.append(chunk)
+    try:
+        # A deadline for the whole body, not per chunk: a byte now and then must not hold the connection.
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                total += len(chunk)
+                if total > contract.MAX_BODY_BYTES:
+                    return too_large
+                chunks.append(chunk)
+    except TimeoutError:
+        _burst(f"request bodies cut: not complete within {timeout_s:g} s (worker {os.getpid()})").note()
+        return error(408, "request-timeout", f"the body did not arrive within {timeout_s:g} s", close=True)
     return b"".join(chunks)
 
 

@@ -39,6 +39,7 @@ _LIST_FLAGS = {"reject_contracts": "--reject-contract", "accept_formats": "--acc
 _FAULT_FLAGS = {
     "fail_rate": "--fail-rate",
     "retry_after": "--retry-after",
+    "retry_after_spread": "--retry-after-spread",
     "reset_rate": "--reset-rate",
     "latency_ms": "--latency-ms",
     "drop_after_commit_rate": "--drop-after-commit-rate",
@@ -52,6 +53,7 @@ _FAULT_FLAGS = {
     "workers": "--workers",
     "max_connections": "--max-connections",
     "header_timeout_s": "--header-timeout-s",
+    "body_timeout_s": "--body-timeout-s",
     "kiosk_rate": "--kiosk-rate",
     "kiosk_burst": "--kiosk-burst",
 }
@@ -273,11 +275,11 @@ def start_subprocess(
     ``db``: the SQLite file, a directory in which ``central.db`` is used, or a ``postgresql://`` URL
     (then ``files`` names the folder for the token files and the log). ``token``: one token or
     several (none: kiosks need tokens of their own, ``kiosk central token issue``). ``faults``:
-    ``fail_rate``, ``retry_after``, ``reset_rate``, ``latency_ms``, ``drop_after_commit_rate``,
+    ``fail_rate``, ``retry_after`` (and ``retry_after_spread``), ``reset_rate``, ``latency_ms``, ``drop_after_commit_rate``,
     ``malformed_rate``, ``malformed_kind``, ``reject_contracts`` (a list),
     ``accept_formats`` (a list of card formats, "xu:8:9"), ``seed``, ``signing_key`` and ``admin_token_file``
     (paths; an admin token of its own is always added), ``workers`` (N: the production server, uvicorn with N
-    processes; no faults then), ``max_connections``, ``header_timeout_s``, ``kiosk_rate``, ``kiosk_burst``
+    processes; no faults then), ``max_connections``, ``header_timeout_s``, ``body_timeout_s``, ``kiosk_rate``, ``kiosk_burst``
     -- the command-line options of the same names. The server's log goes to ``<db>.log`` (``FILES/central.log``).
     Raises RuntimeError (with the log) if it does not listen within ``startup_timeout``.
     """

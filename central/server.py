@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from central import contract
 from central.api import REFUSED_REASON, Api, ApiSettings, RequestHead, Response, error
-from central.connections import DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, BurstLog, HeaderDeadlines
+from central.connections import DEFAULT_BODY_TIMEOUT_S, DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, BurstLog, HeaderDeadlines
 from central.faults import MALFORMED_KINDS, Faults
 from central.process import LISTENING_PREFIX, CentralProcess, start_subprocess
 from central.storage import Store, StoreError, open_store
@@ -446,6 +446,15 @@ def add_arguments(parser: argparse.ArgumentParser, *, db_required: bool = True) 
         metavar="S",
         help="seconds sent in Retry-After with 503 (database saturated, or the fail-rate fault) and 500 (default 1)",
     )
+    parser.add_argument(
+        "--retry-after-spread",
+        dest="retry_after_spread_s",
+        type=_non_negative_int,
+        default=10,
+        metavar="S",
+        help="a 503 for a saturated database adds a random 0 to S seconds to --retry-after, so the kiosks of a "
+        "storm turned away together come back spread out (default 10)",
+    )
     limits = parser.add_argument_group("processes and limits")
     limits.add_argument(
         "--workers",
@@ -469,6 +478,14 @@ def add_arguments(parser: argparse.ArgumentParser, *, db_required: bool = True) 
         metavar="S",
         help=f"seconds from accept (or the previous answer) to the end of a request's headers; a slower client "
         f"is cut off (default {DEFAULT_HEADER_TIMEOUT_S:g})",
+    )
+    limits.add_argument(
+        "--body-timeout-s",
+        type=_positive_float,
+        default=DEFAULT_BODY_TIMEOUT_S,
+        metavar="S",
+        help=f"production server (--workers): seconds a request body may take to arrive in full; a slower one is "
+        f"408 and the connection closed (default {DEFAULT_BODY_TIMEOUT_S:g})",
     )
     limits.add_argument(
         "--kiosk-rate",
@@ -574,6 +591,8 @@ def main(args: argparse.Namespace) -> int:
         kiosk_rate_per_s=args.kiosk_rate,
         kiosk_burst=args.kiosk_burst,
         retry_after_s=args.retry_after_s,
+        retry_after_spread_s=args.retry_after_spread_s,
+        body_timeout_s=args.body_timeout_s,
         reject_contracts=frozenset(args.reject_contracts),
     )
     try:

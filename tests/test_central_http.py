@@ -120,6 +120,32 @@ def test_a_body_over_the_limit_is_413_on_both(start):
     assert get(server, "/v1/health").status_code == 200
 
 
+def test_a_body_that_trickles_in_is_cut_off_by_its_deadline_on_the_production_server(central_factory):
+    server = central_factory(workers=1, body_timeout_s=1)
+    head = (
+        f"POST /v1/identifications HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CENTRAL_TOKEN}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    )
+    with socket.create_connection((server.host, server.port), timeout=10) as conn:
+        conn.sendall(head.encode() + b'{"kiosk": ')
+        answer = b""
+        # A byte every 0.3 s: each read would be in time; the whole body is not.
+        conn.settimeout(0.3)
+        for _ in range(100):  # 30 s at most: far past the deadline, far short of the whole body
+            if b"\r\n\r\n" in answer:
+                break
+            try:
+                conn.sendall(b" ")
+                answer += conn.recv(4096)
+            except TimeoutError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                break
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert get(server, "/v1/health").json() == {"status": "ok"}  # the worker serves on
+    assert "request bodies cut: not complete within 1 s" in server.log_text()
+
+
 def test_the_listings_need_the_admin_token(start):
     server = start()
     post(server, [identification()])
@@ -179,18 +205,33 @@ def test_a_kiosk_over_its_rate_is_told_when_to_come_back(start):
 
 
 def test_a_locked_database_is_503_with_retry_after_and_nothing_is_lost(start):
-    server = start(retry_after=3)
+    server = start(retry_after=3, retry_after_spread=4)
     record = identification()
     lock = sqlite3.connect(server.db, isolation_level=None)
     try:
         lock.execute("BEGIN EXCLUSIVE")  # another writer holds the file past the store's busy timeout
         busy = post(server, [record])
-        assert busy.status_code == 503 and busy.headers["Retry-After"] == "3" and busy.json()["error"] == "busy"
+        assert busy.status_code == 503 and 3 <= int(busy.headers["Retry-After"]) <= 7 and busy.json()["error"] == "busy"
     finally:
         lock.execute("ROLLBACK")
         lock.close()
     assert post(server, [record]).json()["results"][0]["status"] == "accepted"
-    assert "database busy" in server.log_text()
+    assert "answered 503 busy: the database is saturated" in server.log_text()
+
+
+def test_busy_answers_spread_their_retry_after_so_a_storm_does_not_come_back_at_once(tmp_path):
+    from central.api import Api
+    from central.storage import StoreBusy
+
+    store = open_store(str(tmp_path / "central.db"))
+    try:
+        api = Api(store, shared_tokens=["t"], retry_after_s=2, retry_after_spread_s=5)
+        waits = [int(api._busy(StoreBusy("pool exhausted"), "post_batch").headers["Retry-After"]) for _ in range(300)]
+        assert min(waits) >= 2 and max(waits) <= 7 and len(set(waits)) == 6  # every second of the spread is used
+        still = Api(store, shared_tokens=["t"], retry_after_s=2, retry_after_spread_s=0)
+        assert {still._busy(StoreBusy("x"), "post_batch").headers["Retry-After"] for _ in range(20)} == {"2"}
+    finally:
+        store.close()
 
 
 # --- slow and surplus clients ---------------------------------------------------------------------
