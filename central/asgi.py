@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 import h11
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -39,6 +40,11 @@ log = logging.getLogger("central")
 
 #: The log line each worker writes once it serves (tests find the workers' pids by it).
 WORKER_SERVING = "central worker %d serving"
+#: Threads a worker may run store calls in at once (anyio's default is 40). More than the
+#: PostgreSQL pool's connections plus its queue (8 + 64 by default), so that under a storm it is the
+#: pool's bounded queue that turns a request away at once with 503 + Retry-After, not a thread
+#: limiter in front of it that would queue requests without bound until the kiosks time out.
+STORE_THREADS = 256
 
 
 def create_app(settings: ApiSettings) -> Starlette:
@@ -49,6 +55,7 @@ def create_app(settings: ApiSettings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         from central.server import open_database
 
+        anyio.to_thread.current_default_thread_limiter().total_tokens = STORE_THREADS
         store = await run_in_threadpool(open_database, settings.db)
         try:
             holder["api"] = settings.build(store)
