@@ -28,7 +28,9 @@ def _reference_with_503s(folder):
 def _saturated_postgresql(folder):
     # The production server, 2 workers, each with one database connection and one request waiting
     # for it: the rest are the real "database saturated" answer, 503 with Retry-After.
-    return production_central(folder, "postgresql", 2, pool="pool_max_size=1&pool_max_waiting=1&pool_timeout_s=0.2")
+    # Retry-After 1 to 3 s (not the default spread of 10): the storm drains in seconds, the pacing still shows.
+    pool = "pool_max_size=1&pool_max_waiting=1&pool_timeout_s=0.2"
+    return production_central(folder, "postgresql", 2, pool=pool, retry_after=1, retry_after_spread=2)
 
 
 #: The centrals the storm runs against, by name: the reference server (503s injected, the process

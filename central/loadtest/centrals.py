@@ -81,7 +81,9 @@ def issue_tokens(db_url: str, kiosk_ids: Sequence[str]) -> list[Credential]:
 
 
 @contextmanager
-def production_central(folder: Path, store: str = "postgresql", workers: int = 2, pool: str = "") -> Iterator[CentralUnderTest]:
+def production_central(
+    folder: Path, store: str = "postgresql", workers: int = 2, pool: str = "", **options: Any
+) -> Iterator[CentralUnderTest]:
     """The production central: ``kiosk central --db URL --workers N`` with an admin token and no
     shared token, per-kiosk tokens from :func:`issue_tokens`, and
     :func:`~central.loadtest.workers.worker_killer` of the server's pid.
@@ -89,7 +91,8 @@ def production_central(folder: Path, store: str = "postgresql", workers: int = 2
     ``store``: ``postgresql`` (a throwaway cluster of its own, :class:`central.pgcluster.TemporaryCluster`,
     fsync on, in the system's temporary folder, which its server user can reach) or ``sqlite`` (a file in ``folder``).
     ``pool``: the PostgreSQL pool's knobs as a URL query (``pool_max_size=1&pool_max_waiting=1``: a
-    central saturated at once, answering 503 with Retry-After).
+    central saturated at once, answering 503 with Retry-After). ``options``: the server's, as
+    :func:`central.process.start_subprocess` takes them (``retry_after_spread=2``).
     """
     from central.loadtest.workers import worker_killer
     from central.process import start_subprocess
@@ -103,7 +106,7 @@ def production_central(folder: Path, store: str = "postgresql", workers: int = 2
             db_url = cluster.create_database("central") + (f"?{pool}" if pool else "")
         else:
             db_url = str(Path(folder) / "production.db")
-        central = stack.enter_context(start_subprocess(db_url, (), files=folder, workers=workers))
+        central = stack.enter_context(start_subprocess(db_url, (), files=folder, workers=workers, **options))
         assert central.process is not None
         yield CentralUnderTest(
             f"{store} (--workers {workers})",
