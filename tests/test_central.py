@@ -20,6 +20,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.central import CENTRAL_TOKEN
+from support.postgres import new_database
 from support.waiting import wait_until
 
 from central.contract import MAX_BATCH, record_problem
@@ -76,11 +77,33 @@ def assert_json_error(response, code: int) -> None:
     assert "Traceback" not in response.text and 'File "' not in response.text
 
 
-@pytest.fixture(scope="module")
-def shared_central(tmp_path_factory):
-    """One server for the tests that only add records under fresh ids (saves a start per case)."""
-    with start_subprocess(tmp_path_factory.mktemp("central"), CENTRAL_TOKEN) as server:
-        yield server
+#: Every test of the API here runs on both stores: the reference server over SQLite and over PostgreSQL.
+STORES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=STORES)
+def central(request, central_factory):
+    """A fresh reference server on each store (PostgreSQL: a new database in the session's cluster)."""
+    return central_factory(db=request.getfixturevalue("pg_url") if request.param == "postgresql" else None)
+
+
+@pytest.fixture
+def sqlite_central(central_factory):
+    """For the tests about the SQLite file itself (its mode, its migrations)."""
+    return central_factory()
+
+
+@pytest.fixture(scope="module", params=STORES)
+def shared_central(request, tmp_path_factory):
+    """One server per store for the tests that only add records under fresh ids (saves a start per case)."""
+    folder = tmp_path_factory.mktemp("central")
+    if request.param == "postgresql":
+        db = new_database(request.getfixturevalue("pg_cluster"))
+        with start_subprocess(db, CENTRAL_TOKEN, files=folder) as server:
+            yield server
+    else:
+        with start_subprocess(folder, CENTRAL_TOKEN) as server:
+            yield server
 
 
 # --- health and auth ------------------------------------------------------------------------------
@@ -280,10 +303,10 @@ def test_an_empty_batch_is_answered_with_no_results(shared_central):
 
 
 def test_whole_numbers_written_as_floats_are_integers_as_in_json_schema(shared_central):
-    record = identification(seq=7.0, card_issue=2.0)
+    record = identification(seq=float(next(_SEQS)), card_issue=2.0)
     assert statuses(post(shared_central, [record])) == ["accepted"]
     stored = held(shared_central)[record["id"]]
-    assert (stored["seq"], stored["card_issue"]) == (7, 2)
+    assert (stored["seq"], stored["card_issue"]) == (int(record["seq"]), 2)
     assert isinstance(stored["seq"], int)
 
 
@@ -478,7 +501,8 @@ def test_sigterm_stops_it_cleanly_and_the_data_outlives_the_process(central):
     assert held(central)[record["id"]]["receipts"] == 1
 
 
-def test_the_database_is_private_and_in_wal_mode(central):
+def test_the_database_is_private_and_in_wal_mode(sqlite_central):
+    central = sqlite_central
     post(central, [identification()])
     assert central.db.stat().st_mode & 0o077 == 0
     with sqlite3.connect(central.db) as db:

@@ -87,11 +87,28 @@ def start(request, central_factory):
     return started
 
 
+#: The API's semantics on every server and store: the two servers on SQLite, and the production
+#: server on PostgreSQL (a new database in the session's cluster).
+ON_EVERY_STORE = {**SERVERS, "workers-postgresql": {"workers": 2}}
+
+
+@pytest.fixture(params=sorted(ON_EVERY_STORE))
+def start_on_any_store(request, central_factory):
+    """As ``start``, over every server and store of :data:`ON_EVERY_STORE`."""
+    db = request.getfixturevalue("pg_url") if request.param.endswith("postgresql") else None
+
+    def started(**options):
+        return central_factory(db=db, **ON_EVERY_STORE[request.param], **options)
+
+    started.kind = request.param
+    return started
+
+
 # --- the same API on both -------------------------------------------------------------------------
 
 
-def test_both_servers_answer_the_api_alike(start):
-    server = start()
+def test_both_servers_answer_the_api_alike(start_on_any_store):
+    server = start_on_any_store()
     assert get(server, "/v1/health").json() == {"status": "ok"}
     record = identification()
     response = post(server, [record, identification(seq=2, contract="12")])
@@ -110,8 +127,8 @@ def test_both_servers_answer_the_api_alike(start):
     assert [r["id"] for r in server.identifications()] == [record["id"]]
 
 
-def test_a_body_over_the_limit_is_413_on_both(start):
-    server = start()
+def test_a_body_over_the_limit_is_413_on_both(start_on_any_store):
+    server = start_on_any_store()
     big = b"x" * (4 * 1024 * 1024 + 1)
     response = requests.post(
         server.url + "/v1/identifications", data=big, headers={"Authorization": f"Bearer {CENTRAL_TOKEN}"}, timeout=TIMEOUT
@@ -146,8 +163,8 @@ def test_a_body_that_trickles_in_is_cut_off_by_its_deadline_on_the_production_se
     assert "request bodies cut: not complete within 1 s" in server.log_text()
 
 
-def test_the_listings_need_the_admin_token(start):
-    server = start()
+def test_the_listings_need_the_admin_token(start_on_any_store):
+    server = start_on_any_store()
     post(server, [identification()])
     for path in ("/v1/identifications", "/v1/refusals", "/v1/conflicts", "/v1/kiosks"):
         assert get(server, path).status_code == 401, path  # no credentials
@@ -159,8 +176,8 @@ def test_the_listings_need_the_admin_token(start):
     assert post(server, [identification()], token=server.admin_token).status_code == 403
 
 
-def test_the_fleet_shows_the_version_each_kiosk_reports(start):
-    server = start()
+def test_the_fleet_shows_the_version_each_kiosk_reports(start_on_any_store):
+    server = start_on_any_store()
     post(server, [identification()], **{"User-Agent": "counter-kiosk/1.2.3"})
     post(server, [identification()], kiosk="kiosk-8", **{"User-Agent": "curl/8"})
     fleet = {k["kiosk"]: k for k in server.fleet()}
@@ -171,8 +188,8 @@ def test_the_fleet_shows_the_version_each_kiosk_reports(start):
 # --- kiosks' own tokens ---------------------------------------------------------------------------
 
 
-def test_a_kiosk_token_posts_only_in_its_own_name(start):
-    server = start()
+def test_a_kiosk_token_posts_only_in_its_own_name(start_on_any_store):
+    server = start_on_any_store()
     token = issue_token(server, "kiosk-7")
     mine = identification()
     assert post(server, [mine], token=token).json()["results"][0]["status"] == "accepted"
@@ -190,8 +207,8 @@ def test_a_kiosk_token_posts_only_in_its_own_name(start):
     assert answer.status_code == 401 and answer.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_a_kiosk_over_its_rate_is_told_when_to_come_back(start):
-    server = start(kiosk_rate=0.2, kiosk_burst=2)
+def test_a_kiosk_over_its_rate_is_told_when_to_come_back(start_on_any_store):
+    server = start_on_any_store(kiosk_rate=0.2, kiosk_burst=2)
     token = issue_token(server, "kiosk-7")
     codes = [get(server, "/v1/kiosks/kiosk-7/seqs", token) for _ in range(6)]  # with 2 workers: up to 2 x 2 at once
     limited = [r for r in codes if r.status_code == 429]

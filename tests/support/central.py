@@ -70,10 +70,11 @@ def central_factory(tmp_path):
     started: list[CentralProcess] = []
     numbers = itertools.count(1)
 
-    def start(*, token=CENTRAL_TOKEN, **faults) -> CentralProcess:
+    def start(*, token=CENTRAL_TOKEN, db: str | None = None, **faults) -> CentralProcess:
+        # db: a postgresql:// URL (the central's files then go in the folder); default SQLite there.
         folder = tmp_path / f"central-{next(numbers)}"
         folder.mkdir()
-        server = start_subprocess(folder, token, **faults)
+        server = start_subprocess(db or folder, token, files=folder if db else None, **faults)
         started.append(server)
         return server
 

@@ -26,7 +26,12 @@ def pg_cluster():
 @pytest.fixture
 def pg_url(pg_cluster):
     """The URL of a new, empty database in the session's cluster."""
-    return pg_cluster.create_database(f"test_{next(_databases)}")
+    return new_database(pg_cluster)
+
+
+def new_database(cluster: TemporaryCluster) -> str:
+    """A new, empty database in ``cluster`` (for fixtures of any scope); its URL."""
+    return cluster.create_database(f"test_{next(_databases)}")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
