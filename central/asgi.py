@@ -40,10 +40,10 @@ log = logging.getLogger("central")
 
 #: The log line each worker writes once it serves (tests find the workers' pids by it).
 WORKER_SERVING = "central worker %d serving"
-#: Threads a worker may run store calls in at once (anyio's default is 40). More than the
-#: PostgreSQL pool's connections plus its queue (8 + 64 by default), so that under a storm it is the
-#: pool's bounded queue that turns a request away at once with 503 + Retry-After, not a thread
-#: limiter in front of it that would queue requests without bound until the kiosks time out.
+#: Threads a worker may run store calls in at once (anyio's default is 40). A request waiting for one
+#: of anyio's threads has no deadline; one waiting in the PostgreSQL pool's queue (as long as these
+#: threads, ``pool_max_waiting`` 256) has ``pool_timeout_s``, then 503 + Retry-After. So with more
+#: threads, a storm queues where its wait is bounded, not in front of it until the kiosks time out.
 STORE_THREADS = 256
 
 

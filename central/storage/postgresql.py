@@ -34,10 +34,13 @@ from central.storage.migrations import migrate_postgresql
 #: - ``pool_max_size`` 8: connections per worker process. A batch holds one for a single short
 #:   transaction; more connections than the machine's cores mostly add contention, and 4 workers
 #:   x 8 stay well under PostgreSQL's default max_connections (100);
-#: - ``pool_max_waiting`` 64: requests queued for a connection; one more is refused at once (503),
-#:   so a reconnect storm waits in the kiosks' backoff, not in the server's memory;
-#: - ``pool_timeout_s`` 5: the longest a request waits for a connection before its 503 + Retry-After.
-POOL_DEFAULTS = {"pool_min_size": 1, "pool_max_size": 8, "pool_max_waiting": 64, "pool_timeout_s": 5.0}
+#: - ``pool_max_waiting`` 256: requests queued for a connection (one more is refused at once, 503):
+#:   as many as a production worker runs store calls at once (``central.asgi.STORE_THREADS``), so that
+#:   it is time, not a count, that turns a request away. A count of 64 answered 16,616 needless 503s
+#:   in a storm the pool drained within a second of queueing, and tripled its time (BENCHMARKS.md);
+#: - ``pool_timeout_s`` 5: the longest a request waits for a connection before its 503 + Retry-After:
+#:   the database is saturated when it cannot start a batch within 5 s (a kiosk waits 15 s for an answer).
+POOL_DEFAULTS = {"pool_min_size": 1, "pool_max_size": 8, "pool_max_waiting": 256, "pool_timeout_s": 5.0}
 
 _INSERT = (
     "INSERT INTO identifications (id, seq, format, contract, card_issue, kiosk, site, scanned_at, clock_synced, symbology, "
