@@ -258,7 +258,7 @@ def _delivered_refs(outbox, refs: list[str]) -> list | None:
     for record in records.values():
         if record.state != "delivered":
             by_state.setdefault(record.state, []).append(record.seq)
-    why = {"pending": "is sent anyway", "dead": "kiosk queue retry sends it", "quarantined": "is never sent"}
+    why = {"pending": "is sent anyway", "dead": "is sent again by kiosk queue retry", "quarantined": "is never sent"}
     for state, seqs in by_state.items():
         print(
             f"kiosk queue resend: seq {seq_ranges(seqs)} {state}: only delivered identifications are resent (a {state} one {why[state]})",
