@@ -128,7 +128,7 @@ def test_resend_a_delivered_record_by_seq_range_or_id(queue):
         (["2", "7"], "no identification with seq 7 for kiosk id 'kiosk-q'"),
         (["1-3"], "seq 1 pending"),
         (["2-9"], "no identification with seq 4-9 for kiosk id 'kiosk-q'"),
-        (["ffffffff"], "no identification with an id starting \"ffffffff\""),
+        (["ffffffff"], 'no identification with an id starting "ffffffff"'),
         (["3-2"], "a range is FIRST-LAST, first not after last"),
     ],
 )
