@@ -66,12 +66,15 @@ class SeqCheck:
     ``ok`` is None when the central does not say (an older or production central without the
     accounting endpoint: it answers 404), False when a seq the outbox marked delivered is not held
     there, the central holds a seq under two ids, or the check could not be made (no token, an
-    error): `kiosk diag api` then exits 1 saying why, never a note.
+    error): `kiosk diag api` then exits 1 saying why, never a note. ``answered``: the central said
+    which seqs it holds (False: no endpoint, an error, an answer of another shape), so ``missing``
+    is known (``kiosk queue resend --missing`` acts only on an answer).
     """
 
     ok: bool | None
     detail: str
     missing: tuple[int, ...] = ()
+    answered: bool = True
 
 
 def check_seqs(client: CentralClient, kiosk_id: str, delivered: Iterable[int]) -> SeqCheck:
@@ -90,26 +93,26 @@ def check_seqs(client: CentralClient, kiosk_id: str, delivered: Iterable[int]) -
         reused = [int(s) for s in held["reused"]]
     except CentralProblem as e:
         if getattr(e, "status", None) == 404:
-            return SeqCheck(None, f"the central does not say which seqs it holds ({e})")
-        return SeqCheck(False, f"cannot check which seqs the central holds: {e}")
+            return SeqCheck(None, f"the central does not say which seqs it holds ({e})", answered=False)
+        return SeqCheck(False, f"cannot check which seqs the central holds: {e}", answered=False)
     except (KeyError, TypeError, ValueError):
-        return SeqCheck(None, "the central's seq accounting is not of the documented shape")
+        return SeqCheck(None, "the central's seq accounting is not of the documented shape", answered=False)
     # Only seqs in a listed gap or above the highest are known to be missing there.
     missing = tuple(s for s in sorted(delivered) if s > through and (s > highest or any(a <= s <= b for a, b in gaps)))
     if missing:
         return SeqCheck(
-            False, f"the central lacks {len(missing)} identification(s) the outbox marks delivered: seq {_ranges(missing)}", missing
+            False, f"the central lacks {len(missing)} identification(s) the outbox marks delivered: seq {seq_ranges(missing)}", missing
         )
     if reused:
-        return SeqCheck(False, f"the central refused seq {_ranges(reused)} of this kiosk as a conflict: it holds another id there")
+        return SeqCheck(False, f"the central refused seq {seq_ranges(reused)} of this kiosk as a conflict: it holds another id there")
     tail = f", then {held.get('missing', '?')} missing up to {highest} (still queued here?)" if highest > through else ""
     return SeqCheck(True, f"the central holds seq 1-{through} of {kiosk_id} without gaps{tail}")
 
 
-def _ranges(seqs: Iterable[int]) -> str:
+def seq_ranges(seqs: Iterable[int]) -> str:
     """Seqs written as ranges.
 
-    >>> _ranges([10, 1, 2, 3, 7, 9])
+    >>> seq_ranges([10, 1, 2, 3, 7, 9])
     '1-3, 7, 9-10'
     """
     out = []

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import shutil
 
-from support.cards import contracts
+import cv2
+from support.cards import contracts, empty_counter
 from support.central import CENTRAL_TOKEN, FakeCentral, answer, well_behaved
 from support.config import kiosk_config
 from support.kiosk import run_kiosk
@@ -52,6 +53,70 @@ def test_diag_api_finds_every_delivered_seq_at_the_central_and_names_what_it_los
     assert "lacks 2 identification(s) the outbox marks delivered: seq 2-3" in report["seqs"]["detail"]
     text = run_kiosk("diag", "api", "--config", str(cfg)).stdout
     assert "PROBLEM: the central lacks 2" in text
+
+
+def test_after_a_restore_queue_resend_missing_sends_what_the_central_lost_and_each_seq_is_held_once(tmp_path, card_folder, central_factory):
+    central = central_factory()
+    cfg = kiosk_config(tmp_path, central=central, source=f"file:{card_folder(contracts(1), name='first')}", kiosk=KIOSK)
+    assert run_kiosk("run", "--config", str(cfg)).returncode == 0
+    central.stop()
+    backup = tmp_path / "central-backup.db"
+    shutil.copyfile(central.db, backup)
+    central.restart()
+    cfg = kiosk_config(tmp_path, central=central, source=f"file:{card_folder(contracts(3)[1:], name='later')}", kiosk=KIOSK)
+    assert run_kiosk("run", "--config", str(cfg)).returncode == 0
+    central.stop()
+    shutil.copyfile(backup, central.db)
+    central.restart()
+    assert diag_api(cfg)[1]["seqs"]["missing"] == [2, 3]
+
+    resend = run_kiosk("queue", "resend", "--missing", "--config", str(cfg))
+    assert resend.returncode == 0, resend.stderr
+    assert "2 delivered identification(s) set to pending: seq 2-3" in resend.stdout
+    assert [r.state for r in queue_list(cfg)] == ["delivered", "pending", "pending"]
+    # The daemon sends them (no new cards: a frame of the empty counter), with their ids and seqs.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cv2.imwrite(str(empty / "00000.png"), empty_counter())
+    cfg = kiosk_config(tmp_path, central=central, source=f"file:{empty}", kiosk=KIOSK)
+    assert run_kiosk("run", "--config", str(cfg)).returncode == 0
+    code, report = diag_api(cfg)
+    assert code == 0 and report["seqs"]["missing"] == [], report
+    held = central.identifications()
+    assert sorted(r["seq"] for r in held) == [1, 2, 3] and {r["id"] for r in held} == {r.id for r in queue_list(cfg)}
+    assert central.seqs_held(KIOSK["id"])["repeats"] == 0  # the lost ones were accepted, not duplicates
+    nothing = run_kiosk("queue", "resend", "--missing", "--config", str(cfg))
+    assert nothing.returncode == 0 and "nothing to resend" in nothing.stdout
+
+    # Records the central still holds, resent by hand: answered duplicate, each still held once.
+    again = run_kiosk("queue", "resend", "1-2", "3", "--config", str(cfg))
+    assert again.returncode == 0 and "3 delivered identification(s) set to pending: seq 1-3" in again.stdout
+    assert run_kiosk("run", "--config", str(cfg)).returncode == 0
+    assert [r.state for r in queue_list(cfg)] == ["delivered"] * 3
+    accounting = central.seqs_held(KIOSK["id"])
+    assert (accounting["held"], accounting["repeats"], accounting["missing"]) == (3, 3, 0)
+    assert sorted(r["seq"] for r in central.identifications()) == [1, 2, 3]
+    assert "0 accepted, 3 duplicate" in central.log_text()
+
+
+def test_queue_resend_missing_cannot_ask_a_stopped_central_and_changes_nothing(tmp_path, card_folder, central_factory):
+    central = central_factory()
+    cfg = kiosk_config(tmp_path, central=central, source=f"file:{card_folder(contracts(2))}", kiosk=KIOSK)
+    assert run_kiosk("run", "--config", str(cfg)).returncode == 0
+    central.stop()
+    resend = run_kiosk("queue", "resend", "--missing", "--config", str(cfg))
+    assert resend.returncode == 1 and "kiosk queue resend: cannot ask the central: cannot check which seqs" in resend.stderr
+    assert "Traceback" not in resend.stderr
+    assert [r.state for r in queue_list(cfg)] == ["delivered", "delivered"]
+
+
+def queue_list(cfg):
+    """The outbox's records as ``kiosk queue list`` reads them, by seq."""
+    from device.config import load
+    from device.outbox import Outbox
+
+    with Outbox(load(str(cfg), check_files=False).outbox.path, kiosk_id=KIOSK["id"], site=KIOSK["site"]) as box:
+        return box.list()
 
 
 def test_a_central_without_accounting_is_a_note_not_a_failure(tmp_path):

@@ -251,6 +251,32 @@ def test_delivered_dead_and_retry(outbox):
     assert outbox.retry_dead() == 2 and outbox.stats().dead == 0
 
 
+def test_resend_sets_only_delivered_records_back_to_pending_with_their_id_and_seq(outbox, path, clock):
+    # After the central was restored from a backup: delivered records go again, nothing else changes.
+    a, b, c, d, e = (commit(outbox) for _ in range(5))
+    outbox.mark_delivered([a.id, b.id])
+    outbox.mark_dead(d.id, "contract-closed: the contract is closed")
+    with sqlite3.connect(path) as conn:  # a changed contract: e is quarantined when read for delivery
+        conn.execute("UPDATE identifications SET contract = '0000000001' WHERE id = ?", [e.id])
+    assert [r.id for r in outbox.due(10, force=True)] == [c.id]
+    before = {r.id: r for r in outbox.list()}
+    clock.advance(60)
+
+    assert outbox.resend_delivered([a.id, b.id, c.id, d.id, e.id, "no-such-id"]) == 2
+    after = {r.id: r for r in outbox.list()}
+    for record in (a, b):
+        again = after[record.id]
+        assert (again.state, again.delivered_at, again.next_attempt_at, again.updated_at) == (PENDING, None, None, utc_iso(clock.now()))
+        assert (again.id, again.seq, again.checksum, again.attempts) == (record.id, record.seq, record.checksum, 1)
+        assert outbox.checksum_problem(again) is None
+    assert all(after[r.id] == before[r.id] for r in (c, d, e))  # pending, dead and quarantined: untouched
+    # Due now, in seq order, not quarantined: the checksum still covers what is sent.
+    assert [r.id for r in outbox.due(10)] == [a.id, b.id, c.id]
+    assert outbox.stats().quarantined == 1
+    assert outbox.resend_delivered([a.id]) == 0  # pending now: not delivered, nothing changes
+    assert outbox.mark_delivered([a.id, b.id]) == 2 and outbox.get(a.id).attempts == 2
+
+
 def test_stats_report_backlog_age_and_last_error(outbox, clock):
     first = commit(outbox)
     clock.advance(120)

@@ -146,7 +146,7 @@ def test_the_technicians_group_reads_the_queue_and_is_told_sudo_to_change_it(tec
             state = run("status", "--config", str(cfg))
             assert "Traceback" not in state.stderr and "2 pending" in state.stdout.replace("  ", " "), (state.stdout, state.stderr)
             # Changing it is root's or the daemon's: sudo, said before anything is tried.
-            for command in (("queue", "retry", "1"), ("queue", "ack")):
+            for command in (("queue", "retry", "1"), ("queue", "resend", "1"), ("queue", "resend", "--missing"), ("queue", "ack")):
                 changed = run(*command, "--config", str(cfg))
                 assert changed.returncode == 1 and "Traceback" not in changed.stderr, changed.stderr
                 assert f"sudo kiosk {' '.join(command[:2])}" in changed.stderr, changed.stderr

@@ -1,4 +1,4 @@
-"""`kiosk queue list|show|retry`: a technician's view into the outbox, also while the daemon writes."""
+"""`kiosk queue list|show|retry|resend`: a technician's view into the outbox, also while the daemon writes."""
 
 import json
 import threading
@@ -109,6 +109,39 @@ def test_no_outbox_yet_says_so(tmp_path):
 def no_traceback(run):
     assert "Traceback" not in run.stderr, run.stderr
     return run
+
+
+def test_resend_a_delivered_record_by_seq_range_or_id(queue):
+    run = run_kiosk("queue", "resend", "2-2", queue["delivered"].id, "--config", queue["cfg"])
+    assert run.returncode == 0, run.stderr
+    assert "1 delivered identification(s) set to pending: seq 2" in run.stdout
+    with Outbox(queue["path"], kiosk_id="kiosk-q", site="Riga") as box:
+        again = box.get(queue["delivered"].id)
+    assert (again.state, again.seq, again.delivered_at) == ("pending", 2, None)
+
+
+@pytest.mark.parametrize(
+    ("refs", "said"),
+    [
+        (["1"], "seq 1 pending: only delivered identifications are resent (a pending one is sent anyway)"),
+        (["3"], "seq 3 dead: only delivered identifications are resent (a dead one is sent again by kiosk queue retry)"),
+        (["2", "7"], "no identification with seq 7 for kiosk id 'kiosk-q'"),
+        (["1-3"], "seq 1 pending"),
+        (["2-9"], "no identification with seq 4-9 for kiosk id 'kiosk-q'"),
+        (["ffffffff"], 'no identification with an id starting "ffffffff"'),
+        (["3-2"], "a range is FIRST-LAST, first not after last"),
+    ],
+)
+def test_resend_of_a_pending_dead_or_unknown_ref_is_refused_and_changes_nothing(queue, refs, said):
+    run = no_traceback(run_kiosk("queue", "resend", *refs, "--config", queue["cfg"]))
+    assert run.returncode == 1 and said in run.stderr and "kiosk queue resend: nothing changed" in run.stderr
+    with Outbox(queue["path"], kiosk_id="kiosk-q", site="Riga") as box:
+        assert [r.state for r in box.list()] == ["pending", "delivered", "dead"]
+
+
+def test_resend_needs_refs_or_missing_not_both(queue):
+    assert run_kiosk("queue", "resend", "--config", queue["cfg"]).returncode == 2
+    assert run_kiosk("queue", "resend", "2", "--missing", "--config", queue["cfg"]).returncode == 2
 
 
 def test_show_and_retry_by_seq_as_list_shows_it(queue):

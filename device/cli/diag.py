@@ -128,7 +128,8 @@ def _delivered_seqs(cfg) -> list[int]:
         return []
     outbox = open_outbox_reader(cfg)
     try:
-        return [r.seq for r in outbox.list("delivered")]
+        # Seqs are numbered per kiosk id: records made under an earlier one are not this kiosk's at the central.
+        return [r.seq for r in outbox.list("delivered") if r.kiosk_id == outbox.kiosk_id]
     finally:
         outbox.close()
 

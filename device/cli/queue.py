@@ -1,4 +1,4 @@
-"""`kiosk queue list|show|retry|ack`: the technician's view into the outbox, also while the daemon writes."""
+"""`kiosk queue list|show|retry|resend|ack`: the technician's view into the outbox, also while the daemon writes."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from pathlib import Path
 
 from device.cli import add_command, add_group, load_config
 
-HELP = {"queue": "list, show and retry queued identifications; acknowledge outbox integrity problems"}
+HELP = {"queue": "list, show, retry and resend queued identifications; acknowledge outbox integrity problems"}
 
 
 @contextmanager
-def _queue(args, *, write: str | None = None) -> Iterator:
-    """The daemon's outbox for one command, closed after it."""
+def _queue(args, *, write: str | None = None, cfg=None) -> Iterator:
+    """The daemon's outbox for one command, closed after it (``cfg``: the configuration, when the command loaded it)."""
     from device.outbox.reader import open_outbox_reader  # here: `kiosk --help` imports this module, not SQLite
 
-    cfg = load_config(args, check_files=False)
+    cfg = cfg or load_config(args, check_files=False)
     if not Path(cfg.outbox.path).exists():
         raise SystemExit(f"kiosk queue: no outbox at {cfg.outbox.path} (outbox.path); has the kiosk run yet?")
     outbox = open_outbox_reader(cfg, write=write)
@@ -166,6 +166,110 @@ def cmd_queue_retry(args) -> int:
         return 0
 
 
+def cmd_queue_resend(args) -> int:
+    """Send delivered identifications again (the central lost them).
+
+    Set delivered identifications back to pending, to be sent at the daemon's next attempt with
+    their id and seq: the central answers accepted where it lost one (restored from a backup),
+    duplicate where it still holds it, never counting one twice. REF...: seqs, seq ranges
+    (812-830) or ids, as below; each must be delivered (a dead one: kiosk queue retry). --missing:
+    ask the central which of this kiosk's seqs it holds and resend exactly the delivered ones it
+    lacks (what `kiosk diag api` names); exit 1 if it cannot be asked.
+
+    Example: kiosk queue resend --missing
+    """
+    if bool(args.refs) == bool(args.missing):
+        print("kiosk queue resend: give REF... (seqs, ranges like 812-830, ids) or --missing, not both", file=sys.stderr)
+        return 2
+    cfg = load_config(args, check_files=False)
+    with _queue(args, write="kiosk queue resend", cfg=cfg) as outbox:
+        records = _missing_at_central(cfg, outbox) if args.missing else _delivered_refs(outbox, args.refs)
+        if records is None:
+            return 1
+        if not records:
+            print("nothing to resend: the central holds every identification the outbox marks delivered")
+            return 0
+        n = outbox.resend_delivered([r.id for r in records])
+    from device.diag import seq_ranges
+
+    print(f"{n} delivered identification(s) set to pending: seq {seq_ranges(r.seq for r in records)}")
+    if n < len(records):  # the daemon changed some between the look and the change (purged, or sent meanwhile)
+        print(f"  {len(records) - n} changed state meanwhile and were left as they are", file=sys.stderr)
+    print("the daemon sends them at its next attempt; the central answers accepted (it lost one) or duplicate (it holds it)")
+    return 0
+
+
+def _missing_at_central(cfg, outbox) -> list | None:
+    """This kiosk id's delivered records the central lacks, as `kiosk diag api` finds them; None
+    after saying on stderr why the central could not be asked."""
+    from device.central_client import CentralClient
+    from device.diag import check_seqs
+
+    delivered = {r.seq: r for r in outbox.list("delivered") if r.kiosk_id == outbox.kiosk_id}
+    check = check_seqs(CentralClient.from_config(cfg), outbox.kiosk_id, delivered)
+    if not check.answered:
+        print(f"kiosk queue resend: cannot ask the central: {check.detail}; kiosk diag api says more", file=sys.stderr)
+        return None
+    if not check.missing and check.ok is False:  # answered, lacks nothing, but a conflict to say
+        print(f"note: {check.detail}", file=sys.stderr)
+    return [delivered[seq] for seq in check.missing]
+
+
+#: A seq range as typed: 812-830.
+_SEQ_RANGE = r"([0-9]+)-([0-9]+)"
+#: Longest seq range taken (each seq is looked up); more than retention keeps on a busy kiosk.
+MAX_RANGE = 100_000
+
+
+def _delivered_refs(outbox, refs: list[str]) -> list | None:
+    """The delivered identifications ``refs`` name (seqs, ranges, ids), or None after saying on
+    stderr each one that is unknown or not delivered: then nothing is changed."""
+    import re
+
+    from device.diag import seq_ranges
+    from device.outbox.store import NotFound
+
+    records: dict[str, object] = {}
+    unknown: list[int] = []
+    ok = True
+    for ref in refs:
+        span = re.fullmatch(_SEQ_RANGE, ref.strip())
+        if span is None:
+            record = _find(outbox, ref, "resend")
+            ok = ok and record is not None
+            if record is not None:
+                records.setdefault(record.id, record)
+            continue
+        first, last = int(span[1]), int(span[2])
+        if not 0 <= last - first < MAX_RANGE:
+            print(f"kiosk queue resend: {ref}: a range is FIRST-LAST, first not after last, at most {MAX_RANGE} seqs", file=sys.stderr)
+            ok = False
+            continue
+        for seq in range(first, last + 1):
+            try:
+                record = outbox.find(str(seq))
+            except NotFound:
+                unknown.append(seq)
+            else:
+                records.setdefault(record.id, record)
+    if unknown:
+        print(f"kiosk queue resend: no identification with seq {seq_ranges(unknown)} for kiosk id {outbox.kiosk_id!r}", file=sys.stderr)
+    by_state: dict[str, list[int]] = {}
+    for record in records.values():
+        if record.state != "delivered":
+            by_state.setdefault(record.state, []).append(record.seq)
+    why = {"pending": "is sent anyway", "dead": "is sent again by kiosk queue retry", "quarantined": "is never sent"}
+    for state, seqs in by_state.items():
+        print(
+            f"kiosk queue resend: seq {seq_ranges(seqs)} {state}: only delivered identifications are resent (a {state} one {why[state]})",
+            file=sys.stderr,
+        )
+    if unknown or by_state or not ok:
+        print("kiosk queue resend: nothing changed", file=sys.stderr)
+        return None
+    return sorted(records.values(), key=lambda r: r.seq)
+
+
 def cmd_queue_ack(args) -> int:
     """Acknowledge the outbox's integrity problems (the fault clears).
 
@@ -202,6 +306,9 @@ def register(sub) -> None:
     retry = add_command(qsub, "retry", cmd_queue_retry)
     retry.add_argument("ref", nargs="?", metavar="REF", help=REF_HELP)
     retry.add_argument("--dead", action="store_true", help="retry every dead identification")
+    resend = add_command(qsub, "resend", cmd_queue_resend)
+    resend.add_argument("refs", nargs="*", metavar="REF", help=f"{REF_HELP}; or a seq range FIRST-LAST (812-830)")
+    resend.add_argument("--missing", action="store_true", help="resend the delivered identifications the central lacks (it is asked)")
     add_command(qsub, "ack", cmd_queue_ack)
     for q in (lst, show):
         q.add_argument("--json", action="store_true", help="JSON output (one object per record)")

@@ -801,6 +801,27 @@ class Outbox:
                 [now],
             ).rowcount
 
+    def resend_delivered(self, ids: Iterable[str]) -> int:
+        """Make delivered records pending and due now, to be sent again. Returns how many changed.
+
+        For a central that lost what it had taken (restored from a backup): each record goes again
+        with its id and seq, so the central answers ``accepted`` where it lost it and ``duplicate``
+        where it still holds it, never a second identification. Only ``delivered`` records change
+        (a pending one is sent anyway, a dead one is :meth:`retry`'s, a quarantined one is never
+        sent); ``delivered_at`` is cleared, since the record is not delivered until the central
+        answers again. Neither is covered by the checksum, which stays valid::
+
+            outbox.resend_delivered([outbox.find("812").id])   # 1: seq 812 is pending again
+        """
+        now = utc_iso(self.clock.now())
+        return self._update(
+            "resend delivered identifications",
+            "UPDATE identifications SET state = 'pending', next_attempt_at = NULL, last_error = NULL, delivered_at = NULL, "
+            "updated_at = ? WHERE state = 'delivered' AND id IN",
+            ids,
+            [now],
+        )
+
     def purge_delivered(self) -> int:
         """Delete delivered records older than ``retention_days`` (by delivery time). Returns how many."""
         cutoff = utc_iso(self.clock.now() - timedelta(days=self.retention_days))
