@@ -377,3 +377,41 @@ def test_fault_options_need_the_reference_server(tmp_path):
     )
     assert result.returncode == 2
     assert "--fail-rate" in result.stderr and "reference server" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- a real kiosk and its own token ------------------------------------------------------------------
+
+
+def test_a_real_kiosk_delivers_with_its_own_token_to_the_production_central_and_not_in_another_name(
+    tmp_path, card_folder, central_factory, pg_url
+):
+    from support.cards import contracts
+    from support.config import kiosk_config
+    from support.kiosk import run_kiosk
+
+    from device import __version__
+
+    # The production central on PostgreSQL, no shared token: a kiosk needs a token of its own.
+    server = central_factory(workers=2, db=pg_url, token=())
+    issued = run_kiosk("central", "token", "issue", "kiosk-own-1", "--db", pg_url)
+    assert issued.returncode == 0, issued.stderr
+    token = issued.stdout.strip()
+    cards = card_folder(contracts(3))
+    (tmp_path / "own").mkdir()
+    (tmp_path / "other").mkdir()
+
+    cfg = kiosk_config(tmp_path / "own", central=server, source=f"file:{cards}", kiosk={"id": "kiosk-own-1"}, api={"token": token})
+    assert run_kiosk("run", "--config", str(cfg)).returncode == 0
+    diag = run_kiosk("diag", "api", "--config", str(cfg))
+    assert diag.returncode == 0 and "holds seq 1-3 of kiosk-own-1 without gaps" in diag.stdout, diag.stdout
+    (row,) = [k for k in server.fleet() if k["kiosk"] == "kiosk-own-1"]
+    assert (row["held"], row["contiguous_through"], row["missing"], row["version"]) == (3, 3, 0, __version__)
+
+    # The same token in another kiosk's name: 403, nothing stored; the kiosk keeps its records.
+    other = kiosk_config(tmp_path / "other", central=server, source=f"file:{cards}", kiosk={"id": "kiosk-own-2"}, api={"token": token})
+    run = run_kiosk("run", "--config", str(other), "--drain-timeout", "5")
+    assert run.returncode == 1
+    assert len(server.identifications()) == 3 and all(k["kiosk"] != "kiosk-own-2" for k in server.fleet())
+    pending = run_kiosk("queue", "list", "--state", "pending", "--config", str(other))
+    assert pending.stdout.count("pending") >= 3, pending.stdout
+    assert "kiosk kiosk-own-1 posted a batch in the name of kiosk kiosk-own-2: 403, nothing stored" in server.log_text()
