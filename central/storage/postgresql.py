@@ -27,6 +27,7 @@ from central.contract import IDENTIFICATION, Identification
 from central.storage import Outcome, StoreBusy, StoreError
 from central.storage.accounting import FLEET_COLUMNS, GAPS, REUSED, SEQS_ABOVE, UPDATE_KIOSK, accounting, advance_contiguous, fleet_row
 from central.storage.batch import LISTED_COLUMNS, SEQ_KEY, Payload, judge
+from central.storage.card_issues import UPSERT_CARD_ISSUE, reissue_version
 from central.storage.migrations import migrate_postgresql
 
 #: The pool's knobs in the URL's query, and their defaults:
@@ -239,17 +240,11 @@ class PostgresStore:
             conn.execute("LOCK TABLE card_issues IN SHARE ROW EXCLUSIVE MODE")
             row = conn.execute("SELECT current_issue FROM card_issues WHERE contract = %s", (contract,)).fetchone()
             (version,) = conn.execute("SELECT COALESCE(MAX(version), 0) FROM card_issues").fetchone()
-            if row is not None and row[0] > current_issue:
-                raise ValueError(f"the contract's current issue is {row[0]}; an issue only grows")
-            if row is not None and row[0] == current_issue:
+            new_version = reissue_version(row[0] if row else None, current_issue, version)
+            if new_version is None:
                 return version, False
-            version += 1
-            conn.execute(
-                "INSERT INTO card_issues (contract, current_issue, version) VALUES (%s, %s, %s) "
-                "ON CONFLICT (contract) DO UPDATE SET current_issue = excluded.current_issue, version = excluded.version",
-                (contract, current_issue, version),
-            )
-        return version, True
+            conn.execute(UPSERT_CARD_ISSUE.replace("?", "%s"), (contract, current_issue, new_version))
+        return new_version, True
 
     def reissue_many(self, rows: list[tuple[str, int]]) -> int:
         """Record many re-issues in one transaction, all under one new version (benchmarks, bulk loads); the version."""

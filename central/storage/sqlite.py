@@ -30,23 +30,11 @@ from central.contract import IDENTIFICATION, Identification
 from central.storage import Outcome, StoreBusy, StoreError
 from central.storage.accounting import FLEET_COLUMNS, GAPS, REUSED, SEQS_ABOVE, UPDATE_KIOSK, accounting, advance_contiguous, fleet_row
 from central.storage.batch import LISTED_COLUMNS, SEQ_KEY, Payload, judge
+from central.storage.card_issues import UPSERT_CARD_ISSUE, reissue_version
 from central.storage.migrations import migrate_sqlite
 
-_INSERTED = (
-    "id",
-    "seq",
-    "format",
-    "contract",
-    "card_issue",
-    "kiosk",
-    "site",
-    "scanned_at",
-    "clock_synced",
-    "symbology",
-    "received_at",
-    "kind",
-    "current_issue",
-)
+#: The columns a new record is inserted with: the listed ones but its receipts (1), and its kind.
+_INSERTED = (*(c for c in LISTED_COLUMNS if c != "receipts"), "kind", "current_issue")
 _INSERT = f"INSERT INTO identifications ({', '.join(_INSERTED)}) VALUES ({', '.join('?' * len(_INSERTED))}) ON CONFLICT DO NOTHING"
 _PAYLOAD_COLUMNS = "kiosk, seq, format, contract, card_issue, scanned_at, clock_synced, symbology, kind, current_issue"
 # Ids are looked up in chunks: SQLite limits the number of "?" in one statement.
@@ -186,17 +174,11 @@ class SqliteStore:
         with self._transaction() as db:
             row = db.execute("SELECT current_issue FROM card_issues WHERE contract = ?", (contract,)).fetchone()
             version = self._list_version(db)
-            if row is not None and row[0] > current_issue:
-                raise ValueError(f"the contract's current issue is {row[0]}; an issue only grows")
-            if row is not None and row[0] == current_issue:
+            new_version = reissue_version(row[0] if row else None, current_issue, version)
+            if new_version is None:
                 return version, False
-            version += 1
-            db.execute(
-                "INSERT INTO card_issues (contract, current_issue, version) VALUES (?, ?, ?) "
-                "ON CONFLICT (contract) DO UPDATE SET current_issue = excluded.current_issue, version = excluded.version",
-                (contract, current_issue, version),
-            )
-        return version, True
+            db.execute(UPSERT_CARD_ISSUE, (contract, current_issue, new_version))
+        return new_version, True
 
     def reissue_many(self, rows: list[tuple[str, int]]) -> int:
         """Record many re-issues in one transaction, all under one new version (benchmarks, bulk loads); the version."""
