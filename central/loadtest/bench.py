@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -135,6 +136,26 @@ def main(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     except ImportError as e:  # aiohttp: the central's requirements, not the kiosk's
         out.write(f"kiosk: the load test needs the central's packages (pip install -r requirements-central.txt): {e}\n")
         return 2
+    # SIGTERM (a CI job cancelled, `kill`) unwinds like Ctrl-C: the centrals and the PostgreSQL
+    # cluster it started are stopped and their folders removed, not left running.
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        return _measure_all(args, out, CENTRALS, PostgresMissing)
+    except _Stopped:
+        out.write("kiosk bench central: stopped (SIGTERM); every central it started is stopped\n")
+        return 128 + signal.SIGTERM
+
+
+class _Stopped(BaseException):
+    """SIGTERM arrived: unwind every ``with`` (BaseException, so no ``except Exception`` keeps it)."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the unwinding itself must not be cut short
+    raise _Stopped
+
+
+def _measure_all(args: argparse.Namespace, out: TextIO, CENTRALS: dict, PostgresMissing: type[Exception]) -> int:
     names = args.central or list(CENTRALS)
     reports = []
     ok = True
