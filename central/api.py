@@ -173,7 +173,8 @@ class Api:
         self.rate = rate
         self.retry_after_s = retry_after_s
         self.retry_after_spread_s = retry_after_spread_s
-        #: How long the production transport waits for a whole request body (the reference one: per read).
+        #: How long the production transport waits for a whole request body (the reference server
+        #: has its own watchdog, central.connections.ReadDeadlines, with the same option).
         self.body_timeout_s = body_timeout_s
         self._spread = random.Random()
         #: One warning per burst of 503s, with their count, not one line per request of a storm.

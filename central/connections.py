@@ -84,17 +84,20 @@ class BurstLog:
         return count
 
 
-class HeaderDeadlines:
-    """The deadline of each connection still waiting for its request's headers (threaded servers).
+class ReadDeadlines:
+    """The deadline of each connection still reading one thing, its request's headers or its body
+    (threaded servers): a deadline for the whole read, which no byte now and then renews.
 
-    A handler calls :meth:`waiting` when it starts reading a request and :meth:`done` once the
-    headers are in; a watchdog thread shuts down (both ways) every socket past its deadline, so the
-    handler's blocked read returns and its thread ends.
+    A handler calls :meth:`waiting` when it starts the read and :meth:`done` once it is complete; a
+    watchdog thread shuts down every socket past its deadline (``how``: both ways for the headers,
+    where nothing will be answered; only reading for a body, so a 408 can still go out), so the
+    handler's blocked read returns and its thread goes on. ``what`` names the cut in the log.
     """
 
-    def __init__(self, timeout_s: float, logger: logging.Logger, *, tick_s: float = 0.25):
+    def __init__(self, timeout_s: float, logger: logging.Logger, what: str, *, how: int = socket.SHUT_RDWR, tick_s: float = 0.25):
         self.timeout_s = timeout_s
-        self.closed = BurstLog(logger, f"connections closed: request line and headers not complete within {timeout_s:g} s")
+        self.closed = BurstLog(logger, what)
+        self._how = how
         self._tick_s = tick_s
         self._lock = threading.Lock()
         self._deadlines: dict[socket.socket, float] = {}
@@ -142,7 +145,7 @@ class HeaderDeadlines:
                     self._expired.add(conn)
             for conn in late:
                 try:
-                    conn.shutdown(socket.SHUT_RDWR)  # wakes the handler's read; its thread closes the socket
+                    conn.shutdown(self._how)  # wakes the handler's read; its thread answers or closes
                 except OSError:
                     pass  # closed meanwhile
             if late:

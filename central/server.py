@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from central import contract
 from central.api import REFUSED_REASON, Api, ApiSettings, RequestHead, Response, error
-from central.connections import DEFAULT_BODY_TIMEOUT_S, DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, BurstLog, HeaderDeadlines
+from central.connections import DEFAULT_BODY_TIMEOUT_S, DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, BurstLog, ReadDeadlines
 from central.faults import MALFORMED_KINDS, Faults
 from central.process import LISTENING_PREFIX, CentralProcess, start_subprocess
 from central.storage import Store, StoreError, open_store
@@ -226,8 +226,17 @@ class _Handler(BaseHTTPRequestHandler):
         length = self._content_length()
         if length is None:
             return None
-        raw = self.rfile.read(length)
+        self.server.body_deadlines.waiting(self.connection)
+        try:
+            raw = self.rfile.read(length)
+        finally:
+            cut = self.server.body_deadlines.done(self.connection)
         self._body_read = True
+        if cut:  # the whole body was not in by the deadline: its reading side is shut, answer and hang up
+            self.close_connection = True
+            body_timeout_s = self.server.body_deadlines.timeout_s
+            self._send(error(408, "request-timeout", f"the body did not arrive within {body_timeout_s:g} s", close=True))
+            return None
         if len(raw) < length:
             self.close_connection = True  # the client hung up mid-body
             return None
@@ -303,7 +312,8 @@ class _Server(BoundedHTTPServer):
     request_queue_size = 1024  # a reconnect storm's SYNs wait in the backlog rather than being dropped
     api: Api
     faults: Faults
-    deadlines: HeaderDeadlines
+    deadlines: ReadDeadlines
+    body_deadlines: ReadDeadlines
     refused: BurstLog
 
     def process_request(self, request, client_address) -> None:
@@ -319,13 +329,21 @@ class _Server(BoundedHTTPServer):
             raise
 
 
-def serve(host: str, port: int, api: Api, faults: Faults, *, max_connections: int, header_timeout_s: float) -> _Server:
+def serve(
+    host: str, port: int, api: Api, faults: Faults, *, max_connections: int, header_timeout_s: float,
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+) -> _Server:  # fmt: skip
     """A bound, not yet serving, HTTP server for ``api`` (``port`` 0: a free port)."""
     server = _Server((host, port), _Handler, max_connections=max_connections, name="central")
     server.api = api
     server.faults = faults
     server.refused = BurstLog(log, f"connections refused: {max_connections} open already (--max-connections)")
-    server.deadlines = HeaderDeadlines(header_timeout_s, log)
+    server.deadlines = ReadDeadlines(
+        header_timeout_s, log, f"connections closed: request line and headers not complete within {header_timeout_s:g} s"
+    )
+    server.body_deadlines = ReadDeadlines(
+        body_timeout_s, log, f"request bodies cut: not complete within {body_timeout_s:g} s", how=socket.SHUT_RD
+    )
     server.deadlines.on_tick.append(server.refused.flush)
     return server
 
@@ -484,8 +502,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, db_required: bool = True) 
         type=_positive_float,
         default=DEFAULT_BODY_TIMEOUT_S,
         metavar="S",
-        help=f"production server (--workers): seconds a request body may take to arrive in full; a slower one is "
-        f"408 and the connection closed (default {DEFAULT_BODY_TIMEOUT_S:g})",
+        help=f"seconds a request body may take to arrive in full; a slower one is 408 and the connection closed "
+        f"(default {DEFAULT_BODY_TIMEOUT_S:g})",
     )
     limits.add_argument(
         "--kiosk-rate",
@@ -622,7 +640,10 @@ def main(args: argparse.Namespace) -> int:
         )
     faults = Faults.from_args(args)
     try:
-        server = serve(args.host, args.port, api, faults, max_connections=args.max_connections, header_timeout_s=args.header_timeout_s)
+        server = serve(
+            args.host, args.port, api, faults,
+            max_connections=args.max_connections, header_timeout_s=args.header_timeout_s, body_timeout_s=args.body_timeout_s,
+        )  # fmt: skip
     except OSError as e:
         store.close()
         print(f"central: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)
@@ -634,6 +655,7 @@ def main(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda signum, frame: stop.set())
     server.deadlines.start()
+    server.body_deadlines.start()
     worker = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="central-http", daemon=True)
     worker.start()
     log.info(
@@ -652,6 +674,7 @@ def main(args: argparse.Namespace) -> int:
         server.shutdown()
         server.server_close()
         server.deadlines.stop()
+        server.body_deadlines.stop()
         store.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -137,8 +137,8 @@ def test_a_body_over_the_limit_is_413_on_both(start_on_any_store):
     assert get(server, "/v1/health").status_code == 200
 
 
-def test_a_body_that_trickles_in_is_cut_off_by_its_deadline_on_the_production_server(central_factory):
-    server = central_factory(workers=1, body_timeout_s=1)
+def test_a_body_that_trickles_in_is_cut_off_by_its_deadline_on_both(start):
+    server = start(body_timeout_s=1)
     head = (
         f"POST /v1/identifications HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CENTRAL_TOKEN}\r\n"
         "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
